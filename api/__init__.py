@@ -1,0 +1,1 @@
+"""FastAPI service for owner-experience staff."""

@@ -1,0 +1,1 @@
+"""Pure detectors (numpy, no I/O) and the thin Faust agents that feed them."""

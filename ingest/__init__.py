@@ -1,0 +1,1 @@
+"""MQTT edge: the telemetry contract and the MQTT <-> Kafka bridge (the only paho user)."""

@@ -1,0 +1,565 @@
+"""The MQTT telemetry contract (DESIGN.md section 2), in one place.
+
+Topic patterns, payload schemas, the VSS signal catalogue (type, unit, plausible range) and the
+OCPP 1.6 charger vocabulary. The bridge validates with it, the simulator publishes with it, the
+worker reads canonical records produced by it. Nothing here does I/O or reads the clock.
+
+A canonical record is a plain dict (cheap to build, cheap to serialise with orjson)::
+
+    {"kind": "vehicle_telemetry", "id": "<VIN>", "ts": <event ms>, "seq": <int>, "data": {...}}
+
+``data`` is ``{"signals": {...}}`` for telemetry and the validated payload fields otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+import orjson
+
+# --------------------------------------------------------------------------------------------
+# Topics
+
+
+class Kind(StrEnum):
+    VEHICLE_TELEMETRY = "vehicle_telemetry"
+    VEHICLE_EVENT = "vehicle_event"
+    VEHICLE_OTA_STATUS = "vehicle_ota_status"
+    CHARGER_STATUS = "charger_status"
+    CHARGER_METER = "charger_meter"
+
+
+VEHICLE_KINDS: Final = frozenset(
+    {Kind.VEHICLE_TELEMETRY, Kind.VEHICLE_EVENT, Kind.VEHICLE_OTA_STATUS}
+)
+CHARGER_KINDS: Final = frozenset({Kind.CHARGER_STATUS, Kind.CHARGER_METER})
+
+# MQTT topic per kind; "{id}" is the VIN or the charger id.
+TOPIC_PATTERNS: Final[dict[Kind, str]] = {
+    Kind.VEHICLE_TELEMETRY: "vehicles/{id}/telemetry",
+    Kind.VEHICLE_EVENT: "vehicles/{id}/events",
+    Kind.VEHICLE_OTA_STATUS: "vehicles/{id}/ota/status",
+    Kind.CHARGER_STATUS: "chargers/{id}/status",
+    Kind.CHARGER_METER: "chargers/{id}/meter",
+}
+OTA_COMMAND_TOPIC: Final = "vehicles/{id}/ota/command"
+
+# Subscriptions the bridge makes (QoS 1).
+INBOUND_SUBSCRIPTIONS: Final = tuple(p.format(id="+") for p in TOPIC_PATTERNS.values())
+
+_TOPIC_SUFFIX_KIND: Final[dict[tuple[str, str], Kind]] = {
+    ("vehicles", "telemetry"): Kind.VEHICLE_TELEMETRY,
+    ("vehicles", "events"): Kind.VEHICLE_EVENT,
+    ("vehicles", "ota/status"): Kind.VEHICLE_OTA_STATUS,
+    ("chargers", "status"): Kind.CHARGER_STATUS,
+    ("chargers", "meter"): Kind.CHARGER_METER,
+}
+
+# ISO 3779 VIN: 17 characters, no I, O or Q.
+VIN_RE: Final = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
+# OCPP 1.6 chargeBoxIdentity is CiString of at most 48 characters; we keep it topic-safe.
+CHARGER_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,48}$")
+
+MAX_PAYLOAD_BYTES: Final = 64 * 1024
+# Plausible event-time window: 2000-01-01 .. 2100-01-01 in epoch milliseconds.
+MIN_TS_MS: Final = 946_684_800_000
+MAX_TS_MS: Final = 4_102_444_800_000
+MAX_SEQ: Final = 2**63 - 1
+
+
+def topic_for(kind: Kind, asset_id: str) -> str:
+    return TOPIC_PATTERNS[kind].format(id=asset_id)
+
+
+def ota_command_topic(vin: str) -> str:
+    return OTA_COMMAND_TOPIC.format(id=vin)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class Reason(StrEnum):
+    """Why a message went to the dead-letter topic; stable names, used as metric labels."""
+
+    UNKNOWN_TOPIC = "unknown_topic"
+    BAD_ID = "bad_id"
+    OVERSIZED = "oversized"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    NOT_FINITE = "not_finite"
+    OUT_OF_RANGE = "out_of_range"
+    UNKNOWN_SIGNAL = "unknown_signal"
+    UNKNOWN_FIELD = "unknown_field"
+    BAD_VALUE = "bad_value"
+    ID_MISMATCH = "id_mismatch"
+
+
+class ContractError(ValueError):
+    """A message that breaks the contract; ``reason`` is machine-readable, str() is precise."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+# --------------------------------------------------------------------------------------------
+# VSS signal catalogue
+
+
+class SignalType(StrEnum):
+    FLOAT = "float"
+    INT = "int"
+    BOOL = "bool"
+    ENUM = "enum"
+    FLOAT_LIST = "float_list"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    path: str
+    type: SignalType
+    unit: str | None = None
+    min: float | None = None
+    max: float | None = None
+    allowed: frozenset[str] | None = None
+    max_len: int | None = None
+    description: str = ""
+
+
+def _f(path: str, unit: str, lo: float, hi: float, description: str = "") -> Signal:
+    return Signal(path, SignalType.FLOAT, unit, lo, hi, description=description)
+
+
+_WHEELS: Final = [
+    f"Vehicle.Chassis.Axle.Row{row}.Wheel.{side}" for row in (1, 2) for side in ("Left", "Right")
+]
+TIRE_PRESSURE_SIGNALS: Final = tuple(f"{w}.Tire.Pressure" for w in _WHEELS)
+TIRE_TEMPERATURE_SIGNALS: Final = tuple(f"{w}.Tire.Temperature" for w in _WHEELS)
+
+# VSS 4.x Vehicle.LowVoltageSystemState: the key / ignition position.
+LOW_VOLTAGE_SYSTEM_STATES: Final = frozenset(
+    {"UNDEFINED", "LOCK", "OFF", "ACC", "ON", "START"}
+)
+
+_SIGNALS: list[Signal] = [
+    _f("Vehicle.Speed", "km/h", 0, 400),
+    _f("Vehicle.TraveledDistance", "m", 0, 5e9, "odometer"),
+    Signal("Vehicle.IsMoving", SignalType.BOOL),
+    Signal(
+        "Vehicle.LowVoltageSystemState",
+        SignalType.ENUM,
+        allowed=LOW_VOLTAGE_SYSTEM_STATES,
+        description="ignition / key position",
+    ),
+    _f("Vehicle.LowVoltageBattery.CurrentVoltage", "V", 0, 20, "12 V battery terminal voltage"),
+    _f("Vehicle.LowVoltageBattery.CurrentCurrent", "A", -1000, 1000, "positive = charging"),
+    _f("Vehicle.Powertrain.TractionBattery.StateOfCharge.Current", "percent", 0, 100),
+    _f("Vehicle.Powertrain.TractionBattery.StateOfHealth", "percent", 0, 100),
+    _f("Vehicle.Powertrain.TractionBattery.CurrentVoltage", "V", 0, 1200),
+    _f("Vehicle.Powertrain.TractionBattery.CurrentCurrent", "A", -2000, 2000),
+    _f("Vehicle.Powertrain.TractionBattery.CellVoltage.Min", "V", 0, 5),
+    _f("Vehicle.Powertrain.TractionBattery.CellVoltage.Max", "V", 0, 5),
+    Signal("Vehicle.Powertrain.TractionBattery.CellVoltage.IdMin", SignalType.INT, None, 0, 1000),
+    Signal("Vehicle.Powertrain.TractionBattery.CellVoltage.IdMax", SignalType.INT, None, 0, 1000),
+    Signal(
+        "Vehicle.Powertrain.TractionBattery.CellVoltage.CellVoltages",
+        SignalType.FLOAT_LIST,
+        "V",
+        0,
+        5,
+        max_len=1000,
+    ),
+    _f("Vehicle.Powertrain.TractionBattery.Temperature.Average", "celsius", -60, 120),
+    _f("Vehicle.Powertrain.TractionBattery.Temperature.Min", "celsius", -60, 120),
+    _f("Vehicle.Powertrain.TractionBattery.Temperature.Max", "celsius", -60, 120),
+    Signal("Vehicle.Powertrain.TractionBattery.Charging.IsCharging", SignalType.BOOL),
+    _f("Vehicle.Powertrain.TractionBattery.Charging.ChargeRate", "kW", -400, 400),
+    _f("Vehicle.Powertrain.ElectricMotor.EngineCoolant.Temperature", "celsius", -60, 150),
+    _f("Vehicle.Powertrain.ElectricMotor.Power", "kW", -1000, 1000),
+    _f("Vehicle.Exterior.AirTemperature", "celsius", -60, 70),
+    _f("Vehicle.CurrentLocation.Latitude", "degrees", -90, 90),
+    _f("Vehicle.CurrentLocation.Longitude", "degrees", -180, 180),
+    *(_f(p, "kPa", 0, 1000) for p in TIRE_PRESSURE_SIGNALS),
+    *(_f(p, "celsius", -60, 200) for p in TIRE_TEMPERATURE_SIGNALS),
+]
+
+SIGNALS: Final[Mapping[str, Signal]] = {s.path: s for s in _SIGNALS}
+
+# --------------------------------------------------------------------------------------------
+# Vehicle events
+
+
+class EventType(StrEnum):
+    DTC = "dtc"
+    IGNITION = "ignition"
+    CRANK = "crank"
+    TRIP_END = "trip_end"
+    CHARGE_START = "charge_start"
+    CHARGE_END = "charge_end"
+    WAKE = "wake"
+    SLEEP = "sleep"
+
+
+DTC_RE: Final = re.compile(r"^[PCBU][0-9A-F]{4}(-[0-9A-F]{2})?$")
+DTC_STATES: Final = frozenset({"active", "pending", "cleared"})
+
+# --------------------------------------------------------------------------------------------
+# OTA status (vehicle -> cloud); the full action state machine lives in ota/.
+
+OTA_REPORTED_STATES: Final = frozenset(
+    {
+        "offered",
+        "accepted",
+        "rejected",
+        "downloading",
+        "downloaded",
+        "installing",
+        "succeeded",
+        "failed",
+        "rolled_back",
+        "canceled",
+    }
+)
+
+# --------------------------------------------------------------------------------------------
+# OCPP 1.6 vocabulary
+
+OCPP_STATUSES: Final = frozenset(
+    {
+        "Available",
+        "Preparing",
+        "Charging",
+        "SuspendedEVSE",
+        "SuspendedEV",
+        "Finishing",
+        "Reserved",
+        "Unavailable",
+        "Faulted",
+    }
+)
+OCPP_ERROR_CODES: Final = frozenset(
+    {
+        "ConnectorLockFailure",
+        "EVCommunicationError",
+        "GroundFailure",
+        "HighTemperature",
+        "InternalError",
+        "LocalListConflict",
+        "NoError",
+        "OtherError",
+        "OverCurrentFailure",
+        "OverVoltage",
+        "PowerMeterFailure",
+        "PowerSwitchFailure",
+        "ReaderFailure",
+        "ResetFailure",
+        "UnderVoltage",
+        "WeakSignal",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Measurand:
+    name: str
+    unit: str
+    min: float
+    max: float
+
+
+OCPP_MEASURANDS: Final[Mapping[str, Measurand]] = {
+    m.name: m
+    for m in (
+        Measurand("Power.Active.Import", "W", 0, 1_000_000),
+        Measurand("Power.Offered", "W", 0, 1_000_000),
+        Measurand("Current.Import", "A", 0, 2000),
+        Measurand("Voltage", "V", 0, 1500),
+        Measurand("Temperature", "Celsius", -60, 150),
+        Measurand("Energy.Active.Import.Register", "Wh", 0, 1e12),
+        Measurand("SoC", "Percent", 0, 100),
+    )
+}
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+def parse_topic(topic: str) -> tuple[Kind, str]:
+    """Return (kind, asset id) for an inbound topic, or raise ContractError."""
+    root, _, rest = topic.partition("/")
+    asset_id, _, suffix = rest.partition("/")
+    kind = _TOPIC_SUFFIX_KIND.get((root, suffix))
+    if kind is None:
+        raise ContractError(Reason.UNKNOWN_TOPIC, f"topic {topic!r} is not part of the contract")
+    pattern = VIN_RE if root == "vehicles" else CHARGER_ID_RE
+    if not pattern.match(asset_id):
+        what = "a 17-character VIN" if root == "vehicles" else "a charger id [A-Za-z0-9._-]{1,48}"
+        raise ContractError(Reason.BAD_ID, f"topic id {asset_id!r} is not {what}")
+    return kind, asset_id
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number(name: str, value: object, lo: float | None, hi: float | None) -> float:
+    if not _is_number(value):
+        raise ContractError(Reason.WRONG_TYPE, f"{name} must be a number, got {_type(value)}")
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number):
+        raise ContractError(Reason.NOT_FINITE, f"{name} must be finite, got {value!r}")
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        raise ContractError(
+            Reason.OUT_OF_RANGE, f"{name}={value!r} is outside the plausible range [{lo}, {hi}]"
+        )
+    return number
+
+
+def _int(name: str, value: object, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ContractError(Reason.WRONG_TYPE, f"{name} must be an integer, got {_type(value)}")
+    if value < lo or value > hi:
+        raise ContractError(Reason.OUT_OF_RANGE, f"{name}={value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _str(name: str, value: object, max_len: int, allowed: frozenset[str] | None = None) -> str:
+    if not isinstance(value, str):
+        raise ContractError(Reason.WRONG_TYPE, f"{name} must be a string, got {_type(value)}")
+    if len(value) > max_len:
+        raise ContractError(Reason.OUT_OF_RANGE, f"{name} is longer than {max_len} characters")
+    if allowed is not None and value not in allowed:
+        raise ContractError(
+            Reason.BAD_VALUE, f"{name}={value!r} is not one of {', '.join(sorted(allowed))}"
+        )
+    return value
+
+
+def _type(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _require(payload: Mapping[str, Any], field: str) -> Any:
+    if field not in payload:
+        raise ContractError(Reason.MISSING_FIELD, f"required field {field!r} is missing")
+    return payload[field]
+
+
+def validate_signal(path: str, value: object) -> object:
+    """Validate one signal value against the catalogue; return the normalised value."""
+    spec = SIGNALS.get(path)
+    if spec is None:
+        raise ContractError(Reason.UNKNOWN_SIGNAL, f"signal {path!r} is not in the catalogue")
+    name = f"signals[{path!r}]"
+    if spec.type is SignalType.FLOAT:
+        return _number(name, value, spec.min, spec.max)
+    if spec.type is SignalType.INT:
+        return _int(name, value, int(spec.min or 0), int(spec.max or MAX_SEQ))
+    if spec.type is SignalType.BOOL:
+        if not isinstance(value, bool):
+            raise ContractError(Reason.WRONG_TYPE, f"{name} must be a boolean, got {_type(value)}")
+        return value
+    if spec.type is SignalType.ENUM:
+        return _str(name, value, 64, spec.allowed)
+    # FLOAT_LIST
+    if not isinstance(value, list):
+        raise ContractError(Reason.WRONG_TYPE, f"{name} must be an array, got {_type(value)}")
+    if spec.max_len is not None and len(value) > spec.max_len:
+        raise ContractError(Reason.OUT_OF_RANGE, f"{name} has more than {spec.max_len} items")
+    return [_number(f"{name}[{i}]", v, spec.min, spec.max) for i, v in enumerate(value)]
+
+
+def _header(payload: Mapping[str, Any], *, seq_required: bool = True) -> tuple[int, int]:
+    ts = _int("ts", _require(payload, "ts"), MIN_TS_MS, MAX_TS_MS)
+    if seq_required or "seq" in payload:
+        seq = _int("seq", _require(payload, "seq"), 0, MAX_SEQ)
+    else:
+        seq = ts  # chargers following plain OCPP have no seq; event time orders them
+    return ts, seq
+
+
+def _check_fields(payload: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(payload) - allowed)
+    if unknown:
+        raise ContractError(Reason.UNKNOWN_FIELD, f"unknown field(s): {', '.join(unknown)}")
+
+
+def _check_vin_echo(payload: Mapping[str, Any], field: str, asset_id: str) -> None:
+    if field in payload and payload[field] != asset_id:
+        raise ContractError(
+            Reason.ID_MISMATCH,
+            f"payload {field} {payload[field]!r} does not match topic id {asset_id!r}",
+        )
+
+
+_TELEMETRY_FIELDS: Final = frozenset({"ts", "seq", "signals", "vin"})
+_EVENT_FIELDS: Final = frozenset(
+    {"ts", "seq", "type", "vin", "code", "state", "description", "voltage_min", "duration_ms",
+     "distance_m", "energy_kwh"}
+)
+_OTA_FIELDS: Final = frozenset(
+    {"ts", "seq", "vin", "status", "campaign_id", "action_id", "version", "progress", "detail"}
+)
+_STATUS_FIELDS: Final = frozenset(
+    {"ts", "seq", "chargerId", "connectorId", "status", "errorCode", "vendorErrorCode", "info",
+     "vendorId"}
+)
+_METER_FIELDS: Final = frozenset(
+    {"ts", "seq", "chargerId", "connectorId", "transactionId", "vin", "measurands"}
+)
+
+
+def _telemetry(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
+    _check_fields(payload, _TELEMETRY_FIELDS)
+    _check_vin_echo(payload, "vin", asset_id)
+    signals = _require(payload, "signals")
+    if not isinstance(signals, dict):
+        raise ContractError(Reason.WRONG_TYPE, f"signals must be an object, got {_type(signals)}")
+    if not signals:
+        raise ContractError(Reason.BAD_VALUE, "signals must not be empty")
+    return {"signals": {path: validate_signal(path, v) for path, v in signals.items()}}
+
+
+def _event(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
+    _check_fields(payload, _EVENT_FIELDS)
+    _check_vin_echo(payload, "vin", asset_id)
+    etype = _str("type", _require(payload, "type"), 32, frozenset(EventType))
+    data: dict[str, Any] = {"type": etype}
+    if etype == EventType.DTC:
+        code = _str("code", _require(payload, "code"), 16)
+        if not DTC_RE.match(code):
+            raise ContractError(Reason.BAD_VALUE, f"code {code!r} is not an SAE J2012 DTC")
+        data["code"] = code
+        data["state"] = _str("state", payload.get("state", "active"), 16, DTC_STATES)
+    elif etype == EventType.IGNITION:
+        data["state"] = _str("state", _require(payload, "state"), 16, LOW_VOLTAGE_SYSTEM_STATES)
+    if "description" in payload:
+        data["description"] = _str("description", payload["description"], 200)
+    if "voltage_min" in payload:
+        data["voltage_min"] = _number("voltage_min", payload["voltage_min"], 0, 20)
+    if "duration_ms" in payload:
+        data["duration_ms"] = _int("duration_ms", payload["duration_ms"], 0, 10**10)
+    if "distance_m" in payload:
+        data["distance_m"] = _number("distance_m", payload["distance_m"], 0, 1e7)
+    if "energy_kwh" in payload:
+        data["energy_kwh"] = _number("energy_kwh", payload["energy_kwh"], -1000, 1000)
+    return data
+
+
+def _ota_status(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
+    _check_fields(payload, _OTA_FIELDS)
+    _check_vin_echo(payload, "vin", asset_id)
+    data: dict[str, Any] = {
+        "status": _str("status", _require(payload, "status"), 32, OTA_REPORTED_STATES)
+    }
+    for field in ("campaign_id", "action_id", "version", "detail"):
+        if field in payload:
+            data[field] = _str(field, payload[field], 500 if field == "detail" else 64)
+    if "progress" in payload:
+        data["progress"] = _number("progress", payload["progress"], 0, 100)
+    return data
+
+
+def _charger_status(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
+    _check_fields(payload, _STATUS_FIELDS)
+    _check_vin_echo(payload, "chargerId", asset_id)
+    data: dict[str, Any] = {
+        "connectorId": _int("connectorId", _require(payload, "connectorId"), 0, 100),
+        "status": _str("status", _require(payload, "status"), 20, OCPP_STATUSES),
+        "errorCode": _str("errorCode", _require(payload, "errorCode"), 30, OCPP_ERROR_CODES),
+    }
+    # OCPP 1.6 CiString50Type / CiString255Type limits.
+    for field, limit in (("vendorErrorCode", 50), ("info", 50), ("vendorId", 255)):
+        if payload.get(field) is not None:
+            data[field] = _str(field, payload[field], limit)
+    return data
+
+
+def _charger_meter(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
+    _check_fields(payload, _METER_FIELDS)
+    _check_vin_echo(payload, "chargerId", asset_id)
+    data: dict[str, Any] = {
+        "connectorId": _int("connectorId", _require(payload, "connectorId"), 0, 100)
+    }
+    if payload.get("transactionId") is not None:
+        data["transactionId"] = _int("transactionId", payload["transactionId"], 0, 2**31 - 1)
+    if payload.get("vin") is not None:
+        vin = _str("vin", payload["vin"], 17)
+        if not VIN_RE.match(vin):
+            raise ContractError(Reason.BAD_ID, f"vin {vin!r} is not a 17-character VIN")
+        data["vin"] = vin
+    measurands = _require(payload, "measurands")
+    if not isinstance(measurands, dict):
+        raise ContractError(
+            Reason.WRONG_TYPE, f"measurands must be an object, got {_type(measurands)}"
+        )
+    if not measurands:
+        raise ContractError(Reason.BAD_VALUE, "measurands must not be empty")
+    values: dict[str, float] = {}
+    for name, value in measurands.items():
+        spec = OCPP_MEASURANDS.get(name)
+        if spec is None:
+            raise ContractError(Reason.UNKNOWN_SIGNAL, f"measurand {name!r} is not OCPP 1.6")
+        values[name] = _number(f"measurands[{name!r}]", value, spec.min, spec.max)
+    data["measurands"] = values
+    return data
+
+
+_VALIDATORS: Final = {
+    Kind.VEHICLE_TELEMETRY: _telemetry,
+    Kind.VEHICLE_EVENT: _event,
+    Kind.VEHICLE_OTA_STATUS: _ota_status,
+    Kind.CHARGER_STATUS: _charger_status,
+    Kind.CHARGER_METER: _charger_meter,
+}
+
+
+def validate(topic: str, payload: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
+    """Validate one MQTT message and return its canonical record, or raise ContractError."""
+    kind, asset_id = parse_topic(topic)
+    if len(payload) > max_bytes:
+        raise ContractError(
+            Reason.OVERSIZED, f"payload is {len(payload)} bytes, the limit is {max_bytes}"
+        )
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ContractError(Reason.NOT_JSON, f"payload is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise ContractError(Reason.NOT_OBJECT, f"payload must be an object, got {_type(body)}")
+    ts, seq = _header(body, seq_required=kind in VEHICLE_KINDS)
+    data = _VALIDATORS[kind](body, asset_id)
+    return {"kind": kind.value, "id": asset_id, "ts": ts, "seq": seq, "data": data}
+
+
+# --------------------------------------------------------------------------------------------
+# Kafka codec: one Kafka record carries a micro-batch of canonical records of one partition.
+# Amortising the per-record cost is what lets one worker keep up with a large fleet (DESIGN §5).
+
+BATCH_VERSION: Final = 1
+
+
+def encode_batch(records: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps({"v": BATCH_VERSION, "records": records})
+
+
+def decode_batch(raw: bytes) -> list[dict[str, Any]]:
+    body = orjson.loads(raw)
+    if not isinstance(body, dict) or body.get("v") != BATCH_VERSION:
+        raise ValueError("not an ownercare record batch (expected version 1)")
+    records = body.get("records")
+    if not isinstance(records, list):
+        raise ValueError("record batch without a records list")
+    return records

@@ -1,0 +1,1 @@
+"""Over-the-air updates: campaign model, rollout engine and agents (see issue 4)."""

