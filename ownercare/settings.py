@@ -67,7 +67,7 @@ class DatabaseSettings(CommonSettings):
     @field_validator("database_url")
     @classmethod
     def _db_url(cls, v: str) -> str:
-        if v and not urlsplit(v).scheme.split("+")[0] in ("sqlite", "postgresql"):
+        if v and urlsplit(v).scheme.split("+")[0] not in ("sqlite", "postgresql"):
             raise ValueError("OWNERCARE_DATABASE_URL must be a sqlite:// or postgresql:// URL")
         return v
 

@@ -1,0 +1,382 @@
+"""The MQTT -> Kafka bridge (and Kafka -> MQTT for OTA commands).
+
+Threads and ordering:
+
+* paho's network thread receives PUBLISH packets, validates them against the contract
+  (pure, cheap) and hands (record, mid, qos) to the asyncio loop.
+* the collector packs everything that arrived within ``linger_ms`` (or ``batch_max`` records)
+  into one Kafka record per (topic, partition) -- the micro-batch that lets the worker amortise
+  its per-event cost -- and queues the flush.
+* the flusher produces each flush and, only after Kafka acknowledged every record of it,
+  sends the MQTT PUBACKs in the order the PUBLISH packets arrived (MQTT 3.1.1 §4.6). A crash
+  before that point leaves the messages unacknowledged in the broker's persistent session,
+  so they are redelivered: at least once, and consumers drop duplicates by ``seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from ingest import contract, topics
+from ingest.kafka import ensure_topics, partition_for, wait_for_kafka
+from ingest.mqtt import make_client
+from ownercare.settings import BridgeSettings, mask_url
+
+log = logging.getLogger(__name__)
+
+# A Kafka record stays well below the default 1 MiB request limit.
+MAX_BATCH_BYTES = 512 * 1024
+STATS_EVERY_S = 30.0
+
+
+class BridgeError(RuntimeError):
+    """A broker stayed unreachable past the configured limit; the bridge must exit."""
+
+
+@dataclass(slots=True)
+class Inbound:
+    topic: str  # Kafka topic
+    partition: int
+    record: dict[str, Any] | None  # canonical record, or None for a dead letter
+    dead_letter: bytes | None
+    size: int
+    mid: int
+    qos: int
+
+
+@dataclass
+class Flush:
+    groups: dict[tuple[str, int], list[list[dict[str, Any]]]] = field(default_factory=dict)
+    dead_letters: list[Inbound] = field(default_factory=list)
+    acks: list[tuple[int, int]] = field(default_factory=list)
+    _sizes: dict[tuple[str, int], int] = field(default_factory=dict)
+    count: int = 0
+
+    def add(self, item: Inbound) -> None:
+        self.count += 1
+        self.acks.append((item.mid, item.qos))
+        if item.record is None:
+            if item.dead_letter is not None:
+                self.dead_letters.append(item)
+            return
+        key = (item.topic, item.partition)
+        chunks = self.groups.setdefault(key, [[]])
+        if self._sizes.get(key, 0) + item.size > MAX_BATCH_BYTES and chunks[-1]:
+            chunks.append([])
+            self._sizes[key] = 0
+        chunks[-1].append(item.record)
+        self._sizes[key] = self._sizes.get(key, 0) + item.size
+
+
+class Bridge:
+    def __init__(self, settings: BridgeSettings) -> None:
+        self.settings = settings
+        self.stats: Counter[str] = Counter()
+        self.dead_letter_reasons: Counter[str] = Counter()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: asyncio.Queue[Inbound] | None = None
+        self._flushes: asyncio.Queue[Flush] | None = None
+        self._partitions: dict[str, int] = {}
+        self._in_flight = 0
+        self._in_flight_cv = threading.Condition()
+        self._connected = threading.Event()
+        self._disconnected_since: float | None = time.monotonic()
+        self._last_mqtt_error = "not connected yet"
+        self._stopping = asyncio.Event()
+        self._client: mqtt.Client | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        """Run until ``stop()``; raise BridgeError when a broker stays unreachable."""
+        s = self.settings
+        self._loop = asyncio.get_running_loop()
+        self._inbox = asyncio.Queue()
+        self._flushes = asyncio.Queue(maxsize=4)
+        await wait_for_kafka(s.kafka_bootstrap, s.broker_give_up_s)
+        await ensure_topics(s.kafka_bootstrap, s.partitions)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap,
+            acks="all",
+            linger_ms=0,  # we batch ourselves
+            max_request_size=4 * 1024 * 1024,
+            request_timeout_ms=15000,
+        )
+        await self._producer.start()
+        try:
+            for name in (topics.VEHICLES, topics.CHARGERS):
+                self._partitions[name] = len(await self._producer.partitions_for(name))
+            self._start_mqtt()
+            tasks = [
+                asyncio.create_task(self._collect(), name="collect"),
+                asyncio.create_task(self._flush_loop(), name="flush"),
+                asyncio.create_task(self._watchdog(), name="watchdog"),
+                asyncio.create_task(self._forward_ota_commands(), name="ota"),
+                asyncio.create_task(self._stats_loop(), name="stats"),
+            ]
+            stop = asyncio.create_task(self._stopping.wait(), name="stop")
+            done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in done:
+                if task is not stop and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            self._stop_mqtt()
+            await self._producer.stop()
+            self._log_stats()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # ---------------------------------------------------------------- MQTT side (paho thread)
+
+    def _start_mqtt(self) -> None:
+        s = self.settings
+        client, connect = make_client(
+            s.mqtt_url, s.mqtt_client_id, s.mqtt_protocol, persistent=True, manual_ack=True,
+            receive_maximum=s.bridge_max_in_flight,
+        )
+        client.max_inflight_messages_set(100)  # OTA commands we publish
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_message = self._on_message
+        self._client = client
+        log.info("mqtt_connecting url=%s protocol=%s client_id=%s",
+                 mask_url(s.mqtt_url), s.mqtt_protocol, s.mqtt_client_id)
+        client.connect_async(**connect)
+        client.loop_start()
+
+    def _stop_mqtt(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            with self._in_flight_cv:
+                self._in_flight = 0
+                self._in_flight_cv.notify_all()
+
+    def _subscriptions(self) -> list[tuple[str, int]]:
+        group = self.settings.mqtt_shared_group
+        prefix = f"$share/{group}/" if group else ""
+        return [(prefix + t, 1) for t in contract.INBOUND_SUBSCRIPTIONS]
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self._last_mqtt_error = f"connection refused: {reason}"
+            log.error("mqtt_connect_refused reason=%s", reason)
+            return
+        self._connected.set()
+        self._disconnected_since = None
+        client.subscribe(self._subscriptions())
+        log.info("mqtt_connected session_present=%s", getattr(flags, "session_present", None))
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._connected.clear()
+        if self._disconnected_since is None:
+            self._disconnected_since = time.monotonic()
+        self._last_mqtt_error = f"disconnected: {reason}"
+        log.warning("mqtt_disconnected reason=%s", reason)
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        self._last_mqtt_error = "TCP connection failed"
+        log.warning("mqtt_connect_failed url=%s", mask_url(self.settings.mqtt_url))
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if contract.is_outbound(msg.topic):
+            # An OTA command (ours or another bridge's) seen through vehicles/#: acknowledge it
+            # in order with the rest, forward nothing.
+            item = Inbound("", -1, None, None, 0, msg.mid, msg.qos)
+        else:
+            item = self._classify(msg.topic, msg.payload, msg.mid, msg.qos)
+        # Backpressure: hold paho's thread (and so the socket) while too much is unacknowledged.
+        with self._in_flight_cv:
+            while (self._in_flight >= self.settings.bridge_max_in_flight
+                   and not self._stopping.is_set()):
+                self._in_flight_cv.wait(0.5)
+            self._in_flight += 1
+        assert self._loop is not None and self._inbox is not None
+        self._loop.call_soon_threadsafe(self._inbox.put_nowait, item)
+
+    def _classify(self, mqtt_topic: str, payload: bytes, mid: int, qos: int) -> Inbound:
+        try:
+            record = contract.validate(mqtt_topic, payload, self.settings.max_payload_bytes)
+        except contract.ContractError as exc:
+            letter = orjson.dumps({
+                "topic": mqtt_topic,
+                "reason": exc.reason.value,
+                "detail": exc.detail,
+                "payload_b64": base64.b64encode(payload).decode(),
+                "payload_bytes": len(payload),
+                "qos": qos,
+                "received_ms": int(time.time() * 1000),  # transport metadata, not event time
+            })
+            return Inbound(topics.DEAD_LETTER, -1, None, letter, len(letter), mid, qos)
+        kind = contract.Kind(record["kind"])
+        kafka_topic = topics.VEHICLES if kind in contract.VEHICLE_KINDS else topics.CHARGERS
+        partition = partition_for(record["id"], self._partitions[kafka_topic])
+        return Inbound(kafka_topic, partition, record, None, len(payload), mid, qos)
+
+    # ---------------------------------------------------------------- Kafka side (asyncio)
+
+    async def _collect(self) -> None:
+        assert self._inbox is not None and self._flushes is not None and self._loop is not None
+        linger = self.settings.bridge_linger_ms / 1000
+        batch_max = self.settings.bridge_batch_max
+        while True:
+            flush = Flush()
+            flush.add(await self._inbox.get())
+            deadline = self._loop.time() + linger
+            while flush.count < batch_max:
+                try:
+                    item = self._inbox.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - self._loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._inbox.get(), remaining)
+                    except TimeoutError:
+                        break
+                flush.add(item)
+            await self._flushes.put(flush)
+
+    async def _flush_loop(self) -> None:
+        assert self._flushes is not None and self._client is not None
+        while True:
+            flush = await self._flushes.get()
+            await self._produce(flush)
+            for mid, qos in flush.acks:
+                if qos > 0:
+                    self._client.ack(mid, qos)
+            with self._in_flight_cv:
+                self._in_flight -= len(flush.acks)
+                self._in_flight_cv.notify_all()
+            self.stats["acked"] += len(flush.acks)
+            self.stats["flushes"] += 1
+
+    async def _produce(self, flush: Flush) -> None:
+        """Produce a flush, retrying with backoff; give up after ``broker_give_up_s``."""
+        assert self._producer is not None
+        first_failure: float | None = None
+        delay = 0.2
+        while True:
+            try:
+                futures = []
+                for (name, partition), chunks in flush.groups.items():
+                    for chunk in chunks:
+                        key = chunk[0]["id"].encode() if len(chunk) == 1 else None
+                        futures.append(await self._producer.send(
+                            name, contract.encode_batch(chunk), key=key, partition=partition))
+                for letter in flush.dead_letters:
+                    futures.append(await self._producer.send(
+                        topics.DEAD_LETTER, letter.dead_letter, key=None))
+                await asyncio.gather(*futures)
+                break
+            except KafkaError as exc:
+                now = time.monotonic()
+                first_failure = first_failure or now
+                if now - first_failure > self.settings.broker_give_up_s:
+                    raise BridgeError(
+                        f"Kafka at {self.settings.kafka_bootstrap} did not accept writes for "
+                        f"{self.settings.broker_give_up_s:.0f} s: {exc}") from exc
+                log.warning("kafka_produce_failed retry_in=%.1fs error=%s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        records = sum(len(c) for chunks in flush.groups.values() for c in chunks)
+        self.stats["records"] += records
+        self.stats["kafka_records"] += sum(len(c) for c in flush.groups.values())
+        self.stats["dead_letters"] += len(flush.dead_letters)
+        for letter in flush.dead_letters:
+            assert letter.dead_letter is not None
+            self.dead_letter_reasons[orjson.loads(letter.dead_letter)["reason"]] += 1
+
+    async def _watchdog(self) -> None:
+        limit = self.settings.broker_give_up_s
+        while True:
+            await asyncio.sleep(0.5)
+            since = self._disconnected_since
+            if since is not None and time.monotonic() - since > limit:
+                raise BridgeError(
+                    f"MQTT broker {mask_url(self.settings.mqtt_url)} unreachable for "
+                    f"{limit:.0f} s ({self._last_mqtt_error})")
+
+    async def _forward_ota_commands(self) -> None:
+        """Kafka ``ownercare.ota.commands`` -> MQTT ``vehicles/{vin}/ota/command`` (QoS 1).
+
+        The offset is committed only after the broker acknowledged the publish.
+        """
+        consumer = AIOKafkaConsumer(
+            topics.OTA_COMMANDS,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=f"{self.settings.mqtt_client_id}-ota",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            async for msg in consumer:
+                await self._publish_command(msg.key, msg.value)
+                await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    async def _publish_command(self, key: bytes | None, value: bytes | None) -> None:
+        assert self._client is not None
+        vin = (key or b"").decode(errors="replace")
+        if not contract.VIN_RE.match(vin) or not value:
+            log.error("ota_command_dropped reason=bad key or empty value key=%r", vin)
+            self.stats["ota_commands_invalid"] += 1
+            return
+        while True:
+            await asyncio.to_thread(self._connected.wait)
+            info = self._client.publish(contract.ota_command_topic(vin), value, qos=1)
+            await asyncio.to_thread(info.wait_for_publish, 30)
+            if info.is_published():
+                self.stats["ota_commands"] += 1
+                return
+            log.warning("ota_command_retry vin=%s rc=%s", vin, info.rc)
+            await asyncio.sleep(1)
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_EVERY_S)
+            self._log_stats()
+
+    def _log_stats(self) -> None:
+        log.info("bridge_stats records=%s kafka_records=%s dead_letters=%s acked=%s in_flight=%s "
+                 "reasons=%s", self.stats["records"], self.stats["kafka_records"],
+                 self.stats["dead_letters"], self.stats["acked"], self._in_flight,
+                 dict(self.dead_letter_reasons))
+
+
+async def run_bridge(settings: BridgeSettings) -> int:
+    """Run the bridge until SIGINT/SIGTERM; return the process exit code."""
+    import signal
+
+    bridge = Bridge(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, bridge.stop)
+    try:
+        await bridge.run()
+    except (BridgeError, ConnectionError) as exc:
+        log.error("bridge_exit reason=%s", exc)
+        return 1
+    return 0

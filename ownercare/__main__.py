@@ -1,0 +1,5 @@
+import sys
+
+from ownercare.cli import main
+
+sys.exit(main())

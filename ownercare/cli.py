@@ -1,0 +1,172 @@
+"""``ownercare`` command line: run | bridge | worker | api | simulate | config.
+
+Each service reads its settings from ``OWNERCARE_*`` variables (see README); invalid settings
+or arguments exit with status 2 and a message naming the variable or flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from ownercare import settings as cfg
+
+log = logging.getLogger(__name__)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("aiokafka", "amqtt", "transitions", "faust", "mode"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def _settings_error(exc: ValidationError) -> int:
+    print("ownercare: invalid configuration:", file=sys.stderr)
+    for err in exc.errors():
+        name = "OWNERCARE_" + "_".join(str(p) for p in err["loc"]).upper()
+        print(f"  {name}: {err['msg']} (got {err.get('input')!r})", file=sys.stderr)
+    return 2
+
+
+def cmd_bridge(_args: argparse.Namespace) -> int:
+    from ingest.bridge import run_bridge
+
+    settings = cfg.BridgeSettings()
+    setup_logging(settings.log_level)
+    return asyncio.run(run_bridge(settings))
+
+
+def cmd_worker(_args: argparse.Namespace) -> int:
+    from faust.worker import Worker
+
+    from diagnostics.agents import create_app
+
+    settings = cfg.WorkerSettings()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    for noisy in ("aiokafka", "faust", "mode"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    worker.execute_from_commandline()
+    return 0  # pragma: no cover - execute_from_commandline exits
+
+
+def cmd_api(_args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = cfg.ApiSettings()
+    setup_logging(settings.log_level)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=3,
+    )
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators.cli import run
+
+    setup_logging(cfg.CommonSettings().log_level)
+    return run(args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ownercare.stack import run_stack
+
+    overrides = {k: v for k, v in {
+        "state_dir": args.state_dir,
+        "api_port": args.api_port,
+        "mqtt_port": args.mqtt_port,
+        "kafka_port": args.kafka_port,
+    }.items() if v is not None}
+    settings = cfg.RunSettings(**overrides)
+    setup_logging(settings.log_level)
+    return run_stack(settings, args)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the effective settings of a service, secrets masked."""
+    kinds = {"bridge": cfg.BridgeSettings, "worker": cfg.WorkerSettings, "api": cfg.ApiSettings,
+             "run": cfg.RunSettings}
+    settings = kinds[args.service]()
+    for name, value in sorted(settings.model_dump().items()):
+        text = str(value)
+        if name.endswith("_url"):
+            text = cfg.mask_url(text)
+        print(f"OWNERCARE_{name.upper()}={text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from simulators.cli import add_arguments as add_simulator_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="ownercare",
+        description="Connected-vehicle ownership monitoring: ingest, diagnostics, OTA, care API.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start everything on the embedded stack with a simulated fleet")
+    add_simulator_arguments(run)
+    run.add_argument("--state-dir", help="where logs, the SQLite database and run.json go "
+                     "(default: OWNERCARE_STATE_DIR or .ownercare)")
+    run.add_argument("--api-port", type=_port, help="API port (default: OWNERCARE_API_PORT or 8000)")
+    run.add_argument("--mqtt-port", type=_port, help="embedded MQTT port (default 1883)")
+    run.add_argument("--kafka-port", type=_port, help="embedded Kafka port (default 9092)")
+    run.add_argument("--no-simulator", action="store_true",
+                     help="start the stack without the simulated fleet")
+    run.set_defaults(func=cmd_run)
+
+    sub.add_parser("bridge", help="MQTT -> Kafka bridge (OWNERCARE_MQTT_URL, OWNERCARE_KAFKA_URL)"
+                   ).set_defaults(func=cmd_bridge)
+    sub.add_parser("worker", help="Faust diagnostics worker and alert sink"
+                   ).set_defaults(func=cmd_worker)
+    sub.add_parser("api", help="FastAPI service for care staff").set_defaults(func=cmd_api)
+
+    sim = sub.add_parser("simulate", help="publish a simulated fleet over MQTT")
+    add_simulator_arguments(sim)
+    sim.set_defaults(func=cmd_simulate)
+
+    conf = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    conf.add_argument("service", choices=["bridge", "worker", "api", "run"])
+    conf.set_defaults(func=cmd_config)
+    return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1..65535")
+    return port
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValidationError as exc:
+        return _settings_error(exc)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

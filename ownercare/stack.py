@@ -1,0 +1,231 @@
+"""``ownercare run``: the whole service on one machine.
+
+amqtt runs in this process; Tansu, the bridge, the worker, the API and the simulator run as
+child processes (each service is exactly what ``ownercare <service>`` runs in production, just
+pointed at the embedded brokers). Children die with this process (PR_SET_PDEATHSIG), and
+Ctrl-C / SIGTERM stops them in reverse order of start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ownercare import embedded
+from ownercare.settings import RunSettings
+
+log = logging.getLogger(__name__)
+
+# Flags of `ownercare run` forwarded to the simulator child unchanged.
+SIMULATOR_FLAGS = ("vehicles", "chargers", "seed", "speed", "start", "duration", "faults",
+                   "drive_interval", "parked_interval", "truth", "qos")
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    may_finish: bool = False  # the simulator ends by itself when given --duration
+
+
+class Stack:
+    def __init__(self, settings: RunSettings, args: argparse.Namespace) -> None:
+        self.settings = settings
+        self.args = args
+        self.state_dir = settings.state_dir.resolve()
+        self.log_dir = self.state_dir / "logs"
+        self.children: list[Child] = []
+        self.tansu: subprocess.Popen[bytes] | None = None
+        self.broker: object | None = None
+        self.stopping = asyncio.Event()
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.settings.mqtt_port}"
+
+    @property
+    def kafka_url(self) -> str:
+        return f"kafka://127.0.0.1:{self.settings.kafka_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    def child_env(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            **os.environ,
+            "OWNERCARE_STATE_DIR": str(self.state_dir),
+            "OWNERCARE_MQTT_URL": self.mqtt_url,
+            "OWNERCARE_KAFKA_URL": self.kafka_url,
+            "OWNERCARE_DATABASE_URL": s.effective_database_url,
+            "OWNERCARE_API_PORT": str(s.api_port),
+            "OWNERCARE_API_HOST": s.api_host,
+            "OWNERCARE_PARTITIONS": str(s.partitions),
+            "OWNERCARE_LOG_LEVEL": s.log_level,
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def spawn(self, name: str, argv: list[str], may_finish: bool = False) -> Child:
+        log_path = self.log_dir / f"{name}.log"
+        out = open(log_path, "ab")  # noqa: SIM115 - the child owns it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ownercare", *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=self.child_env(),
+            preexec_fn=embedded.die_with_parent,
+        )
+        out.close()
+        child = Child(name, proc, log_path, may_finish)
+        self.children.append(child)
+        log.info("service_started name=%s pid=%s log=%s", name, proc.pid, log_path)
+        return child
+
+    def simulator_argv(self) -> list[str]:
+        argv = ["simulate", "--mqtt-url", self.mqtt_url]
+        for flag in SIMULATOR_FLAGS:
+            value = getattr(self.args, flag, None)
+            if value is not None:
+                argv += [f"--{flag.replace('_', '-')}", str(value)]
+        return argv
+
+    async def start(self) -> None:
+        s = self.settings
+        for port, what in ((s.mqtt_port, "the embedded MQTT broker"),
+                           (s.kafka_port, "the embedded Kafka broker"), (s.api_port, "the API")):
+            embedded.ensure_port_free(port, what)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.tansu = await asyncio.to_thread(
+            embedded.start_tansu, s.kafka_port, self.log_dir / "tansu.log")
+        self.broker = await embedded.start_amqtt(s.mqtt_port)
+        self.spawn("worker", ["worker"])
+        self.spawn("bridge", ["bridge"])
+        self.spawn("api", ["api"])
+        # The bridge's persistent session must exist before the fleet publishes, otherwise
+        # the broker has no subscriber to queue the first messages for.
+        await self.wait_for_bridge_subscription()
+        if not getattr(self.args, "no_simulator", False):
+            self.spawn("simulator", self.simulator_argv(), may_finish=True)
+        await asyncio.to_thread(self.wait_for_api)
+        self.write_run_json()
+
+    async def wait_for_bridge_subscription(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            subscriptions = getattr(self.broker, "_subscriptions", None)
+            if subscriptions is None:  # amqtt internals changed: fall back to a grace period
+                await asyncio.sleep(3)
+                return
+            if "vehicles/#" in subscriptions:
+                return
+            self.check_children()
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"the bridge did not subscribe within {timeout:.0f} s; "
+                           f"see {self.log_dir / 'bridge.log'}")
+
+    def wait_for_api(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{self.api_url}/health/live", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            self.check_children()
+            time.sleep(0.2)
+        raise RuntimeError(f"the API did not answer within {timeout:.0f} s; "
+                           f"see {self.log_dir / 'api.log'}")
+
+    def check_children(self) -> None:
+        for child in self.children:
+            code = child.proc.poll()
+            if code is None or (child.may_finish and code == 0):
+                continue
+            raise RuntimeError(f"{child.name} exited with status {code}; last log lines:\n"
+                               + tail(child.log_path))
+
+    def write_run_json(self) -> None:
+        info = {
+            "api_url": self.api_url,
+            "docs_url": f"{self.api_url}/docs",
+            "mqtt_url": self.mqtt_url,
+            "kafka_url": self.kafka_url,
+            "database_url": self.settings.effective_database_url,
+            "state_dir": str(self.state_dir),
+            "pid": os.getpid(),
+            "services": {c.name: {"pid": c.proc.pid, "log": str(c.log_path)}
+                         for c in self.children},
+            "tansu_pid": self.tansu.pid if self.tansu else None,
+        }
+        (self.state_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+
+    async def supervise(self) -> None:
+        announced_finish = False
+        while not self.stopping.is_set():
+            self.check_children()
+            if self.tansu is not None and self.tansu.poll() is not None:
+                raise RuntimeError("the embedded Kafka broker (Tansu) exited; see "
+                                   f"{self.log_dir / 'tansu.log'}")
+            sim = next((c for c in self.children if c.name == "simulator"), None)
+            if sim and sim.proc.poll() == 0 and not announced_finish:
+                announced_finish = True
+                log.info("simulation_finished; the service keeps running (Ctrl-C to stop)")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 0.5)
+
+    async def stop(self) -> None:
+        for child in reversed(self.children):
+            await asyncio.to_thread(embedded.stop_process, child.proc, 15)
+            log.info("service_stopped name=%s status=%s", child.name, child.proc.returncode)
+        if self.broker is not None:
+            with contextlib.suppress(Exception):
+                await self.broker.shutdown()  # type: ignore[attr-defined]
+        if self.tansu is not None:
+            await asyncio.to_thread(embedded.stop_process, self.tansu, 10)
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / "run.json").unlink()
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+async def _main(settings: RunSettings, args: argparse.Namespace) -> int:
+    stack = Stack(settings, args)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stack.stopping.set)
+    try:
+        await stack.start()
+        print(f"ownercare is running\n  API:   {stack.api_url}  (docs: {stack.api_url}/docs)\n"
+              f"  MQTT:  {stack.mqtt_url}\n  Kafka: {stack.kafka_url}\n"
+              f"  state: {stack.state_dir} (run.json, logs/)\nPress Ctrl-C to stop.", flush=True)
+        await stack.supervise()
+        return 0
+    except embedded.PortBusyError as exc:
+        print(f"ownercare run: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"ownercare run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await stack.stop()
+
+
+def run_stack(settings: RunSettings, args: argparse.Namespace) -> int:
+    return asyncio.run(_main(settings, args))
