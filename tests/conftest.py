@@ -10,8 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from ownercare import embedded
+
+# The suite shares two cores with real brokers; time-based health checks would be flaky.
+settings.register_profile(
+    "ownercare", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=100
+)
+settings.load_profile("ownercare")
 
 
 @pytest.fixture(scope="session")
