@@ -1,0 +1,115 @@
+"""Per-vehicle diagnostics over a micro-batch of canonical records (no I/O, event time only).
+
+The Faust agent hands each decoded batch to ``VehiclePipeline.process`` together with the
+per-vehicle state table; the pipeline drops duplicates, runs every detector and turns their
+assessments into alert upserts through the alarm-hygiene state machine. Keeping this out of
+the agent makes it testable without brokers and reusable for replay and back-testing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+from diagnostics import alerting
+from diagnostics.base import Detector
+from diagnostics.registry import DETECTORS
+
+VehicleState = dict[str, Any]
+
+
+def new_vehicle_state(detectors: Mapping[str, Detector]) -> VehicleState:
+    return {
+        "seq": -1,
+        "ts": 0,
+        "det": {alert_type: d.new_state() for alert_type, d in detectors.items()},
+        "alerts": {alert_type: alerting.new_alert_state() for alert_type in detectors},
+    }
+
+
+class VehiclePipeline:
+    """Runs the vehicle detectors over canonical records, one vehicle state per VIN."""
+
+    def __init__(self, detectors: Mapping[str, Detector] | None = None) -> None:
+        self.detectors: dict[str, Detector] = (
+            dict(detectors) if detectors is not None else {t: cls() for t, cls in DETECTORS.items()}
+        )
+        self.duplicates = 0
+
+    def process(
+        self, records: Iterable[Mapping[str, Any]], states: MutableMapping[str, VehicleState]
+    ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Return (alert upserts, VINs whose state changed and must be persisted)."""
+        alerts: list[dict[str, Any]] = []
+        changed: set[str] = set()
+        for record in records:
+            vin = record["id"]
+            state = states.get(vin)
+            if state is None:
+                state = new_vehicle_state(self.detectors)
+                states[vin] = state
+                changed.add(vin)
+            ts, seq = int(record["ts"]), int(record["seq"])
+            # At-least-once delivery: a redelivered message has a seq we have already seen.
+            # A lower seq with a newer ts is a device that restarted its counter, not a duplicate.
+            if seq <= state["seq"] and ts <= state["ts"]:
+                self.duplicates += 1
+                continue
+            state["seq"], state["ts"] = seq, max(ts, state["ts"])
+            kind = record["kind"]
+            for alert_type, detector in self.detectors.items():
+                det_state = state["det"].setdefault(alert_type, detector.new_state())
+                if kind == "vehicle_telemetry":
+                    state_changed, assessment = detector.update(
+                        det_state, ts, record["data"]["signals"])
+                elif kind == "vehicle_event":
+                    state_changed, assessment = detector.on_event(det_state, ts, record["data"])
+                else:
+                    continue
+                if state_changed:
+                    changed.add(vin)
+                if assessment is None:
+                    continue
+                alert = alerting.apply(
+                    state["alerts"].setdefault(alert_type, alerting.new_alert_state()),
+                    asset_kind="vehicle",
+                    asset_id=vin,
+                    alert_type=alert_type,
+                    detector=detector.name,
+                    detector_version=detector.version,
+                    assessment=assessment,
+                    ts_ms=ts,
+                )
+                if alert is not None:
+                    alerts.append(alert)
+                    changed.add(vin)
+        return alerts, changed
+
+
+def latest_signal_rows(
+    records: Iterable[Mapping[str, Any]],
+) -> list[tuple[str, str, str, object, int]]:
+    """Coalesce a batch into the newest value per (asset, signal) for the latest-values view."""
+    latest: dict[tuple[str, str, str], tuple[object, int]] = {}
+
+    def put(kind: str, asset: str, path: str, value: object, ts: int) -> None:
+        key = (kind, asset, path)
+        old = latest.get(key)
+        if old is None or ts >= old[1]:
+            latest[key] = (value, ts)
+
+    for r in records:
+        ts, asset, kind = int(r["ts"]), r["id"], r["kind"]
+        data = r["data"]
+        if kind == "vehicle_telemetry":
+            for path, value in data["signals"].items():
+                put("vehicle", asset, path, value, ts)
+        elif kind == "charger_status":
+            connector = data["connectorId"]
+            put("charger", asset, f"OCPP.Connector{connector}.Status", data["status"], ts)
+            put("charger", asset, f"OCPP.Connector{connector}.ErrorCode", data["errorCode"], ts)
+        elif kind == "charger_meter":
+            connector = data["connectorId"]
+            for name, value in data["measurands"].items():
+                put("charger", asset, f"OCPP.Connector{connector}.{name}", value, ts)
+    return [(k[0], k[1], k[2], v[0], v[1]) for k, v in latest.items()]

@@ -1,0 +1,10 @@
+"""Every vehicle detector the worker runs, by the alert type it raises."""
+
+from __future__ import annotations
+
+from diagnostics.base import Detector
+from diagnostics.battery12v import WeakBattery12V
+
+DETECTORS: dict[str, type[Detector]] = {
+    "weak_12v_battery": WeakBattery12V,
+}
