@@ -62,7 +62,6 @@ def cmd_worker(_args: argparse.Namespace) -> int:
 
 def cmd_api(_args: argparse.Namespace) -> int:
     import uvicorn
-
     from api.app import create_app
 
     settings = cfg.ApiSettings()
@@ -121,11 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="start everything on the embedded stack with a simulated fleet")
+    run = sub.add_parser(
+        "run", help="start everything on the embedded stack with a simulated fleet")
     add_simulator_arguments(run)
     run.add_argument("--state-dir", help="where logs, the SQLite database and run.json go "
                      "(default: OWNERCARE_STATE_DIR or .ownercare)")
-    run.add_argument("--api-port", type=_port, help="API port (default: OWNERCARE_API_PORT or 8000)")
+    run.add_argument("--api-port", type=_port,
+                     help="API port (default: OWNERCARE_API_PORT or 8000)")
     run.add_argument("--mqtt-port", type=_port, help="embedded MQTT port (default 1883)")
     run.add_argument("--kafka-port", type=_port, help="embedded Kafka port (default 9092)")
     run.add_argument("--no-simulator", action="store_true",

@@ -139,10 +139,10 @@ class Stack:
     def wait_for_api(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.api_url}/health/live", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
+            with (contextlib.suppress(OSError),
+                  urllib.request.urlopen(f"{self.api_url}/health/live", timeout=2) as resp):
+                if resp.status == 200:
+                    return
             self.check_children()
             time.sleep(0.2)
         raise RuntimeError(f"the API did not answer within {timeout:.0f} s; "
@@ -171,9 +171,30 @@ class Stack:
         }
         (self.state_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
 
+    def announce_new_alerts(self, seen: dict[str, tuple[str, str]]) -> None:
+        """Print alerts as they open or change, so a newcomer sees the loop working."""
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/alerts?limit=100", timeout=5) as resp:
+                page = json.load(resp)
+        except (OSError, ValueError):
+            return
+        for alert in reversed(page.get("items", [])):
+            key = (alert["severity"], alert["status"])
+            if seen.get(alert["id"]) == key:
+                continue
+            seen[alert["id"]] = key
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(alert["last_seen"] / 1000))
+            print(f"[{when} sim] {alert['status']:8} {alert['severity']:8} {alert['type']} "
+                  f"{alert['asset_id']}: {alert['title']}", flush=True)
+
     async def supervise(self) -> None:
         announced_finish = False
+        seen: dict[str, tuple[str, str]] = {}
+        next_poll = 0.0
         while not self.stopping.is_set():
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + 5
+                await asyncio.to_thread(self.announce_new_alerts, seen)
             self.check_children()
             if self.tansu is not None and self.tansu.poll() is not None:
                 raise RuntimeError("the embedded Kafka broker (Tansu) exited; see "

@@ -1,0 +1,82 @@
+"""Relational schema (SQLAlchemy Core), shared by the worker's sinks and the API.
+
+Times are event-time epoch milliseconds (BigInteger), as in the messages they come from.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(36), primary_key=True),  # deterministic uuid5 from the detector
+    Column("asset_kind", String(16), nullable=False),
+    Column("asset_id", String(64), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("first_seen", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("predicted_failure_ts", BigInteger, nullable=True),
+    Column("recommended_action", Text, nullable=False),
+    Column("detector", String(64), nullable=False),
+    Column("detector_version", String(32), nullable=False),
+    Index("ix_alerts_asset", "asset_kind", "asset_id"),
+    Index("ix_alerts_order", "last_seen", "id"),
+    # One open alert per (asset, type): the database enforces what the detector promises.
+    Index(
+        "ux_alerts_one_open",
+        "asset_kind",
+        "asset_id",
+        "type",
+        unique=True,
+        sqlite_where=text("status = 'open'"),
+        postgresql_where=text("status = 'open'"),
+    ),
+)
+
+# Append-only log of alert changes; its id is the SSE event id, so a client resumes exactly.
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", String(36), nullable=False, index=True),
+    Column("change", String(16), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("snapshot", JSON, nullable=False),
+)
+
+assets = Table(
+    "assets",
+    metadata,
+    Column("asset_kind", String(16), primary_key=True),
+    Column("asset_id", String(64), primary_key=True),
+    Column("first_seen", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+)
+
+latest_signals = Table(
+    "latest_signals",
+    metadata,
+    Column("asset_kind", String(16), primary_key=True),
+    Column("asset_id", String(64), primary_key=True),
+    Column("path", String(160), primary_key=True),
+    Column("value", JSON, nullable=True),
+    Column("ts", BigInteger, nullable=False),
+)
