@@ -15,8 +15,8 @@ from typing import Any
 
 import faust
 import orjson
-from api.store import Store
 
+from api.store import Store
 from diagnostics.pipeline import VehiclePipeline, latest_signal_rows
 from ingest import topics
 from ingest.contract import decode_batch
@@ -51,8 +51,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         "vehicle-diagnostics",
         default=None,
         partitions=partitions,
-        key_serializer="json",
-        value_serializer="json",
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
     pipeline = VehiclePipeline()
 

@@ -192,13 +192,14 @@ class WeakBattery12V(Detector):
             return Assessment(active=state["active"], evidence=evidence,
                               abstain_reason=f"{len(hist)} resting samples over {span:.1f} days; "
                               f"need {self.min_samples} over {self.min_span_days:g}")
-        slope, intercept = np.polyfit(t_days, v25, 1)
+        fit = np.polyfit(t_days, v25, 1)
+        slope, intercept = float(fit[0]), float(fit[1])  # plain floats: state is JSON
         residuals = v25 - (slope * t_days + intercept)
         dof = max(1, len(hist) - 2)
         sxx = float(np.sum((t_days - t_days.mean()) ** 2))
         stderr = float(math.sqrt(float(np.sum(residuals**2)) / dof / sxx)) if sxx > 0 else math.inf
         level = float(intercept)  # the fitted V25 now (t = 0 is the latest sample)
-        declining = slope < -self.min_slope_v_per_day and slope + 2 * stderr < 0
+        declining = bool(slope < -self.min_slope_v_per_day and slope + 2 * stderr < 0)
         evidence.update({
             "fitted_v25": round(level, 3),
             "slope_v_per_day": round(float(slope), 4),
@@ -224,7 +225,7 @@ class WeakBattery12V(Detector):
             active = declining or level <= self.warn_v25 + self.clear_margin_v
         else:
             active = raise_now
-        state["active"] = active
+        state["active"] = bool(active)
         if not active:
             return Assessment(active=False, evidence=evidence,
                               title="12 V battery resting voltage is healthy")

@@ -328,8 +328,8 @@ class Bridge:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        await consumer.start()
         try:
+            await consumer.start()
             async for msg in consumer:
                 await self._publish_command(msg.key, msg.value)
                 await consumer.commit()

@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,9 +27,22 @@ _UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 def duration_s(text: str) -> float:
     match = _DURATION.match(text.strip())
     if not match:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration like 20d, 36h, 90m or 600s")
+        raise ValueError(f"{text!r} is not a duration like 20d, 36h, 90m or 600s")
     return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def _checked(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type that validates with ``parse`` but keeps the text, so ``ownercare run``
+    can forward the flag to its simulator child unchanged."""
+
+    def check(text: str) -> str:
+        try:
+            parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return check
 
 
 def positive_float(text: str) -> float:
@@ -55,8 +69,7 @@ def start_time(text: str) -> int:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time like 2026-01-05T00:00:00Z") from None
+        raise ValueError(f"{text!r} is not an ISO 8601 time like 2026-01-05T00:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
@@ -72,9 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--speed", type=positive_float, default=1.0,
                         help="simulated seconds per wall-clock second (3600: an hour a second)")
-    parser.add_argument("--start", type=start_time, default=start_time("2026-01-05T00:00:00Z"),
+    parser.add_argument("--start", type=_checked(start_time), default="2026-01-05T00:00:00Z",
                         help="simulated start time, ISO 8601 (default 2026-01-05T00:00:00Z)")
-    parser.add_argument("--duration", type=duration_s, default=None,
+    parser.add_argument("--duration", type=_checked(duration_s), default=None,
                         help="simulated duration (20d, 36h, 90m, 600s); default: until stopped")
     parser.add_argument("--faults", default="",
                         help="labelled faults to inject, e.g. weak_12v:3 (known: "
@@ -91,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_fleet(args: argparse.Namespace) -> Fleet:
     faults = parse_fault_spec(args.faults, args.vehicles, args.chargers)
-    return Fleet(args.vehicles, args.chargers, seed=args.seed, start_ms=args.start,
+    return Fleet(args.vehicles, args.chargers, seed=args.seed, start_ms=start_time(args.start),
                  faults=faults, drive_interval_s=args.drive_interval,
                  parked_interval_s=args.parked_interval)
 
@@ -107,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         args.truth.write_text(json.dumps(truth, indent=2) + "\n")
     if args.print_truth:
         print(json.dumps(truth, indent=2))
-    until = None if args.duration is None else args.start + int(args.duration * 1000)
+    start_ms = start_time(args.start)
+    until = None if args.duration is None else start_ms + int(duration_s(args.duration) * 1000)
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -119,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         log.info("simulator_started vehicles=%s chargers=%s faulty=%s speed=%s",
                  args.vehicles, args.chargers, len(truth), args.speed)
-        count = publish_paced(publisher, fleet.messages(until), args.start, args.speed, stop)
+        count = publish_paced(publisher, fleet.messages(until), start_ms, args.speed, stop)
     finally:
         publisher.close()
         for sig, handler in previous.items():
