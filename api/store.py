@@ -125,8 +125,9 @@ class Store:
 
     def upsert_signals(self, rows: Iterable[tuple[str, str, str, object, int]]) -> int:
         """Keep the newest value per (asset, signal); rows are (kind, id, path, value, ts)."""
-        values = [{"asset_kind": k, "asset_id": a, "path": p, "value": v, "ts": t}
-                  for k, a, p, v, t in rows]
+        values: list[dict[str, Any]] = [
+            {"asset_kind": k, "asset_id": a, "path": p, "value": v, "ts": t}
+            for k, a, p, v, t in rows]
         if not values:
             return 0
         spans: dict[tuple[str, str], list[int]] = {}

@@ -44,6 +44,8 @@ def apply(
     is_open = state["open"] is not None
     if not assessment.active and not is_open:
         return None
+    if assessment.active and not is_open and ts_ms == state["last_seen"]:
+        return None  # reopening in the instant it was resolved would reuse the resolved id
     if assessment.active and not is_open:
         state["open"] = alert_id(asset_kind, asset_id, alert_type, ts_ms)
         state["first_seen"] = ts_ms

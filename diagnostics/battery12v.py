@@ -20,9 +20,10 @@ traction battery, so a weakening 12 V battery is the classic avoidable breakdown
   lag and compensates every sample to 25 °C (``V25``). A cold snap therefore moves the raw
   voltage but not V25, and does not raise an alert.
 * A battery losing capacity shows V25 falling day after day. A least-squares trend over the
-  last ``window_days`` (at least ``min_samples`` samples spanning ``min_span_days``) gives the
-  decline rate and its standard error; where the trend crosses ``failure_v25`` is the predicted
-  failure, with an uncertainty band from the slope's standard error.
+  last ``window_days`` (at least ``min_samples`` samples spanning ``min_span_days``), weighted
+  towards recent days (``half_life_days``), gives the decline rate and its standard error;
+  where the trend crosses ``failure_v25`` is the predicted failure, with an uncertainty band
+  from the slope's standard error.
 
 The condition is raised when the decline is significant (slope below ``-min_slope_v_per_day``
 and two standard errors below zero) and failure is predicted within ``horizon_days``, or when
@@ -70,6 +71,7 @@ class WeakBattery12V(Detector):
         min_slope_v_per_day: float = 0.01,
         horizon_days: float = 30.0,
         stale_days: float = 7.0,
+        half_life_days: float = 4.0,
     ) -> None:
         self.rest_delay_s = rest_delay_s
         self.sample_span_s = sample_span_s
@@ -86,6 +88,7 @@ class WeakBattery12V(Detector):
         self.min_slope_v_per_day = min_slope_v_per_day
         self.horizon_days = horizon_days
         self.stale_days = stale_days
+        self.half_life_days = half_life_days
 
     def new_state(self) -> dict[str, Any]:
         return {
@@ -192,12 +195,23 @@ class WeakBattery12V(Detector):
             return Assessment(active=state["active"], evidence=evidence,
                               abstain_reason=f"{len(hist)} resting samples over {span:.1f} days; "
                               f"need {self.min_samples} over {self.min_span_days:g}")
-        fit = np.polyfit(t_days, v25, 1)
-        slope, intercept = float(fit[0]), float(fit[1])  # plain floats: state is JSON
+        # Weighted least squares: recent samples count more (half-life ``half_life_days``), so
+        # the trend follows a decline that started inside the window instead of averaging it
+        # with the flat days before it.
+        w = np.power(0.5, -t_days / self.half_life_days)
+        sw = float(np.sum(w))
+        t_mean = float(np.sum(w * t_days)) / sw
+        v_mean = float(np.sum(w * v25)) / sw
+        sxx = float(np.sum(w * (t_days - t_mean) ** 2))
+        if sxx <= 0:
+            return Assessment(active=state["active"], evidence=evidence,
+                              abstain_reason="resting samples too close together to trend")
+        slope = float(np.sum(w * (t_days - t_mean) * (v25 - v_mean))) / sxx
+        intercept = v_mean - slope * t_mean  # plain floats: the state is JSON
         residuals = v25 - (slope * t_days + intercept)
-        dof = max(1, len(hist) - 2)
-        sxx = float(np.sum((t_days - t_days.mean()) ** 2))
-        stderr = float(math.sqrt(float(np.sum(residuals**2)) / dof / sxx)) if sxx > 0 else math.inf
+        n_eff = sw * sw / float(np.sum(w * w))  # Kish effective sample size
+        dof = max(1.0, n_eff - 2)
+        stderr = math.sqrt(float(np.sum(w * residuals**2)) / sw * n_eff / dof / (sxx / sw * n_eff))
         level = float(intercept)  # the fitted V25 now (t = 0 is the latest sample)
         declining = bool(slope < -self.min_slope_v_per_day and slope + 2 * stderr < 0)
         evidence.update({
@@ -217,7 +231,7 @@ class WeakBattery12V(Detector):
                 "predicted_failure_earliest_ts":
                     now + int(max(0.0, (level - self.failure_v25) / -fast) * DAY_MS),
                 "predicted_failure_latest_ts":
-                    now + int(min(3650.0, (level - self.failure_v25) / -slow) * DAY_MS),
+                    now + int(min(3650.0, max(0.0, (level - self.failure_v25) / -slow)) * DAY_MS),
             })
         raise_now = (declining and days_left is not None and days_left <= self.horizon_days) or (
             level < self.warn_v25)

@@ -29,6 +29,7 @@ occasional cold snaps.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 import random
@@ -205,7 +206,11 @@ class Fleet:
         return out
 
     def messages(self, until_ms: int | None = None) -> Iterator[Message]:
-        streams = [self._vehicle(v, until_ms) for v in self.vehicles]
+        """The message stream from the start; every call replays the same stream."""
+        # Devices mutate as they run (battery, odometer, seq, RNG): run on fresh copies.
+        self.weather = Weather(self.seed, self.start_ms)
+        vehicles = copy.deepcopy(self.vehicles)
+        streams = [self._vehicle(v, until_ms) for v in vehicles]
         streams += [self._charger(i, c, until_ms) for i, c in enumerate(self.chargers)]
         return heapq.merge(*streams, key=lambda m: m[0])
 

@@ -186,7 +186,7 @@ def test_arbitrary_bytes_never_crash_the_validator(payload: bytes, topic: str) -
 @given(st.dictionaries(st.sampled_from(["ts", "seq", "signals", "vin", "extra"]),
                        st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
                                  finite, st.text(),
-                                 st.lists(st.integers(), max_size=3),
+                                 st.lists(st.integers(-(2**63), 2**63 - 1), max_size=3),
                                  st.dictionaries(st.text(max_size=40), finite, max_size=3))))
 def test_arbitrary_json_objects_get_a_reason_or_a_valid_record(body: dict[str, object]) -> None:
     try:

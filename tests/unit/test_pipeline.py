@@ -1,0 +1,72 @@
+"""The worker's pure pipeline: duplicates dropped, detectors run, alerts and dirty state out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diagnostics.pipeline import VehiclePipeline, latest_signal_rows
+from tests.unit.battery_series import DAY_MS, START_MS, failure_day, series, weakening
+
+VIN = "WCRAAAAAAAAAAAAA1"
+
+
+def records(samples: Any, vin: str = VIN) -> list[dict[str, Any]]:
+    return [{"kind": "vehicle_telemetry", "id": vin, "ts": ts, "seq": i, "data": {"signals": s}}
+            for i, (ts, s) in enumerate(samples, start=1)]
+
+
+def test_weak_battery_alert_comes_out_of_the_pipeline_once() -> None:
+    recs = records(series(int(failure_day(12.65, 0.05)), weakening(12.65, 0.05), seed=1))
+    healthy = records(series(int(failure_day(12.65, 0.05)), lambda _d: 12.7, seed=2),
+                      vin="WCRAAAAAAAAAAAAA2")
+    pipeline = VehiclePipeline()
+    states: dict[str, Any] = {}
+    alerts: list[dict[str, Any]] = []
+    # Micro-batches of 50 records, as the bridge packs them.
+    merged = sorted(recs + healthy, key=lambda r: r["ts"])
+    for i in range(0, len(merged), 50):
+        out, changed = pipeline.process(merged[i:i + 50], states)
+        alerts += out
+        assert changed <= {VIN, "WCRAAAAAAAAAAAAA2"}
+    assert {a["asset_id"] for a in alerts} == {VIN}
+    assert len({a["id"] for a in alerts}) == 1
+    assert alerts[0]["first_seen"] < START_MS + int(failure_day(12.65, 0.05) * DAY_MS)
+
+
+def test_redelivered_records_are_dropped_and_do_not_dirty_state() -> None:
+    recs = records(series(3, lambda _d: 12.7, seed=1))
+    pipeline = VehiclePipeline()
+    states: dict[str, Any] = {}
+    pipeline.process(recs, states)
+    snapshot = repr(states)
+    out, changed = pipeline.process(recs[-20:], states)  # at-least-once redelivery
+    assert out == [] and changed == set()
+    assert pipeline.duplicates == 20
+    assert repr(states) == snapshot
+
+
+def test_device_counter_reset_is_not_mistaken_for_duplicates() -> None:
+    pipeline = VehiclePipeline()
+    states: dict[str, Any] = {}
+    pipeline.process([{"kind": "vehicle_telemetry", "id": VIN, "ts": 1000, "seq": 500,
+                       "data": {"signals": {"Vehicle.Speed": 1.0}}}], states)
+    pipeline.process([{"kind": "vehicle_telemetry", "id": VIN, "ts": 2000, "seq": 1,
+                       "data": {"signals": {"Vehicle.Speed": 2.0}}}], states)
+    assert pipeline.duplicates == 0 and states[VIN]["seq"] == 1
+
+
+def test_latest_rows_are_coalesced_per_batch() -> None:
+    rows = latest_signal_rows([
+        {"kind": "vehicle_telemetry", "id": VIN, "ts": 2, "seq": 2,
+         "data": {"signals": {"Vehicle.Speed": 20.0}}},
+        {"kind": "vehicle_telemetry", "id": VIN, "ts": 1, "seq": 1,
+         "data": {"signals": {"Vehicle.Speed": 10.0, "Vehicle.IsMoving": True}}},
+        {"kind": "charger_status", "id": "CP-1", "ts": 5, "seq": 5,
+         "data": {"connectorId": 1, "status": "Faulted", "errorCode": "GroundFailure"}},
+    ])
+    assert sorted(rows) == sorted([
+        ("vehicle", VIN, "Vehicle.Speed", 20.0, 2),
+        ("vehicle", VIN, "Vehicle.IsMoving", True, 1),
+        ("charger", "CP-1", "OCPP.Connector1.Status", "Faulted", 5),
+        ("charger", "CP-1", "OCPP.Connector1.ErrorCode", "GroundFailure", 5),
+    ])
