@@ -86,6 +86,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ownercare.stack import run_stack
+    from simulators.faults import parse_fault_spec
+
+    try:  # fail here, not later in the simulator child
+        parse_fault_spec(args.faults, args.vehicles, args.chargers)
+    except ValueError as exc:
+        print(f"ownercare run: --faults: {exc}", file=sys.stderr)
+        return 2
 
     overrides = {k: v for k, v in {
         "state_dir": args.state_dir,

@@ -243,3 +243,13 @@ def test_dead_letter_reasons_are_counted(mosquitto_url: str, kafka_url: str,
     counts = Counter({"not_json": 3, "not_object": 1})
     for reason, n in counts.items():
         assert f"'{reason}': {n}" in stats, stats
+
+
+def test_bridge_exits_nonzero_when_kafka_stays_unreachable(amqtt_url: str,
+                                                           tmp_path: Path) -> None:
+    port = embedded.free_port()
+    log = tmp_path / "bridge.log"
+    proc = start_service("bridge", bridge_env(amqtt_url, f"kafka://127.0.0.1:{port}",
+                                              OWNERCARE_BROKER_GIVE_UP_S="2"), log)
+    assert proc.wait(30) == 1
+    assert f"Kafka at 127.0.0.1:{port} unreachable for 2 s" in log.read_text()
