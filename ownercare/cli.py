@@ -62,6 +62,7 @@ def cmd_worker(_args: argparse.Namespace) -> int:
 
 def cmd_api(_args: argparse.Namespace) -> int:
     import uvicorn
+
     from api.app import create_app
 
     settings = cfg.ApiSettings()
