@@ -151,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulator_arguments(sim)
     sim.set_defaults(func=cmd_simulate)
 
+    back = sub.add_parser("backtest", help="score the detectors on simulated fleets (no brokers)")
+    from ownercare import backtest
+
+    backtest.add_arguments(back)
+    back.set_defaults(func=backtest.run)
+
     conf = sub.add_parser("config", help="print the effective settings (secrets masked)")
     conf.add_argument("service", choices=["bridge", "worker", "api", "run"])
     conf.set_defaults(func=cmd_config)
