@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import and_, create_engine, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from api.models import alert_events, alerts, assets, latest_signals, metadata
 
@@ -74,7 +75,19 @@ class Store:
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        # The worker and the API start together; on a fresh database both may try to create
+        # the tables. The loser of that race sees "already exists" and checks again.
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError) as exc:
+                if "already exists" not in str(exc) or attempt == 2:
+                    raise
+                log.info("schema_create_race retry=%s", attempt + 1)
 
     @property
     def _insert(self) -> Any:

@@ -108,6 +108,10 @@ class Stack:
                            (s.kafka_port, "the embedded Kafka broker"), (s.api_port, "the API")):
             embedded.ensure_port_free(port, what)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Create the schema once, before the worker and the API both open the database.
+        from api.store import Store
+
+        await asyncio.to_thread(Store, s.effective_database_url)
         self.tansu = await asyncio.to_thread(
             embedded.start_tansu, s.kafka_port, self.log_dir / "tansu.log")
         self.broker = await embedded.start_amqtt(s.mqtt_port)

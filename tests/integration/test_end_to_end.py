@@ -33,8 +33,9 @@ def wait_for(predicate: Any, timeout: float, what: str, proc: subprocess.Popen[b
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            out = Path(proc.args[proc.args.index("--state-dir") + 1]).parent / "run.out"
             raise AssertionError(f"ownercare run exited with {proc.returncode} while waiting "
-                                 f"for {what}")
+                                 f"for {what}:\n{out.read_text()[-4000:]}")
         value = predicate()
         if value:
             return value

@@ -118,3 +118,26 @@ def test_upserts_compile_for_postgresql() -> None:
                                       where=stmt.excluded.ts >= latest_signals.c.ts)
     sql = str(stmt.compile(dialect=postgresql.dialect()))
     assert "ON CONFLICT (asset_kind, asset_id, path) DO UPDATE" in sql
+
+
+def test_services_opening_a_fresh_database_together_do_not_collide(tmp_path: Path) -> None:
+    """The worker and the API create the schema at the same moment on first start."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            Store(url).ping()
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
