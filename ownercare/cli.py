@@ -45,6 +45,19 @@ def cmd_bridge(_args: argparse.Namespace) -> int:
     return asyncio.run(run_bridge(settings))
 
 
+def cmd_archive(_args: argparse.Namespace) -> int:
+    settings = cfg.ArchiveSettings()
+    if not settings.influx_url:
+        print("ownercare archive: the telemetry archive is off; set OWNERCARE_INFLUX_URL "
+              "(and OWNERCARE_INFLUX_TOKEN, OWNERCARE_INFLUX_ORG, OWNERCARE_INFLUX_BUCKET)",
+              file=sys.stderr)
+        return 2
+    from ingest.archive import run_archive
+
+    setup_logging(settings.log_level)
+    return asyncio.run(run_archive(settings))
+
+
 def cmd_worker(_args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
@@ -109,12 +122,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the effective settings of a service, secrets masked."""
     kinds = {"bridge": cfg.BridgeSettings, "worker": cfg.WorkerSettings, "api": cfg.ApiSettings,
-             "run": cfg.RunSettings}
+             "archive": cfg.ArchiveSettings, "run": cfg.RunSettings}
     settings = kinds[args.service]()
     for name, value in sorted(settings.model_dump().items()):
         text = str(value)
         if name.endswith("_url"):
             text = cfg.mask_url(text)
+        elif name.endswith(("_token", "_password")):
+            text = "***" if text else ""
         print(f"OWNERCARE_{name.upper()}={text}")
     return 0
 
@@ -146,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="Faust diagnostics worker and alert sink"
                    ).set_defaults(func=cmd_worker)
     sub.add_parser("api", help="FastAPI service for care staff").set_defaults(func=cmd_api)
+    sub.add_parser("archive", help="Kafka -> InfluxDB telemetry archive (OWNERCARE_INFLUX_URL)"
+                   ).set_defaults(func=cmd_archive)
 
     sim = sub.add_parser("simulate", help="publish a simulated fleet over MQTT")
     add_simulator_arguments(sim)
@@ -158,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     back.set_defaults(func=backtest.run)
 
     conf = sub.add_parser("config", help="print the effective settings (secrets masked)")
-    conf.add_argument("service", choices=["bridge", "worker", "api", "run"])
+    conf.add_argument("service", choices=["bridge", "worker", "api", "archive", "run"])
     conf.set_defaults(func=cmd_config)
     return parser
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -112,6 +112,26 @@ class ApiSettings(KafkaSettings, DatabaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     api_page_max: int = Field(500, ge=1, le=10_000, description="Largest page size allowed.")
+
+
+class ArchiveSettings(KafkaSettings):
+    """The telemetry archive: Kafka -> InfluxDB (v2 write API). Off unless a URL is set."""
+
+    influx_url: str = Field("", description="InfluxDB URL, e.g. http://127.0.0.1:8086; "
+                            "empty = archive off")
+    influx_token: SecretStr = Field(SecretStr(""), description="InfluxDB API token")
+    influx_org: str = "ownercare"
+    influx_bucket: str = "telemetry"
+    archive_group: str = Field("ownercare-archive", description="Kafka consumer group")
+    archive_batch_max: int = Field(
+        2000, ge=1, le=100_000,
+        description="Kafka records (each a batch of telemetry) per InfluxDB write; bounds memory")
+    archive_retry_max_s: float = Field(30.0, gt=0, description="Longest backoff between retries")
+
+    @field_validator("influx_url")
+    @classmethod
+    def _influx_url(cls, v: str) -> str:
+        return _check_scheme(v, ("http", "https"), "OWNERCARE_INFLUX_URL") if v else v
 
 
 class RunSettings(BridgeSettings, WorkerSettings, ApiSettings):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ownercare import embedded
-from ownercare.settings import RunSettings
+from ownercare.settings import ArchiveSettings, RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,11 @@ class Stack:
         self.spawn("worker", ["worker"])
         self.spawn("bridge", ["bridge"])
         self.spawn("api", ["api"])
+        if ArchiveSettings().influx_url:
+            self.spawn("archive", ["archive"])
+        else:
+            log.info("archive_off reason=OWNERCARE_INFLUX_URL is not set (telemetry is not "
+                     "archived)")
         # The bridge's persistent session must exist before the fleet publishes, otherwise
         # the broker has no subscriber to queue the first messages for.
         await self.wait_for_bridge_subscription()
