@@ -2,7 +2,10 @@
 
 Every valid vehicle and charger record becomes one point, stamped with its event time:
 
-* measurement ``vehicle``: tag ``vin``, one field per VSS signal named after its path without
+* measurement ``vehicle``: tags ``vin`` and ``model`` (once the vehicle has reported
+  ``Vehicle.VehicleIdentification.Model``, which cars send when they wake; until then, and
+  after an archive restart until the next wake-up, points carry only ``vin``), one field per
+  VSS signal named after its path without
   the ``Vehicle.`` root (``LowVoltageBattery.CurrentVoltage``, units as in the contract's
   catalogue); list-valued signals (cell voltages) are not archived as fields.
 * measurement ``vehicle_event``: tags ``vin``, ``type``; the event's fields.
@@ -40,13 +43,24 @@ log = logging.getLogger(__name__)
 STATS_EVERY_S = 30.0
 
 
-def points_for_record(record: dict[str, Any]) -> Iterator[Point]:
+MODEL = "Vehicle.VehicleIdentification.Model"
+
+
+def points_for_record(record: dict[str, Any], models: dict[str, str] | None = None
+                      ) -> Iterator[Point]:
+    """Points for one canonical record; ``models`` (VIN -> model, learned from the records
+    that report it) adds the ``model`` tag once a vehicle has told us its model."""
     kind, asset, ts, data = record["kind"], record["id"], record["ts"], record["data"]
+    models = {} if models is None else models
     if kind == "vehicle_telemetry":
+        if isinstance(data["signals"].get(MODEL), str):
+            models[asset] = data["signals"][MODEL]
         point = Point("vehicle").tag("vin", asset).time(ts, WritePrecision.MS)
+        if asset in models:
+            point.tag("model", models[asset])
         fields = 0
         for path, value in data["signals"].items():
-            if isinstance(value, list):
+            if isinstance(value, list) or path == MODEL:
                 continue
             point.field(path.removeprefix("Vehicle."), value)
             fields += 1
@@ -78,7 +92,8 @@ def point_for_alert(alert: dict[str, Any]) -> Point:
             .time(alert["last_seen"], WritePrecision.MS))
 
 
-def points_for_messages(messages: Iterable[tuple[str, bytes]]) -> list[Point]:
+def points_for_messages(messages: Iterable[tuple[str, bytes]],
+                        models: dict[str, str] | None = None) -> list[Point]:
     points: list[Point] = []
     for topic, value in messages:
         try:
@@ -86,7 +101,7 @@ def points_for_messages(messages: Iterable[tuple[str, bytes]]) -> list[Point]:
                 points.append(point_for_alert(orjson.loads(value)))
             else:
                 for record in decode_batch(value):
-                    points.extend(points_for_record(record))
+                    points.extend(points_for_record(record, models))
         except (ValueError, KeyError, TypeError) as exc:
             # Only ownercare writes these topics; a record it cannot read is logged, not
             # retried forever (it would block the archive).
@@ -100,6 +115,8 @@ class Archive:
         self.stopping = asyncio.Event()
         self.points_written = 0
         self.lag = 0
+        # VIN -> model as reported by the vehicles; bounded by the fleet size.
+        self.models: dict[str, str] = {}
 
     async def run(self) -> None:
         s = self.settings
@@ -120,7 +137,7 @@ class Archive:
                 messages = [(m.topic, m.value) for msgs in batches.values() for m in msgs
                             if m.value is not None]
                 if messages:
-                    points = points_for_messages(messages)
+                    points = points_for_messages(messages, self.models)
                     if not await self._write(write_api, points):
                         break  # stopping during an outage: offsets stay uncommitted
                     await consumer.commit()

@@ -126,6 +126,7 @@ class SignalType(StrEnum):
     INT = "int"
     BOOL = "bool"
     ENUM = "enum"
+    STRING = "string"
     FLOAT_LIST = "float_list"
 
 
@@ -157,6 +158,8 @@ LOW_VOLTAGE_SYSTEM_STATES: Final = frozenset(
 )
 
 _SIGNALS: list[Signal] = [
+    Signal("Vehicle.VehicleIdentification.Model", SignalType.STRING, max_len=64,
+           description="model name, reported when the car wakes"),
     _f("Vehicle.Speed", "km/h", 0, 400),
     _f("Vehicle.TraveledDistance", "m", 0, 5e9, "odometer"),
     Signal("Vehicle.IsMoving", SignalType.BOOL),
@@ -379,6 +382,8 @@ def validate_signal(path: str, value: object) -> object:
         return value
     if spec.type is SignalType.ENUM:
         return _str(name, value, 64, spec.allowed)
+    if spec.type is SignalType.STRING:
+        return _str(name, value, spec.max_len or 64)
     # FLOAT_LIST
     if not isinstance(value, list):
         raise ContractError(Reason.WRONG_TYPE, f"{name} must be an array, got {_type(value)}")

@@ -309,6 +309,8 @@ class Fleet:
                 signals[tpath] = round(tire_c, 1)
             if v.rng.random() < 0.01:  # occasional gaps: a signal missing from a message
                 signals.pop(v.rng.choice(sorted(signals)))
+            if t == trip.depart:  # identification is reported when the car wakes up
+                signals["Vehicle.VehicleIdentification.Model"] = v.model
             yield self._msg(v, Kind.VEHICLE_TELEMETRY, t, {"signals": signals})
             t += self.drive_ms
         v.odometer_m = start_odo + trip.km * 1000

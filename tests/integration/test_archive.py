@@ -78,10 +78,13 @@ def vm(tmp_path: Path) -> Iterator[VictoriaMetrics]:
 
 
 def telemetry(vin: str, seq: int) -> dict[str, Any]:
+    signals: dict[str, Any] = {"Vehicle.LowVoltageBattery.CurrentVoltage": 12.0 + seq / 1000,
+                               "Vehicle.Speed": float(seq % 90), "Vehicle.IsMoving": True,
+                               "Vehicle.LowVoltageSystemState": "ON"}
+    if seq == 1:  # the car reports its model when it wakes
+        signals["Vehicle.VehicleIdentification.Model"] = "Aurora EV"
     return {"kind": "vehicle_telemetry", "id": vin, "ts": T0 + seq * 60_000, "seq": seq,
-            "data": {"signals": {"Vehicle.LowVoltageBattery.CurrentVoltage": 12.0 + seq / 1000,
-                                 "Vehicle.Speed": float(seq % 90), "Vehicle.IsMoving": True,
-                                 "Vehicle.LowVoltageSystemState": "ON"}}}
+            "data": {"signals": signals}}
 
 
 async def produce(kafka_url: str, batches: list[tuple[str, bytes, int | None]],
@@ -154,6 +157,8 @@ def test_records_and_alerts_are_archived_with_event_time(kafka_url: str, vm: Vic
             assert volts == [(T0 + s * 60_000, pytest.approx(12.0 + s / 1000)) for s in
                              range(1, 11)]
             assert series[("vehicle_IsMoving", vin)][0][1] == 1
+        tagged = vm.series("{model=\"Aurora EV\", vin=~\"" + "|".join(vins) + "\"}")
+        assert sum(len(v) for v in tagged.values()) == 3 * 10 * 4  # every point has the model
         charger_series = wait_for_points(vm, f'{{charger_id="{charger}"}}', expected=2)
         assert charger_series[("charger_Power.Active.Import", charger)] == [(T0, 7200.0)]
         annotations = wait_for_points(vm, f'{{asset_id="{vins[0]}"}}', expected=1)

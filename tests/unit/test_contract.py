@@ -66,6 +66,8 @@ def test_valid_telemetry_becomes_a_canonical_record() -> None:
         (T, orjson.dumps({"ts": TS, "seq": -1, "signals": {"Vehicle.Speed": 1}}),
          Reason.OUT_OF_RANGE),
         (T, tele(**{"Vehicle.Teleporter.Charge": 1}), Reason.UNKNOWN_SIGNAL),
+        (T, tele(**{"Vehicle.VehicleIdentification.Model": "X" * 65}), Reason.OUT_OF_RANGE),
+        (T, tele(**{"Vehicle.VehicleIdentification.Model": 3}), Reason.WRONG_TYPE),
         (T, tele(**{"Vehicle.LowVoltageSystemState": "WARP"}), Reason.BAD_VALUE),
         (T, orjson.dumps({"ts": TS, "seq": 1, "signals": {}}), Reason.BAD_VALUE),
         (T, orjson.dumps({"ts": TS, "seq": 1, "signals": {"Vehicle.Speed": 1}, "x": 1}),
