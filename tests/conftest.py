@@ -96,3 +96,67 @@ def mosquitto_url(tmp_path: Path) -> Iterator[str]:
     assert embedded.wait_for_port(port, 10), "mosquitto did not start listening"
     yield f"mqtt://127.0.0.1:{port}"
     embedded.stop_process(proc)
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster from Debian's binaries (initdb + postgres on a free port).
+
+    initdb refuses to run as root, so under root (CI) the cluster belongs to the `postgres`
+    system user and runs through runuser.
+    """
+
+    def __init__(self) -> None:
+        import glob
+        import os
+        import tempfile
+
+        # Not under pytest's tmp dir: that is private to root, and the server may run as the
+        # postgres user.
+        directory = Path(tempfile.mkdtemp(prefix="ownercare-pg-"))
+        self.directory = directory
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+        if not bins:
+            pytest.fail("PostgreSQL is not installed: apt-get install -y postgresql (.ci/run)")
+        self.bin = Path(bins[-1]).parent
+        self.port = embedded.free_port()
+        self.data = directory / "pgdata"
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(directory, "postgres")
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*self.prefix, str(self.bin / "initdb"), "-D", str(self.data), "-A",
+                        "trust", "-U", "ownercare", "--no-sync"], check=True,
+                       capture_output=True)
+        self.proc = subprocess.Popen(
+            [*self.prefix, str(self.bin / "postgres"), "-D", str(self.data), "-p",
+             str(self.port), "-k", str(directory), "-c", "listen_addresses=127.0.0.1",
+             "-c", "fsync=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert embedded.wait_for_port(self.port, 30), "postgres did not start"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://ownercare@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """A fresh, empty database: every test starts from nothing."""
+        import uuid
+
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(f"postgresql://ownercare@127.0.0.1:{self.port}/postgres",
+                             autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def stop(self) -> None:
+        embedded.stop_process(self.proc)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.stop()

@@ -24,9 +24,12 @@ def alert(**over: Any) -> dict[str, Any]:
     return {**base, **over}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """The same tests on both databases ownercare supports (PostgreSQL: a real server)."""
+    if request.param == "sqlite":
+        return Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    return Store(request.getfixturevalue("postgres").new_database())
 
 
 def test_alert_lifecycle_is_recorded_once_per_change(store: Store) -> None:
