@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from diagnostics.base import Detector
 from diagnostics.battery12v import WeakBattery12V
+from diagnostics.dtc import DiagnosticTroubleCodes
 
 DETECTORS: dict[str, type[Detector]] = {
     "weak_12v_battery": WeakBattery12V,
+    "dtc": DiagnosticTroubleCodes,
 }

@@ -21,6 +21,8 @@ import httpx
 import pytest
 
 from ownercare import embedded
+from simulators.fleet import Fleet
+from tests.integration.helpers import Publisher
 
 pytestmark = pytest.mark.integration
 
@@ -133,6 +135,17 @@ def test_weak_12v_batteries_are_flagged_before_they_fail(tmp_path: Path) -> None
         assert [a["type"] for a in view["open_alerts"]] == ["weak_12v_battery"]
         ready = httpx.get(f"{api}/health/ready", timeout=10)
         assert ready.status_code == 200, ready.text
+
+        # A trouble code published now by a healthy car is an alert at the API within seconds.
+        fleet_vins = [v.vin for v in Fleet(VEHICLES, 3, seed=11, faults={"weak_12v": FAULTY}
+                                           ).vehicles]
+        healthy = next(v for v in fleet_vins if v not in faulty)
+        publisher = Publisher(info["mqtt_url"])
+        publisher.publish(f"vehicles/{healthy}/events", json.dumps(
+            {"ts": view["last_seen"] + 1000, "seq": 10**9, "type": "dtc", "code": "P0AA6"}))
+        publisher.close()
+        dtc = wait_for(lambda: all_alerts(api, type="dtc", vin=healthy), 60, "the DTC alert", proc)
+        assert dtc[0]["severity"] == "critical" and dtc[0]["asset_id"] == healthy
     finally:
         pids = []
         if (state / "run.json").exists():
