@@ -1,13 +1,25 @@
 """The one streaming interface every detector implements (after River's learn_one/score_one).
 
 A detector is a pure object: its parameters are attributes named like its constructor
-arguments, it keeps no per-asset data itself, and it never reads the clock. Per-asset state is a
-small JSON-serialisable dict the caller owns (the worker keeps it in a changelogged Faust table),
-which is what makes restarts, replays and back-tests reproduce the same results.
+arguments, it keeps no per-asset data itself, it never reads the clock and it draws no random
+numbers it was not seeded with. Per-asset state is a small JSON-serialisable dict the caller
+owns (the worker keeps it in a changelogged Faust table with a JSON serializer), which is what
+makes restarts, replays and back-tests reproduce the same results.
+
+Contract (checked for every registered detector by ``tests/unit/test_detector_contract.py``):
+
+* ``new_state()`` returns plain JSON (dict/list/str/int/float/bool/None), well under 16 KiB
+  per asset however long the asset streams (bounded histories only).
+* ``update(state, ts_ms, signals)`` and ``on_event(state, ts_ms, event)`` mutate ``state`` in
+  place and return ``(state_changed, assessment)``. ``state_changed`` is True exactly when the
+  state was mutated (the caller writes a changelog record only then); the assessment is None
+  unless the detector has something *new* to say, so callers are not flooded per message.
+* "Now" is ``ts_ms``, the event time of the message, never the wall clock.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -19,8 +31,12 @@ SEVERITIES = ("info", "warning", "critical")
 class Assessment:
     """What a detector concluded from new evidence about one asset.
 
-    ``active`` is whether the condition is present; an abstaining assessment
-    (``abstain_reason`` set) says the inputs do not allow a conclusion and changes nothing.
+    ``active`` is whether the condition is present. An abstaining assessment
+    (``abstain_reason`` set) says the inputs do not allow a conclusion: it carries the detector's
+    previous ``active`` value unchanged and alarm hygiene ignores it. ``evidence`` holds plain
+    JSON values (numbers, or null where a figure is not available) for care staff and audits;
+    ``predicted_failure_ts`` is event-time epoch ms; ``recommended_action`` is written for a
+    care agent talking to the owner.
     """
 
     active: bool
@@ -40,7 +56,12 @@ Outcome = tuple[bool, Assessment | None]  # (state changed, assessment or None)
 
 
 class Detector:
-    """Base class: subclasses set ``name``/``version`` and implement ``update``."""
+    """Base class: subclasses set ``name``/``version`` and implement ``update``.
+
+    Subclasses store every constructor argument as an attribute of the same name (River's
+    convention), so ``params()`` and ``repr()`` describe the detector completely and a detector
+    can be rebuilt from its parameters.
+    """
 
     name: ClassVar[str] = "detector"
     version: ClassVar[str] = "0"
@@ -54,11 +75,15 @@ class Detector:
         raise NotImplementedError
 
     def on_event(self, state: dict[str, Any], ts_ms: int, event: Mapping[str, Any]) -> Outcome:
+        """Vehicle events (ignition, dtc, trip_end...); by default they change nothing."""
         return False, None
 
     def params(self) -> dict[str, Any]:
         """Constructor parameters and their current values (for evidence and docs)."""
-        import inspect
+        parameters = inspect.signature(type(self).__init__).parameters.values()
+        return {p.name: getattr(self, p.name) for p in parameters
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
-        names = inspect.signature(type(self).__init__).parameters
-        return {n: getattr(self, n) for n in names if n != "self"}
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"

@@ -1,26 +1,54 @@
-"""One contract, run over every detector in the registry (River-style streaming interface)."""
+"""One contract, run over every detector in the registry (River-style streaming interface).
+
+A detector new to ``diagnostics.registry.DETECTORS`` is checked here without writing a test:
+parameters under their constructor names, JSON state that stays small, honest
+``state_changed`` flags, determinism, event time only, and restarts from serialised state.
+"""
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
+import math
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from diagnostics.base import Assessment, Detector
+from diagnostics.base import SEVERITIES, Assessment, Detector
 from diagnostics.registry import DETECTORS
-from tests.unit.battery_series import series, weakening
+from tests.unit.battery_series import COLD_SNAP, Message, messages, weakening
+
+Outcome = tuple[bool, Assessment | None]
 
 
-def feed(detector: Detector, days: int = 30) -> tuple[dict[str, object], list[Assessment]]:
+def stream(days: float = 30, **options: Any) -> Iterator[Message]:
+    """A weakening 12 V battery with ignition events, plus a few trouble codes and junk."""
+    for i, (ts, kind, payload) in enumerate(messages(days, weakening(12.7, 0.03), COLD_SNAP,
+                                                     seed=7, ignition_events=True, **options)):
+        yield ts, kind, payload
+        if i % 997 == 0:
+            yield ts, "event", {"type": "dtc", "code": "P0AA6", "state": "active"}
+        if i % 1499 == 0:
+            yield ts, "event", {"type": "dtc", "code": "P0AA6", "state": "cleared"}
+        if i % 733 == 0:  # malformed values must not crash a detector
+            yield ts, "telemetry", {"Vehicle.LowVoltageBattery.CurrentVoltage": float("nan"),
+                                    "Vehicle.Exterior.AirTemperature": "cold",
+                                    "Vehicle.LowVoltageSystemState": None}
+
+
+def step(detector: Detector, state: dict[str, Any], message: Message) -> Outcome:
+    ts, kind, payload = message
+    if kind == "telemetry":
+        return detector.update(state, ts, payload)
+    return detector.on_event(state, ts, payload)
+
+
+def feed(detector: Detector, days: float = 30) -> tuple[dict[str, Any], list[Outcome]]:
     state = detector.new_state()
-    out = []
-    for ts, signals in series(days, weakening(12.7, 0.02), seed=7):
-        _, assessment = detector.update(state, ts, signals)
-        if assessment is not None:
-            out.append(assessment)
-    return state, out
+    return state, [step(detector, state, m) for m in stream(days)]
 
 
 @pytest.fixture(params=sorted(DETECTORS))
@@ -36,16 +64,58 @@ def test_parameters_are_stored_under_their_constructor_names(detector_cls: type[
     for name in names:
         assert hasattr(detector, name), name
     assert detector.params() == {n: getattr(detector, n) for n in names}
+    assert repr(detector).startswith(f"{detector_cls.__name__}(")
+    # Rebuilding from the parameters gives an equivalent detector.
+    assert detector_cls(**detector.params()).params() == detector.params()
     assert detector_cls.name != Detector.name and detector_cls.version != Detector.version
+    assert isinstance(detector_cls.name, str) and isinstance(detector_cls.version, str)
 
 
 def test_state_is_small_json_that_round_trips(detector_cls: type[Detector]) -> None:
     detector = detector_cls()
-    assert json.loads(json.dumps(detector.new_state())) == detector.new_state()
+    fresh = detector.new_state()
+    assert isinstance(fresh, dict)
+    assert json.loads(json.dumps(fresh)) == fresh
     state, _ = feed(detector, days=60)
-    text = json.dumps(state)
+    text = json.dumps(state, allow_nan=False)
     assert json.loads(text) == state
     assert len(text.encode()) < 16 * 1024, len(text)
+
+
+def test_state_stays_small_for_a_car_reporting_every_minute(detector_cls: type[Detector]
+                                                            ) -> None:
+    detector = detector_cls()
+    state = detector.new_state()
+    for m in stream(8, parked_interval_s=60, parked_days=set(range(2, 8))):
+        step(detector, state, m)
+    assert len(json.dumps(state).encode()) < 16 * 1024
+
+
+def test_state_changed_is_reported_exactly_when_the_state_changes(
+        detector_cls: type[Detector]) -> None:
+    """The worker writes a changelog record only when told: a silent change would be lost."""
+    detector = detector_cls()
+    state = detector.new_state()
+    for message in stream(20):
+        before = copy.deepcopy(state)
+        changed, _ = step(detector, state, message)
+        assert changed == (state != before), message
+
+
+def test_assessments_are_well_formed(detector_cls: type[Detector]) -> None:
+    _, outcomes = feed(detector_cls())
+    for _, assessment in outcomes:
+        if assessment is None:
+            continue
+        assert assessment.severity in SEVERITIES
+        json.dumps(assessment.evidence, allow_nan=False)  # plain, finite JSON
+        assert assessment.predicted_failure_ts is None or isinstance(
+            assessment.predicted_failure_ts, int)
+        if assessment.abstain_reason is None:
+            assert assessment.title
+            assert assessment.recommended_action or not assessment.active
+        for value in assessment.evidence.values():
+            assert not (isinstance(value, float) and not math.isfinite(value))
 
 
 def test_deterministic(detector_cls: type[Detector]) -> None:
@@ -59,7 +129,7 @@ def test_never_reads_the_wall_clock(detector_cls: type[Detector],
     def no_clock() -> float:
         raise AssertionError("detectors must use event time, not the wall clock")
 
-    for name in ("time", "monotonic", "time_ns", "perf_counter"):
+    for name in ("time", "monotonic", "time_ns", "monotonic_ns", "perf_counter"):
         monkeypatch.setattr(time, name, no_clock)
     assert feed(detector_cls()) == expected
 
@@ -67,15 +137,15 @@ def test_never_reads_the_wall_clock(detector_cls: type[Detector],
 def test_resuming_from_a_serialised_state_gives_the_same_results(
         detector_cls: type[Detector]) -> None:
     """What a worker restart does: state restored from the changelog (JSON) mid-stream."""
-    samples = list(series(30, weakening(12.7, 0.03), seed=3))
+    samples = list(stream(30))
     straight = detector_cls()
     state = straight.new_state()
-    expected = [straight.update(state, ts, s)[1] for ts, s in samples]
+    expected = [step(straight, state, m) for m in samples]
     resumed = detector_cls()
     state = resumed.new_state()
     got = []
-    for i, (ts, s) in enumerate(samples):
-        if i == len(samples) // 2:
+    for i, m in enumerate(samples):
+        if i % (len(samples) // 5) == 0:
             state = json.loads(json.dumps(state))
-        got.append(resumed.update(state, ts, s)[1])
+        got.append(step(resumed, state, m))
     assert got == expected
