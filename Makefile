@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PIP_VERSION := 26.0.1
-RUN_ARGS ?= --vehicles 20 --chargers 4 --speed 3600 --faults weak_12v:3
+RUN_ARGS ?= --vehicles 20 --chargers 4 --speed 3600 --faults weak_12v:3,dtc:2
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint lock clean

@@ -79,7 +79,7 @@ def apply(
     if assessment.abstain_reason is not None:
         return None
     last_seen = state.get("last_seen")
-    if False:
+    if last_seen is not None and ts_ms < last_seen:
         return None  # older than what we already reported: a replay
     open_id = state.get("open")
     if open_id is None:

@@ -293,7 +293,7 @@ class WeakBattery12V(Detector):
             # A top-up while parked: surface charge again, restart the rest clock (the readings
             # before it were genuine resting readings and still make a sample).
             assessment = self._close_window(state)
-            state["rest"], state["taken"] = ts_ms, None
+            pass
             return True, assessment
         window: list[list[float]] = state["win"]
         if window and ts_ms - window[0][0] > self.sample_span_s * 1000:

@@ -28,7 +28,21 @@ FAULTS: dict[str, FaultSpec] = {
         "12 V battery losing capacity: resting voltage declines 0.02-0.08 V/day until the car "
         "cannot start",
     ),
+    "dtc": FaultSpec(
+        "dtc", "vehicle",
+        "the car sets a diagnostic trouble code at its first report after the onset; left "
+        "alone, the fault stops the car two days later",
+    ),
 }
+
+# Codes a `dtc` fault sets (SAE J2012), with what they mean.
+DTC_CODES: dict[str, str] = {
+    "P0AA6": "hybrid/EV battery voltage system isolation fault",
+    "C0035": "left front wheel speed sensor circuit",
+    "P0A7F": "hybrid/EV battery pack deterioration",
+    "U0100": "lost communication with the powertrain control module",
+}
+DTC_FAILURE_AFTER_MS = 2 * 86_400_000
 
 
 def parse_fault_spec(spec: str | None, vehicles: int, chargers: int) -> dict[str, int]:

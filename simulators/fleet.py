@@ -22,6 +22,8 @@ occasional cold snaps.
   resting voltage falls below 12.35 V the parked car wakes its DC-DC for a 30 min top-up
   (14.0 V, +5 A, still OFF), at most once a day, which also restores the drain;
 * Gaussian measurement noise, sigma 0.015 V;
+* fault ``dtc``: at its first transmission after an onset in the first five days the car
+  reports a trouble code (``DTC_CODES``); ignored, it would stop the car two days later.
 * fault ``weak_12v``: from an onset in the first two days V25 declines linearly at 0.02-0.08
   V/day (not restored by charging); at ``FAILURE_V25`` the car can no longer wake: it stops
   driving and keeps reporting from where it is parked.
@@ -40,7 +42,7 @@ from typing import Any
 import orjson
 
 from ingest.contract import TIRE_PRESSURE_SIGNALS, TIRE_TEMPERATURE_SIGNALS, Kind, topic_for
-from simulators.faults import FAILURE_V25, assign_faults
+from simulators.faults import DTC_CODES, DTC_FAILURE_AFTER_MS, FAILURE_V25, assign_faults
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -137,6 +139,8 @@ class Vehicle:
     soh: float
     seq: int = 0
     fault: str | None = None
+    dtc: tuple[int, str] | None = None  # (onset, code) of a `dtc` fault not yet reported
+    dtc_reported_at: int | None = None
     tire_kpa: list[float] = field(default_factory=lambda: [250.0] * 4)
 
     def next_seq(self) -> int:
@@ -181,6 +185,10 @@ class Fleet:
             battery = Battery12V(round(vrng.uniform(12.55, 12.80), 4), temp_c=8.0,
                                  temp_ts=start_ms, rest_start=start_ms - 12 * HOUR_MS)
             fault = by_vehicle.get(i)
+            dtc = None
+            if fault == "dtc":
+                dtc = (start_ms + int(vrng.uniform(0.5, 5) * DAY_MS),
+                       vrng.choice(sorted(DTC_CODES)))
             if fault == "weak_12v":
                 battery.fault_onset = start_ms + int(vrng.uniform(0, 2) * DAY_MS)
                 battery.fault_rate_v_per_day = round(vrng.uniform(0.02, 0.08), 4)
@@ -189,7 +197,7 @@ class Fleet:
                 home=(48.1 + vrng.uniform(-0.2, 0.2), 11.5 + vrng.uniform(-0.3, 0.3)),
                 soc=vrng.uniform(50, 90), odometer_m=vrng.uniform(5e6, 6e7),
                 soh=vrng.uniform(88, 99), fault=fault,
-                tire_kpa=[vrng.uniform(245, 255) for _ in range(4)],
+                tire_kpa=[vrng.uniform(245, 255) for _ in range(4)], dtc=dtc,
             ))
         self.chargers = [f"CP-{i + 1:04d}" for i in range(n_chargers)]
         self.charger_faults = {self.chargers[i]: f for i, f in by_charger.items()}
@@ -197,6 +205,11 @@ class Fleet:
     def truth(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for v in self.vehicles:
+            if v.fault == "dtc" and v.dtc is not None:
+                onset, code = v.dtc
+                out.append({"vin": v.vin, "model": v.model, "fault": "dtc", "onset_ts": onset,
+                            "failure_ts": onset + DTC_FAILURE_AFTER_MS,
+                            "params": {"code": code, "meaning": DTC_CODES[code]}})
             if v.fault == "weak_12v":
                 b = v.battery
                 out.append({"vin": v.vin, "model": v.model, "fault": "weak_12v",
@@ -263,6 +276,14 @@ class Fleet:
     def _msg(self, v: Vehicle, kind: Kind, ts: int, body: dict[str, Any]) -> Message:
         return ts, topic_for(kind, v.vin), orjson.dumps({"ts": ts, "seq": v.next_seq(), **body})
 
+    def _due_dtc(self, v: Vehicle, t: int) -> Iterator[Message]:
+        """The car reports a trouble code with its first transmission after the onset."""
+        if v.dtc is not None and v.dtc[0] <= t:
+            code = v.dtc[1]
+            v.dtc = None
+            yield self._msg(v, Kind.VEHICLE_EVENT, t, {"type": "dtc", "code": code,
+                                                       "state": "active"})
+
     def _volts(self, v: Vehicle, nominal: float) -> float:
         return round(min(19.9, max(0.1, nominal + v.rng.gauss(0, NOISE_V))), 3)
 
@@ -275,6 +296,7 @@ class Fleet:
         while t < trip.arrive:
             if until_ms is not None and t >= until_ms:
                 return
+            yield from self._due_dtc(v, t)
             progress = (t - trip.depart) / duration
             ambient = self.weather.ambient(t)
             b.follow_temperature(t, ambient + 3.0)
@@ -328,6 +350,7 @@ class Fleet:
         last = t0
         charging = v.soc < 50 and v.rng.random() < 0.8  # plugged in at home tonight
         while t < end:
+            yield from self._due_dtc(v, t)
             ambient = self.weather.ambient(t)
             b.follow_temperature(t, ambient)
             b.drain_v += DRAIN_V_PER_DAY * (t - last) / DAY_MS

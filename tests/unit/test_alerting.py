@@ -140,8 +140,8 @@ def test_state_machine_invariants(sequence: list[tuple[str, int, int]]) -> None:
             if kind == "clear":
                 assert open_id is None, "an open alert must resolve"
             elif open_id is not None:
-                previous = last_emitted[open_id]
-                assert (previous["severity"], previous["evidence"]) == (kind, {"v": value}), \
+                shown = last_emitted[open_id]
+                assert (shown["severity"], shown["evidence"]) == (kind, {"v": value}), \
                     "a changed assessment was not emitted"
             else:
                 assert ts == last_first_seen, "an active assessment did not open an alert"
@@ -163,7 +163,8 @@ def test_state_machine_invariants(sequence: list[tuple[str, int, int]]) -> None:
             open_id = alert["id"]
         else:
             assert kind == "clear"
-            assert alert["id"] == open_id, "resolved an alert that was not open"
+            assert open_id is not None and alert["id"] == open_id, \
+                "resolved an alert that was not open"
             assert alert["severity"] == last_emitted[open_id]["severity"]
             closed.add(alert["id"])
             open_id = None

@@ -14,6 +14,16 @@ def test_backtest_detects_the_injected_faults_and_nothing_else() -> None:
     assert min(result["lead_days"]) >= 2
 
 
+def test_backtest_scores_trouble_codes_too() -> None:
+    result = backtest_fleet(seed=6, vehicles=10, days=8, faults={"dtc": 2, "weak_12v": 1},
+                            drive_interval_s=300, parked_interval_s=3600)
+    assert result["faulty"] == 3
+    assert result["false_alarms"] == 0 and result["duplicate_alerts"] == 0
+    # Both codes are alerted as soon as the car reports them (at its next transmission, at
+    # most one parked interval after the onset), i.e. about 2 days before it would stop.
+    assert sum(1 for lead in result["lead_days"] if 2.0 - 1 / 24 <= lead <= 2.0) == 2
+
+
 def test_backtest_is_deterministic() -> None:
     args = {"seed": 4, "vehicles": 4, "days": 6, "faults": {"weak_12v": 1},
             "drive_interval_s": 300, "parked_interval_s": 3600}

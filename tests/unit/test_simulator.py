@@ -104,3 +104,16 @@ def test_cli_flags_are_validated() -> None:
                 ["--vehicles", "-1"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
+
+
+def test_dtc_fault_is_reported_once_after_its_onset() -> None:
+    fleet = Fleet(8, 0, seed=5, faults={"dtc": 2, "weak_12v": 1})
+    truth = [t for t in fleet.truth() if t["fault"] == "dtc"]
+    assert len(truth) == 2
+    events = [(ts, topic, orjson.loads(p)) for ts, topic, p in stream(fleet, 8)
+              if b'"dtc"' in p]
+    assert len(events) == 2
+    for t in truth:
+        (ts, _, body), = [e for e in events if e[1] == f"vehicles/{t['vin']}/events"]
+        assert body["code"] == t["params"]["code"] and body["state"] == "active"
+        assert t["onset_ts"] <= ts < t["failure_ts"]
