@@ -293,7 +293,7 @@ class WeakBattery12V(Detector):
             # A top-up while parked: surface charge again, restart the rest clock (the readings
             # before it were genuine resting readings and still make a sample).
             assessment = self._close_window(state)
-            pass
+            state["rest"], state["taken"] = ts_ms, None
             return True, assessment
         window: list[list[float]] = state["win"]
         if window and ts_ms - window[0][0] > self.sample_span_s * 1000:
@@ -326,9 +326,10 @@ class WeakBattery12V(Detector):
         if state["tb"] is None:
             state["tb"], state["tb_ts"] = ambient, ts_ms
             return
-        # Exact first-order lag for a step held since the previous reading. Readings are only
-        # followed while parked; after a drive the long gap makes the filter catch up at once,
-        # which is what a battery that sat in a moving car's airflow does too.
+        # Exact first-order lag for a step held since the previous reading. Only parked
+        # readings are followed (a driving car then costs no state writes); after a drive the
+        # gap since the last parked reading gives the new reading the weight the elapsed time
+        # deserves, so a long drive or day out simply brings the estimate to the new air.
         dt = max(0, ts_ms - state["tb_ts"])
         alpha = 1.0 - math.exp(-dt / (self.battery_lag_s * 1000))
         state["tb"] = round(state["tb"] + (ambient - state["tb"]) * alpha, 4)

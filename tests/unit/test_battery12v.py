@@ -217,6 +217,22 @@ def test_nights_colder_than_days_do_not_make_samples_disagree() -> None:
     assert np.median(v25) == pytest.approx(12.65, abs=0.01)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_compensation_uses_the_lagging_battery_temperature_not_the_air(seed: int) -> None:
+    """Air flipping between +12 °C and -12 °C twice a day: the battery follows it with a 3 h
+    lag, so compensating each reading with the instantaneous air temperature would scatter the
+    samples by about 50 mV; with the lag-filtered battery temperature they agree."""
+
+    def square(day: float) -> float:
+        return 12.0 if day % 1 < 0.5 else -12.0
+
+    run = Run().feed(messages(12, lambda _d: 12.65, square, seed=seed))
+    v25 = [h[1] for h in run.state["hist"]]
+    assert len(v25) >= 15
+    assert max(v25) - min(v25) < 0.035
+    assert run.alerts == []
+
+
 # ------------------------------------------------------------------------- abstention
 
 
@@ -278,15 +294,19 @@ def test_battery_replacement_resolves_the_alert() -> None:
 
 
 def park(detector: WeakBattery12V, state: dict[str, Any], t0: int, v25: float,
-         hours: float = 11.0) -> list[Assessment]:
-    """One parking period at 25 °C whose resting voltage is exactly ``v25``."""
+         hours: float = 11.0, odd_reading: float | None = None) -> list[Assessment]:
+    """One parking period at 25 °C whose resting voltage is exactly ``v25``, read every 30 min
+    (``odd_reading`` replaces the reading 5 h after key-off)."""
     out = []
     _, a = detector.update(state, t0, {KEY: "OFF", VOLTS: v25 + 0.35, AIR: 25.0})
     t = t0
-    while t < t0 + hours * HOUR_MS:
+    while t + HOUR_MS // 2 < t0 + hours * HOUR_MS:
         t += HOUR_MS // 2
         surface = 0.35 * math.exp(-(t - t0) / HOUR_MS)
-        _, a = detector.update(state, t, {KEY: "OFF", VOLTS: round(v25 + surface, 4), AIR: 25.0})
+        volts = round(v25 + surface, 4)
+        if odd_reading is not None and t == t0 + 5 * HOUR_MS:
+            volts = odd_reading
+        _, a = detector.update(state, t, {KEY: "OFF", VOLTS: volts, AIR: 25.0})
         out += [a] if a else []
     _, a = detector.update(state, t + HOUR_MS // 2, {KEY: "ON", VOLTS: 14.1, AIR: 25.0})
     return out + ([a] if a else [])
@@ -329,6 +349,47 @@ def test_below_critical_voltage_is_critical_even_without_a_trend() -> None:
     state = detector.new_state()
     out = days_of_parks(detector, state, [11.98, 11.97, 11.98])
     assert out[-1].active and out[-1].severity == "critical"
+
+
+def test_a_noisy_downward_fit_that_is_not_significant_does_not_raise() -> None:
+    detector = WeakBattery12V()
+    state = detector.new_state()
+    # Least-squares slope -30 mV/day (failure "in 20 days"), but the scatter is so large that
+    # the decline is not significant: no alert.
+    wobble = [0.12, -0.12, 0.12, -0.12, 0.12]
+    out = days_of_parks(detector, state, [round(12.50 - 0.03 * i + w, 4)
+                                          for i, w in enumerate(wobble)])
+    last = out[-1]
+    assert last.evidence["slope_v_per_day"] < -0.01
+    assert last.evidence["slope_v_per_day"] + 2 * last.evidence["slope_stderr"] > 0
+    assert not last.active and last.evidence["predicted_failure_ts"] is None
+
+
+def test_three_samples_need_more_than_two_standard_errors() -> None:
+    """With one degree of freedom the residual scatter says little: Student-t, not 2 sigma."""
+    detector = WeakBattery12V()
+    state = detector.new_state()
+    out = days_of_parks(detector, state, [12.60, 12.546, 12.52])
+    last = out[-1]
+    assert last.evidence["t_critical"] > 10
+    assert last.evidence["slope_v_per_day"] + 2 * last.evidence["slope_stderr"] < 0
+    assert not last.active
+
+
+def test_one_odd_reading_does_not_move_the_sample() -> None:
+    """The median shrugs off a single reading taken while something woke up and drew current."""
+    detector = WeakBattery12V()
+    state = detector.new_state()
+    park(detector, state, START_MS, 12.61, odd_reading=11.8)
+    assert state["hist"][0][1] == pytest.approx(12.61, abs=1e-3)
+
+
+def test_short_park_sample_is_corrected_for_the_remaining_surface_charge() -> None:
+    detector = WeakBattery12V()
+    state = detector.new_state()
+    park(detector, state, START_MS, 12.61, hours=4.6)  # readings at 4.0 h and 4.5 h only
+    assert len(state["hist"]) == 1
+    assert state["hist"][0][1] == pytest.approx(12.61, abs=1e-3)
 
 
 @pytest.mark.parametrize(("rate", "severity"), [(0.02, "info"), (0.05, "warning"),
