@@ -2,25 +2,81 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from api import problems
 from api.routes import alerts, health, vehicles
 from api.store import Store
-from ownercare.settings import ApiSettings
+from ownercare.settings import ApiSettings, mask_url
+
+log = logging.getLogger(__name__)
+
+TAGS = [
+    {"name": "alerts", "description": "Proactive-care alerts with their evidence, and a live "
+                                      "stream of alert changes (server-sent events)."},
+    {"name": "vehicles", "description": "The latest known state of a vehicle."},
+    {"name": "health", "description": "Liveness and readiness probes."},
+]
 
 
 def create_app(settings: ApiSettings | None = None, store: Store | None = None) -> FastAPI:
+    """Build the API. Without ``store`` it opens ``settings.effective_database_url`` and
+    closes it on shutdown; a store passed in belongs to the caller."""
     settings = settings or ApiSettings()
+    owned = store is None
+    store = store or Store(settings.effective_database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        log.info("api_start database=%s kafka=%s", mask_url(store.url), settings.kafka_bootstrap)
+        yield
+        if owned:
+            store.close()
+        log.info("api_stop")
+
     app = FastAPI(
         title="ownercare API",
         version="0.1.0",
-        description="Proactive-care alerts with evidence, vehicle health, live alert stream.",
+        description="For owner-experience (customer-care) staff: proactive-care alerts with "
+                    "evidence, vehicle health, a live alert stream. Errors are RFC 9457 "
+                    "`application/problem+json`.",
+        openapi_tags=TAGS,
+        lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.store = store or Store(settings.effective_database_url)
+    app.state.store = store
     problems.install(app)
     app.include_router(alerts.router)
     app.include_router(vehicles.router)
     app.include_router(health.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, with every error response documented as problem+json."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    spec = get_openapi(title=app.title, version=app.version, description=app.description,
+                       routes=app.routes, tags=app.openapi_tags)
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for path in spec.get("paths", {}).values():
+        for operation in path.values():
+            for code, response in operation.get("responses", {}).items():
+                if code.isdigit() and int(code) >= 400:
+                    content = response.get("content", {})
+                    schema = content.pop("application/json", {}).get("schema", problem_ref)
+                    if schema.get("$ref", "").endswith("/HTTPValidationError"):
+                        schema = problem_ref
+                    response["content"] = {problems.MEDIA_TYPE: {"schema": schema}, **content}
+    schemas = spec.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    app.openapi_schema = spec
+    return spec

@@ -69,3 +69,9 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[dict[str, Any]] | None = None
+
+
+class ReadinessProblem(Problem):
+    """503 from /health/ready: a problem document that also carries every check's result."""
+
+    checks: dict[str, CheckPublic]

@@ -1,21 +1,34 @@
 """Storage: alert upserts, latest signal values, and the queries behind the API.
 
-Synchronous SQLAlchemy (the worker calls it from a thread, the API from its threadpool). Works
-on SQLite (WAL, so the worker writes while the API reads) and PostgreSQL, chosen by URL.
+Synchronous SQLAlchemy 2 Core (the worker calls it from a thread, the API from its threadpool).
+Works on SQLite and PostgreSQL, chosen by URL; the tables are in ``api.models``.
+
+Concurrency, which the SSE stream's exactly-once resume relies on:
+
+* Alert writes are serialised: SQLite runs them in ``BEGIN IMMEDIATE`` transactions (one
+  writer at a time, others wait up to the busy timeout), PostgreSQL takes a transaction-level
+  advisory lock. So ``alert_events.id`` order is commit order: a reader polling "events after
+  id N" can never miss an event that commits later with a smaller id.
+* SQLite runs in WAL mode, so the API process reads while the worker process writes.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterable, Mapping
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 from sqlalchemy import and_, create_engine, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.sql.dml import Insert
 
 from api.models import alert_events, alerts, assets, latest_signals, metadata
 
@@ -24,160 +37,332 @@ log = logging.getLogger(__name__)
 SEVERITIES = ("info", "warning", "critical")
 STATUSES = ("open", "resolved")
 ASSET_KINDS = ("vehicle", "charger")
-_ALERT_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "id": str, "asset_kind": str, "asset_id": str, "type": str, "severity": str, "status": str,
-    "first_seen": int, "last_seen": int, "title": str, "evidence": dict,
-    "predicted_failure_ts": (int, type(None)), "recommended_action": str, "detector": str,
-    "detector_version": str,
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Keys of PostgreSQL advisory locks (any constant bigint; "oc" + a small number).
+_PG_LOCK_SCHEMA = 0x6F63_0001
+_PG_LOCK_ALERTS = 0x6F63_0002
+_MAX_MS = 2**63 - 1
+_MAX_EVIDENCE_DEPTH = 8
+
+# name -> (accepted types, human description, max length for strings or None)
+_ALERT_FIELDS: dict[str, tuple[tuple[type, ...], str, int | None]] = {
+    "id": ((str,), "a string", 36),
+    "asset_kind": ((str,), "a string", 16),
+    "asset_id": ((str,), "a string", 64),
+    "type": ((str,), "a string", 64),
+    "severity": ((str,), "a string", 16),
+    "status": ((str,), "a string", 16),
+    "first_seen": ((int,), "an integer (epoch ms)", None),
+    "last_seen": ((int,), "an integer (epoch ms)", None),
+    "title": ((str,), "a string", None),
+    "evidence": ((dict,), "a JSON object", None),
+    "predicted_failure_ts": ((int, type(None)), "an integer (epoch ms) or null", None),
+    "recommended_action": ((str,), "a string", None),
+    "detector": ((str,), "a string", 64),
+    "detector_version": ((str,), "a string", 32),
 }
-# Fields whose change is worth an event; last_seen alone moving forward is also recorded.
+ALERT_KEYS = tuple(_ALERT_FIELDS)
+_NON_EMPTY = ("id", "asset_id", "type", "detector")
+# A delivery that differs from the stored alert only outside these fields is a duplicate.
 _COMPARED = ("severity", "status", "last_seen", "title", "evidence", "predicted_failure_ts",
              "recommended_action")
 
 
-def validate_alert(alert: Mapping[str, Any]) -> dict[str, Any]:
-    """Check an alert upsert from Kafka; raise ValueError naming the problem."""
+# ---------------------------------------------------------------------------- validation
+
+
+def validate_alert(alert: Any) -> dict[str, Any]:
+    """Check an alert upsert from Kafka; return its stored fields or raise ValueError.
+
+    The message names the field and the problem, so a dead-lettered alert explains itself.
+    Keys beyond the contract are ignored (a newer producer must not be dead-lettered).
+    """
     if not isinstance(alert, Mapping):
-        raise ValueError(f"alert must be an object, got {type(alert).__name__}")
-    missing = sorted(set(_ALERT_FIELDS) - set(alert))
+        raise ValueError(f"alert must be a JSON object, got {type(alert).__name__}")
+    missing = [name for name in _ALERT_FIELDS if name not in alert]
     if missing:
         raise ValueError(f"alert is missing field(s): {', '.join(missing)}")
-    for name, kind in _ALERT_FIELDS.items():
+    for name, (kinds, description, max_len) in _ALERT_FIELDS.items():
         value = alert[name]
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-            raise ValueError(f"alert field {name!r} has the wrong type {type(value).__name__}")
-    for name, allowed in (("severity", SEVERITIES), ("status", STATUSES),
-                          ("asset_kind", ASSET_KINDS)):
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ValueError(f"alert field {name!r} must be {description}, "
+                             f"got {type(value).__name__} {_short(value)}")
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError(f"alert field {name!r} contains a NUL character")
+            if max_len is not None and len(value) > max_len:
+                raise ValueError(f"alert field {name!r} is longer than {max_len} characters")
+            if name in _NON_EMPTY and not value.strip():
+                raise ValueError(f"alert field {name!r} is empty")
+        if isinstance(value, int) and not 0 <= value <= _MAX_MS:
+            raise ValueError(f"alert field {name!r}={value} is not an epoch-ms timestamp")
+    for name, allowed in (("asset_kind", ASSET_KINDS), ("severity", SEVERITIES),
+                          ("status", STATUSES)):
         if alert[name] not in allowed:
-            raise ValueError(f"alert field {name!r}={alert[name]!r} is not one of {allowed}")
+            raise ValueError(f"alert field {name!r}={alert[name]!r} is not one of "
+                             f"{', '.join(allowed)}")
     if alert["last_seen"] < alert["first_seen"]:
-        raise ValueError("alert last_seen is before first_seen")
+        raise ValueError(f"alert last_seen={alert['last_seen']} is before "
+                         f"first_seen={alert['first_seen']}")
+    _check_json(alert["evidence"], "evidence", 0)
     return {name: alert[name] for name in _ALERT_FIELDS}
 
 
+def _check_json(value: Any, where: str, depth: int) -> None:
+    """JSON values only: str keys, finite numbers (PostgreSQL's json refuses NaN)."""
+    if depth > _MAX_EVIDENCE_DEPTH:
+        raise ValueError(f"alert field {where!r} nests deeper than {_MAX_EVIDENCE_DEPTH}")
+    if value is None or isinstance(value, bool | str):
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(f"alert field {where!r} contains a NUL character")
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**64:
+            raise ValueError(f"alert field {where!r}={value} is out of the 64-bit range")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"alert field {where!r} is {value}; JSON has no such number")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"alert field {where!r} has a non-string key {key!r}")
+            _check_json(item, f"{where}.{key}", depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_json(item, f"{where}[{i}]", depth + 1)
+        return
+    raise ValueError(f"alert field {where!r} holds a {type(value).__name__}, not a JSON value")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# ---------------------------------------------------------------------------- cursors
+
+
 def encode_cursor(last_seen: int, alert_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([last_seen, alert_id])).decode()
+    """The opaque keyset cursor: the (last_seen, id) of the last row of a page."""
+    return base64.urlsafe_b64encode(orjson.dumps([last_seen, alert_id])).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[int, str]:
     try:
-        last_seen, alert_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not isinstance(last_seen, int) or not isinstance(alert_id, str):
+        raw = base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4))
+        last_seen, alert_id = orjson.loads(raw)
+        if isinstance(last_seen, bool) or not isinstance(last_seen, int) \
+                or not isinstance(alert_id, str):
             raise TypeError
         return last_seen, alert_id
     except (ValueError, TypeError):
         raise ValueError("cursor is not one this API returned") from None
 
 
+# ---------------------------------------------------------------------------- statements
+
+
+def _insert_for(dialect: str) -> Callable[..., Any]:
+    if dialect == "postgresql":
+        return postgresql.insert
+    if dialect == "sqlite":
+        return sqlite.insert
+    raise ValueError(f"unsupported database dialect {dialect!r} (sqlite or postgresql)")
+
+
+def signals_upsert_statement(dialect: str) -> Insert:
+    """INSERT ... ON CONFLICT that overwrites a latest value only with a newer one."""
+    ins = _insert_for(dialect)(latest_signals)
+    stmt: Insert = ins.on_conflict_do_update(
+        index_elements=["asset_kind", "asset_id", "path"],
+        set_={"value": ins.excluded.value, "ts": ins.excluded.ts},
+        where=ins.excluded.ts > latest_signals.c.ts,
+    )
+    return stmt
+
+
+def assets_upsert_statement(dialect: str) -> Insert:
+    """INSERT ... ON CONFLICT that widens an asset's [first_seen, last_seen] span."""
+    ins = _insert_for(dialect)(assets)
+    lo, hi = (func.min, func.max) if dialect == "sqlite" else (func.least, func.greatest)
+    stmt: Insert = ins.on_conflict_do_update(
+        index_elements=["asset_kind", "asset_id"],
+        set_={"first_seen": lo(assets.c.first_seen, ins.excluded.first_seen),
+              "last_seen": hi(assets.c.last_seen, ins.excluded.last_seen)},
+        where=or_(ins.excluded.first_seen < assets.c.first_seen,
+                  ins.excluded.last_seen > assets.c.last_seen),
+    )
+    return stmt
+
+
+# ---------------------------------------------------------------------------- the store
+
+
 class Store:
+    """The relational database of alerts, alert events, assets and latest signal values."""
+
     def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        if parsed.drivername == "postgresql":  # SQLAlchemy would pick psycopg2 (not installed)
+            parsed = parsed.set(drivername="postgresql+psycopg")
         self.url = url
-        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
+        self.engine: Engine = create_engine(
+            parsed,
+            pool_pre_ping=True,
+            json_serializer=lambda obj: orjson.dumps(obj).decode(),
+            json_deserializer=_json_loads,
+        )
+        self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time. Threads of this process queue here, and get the
+        # lock as soon as it is free, instead of polling SQLite's busy handler with backoff.
+        self._sqlite_write_lock = threading.Lock()
+        _insert_for(self.dialect)  # refuse other databases now, not at the first write
+        if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._create_schema()
 
-    def _create_schema(self) -> None:
-        # The worker and the API start together; on a fresh database both may try to create
-        # the tables. The loser of that race sees "already exists" and checks again.
-        for attempt in range(3):
-            try:
-                metadata.create_all(self.engine)
-                return
-            except (OperationalError, ProgrammingError, IntegrityError) as exc:
-                if "already exists" not in str(exc) or attempt == 2:
-                    raise
-                log.info("schema_create_race retry=%s", attempt + 1)
+    def close(self) -> None:
+        self.engine.dispose()
 
-    @property
-    def _insert(self) -> Any:
-        return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+    def _create_schema(self) -> None:
+        # The worker and the API may open a fresh database at the same moment: the check for
+        # existing tables and their creation run under one lock, so one creates, one sees.
+        with self._write(_PG_LOCK_SCHEMA) as conn:
+            metadata.create_all(conn)
+
+    @contextmanager
+    def _write(self, pg_lock: int | None = None) -> Iterator[Connection]:
+        """A write transaction; serialised against other writers where that matters."""
+        if self.dialect != "sqlite":
+            with self.engine.connect() as conn:
+                if pg_lock is not None:
+                    conn.execute(select(func.pg_advisory_xact_lock(pg_lock)))
+                yield conn
+                conn.commit()
+            return
+        with self._sqlite_write_lock, self.engine.connect() as conn:
+            # Take the write lock up front: a deferred transaction that reads first and then
+            # writes fails at once (SQLITE_BUSY) if another process wrote in between.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+            conn.commit()
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))
 
-    # ---------------------------------------------------------------- writes (worker)
+    # ------------------------------------------------------------------ writes (worker)
 
-    def upsert_alert(self, raw: Mapping[str, Any]) -> str | None:
-        """Insert or update an alert; return "created" | "updated" | "resolved" or None."""
-        alert = validate_alert(raw)
-        with self.engine.begin() as conn:
-            old = conn.execute(select(alerts).where(alerts.c.id == alert["id"])).mappings().first()
+    def upsert_alert(self, alert: Mapping[str, Any]) -> str | None:
+        """Insert or update an alert by id; return "created" | "updated" | "resolved" or None.
+
+        None means nothing changed: a redelivered duplicate, a delivery older than the stored
+        ``last_seen``, or a replayed "open" of an alert already resolved at that instant.
+        Raises ValueError (the caller dead-letters) when the dict breaks the contract.
+        Every change appends to ``alert_events`` in the same transaction; so does resolving
+        another open alert of the same (asset, type), of which only one may be open.
+        """
+        new = validate_alert(alert)
+        with self._write(_PG_LOCK_ALERTS) as conn:
+            old = conn.execute(select(alerts).where(alerts.c.id == new["id"])).mappings().first()
             if old is not None:
-                if alert["last_seen"] < old["last_seen"]:
+                if new["last_seen"] < old["last_seen"]:
                     return None  # an older delivery of an alert we already moved past
-                if all(old[k] == alert[k] for k in _COMPARED):
-                    return None  # a redelivered duplicate
-            if alert["status"] == "open":
-                self._supersede(conn, alert)
+                if (old["status"] == "resolved" and new["status"] == "open"
+                        and new["last_seen"] == old["last_seen"]):
+                    return None  # resolved at this instant: a replayed "open" changes nothing
+            event_change: str | None = None
+            rival = None
+            if new["status"] == "open":
+                rival = conn.execute(select(alerts).where(
+                    alerts.c.asset_kind == new["asset_kind"],
+                    alerts.c.asset_id == new["asset_id"], alerts.c.type == new["type"],
+                    alerts.c.status == "open", alerts.c.id != new["id"])).mappings().first()
+                if rival is not None and ((rival["first_seen"], rival["id"])
+                                          > (new["first_seen"], new["id"])):
+                    # A newer alert of this (asset, type) is already open (alerts of one
+                    # asset can arrive out of order across partitions): this one is over.
+                    new["status"], event_change, rival = "resolved", "superseded", None
+            if old is not None and all(old[k] == new[k] for k in _COMPARED):
+                return None  # a redelivered duplicate
+            if rival is not None:
+                self._supersede(conn, dict(rival), new)
             if old is None:
-                conn.execute(alerts.insert().values(**alert))
+                conn.execute(alerts.insert().values(**new))
                 change = "created"
             else:
-                conn.execute(update(alerts).where(alerts.c.id == alert["id"]).values(**alert))
-                change = ("resolved" if alert["status"] == "resolved" and old["status"] == "open"
+                conn.execute(update(alerts).where(alerts.c.id == new["id"]).values(**new))
+                change = ("resolved" if old["status"] == "open" and new["status"] == "resolved"
                           else "updated")
             conn.execute(alert_events.insert().values(
-                alert_id=alert["id"], change=change, at=alert["last_seen"], snapshot=alert))
+                alert_id=new["id"], change=event_change or change, at=new["last_seen"],
+                snapshot=new))
+        if event_change:
+            log.info("alert_superseded_on_arrival id=%s asset=%s type=%s", new["id"],
+                     new["asset_id"], new["type"])
         return change
 
-    def _supersede(self, conn: Connection, alert: dict[str, Any]) -> None:
-        """Resolve another open alert of the same (asset, type): only one may be open."""
-        stale = conn.execute(select(alerts).where(
-            alerts.c.asset_kind == alert["asset_kind"], alerts.c.asset_id == alert["asset_id"],
-            alerts.c.type == alert["type"], alerts.c.status == "open",
-            alerts.c.id != alert["id"])).mappings().all()
-        for row in stale:
-            snapshot = {**dict(row), "status": "resolved"}
-            conn.execute(update(alerts).where(alerts.c.id == row["id"]).values(status="resolved"))
-            conn.execute(alert_events.insert().values(
-                alert_id=row["id"], change="superseded", at=alert["first_seen"],
-                snapshot=snapshot))
-            log.warning("alert_superseded old=%s new=%s", row["id"], alert["id"])
+    def _supersede(self, conn: Connection, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """Resolve ``old``, the open alert of the same (asset, type) that ``new`` replaces."""
+        snapshot = {k: old[k] for k in ALERT_KEYS} | {"status": "resolved"}
+        conn.execute(update(alerts).where(alerts.c.id == old["id"]).values(status="resolved"))
+        conn.execute(alert_events.insert().values(
+            alert_id=old["id"], change="superseded",
+            at=max(old["last_seen"], new["first_seen"]), snapshot=snapshot))
+        log.info("alert_superseded old=%s new=%s asset=%s type=%s", old["id"], new["id"],
+                 new["asset_id"], new["type"])
 
     def upsert_signals(self, rows: Iterable[tuple[str, str, str, object, int]]) -> int:
-        """Keep the newest value per (asset, signal); rows are (kind, id, path, value, ts)."""
-        values: list[dict[str, Any]] = [
-            {"asset_kind": k, "asset_id": a, "path": p, "value": v, "ts": t}
-            for k, a, p, v, t in rows]
-        if not values:
-            return 0
-        spans: dict[tuple[str, str], list[int]] = {}
-        for v in values:
-            span = spans.setdefault((v["asset_kind"], v["asset_id"]), [v["ts"], v["ts"]])
-            span[0], span[1] = min(span[0], v["ts"]), max(span[1], v["ts"])
-        insert = self._insert
-        sig = insert(latest_signals)
-        sig = sig.on_conflict_do_update(
-            index_elements=["asset_kind", "asset_id", "path"],
-            set_={"value": sig.excluded.value, "ts": sig.excluded.ts},
-            where=sig.excluded.ts >= latest_signals.c.ts,
-        )
-        ast = insert(assets)
-        ast = ast.on_conflict_do_update(
-            index_elements=["asset_kind", "asset_id"],
-            set_={"first_seen": func.min(assets.c.first_seen, ast.excluded.first_seen)
-                  if self.engine.dialect.name == "sqlite"
-                  else func.least(assets.c.first_seen, ast.excluded.first_seen),
-                  "last_seen": func.max(assets.c.last_seen, ast.excluded.last_seen)
-                  if self.engine.dialect.name == "sqlite"
-                  else func.greatest(assets.c.last_seen, ast.excluded.last_seen)},
-        )
-        with self.engine.begin() as conn:
-            conn.execute(sig, values)
-            conn.execute(ast, [{"asset_kind": k, "asset_id": a, "first_seen": s[0],
-                                "last_seen": s[1]} for (k, a), s in spans.items()])
-        return len(values)
+        """Keep the newest value per (asset_kind, asset_id, path); widen the assets' spans.
 
-    # ---------------------------------------------------------------- reads (API)
+        ``rows`` are (asset_kind, asset_id, signal_path, value, ts_ms); a stored value is
+        overwritten only by a strictly newer ts. Within one call the newest row per key wins
+        (the later one on a tie). Returns the number of distinct (asset, path) rows offered.
+        """
+        newest: dict[tuple[str, str, str], tuple[object, int]] = {}
+        spans: dict[tuple[str, str], list[int]] = {}
+        for kind, asset_id, path, value, ts in rows:
+            key = (kind, asset_id, path)
+            seen = newest.get(key)
+            if seen is None or ts >= seen[1]:
+                newest[key] = (value, ts)
+            span = spans.get((kind, asset_id))
+            if span is None:
+                spans[(kind, asset_id)] = [ts, ts]
+            elif ts < span[0]:
+                span[0] = ts
+            elif ts > span[1]:
+                span[1] = ts
+        if not newest:
+            return 0
+        # Sorted, so concurrent batches lock rows in the same order (no deadlocks on PG).
+        signal_rows = [{"asset_kind": k, "asset_id": a, "path": p, "value": v, "ts": t}
+                       for (k, a, p), (v, t) in sorted(newest.items(), key=lambda i: i[0])]
+        asset_rows = [{"asset_kind": k, "asset_id": a, "first_seen": s[0], "last_seen": s[1]}
+                      for (k, a), s in sorted(spans.items())]
+        with self._write() as conn:
+            conn.execute(signals_upsert_statement(self.dialect), signal_rows)
+            conn.execute(assets_upsert_statement(self.dialect), asset_rows)
+        return len(signal_rows)
+
+    # ------------------------------------------------------------------ reads (API)
 
     def list_alerts(
         self, *, asset_id: str | None = None, alert_type: str | None = None,
         severity: str | None = None, status: str | None = None, limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first by (last_seen, id); the cursor is the last row of the previous page."""
+        """One page, newest first by (last_seen desc, id desc), and the next page's cursor.
+
+        Keyset pagination: the cursor is the last row's (last_seen, id), so alerts that
+        arrive between page fetches sort before it and never shift or repeat later pages.
+        Raises ValueError for a cursor this store did not issue.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         query = select(alerts)
         for column, value in ((alerts.c.asset_id, asset_id), (alerts.c.type, alert_type),
                               (alerts.c.severity, severity), (alerts.c.status, status)):
@@ -202,22 +387,27 @@ class Store:
         return dict(row) if row else None
 
     def last_event_id(self) -> int:
+        """The newest alert event id (0 when there is none): where a fresh stream starts."""
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0)))
                        .scalar_one())
 
     def alert_events_after(self, after_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        """Alert events with id > ``after_id``, oldest first: {id, alert_id, change, at,
+        snapshot}."""
         query = (select(alert_events).where(alert_events.c.id > after_id)
                  .order_by(alert_events.c.id).limit(limit))
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def fleet_now_ms(self) -> int | None:
-        """The fleet's event-time "now": the newest timestamp any asset reported."""
+        """The fleet's event-time "now": the newest timestamp any asset reported (or None)."""
         with self.engine.connect() as conn:
-            return conn.execute(select(func.max(assets.c.last_seen))).scalar_one_or_none()
+            value = conn.execute(select(func.max(assets.c.last_seen))).scalar_one_or_none()
+        return None if value is None else int(value)
 
     def asset(self, kind: str, asset_id: str) -> dict[str, Any] | None:
+        """An asset's span, latest signals ({path, value, ts}) and open alerts, or None."""
         with self.engine.connect() as conn:
             row = conn.execute(select(assets).where(
                 assets.c.asset_kind == kind, assets.c.asset_id == asset_id)).mappings().first()
@@ -231,13 +421,43 @@ class Store:
             open_alerts = [dict(r) for r in conn.execute(
                 select(alerts).where(alerts.c.asset_kind == kind, alerts.c.asset_id == asset_id,
                                      alerts.c.status == "open")
-                .order_by(alerts.c.last_seen.desc())).mappings()]
+                .order_by(alerts.c.last_seen.desc(), alerts.c.id.desc())).mappings()]
         return {**dict(row), "signals": signals, "open_alerts": open_alerts}
+
+    def vehicle(self, vin: str) -> dict[str, Any] | None:
+        return self.asset("vehicle", vin)
+
+
+def _json_loads(value: Any) -> Any:
+    # SQLite's JSON column has NUMERIC affinity: a stored scalar number comes back as one.
+    if isinstance(value, int | float):
+        return value
+    return orjson.loads(value)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; fine with WAL
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode.lower() not in ("wal", "memory"):
+            mode = _switch_to_wal(cursor)
+            if mode.lower() != "wal":
+                log.warning("sqlite_not_wal journal_mode=%s", mode)
+    finally:
+        cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> str:
+    """WAL (readers and the writer do not block each other) is a property of the file, so
+    only its first opener switches. The switch may answer "locked" at once, without waiting
+    for the busy timeout, while another connection opens the file: retry until the timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

@@ -38,6 +38,8 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Faust's local data (table metadata) goes with the rest of the state, not into CWD.
+        datadir=str(settings.state_dir / "faust"),
         web_enabled=settings.worker_web_port > 0,
         web_port=settings.worker_web_port or 6066,
         # Tansu (embedded) rebalances slowly when a member vanishes; fail over faster.

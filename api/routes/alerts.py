@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -12,32 +13,44 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.deps import SettingsDep, StoreDep
+from api.problems import invalid
 from api.schemas import AlertPage, AlertPublic, AlertStatus, Problem, Severity
+from api.store import Store
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
-POLL_S = 0.5
-KEEPALIVE_S = 15.0
+POLL_S = 0.5  # how often the stream looks for new alert events
+KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
+RETRY_MS = 2000  # the reconnect delay the stream suggests to EventSource clients
+BATCH = 100  # events read per poll
 
 
 @router.get("", response_model=AlertPage, responses={422: {"model": Problem}})
 def list_alerts(
     store: StoreDep,
     settings: SettingsDep,
-    vin: Annotated[str | None, Query(description="VIN or charger id")] = None,
-    type: Annotated[str | None, Query(max_length=64)] = None,  # noqa: A002 - API name
+    vin: Annotated[str | None, Query(max_length=64, description="VIN or charger id")] = None,
+    type: Annotated[str | None, Query(max_length=64,  # noqa: A002 - the API's name
+                                      description="alert type, e.g. weak_12v_battery")] = None,
     severity: Severity | None = None,
     status: AlertStatus | None = None,
-    limit: Annotated[int, Query(ge=1)] = 50,
-    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, description="page size (at most api_page_max)")] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> AlertPage:
+    """Alerts, newest activity first (``last_seen`` descending), one page at a time.
+
+    Pagination is by keyset: follow ``next_cursor`` until it is null. Alerts that arrive
+    meanwhile sort before the cursor, so pages never repeat or skip older alerts.
+    """
     if limit > settings.api_page_max:
-        raise HTTPException(422, f"limit must be at most {settings.api_page_max}")
+        raise invalid("query", "limit", f"Input should be less than or equal to "
+                      f"{settings.api_page_max}", "less_than_equal")
     try:
         rows, next_cursor = store.list_alerts(asset_id=vin, alert_type=type, severity=severity,
                                               status=status, limit=limit, cursor=cursor)
     except ValueError as exc:
-        raise HTTPException(422, f"cursor: {exc}") from None
+        raise invalid("query", "cursor", str(exc)) from None
     return AlertPage(items=[AlertPublic(**r) for r in rows], next_cursor=next_cursor)
 
 
@@ -45,52 +58,69 @@ def list_alerts(
     "/stream",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}},
-                     "description": "`event: alert` messages; `id` is resumable"}},
+                     "description": "`event: alert` messages; `id` is resumable"},
+               422: {"model": Problem}},
 )
 async def stream_alerts(
     request: Request,
     store: StoreDep,
-    last_event_id: Annotated[str | None, Header()] = None,
+    last_event_id: Annotated[str | None, Header(
+        description="resume after this event id (EventSource sends it on reconnect)")] = None,
     after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
 ) -> StreamingResponse:
     """New and changed alerts as server-sent events.
 
-    Each event's ``id`` is the position in the alert change log: reconnect with the
-    ``Last-Event-ID`` header (browsers do it by themselves) to receive every change since,
-    exactly once. Without it the stream starts at the current end.
+    Each message is ``id: <event id>``, ``event: alert``, ``data: {"change": "created" |
+    "updated" | "resolved" | "superseded", "alert": {...}}``. The id is the position in the
+    alert change log: reconnect with the ``Last-Event-ID`` header (browsers do it by
+    themselves) or ``?after=`` to receive every change since, exactly once. Without either the
+    stream starts at the current end. A ``: keepalive`` comment comes every 15 s when idle.
     """
     if last_event_id is not None:
         try:
             start = int(last_event_id)
+            if start < 0:
+                raise ValueError
         except ValueError:
-            raise HTTPException(422, "Last-Event-ID must be an event id this API sent") from None
+            raise invalid("header", "last-event-id",
+                          "Last-Event-ID must be an event id this API sent") from None
     elif after is not None:
         start = after
     else:
         start = await asyncio.to_thread(store.last_event_id)
+    log.info("alert_stream_open client=%s after=%s", request.client, start)
     return StreamingResponse(_events(request, store, start), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _events(request: Request, store: StoreDep, position: int) -> AsyncIterator[bytes]:
-    yield b"retry: 2000\n\n"
+async def _events(request: Request, store: Store, position: int) -> AsyncIterator[bytes]:
+    """Poll the change log (in a thread) until the client goes away."""
+    yield b"retry: %d\n\n" % RETRY_MS
     last_sent = time.monotonic()
-    while not await request.is_disconnected():
-        events = await asyncio.to_thread(store.alert_events_after, position, 100)
-        for event in events:
-            position = event["id"]
-            data = orjson.dumps({"change": event["change"], "alert": event["snapshot"]})
-            yield b"id: %d\nevent: alert\ndata: %s\n\n" % (position, data)
-            last_sent = time.monotonic()
-        if not events:
-            if time.monotonic() - last_sent >= KEEPALIVE_S:
-                yield b": keepalive\n\n"
+    try:
+        while not await request.is_disconnected():
+            try:
+                events = await asyncio.to_thread(store.alert_events_after, position, BATCH)
+            except Exception as exc:  # a busy or restarting database: keep the stream open
+                log.warning("alert_stream_poll_failed error=%r", exc)
+                events = []
+            for event in events:
+                position = event["id"]
+                data = orjson.dumps({"change": event["change"], "alert": event["snapshot"]})
+                yield b"id: %d\nevent: alert\ndata: %s\n\n" % (position, data)
                 last_sent = time.monotonic()
-            await asyncio.sleep(POLL_S)
+            if len(events) < BATCH:
+                if time.monotonic() - last_sent >= KEEPALIVE_S:
+                    yield b": keepalive\n\n"
+                    last_sent = time.monotonic()
+                await asyncio.sleep(POLL_S)
+    finally:
+        log.info("alert_stream_closed client=%s position=%s", request.client, position)
 
 
 @router.get("/{alert_id}", response_model=AlertPublic, responses={404: {"model": Problem}})
 def get_alert(alert_id: str, store: StoreDep) -> AlertPublic:
+    """One alert with its evidence and recommended action."""
     row = store.get_alert(alert_id)
     if row is None:
         raise HTTPException(404, f"no alert with id {alert_id!r}")

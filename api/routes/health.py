@@ -3,40 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiokafka import AIOKafkaClient
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import SettingsDep, StoreDep
-from api.problems import MEDIA_TYPE
-from api.schemas import CheckPublic, HealthPublic
-from ownercare.settings import mask_url
+from api.problems import instance, problem
+from api.schemas import CheckPublic, HealthPublic, ReadinessProblem
+from api.store import Store
+from ownercare.settings import ApiSettings, mask_url
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/health", tags=["health"])
 CHECK_TIMEOUT_S = 3.0
 
 
 @router.get("/live", response_model=HealthPublic)
 def live() -> HealthPublic:
+    """The process is up and serving HTTP (checks nothing else)."""
     return HealthPublic(status="ok")
 
 
-@router.get("/ready", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
-async def ready(store: StoreDep, settings: SettingsDep) -> JSONResponse:
+@router.get("/ready", response_model=HealthPublic, responses={503: {"model": ReadinessProblem}})
+async def ready(request: Request, store: StoreDep, settings: SettingsDep) -> JSONResponse:
+    """Ready when the database answers ``SELECT 1`` and a Kafka broker answers metadata.
+
+    503 (problem+json) names every failed check; ``checks`` has the detail of each.
+    """
     database, kafka = await asyncio.gather(_check_database(store), _check_kafka(settings))
     checks = {"database": database, "kafka": kafka}
-    ok = all(c.ok for c in checks.values())
-    body = HealthPublic(status="ok" if ok else "unavailable", checks=checks).model_dump()
-    if ok:
-        return JSONResponse(body)
-    failed = ", ".join(f"{name}: {c.detail}" for name, c in checks.items() if not c.ok)
-    return JSONResponse({**body, "type": "about:blank", "title": "Service Unavailable",
-                         "status": 503, "detail": failed, "instance": "/health/ready"},
-                        status_code=503, media_type=MEDIA_TYPE)
+    failed = {name: c for name, c in checks.items() if not c.ok}
+    dumped = {name: c.model_dump() for name, c in checks.items()}
+    if not failed:
+        return JSONResponse(HealthPublic(status="ok", checks=checks).model_dump())
+    log.warning("api_not_ready failed=%s", ",".join(failed))
+    detail = "; ".join(f"{name}: {c.detail}" for name, c in failed.items())
+    return problem(503, f"not ready: {detail}", instance(request), checks=dumped)
 
 
-async def _check_database(store: StoreDep) -> CheckPublic:
+async def _check_database(store: Store) -> CheckPublic:
     try:
         await asyncio.wait_for(asyncio.to_thread(store.ping), CHECK_TIMEOUT_S)
     except Exception as exc:  # any failure means not ready; say which
@@ -44,13 +51,13 @@ async def _check_database(store: StoreDep) -> CheckPublic:
     return CheckPublic(ok=True, detail="SELECT 1 answered")
 
 
-async def _check_kafka(settings: SettingsDep) -> CheckPublic:
+async def _check_kafka(settings: ApiSettings) -> CheckPublic:
     client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap,
                             request_timeout_ms=int(CHECK_TIMEOUT_S * 1000))
     try:
         await asyncio.wait_for(client.bootstrap(), CHECK_TIMEOUT_S)
         brokers = len(client.cluster.brokers())
-    except Exception as exc:
+    except Exception as exc:  # unreachable, timed out, refused: all mean "not ready"
         return CheckPublic(ok=False, detail=f"{settings.kafka_bootstrap} unreachable: {exc!r}")
     finally:
         await client.close()

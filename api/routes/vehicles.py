@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from api.deps import StoreDep
+from api.problems import invalid
 from api.schemas import AlertPublic, Problem, SignalPublic, VehiclePublic
 from ingest.contract import VIN_RE
 
@@ -19,9 +20,10 @@ def get_vehicle(vin: str, store: StoreDep) -> VehiclePublic:
     Ages are relative to the fleet's newest event time, not the wall clock, so they stay
     meaningful for simulated, replayed or delayed data.
     """
-    if not VIN_RE.match(vin):
-        raise HTTPException(422, f"{vin!r} is not a VIN (17 characters, no I, O or Q)")
-    asset = store.asset("vehicle", vin)
+    if not VIN_RE.fullmatch(vin):
+        raise invalid("path", "vin", f"{vin!r} is not a VIN (17 characters A-Z and 0-9, "
+                      "no I, O or Q)", "string_pattern_mismatch")
+    asset = store.vehicle(vin)
     if asset is None:
         raise HTTPException(404, f"vehicle {vin} has never reported")
     now = store.fleet_now_ms()

@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from api.app import create_app
+from api.routes import alerts as alert_routes
 from api.store import Store
 from ownercare import embedded
 from ownercare.settings import ApiSettings
@@ -21,10 +22,13 @@ from tests.unit.test_store import alert
 
 pytestmark = pytest.mark.integration
 VIN = "WCRAAAAAAAAAAAAA1"
+VIN2 = "WCRAAAAAAAAAAAAA2"
 
 
 class Server:
-    def __init__(self, settings: ApiSettings, store: Store) -> None:
+    """uvicorn serving ``create_app(settings, store)`` on a free port, in a thread."""
+
+    def __init__(self, settings: ApiSettings, store: Store | None = None) -> None:
         self.port = embedded.free_port()
         config = uvicorn.Config(create_app(settings, store), host="127.0.0.1", port=self.port,
                                 log_level="warning", timeout_graceful_shutdown=1)
@@ -34,12 +38,16 @@ class Server:
 
     def __enter__(self) -> Server:
         self.thread.start()
-        assert embedded.wait_for_port(self.port, 10)
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn failed"
+            time.sleep(0.02)
         return self
 
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+        assert not self.thread.is_alive(), "uvicorn did not stop"
 
 
 @pytest.fixture
@@ -48,118 +56,289 @@ def store(tmp_path: Path) -> Store:
 
 
 @pytest.fixture
-def api(store: Store, kafka_url: str, tmp_path: Path) -> Iterator[str]:
-    settings = ApiSettings(state_dir=tmp_path, kafka_url=kafka_url, api_page_max=100)
+def settings(kafka_url: str, tmp_path: Path) -> ApiSettings:
+    return ApiSettings(state_dir=tmp_path, kafka_url=kafka_url, api_page_max=100)
+
+
+@pytest.fixture
+def api(store: Store, settings: ApiSettings) -> Iterator[str]:
     with Server(settings, store) as server:
         yield server.url
+
+
+@pytest.fixture
+def fast_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Poll often and send keepalives every 0.3 s, so tests can also prove that nothing
+    else arrives (the keepalive comments tick while we wait)."""
+    monkeypatch.setattr(alert_routes, "POLL_S", 0.05)
+    monkeypatch.setattr(alert_routes, "KEEPALIVE_S", 0.3)
 
 
 def is_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
     body = resp.json()
+    assert body["type"] == "about:blank"
     assert body["status"] == status and body["title"] and body["detail"]
+    assert body["instance"] == resp.request.url.raw_path.decode().split("?")[0]
     return body
+
+
+# ---------------------------------------------------------------------------- alerts
 
 
 def test_alert_list_detail_and_filters(api: str, store: Store) -> None:
     store.upsert_alert(alert())
-    store.upsert_alert(alert(id="b", asset_id="WCRAAAAAAAAAAAAA2", severity="critical",
+    store.upsert_alert(alert(id="b", asset_id=VIN2, severity="critical",
                              first_seen=2000, last_seen=2000))
+    store.upsert_alert(alert(id="c", asset_id=VIN2, type="dtc", status="resolved",
+                             first_seen=500, last_seen=1500))
     page = httpx.get(f"{api}/alerts").json()
-    assert [a["id"] for a in page["items"]] == ["b", "a-1"] and page["next_cursor"] is None
-    assert [a["id"] for a in httpx.get(f"{api}/alerts", params={"vin": VIN}).json()["items"]] \
-        == ["a-1"]
-    crit = httpx.get(f"{api}/alerts", params={"severity": "critical"}).json()["items"]
-    assert [a["id"] for a in crit] == ["b"]
-    first = httpx.get(f"{api}/alerts", params={"limit": 1}).json()
-    second = httpx.get(f"{api}/alerts", params={"limit": 1, "cursor": first["next_cursor"]}).json()
-    assert [first["items"][0]["id"], second["items"][0]["id"]] == ["b", "a-1"]
+    assert [a["id"] for a in page["items"]] == ["b", "c", "a-1"] and page["next_cursor"] is None
+
+    def ids(**params: Any) -> list[str]:
+        resp = httpx.get(f"{api}/alerts", params=params)
+        assert resp.status_code == 200, resp.text
+        return [a["id"] for a in resp.json()["items"]]
+
+    assert ids(vin=VIN) == ["a-1"]
+    assert ids(severity="critical") == ["b"]
+    assert ids(status="open") == ["b", "a-1"]
+    assert ids(type="dtc") == ["c"]
+    assert ids(vin=VIN2, status="resolved") == ["c"]
+    assert ids(vin="WCRZZZZZZZZZZZZZ9") == []
     detail = httpx.get(f"{api}/alerts/a-1").json()
-    assert detail["evidence"] == {"slope_v_per_day": -0.05}
-    assert detail["recommended_action"] == "Call the owner."
+    assert detail == alert()  # every field, evidence and recommended action included
+
+
+def test_pages_are_complete_while_alerts_arrive(api: str, store: Store) -> None:
+    for i in range(7):
+        store.upsert_alert(alert(id=f"a-{i}", asset_id=f"V{i}", first_seen=i, last_seen=i))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = httpx.get(f"{api}/alerts", params=params).json()
+        seen += [a["id"] for a in page["items"]]
+        store.upsert_alert(alert(id=f"new-{len(seen)}", asset_id=f"N{len(seen)}",
+                                 first_seen=100 + len(seen), last_seen=100 + len(seen)))
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"a-{i}" for i in reversed(range(7))]
 
 
 def test_errors_are_problem_json(api: str) -> None:
-    is_problem(httpx.get(f"{api}/alerts/nope"), 404)
+    assert "no alert with id 'nope'" in is_problem(httpx.get(f"{api}/alerts/nope"),
+                                                   404)["detail"]
+    is_problem(httpx.get(f"{api}/no/such/route"), 404)
+    not_allowed = is_problem(httpx.post(f"{api}/alerts"), 405)
+    assert not_allowed["title"] == "Method Not Allowed"
     body = is_problem(httpx.get(f"{api}/alerts", params={"severity": "apocalyptic"}), 422)
     assert body["errors"][0]["loc"] == ["query", "severity"]
-    is_problem(httpx.get(f"{api}/alerts", params={"limit": 0}), 422)
-    assert "at most 100" in is_problem(httpx.get(f"{api}/alerts", params={"limit": 101}),
-                                       422)["detail"]
-    is_problem(httpx.get(f"{api}/alerts", params={"cursor": "garbage"}), 422)
-    assert "not a VIN" in is_problem(httpx.get(f"{api}/vehicles/SHORT"), 422)["detail"]
-    is_problem(httpx.get(f"{api}/vehicles/WCRZZZZZZZZZZZZZ9"), 404)
+    assert body["detail"].startswith("query.severity: ")
+    body = is_problem(httpx.get(f"{api}/alerts", params={"status": "closed"}), 422)
+    assert body["errors"][0]["loc"] == ["query", "status"]
+    body = is_problem(httpx.get(f"{api}/alerts", params={"limit": 0}), 422)
+    assert body["errors"][0]["loc"] == ["query", "limit"]
+    is_problem(httpx.get(f"{api}/alerts", params={"limit": "many"}), 422)
+    body = is_problem(httpx.get(f"{api}/alerts", params={"limit": 101}), 422)
+    assert body["errors"] == [{"loc": ["query", "limit"], "type": "less_than_equal",
+                               "msg": "Input should be less than or equal to 100"}]
+    body = is_problem(httpx.get(f"{api}/alerts", params={"cursor": "garbage"}), 422)
+    assert body["errors"][0]["loc"] == ["query", "cursor"]
+    body = is_problem(httpx.get(f"{api}/alerts", params={"type": "x" * 65}), 422)
+    assert body["errors"][0]["loc"] == ["query", "type"]
+
+
+@pytest.mark.parametrize("bad_vin", ["SHORT", "wcraaaaaaaaaaaaa1", "WCRIAAAAAAAAAAAA1",
+                                     "WCRAAAAAAAAAAAAA1X", "WCRAAAAAAAAAAAAA1%0A"])
+def test_malformed_vins_are_422(api: str, bad_vin: str) -> None:
+    body = is_problem(httpx.get(f"{api}/vehicles/{bad_vin}"), 422)
+    assert "is not a VIN" in body["detail"]
+    assert body["errors"][0]["loc"] == ["path", "vin"]
+
+
+def test_an_internal_error_is_a_500_problem_without_details(settings: ApiSettings,
+                                                             tmp_path: Path) -> None:
+    class BrokenStore(Store):
+        def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+            raise RuntimeError("secret internals")
+
+    with Server(settings, BrokenStore(f"sqlite:///{tmp_path / 'b.sqlite'}")) as server:
+        body = is_problem(httpx.get(f"{server.url}/alerts/a-1"), 500)
+        assert "secret" not in body["detail"]
+        assert httpx.get(f"{server.url}/health/live").status_code == 200  # still serving
+
+
+# ---------------------------------------------------------------------------- vehicles
 
 
 def test_vehicle_view_shows_latest_signals_with_event_time_age(api: str, store: Store) -> None:
     store.upsert_signals([("vehicle", VIN, "Vehicle.Speed", 0.0, 10_000),
                           ("vehicle", VIN, "Vehicle.LowVoltageBattery.CurrentVoltage", 12.3,
                            40_000),
-                          ("vehicle", "WCRAAAAAAAAAAAAA2", "Vehicle.Speed", 50.0, 70_000)])
+                          ("vehicle", VIN, "Vehicle.Powertrain.TractionBattery.CellVoltage."
+                           "CellVoltages", [3.7, 3.71], 40_000),
+                          ("vehicle", VIN2, "Vehicle.Speed", 50.0, 70_000)])
     store.upsert_alert(alert())
+    store.upsert_alert(alert(id="gone", type="dtc", status="resolved"))
     view = httpx.get(f"{api}/vehicles/{VIN}").json()
-    ages = {s["path"]: s["age_s"] for s in view["signals"]}
-    assert ages == {"Vehicle.Speed": 60.0, "Vehicle.LowVoltageBattery.CurrentVoltage": 30.0}
+    assert (view["vin"], view["first_seen"], view["last_seen"]) == (VIN, 10_000, 40_000)
     assert view["fleet_now"] == 70_000
-    assert [a["id"] for a in view["open_alerts"]] == ["a-1"]
+    signals = {s["path"]: (s["value"], s["ts"], s["age_s"]) for s in view["signals"]}
+    assert signals == {
+        "Vehicle.Speed": (0.0, 10_000, 60.0),
+        "Vehicle.LowVoltageBattery.CurrentVoltage": (12.3, 40_000, 30.0),
+        "Vehicle.Powertrain.TractionBattery.CellVoltage.CellVoltages": ([3.7, 3.71], 40_000,
+                                                                         30.0),
+    }
+    assert view["open_alerts"] == [alert()]
+    body = is_problem(httpx.get(f"{api}/vehicles/WCRZZZZZZZZZZZZZ9"), 404)
+    assert "never reported" in body["detail"]
+
+
+# ---------------------------------------------------------------------------- stream
 
 
 def read_events(api: str, n: int, headers: dict[str, str] | None = None,
+                params: dict[str, Any] | None = None, linger: float = 0.0,
                 timeout: float = 15) -> list[tuple[int, dict[str, Any]]]:
+    """The first ``n`` events of a fresh stream; with ``linger``, keep listening that long
+    (keepalives tick) and include anything else that arrives."""
     events: list[tuple[int, dict[str, Any]]] = []
+    deadline = None
     with httpx.stream("GET", f"{api}/alerts/stream", headers=headers or {},
-                      timeout=timeout) as resp:
+                      params=params or {}, timeout=timeout) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
-        event_id = None
+        event_id, kind = None, None
         for line in resp.iter_lines():
             if line.startswith("id: "):
                 event_id = int(line[4:])
+            elif line.startswith("event: "):
+                kind = line[7:]
             elif line.startswith("data: "):
-                assert event_id is not None
+                assert event_id is not None and kind == "alert"
                 events.append((event_id, orjson.loads(line[6:])))
-                if len(events) >= n:
-                    break
+                event_id, kind = None, None
+            if len(events) >= n and deadline is None:
+                deadline = time.monotonic() + linger
+            if deadline is not None and time.monotonic() >= deadline:
+                break
     return events
 
 
-def test_stream_delivers_changes_and_resumes_exactly_once(api: str, store: Store) -> None:
+def test_stream_delivers_changes_and_resumes_exactly_once(api: str, store: Store,
+                                                          fast_stream: None) -> None:
     store.upsert_alert(alert(id="old", asset_id="WCRAAAAAAAAAAAAA9"))  # before connecting
 
     def later() -> None:
-        time.sleep(1.0)
+        time.sleep(0.5)
         store.upsert_alert(alert())
         store.upsert_alert(alert(last_seen=2000, severity="warning"))
+        store.upsert_alert(alert(last_seen=2000, severity="warning"))  # duplicate: no event
 
     threading.Thread(target=later).start()
-    first = read_events(api, 2)  # starts at the current end: "old" is not replayed
+    first = read_events(api, 2, linger=0.7)  # starts at the current end: "old" is not replayed
     assert [(e["change"], e["alert"]["severity"]) for _, e in first] == [
         ("created", "info"), ("updated", "warning")]
+    assert first[1][1]["alert"] == alert(last_seen=2000, severity="warning")
+    assert first[1][0] > first[0][0]
     # Disconnected: changes happen meanwhile; resuming delivers exactly the missed ones.
     store.upsert_alert(alert(last_seen=3000, severity="critical"))
-    store.upsert_alert(alert(last_seen=4000, status="resolved"))
-    resumed = read_events(api, 2, {"Last-Event-ID": str(first[-1][0])})
+    store.upsert_alert(alert(last_seen=4000, status="resolved", severity="critical"))
+    resumed = read_events(api, 2, {"Last-Event-ID": str(first[-1][0])}, linger=0.7)
     assert [e["change"] for _, e in resumed] == ["updated", "resolved"]
     assert [i for i, _ in resumed] == [first[-1][0] + 1, first[-1][0] + 2]
+    # ?after= does the same for clients that cannot set headers.
+    again = read_events(api, 1, params={"after": first[-1][0] + 1}, linger=0.5)
+    assert [i for i, _ in again] == [first[-1][0] + 2]
+    everything = read_events(api, 5, params={"after": 0}, linger=0.3)
+    assert [i for i, _ in everything] == list(range(first[0][0] - 1, first[0][0] + 4))
+    assert everything[0][1]["alert"]["id"] == "old"
+
+
+def test_stream_sends_keepalives_and_stops_polling_when_the_client_leaves(
+        settings: ApiSettings, tmp_path: Path, fast_stream: None) -> None:
+    class CountingStore(Store):
+        polls = 0
+
+        def alert_events_after(self, after_id: int, limit: int = 100) -> list[dict[str, Any]]:
+            CountingStore.polls += 1
+            return super().alert_events_after(after_id, limit)
+
+    with Server(settings, CountingStore(f"sqlite:///{tmp_path / 'c.sqlite'}")) as server:
+        lines: list[str] = []
+        with httpx.stream("GET", f"{server.url}/alerts/stream", timeout=10) as resp:
+            for line in resp.iter_lines():
+                lines.append(line)
+                if line == ": keepalive":
+                    break
+        assert lines[0] == "retry: 2000"
+        assert CountingStore.polls > 0
+        time.sleep(0.5)  # the server notices the disconnect and ends the generator
+        polls = CountingStore.polls
+        time.sleep(0.5)
+        assert CountingStore.polls == polls, "the stream kept polling after the client left"
+
+
+def test_stream_refuses_a_bad_resume_position(api: str) -> None:
+    body = is_problem(httpx.get(f"{api}/alerts/stream", headers={"Last-Event-ID": "x"}), 422)
+    assert body["errors"][0]["loc"] == ["header", "last-event-id"]
+    is_problem(httpx.get(f"{api}/alerts/stream", headers={"Last-Event-ID": "-1"}), 422)
+    is_problem(httpx.get(f"{api}/alerts/stream", params={"after": -1}), 422)
+
+
+# ---------------------------------------------------------------------------- health, docs
 
 
 def test_readiness_checks_kafka_and_database(api: str, store: Store, tmp_path: Path) -> None:
     ok = httpx.get(f"{api}/health/ready", timeout=10)
     assert ok.status_code == 200, ok.text
-    assert ok.json()["checks"]["kafka"]["ok"] and ok.json()["checks"]["database"]["ok"]
+    body = ok.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["kafka"]["ok"] and body["checks"]["database"]["ok"]
+    assert "1 broker(s)" in body["checks"]["kafka"]["detail"]
     assert httpx.get(f"{api}/health/live").json()["status"] == "ok"
     closed = f"kafka://127.0.0.1:{embedded.free_port()}"
     settings = ApiSettings(state_dir=tmp_path, kafka_url=closed)
     with Server(settings, store) as down:
+        started = time.monotonic()
         body = is_problem(httpx.get(f"{down.url}/health/ready", timeout=15), 503)
+        assert time.monotonic() - started < 5
         assert body["checks"]["kafka"]["ok"] is False and body["checks"]["database"]["ok"]
-        assert "kafka" in body["detail"]
+        assert "kafka" in body["detail"] and "database" not in body["detail"]
+        assert httpx.get(f"{down.url}/health/live").status_code == 200
+
+
+def test_readiness_names_a_failing_database(settings: ApiSettings, tmp_path: Path) -> None:
+    class DownStore(Store):
+        def ping(self) -> None:
+            raise ConnectionError("database went away")
+
+    with Server(settings, DownStore(f"sqlite:///{tmp_path / 'd.sqlite'}")) as server:
+        body = is_problem(httpx.get(f"{server.url}/health/ready", timeout=10), 503)
+        assert body["checks"]["database"]["ok"] is False and body["checks"]["kafka"]["ok"]
+        assert "database" in body["detail"] and "went away" in body["detail"]
+
+
+def test_the_app_opens_and_closes_its_own_store(settings: ApiSettings) -> None:
+    with Server(settings) as server:  # no store given: sqlite in settings.state_dir
+        assert httpx.get(f"{server.url}/alerts").json() == {"items": [], "next_cursor": None}
+    assert (settings.state_dir / "ownercare.db").exists()
 
 
 def test_openapi_docs_are_served(api: str) -> None:
     assert httpx.get(f"{api}/docs").status_code == 200
     spec = httpx.get(f"{api}/openapi.json").json()
     assert spec["info"]["title"] == "ownercare API"
+    assert {t["name"] for t in spec["tags"]} == {"alerts", "vehicles", "health"}
     assert {"/alerts", "/alerts/{alert_id}", "/alerts/stream", "/vehicles/{vin}",
-            "/health/ready"} <= set(spec["paths"])
+            "/health/live", "/health/ready"} <= set(spec["paths"])
+    get_alert = spec["paths"]["/alerts/{alert_id}"]["get"]
+    assert get_alert["tags"] == ["alerts"]
+    assert get_alert["responses"]["404"]["content"] == {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    assert "application/problem+json" in get_alert["responses"]["422"]["content"]
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
