@@ -15,7 +15,7 @@ help: ## Show the targets
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[embedded,postgres]' --group dev
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[embedded,postgres,bench]' --group dev
 	touch $@
 
 install: $(STAMP) ## Create .venv and install ownercare with the embedded brokers and dev tools
@@ -33,7 +33,7 @@ lint: $(STAMP) ## ruff and mypy
 lock: ## Re-pin every dependency into constraints.txt (needs network access to PyPI)
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
 	.lockenv/bin/pip install --quiet pip==$(PIP_VERSION)
-	.lockenv/bin/pip install --quiet -e '.[embedded,postgres]' --group dev
+	.lockenv/bin/pip install --quiet -e '.[embedded,postgres,bench]' --group dev
 	.lockenv/bin/pip freeze --exclude-editable | grep -v '^ownercare' > constraints.txt
 	rm -rf .lockenv
 

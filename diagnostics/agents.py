@@ -5,19 +5,26 @@
 * ``latest-vehicle`` / ``latest-charger``: newest value per signal into the database for
   the API's vehicle view (coalesced per batch, written off the event loop).
 * ``alert-sink``: alert upserts -> database (idempotent by alert id).
+
+Progress counters (records, newest event time processed, detector state size) are logged every
+30 s and served as JSON at ``/ownercare/stats/`` on the Faust web port when it is enabled;
+``ownercare bench`` reads them there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import faust
 import orjson
 
 from api.store import Store
-from diagnostics.pipeline import VehiclePipeline, latest_signal_rows
+from diagnostics.pipeline import LatestValues, VehiclePipeline
 from ingest import topics
 from ingest.contract import decode_batch
 from ownercare.settings import WorkerSettings
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.App:
     store = store or Store(settings.effective_database_url)
+    limit_fetch_wait(settings.kafka_fetch_max_wait_ms)
     partitions = settings.partitions
     app = faust.App(
         settings.worker_app_id,
@@ -56,12 +64,15 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
     pipeline = VehiclePipeline()
+    stats = WorkerStats()
 
     @app.agent(vehicles, name="diagnose")
     async def diagnose(stream: faust.StreamT[bytes]) -> None:
         async for raw in stream:
             records = _decode(raw)
+            stats.count(records)
             new_alerts, changed = pipeline.process(records, table)
+            stats.alerts += len(new_alerts)
             # Persist only what changed: each assignment is one changelog record.
             for vin in changed:
                 table[vin] = table[vin]
@@ -73,10 +84,12 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
                          alert["status"])
 
     async def store_latest(stream: faust.StreamT[bytes]) -> None:
-        async for raws in stream.take(64, within=0.5):
-            rows = latest_signal_rows(r for raw in raws for r in _decode(raw))
-            if rows:
-                await asyncio.to_thread(store.upsert_signals, rows)
+        # One coalesced write per flush interval; the buffered records are acknowledged only
+        # after it, so a crash replays them instead of losing the view's updates.
+        async for raws in stream.take(LATEST_TAKE_MAX, within=settings.latest_flush_s):
+            # Decoding and merging a few seconds of a fleet takes a while: off the event loop,
+            # so the detectors keep their pace meanwhile.
+            await asyncio.to_thread(_write_latest, store, raws)
 
     app.agent(vehicles, name="latest-vehicle")(store_latest)
     app.agent(chargers, name="latest-charger")(store_latest)
@@ -86,7 +99,77 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         async for raws in stream.take(200, within=0.2):
             await asyncio.to_thread(_persist_alerts, store, raws)
 
+    @app.timer(STATS_EVERY_S)  # type: ignore[untyped-decorator]
+    async def log_stats() -> None:
+        log.info("worker_stats %s", " ".join(
+            f"{k}={v}" for k, v in stats.snapshot(table, pipeline).items()))
+
+    @app.page("/ownercare/stats/")
+    async def stats_page(web: Any, _request: Any) -> Any:
+        return web.json(stats.snapshot(table, pipeline))
+
     return app
+
+
+def limit_fetch_wait(max_wait_ms: int) -> None:
+    """Cap how long the worker's Kafka fetches wait for data.
+
+    faust-streaming 0.15 hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Apache Kafka
+    answers a waiting fetch as soon as data arrives, but Tansu (the embedded broker) holds it
+    for the whole wait, which put up to 1.5 s on every hop (vehicle batch -> detectors ->
+    alert -> sink). There is no Faust setting for it, so the consumer Faust creates is
+    adjusted before it starts.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    thread_cls = driver.AIOKafkaConsumerThread
+    original = getattr(thread_cls, "_ownercare_original_create", None)
+    if original is None:
+        original = thread_cls._create_worker_consumer
+        thread_cls._ownercare_original_create = original  # type: ignore[attr-defined]
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        if not hasattr(consumer, "_fetch_max_wait_ms"):  # aiokafka changed: say so, loudly
+            raise RuntimeError("aiokafka's consumer has no _fetch_max_wait_ms any more; "
+                               "update diagnostics.agents.limit_fetch_wait")
+        consumer._fetch_max_wait_ms = max_wait_ms
+        return consumer
+
+    thread_cls._create_worker_consumer = create  # type: ignore[method-assign]
+
+
+STATS_EVERY_S = 30.0
+LATEST_TAKE_MAX = 2000  # Kafka records (bridge batches) per latest-values flush, at most
+STATE_SAMPLE = 256  # vehicles whose serialised state is measured for the average
+
+
+@dataclass
+class WorkerStats:
+    """What the diagnose agent has done since start (counters, not domain logic)."""
+
+    batches: int = 0
+    records: int = 0
+    alerts: int = 0
+    last_event_ts: int = 0  # newest event time seen: how far behind the fleet the worker is
+
+    def count(self, records: list[dict[str, Any]]) -> None:
+        self.batches += 1
+        self.records += len(records)
+        for r in records:
+            if r["ts"] > self.last_event_ts:
+                self.last_event_ts = r["ts"]
+
+    def snapshot(self, table: Any, pipeline: VehiclePipeline) -> dict[str, Any]:
+        values: Iterable[Any] = itertools.islice(table.values(), STATE_SAMPLE)
+        sizes = [len(orjson.dumps(v)) for v in values if v is not None]
+        return {
+            **asdict(self),
+            "duplicates": pipeline.duplicates,
+            "vehicles": len(table),
+            "state_bytes_mean": round(sum(sizes) / len(sizes), 1) if sizes else 0.0,
+            "state_bytes_max": max(sizes, default=0),
+        }
 
 
 def _decode(raw: bytes) -> list[dict[str, Any]]:
@@ -96,6 +179,15 @@ def _decode(raw: bytes) -> list[dict[str, Any]]:
         # Only the bridge writes these topics; a bad record is a bug or a foreign producer.
         log.error("record_batch_undecodable error=%s bytes=%s", exc, len(raw))
         return []
+
+
+def _write_latest(store: Store, raws: list[bytes]) -> None:
+    latest = LatestValues()
+    for raw in raws:
+        latest.add(_decode(raw))
+    rows = latest.drain()
+    if rows:
+        store.upsert_signals(rows)
 
 
 def _persist_alerts(store: Store, raws: list[bytes]) -> None:

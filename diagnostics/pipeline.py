@@ -86,30 +86,63 @@ class VehiclePipeline:
         return alerts, changed
 
 
+class LatestValues:
+    """The newest value per (asset, signal) of everything added since the last ``drain``.
+
+    The API's latest-values view is written in coalesced flushes: a fleet at 1 Hz repeats every
+    signal every second, and writing each repetition costs more than all the detectors.
+    ``add`` only files each record's signal dict under its asset (cheap, per record);
+    ``drain`` merges them in event-time order (per signal; the later arrival wins a tie).
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str], list[tuple[int, Mapping[str, object]]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, records: Iterable[Mapping[str, Any]]) -> None:
+        pending = self._pending
+        for r in records:
+            kind, data = r["kind"], r["data"]
+            values: Mapping[str, object]
+            if kind == "vehicle_telemetry":
+                key, values = ("vehicle", r["id"]), data["signals"]
+            elif kind == "charger_status":
+                prefix = f"OCPP.Connector{data['connectorId']}."
+                key = ("charger", r["id"])
+                values = {prefix + "Status": data["status"],
+                          prefix + "ErrorCode": data["errorCode"]}
+            elif kind == "charger_meter":
+                prefix = f"OCPP.Connector{data['connectorId']}."
+                key = ("charger", r["id"])
+                values = {prefix + name: v for name, v in data["measurands"].items()}
+            else:
+                continue
+            entries = pending.get(key)
+            if entries is None:
+                pending[key] = entries = []
+            entries.append((int(r["ts"]), values))
+
+    def drain(self) -> list[tuple[str, str, str, object, int]]:
+        """Rows (asset_kind, asset_id, path, value, ts) and forget them."""
+        rows: list[tuple[str, str, str, object, int]] = []
+        for (kind, asset), entries in self._pending.items():
+            entries.sort(key=lambda e: e[0])  # stable: arrival order breaks ties
+            values: dict[str, object] = {}
+            stamps: dict[str, int] = {}
+            for ts, vals in entries:
+                values.update(vals)
+                stamps.update(dict.fromkeys(vals, ts))
+            rows.extend((kind, asset, path, value, stamps[path]) for path, value in values.items())
+        self._pending = {}
+        return rows
+
+
 def latest_signal_rows(
     records: Iterable[Mapping[str, Any]],
 ) -> list[tuple[str, str, str, object, int]]:
-    """Coalesce a batch into the newest value per (asset, signal) for the latest-values view."""
-    latest: dict[tuple[str, str, str], tuple[object, int]] = {}
-
-    def put(kind: str, asset: str, path: str, value: object, ts: int) -> None:
-        key = (kind, asset, path)
-        old = latest.get(key)
-        if old is None or ts >= old[1]:
-            latest[key] = (value, ts)
-
-    for r in records:
-        ts, asset, kind = int(r["ts"]), r["id"], r["kind"]
-        data = r["data"]
-        if kind == "vehicle_telemetry":
-            for path, value in data["signals"].items():
-                put("vehicle", asset, path, value, ts)
-        elif kind == "charger_status":
-            connector = data["connectorId"]
-            put("charger", asset, f"OCPP.Connector{connector}.Status", data["status"], ts)
-            put("charger", asset, f"OCPP.Connector{connector}.ErrorCode", data["errorCode"], ts)
-        elif kind == "charger_meter":
-            connector = data["connectorId"]
-            for name, value in data["measurands"].items():
-                put("charger", asset, f"OCPP.Connector{connector}.{name}", value, ts)
-    return [(k[0], k[1], k[2], v[0], v[1]) for k, v in latest.items()]
+    """Coalesce records into the newest value per (asset, signal) for the latest-values view."""
+    latest = LatestValues()
+    latest.add(records)
+    return latest.drain()

@@ -1,4 +1,5 @@
-"""``ownercare`` command line: run | bridge | worker | api | simulate | config.
+"""``ownercare`` command line: run | bridge | worker | api | archive | simulate | backtest |
+bench | config.
 
 Each service reads its settings from ``OWNERCARE_*`` variables (see README); invalid settings
 or arguments exit with status 2 and a message naming the variable or flag.
@@ -173,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     backtest.add_arguments(back)
     back.set_defaults(func=backtest.run)
+
+    bench = sub.add_parser(
+        "bench", help="measure throughput, latency and cost of the whole pipeline here")
+    from ownercare import bench as bench_module
+
+    bench_module.add_arguments(bench)
+    bench.set_defaults(func=bench_module.run)
 
     conf = sub.add_parser("config", help="print the effective settings (secrets masked)")
     conf.add_argument("service", choices=["bridge", "worker", "api", "archive", "run"])

@@ -127,3 +127,26 @@ async def start_amqtt(port: int) -> Any:
     await broker.start()
     log.info("amqtt_started port=%s", port)
     return broker
+
+
+async def serve_amqtt(port: int) -> None:
+    """Run amqtt on its own until SIGTERM (``ownercare bench`` measures it as a process)."""
+    import asyncio
+
+    broker = await start_amqtt(port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await broker.shutdown()
+
+
+if __name__ == "__main__":
+    import asyncio
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "amqtt":
+        sys.exit("usage: python -m ownercare.embedded amqtt PORT")
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(serve_amqtt(int(sys.argv[2])))

@@ -106,6 +106,12 @@ class BridgeSettings(KafkaSettings):
 class WorkerSettings(KafkaSettings, DatabaseSettings):
     worker_app_id: str = Field("ownercare", description="Faust app id (consumer group prefix).")
     worker_web_port: int = Field(0, ge=0, le=65535, description="Faust web port; 0 = disabled.")
+    kafka_fetch_max_wait_ms: int = Field(
+        100, ge=1, le=10_000,
+        description="Longest a Kafka fetch waits for data (Faust's own default is 1500 ms).")
+    latest_flush_s: float = Field(
+        5.0, ge=0.05, le=300,
+        description="How often the latest signal values (vehicle view) are written, seconds.")
 
 
 class ApiSettings(KafkaSettings, DatabaseSettings):

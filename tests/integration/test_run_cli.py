@@ -34,6 +34,10 @@ def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
     (["simulate", "--duration", "forever"], "is not a duration"),
     (["simulate", "--faults", "gremlins:2"], "unknown fault 'gremlins'"),
     (["run", "--vehicles", "2", "--faults", "weak_12v:3"], "only 2 vehicles"),
+    (["bench", "--vehicles", "0"], "0 is outside 1..200000"),
+    (["bench", "--rate", "fast"], "'fast' is not a number"),
+    (["bench", "--duration", "2"], "2.0 is outside 5..86400"),
+    (["bench", "--broker", "rabbitmq"], "invalid choice: 'rabbitmq'"),
 ])
 def test_bad_arguments_are_explained(tmp_path: Path, args: list[str], message: str) -> None:
     result = ownercare(*args, cwd=tmp_path)

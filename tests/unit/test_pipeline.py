@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diagnostics.pipeline import VehiclePipeline, latest_signal_rows
+from diagnostics.pipeline import LatestValues, VehiclePipeline, latest_signal_rows
 from tests.unit.battery_series import DAY_MS, START_MS, failure_day, series, weakening
 
 VIN = "WCRAAAAAAAAAAAAA1"
@@ -70,3 +70,26 @@ def test_latest_rows_are_coalesced_per_batch() -> None:
         ("charger", "CP-1", "OCPP.Connector1.Status", "Faulted", 5),
         ("charger", "CP-1", "OCPP.Connector1.ErrorCode", "GroundFailure", 5),
     ])
+
+
+def test_latest_values_merge_by_event_time_per_signal() -> None:
+    latest = LatestValues()
+    latest.add([{"kind": "vehicle_telemetry", "id": VIN, "ts": 3, "seq": 3,
+                 "data": {"signals": {"Vehicle.Speed": 30.0}}}])
+    latest.add([
+        {"kind": "vehicle_telemetry", "id": VIN, "ts": 1, "seq": 1,  # late: older than ts 3
+         "data": {"signals": {"Vehicle.Speed": 10.0, "Vehicle.IsMoving": True}}},
+        {"kind": "vehicle_telemetry", "id": VIN, "ts": 3, "seq": 4,  # same ts: later arrival
+         "data": {"signals": {"Vehicle.Exterior.AirTemperature": 5.0, "Vehicle.Speed": 31.0}}},
+        {"kind": "vehicle_event", "id": VIN, "ts": 9, "seq": 5, "data": {"type": "crank"}},
+        {"kind": "charger_meter", "id": "CP-1", "ts": 4, "seq": 1,
+         "data": {"connectorId": 2, "measurands": {"Power.Active.Import": 7000.0}}},
+    ])
+    assert len(latest) == 2
+    assert sorted(latest.drain()) == sorted([
+        ("vehicle", VIN, "Vehicle.Speed", 31.0, 3),
+        ("vehicle", VIN, "Vehicle.IsMoving", True, 1),
+        ("vehicle", VIN, "Vehicle.Exterior.AirTemperature", 5.0, 3),
+        ("charger", "CP-1", "OCPP.Connector2.Power.Active.Import", 7000.0, 4),
+    ])
+    assert latest.drain() == [] and len(latest) == 0

@@ -1,0 +1,178 @@
+"""Figures of ``ownercare bench`` from its raw samples (pure: no processes, no clock).
+
+Kept apart from the orchestration so the arithmetic (rates over the measurement window,
+percentiles, CPU per 1 000 messages, the kept-up verdict) is unit-tested on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Sample:
+    """One reading per second during the paced phase."""
+
+    t: float  # wall time of the reading
+    sent: int  # messages the load generator handed to its MQTT client
+    acked: int  # ... of which the broker acknowledged
+    processed: int  # records the worker's diagnose agent has run through the detectors
+    lag_s: float | None  # wall time minus the newest event time the worker processed
+    cpu_s: dict[str, float] = field(default_factory=dict)  # cumulative CPU per process
+    rss_bytes: dict[str, int] = field(default_factory=dict)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def window(samples: Sequence[Sample], start: float, end: float) -> list[Sample]:
+    return [s for s in samples if start <= s.t <= end]
+
+
+def summarise(
+    *,
+    config: Mapping[str, Any],
+    samples: Sequence[Sample],
+    window_start: float,
+    window_end: float,
+    latencies: Mapping[str, float],
+    injected: int,
+    raw: Mapping[str, Any],
+    worker_stats: Mapping[str, Any],
+    drained: bool,
+    max_lag_s: float,
+) -> dict[str, Any]:
+    """Turn the readings into the report (every figure named with its unit)."""
+    measured = window(samples, window_start, window_end)
+    if len(measured) < 2:
+        raise ValueError("fewer than two samples in the measurement window; run longer")
+    first, last = measured[0], measured[-1]
+    seconds = last.t - first.t
+    processed = last.processed - first.processed
+    sent = last.sent - first.sent
+    lags = [s.lag_s for s in measured if s.lag_s is not None]
+    offered = config["vehicles"] * config["rate"]
+    processed_rate = processed / seconds
+    cpu = {
+        name: round((last.cpu_s[name] - first.cpu_s.get(name, 0.0)) / (processed / 1000), 4)
+        for name in last.cpu_s
+        if processed > 0
+    }
+    peak_rss = {name: max(s.rss_bytes.get(name, 0) for s in measured) for name in last.rss_bytes}
+    lat = sorted(latencies.values())
+    raw_rate = float(raw.get("rate") or 0.0)
+    kept_up = bool(lags) and max(lags) <= max_lag_s and drained
+    return {
+        "config": dict(config),
+        "window_s": round(seconds, 1),
+        "offered_msgs_per_s": offered,
+        "published_msgs_per_s": round(sent / seconds, 1),
+        "processed_msgs_per_s": round(processed_rate, 1),
+        "kept_up": kept_up,
+        "lag_s": {
+            "p50": _round(percentile(lags, 50)),
+            "max": _round(max(lags) if lags else None),
+            "last": _round(lags[-1] if lags else None),
+            "bound": max_lag_s,
+        },
+        "drained": drained,
+        "latency_s": {
+            "n": len(lat),
+            "injected": injected,
+            "missing": injected - len(lat),
+            "p50": _round(percentile(lat, 50)),
+            "p95": _round(percentile(lat, 95)),
+            "p99": _round(percentile(lat, 99)),
+            "max": _round(lat[-1] if lat else None),
+        },
+        "cpu_s_per_1000_msgs": cpu,
+        "cpu_cores_used": {
+            name: round((last.cpu_s[name] - first.cpu_s.get(name, 0.0)) / seconds, 3)
+            for name in last.cpu_s
+        },
+        "peak_rss_mib": {name: round(v / 2**20, 1) for name, v in peak_rss.items()},
+        "worker_peak_rss_mib": round(peak_rss.get("worker", 0) / 2**20, 1),
+        "state_bytes_per_vehicle": {
+            "mean": worker_stats.get("state_bytes_mean"),
+            "max": worker_stats.get("state_bytes_max"),
+            "vehicles": worker_stats.get("vehicles"),
+        },
+        "raw_broker": dict(raw),
+        "ownercare_over_raw": round(processed_rate / raw_rate, 4) if raw_rate else None,
+    }
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def render_text(report: Mapping[str, Any]) -> str:
+    c, lat, lag = report["config"], report["latency_s"], report["lag_s"]
+    raw = report["raw_broker"]
+    lines = [
+        f"ownercare bench: {c['vehicles']} vehicles x {c['rate']} Hz for {c['duration']} s, "
+        f"broker {c['broker']}, QoS {c['qos']}",
+        f"  offered            {report['offered_msgs_per_s']:>10.1f} msg/s",
+        f"  published          {report['published_msgs_per_s']:>10.1f} msg/s",
+        f"  processed          {report['processed_msgs_per_s']:>10.1f} msg/s  "
+        f"(kept up: {'yes' if report['kept_up'] else 'NO'}; lag p50 {lag['p50']} s, "
+        f"max {lag['max']} s, bound {lag['bound']} s; drained: {report['drained']})",
+        f"  publish->alert     p50 {lat['p50']} s  p95 {lat['p95']} s  p99 {lat['p99']} s  "
+        f"max {lat['max']} s  ({lat['n']}/{lat['injected']} alerts)",
+        f"  raw broker         {raw.get('rate', 0):>10.1f} msg/s  (plain publisher -> plain "
+        f"subscriber, {raw.get('received', 0)} msgs)   ownercare/raw = "
+        f"{report['ownercare_over_raw']}",
+        "  CPU s / 1000 msgs  " + "  ".join(
+            f"{k} {v}" for k, v in report["cpu_s_per_1000_msgs"].items()),
+        "  CPU cores used     " + "  ".join(
+            f"{k} {v}" for k, v in report["cpu_cores_used"].items()),
+        "  peak RSS MiB       " + "  ".join(
+            f"{k} {v}" for k, v in report["peak_rss_mib"].items()),
+        f"  detector state     mean {report['state_bytes_per_vehicle']['mean']} B/vehicle, "
+        f"max {report['state_bytes_per_vehicle']['max']} B",
+    ]
+    return "\n".join(lines)
+
+
+def plot(report: Mapping[str, Any], samples: Sequence[Sample],
+         latency_points: Sequence[tuple[float, float]], path: str) -> None:
+    """Throughput and latency over time, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t0 = samples[0].t if samples else 0.0
+    times = [s.t - t0 for s in samples[1:]]
+    sent = [(b.sent - a.sent) / (b.t - a.t) for a, b in zip(samples, samples[1:], strict=False)]
+    done = [(b.processed - a.processed) / (b.t - a.t)
+            for a, b in zip(samples, samples[1:], strict=False)]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    top.plot(times, sent, label="published msg/s")
+    top.plot(times, done, label="processed by the detectors msg/s")
+    top.axhline(report["offered_msgs_per_s"], color="grey", linestyle=":", label="offered")
+    top.set_ylabel("messages / s")
+    top.legend(loc="lower right")
+    c = report["config"]
+    top.set_title(f"ownercare bench: {c['vehicles']} vehicles x {c['rate']} Hz, {c['broker']}")
+    if latency_points:
+        bottom.scatter([t - t0 for t, _ in latency_points], [v for _, v in latency_points],
+                       s=8, label="publish -> alert at API (s)")
+    lag_points = [(s.t - t0, s.lag_s) for s in samples if s.lag_s is not None]
+    if lag_points:
+        bottom.plot(*zip(*lag_points, strict=True), color="tab:red", label="worker lag (s)")
+    bottom.set_xlabel("seconds since the fleet started")
+    bottom.set_ylabel("seconds")
+    bottom.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

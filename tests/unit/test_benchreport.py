@@ -1,0 +1,72 @@
+"""The arithmetic of `ownercare bench` (no processes): rates, percentiles, verdicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ownercare.benchreport import Sample, percentile, render_text, summarise
+
+CONFIG = {"vehicles": 100, "rate": 10.0, "duration": 20, "broker": "mosquitto", "qos": 1}
+
+
+def samples(lag: float = 0.2, n: int = 21, rate: int = 1000) -> list[Sample]:
+    return [Sample(t=1000.0 + i, sent=rate * i, acked=rate * i, processed=rate * i, lag_s=lag,
+                   cpu_s={"bridge": 0.1 * i, "worker": 0.05 * i},
+                   rss_bytes={"worker": (100 + i) * 2**20})
+            for i in range(n)]
+
+
+def report(**overrides: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = dict(
+        config=CONFIG, samples=samples(), window_start=1005.0, window_end=1020.0,
+        latencies={"A": 0.5, "B": 0.7, "C": 2.0}, injected=4, raw={"rate": 4000.0},
+        worker_stats={"state_bytes_mean": 480.0, "state_bytes_max": 600, "vehicles": 100},
+        drained=True, max_lag_s=5.0)
+    kwargs.update(overrides)
+    return summarise(**kwargs)
+
+
+def test_rates_cpu_and_memory_come_from_the_measurement_window() -> None:
+    r = report()
+    assert r["window_s"] == 15.0
+    assert r["processed_msgs_per_s"] == 1000.0
+    assert r["offered_msgs_per_s"] == 1000.0
+    # 0.1 CPU s per wall second at 1000 msg/s is 0.1 CPU s per 1000 messages.
+    assert r["cpu_s_per_1000_msgs"] == {"bridge": 0.1, "worker": 0.05}
+    assert r["cpu_cores_used"] == {"bridge": 0.1, "worker": 0.05}
+    assert r["worker_peak_rss_mib"] == 120.0  # the largest sample inside the window
+    assert r["ownercare_over_raw"] == 0.25
+    assert r["latency_s"] == {"n": 3, "injected": 4, "missing": 1, "p50": 0.7, "p95": 2.0,
+                              "p99": 2.0, "max": 2.0}
+    assert r["kept_up"] is True
+
+
+def test_a_lag_beyond_the_bound_or_an_undrained_run_did_not_keep_up() -> None:
+    assert report(samples=samples(lag=6.0))["kept_up"] is False
+    assert report(drained=False)["kept_up"] is False
+
+
+def test_too_short_a_window_is_an_error_not_a_figure() -> None:
+    with pytest.raises(ValueError, match="fewer than two samples"):
+        report(window_start=1019.5, window_end=1020.0)
+
+
+def test_text_report_names_every_figure() -> None:
+    text = render_text(report())
+    for needle in ("1000.0 msg/s", "kept up: yes", "p99 2.0 s", "ownercare/raw = 0.25",
+                   "bridge 0.1", "mean 480.0 B/vehicle"):
+        assert needle in text
+
+
+@given(st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=200),
+       st.floats(0.1, 100))
+def test_percentile_is_a_member_with_the_right_rank(values: list[float], q: float) -> None:
+    p = percentile(values, q)
+    assert p in values
+    below = sum(v <= p for v in values)  # type: ignore[operator]
+    assert below / len(values) >= q / 100 - 1e-9
+    assert percentile([], q) is None
