@@ -346,7 +346,7 @@ class Bridge:
     async def _publish_command(self, key: bytes | None, value: bytes | None) -> None:
         assert self._client is not None
         vin = (key or b"").decode(errors="replace")
-        if not contract.VIN_RE.match(vin) or not value:
+        if not contract.VIN_RE.fullmatch(vin) or not value:
             log.error("ota_command_dropped reason=bad key or empty value key=%r", vin)
             self.stats["ota_commands_invalid"] += 1
             return

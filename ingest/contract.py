@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -62,9 +63,9 @@ _TOPIC_SUFFIX_KIND: Final[dict[tuple[str, str], Kind]] = {
 }
 
 # ISO 3779 VIN: 17 characters, no I, O or Q.
-VIN_RE: Final = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
+VIN_RE: Final = re.compile(r"[A-HJ-NPR-Z0-9]{17}")  # use .fullmatch: "$" lets "\n" through
 # OCPP 1.6 chargeBoxIdentity is CiString of at most 48 characters; we keep it topic-safe.
-CHARGER_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,48}$")
+CHARGER_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,48}")
 
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 # Plausible event-time window: 2000-01-01 .. 2100-01-01 in epoch milliseconds.
@@ -218,7 +219,7 @@ class EventType(StrEnum):
     SLEEP = "sleep"
 
 
-DTC_RE: Final = re.compile(r"^[PCBU][0-9A-F]{4}(-[0-9A-F]{2})?$")
+DTC_RE: Final = re.compile(r"[PCBU][0-9A-F]{4}(-[0-9A-F]{2})?")
 DTC_STATES: Final = frozenset({"active", "pending", "cleared"})
 
 # --------------------------------------------------------------------------------------------
@@ -310,7 +311,7 @@ def parse_topic(topic: str) -> tuple[Kind, str]:
     if kind is None:
         raise ContractError(Reason.UNKNOWN_TOPIC, f"topic {topic!r} is not part of the contract")
     pattern = VIN_RE if root == "vehicles" else CHARGER_ID_RE
-    if not pattern.match(asset_id):
+    if not pattern.fullmatch(asset_id):
         what = "a 17-character VIN" if root == "vehicles" else "a charger id [A-Za-z0-9._-]{1,48}"
         raise ContractError(Reason.BAD_ID, f"topic id {asset_id!r} is not {what}")
     return kind, asset_id
@@ -432,6 +433,32 @@ _METER_FIELDS: Final = frozenset(
 )
 
 
+# The common case, a float inside its plausible range or a boolean, decided with one lookup and
+# one comparison: the bridge validates ~20 signals per message at fleet rates. Anything else
+# (ints, out of range, NaN, wrong type, unknown path) takes ``validate_signal``, which accepts
+# or rejects it with the precise reason. Missing bounds become the largest finite float, so
+# infinities still fail the comparison.
+_FLOAT_BOUNDS: Final[Mapping[str, tuple[float, float]]] = {
+    s.path: (-sys.float_info.max if s.min is None else s.min,
+             sys.float_info.max if s.max is None else s.max)
+    for s in _SIGNALS if s.type is SignalType.FLOAT
+}
+_BOOL_SIGNALS: Final = frozenset(s.path for s in _SIGNALS if s.type is SignalType.BOOL)
+
+
+def _signal_values(signals: Mapping[str, object]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    bounds_of, bools = _FLOAT_BOUNDS.get, _BOOL_SIGNALS
+    for path, value in signals.items():
+        bounds = bounds_of(path)
+        if ((bounds is not None and type(value) is float and bounds[0] <= value <= bounds[1])
+                or (type(value) is bool and path in bools)):
+            out[path] = value
+        else:
+            out[path] = validate_signal(path, value)
+    return out
+
+
 def _telemetry(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
     _check_fields(payload, _TELEMETRY_FIELDS)
     _check_vin_echo(payload, "vin", asset_id)
@@ -440,7 +467,7 @@ def _telemetry(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
         raise ContractError(Reason.WRONG_TYPE, f"signals must be an object, got {_type(signals)}")
     if not signals:
         raise ContractError(Reason.BAD_VALUE, "signals must not be empty")
-    return {"signals": {path: validate_signal(path, v) for path, v in signals.items()}}
+    return {"signals": _signal_values(signals)}
 
 
 def _event(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
@@ -450,7 +477,7 @@ def _event(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
     data: dict[str, Any] = {"type": etype}
     if etype == EventType.DTC:
         code = _str("code", _require(payload, "code"), 16)
-        if not DTC_RE.match(code):
+        if not DTC_RE.fullmatch(code):
             raise ContractError(Reason.BAD_VALUE, f"code {code!r} is not an SAE J2012 DTC")
         data["code"] = code
         data["state"] = _str("state", payload.get("state", "active"), 16, DTC_STATES)
@@ -508,7 +535,7 @@ def _charger_meter(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
         data["transactionId"] = _int("transactionId", payload["transactionId"], 0, 2**31 - 1)
     if payload.get("vin") is not None:
         vin = _str("vin", payload["vin"], 17)
-        if not VIN_RE.match(vin):
+        if not VIN_RE.fullmatch(vin):
             raise ContractError(Reason.BAD_ID, f"vin {vin!r} is not a 17-character VIN")
         data["vin"] = vin
     measurands = _require(payload, "measurands")

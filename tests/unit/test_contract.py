@@ -203,3 +203,34 @@ def test_arbitrary_json_objects_get_a_reason_or_a_valid_record(body: dict[str, o
 def test_decode_batch_rejects_foreign_records() -> None:
     with pytest.raises(ValueError, match="not an ownercare record batch"):
         contract.decode_batch(b'{"hello": 1}')
+
+
+_ANY_VALUE = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6), st.booleans(),
+    st.text(max_size=5), st.none(), st.lists(st.floats(-5, 5), max_size=3))
+
+
+@given(st.sampled_from([*contract.SIGNALS, "Vehicle.NoSuchSignal"]), _ANY_VALUE)
+def test_fast_signal_path_agrees_with_the_full_validator(path: str, value: object) -> None:
+    """The bridge's fast path accepts exactly what validate_signal accepts, unchanged."""
+    try:
+        expected: object = {path: contract.validate_signal(path, value)}
+    except contract.ContractError as exc:
+        expected = exc.reason
+    try:
+        got: object = contract._signal_values({path: value})
+    except contract.ContractError as exc:
+        got = exc.reason
+    assert got == expected
+
+
+def test_ids_and_codes_with_a_trailing_newline_are_refused() -> None:
+    vin = "WBENCH000AAAAAAAA"
+    body = orjson.dumps({"ts": 1_767_225_600_000, "seq": 1, "signals": {"Vehicle.Speed": 1.0}})
+    with pytest.raises(ContractError) as exc:
+        validate(f"vehicles/{vin}\n/telemetry", body)
+    assert exc.value.reason is Reason.BAD_ID
+    event = orjson.dumps({"ts": 1_767_225_600_000, "seq": 2, "type": "dtc", "code": "P0AA6\n"})
+    with pytest.raises(ContractError) as exc:
+        validate(f"vehicles/{vin}/events", event)
+    assert exc.value.reason is Reason.BAD_VALUE
