@@ -96,7 +96,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
 
     @app.agent(alerts, name="alert-sink")
     async def alert_sink(stream: faust.StreamT[bytes]) -> None:
-        async for raws in stream.take(200, within=0.2):
+        async for raws in stream.take(200, within=0.05):  # an alert should not wait long
             await asyncio.to_thread(_persist_alerts, store, raws)
 
     @app.timer(STATS_EVERY_S)  # type: ignore[untyped-decorator]

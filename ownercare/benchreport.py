@@ -129,8 +129,8 @@ def render_text(report: Mapping[str, Any]) -> str:
         f"  publish->alert     p50 {lat['p50']} s  p95 {lat['p95']} s  p99 {lat['p99']} s  "
         f"max {lat['max']} s  ({lat['n']}/{lat['injected']} alerts)",
         f"  raw broker         {raw.get('rate', 0):>10.1f} msg/s  (plain publisher -> plain "
-        f"subscriber, {raw.get('received', 0)} msgs)   ownercare/raw = "
-        f"{report['ownercare_over_raw']}",
+        f"subscriber, {raw.get('received', 0)} of {raw.get('messages', 0)} msgs arrived)   "
+        f"ownercare/raw = {report['ownercare_over_raw']}",
         "  CPU s / 1000 msgs  " + "  ".join(
             f"{k} {v}" for k, v in report["cpu_s_per_1000_msgs"].items()),
         "  CPU cores used     " + "  ".join(

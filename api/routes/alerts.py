@@ -20,7 +20,7 @@ from api.store import Store
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
-POLL_S = 0.2  # how often the stream looks for new alert events
+POLL_S = 0.1  # how often the stream looks for new alert events
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 RETRY_MS = 2000  # the reconnect delay the stream suggests to EventSource clients
 BATCH = 100  # events read per poll
