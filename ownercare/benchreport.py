@@ -107,7 +107,7 @@ def summarise(
             "vehicles": worker_stats.get("vehicles"),
         },
         "raw_broker": dict(raw),
-        "ownercare_over_raw": round(processed_rate / raw_rate, 4) if raw_rate else None,
+        "ownercare_over_raw": float(f"{processed_rate / raw_rate:.4g}") if raw_rate else None,
     }
 
 
