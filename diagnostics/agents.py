@@ -1,7 +1,10 @@
 """The Faust app of ``ownercare worker``: thin agents around the pure pipeline.
 
 * ``diagnose``: vehicle record batches -> detectors (state in the changelogged table
-  ``vehicle-diagnostics``) -> alert upserts on ``ownercare.alerts``.
+  ``vehicle-diagnostics``) -> alert upserts on ``ownercare.alerts``. Alerts are delivered
+  before the states that produced them are written, and the table also records the last
+  applied offset per partition: a restarted worker whose recovered table is older than its
+  committed offset replays the gap first (see ``diagnostics/pipeline.py``).
 * ``latest-vehicle`` / ``latest-charger``: newest value per signal into the database for
   the API's vehicle view (coalesced per batch, written off the event loop).
 * ``alert-sink``: alert upserts -> database (idempotent by alert id).
@@ -17,9 +20,15 @@ import faust
 import orjson
 
 from api.store import Store
-from diagnostics.pipeline import VehiclePipeline, latest_signal_rows
+from diagnostics.pipeline import (
+    VehiclePipeline,
+    catch_up_from,
+    latest_signal_rows,
+    position_key,
+)
 from ingest import topics
 from ingest.contract import decode_batch
+from ingest.kafka import read_range
 from ownercare.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -57,20 +66,32 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     )
     pipeline = VehiclePipeline()
 
+    async def apply(partition: int, offset: int, raw: bytes) -> None:
+        new_alerts, writes = pipeline.process_source(table, partition, offset, _decode(raw))
+        for alert in new_alerts:
+            # Await delivery before the state that says "emitted" is written: a worker killed
+            # in between re-emits the alert (same id) instead of losing it.
+            await alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
+            log.info("alert_emitted id=%s vin=%s type=%s severity=%s status=%s",
+                     alert["id"], alert["asset_id"], alert["type"], alert["severity"],
+                     alert["status"])
+        # Changed vehicle states, then the partition's position: one changelog record each.
+        for key, value in writes.items():
+            table[key] = value
+
     @app.agent(vehicles, name="diagnose")
     async def diagnose(stream: faust.StreamT[bytes]) -> None:
-        async for raw in stream:
-            records = _decode(raw)
-            new_alerts, changed = pipeline.process(records, table)
-            # Persist only what changed: each assignment is one changelog record.
-            for vin in changed:
-                table[vin] = table[vin]
-            for alert in new_alerts:
-                # Await delivery: an alert is acknowledged before its source batch is.
-                await alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
-                log.info("alert_emitted id=%s vin=%s type=%s severity=%s status=%s",
-                         alert["id"], alert["asset_id"], alert["type"], alert["severity"],
-                         alert["status"])
+        async for event in stream.events():
+            partition, offset = event.message.partition, event.message.offset
+            start = catch_up_from(table.get(position_key(partition)), offset)
+            if start is not None:
+                # The recovered table is older than the committed offset: replay the gap.
+                log.warning("diagnose_catch_up partition=%s from=%s to=%s", partition, start,
+                            offset - 1)
+                async for gap_offset, gap_raw in read_range(
+                        settings.kafka_bootstrap, topics.VEHICLES, partition, start, offset):
+                    await apply(partition, gap_offset, gap_raw)
+            await apply(partition, offset, event.value)
 
     async def store_latest(stream: faust.StreamT[bytes]) -> None:
         async for raws in stream.take(64, within=0.5):
