@@ -1,7 +1,10 @@
 """The Faust app of ``ownercare worker``: thin agents around the pure pipeline.
 
 * ``diagnose``: vehicle record batches -> detectors (state in the changelogged table
-  ``vehicle-diagnostics``) -> alert upserts on ``ownercare.alerts``.
+  ``vehicle-diagnostics``) -> alert upserts on ``ownercare.alerts``. Alerts are delivered
+  before the states that produced them are written, and the table also records the last
+  applied offset per partition: a restarted worker whose recovered table is older than its
+  committed offset replays the gap first (see ``diagnostics/pipeline.py``).
 * ``latest-vehicle`` / ``latest-charger``: newest value per signal into the database for
   the API's vehicle view (coalesced per batch, written off the event loop).
 * ``alert-sink``: alert upserts -> database (idempotent by alert id).
@@ -24,9 +27,16 @@ import faust
 import orjson
 
 from api.store import Store
-from diagnostics.pipeline import LatestValues, VehiclePipeline
+from diagnostics.pipeline import (
+    POSITION_PREFIX,
+    LatestValues,
+    VehiclePipeline,
+    catch_up_from,
+    position_key,
+)
 from ingest import topics
 from ingest.contract import decode_batch
+from ingest.kafka import read_range
 from ownercare.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -66,22 +76,35 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     pipeline = VehiclePipeline()
     stats = WorkerStats()
 
+    async def apply(partition: int, offset: int, raw: bytes) -> None:
+        records = _decode(raw)
+        stats.count(records)
+        new_alerts, writes = pipeline.process_source(table, partition, offset, records)
+        stats.alerts += len(new_alerts)
+        for alert in new_alerts:
+            # Await delivery before the state that says "emitted" is written: a worker killed
+            # in between re-emits the alert (same id) instead of losing it.
+            await alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
+            log.info("alert_emitted id=%s vin=%s type=%s severity=%s status=%s",
+                     alert["id"], alert["asset_id"], alert["type"], alert["severity"],
+                     alert["status"])
+        # Changed vehicle states, then the partition's position: one changelog record each.
+        for key, value in writes.items():
+            table[key] = value
+
     @app.agent(vehicles, name="diagnose")
     async def diagnose(stream: faust.StreamT[bytes]) -> None:
-        async for raw in stream:
-            records = _decode(raw)
-            stats.count(records)
-            new_alerts, changed = pipeline.process(records, table)
-            stats.alerts += len(new_alerts)
-            # Persist only what changed: each assignment is one changelog record.
-            for vin in changed:
-                table[vin] = table[vin]
-            for alert in new_alerts:
-                # Await delivery: an alert is acknowledged before its source batch is.
-                await alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
-                log.info("alert_emitted id=%s vin=%s type=%s severity=%s status=%s",
-                         alert["id"], alert["asset_id"], alert["type"], alert["severity"],
-                         alert["status"])
+        async for event in stream.events():
+            partition, offset = event.message.partition, event.message.offset
+            start = catch_up_from(table.get(position_key(partition)), offset)
+            if start is not None:
+                # The recovered table is older than the committed offset: replay the gap.
+                log.warning("diagnose_catch_up partition=%s from=%s to=%s", partition, start,
+                            offset - 1)
+                async for gap_offset, gap_raw in read_range(
+                        settings.kafka_bootstrap, topics.VEHICLES, partition, start, offset):
+                    await apply(partition, gap_offset, gap_raw)
+            await apply(partition, offset, event.value)
 
     async def store_latest(stream: faust.StreamT[bytes]) -> None:
         # One coalesced write per flush interval; the buffered records are acknowledged only
@@ -161,12 +184,14 @@ class WorkerStats:
                 self.last_event_ts = r["ts"]
 
     def snapshot(self, table: Any, pipeline: VehiclePipeline) -> dict[str, Any]:
-        values: Iterable[Any] = itertools.islice(table.values(), STATE_SAMPLE)
+        # Vehicle states only: the table also holds one source position per partition.
+        vins = [k for k in table if not str(k).startswith(POSITION_PREFIX)]
+        values: Iterable[Any] = (table[k] for k in itertools.islice(vins, STATE_SAMPLE))
         sizes = [len(orjson.dumps(v)) for v in values if v is not None]
         return {
             **asdict(self),
             "duplicates": pipeline.duplicates,
-            "vehicles": len(table),
+            "vehicles": len(vins),
             "state_bytes_mean": round(sum(sizes) / len(sizes), 1) if sizes else 0.0,
             "state_bytes_max": max(sizes, default=0),
         }

@@ -4,6 +4,25 @@ The Faust agent hands each decoded batch to ``VehiclePipeline.process`` together
 per-vehicle state table; the pipeline drops duplicates, runs every detector and turns their
 assessments into alert upserts through the alarm-hygiene state machine. Keeping this out of
 the agent makes it testable without brokers and reusable for replay and back-testing.
+
+Restarts (DESIGN.md section 3: state survives restarts, a killed worker loses no alert)
+-------------------------------------------------------------------------------------
+The per-vehicle states live in a changelogged Faust table, and the consumer resumes from its
+committed offset. Nothing in Faust guarantees that the table a restarted worker recovers is as
+new as that offset: recovery stops at the changelog's high watermark as the broker reports it,
+and Tansu's memory engine reports it one past the *first* record of the last produced batch, so
+the rest of that batch (the newest states of some vehicles) can be left out. The records
+between the state and the offset would then never reach the detectors again: a parking period
+observed from its middle, a resting sample lost, alerts that differ from an uninterrupted run.
+
+So the table also holds, per source partition, the offset of the last source record whose
+effects it contains (``position_key``), written *after* that record's vehicle states, which
+are written *after* its alerts were delivered (``process_source``). A recovered table is a
+prefix of its changelog, so its position never claims more than its states hold. When the
+position is behind the record the agent received, it first replays the gap from Kafka
+(``catch_up_from``). Replayed or redelivered records that the states already contain are
+dropped by the ``seq`` check below (or, if they changed nothing the first time, change nothing
+again), so the result is that of an uninterrupted run whatever part of the changelog was lost.
 """
 
 from __future__ import annotations
@@ -16,6 +35,22 @@ from diagnostics.base import Detector
 from diagnostics.registry import DETECTORS
 
 VehicleState = dict[str, Any]
+POSITION_PREFIX = "#position/"  # table keys of the source positions; a VIN never has a "#"
+
+
+def position_key(partition: int) -> str:
+    """The table key holding the last applied source offset of ``partition``."""
+    return f"{POSITION_PREFIX}{partition}"
+
+
+def catch_up_from(position: int | None, offset: int) -> int | None:
+    """The first source offset to replay before ``offset``, or None when nothing is missing.
+
+    ``position`` is the table's last applied offset of the partition (None: the table holds
+    nothing of it, so everything from the partition's start is missing).
+    """
+    first_missing = 0 if position is None else position + 1
+    return first_missing if first_missing < offset else None
 
 
 def new_vehicle_state(detectors: Mapping[str, Detector]) -> VehicleState:
@@ -84,6 +119,35 @@ class VehiclePipeline:
                     alerts.append(alert)
                     changed.add(vin)
         return alerts, changed
+
+    def process_source(
+        self,
+        states: Mapping[str, Any],
+        partition: int,
+        offset: int,
+        records: Iterable[Mapping[str, Any]],
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Process the source record at (``partition``, ``offset``) without writing ``states``.
+
+        Returns (alert upserts, table writes). The caller delivers the alerts first and then
+        makes the writes in their order: the changed vehicle states, then the partition's new
+        position. States are updated in place (the objects ``states`` holds), but a vehicle
+        seen for the first time is not added: the write does that.
+        """
+        batch = list(records)
+        local: dict[str, VehicleState] = {}
+        for record in batch:
+            vin = record["id"]
+            if vin not in local:
+                state = states.get(vin)
+                if state is not None:
+                    local[vin] = state
+        alerts, changed = self.process(batch, local)
+        writes: dict[str, Any] = {vin: local[vin] for vin in sorted(changed)}
+        # A redelivered record (at or below the position) leaves the position where it is.
+        position: int | None = states.get(position_key(partition))
+        writes[position_key(partition)] = offset if position is None else max(position, offset)
+        return alerts, writes
 
 
 class LatestValues:

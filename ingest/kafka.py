@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaClient
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
@@ -24,7 +25,7 @@ def partition_for(asset_id: str, partitions: int) -> int:
     same murmur2 hash as a keyed producer keeps every VIN on "its" partition, so Faust table
     state (changelogged by the partition of the event being processed) stays co-partitioned.
     """
-    return (murmur2(asset_id.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(asset_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 async def wait_for_kafka(bootstrap: str, give_up_s: float) -> None:
@@ -67,3 +68,41 @@ async def ensure_topics(
             log.info("kafka_topics_created names=%s partitions=%s", missing, partitions)
     finally:
         await admin.close()
+
+
+async def read_range(
+    bootstrap: str, topic: str, partition: int, start: int, end: int, timeout_s: float = 60.0
+) -> AsyncIterator[tuple[int, bytes]]:
+    """Yield ``(offset, value)`` of the records of one partition from ``start`` up to ``end``.
+
+    ``end`` is exclusive and must be an offset the caller has seen (a record that exists), so
+    the read stops on the records themselves and never asks for the broker's high watermark
+    (Tansu's memory engine reports it short of the last batch). Records already deleted by
+    retention are skipped. Raises TimeoutError when the range cannot be read in ``timeout_s``.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        if max(start, first) >= end:
+            return
+        consumer.seek(tp, max(start, first))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            fetched = await consumer.getmany(tp, timeout_ms=500)
+            for message in fetched.get(tp, []):
+                if message.offset >= end:
+                    return
+                yield message.offset, message.value or b""
+            # The position also moves past offsets that hold no record (control batches).
+            position = await consumer.position(tp)
+            if position >= end:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}[{partition}] offsets {position}..{end - 1} "
+                                   f"not readable in {timeout_s:g} s")
+    finally:
+        await consumer.stop()

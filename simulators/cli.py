@@ -1,4 +1,10 @@
-"""``ownercare simulate``: argument parsing and the run loop."""
+"""``ownercare simulate``: argument parsing and the run loop.
+
+``add_arguments(parser)`` adds the simulator's flags to any parser (``ownercare simulate`` and
+``ownercare run`` share them; the values of ``--start``, ``--duration`` and ``--faults`` stay
+text, validated at parse time, so ``ownercare run`` can forward them to its simulator child
+unchanged). ``run(args)`` publishes the fleet and returns the process exit code.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,10 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from simulators.faults import FAULTS, parse_fault_spec
 from simulators.fleet import Fleet
@@ -20,15 +27,33 @@ from simulators.publisher import Publisher, PublishError, publish_paced
 
 log = logging.getLogger(__name__)
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([dhms])$")
+CONNECT_RETRY_S = 10.0  # keep trying to reach the broker this long before giving up
+DRAIN_TIMEOUT_S = 120.0  # at the end, wait this long for the last QoS 1 acknowledgements
+INTERRUPTED_DRAIN_S = 5.0  # after SIGINT / SIGTERM, a short grace for in-flight messages
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([dhms])$")
 _UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 def duration_s(text: str) -> float:
     match = _DURATION.match(text.strip())
-    if not match:
+    if not match or float(match.group(1)) <= 0:
         raise ValueError(f"{text!r} is not a duration like 20d, 36h, 90m or 600s")
     return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def start_time(text: str) -> int:
+    """ISO 8601 (``Z`` or an offset; naive means UTC) -> epoch milliseconds."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time like 2026-01-05T00:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    ms = int(moment.timestamp() * 1000)
+    if not 946_684_800_000 <= ms < 4_102_444_800_000:
+        raise ValueError(f"{text!r} is outside 2000-2099 (the contract's time window)")
+    return ms
 
 
 def _checked(parse: Callable[[str], object]) -> Callable[[str], str]:
@@ -50,7 +75,7 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
+    if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
@@ -65,41 +90,65 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def start_time(text: str) -> int:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{text!r} is not an ISO 8601 time like 2026-01-05T00:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+class _FleetCheck(argparse.Action):
+    """Stores the value, then checks ``--faults`` against the fleet size known so far.
+
+    argparse has no hook after parsing, but every namespace starts with the defaults, so
+    re-checking after each of ``--vehicles``, ``--chargers`` and ``--faults`` catches a spec
+    that does not fit the fleet whatever the order of the flags, as an argparse error.
+    """
+
+    faults_action: argparse.Action | None = None
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        try:
+            parse_fault_spec(getattr(namespace, "faults", None),
+                             getattr(namespace, "vehicles", None),
+                             getattr(namespace, "chargers", None))
+        except ValueError as exc:
+            raise argparse.ArgumentError(self.faults_action or self, str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mqtt-url", default=os.environ.get("OWNERCARE_MQTT_URL",
-                                                             "mqtt://127.0.0.1:1883"),
-                        help="broker to publish to (default: OWNERCARE_MQTT_URL)")
-    parser.add_argument("--mqtt-protocol", choices=["3.1.1", "5"], default="3.1.1")
-    parser.add_argument("--vehicles", type=non_negative_int, default=20)
-    parser.add_argument("--chargers", type=non_negative_int, default=4)
-    parser.add_argument("--seed", type=int, default=1)
+    env_url = os.environ.get("OWNERCARE_MQTT_URL") or "mqtt://127.0.0.1:1883"
+    parser.add_argument("--mqtt-url", default=env_url,
+                        help="broker to publish to, mqtt[s]://[user:pass@]host:port "
+                        "(default: OWNERCARE_MQTT_URL or mqtt://127.0.0.1:1883)")
+    parser.add_argument("--mqtt-protocol", choices=["3.1.1", "5"], default="3.1.1",
+                        help="MQTT protocol version (default 3.1.1)")
+    vehicles = parser.add_argument("--vehicles", type=non_negative_int, default=20,
+                                   action=_FleetCheck, help="vehicles (default 20)")
+    chargers = parser.add_argument("--chargers", type=non_negative_int, default=4,
+                                   action=_FleetCheck, help="public chargers (default 4)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="the same seed gives the same fleet and message stream (default 1)")
     parser.add_argument("--speed", type=positive_float, default=1.0,
                         help="simulated seconds per wall-clock second (3600: an hour a second)")
     parser.add_argument("--start", type=_checked(start_time), default="2026-01-05T00:00:00Z",
                         help="simulated start time, ISO 8601 (default 2026-01-05T00:00:00Z)")
     parser.add_argument("--duration", type=_checked(duration_s), default=None,
                         help="simulated duration (20d, 36h, 90m, 600s); default: until stopped")
-    parser.add_argument("--faults", default="",
-                        help="labelled faults to inject, e.g. weak_12v:3 (known: "
-                        + ", ".join(sorted(FAULTS)) + ")")
-    parser.add_argument("--drive-interval", type=positive_float, default=60.0,
-                        help="simulated seconds between telemetry messages while driving")
-    parser.add_argument("--parked-interval", type=positive_float, default=1800.0,
-                        help="simulated seconds between telemetry messages while parked")
-    parser.add_argument("--truth", type=Path, default=None,
+    faults = parser.add_argument(
+        "--faults", default="", type=_checked(parse_fault_spec), action=_FleetCheck,
+        metavar="SPEC", help="labelled faults to inject, fault:count[,fault:count...], e.g. "
+        "weak_12v:3 (known: " + ", ".join(sorted(FAULTS)) + ")")
+    for action in (vehicles, chargers, faults):
+        assert isinstance(action, _FleetCheck)
+        action.faults_action = faults
+    parser.add_argument("--drive-interval", type=positive_float, default=60.0, metavar="S",
+                        help="simulated seconds between telemetry messages while driving "
+                        "(default 60)")
+    parser.add_argument("--parked-interval", type=positive_float, default=1800.0, metavar="S",
+                        help="simulated seconds between telemetry messages while parked "
+                        "(default 1800)")
+    parser.add_argument("--truth", type=Path, default=None, metavar="FILE",
                         help="write the ground truth (faulty assets, onset, failure) as JSON")
-    parser.add_argument("--print-truth", action="store_true", help="print the ground truth")
-    parser.add_argument("--qos", type=int, choices=[0, 1], default=1)
+    parser.add_argument("--print-truth", action="store_true",
+                        help="print the ground truth JSON to stdout")
+    parser.add_argument("--qos", type=int, choices=[0, 1], default=1,
+                        help="MQTT QoS of the publishes (default 1)")
 
 
 def build_fleet(args: argparse.Namespace) -> Fleet:
@@ -107,6 +156,13 @@ def build_fleet(args: argparse.Namespace) -> Fleet:
     return Fleet(args.vehicles, args.chargers, seed=args.seed, start_ms=start_time(args.start),
                  faults=faults, drive_interval_s=args.drive_interval,
                  parked_interval_s=args.parked_interval)
+
+
+def until_ms(args: argparse.Namespace) -> int | None:
+    """End of the simulated run (exclusive), or None to run until stopped."""
+    if args.duration is None:
+        return None
+    return start_time(args.start) + int(duration_s(args.duration) * 1000)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,26 +173,65 @@ def run(args: argparse.Namespace) -> int:
         return 2
     truth = fleet.truth()
     if args.truth:
-        args.truth.write_text(json.dumps(truth, indent=2) + "\n")
+        try:
+            args.truth.write_text(json.dumps(truth, indent=2) + "\n")
+        except OSError as exc:
+            print(f"ownercare simulate: cannot write --truth {args.truth}: {exc}",
+                  file=sys.stderr)
+            return 1
     if args.print_truth:
-        print(json.dumps(truth, indent=2))
+        print(json.dumps(truth, indent=2), flush=True)
     start_ms = start_time(args.start)
-    until = None if args.duration is None else start_ms + int(duration_s(args.duration) * 1000)
+    end_ms = until_ms(args)
+
     stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        def on_signal(signum: int, _frame: object) -> None:
+            log.info("simulator_stopping signal=%s", signal.Signals(signum).name)
+            stop.set()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _publish(args, fleet, start_ms, end_ms, len(truth), stop)
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _publish(args: argparse.Namespace, fleet: Fleet, start_ms: int, end_ms: int | None,
+             faulty: int, stop: threading.Event) -> int:
     try:
         publisher = Publisher(args.mqtt_url, f"ownercare-sim-{args.seed}-{os.getpid()}",
-                              args.mqtt_protocol, args.qos)
-    except PublishError as exc:
+                              args.mqtt_protocol, args.qos, connect_timeout_s=CONNECT_RETRY_S)
+    except (PublishError, ValueError) as exc:
         print(f"ownercare simulate: {exc}", file=sys.stderr)
         return 1
+    log.info("simulator_started vehicles=%s chargers=%s faulty=%s speed=%s start=%s "
+             "duration=%s qos=%s", args.vehicles, args.chargers, faulty, args.speed,
+             args.start, args.duration or "unbounded", args.qos)
     try:
-        log.info("simulator_started vehicles=%s chargers=%s faulty=%s speed=%s",
-                 args.vehicles, args.chargers, len(truth), args.speed)
-        count = publish_paced(publisher, fleet.messages(until), start_ms, args.speed, stop)
-    finally:
+        count = publish_paced(publisher, fleet.messages(end_ms), start_ms, args.speed, stop)
+        if stop.is_set():  # interrupted: a short grace for what is in flight
+            grace = INTERRUPTED_DRAIN_S
+            drained = publisher.drain(grace)
+        else:  # done: wait for every acknowledgement (a signal cuts the wait short)
+            grace = DRAIN_TIMEOUT_S
+            drained = publisher.drain(grace, stop)
+        interrupted = stop.is_set()
+    except PublishError as exc:
+        print(f"ownercare simulate: {exc}", file=sys.stderr)
         publisher.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    log.info("simulator_done messages=%s", count)
+        return 1
+    publisher.close()
+    if interrupted:
+        log.info("simulator_interrupted messages=%s unacknowledged=%s", count,
+                 publisher.pending)
+        return 0
+    if not drained:
+        print(f"ownercare simulate: {publisher.pending} of {count} messages were not "
+              f"acknowledged by the broker within {grace:.0f} s", file=sys.stderr)
+        return 1
+    log.info("simulator_done messages=%s lost_qos0=%s", count, publisher.lost)
     return 0

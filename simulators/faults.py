@@ -1,39 +1,36 @@
 """Fault injection: the registry of injectable faults and the ``--faults`` spec parser.
 
 Each fault is labelled: the simulator writes the ground truth (which asset, which fault, when it
-started, when the asset would fail) so tests and ``ownercare eval`` can score the detectors.
+started, when the asset would fail, the drawn parameters) so tests and ``ownercare backtest``
+can score the detectors.
+
+Adding a fault (issue 3: ``slow_leak``, ``cell_drift``, ``coolant_pump``, ``charger_derating``,
+``charger_faulted``) takes two steps:
+
+1. here, a ``draw`` function that turns the asset's seeded RNG into a :class:`FaultInstance`
+   (onset, analytic failure time, parameters) and a :class:`FaultSpec` entry in ``FAULTS``;
+   ``parse_fault_spec``, ``assign_faults``, the CLI's error messages and the truth file pick
+   it up from the registry;
+2. in ``simulators/fleet.py``, the device model reads ``instance.params`` at the hook named
+   in the spec's ``hook`` (e.g. the tyre model for ``slow_leak``, the charger session for
+   ``charger_derating``). Until that hook exists the spec is not registered, so the CLI never
+   accepts a fault the fleet would silently ignore.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+DAY_MS = 86_400_000
 
 # 12 V battery physics shared with the fleet model. The detector (diagnostics.battery12v) is
 # written against the same physics but must not import it: the simulator is the ground truth.
 FAILURE_V25 = 11.9  # below this resting voltage (at 25 °C) the car cannot wake its HV system
-
-
-@dataclass(frozen=True)
-class FaultSpec:
-    name: str
-    asset: Literal["vehicle", "charger"]
-    description: str
-
-
-FAULTS: dict[str, FaultSpec] = {
-    "weak_12v": FaultSpec(
-        "weak_12v", "vehicle",
-        "12 V battery losing capacity: resting voltage declines 0.02-0.08 V/day until the car "
-        "cannot start",
-    ),
-    "dtc": FaultSpec(
-        "dtc", "vehicle",
-        "the car sets a diagnostic trouble code at its first report after the onset; left "
-        "alone, the fault stops the car two days later",
-    ),
-}
+WEAK_12V_ONSET_DAYS = (0.0, 2.0)
+WEAK_12V_RATE_V_PER_DAY = (0.02, 0.08)
 
 # Codes a `dtc` fault sets (SAE J2012), with what they mean.
 DTC_CODES: dict[str, str] = {
@@ -42,19 +39,90 @@ DTC_CODES: dict[str, str] = {
     "P0A7F": "hybrid/EV battery pack deterioration",
     "U0100": "lost communication with the powertrain control module",
 }
-DTC_FAILURE_AFTER_MS = 2 * 86_400_000
+DTC_ONSET_DAYS = (0.5, 5.0)
+DTC_FAILURE_AFTER_MS = 2 * DAY_MS
+
+Asset = Literal["vehicle", "charger"]
 
 
-def parse_fault_spec(spec: str | None, vehicles: int, chargers: int) -> dict[str, int]:
-    """Parse ``weak_12v:3,slow_leak:2``; raise ValueError naming what is wrong."""
+@dataclass(frozen=True)
+class FaultInstance:
+    """One injected fault on one asset: what the device model follows and the truth reports."""
+
+    name: str
+    onset_ts: int
+    failure_ts: int | None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+# draw(rng, start_ms, context) -> FaultInstance; ``context`` holds the asset's healthy
+# parameters the fault starts from (e.g. ``v25_initial`` for the 12 V battery).
+Draw = Callable[[random.Random, int, Mapping[str, Any]], FaultInstance]
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    name: str
+    asset: Asset
+    description: str
+    draw: Draw
+    hook: str  # the device-model part that follows the fault (documentation, see fleet.py)
+
+
+def _draw_weak_12v(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]) -> FaultInstance:
+    onset = start_ms + int(rng.uniform(*WEAK_12V_ONSET_DAYS) * DAY_MS)
+    rate = round(rng.uniform(*WEAK_12V_RATE_V_PER_DAY), 4)
+    v25 = float(ctx["v25_initial"])
+    return FaultInstance("weak_12v", onset, weak_12v_failure_ts(onset, v25, rate),
+                         {"rate_v_per_day": rate, "v25_initial": v25})
+
+
+def weak_12v_failure_ts(onset_ts: int, v25_initial: float, rate_v_per_day: float) -> int:
+    """When V25 = v25_initial - rate * days_since_onset reaches FAILURE_V25 (analytic)."""
+    return onset_ts + int((v25_initial - FAILURE_V25) / rate_v_per_day * DAY_MS)
+
+
+def _draw_dtc(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]) -> FaultInstance:
+    onset = start_ms + int(rng.uniform(*DTC_ONSET_DAYS) * DAY_MS)
+    code = rng.choice(sorted(DTC_CODES))
+    return FaultInstance("dtc", onset, onset + DTC_FAILURE_AFTER_MS,
+                         {"code": code, "meaning": DTC_CODES[code]})
+
+
+FAULTS: dict[str, FaultSpec] = {
+    spec.name: spec
+    for spec in (
+        FaultSpec(
+            "weak_12v", "vehicle",
+            "12 V battery losing capacity: resting voltage declines 0.02-0.08 V/day from an "
+            "onset in the first two days until the car cannot wake (V25 = 11.9 V)",
+            _draw_weak_12v, "Battery12V (fault_onset, fault_rate_v_per_day)",
+        ),
+        FaultSpec(
+            "dtc", "vehicle",
+            "the car sets a diagnostic trouble code at its first report after an onset in the "
+            "first five days; left alone, the fault stops the car two days later",
+            _draw_dtc, "_VehicleRun.dtc_pending",
+        ),
+    )
+}
+
+
+def parse_fault_spec(spec: str | None, vehicles: int | None = None,
+                     chargers: int | None = None) -> dict[str, int]:
+    """Parse ``weak_12v:3,dtc:2``; raise ValueError naming what is wrong.
+
+    With ``vehicles`` / ``chargers`` given, also check that the fleet has enough assets of each
+    kind (every asset carries at most one fault).
+    """
     counts: dict[str, int] = {}
     if not spec:
         return counts
-    for part in spec.split(","):
-        part = part.strip()
+    for raw in spec.split(","):
+        part = raw.strip()
         if not part:
             continue
-        name, sep, count_text = part.partition(":")
+        name, sep, count_text = (p.strip() for p in part.partition(":"))
         if name not in FAULTS:
             raise ValueError(f"unknown fault {name!r}; known faults: {', '.join(sorted(FAULTS))}")
         if not sep:
@@ -70,15 +138,18 @@ def parse_fault_spec(spec: str | None, vehicles: int, chargers: int) -> dict[str
             raise ValueError(f"fault {name!r} is given twice")
         counts[name] = count
     for kind, available in (("vehicle", vehicles), ("charger", chargers)):
+        if available is None:
+            continue
         wanted = sum(c for n, c in counts.items() if FAULTS[n].asset == kind)
         if wanted > available:
-            raise ValueError(f"{wanted} {kind} faults requested but the fleet has only "
+            names = "+".join(f"{n}:{c}" for n, c in counts.items() if FAULTS[n].asset == kind)
+            raise ValueError(f"{wanted} {kind} faults requested ({names}) but the fleet has only "
                              f"{available} {kind}s (each {kind} carries at most one fault)")
     return counts
 
 
 def assign_faults(
-    counts: dict[str, int], vehicles: int, chargers: int, rng: random.Random
+    counts: Mapping[str, int], vehicles: int, chargers: int, rng: random.Random
 ) -> tuple[dict[int, str], dict[int, str]]:
     """Pick which vehicles / chargers get which fault (disjoint), deterministically."""
     vehicle_pool = rng.sample(range(vehicles), vehicles)
@@ -89,5 +160,12 @@ def assign_faults(
         pool, target = ((vehicle_pool, by_vehicle) if FAULTS[name].asset == "vehicle"
                         else (charger_pool, by_charger))
         for _ in range(counts[name]):
+            if not pool:
+                raise ValueError(f"not enough {FAULTS[name].asset}s for fault {name!r}")
             target[pool.pop()] = name
     return by_vehicle, by_charger
+
+
+def draw_fault(name: str, rng: random.Random, start_ms: int,
+               context: Mapping[str, Any]) -> FaultInstance:
+    return FAULTS[name].draw(rng, start_ms, context)

@@ -1,96 +1,207 @@
 """A deterministic simulated fleet of EVs and chargers (pure: no I/O, no wall clock).
 
 ``Fleet.messages()`` yields ``(ts_ms, topic, payload)`` in non-decreasing simulated time, built
-with the contract module, byte-identical for the same arguments. Each device is a generator
-walking its own timeline; ``heapq.merge`` interleaves them.
+with the contract module, byte-identical for the same arguments (every call replays the same
+stream). Each device is a generator walking its own timeline; ``heapq.merge`` interleaves them.
+Simulated time is the region's local time (the daily routine and the weather read the clock
+of ``ts`` directly).
 
-Vehicles: a daily routine (commute-like trips, ~10 % of days idle, occasional multi-day
-parking), telemetry every ``drive_interval_s`` while driving and every ``parked_interval_s``
-while parked, ignition / trip_end events, home charging when the traction battery is low.
-Chargers: OCPP status heartbeats when idle, sessions with StatusNotification transitions and
-MeterValues. Ambient temperature: a daily cycle around a slowly wandering weather offset with
-occasional cold snaps.
+Vehicles
+    A home, a workplace (80 % commute), a model (``MODELS``) and habits drawn from the seed.
+    Weekdays: commute out 06:30-09:00 and back 16:00-18:30 (10-60 min each), sometimes an
+    evening errand; weekends / non-commuters: an outing (out and back) or one round trip;
+    ~10 % of days the car stays put, and now and then (1.5 % of days) an absence of 2-5 days
+    starts (the car sleeps where it is). While driving, telemetry every ``drive_interval_s``:
+    speed (ramp up, AR(1) noise, traffic stops), odometer integrated from that speed, 12 V at
+    the DC-DC's 13.6-14.4 V, SoC falling with distance (more in the cold), traction battery and
+    coolant temperatures, the four tyre pressures (Gay-Lussac on a warming tyre), air
+    temperature, location. Parked, a smaller report every ``parked_interval_s``. Events:
+    ignition ON / OFF, ``trip_end`` (distance, duration, energy), ``charge_start`` /
+    ``charge_end``, ``dtc`` and ``crank`` (a failed start). About 1 % of telemetry messages
+    miss one signal and 0.5 % are lost entirely (their ``seq`` is spent, as on a real link).
+Charging
+    At home when the car arrives with SoC below its habit threshold (~35-55 %), until its target.
+    At a public charger when the car arrives at work or an outing with SoC below ~30 % (or
+    now and then anyway) and a charger is free before it leaves: the charger then reports the
+    session (OCPP StatusNotification Preparing -> Charging -> Finishing -> Available and
+    MeterValues every ``drive_interval_s`` with the VIN), and the car reports ``IsCharging``
+    with the same SoC curve. Chargers also serve cars outside the fleet (no VIN) and send an
+    ``Available`` heartbeat every ``parked_interval_s`` while idle.
+Coupling
+    A car books a charger only from the charger's committed time on (``committed_until``: the
+    timestamp of the message the charger's generator has already handed to the merge), so the
+    charger always learns of a session before its own clock reaches it. Devices run unbounded;
+    ``messages(until_ms)`` cuts the merged stream, so a shorter run is exactly a prefix of a
+    longer one.
+Weather
+    Ambient temperature = seasonal mean (about -0.5 °C mid-January, 19.5 °C mid-July) + a
+    mean-reverting daily random walk with occasional multi-day cold snaps + a daily cycle
+    (coldest 05:00, warmest 15:00, amplitude 5 °C).
 
 12 V battery (lead-acid / AGM) physics, the ground truth the 12 V detector is scored against:
 
 * healthy resting open-circuit voltage at 25 °C, ``V25``, drawn in [12.55, 12.80] V;
-* measured resting voltage ``V25 + 0.0025 * (T_battery - 25)``; battery temperature follows
-  ambient with a 3 h first-order lag (a few °C warmer while driving);
+* measured resting voltage ``V25 + 0.0025 * (T_battery - 25)``; the battery temperature follows
+  ambient with a 3 h first-order lag (ambient + 3 °C while driving);
 * while ON the DC-DC converter charges: 13.6-14.4 V; after key-off the surface charge decays:
-  ``V_rest + 0.35 * exp(-t / 1 h)``;
+  ``V_rest + 0.35 * exp(-t / 1 h)``; charging the traction battery does not touch the 12 V;
 * parked, a parasitic drain lowers V25 by 0.005 V/day, restored by the next drive; when the
   resting voltage falls below 12.35 V the parked car wakes its DC-DC for a 30 min top-up
-  (14.0 V, +5 A, still OFF), at most once a day, which also restores the drain;
-* Gaussian measurement noise, sigma 0.015 V;
+  (14.0 V, +5 A, still OFF), at most once a day, which also restores the drain; the surface
+  charge decay restarts at the end of the top-up;
+* Gaussian measurement noise, sigma 0.015 V, on every 12 V reading;
+* fault ``weak_12v``: from an onset in the first two days V25 declines linearly at 0.02-0.08
+  V/day (not restored by drives or top-ups); at ``FAILURE_V25`` (the truth's ``failure_ts``)
+  the car can no longer wake: it never drives, charges or tops up again, reports one failed
+  ``crank`` event at its next planned departure and keeps reporting from where it is parked,
+  its voltage still falling (V25 floored at 10.5 V, a flat battery);
 * fault ``dtc``: at its first transmission after an onset in the first five days the car
   reports a trouble code (``DTC_CODES``); ignored, it would stop the car two days later.
-* fault ``weak_12v``: from an onset in the first two days V25 declines linearly at 0.02-0.08
-  V/day (not restored by charging); at ``FAILURE_V25`` the car can no longer wake: it stops
-  driving and keeps reporting from where it is parked.
 """
 
 from __future__ import annotations
 
-import copy
 import heapq
 import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import takewhile
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
 from ingest.contract import TIRE_PRESSURE_SIGNALS, TIRE_TEMPERATURE_SIGNALS, Kind, topic_for
-from simulators.faults import DTC_CODES, DTC_FAILURE_AFTER_MS, FAILURE_V25, assign_faults
+from simulators.faults import FAILURE_V25, FaultInstance, assign_faults, draw_fault
 
-DAY_MS = 86_400_000
+SECOND_MS = 1000
+MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
-VIN_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
-MODELS = ("Aurora EV", "Borealis EV", "Cirrus EV")
+DAY_MS = 86_400_000
+NEVER = 2**62
+DEFAULT_START_MS = 1_767_571_200_000  # 2026-01-05T00:00:00Z, a Monday
+
+# 12 V battery physics (see the module docstring; diagnostics/battery12v.py follows the same).
+V25_RANGE = (12.55, 12.80)
 TEMP_COEFF_V_PER_C = 0.0025
 SURFACE_CHARGE_V = 0.35
+SURFACE_TAU_MS = HOUR_MS
+DCDC_V_RANGE = (13.6, 14.4)
 TOPUP_BELOW_V = 12.35
-TOPUP_MS = 30 * 60_000
+TOPUP_MS = 30 * MINUTE_MS
+TOPUP_V = 14.0
+TOPUP_A = 5.0
+TOPUP_MIN_GAP_MS = DAY_MS
 DRAIN_V_PER_DAY = 0.005
 NOISE_V = 0.015
 BATTERY_LAG_MS = 3 * HOUR_MS
+DRIVING_WARMUP_C = 3.0
+PARKED_CURRENT_A = -0.05
+DEAD_V25_FLOOR = 10.5
+
+# Routine.
+IDLE_DAY_PROB = 0.10
+AWAY_START_PROB = 0.015
+AWAY_DAYS = (2, 5)
+TRIP_MIN = (10.0, 60.0)
+RAMP_MS = 2 * MINUTE_MS
+TRAFFIC_STOP_PROB = 0.05
+# Gaps: a signal missing from a message, or a whole telemetry message lost on the way.
+MISSING_SIGNAL_PROB = 0.01
+LOST_MESSAGE_PROB = 0.005
+
+# Weather.
+DAILY_AMPLITUDE_C = 5.0
+COLDEST_HOUR, WARMEST_HOUR = 5.0, 15.0
+
+# Charging.
+CHARGE_EFFICIENCY = 0.92
+PUBLIC_BELOW_SOC = 30.0
+PUBLIC_ANYWAY_PROB = 0.04
+PUBLIC_MIN_SESSION_MS = 15 * MINUTE_MS
+PUBLIC_MAX_SESSION_MS = 3 * HOUR_MS
+PLUG_TO_CHARGE_MS = 30 * SECOND_MS
+CHARGER_GAP_MS = 5 * MINUTE_MS
 
 Message = tuple[int, str, bytes]
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    capacity_kwh: float
+    kwh_per_km: float
+    ac_kw: float
+    dc_kw: float
+    vds: str  # VIN characters 4-8 of this model
+
+
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("Aurora EV", 64.0, 0.17, 11.0, 120.0, "AE1B5"),
+    ModelSpec("Borealis EV", 82.0, 0.20, 11.0, 150.0, "BE2C7"),
+    ModelSpec("Cirrus EV", 52.0, 0.15, 7.4, 80.0, "CE3A1"),
+)
+CITY: Point = (48.137, 11.575)
+
+
+# --------------------------------------------------------------------------------------------
+# Weather
 
 
 class Weather:
-    """Ambient temperature for the fleet's region, a pure function of (seed, time)."""
+    """Ambient temperature for the fleet's region, a pure function of (seed, start, time)."""
 
-    def __init__(self, seed: int, start_ms: int, mean_c: float = 6.0) -> None:
+    def __init__(self, seed: int, start_ms: int, mean_c: float | None = None) -> None:
         self.seed = seed
         self.start_ms = start_ms
-        self.mean_c = mean_c
+        self.mean_c = mean_c  # a fixed mean instead of the seasonal one
         self._offsets: list[float] = []
         self._rng = random.Random(f"weather-{seed}")
         self._snap_left = 0
+        self._snap_depth = 0.0
 
     def _offset(self, day: int) -> float:
         while len(self._offsets) <= day + 1:
             prev = self._offsets[-1] if self._offsets else 0.0
             # A mean-reverting random walk of daily weather, plus rare cold snaps.
             value = 0.7 * prev + self._rng.gauss(0, 2.0)
-            if self._snap_left == 0 and self._rng.random() < 0.04:
+            if self._snap_left == 0 and self._rng.random() < 0.02:
                 self._snap_left = self._rng.randint(3, 6)
+                self._snap_depth = self._rng.uniform(6.0, 12.0)
             if self._snap_left:
                 self._snap_left -= 1
-                value -= 12.0
+                value -= self._snap_depth
             self._offsets.append(value)
         return self._offsets[day]
+
+    def seasonal(self, ts: int) -> float:
+        if self.mean_c is not None:
+            return self.mean_c
+        day_of_year = (ts / DAY_MS) % 365.2425  # epoch day 0 is 1 January
+        return 9.5 - 10.0 * math.cos(2 * math.pi * (day_of_year - 15) / 365.2425)
+
+    @staticmethod
+    def daily(ts: int) -> float:
+        hour = (ts % DAY_MS) / HOUR_MS
+        if COLDEST_HOUR <= hour < WARMEST_HOUR:
+            shape = -math.cos(math.pi * (hour - COLDEST_HOUR) / (WARMEST_HOUR - COLDEST_HOUR))
+        else:
+            shape = math.cos(math.pi * ((hour - WARMEST_HOUR) % 24) /
+                             (24 - WARMEST_HOUR + COLDEST_HOUR))
+        return DAILY_AMPLITUDE_C * shape
 
     def ambient(self, ts: int) -> float:
         days = (ts - self.start_ms) / DAY_MS
         day = max(0, int(days))
-        frac = days - day
+        frac = min(1.0, max(0.0, days - day))
         weather = self._offset(day) * (1 - frac) + self._offset(day + 1) * frac
-        hour = (ts % DAY_MS) / HOUR_MS
-        daily = 5.0 * math.cos(2 * math.pi * (hour - 15) / 24)  # warmest 15:00, coldest 03:00
-        return self.mean_c + weather + daily
+        return max(-40.0, min(45.0, self.seasonal(ts) + weather + self.daily(ts)))
+
+
+# --------------------------------------------------------------------------------------------
+# 12 V battery
 
 
 @dataclass
@@ -99,17 +210,18 @@ class Battery12V:
     fault_onset: int | None = None
     fault_rate_v_per_day: float = 0.0
     drain_v: float = 0.0
-    temp_c: float = 10.0
+    drain_ts: int = 0  # parasitic drain accounted up to here
+    temp_c: float | None = None
     temp_ts: int = 0
-    rest_start: int = 0  # key-off or end of the last top-up
+    rest_start: int = 0  # key-off or end of the last top-up: the surface charge clock
     topup_until: int = -1
-    last_topup: int = -DAY_MS
+    last_topup: int = -NEVER
 
     def v25(self, ts: int) -> float:
         decline = 0.0
         if self.fault_onset is not None and ts > self.fault_onset:
             decline = self.fault_rate_v_per_day * (ts - self.fault_onset) / DAY_MS
-        return self.v25_initial - self.drain_v - decline
+        return max(DEAD_V25_FLOOR, self.v25_initial - self.drain_v - decline)
 
     def failure_ts(self) -> int | None:
         if self.fault_onset is None:
@@ -118,41 +230,149 @@ class Battery12V:
         return self.fault_onset + int(days * DAY_MS)
 
     def follow_temperature(self, ts: int, target_c: float) -> None:
+        if self.temp_c is None:
+            self.temp_c, self.temp_ts = target_c, ts
+            return
         dt = max(0, ts - self.temp_ts)
         self.temp_c += (target_c - self.temp_c) * (1 - math.exp(-dt / BATTERY_LAG_MS))
         self.temp_ts = ts
 
     def resting_v(self, ts: int) -> float:
-        return self.v25(ts) + TEMP_COEFF_V_PER_C * (self.temp_c - 25.0)
+        temp = 25.0 if self.temp_c is None else self.temp_c
+        return self.v25(ts) + TEMP_COEFF_V_PER_C * (temp - 25.0)
+
+    def accrue_drain(self, ts: int) -> None:
+        if ts > self.drain_ts:
+            self.drain_v += DRAIN_V_PER_DAY * (ts - self.drain_ts) / DAY_MS
+            self.drain_ts = ts
+
+    def recharged(self, ts: int) -> None:
+        """The DC-DC refilled the battery (a drive or a top-up): the drain is gone."""
+        self.drain_v = 0.0
+        self.drain_ts = ts
 
 
-@dataclass
-class Vehicle:
+# --------------------------------------------------------------------------------------------
+# Static descriptions (what the seed decides once) and per-run state
+
+
+@dataclass(frozen=True)
+class VehicleSpec:
     index: int
     vin: str
     model: str
-    rng: random.Random
-    battery: Battery12V
-    home: tuple[float, float]
+    spec: ModelSpec
+    home: Point
+    work: Point
+    commuter: bool
+    commute_min: float
+    kwh_per_km: float
+    v25_initial: float
     soc: float
     odometer_m: float
     soh: float
-    seq: int = 0
-    fault: str | None = None
-    dtc: tuple[int, str] | None = None  # (onset, code) of a `dtc` fault not yet reported
-    dtc_reported_at: int | None = None
-    tire_kpa: list[float] = field(default_factory=lambda: [250.0] * 4)
+    tire_cold_kpa: tuple[float, float, float, float]
+    charge_below_soc: float
+    charge_target_soc: float
+    home_kw: float
+    fault: FaultInstance | None = None
 
-    def next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
+
+@dataclass(frozen=True)
+class ChargerSpec:
+    index: int
+    charger_id: str
+    dc: bool
+    power_kw: float
+    location: Point
+    mean_gap_h: float  # between sessions of cars outside the fleet
+    fault: FaultInstance | None = None
 
 
 @dataclass(frozen=True)
 class Trip:
     depart: int
     arrive: int
-    km: float
+    origin: Point
+    dest: Point
+    dest_place: str  # home | work | out
+    loop: bool  # out and back within one drive (errand)
+    cruise_kmh: float
+
+
+@dataclass
+class ChargeSession:
+    """Energy flows from ``start`` to ``end``; the SoC is a pure function of time."""
+
+    start: int
+    end: int
+    soc0: float
+    pct_per_ms: float
+    power_kw: float
+    charger_id: str | None = None
+    started: bool = False  # charge_start reported
+    ended: bool = False
+
+    def soc_at(self, ts: int) -> float:
+        return self.soc0 + self.pct_per_ms * (min(max(ts, self.start), self.end) - self.start)
+
+    def energy_kwh(self, ts: int) -> float:
+        return self.power_kw * (min(max(ts, self.start), self.end) - self.start) / HOUR_MS
+
+    def charging(self, ts: int) -> bool:
+        return self.start <= ts < self.end
+
+
+@dataclass
+class Booking:
+    plug: int
+    unplug: int
+    vin: str
+    session: ChargeSession
+
+
+@dataclass
+class _ChargerRun:
+    spec: ChargerSpec
+    rng: random.Random
+    committed_until: int = -NEVER  # ts of the last message handed to the merge
+    busy_until: int = -NEVER
+    bookings: list[Booking] = field(default_factory=list)
+    seq: int = 0
+    energy_wh: float = 0.0
+    transaction: int = 0
+
+
+@dataclass
+class _VehicleRun:
+    spec: VehicleSpec
+    rng: random.Random
+    battery: Battery12V
+    soc: float
+    odometer_m: float
+    place: str = "home"
+    seq: int = 0
+    next_report: int = 0
+    charge: ChargeSession | None = None
+    hv_temp: float | None = None
+    hv_ts: int = 0
+    dtc_pending: tuple[int, str] | None = None
+    failed_at: int = NEVER
+    cranked: bool = False
+    model_reported: bool = False
+
+    def dead(self, ts: int) -> bool:
+        return ts >= self.failed_at
+
+
+@dataclass
+class _World:
+    weather: Weather
+    chargers: list[_ChargerRun]
+
+
+# --------------------------------------------------------------------------------------------
+# The fleet
 
 
 class Fleet:
@@ -161,7 +381,7 @@ class Fleet:
         n_vehicles: int,
         n_chargers: int = 0,
         seed: int = 1,
-        start_ms: int = 1_767_571_200_000,
+        start_ms: int = DEFAULT_START_MS,
         faults: dict[str, int] | None = None,
         drive_interval_s: float = 60,
         parked_interval_s: float = 1800,
@@ -172,284 +392,594 @@ class Fleet:
             raise ValueError("intervals must be > 0")
         self.seed = seed
         self.start_ms = start_ms
-        self.drive_ms = int(drive_interval_s * 1000)
-        self.parked_ms = int(parked_interval_s * 1000)
-        self.weather = Weather(seed, start_ms)
+        self.drive_ms = max(1, int(drive_interval_s * 1000))
+        self.parked_ms = max(1, int(parked_interval_s * 1000))
         rng = random.Random(f"fleet-{seed}")
         by_vehicle, by_charger = assign_faults(faults or {}, n_vehicles, n_chargers, rng)
         vins: set[str] = set()
-        self.vehicles: list[Vehicle] = []
-        for i in range(n_vehicles):
-            vrng = random.Random(f"vehicle-{seed}-{i}")
-            vin = _vin(vrng, vins)
-            battery = Battery12V(round(vrng.uniform(12.55, 12.80), 4), temp_c=8.0,
-                                 temp_ts=start_ms, rest_start=start_ms - 12 * HOUR_MS)
-            fault = by_vehicle.get(i)
-            dtc = None
-            if fault == "dtc":
-                dtc = (start_ms + int(vrng.uniform(0.5, 5) * DAY_MS),
-                       vrng.choice(sorted(DTC_CODES)))
-            if fault == "weak_12v":
-                battery.fault_onset = start_ms + int(vrng.uniform(0, 2) * DAY_MS)
-                battery.fault_rate_v_per_day = round(vrng.uniform(0.02, 0.08), 4)
-            self.vehicles.append(Vehicle(
-                i, vin, MODELS[i % len(MODELS)], vrng, battery,
-                home=(48.1 + vrng.uniform(-0.2, 0.2), 11.5 + vrng.uniform(-0.3, 0.3)),
-                soc=vrng.uniform(50, 90), odometer_m=vrng.uniform(5e6, 6e7),
-                soh=vrng.uniform(88, 99), fault=fault,
-                tire_kpa=[vrng.uniform(245, 255) for _ in range(4)], dtc=dtc,
-            ))
-        self.chargers = [f"CP-{i + 1:04d}" for i in range(n_chargers)]
-        self.charger_faults = {self.chargers[i]: f for i, f in by_charger.items()}
+        self.vehicles = [self._vehicle_spec(i, by_vehicle.get(i), vins)
+                         for i in range(n_vehicles)]
+        self.charger_specs = [self._charger_spec(i, by_charger.get(i)) for i in range(n_chargers)]
+        self.chargers = [c.charger_id for c in self.charger_specs]
+
+    def _vehicle_spec(self, i: int, fault: str | None, vins: set[str]) -> VehicleSpec:
+        r = random.Random(f"vehicle-{self.seed}-{i}")
+        model = MODELS[i % len(MODELS)]
+        vin = _vin(r, model, vins)
+        v25 = round(r.uniform(*V25_RANGE), 4)
+        home = (CITY[0] + r.uniform(-0.15, 0.15), CITY[1] + r.uniform(-0.25, 0.25))
+        work_km = r.uniform(4, 30)
+        work = _offset_point(home, work_km, r.uniform(0, 2 * math.pi))
+        avg_kmh = r.uniform(28, 55)
+        instance = (draw_fault(fault, r, self.start_ms, {"v25_initial": v25})
+                    if fault else None)
+        return VehicleSpec(
+            index=i, vin=vin, model=model.name, spec=model, home=home, work=work,
+            commuter=r.random() < 0.8,
+            commute_min=_clamp(work_km * 1.3 / avg_kmh * 60, *TRIP_MIN),
+            kwh_per_km=model.kwh_per_km * r.uniform(0.92, 1.1),
+            v25_initial=v25, soc=r.uniform(45, 90), odometer_m=r.uniform(5e6, 6e7),
+            soh=round(r.uniform(88, 99), 2),
+            tire_cold_kpa=(r.uniform(244, 256), r.uniform(244, 256), r.uniform(244, 256),
+                           r.uniform(244, 256)),
+            charge_below_soc=r.uniform(35, 55), charge_target_soc=r.choice((80.0, 85.0, 90.0)),
+            home_kw=min(model.ac_kw, r.choice((7.4, 11.0))), fault=instance,
+        )
+
+    def _charger_spec(self, i: int, fault: str | None) -> ChargerSpec:
+        r = random.Random(f"charger-{self.seed}-{i}")
+        dc = r.random() < 0.5
+        instance = draw_fault(fault, r, self.start_ms, {}) if fault else None
+        return ChargerSpec(
+            index=i, charger_id=f"CP-{i + 1:04d}", dc=dc,
+            power_kw=r.choice((50.0, 150.0)) if dc else 22.0,
+            location=_offset_point(CITY, r.uniform(0.5, 12), r.uniform(0, 2 * math.pi)),
+            mean_gap_h=r.uniform(3, 6) if dc else r.uniform(6, 10), fault=instance,
+        )
 
     def truth(self) -> list[dict[str, Any]]:
+        """Ground truth: one entry per injected fault (asset, fault, onset, failure, params)."""
         out: list[dict[str, Any]] = []
         for v in self.vehicles:
-            if v.fault == "dtc" and v.dtc is not None:
-                onset, code = v.dtc
-                out.append({"vin": v.vin, "model": v.model, "fault": "dtc", "onset_ts": onset,
-                            "failure_ts": onset + DTC_FAILURE_AFTER_MS,
-                            "params": {"code": code, "meaning": DTC_CODES[code]}})
-            if v.fault == "weak_12v":
-                b = v.battery
-                out.append({"vin": v.vin, "model": v.model, "fault": "weak_12v",
-                            "onset_ts": b.fault_onset, "failure_ts": b.failure_ts(),
-                            "params": {"rate_v_per_day": b.fault_rate_v_per_day,
-                                       "v25_initial": b.v25_initial}})
+            if v.fault is not None:
+                out.append({"vin": v.vin, "model": v.model, "fault": v.fault.name,
+                            "onset_ts": v.fault.onset_ts, "failure_ts": v.fault.failure_ts,
+                            "params": dict(v.fault.params)})
+        for c in self.charger_specs:
+            if c.fault is not None:
+                out.append({"charger_id": c.charger_id, "fault": c.fault.name,
+                            "onset_ts": c.fault.onset_ts, "failure_ts": c.fault.failure_ts,
+                            "params": dict(c.fault.params)})
         return out
 
     def messages(self, until_ms: int | None = None) -> Iterator[Message]:
-        """The message stream from the start; every call replays the same stream."""
-        # Devices mutate as they run (battery, odometer, seq, RNG): run on fresh copies.
-        self.weather = Weather(self.seed, self.start_ms)
-        vehicles = copy.deepcopy(self.vehicles)
-        streams = [self._vehicle(v, until_ms) for v in vehicles]
-        streams += [self._charger(i, c, until_ms) for i, c in enumerate(self.chargers)]
-        return heapq.merge(*streams, key=lambda m: m[0])
+        """The message stream from the start, up to (excluding) ``until_ms``; every call replays
+        the same stream, since all mutable state is created here."""
+        world = _World(
+            Weather(self.seed, self.start_ms),
+            [_ChargerRun(c, random.Random(f"charger-run-{self.seed}-{c.index}"))
+             for c in self.charger_specs],
+        )
+        streams = [self._vehicle(world, spec) for spec in self.vehicles]
+        streams += [self._charger(world, c) for c in world.chargers]
+        merged = heapq.merge(*streams, key=itemgetter(0))
+        if until_ms is None:
+            return merged
+        # The devices run unbounded and the merged stream is cut: a shorter run is exactly a
+        # prefix of a longer one (nothing inside the model knows where the run ends).
+        return takewhile(lambda m: m[0] < until_ms, merged)
 
     # ------------------------------------------------------------------ vehicles
 
-    def _plan_day(self, v: Vehicle, day_start: int) -> list[Trip]:
-        rng = random.Random(f"plan-{self.seed}-{v.index}-{(day_start - self.start_ms) // DAY_MS}")
-        if rng.random() < 0.10:
-            return []  # a day at home
-        trips: list[Trip] = []
-        depart = day_start + int(rng.uniform(6.5, 9.0) * HOUR_MS)
-        km = rng.uniform(5, 40)
-        minutes = km / rng.uniform(30, 60) * 60
-        trips.append(Trip(depart, depart + int(minutes * 60_000), km))
-        back = day_start + int(rng.uniform(16.0, 18.5) * HOUR_MS)
-        trips.append(Trip(back, back + int(minutes * rng.uniform(0.9, 1.3) * 60_000), km))
-        if rng.random() < 0.3:
-            eve = day_start + int(rng.uniform(19.5, 20.5) * HOUR_MS)
-            ekm = rng.uniform(2, 15)
-            trips.append(Trip(eve, eve + int(ekm / 35 * HOUR_MS), ekm))
-        return trips
+    def _new_run(self, spec: VehicleSpec) -> _VehicleRun:
+        battery = Battery12V(spec.v25_initial, drain_ts=self.start_ms,
+                             rest_start=self.start_ms - 12 * HOUR_MS)
+        run = _VehicleRun(spec, random.Random(f"vehicle-run-{self.seed}-{spec.index}"), battery,
+                          soc=spec.soc, odometer_m=spec.odometer_m)
+        fault = spec.fault
+        if fault is not None and fault.name == "weak_12v":
+            battery.fault_onset = fault.onset_ts
+            battery.fault_rate_v_per_day = float(fault.params["rate_v_per_day"])
+            run.failed_at = fault.failure_ts if fault.failure_ts is not None else NEVER
+        elif fault is not None and fault.name == "dtc":
+            run.dtc_pending = (fault.onset_ts, str(fault.params["code"]))
+        return run
 
-    def _vehicle(self, v: Vehicle, until_ms: int | None) -> Iterator[Message]:
-        t = self.start_ms + v.rng.randrange(0, self.parked_ms)
-        day_start = self.start_ms
+    def _vehicle(self, world: _World, spec: VehicleSpec) -> Iterator[Message]:
+        v = self._new_run(spec)
+        v.next_report = self.start_ms + v.rng.randrange(self.parked_ms)
+        now = self.start_ms
+        first_midnight = self.start_ms - self.start_ms % DAY_MS  # routines run on the clock
+        day = 0
         away_until = 0
-        failed_at = v.battery.failure_ts()
-        while until_ms is None or t < until_ms:
+        while True:
+            day_start = first_midnight + day * DAY_MS
             day_end = day_start + DAY_MS
             trips: list[Trip] = []
             if day_start >= away_until:
-                if v.rng.random() < 0.03:  # away: the car stays parked for several days
-                    away_until = day_start + v.rng.randint(2, 5) * DAY_MS
+                if v.rng.random() < AWAY_START_PROB:  # away: the car sleeps for days
+                    away_until = day_start + v.rng.randint(*AWAY_DAYS) * DAY_MS
                 else:
-                    trips = self._plan_day(v, day_start)
-            for trip in trips:
-                if trip.depart < t:
+                    trips = self._plan_day(v, day_start, day)
+            for k, trip in enumerate(trips):
+                if trip.depart < now:
                     continue
-                if failed_at is not None and trip.depart >= failed_at:
-                    break  # the battery can no longer wake the car
-                yield from self._parked(v, t, trip.depart, until_ms)
-                if until_ms is not None and trip.depart >= until_ms:
-                    return
-                yield from self._drive(v, trip, until_ms)
-                t = trip.arrive
-            yield from self._parked(v, t, day_end, until_ms)
-            t = max(t, day_end)
-            day_start = day_end
+                yield from self._park(world, v, trip.depart)
+                if v.dead(trip.depart):
+                    if not v.cranked:  # the owner tries, the car cannot close its contactors
+                        v.cranked = True
+                        yield self._event(v, trip.depart, {
+                            "type": "crank", "voltage_min": self._volts(
+                                v, v.battery.resting_v(trip.depart) - 0.4),
+                            "description": "no start: 12 V battery too weak to wake the car"})
+                    break
+                next_depart = trips[k + 1].depart if k + 1 < len(trips) else None
+                yield from self._drive(world, v, trip, next_depart)
+                now = trip.arrive
+            yield from self._park(world, v, day_end)
+            now = day_end
+            day += 1
 
-    def _msg(self, v: Vehicle, kind: Kind, ts: int, body: dict[str, Any]) -> Message:
-        return ts, topic_for(kind, v.vin), orjson.dumps({"ts": ts, "seq": v.next_seq(), **body})
+    def _plan_day(self, v: _VehicleRun, day_start: int, day: int) -> list[Trip]:
+        s = v.spec
+        rng = random.Random(f"plan-{self.seed}-{s.index}-{day}")
+        if rng.random() < IDLE_DAY_PROB:
+            return []  # a day without driving
+        weekday = (day_start // DAY_MS + 3) % 7 < 5  # epoch day 0 was a Thursday
+        trips: list[Trip] = []
+        if s.commuter and weekday:
+            out_min = _clamp(s.commute_min * rng.uniform(0.85, 1.3), *TRIP_MIN)
+            depart = day_start + int(rng.uniform(6.5, 9.0) * HOUR_MS)
+            trips.append(_trip(depart, out_min, s.home, s.work, "work"))
+            back_min = _clamp(s.commute_min * rng.uniform(0.9, 1.4), *TRIP_MIN)
+            back = day_start + int(rng.uniform(16.0, 18.5) * HOUR_MS)
+            trips.append(_trip(back, back_min, s.work, s.home, "home"))
+            if rng.random() < 0.3:  # an evening errand, out and back in one drive
+                errand = max(trips[-1].arrive + 20 * MINUTE_MS,
+                             day_start + int(rng.uniform(18.5, 20.5) * HOUR_MS))
+                shop = _offset_point(s.home, rng.uniform(1.5, 6), rng.uniform(0, 2 * math.pi))
+                trips.append(_trip(errand, rng.uniform(10, 30), s.home, shop, "home",
+                                   loop=True))
+            return trips
+        spot = _offset_point(s.home, rng.uniform(3, 25), rng.uniform(0, 2 * math.pi))
+        km = _distance_km(s.home, spot) * 1.3
+        minutes = _clamp(km / rng.uniform(35, 65) * 60, *TRIP_MIN)
+        if rng.random() < 0.6:  # an outing: there, a few hours, back
+            depart = day_start + int(rng.uniform(9.5, 14.0) * HOUR_MS)
+            trips.append(_trip(depart, minutes, s.home, spot, "out"))
+            back = trips[-1].arrive + int(rng.uniform(1.0, 4.0) * HOUR_MS)
+            trips.append(_trip(back, _clamp(minutes * rng.uniform(0.9, 1.2), *TRIP_MIN),
+                               spot, s.home, "home"))
+        else:
+            depart = day_start + int(rng.uniform(9.5, 17.0) * HOUR_MS)
+            trips.append(_trip(depart, _clamp(2 * minutes, *TRIP_MIN), s.home, spot, "home",
+                               loop=True))
+        return trips
 
-    def _due_dtc(self, v: Vehicle, t: int) -> Iterator[Message]:
+    def _seq(self, v: _VehicleRun) -> int:
+        v.seq += 1
+        return v.seq
+
+    def _event(self, v: _VehicleRun, ts: int, body: dict[str, Any]) -> Message:
+        return ts, topic_for(Kind.VEHICLE_EVENT, v.spec.vin), orjson.dumps(
+            {"ts": ts, "seq": self._seq(v), **body})
+
+    def _telemetry(self, v: _VehicleRun, ts: int, signals: dict[str, Any],
+                   droppable: tuple[str, ...]) -> Message | None:
+        """A telemetry message, or None when it is lost on the way (its seq is spent)."""
+        seq = self._seq(v)
+        rng = v.rng
+        if rng.random() < MISSING_SIGNAL_PROB:
+            signals.pop(droppable[rng.randrange(len(droppable))], None)
+        if not v.model_reported:  # identification is reported when the car wakes up
+            v.model_reported = True
+            signals["Vehicle.VehicleIdentification.Model"] = v.spec.model
+        if rng.random() < LOST_MESSAGE_PROB:
+            return None
+        return ts, topic_for(Kind.VEHICLE_TELEMETRY, v.spec.vin), orjson.dumps(
+            {"ts": ts, "seq": seq, "signals": signals})
+
+    def _due_dtc(self, v: _VehicleRun, t: int) -> Iterator[Message]:
         """The car reports a trouble code with its first transmission after the onset."""
-        if v.dtc is not None and v.dtc[0] <= t:
-            code = v.dtc[1]
-            v.dtc = None
-            yield self._msg(v, Kind.VEHICLE_EVENT, t, {"type": "dtc", "code": code,
-                                                       "state": "active"})
+        if v.dtc_pending is not None and v.dtc_pending[0] <= t:
+            code = v.dtc_pending[1]
+            v.dtc_pending = None
+            yield self._event(v, t, {"type": "dtc", "code": code, "state": "active"})
 
-    def _volts(self, v: Vehicle, nominal: float) -> float:
+    def _volts(self, v: _VehicleRun, nominal: float) -> float:
         return round(min(19.9, max(0.1, nominal + v.rng.gauss(0, NOISE_V))), 3)
 
-    def _drive(self, v: Vehicle, trip: Trip, until_ms: int | None) -> Iterator[Message]:
-        b = v.battery
-        yield self._msg(v, Kind.VEHICLE_EVENT, trip.depart, {"type": "ignition", "state": "ON"})
+    def _follow_hv(self, v: _VehicleRun, ts: int, target: float, tau_ms: float) -> float:
+        if v.hv_temp is None:
+            v.hv_temp = target
+        else:
+            dt = max(0, ts - v.hv_ts)
+            v.hv_temp += (target - v.hv_temp) * (1 - math.exp(-dt / tau_ms))
+        v.hv_ts = ts
+        return v.hv_temp
+
+    def _drive(self, world: _World, v: _VehicleRun, trip: Trip,
+               next_depart: int | None) -> Iterator[Message]:
+        s, b, rng = v.spec, v.battery, v.rng
+        yield from self._unplug(v, trip.depart)
+        yield self._event(v, trip.depart, {"type": "ignition", "state": "ON"})
+        v.place = "road"
+        v.model_reported = False  # the car woke up: it reports its identification again
+        weather = world.weather
+        self._follow_hv(v, trip.depart, weather.ambient(trip.depart), 8 * HOUR_MS)
         duration = max(1, trip.arrive - trip.depart)
-        start_odo, start_soc = v.odometer_m, v.soc
+        dcdc_v = rng.uniform(DCDC_V_RANGE[0] + 0.1, DCDC_V_RANGE[1] - 0.1)
+        odo0 = v.odometer_m
+        energy = 0.0
+        noise = 0.0
+        d_lat, d_lon = trip.dest[0] - trip.origin[0], trip.dest[1] - trip.origin[1]
+        capacity = s.spec.capacity_kwh
         t = trip.depart
         while t < trip.arrive:
-            if until_ms is not None and t >= until_ms:
-                return
             yield from self._due_dtc(v, t)
-            progress = (t - trip.depart) / duration
-            ambient = self.weather.ambient(t)
-            b.follow_temperature(t, ambient + 3.0)
-            v.odometer_m = start_odo + trip.km * 1000 * progress
-            v.soc = max(3.0, start_soc - trip.km * 0.18 * progress)
-            speed = max(0.0, trip.km / (duration / HOUR_MS) * v.rng.uniform(0.6, 1.4))
+            elapsed = t - trip.depart
+            dt = min(self.drive_ms, trip.arrive - t)
+            ambient = weather.ambient(t)
+            b.follow_temperature(t, ambient + DRIVING_WARMUP_C)
+            hv = self._follow_hv(v, t, max(ambient + 12.0, 22.0), HOUR_MS)
+            # The sample stands for the coming interval: ramp up, cruise with noise, slow down.
+            ramp = min(1.0, (elapsed + dt / 2) / RAMP_MS, (trip.arrive - t - dt / 2) / RAMP_MS)
+            noise = 0.75 * noise + rng.gauss(0, 0.12)
+            speed = trip.cruise_kmh * max(0.05, ramp) * (1 + noise)
+            if elapsed and rng.random() < TRAFFIC_STOP_PROB:
+                speed = 0.0
+            speed = _clamp(speed, 0.0, 180.0)
+            progress = elapsed / duration
+            if trip.loop:
+                progress = 1 - abs(1 - 2 * progress)
+            wiggle = 0.004 * math.sin(math.pi * progress)
+            warm = 1 - math.exp(-elapsed / (15 * MINUTE_MS))
             signals: dict[str, Any] = {
-                "Vehicle.Speed": round(min(speed, 180.0), 1),
-                "Vehicle.IsMoving": speed > 0,
+                "Vehicle.Speed": round(speed, 1),
+                "Vehicle.IsMoving": speed > 0.5,
                 "Vehicle.TraveledDistance": round(v.odometer_m, 1),
                 "Vehicle.LowVoltageSystemState": "ON",
-                "Vehicle.LowVoltageBattery.CurrentVoltage":
-                    self._volts(v, v.rng.uniform(13.6, 14.4)),
-                "Vehicle.LowVoltageBattery.CurrentCurrent": round(v.rng.uniform(2, 12), 2),
+                "Vehicle.LowVoltageBattery.CurrentVoltage": self._volts(v, dcdc_v),
+                "Vehicle.LowVoltageBattery.CurrentCurrent":
+                    round(1.5 + 8.0 * math.exp(-elapsed / (20 * MINUTE_MS))
+                          + rng.gauss(0, 0.3), 2),
                 "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current": round(v.soc, 2),
-                "Vehicle.Powertrain.TractionBattery.StateOfHealth": round(v.soh, 2),
+                "Vehicle.Powertrain.TractionBattery.StateOfHealth": s.soh,
                 "Vehicle.Powertrain.TractionBattery.Temperature.Average":
-                    round(ambient + 8 + 4 * progress + v.rng.gauss(0, 0.3), 2),
+                    round(hv + rng.gauss(0, 0.3), 2),
                 "Vehicle.Powertrain.ElectricMotor.EngineCoolant.Temperature":
-                    round(ambient + 20 + 15 * min(1.0, progress * 3) + v.rng.gauss(0, 0.5), 2),
-                "Vehicle.Exterior.AirTemperature": round(ambient + v.rng.gauss(0, 0.2), 2),
+                    round(hv + 3.0 + 20.0 * warm + rng.gauss(0, 0.5), 2),
+                "Vehicle.Exterior.AirTemperature": round(ambient + rng.gauss(0, 0.2), 2),
                 "Vehicle.CurrentLocation.Latitude":
-                    round(v.home[0] + 0.05 * math.sin(progress * 3), 6),
-                "Vehicle.CurrentLocation.Longitude": round(v.home[1] + 0.05 * progress, 6),
+                    round(trip.origin[0] + d_lat * progress + wiggle, 6),
+                "Vehicle.CurrentLocation.Longitude":
+                    round(trip.origin[1] + d_lon * progress - wiggle, 6),
             }
-            for path, kpa, tpath in zip(TIRE_PRESSURE_SIGNALS, v.tire_kpa, TIRE_TEMPERATURE_SIGNALS,
-                                        strict=True):
-                tire_c = ambient + 10 * min(1.0, progress * 4)
-                # Gay-Lussac: pressure follows absolute temperature (placard is set at 20 °C).
-                signals[path] = round((kpa + 101.3) * (tire_c + 273.15) / 293.15 - 101.3
-                                      + v.rng.gauss(0, 0.5), 1)
-                signals[tpath] = round(tire_c, 1)
-            if v.rng.random() < 0.01:  # occasional gaps: a signal missing from a message
-                signals.pop(v.rng.choice(sorted(signals)))
-            if t == trip.depart:  # identification is reported when the car wakes up
-                signals["Vehicle.VehicleIdentification.Model"] = v.model
-            yield self._msg(v, Kind.VEHICLE_TELEMETRY, t, {"signals": signals})
+            tire_c = ambient + 10.0 * warm
+            for path, cold_kpa, tpath in zip(TIRE_PRESSURE_SIGNALS, s.tire_cold_kpa,
+                                             TIRE_TEMPERATURE_SIGNALS, strict=True):
+                # Gay-Lussac: pressure follows absolute temperature (placard set at 20 °C).
+                signals[path] = round((cold_kpa + 101.3) * (tire_c + 273.15) / 293.15 - 101.3
+                                      + rng.gauss(0, 0.5), 1)
+                signals[tpath] = round(tire_c + rng.gauss(0, 0.3), 1)
+            message = self._telemetry(v, t, signals, _DRIVE_DROPPABLE)
+            if message is not None:
+                yield message
+            # Integrate the interval this sample stands for.
+            km = speed * dt / HOUR_MS
+            kwh = km * s.kwh_per_km * (1 + 0.01 * max(0.0, 15.0 - ambient))
+            v.odometer_m += km * 1000
+            energy += kwh
+            v.soc = max(1.0, v.soc - kwh / capacity * 100)
             t += self.drive_ms
-        v.odometer_m = start_odo + trip.km * 1000
-        v.soc = max(3.0, start_soc - trip.km * 0.18)
-        b.drain_v = 0.0  # the drive recharged the 12 V battery
+        # Arrival.
+        b.recharged(trip.arrive)
         b.rest_start = trip.arrive
-        yield self._msg(v, Kind.VEHICLE_EVENT, trip.arrive, {"type": "ignition", "state": "OFF"})
-        yield self._msg(v, Kind.VEHICLE_EVENT, trip.arrive,
-                        {"type": "trip_end", "distance_m": round(trip.km * 1000, 1)})
+        v.place = trip.dest_place
+        v.next_report = trip.arrive
+        yield self._event(v, trip.arrive, {"type": "ignition", "state": "OFF"})
+        yield self._event(v, trip.arrive, {
+            "type": "trip_end", "distance_m": round(v.odometer_m - odo0, 1),
+            "duration_ms": trip.arrive - trip.depart,
+            "energy_kwh": round(energy, 3)})
+        self._plug_in(world, v, trip.arrive, next_depart)
 
-    def _parked(self, v: Vehicle, t0: int, t1: int, until_ms: int | None) -> Iterator[Message]:
-        b = v.battery
-        t = t0
-        end = t1 if until_ms is None else min(t1, until_ms)
-        last = t0
-        charging = v.soc < 50 and v.rng.random() < 0.8  # plugged in at home tonight
-        while t < end:
+    def _plug_in(self, world: _World, v: _VehicleRun, arrive: int,
+                 next_depart: int | None) -> None:
+        s, rng = v.spec, v.rng
+        if v.dead(arrive):
+            return
+        if v.place == "home":
+            if v.soc < s.charge_below_soc:
+                start = arrive + int(rng.uniform(2, 15) * MINUTE_MS)
+                power = s.home_kw * rng.uniform(0.95, 1.0)
+                v.charge = _new_session(start, v.soc, s.charge_target_soc, power,
+                                        s.spec.capacity_kwh, NEVER)
+            return
+        if next_depart is None or not world.chargers:
+            return
+        if v.soc < PUBLIC_BELOW_SOC or rng.random() < PUBLIC_ANYWAY_PROB:
+            v.charge = self._book_public(world, v, arrive, next_depart)
+
+    def _book_public(self, world: _World, v: _VehicleRun, arrive: int,
+                     depart: int) -> ChargeSession | None:
+        """Book the first free public charger; its generator will run the session."""
+        s, rng = v.spec, v.rng
+        n = len(world.chargers)
+        first = rng.randrange(n)
+        wanted = arrive + int(rng.uniform(2, 8) * MINUTE_MS)
+        best: tuple[int, _ChargerRun] | None = None
+        for k in range(n):
+            c = world.chargers[(first + k) % n]
+            plug = max(wanted, c.committed_until, c.busy_until)
+            if c.bookings:
+                plug = max(plug, c.bookings[-1].unplug + CHARGER_GAP_MS)
+            if best is None or plug < best[0]:
+                best = (plug, c)
+        assert best is not None
+        plug, charger = best
+        target = 80.0 if charger.spec.dc else s.charge_target_soc
+        if v.soc >= target - 5:
+            return None
+        power = min(charger.spec.power_kw, s.spec.dc_kw if charger.spec.dc else s.spec.ac_kw)
+        power *= rng.uniform(0.92, 0.98)
+        latest = min(depart - 10 * MINUTE_MS, plug + PLUG_TO_CHARGE_MS + PUBLIC_MAX_SESSION_MS)
+        linger = int(rng.uniform(1, 5) * MINUTE_MS)  # from the end of charging to unplugging
+        session = _new_session(plug + PLUG_TO_CHARGE_MS, v.soc, target, power,
+                               s.spec.capacity_kwh, latest, charger.spec.charger_id)
+        if session.end - session.start < PUBLIC_MIN_SESSION_MS:
+            return None
+        unplug = session.end + linger
+        charger.bookings.append(Booking(plug, unplug, s.vin, session))
+        return session
+
+    def _unplug(self, v: _VehicleRun, ts: int) -> Iterator[Message]:
+        """The car leaves: a home session still running ends now."""
+        session = v.charge
+        if session is None:
+            return
+        if session.started and not session.ended:
+            session.end = min(session.end, ts)
+            session.ended = True
+            yield self._charge_event(v, session.end, "charge_end", session)
+        v.soc = session.soc_at(ts)
+        v.charge = None
+
+    def _charge_event(self, v: _VehicleRun, ts: int, kind: str,
+                      session: ChargeSession) -> Message:
+        body: dict[str, Any] = {"type": kind}
+        if kind == "charge_end":
+            body["energy_kwh"] = round(session.energy_kwh(ts), 3)
+            body["duration_ms"] = ts - session.start
+        if session.charger_id:
+            body["description"] = f"public charger {session.charger_id}"
+        return self._event(v, ts, body)
+
+    def _park(self, world: _World, v: _VehicleRun, t1: int) -> Iterator[Message]:
+        """Parked reports (and charge events) from ``v.next_report`` up to ``t1``."""
+        end = t1
+        b, rng = v.battery, v.rng
+        while True:
+            t = v.next_report
+            session = v.charge
+            if session is not None:
+                event_ts = session.end if session.started else session.start
+                if event_ts <= t and event_ts < end:
+                    if not session.started:
+                        session.started = True
+                        yield self._charge_event(v, event_ts, "charge_start", session)
+                    else:
+                        session.ended = True
+                        yield self._charge_event(v, event_ts, "charge_end", session)
+                        v.soc = session.soc_at(event_ts)
+                        v.charge = None
+                    continue
+            if t >= end:
+                return
             yield from self._due_dtc(v, t)
-            ambient = self.weather.ambient(t)
+            ambient = world.weather.ambient(t)
             b.follow_temperature(t, ambient)
-            b.drain_v += DRAIN_V_PER_DAY * (t - last) / DAY_MS
-            last = t
-            if charging:
-                v.soc = min(90.0, v.soc + 7.0 * (self.parked_ms / HOUR_MS) / 0.6)
-                charging = v.soc < 90.0
-            current = -0.05
+            b.accrue_drain(t)
+            current = round(PARKED_CURRENT_A + rng.gauss(0, 0.005), 3)
             if b.topup_until > t:
-                nominal, current = 14.0, 5.0
-            elif (b.resting_v(t) < TOPUP_BELOW_V and t - b.last_topup >= DAY_MS
-                  and not self._dead(v, t)):
+                nominal, current = TOPUP_V, TOPUP_A
+            elif (b.resting_v(t) < TOPUP_BELOW_V and t - b.last_topup >= TOPUP_MIN_GAP_MS
+                  and not v.dead(t)):
                 b.topup_until, b.last_topup = t + TOPUP_MS, t
-                nominal, current = 14.0, 5.0
-                b.drain_v = 0.0
+                nominal, current = TOPUP_V, TOPUP_A
+                b.recharged(t)
                 b.rest_start = t + TOPUP_MS
             else:
                 since = max(0, t - b.rest_start)
-                nominal = b.resting_v(t) + SURFACE_CHARGE_V * math.exp(-since / HOUR_MS)
+                nominal = b.resting_v(t) + SURFACE_CHARGE_V * math.exp(-since / SURFACE_TAU_MS)
+            if session is not None and session.charging(t):
+                soc, charging = session.soc_at(t), True
+            else:
+                soc, charging = (v.soc if session is None else session.soc_at(t)), False
             signals: dict[str, Any] = {
                 "Vehicle.Speed": 0.0,
                 "Vehicle.IsMoving": False,
                 "Vehicle.LowVoltageSystemState": "OFF",
                 "Vehicle.LowVoltageBattery.CurrentVoltage": self._volts(v, nominal),
                 "Vehicle.LowVoltageBattery.CurrentCurrent": current,
-                "Vehicle.Exterior.AirTemperature": round(ambient + v.rng.gauss(0, 0.2), 2),
-                "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current": round(v.soc, 2),
+                "Vehicle.Exterior.AirTemperature": round(ambient + rng.gauss(0, 0.2), 2),
+                "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current": round(soc, 2),
                 "Vehicle.Powertrain.TractionBattery.Charging.IsCharging": charging,
             }
-            if v.rng.random() < 0.01:
-                signals.pop("Vehicle.Exterior.AirTemperature")
-            if v.rng.random() >= 0.005:  # and now and then a message never makes it out
-                yield self._msg(v, Kind.VEHICLE_TELEMETRY, t, {"signals": signals})
+            if charging and session is not None:
+                signals["Vehicle.Powertrain.TractionBattery.Charging.ChargeRate"] = round(
+                    session.power_kw * rng.uniform(0.98, 1.0), 2)
+            message = self._telemetry(v, t, signals, _PARKED_DROPPABLE)
+            if message is not None:
+                yield message
             step = self.parked_ms
             if b.topup_until > t:
                 step = min(step, b.topup_until - t)
-            t += step
-
-    def _dead(self, v: Vehicle, ts: int) -> bool:
-        failed_at = v.battery.failure_ts()
-        return failed_at is not None and ts >= failed_at
+            v.next_report = t + step
 
     # ------------------------------------------------------------------ chargers
 
-    def _charger(self, index: int, charger_id: str, until_ms: int | None) -> Iterator[Message]:
-        rng = random.Random(f"charger-{self.seed}-{index}")
-        seq = 0
-        energy_wh = rng.uniform(1e5, 1e7)
-        transaction = index * 100_000
+    def _anon_gap(self, c: _ChargerRun) -> int:
+        return int(max(0.5, c.rng.expovariate(1 / c.spec.mean_gap_h)) * HOUR_MS)
 
-        def msg(kind: Kind, ts: int, body: dict[str, Any]) -> Message:
-            nonlocal seq
-            seq += 1
-            return ts, topic_for(kind, charger_id), orjson.dumps({"ts": ts, "seq": seq, **body})
+    def _charger(self, world: _World, c: _ChargerRun) -> Iterator[Message]:
+        rng = c.rng
+        c.energy_wh = rng.uniform(1e5, 1e7)
+        heartbeat = self.start_ms + rng.randrange(self.parked_ms)
+        walk_in = heartbeat + self._anon_gap(c)  # next car from outside the fleet
+        while True:
+            booking = c.bookings[0] if c.bookings else None
+            booked = booking.plug if booking is not None else NEVER
+            t = min(heartbeat, walk_in, booked)
+            if booking is not None and t == booked:
+                c.bookings.pop(0)
+                yield from self._session(world, c, booking.plug, booking.session,
+                                         booking.unplug, booking.vin)
+                after = booking.unplug
+            elif t == walk_in:
+                minutes = rng.uniform(20, 60) if c.spec.dc else rng.uniform(60, 240)
+                power = min(c.spec.power_kw, rng.choice((50.0, 80.0, 120.0)) if c.spec.dc
+                            else rng.choice((11.0, 22.0))) * rng.uniform(0.92, 0.98)
+                latest = walk_in + PLUG_TO_CHARGE_MS + int(minutes * MINUTE_MS)
+                if booking is not None:  # a fleet car has booked: be gone before it comes
+                    latest = min(latest, booking.plug - CHARGER_GAP_MS - 5 * MINUTE_MS)
+                session = _new_session(walk_in + PLUG_TO_CHARGE_MS, rng.uniform(10, 60), 95.0,
+                                       power, rng.uniform(50, 90), latest)
+                if session.end - session.start < PUBLIC_MIN_SESSION_MS:
+                    walk_in = (booking.unplug if booking else walk_in) + self._anon_gap(c)
+                    continue
+                unplug = session.end + int(rng.uniform(1, 5) * MINUTE_MS)
+                yield from self._session(world, c, walk_in, session, unplug, None)
+                after = unplug
+            else:
+                yield self._status(c, heartbeat, "Available")
+                heartbeat += self.parked_ms
+                continue
+            heartbeat = after + self.parked_ms
+            if walk_in <= after:
+                walk_in = after + self._anon_gap(c)
 
-        def status(ts: int, value: str) -> Message:
-            return msg(Kind.CHARGER_STATUS, ts, {"connectorId": 1, "status": value,
-                                                 "errorCode": "NoError"})
+    def _charger_msg(self, c: _ChargerRun, kind: Kind, ts: int, body: dict[str, Any]) -> Message:
+        c.seq += 1
+        c.committed_until = ts
+        return ts, topic_for(kind, c.spec.charger_id), orjson.dumps(
+            {"ts": ts, "seq": c.seq, **body})
 
-        t = self.start_ms + rng.randrange(0, self.parked_ms)
-        while until_ms is None or t < until_ms:
-            # Idle: heartbeat until the next session starts.
-            session_at = t + int(rng.uniform(2, 10) * HOUR_MS)
-            while t < session_at and (until_ms is None or t < until_ms):
-                yield status(t, "Available")
-                t += self.parked_ms
-            if until_ms is not None and t >= until_ms:
-                return
-            transaction += 1
-            offered = rng.choice((11_000.0, 22_000.0, 50_000.0))
-            soc = rng.uniform(10, 60)
-            yield status(t, "Preparing")
-            t += 60_000
-            yield status(t, "Charging")
-            end = t + int(rng.uniform(0.5, 1.5) * HOUR_MS)
-            while t < end and (until_ms is None or t < until_ms):
-                power = offered * rng.uniform(0.93, 0.99)
-                energy_wh += power * self.drive_ms / HOUR_MS
-                soc = min(100.0, soc + power / 1000 * self.drive_ms / HOUR_MS / 0.6)
-                yield msg(Kind.CHARGER_METER, t, {
-                    "connectorId": 1, "transactionId": transaction,
-                    "measurands": {
-                        "Power.Active.Import": round(power, 1),
-                        "Power.Offered": offered,
-                        "Current.Import": round(power / 400, 2),
-                        "Voltage": round(400 + rng.gauss(0, 2), 1),
-                        "Energy.Active.Import.Register": round(energy_wh, 1),
-                        "SoC": round(soc, 1),
-                    }})
-                t += self.drive_ms
-            yield status(t, "Finishing")
-            t += 120_000
-            yield status(t, "Available")
-            t += self.parked_ms
+    def _status(self, c: _ChargerRun, ts: int, status: str) -> Message:
+        return self._charger_msg(c, Kind.CHARGER_STATUS, ts, {
+            "connectorId": 1, "status": status, "errorCode": "NoError"})
+
+    def _session(self, world: _World, c: _ChargerRun, plug: int, session: ChargeSession,
+                 unplug: int, vin: str | None) -> Iterator[Message]:
+        rng = c.rng
+        c.busy_until = unplug
+        c.transaction += 1
+        transaction = (c.spec.index + 1) * 100_000 + c.transaction % 100_000
+        energy0 = c.energy_wh
+        offered = c.spec.power_kw * 1000
+        yield self._status(c, plug, "Preparing")
+        yield self._status(c, session.start, "Charging")
+        t = session.start
+        while True:
+            last = t >= session.end
+            t = min(t, session.end)
+            soc = session.soc_at(t)
+            power = session.power_kw * 1000 * rng.uniform(0.97, 1.01) if not last else 0.0
+            volts = (330 + 0.8 * soc + rng.gauss(0, 1.5)) if c.spec.dc else 400 + rng.gauss(0, 2)
+            amps = power / volts if c.spec.dc else power / (math.sqrt(3) * volts)
+            measurands = {
+                "Power.Active.Import": round(min(power, offered), 1),
+                "Power.Offered": offered,
+                "Current.Import": round(amps, 2),
+                "Voltage": round(volts, 1),
+                "Energy.Active.Import.Register": round(
+                    energy0 + session.energy_kwh(t) * 1000, 1),
+                "SoC": round(soc, 1),
+            }
+            if c.spec.dc:
+                measurands["Temperature"] = round(
+                    world.weather.ambient(t) + 8 + 17 * power / offered + rng.gauss(0, 0.5), 1)
+            body: dict[str, Any] = {"connectorId": 1, "transactionId": transaction,
+                                    "measurands": measurands}
+            if vin is not None:
+                body["vin"] = vin
+            yield self._charger_msg(c, Kind.CHARGER_METER, t, body)
+            if last:
+                break
+            t += self.drive_ms
+        c.energy_wh = energy0 + session.energy_kwh(session.end) * 1000
+        yield self._status(c, session.end, "Finishing")
+        yield self._status(c, unplug, "Available")
 
 
-def _vin(rng: random.Random, taken: set[str]) -> str:
+_DRIVE_DROPPABLE = (
+    "Vehicle.Speed", "Vehicle.TraveledDistance", "Vehicle.LowVoltageBattery.CurrentVoltage",
+    "Vehicle.LowVoltageBattery.CurrentCurrent",
+    "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current",
+    "Vehicle.Powertrain.TractionBattery.Temperature.Average",
+    "Vehicle.Powertrain.ElectricMotor.EngineCoolant.Temperature",
+    "Vehicle.Exterior.AirTemperature", *TIRE_PRESSURE_SIGNALS,
+)
+_PARKED_DROPPABLE = (
+    "Vehicle.Exterior.AirTemperature", "Vehicle.LowVoltageBattery.CurrentVoltage",
+    "Vehicle.LowVoltageBattery.CurrentCurrent",
+    "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current",
+)
+
+
+def _new_session(start: int, soc0: float, target: float, power_kw: float, capacity_kwh: float,
+             latest_end: int, charger_id: str | None = None) -> ChargeSession:
+    pct_per_ms = power_kw * CHARGE_EFFICIENCY / capacity_kwh * 100 / HOUR_MS
+    full = start + int(max(0.0, target - soc0) / pct_per_ms)
+    return ChargeSession(start, min(full, latest_end), soc0, pct_per_ms, power_kw, charger_id)
+
+
+def _trip(depart: int, minutes: float, origin: Point, dest: Point, place: str,
+          loop: bool = False) -> Trip:
+    arrive = depart + int(minutes * MINUTE_MS)
+    route_km = _distance_km(origin, dest) * 1.3 * (2 if loop else 1)
+    # The ramps at both ends cost about a ramp's worth of cruising.
+    cruising_h = max(minutes * MINUTE_MS - RAMP_MS, MINUTE_MS) / HOUR_MS
+    return Trip(depart, arrive, origin, dest, place, loop,
+                _clamp(route_km / cruising_h, 15.0, 130.0))
+
+
+def _clamp(value: float, lo: float, hi: float) -> float:
+    return lo if value < lo else hi if value > hi else value
+
+
+def _offset_point(origin: Point, km: float, bearing: float) -> Point:
+    lat = origin[0] + km * math.cos(bearing) / 111.2
+    lon = origin[1] + km * math.sin(bearing) / (111.2 * math.cos(math.radians(origin[0])))
+    return lat, lon
+
+
+def _distance_km(a: Point, b: Point) -> float:
+    dy = (b[0] - a[0]) * 111.2
+    dx = (b[1] - a[1]) * 111.2 * math.cos(math.radians((a[0] + b[0]) / 2))
+    return math.hypot(dx, dy)
+
+
+# ISO 3779 VINs with the North-American check digit (position 9) and model year (position 10).
+VIN_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+_VIN_VALUES = {**{str(d): d for d in range(10)},
+               **dict(zip("ABCDEFGH", range(1, 9), strict=True)),
+               **dict(zip("JKLMN", range(1, 6), strict=True)), "P": 7, "R": 9,
+               **dict(zip("STUVWXYZ", range(2, 10), strict=True))}
+_VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
+_MODEL_YEARS = "KLMNPRST"  # 2019-2026
+
+
+def vin_check_digit(vin: str) -> str:
+    total = sum(_VIN_VALUES[ch] * w for ch, w in zip(vin, _VIN_WEIGHTS, strict=True))
+    return "X" if total % 11 == 10 else str(total % 11)
+
+
+def _vin(rng: random.Random, model: ModelSpec, taken: set[str]) -> str:
     while True:
-        vin = "WCR" + "".join(rng.choice(VIN_CHARS) for _ in range(14))
+        body = ("WCR" + model.vds + "0" + rng.choice(_MODEL_YEARS)
+                + rng.choice("ABCDEFGHJKLMNPRSTUVWXYZ") + f"{rng.randrange(10**6):06d}")
+        vin = body[:8] + vin_check_digit(body) + body[9:]
         if vin not in taken:
             taken.add(vin)
             return vin
