@@ -117,6 +117,23 @@ async def commit_offsets(kafka_url: str, group: str, offsets: dict[int, int]) ->
         await consumer.stop()
 
 
+def assert_settles_to(store: Store, fleet_vins: set[str],
+                      expected: dict[str, tuple[Any, ...]]) -> None:
+    """The stored alerts of this fleet become ``expected`` and stay so."""
+
+    def stored() -> dict[str, tuple[Any, ...]]:
+        # Other tests share the broker (and its alerts topic); look at this fleet only.
+        rows, _ = store.list_alerts(limit=500)
+        return {row["id"]: summary(row) for row in rows if row["asset_id"] in fleet_vins}
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and stored() != expected:
+        time.sleep(1)
+    assert stored() == expected
+    time.sleep(3)  # nothing more arrives afterwards
+    assert stored() == expected
+
+
 def test_killed_worker_resumes_without_losing_or_duplicating_alerts(
     kafka_url: str, tmp_path: Path
 ) -> None:
@@ -142,22 +159,9 @@ def test_killed_worker_resumes_without_losing_or_duplicating_alerts(
     asyncio.run(produce(kafka_url, batches[half:]))
     second = start_service("worker", env, tmp_path / "worker2.log")
     try:
-        store = Store(f"sqlite:///{db}")
-
         fleet_vins = {record["id"] for batch in batches for record in batch}
-
-        def stored() -> dict[str, tuple[Any, ...]]:
-            # Other tests share the broker (and its alerts topic); look at this fleet only.
-            rows, _ = store.list_alerts(limit=500)
-            return {row["id"]: summary(row) for row in rows if row["asset_id"] in fleet_vins}
-
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and stored() != expected:
-            time.sleep(1)
-        assert stored() == expected
+        assert_settles_to(Store(f"sqlite:///{db}"), fleet_vins, expected)
         assert "alert_emitted" in (tmp_path / "worker2.log").read_text()
-        time.sleep(3)  # nothing more arrives afterwards
-        assert stored() == expected
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(60)
@@ -185,19 +189,8 @@ def test_worker_whose_table_is_older_than_its_offsets_replays_the_gap(
     asyncio.run(produce(kafka_url, batches[half:]))
     worker = start_service("worker", env, tmp_path / "worker.log")
     try:
-        store = Store(f"sqlite:///{db}")
-
-        def stored() -> dict[str, tuple[Any, ...]]:
-            rows, _ = store.list_alerts(limit=500)
-            return {row["id"]: summary(row) for row in rows if row["asset_id"] in fleet_vins}
-
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and stored() != expected:
-            time.sleep(1)
-        assert stored() == expected
+        assert_settles_to(Store(f"sqlite:///{db}"), fleet_vins, expected)
         assert "diagnose_catch_up" in (tmp_path / "worker.log").read_text()
-        time.sleep(3)
-        assert stored() == expected
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
