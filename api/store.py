@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.sql.dml import Insert
 
-from api.models import alert_events, alerts, assets, latest_signals, metadata
+from api.models import alert_events, alerts, assets, latest_signals
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,51 @@ def assets_upsert_statement(dialect: str) -> Insert:
     return stmt
 
 
+# ---------------------------------------------------------------------------- migrations
+
+
+@functools.cache
+def _alembic() -> tuple[Any, str]:
+    """Alembic's config for ``api/migrations`` and the head revision (read once)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", "api:migrations")
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return config, head
+
+
+def migrate(conn: Connection) -> str | None:
+    """Bring the schema to the newest revision; return the revision it had before.
+
+    A database made before migrations existed has the baseline tables and no revision: it
+    is stamped at the baseline, then upgraded like any other.
+    """
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    config, head = _alembic()
+    before = MigrationContext.configure(conn).get_current_revision()
+    if before == head:
+        return before
+    config.attributes["connection"] = conn
+    try:
+        if before is None and inspect(conn).has_table("alerts"):
+            command.stamp(config, BASELINE_REVISION)
+            log.info("schema_stamped revision=%s reason=created before migrations existed",
+                     BASELINE_REVISION)
+        command.upgrade(config, "head")
+    finally:
+        config.attributes.pop("connection", None)
+    log.info("schema_migrated from=%s to=%s", before, head)
+    return before
+
+
+BASELINE_REVISION = "0001"
+
 # ---------------------------------------------------------------------------- the store
 
 
@@ -233,9 +278,10 @@ class Store:
 
     def _create_schema(self) -> None:
         # The worker and the API may open a fresh database at the same moment: the check for
-        # existing tables and their creation run under one lock, so one creates, one sees.
+        # the schema's revision and the migrations run under one lock, so one migrates and
+        # the other finds it done.
         with self._write(_PG_LOCK_SCHEMA) as conn:
-            metadata.create_all(conn)
+            migrate(conn)
 
     @contextmanager
     def _write(self, pg_lock: int | None = None) -> Iterator[Connection]:
