@@ -141,28 +141,36 @@ class DailyIndicators:
 
     def drain(self) -> list[IndicatorRow]:
         """The aggregates of everything added since the last drain, and forget it."""
+        # The hot path of the flush (every record of the fleet): plain lists and inlined
+        # updates instead of a DayAggregate per reading, with the same rules.
         days: dict[int, str] = {}
         rows: list[IndicatorRow] = []
         for vin, entries in self._pending.items():
             entries.sort(key=lambda e: e[0])  # event-time order for the rest clock; stable
-            aggregates: dict[tuple[int, str], DayAggregate] = {}
+            aggregates: dict[tuple[int, str], list[Any]] = {}
             for ts, data, is_event in entries:
                 if is_event:
                     self._key(vin, ts, data.get("state"))
                     continue
+                day = ts // DAY_MS
                 for indicator, value in self._readings(vin, ts, data):
-                    key = (ts // DAY_MS, indicator)
-                    agg = aggregates.get(key)
+                    agg = aggregates.get((day, indicator))
                     if agg is None:
-                        aggregates[key] = DayAggregate.of(value, ts)
-                    else:
-                        agg.add(value, ts)
-            for (day, indicator), a in aggregates.items():
+                        aggregates[(day, indicator)] = [1, value, value, value, value, ts]
+                        continue
+                    agg[0] += 1
+                    agg[3] += value
+                    if value < agg[1]:
+                        agg[1] = value
+                    if value > agg[2]:
+                        agg[2] = value
+                    if ts >= agg[5]:  # a tie goes to the later arrival, as in ``merge``
+                        agg[4], agg[5] = value, ts
+            for (day, indicator), (n, lo, hi, total, last, last_ts) in aggregates.items():
                 iso = days.get(day)
                 if iso is None:
                     days[day] = iso = utc_day(day * DAY_MS)
-                rows.append(("vehicle", vin, iso, indicator, a.n, a.min, a.max, a.sum, a.last,
-                             a.last_ts))
+                rows.append(("vehicle", vin, iso, indicator, n, lo, hi, total, last, last_ts))
         self._pending = {}
         return rows
 
@@ -172,19 +180,28 @@ class DailyIndicators:
         key = signals.get(KEY_STATE)
         if key is not None:
             self._key(vin, ts, key)
-        resting = self._resting(vin, ts, signals)
-        if resting is not None:
-            out.append((RESTING_12V, resting))
+        if VOLTAGE in signals:
+            resting = self._resting(vin, ts, signals)
+            if resting is not None:
+                out.append((RESTING_12V, resting))
+        get = signals.get
         for path, indicator in TIRE_INDICATORS.items():
-            value = as_number(signals.get(path))
-            if value is not None:
-                out.append((indicator, value))
-        hi, lo = as_number(signals.get(CELL_MAX)), as_number(signals.get(CELL_MIN))
-        if hi is not None and lo is not None:
-            out.append((CELL_SPREAD, round(hi - lo, 6)))
-        soh = as_number(signals.get(SOH_SIGNAL))
-        if soh is not None:
-            out.append((SOH, soh))
+            value = get(path)
+            if value is None:
+                continue
+            if type(value) is not float:  # the contract's floats are the common case
+                value = as_number(value)
+                if value is None:
+                    continue
+            out.append((indicator, value))
+        if CELL_MAX in signals:
+            hi, lo = as_number(get(CELL_MAX)), as_number(get(CELL_MIN))
+            if hi is not None and lo is not None:
+                out.append((CELL_SPREAD, round(hi - lo, 6)))
+        if SOH_SIGNAL in signals:
+            soh = as_number(get(SOH_SIGNAL))
+            if soh is not None:
+                out.append((SOH, soh))
         return out
 
     def _clock(self, vin: str) -> list[Any]:
