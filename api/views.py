@@ -284,10 +284,10 @@ def list_chargers(store: Store, *, limit: int = 50, cursor: str | None = None
         signals: dict[str, list[dict[str, Any]]] = {}
         if ids:
             ls = latest_signals.c
-            for r in conn.execute(select(ls.asset_id, ls.path, ls.value, ls.ts).where(
+            for sig in conn.execute(select(ls.asset_id, ls.path, ls.value, ls.ts).where(
                     ls.asset_kind == "charger", ls.asset_id.in_(ids),
                     ls.path.like(f"{_CONNECTOR_PREFIX}%"))).mappings():
-                signals.setdefault(r["asset_id"], []).append(dict(r))
+                signals.setdefault(sig["asset_id"], []).append(dict(sig))
     items = []
     for r in rows:
         count, worst = summary.get(r["asset_id"], (0, None))
@@ -298,7 +298,7 @@ def list_chargers(store: Store, *, limit: int = 50, cursor: str | None = None
     return items, next_cursor
 
 
-def _session_public(row: Mapping[str, Any]) -> dict[str, Any]:
+def _session_public(row: Any) -> dict[str, Any]:
     return {k: row[k] for k in ("session_id", "charger_id", "connector", "transaction_id", "vin",
                                 "start_ts", "end_ts", "end_status", "error_code", "abnormal",
                                 "energy_wh", "max_power_w", "offered_w")}
