@@ -1,7 +1,7 @@
 """Daily health indicators and charging sessions (vehicle, charger and fleet views).
 
 Revision ID: views01
-Revises: 0002
+Revises: 0003
 
 At merge time, point ``down_revision`` at the head it lands on (one chain, one head).
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "views01"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
