@@ -53,7 +53,8 @@ def decode_key_cursor(cursor: str) -> str:
     try:
         raw = base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4))
         (key,) = orjson.loads(raw)
-        if not isinstance(key, str):
+        # Asset ids are short and printable; PostgreSQL refuses NUL in a text parameter.
+        if not isinstance(key, str) or len(key) > 64 or "\x00" in key:
             raise TypeError
         return key
     except (ValueError, TypeError):

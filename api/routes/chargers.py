@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Query
 
 from api import views
 from api.auth import Viewer
@@ -21,6 +21,7 @@ from api.schemas import (
     Problem,
     SignalPublic,
 )
+from ingest.contract import CHARGER_ID_RE
 
 router = APIRouter(prefix="/chargers", tags=["chargers"])
 
@@ -48,13 +49,16 @@ def list_chargers(
 @router.get("/{charger_id}", response_model=ChargerPublic,
             responses={404: {"model": Problem}, 422: {"model": Problem}})
 def get_charger(
-    charger_id: Annotated[str, Path(max_length=64)],
+    charger_id: str,
     store: StoreDep,
     _who: Viewer,
     sessions: Annotated[int, Query(ge=1, le=200, description="recent sessions to list")] = 20,
 ) -> ChargerPublic:
     """Latest status, recent charging sessions, sessions that ended abnormally, alerts, and
     the share of abnormal sessions attributable to this charger (``rule`` says how)."""
+    if not CHARGER_ID_RE.fullmatch(charger_id):
+        raise invalid("path", "charger_id", f"{charger_id!r} is not a charger id (1-48 of "
+                      "A-Z, a-z, 0-9, '.', '_', '-')", "string_pattern_mismatch")
     detail = views.charger_detail(store, charger_id, sessions=sessions)
     if detail is None:
         raise HTTPException(404, f"charger {charger_id} has never reported")

@@ -38,7 +38,7 @@ def list_vehicles(
         pattern=VIN_PREFIX_PATTERN, description="VINs starting with this (VIN characters)")
     ] = None,
     model: Annotated[str | None, Query(
-        min_length=1, max_length=64,
+        min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$",
         description="exact latest Vehicle.VehicleIdentification.Model")] = None,
     limit: Annotated[int, Query(ge=1, description="page size (at most api_page_max)")] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,

@@ -12,7 +12,7 @@ import pytest
 
 from api.keys import KeyStore
 from api.store import Store
-from api.views import track_charging_sessions, upsert_daily_indicators
+from api.views import encode_key_cursor, track_charging_sessions, upsert_daily_indicators
 from diagnostics.daily import DAY_MS, DailyIndicators
 from ownercare.settings import ApiSettings
 from tests.apikit import Server, headers_for
@@ -111,7 +111,9 @@ def test_vehicle_list(api: str, store: Store, http: httpx.Client) -> None:
 @pytest.mark.parametrize(("params", "field"), [
     ({"vin_prefix": "WC%"}, "vin_prefix"), ({"vin_prefix": "wcr"}, "vin_prefix"),
     ({"vin_prefix": ""}, "vin_prefix"), ({"model": "x" * 65}, "model"),
-    ({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"cursor": "garbage"}, "cursor"),
+    ({"model": "Model\x00Y"}, "model"), ({"limit": 0}, "limit"), ({"limit": 101}, "limit"),
+    ({"cursor": "garbage"}, "cursor"),
+    ({"cursor": encode_key_cursor("WCR\x00")}, "cursor"),  # PostgreSQL refuses NUL: no 500
 ])
 def test_vehicle_list_rejects_bad_input(api: str, http: httpx.Client, params: dict[str, Any],
                                         field: str) -> None:
@@ -164,7 +166,9 @@ def test_chargers(api: str, store: Store, http: httpx.Client) -> None:
     assert normal["attributed_fault_share"]["share"] is None
     assert normal["recent_sessions"][0]["energy_wh"] == 3000.0
     assert problem(http.get(f"{api}/chargers/CP-9999"), 404)
-    assert problem(http.get(f"{api}/chargers/{'x' * 65}"), 422)
+    for bad in ("x" * 49, "CP%000001", "CP 1"):
+        body = problem(http.get(f"{api}/chargers/{bad}"), 422)
+        assert body["errors"][0]["loc"] == ["path", "charger_id"]
     assert problem(http.get(f"{api}/chargers", params={"cursor": "bad"}), 422)
 
 
