@@ -231,10 +231,13 @@ def _write_latest(store: Store, raws: list[bytes], daily: DailyIndicators | None
         if sessions:
             charger_records.extend(records)
     rows = latest.drain()
+    # Drained before any write: a failed write must not leave this flush's readings pending
+    # in memory, to be counted again with the redelivered records.
+    daily_rows = daily.drain() if daily is not None else []
     if rows:
         store.upsert_signals(rows)
-    if daily is not None:
-        views.upsert_daily_indicators(store, daily.drain())
+    if daily_rows:
+        views.upsert_daily_indicators(store, daily_rows)
     if charger_records:
         views.track_charging_sessions(store, charger_records)
 
