@@ -241,3 +241,25 @@ def test_fleet_overview(store: Store) -> None:
         {"charger_id": "CP-0001", "sessions": 1, "abnormal_sessions": 1, "open_alerts": 0},
         {"charger_id": "CP-0002", "sessions": 0, "abnormal_sessions": 0, "open_alerts": 1}]
     assert overview["fleet_now"] == T0 + 7
+
+
+# ---------------------------------------------------------------------------- the worker's flush
+
+
+def test_the_latest_values_flush_writes_indicators_and_sessions(store: Store) -> None:
+    """The worker's flush function (no brokers): vehicle batches give latest values and daily
+    indicators, charger batches latest values and charging sessions."""
+    from diagnostics.agents import _write_latest
+    from ingest.contract import encode_batch
+
+    daily = DailyIndicators()
+    vehicle_raws = [encode_batch([tele(T0 + 1, **{FL: 250.0})]),
+                    encode_batch([tele(T0 + 2, **{FL: 240.0})])]
+    _write_latest(store, vehicle_raws, daily)
+    assert stored_daily(store)[(VIN, "2026-01-01", "tire_pressure_row1_left_kpa")][:3] == (
+        2, 240.0, 250.0)
+    assert store.vehicle(VIN) is not None
+    _write_latest(store, [encode_batch(normal_session(Charger(), T0))], None, True)
+    (session,) = sessions(store).values()
+    assert (session["end_status"], session["energy_wh"]) == ("Finishing", 3000.0)
+    assert views.charger_detail(store, "CP-0001") is not None
