@@ -15,8 +15,9 @@ from api import problems
 from api.auth import RateLimiter
 from api.keys import KeyStore
 from api.limits import BodySizeLimit
-from api.routes import alerts, health, keys, vehicles
+from api.routes import alerts, health, keys, vehicles, webhooks
 from api.store import Store
+from api.webhook_dispatch import Dispatcher
 from ownercare.settings import ApiSettings, mask_url
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ TAGS = [
                                       "stream of alert changes (server-sent events)."},
     {"name": "vehicles", "description": "The latest known state of a vehicle."},
     {"name": "keys", "description": "API keys and their roles (admin only)."},
+    {"name": "webhooks", "description": "Signed HTTPS callbacks for alert and case events, "
+                                        "retried with backoff, with a dead-letter list "
+                                        "(admin only)."},
     {"name": "health", "description": "Liveness and readiness probes (no key needed)."},
 ]
 
@@ -40,7 +44,8 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log.info("api_start database=%s kafka=%s", mask_url(store.url), settings.kafka_bootstrap)
-        yield
+        async with dispatcher.running():  # webhook deliveries, until shutdown
+            yield
         if owned:
             store.close()
         log.info("api_stop")
@@ -58,6 +63,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.state.settings = settings
     app.state.store = store
     app.state.keys = KeyStore(store)
+    app.state.webhook_dispatcher = dispatcher = Dispatcher(store, settings)
     app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_s,
                                          settings.api_rate_limit_burst)
     problems.install(app)
@@ -69,6 +75,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.include_router(alerts.router)
     app.include_router(keys.router)
     app.include_router(vehicles.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -133,8 +133,9 @@ def backoff_s(attempt: int, base_s: float, cap_s: float) -> float:
     at most ``cap_s``."""
     if attempt < 1:
         raise ValueError("attempt counts from 1")
-    # min() before the power would overflow: 2**1100 is fine as an int, not as a float.
-    return float(min(cap_s, base_s * 2 ** min(attempt - 1, 1024)))
+    if attempt > 64:  # past any sane cap; and base·2^n would overflow a float
+        return float(cap_s)
+    return float(min(cap_s, base_s * 2.0 ** (attempt - 1)))
 
 
 # ---------------------------------------------------------------------------- signing
