@@ -51,7 +51,7 @@ class Dispatcher:
         self.dead_total = 0
 
     def now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return round(self.clock() * 1000)
 
     # ------------------------------------------------------------------ lifecycle
 
