@@ -144,3 +144,8 @@ class WebhookDeliveryPublic(BaseModel):
     last_error: str | None = None
     created_at: int = Field(description="the event's time, epoch ms")
     delivered_at: int | None = Field(None, description="wall-clock epoch ms")
+
+
+class WebhookDeliveryPage(BaseModel):
+    items: list[WebhookDeliveryPublic]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")

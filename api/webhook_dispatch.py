@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = "ownercare-webhooks/1"
 RESPONSE_EXCERPT = 200  # characters of a failed response body kept in last_error
 _READ_AT_MOST = 4096  # bytes read from a receiver's response: it is not ours to buffer
+PRUNE_EVERY_MS = 3_600_000  # how often old delivered deliveries are deleted
 
 
 class Dispatcher:
@@ -77,8 +78,12 @@ class Dispatcher:
             log.info("webhook_dispatcher_stop")
 
     async def _loop(self) -> None:
+        next_prune = self.now_ms()
         while True:
             try:
+                if self.now_ms() >= next_prune:
+                    await self.prune()
+                    next_prune = self.now_ms() + PRUNE_EVERY_MS
                 sent = await self.run_once()
             except Exception as exc:  # a database restart must not end webhook delivery
                 log.warning("webhook_dispatch_poll_failed error=%r", exc)
@@ -87,6 +92,12 @@ class Dispatcher:
                 await self._sleep(self.settings.webhook_poll_s)
 
     # ------------------------------------------------------------------ one poll
+
+    async def prune(self) -> int:
+        """Delete deliveries delivered more than ``webhook_retention_days`` ago."""
+        keep_ms = round(self.settings.webhook_retention_days * 86_400_000)
+        return await asyncio.to_thread(webhook_store.prune_delivered, self.store,
+                                       self.now_ms() - keep_ms)
 
     async def run_once(self) -> int:
         """Claim the due deliveries (up to a batch), send them concurrently, record the

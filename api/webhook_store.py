@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from api.models import webhook_deliveries, webhooks
@@ -134,15 +134,32 @@ def delete_webhook(store: Store, webhook_id: str) -> bool:
 
 
 def list_deliveries(store: Store, webhook_id: str, state: str | None = None,
-                    limit: int = 100) -> list[dict[str, Any]]:
-    """A webhook's deliveries, newest event first; ``state="dead"`` is the dead-letter list."""
-    query = select(webhook_deliveries).where(webhook_deliveries.c.webhook_id == webhook_id)
+                    limit: int = 100, cursor: str | None = None,
+                    ) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a webhook's deliveries, newest event first (created_at desc, id desc),
+    and the next page's cursor; ``state="dead"`` is the dead-letter list.
+
+    Raises ValueError for a cursor this store did not issue."""
+    # Here, not at the top: api.store imports this module (the outbox hook).
+    from api.store import decode_cursor, encode_cursor
+
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    d = webhook_deliveries.c
+    query = select(webhook_deliveries).where(d.webhook_id == webhook_id)
     if state is not None:
-        query = query.where(webhook_deliveries.c.state == state)
-    query = query.order_by(webhook_deliveries.c.created_at.desc(),
-                           webhook_deliveries.c.id.desc()).limit(limit)
+        query = query.where(d.state == state)
+    if cursor:
+        created_at, last_id = decode_cursor(cursor)
+        query = query.where(or_(d.created_at < created_at,
+                                and_(d.created_at == created_at, d.id < last_id)))
+    query = query.order_by(d.created_at.desc(), d.id.desc()).limit(limit + 1)
     with store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query).mappings()]
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
 
 
 def get_delivery(store: Store, webhook_id: str, delivery_id: str) -> dict[str, Any] | None:
@@ -242,3 +259,15 @@ def delivery_counts(store: Store) -> dict[tuple[str, str], int]:
              .group_by(webhook_deliveries.c.webhook_id, webhook_deliveries.c.state))
     with store.engine.connect() as conn:
         return {(w, s): int(n) for w, s, n in conn.execute(query)}
+
+
+def prune_delivered(store: Store, before_ms: int) -> int:
+    """Forget deliveries delivered before ``before_ms`` (wall clock); dead ones stay until
+    retried or their webhook is deleted. Returns how many went."""
+    with store._write() as conn:
+        gone = conn.execute(delete(webhook_deliveries).where(
+            webhook_deliveries.c.state == "delivered",
+            webhook_deliveries.c.delivered_at < before_ms)).rowcount
+    if gone:
+        log.info("webhook_deliveries_pruned count=%s", gone)
+    return int(gone)

@@ -133,6 +133,9 @@ class WebhookSettings(CommonSettings):
         description="How long a claimed delivery is reserved for one API replica; must "
                     "exceed the timeout, or another replica could send it again meanwhile.")
     webhook_batch: int = Field(20, ge=1, le=1000, description="Deliveries sent concurrently.")
+    webhook_retention_days: float = Field(
+        7.0, gt=0, le=3650, description="Delivered deliveries are forgotten after this long; "
+                                         "dead ones stay until retried or deleted.")
 
     @model_validator(mode="after")
     def _webhook_consistent(self) -> WebhookSettings:

@@ -18,6 +18,7 @@ from api.schemas import (
     Problem,
     WebhookCreate,
     WebhookCreated,
+    WebhookDeliveryPage,
     WebhookDeliveryPublic,
     WebhookPublic,
 )
@@ -94,19 +95,25 @@ async def delete_webhook(webhook_id: str, store: StoreDep, _who: Admin) -> Respo
     return Response(status_code=204)
 
 
-@router.get("/{webhook_id}/deliveries", response_model=list[WebhookDeliveryPublic],
+@router.get("/{webhook_id}/deliveries", response_model=WebhookDeliveryPage,
             responses={**NOT_FOUND, 422: {"model": Problem}})
 async def list_deliveries(
     webhook_id: str, store: StoreDep, _who: Admin,
     state: Annotated[DeliveryState | None, Query(
         description="only deliveries in this state; 'dead' is the dead-letter list")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[WebhookDeliveryPublic]:
-    """The webhook's deliveries, newest event first."""
+    limit: Annotated[int, Query(ge=1, le=500, description="page size")] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> WebhookDeliveryPage:
+    """The webhook's deliveries, newest event first, one page at a time (follow
+    ``next_cursor`` until it is null)."""
     await _webhook(store, webhook_id)
-    rows = await run_in_threadpool(webhook_store.list_deliveries, store, webhook_id, state,
-                                   limit)
-    return [WebhookDeliveryPublic(**r) for r in rows]
+    try:
+        rows, next_cursor = await run_in_threadpool(
+            lambda: webhook_store.list_deliveries(store, webhook_id, state, limit, cursor))
+    except ValueError as exc:
+        raise invalid("query", "cursor", str(exc)) from None
+    return WebhookDeliveryPage(items=[WebhookDeliveryPublic(**r) for r in rows],
+                               next_cursor=next_cursor)
 
 
 @router.post("/{webhook_id}/deliveries/{delivery_id}/retry",

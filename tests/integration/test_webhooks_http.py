@@ -173,7 +173,7 @@ def test_a_failing_receiver_gets_the_delivery_after_retries(
     # try 1 fails; 10 s backoff; try 2 fails; 15 s (the cap, not 20); try 3 succeeds.
     assert run(dispatcher, clock, [0, 0, 9.999, 0.001, 14.999, 0.001, 3600]) == [
         1, 0, 0, 1, 0, 1, 0]
-    (row,) = ws.list_deliveries(store, webhook["id"])
+    (row,) = ws.list_deliveries(store, webhook["id"])[0]
     assert (row["state"], row["attempts"], row["last_status_code"], row["last_error"],
             row["delivered_at"]) == ("delivered", 3, 204, None, NOW_MS + 25_000)
     assert [r.verified for r in receiver.requests] == ["ok"] * 3
@@ -203,7 +203,7 @@ def test_an_always_failing_receiver_ends_in_the_dead_letter_list(
     store.upsert_alert(alert())
     dispatcher, clock = dispatcher_for(store, receiver, webhook_max_attempts=3)
     assert run(dispatcher, clock, [0, 10, 15, 15, 3600]) == [1, 1, 1, 0, 0]
-    (dead,) = ws.list_deliveries(store, webhook["id"], "dead")
+    (dead,) = ws.list_deliveries(store, webhook["id"], "dead")[0]
     assert (dead["attempts"], dead["last_status_code"], dead["last_error"]) == (
         3, 500, "HTTP 500: boom")
     assert len(receiver.requests) == 3 and dispatcher.dead_total == 1
@@ -212,7 +212,7 @@ def test_an_always_failing_receiver_ends_in_the_dead_letter_list(
     receiver.always_fail = False
     ws.retry_delivery(store, webhook["id"], dead["id"], clock.ms)
     assert run(dispatcher, clock, [0, 0]) == [1, 0]
-    (row,) = ws.list_deliveries(store, webhook["id"])
+    (row,) = ws.list_deliveries(store, webhook["id"])[0]
     assert (row["state"], row["attempts"]) == ("delivered", 1)
     assert len(receiver.requests) == 4 and receiver.requests[-1].verified == "ok"
 
@@ -239,8 +239,8 @@ def test_unreachable_and_slow_receivers_are_failures(tmp_path: Path, receiver: R
     dispatcher, clock = dispatcher_for(store, receiver, webhook_timeout_s=0.2,
                                        webhook_lease_s=1)
     assert run(dispatcher, clock, [0]) == [2]
-    (a,) = ws.list_deliveries(store, refused["id"])
-    (b,) = ws.list_deliveries(store, slow["id"])
+    (a,) = ws.list_deliveries(store, refused["id"])[0]
+    (b,) = ws.list_deliveries(store, slow["id"])[0]
     assert a["state"] == b["state"] == "pending" and a["attempts"] == b["attempts"] == 1
     assert a["last_status_code"] is None and a["last_error"].startswith("ConnectError")
     assert b["last_status_code"] is None and b["last_error"] == "timed out after 0.2 s"
@@ -278,6 +278,13 @@ def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 20) -> Any:
         time.sleep(0.05)
 
 
+def items(url: str, headers: dict[str, str], **params: str) -> list[dict[str, Any]]:
+    resp = httpx.get(url, headers=headers, params=params)
+    assert resp.status_code == 200, resp.text
+    page: list[dict[str, Any]] = resp.json()["items"]
+    return page
+
+
 def is_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
@@ -306,8 +313,7 @@ def test_webhook_lifecycle_over_http(api: str, api_store: Store, receiver: Recei
 
     api_store.upsert_alert(alert())  # the worker's write; the API's dispatcher sends it
     deliveries = f"{api}/webhooks/{created['id']}/deliveries"
-    (row,) = wait_for(lambda: httpx.get(deliveries, headers=admin,
-                                        params={"state": "delivered"}).json(), "delivery")
+    (row,) = wait_for(lambda: items(deliveries, admin, state="delivered"), "delivery")
     assert (row["attempts"], row["last_status_code"], row["event_type"]) == (
         2, 204, "alert.created")
     assert [r.verified for r in receiver.requests] == ["ok", "ok"]  # real clock, real secret
@@ -316,7 +322,7 @@ def test_webhook_lifecycle_over_http(api: str, api_store: Store, receiver: Recei
     paused = httpx.post(f"{api}/webhooks/{created['id']}/pause", headers=admin).json()
     assert paused["state"] == "paused"
     api_store.upsert_alert(alert(last_seen=2000, status="resolved"))
-    assert len(httpx.get(deliveries, headers=admin).json()) == 1  # nothing queued meanwhile
+    assert len(items(deliveries, admin)) == 1  # nothing queued while paused
     resumed = httpx.post(f"{api}/webhooks/{created['id']}/resume", headers=admin).json()
     assert resumed["state"] == "active"
 
@@ -338,8 +344,7 @@ def test_dead_letters_are_listed_and_retried_over_http(api: str, api_store: Stor
     receiver.always_fail = True
     api_store.upsert_alert(alert())
     deliveries = f"{api}/webhooks/{created['id']}/deliveries"
-    (dead,) = wait_for(lambda: httpx.get(deliveries, headers=admin,
-                                         params={"state": "dead"}).json(), "dead letter")
+    (dead,) = wait_for(lambda: items(deliveries, admin, state="dead"), "dead letter")
     assert (dead["attempts"], dead["last_status_code"], dead["last_error"]) == (
         2, 500, "HTTP 500: boom")
     assert len(receiver.requests) == 2
@@ -349,11 +354,13 @@ def test_dead_letters_are_listed_and_retried_over_http(api: str, api_store: Stor
     resp = httpx.post(retry, headers=admin)
     assert resp.status_code == 200, resp.text
     assert (resp.json()["state"], resp.json()["attempts"]) == ("pending", 0)
-    (row,) = wait_for(lambda: httpx.get(deliveries, headers=admin,
-                                        params={"state": "delivered"}).json(), "re-delivery")
+    (row,) = wait_for(lambda: items(deliveries, admin, state="delivered"), "re-delivery")
     assert row["id"] == dead["id"] and row["attempts"] == 1
     assert [r.verified for r in receiver.requests] == ["ok"] * 3
-    assert httpx.get(deliveries, headers=admin, params={"state": "dead"}).json() == []
+    assert httpx.get(deliveries, headers=admin, params={"state": "dead"}).json() == {
+        "items": [], "next_cursor": None}
+    bad_cursor = is_problem(httpx.get(deliveries, headers=admin, params={"cursor": "x"}), 422)
+    assert bad_cursor["errors"][0]["loc"] == ["query", "cursor"]
 
     conflict = is_problem(httpx.post(retry, headers=admin), 409)
     assert "is delivered; only dead deliveries can be retried" in conflict["detail"]
@@ -403,10 +410,10 @@ def test_every_webhook_endpoint_is_admin_only(api: str, api_store: Store) -> Non
                                 events=["*"], description="", created_by="t", now_ms=0)
     ws.set_webhook_state(api_store, webhook["id"], "paused")
     api_store.upsert_alert(alert())
-    assert ws.list_deliveries(api_store, webhook["id"]) == []  # paused: none queued
+    assert ws.list_deliveries(api_store, webhook["id"])[0] == []  # paused: none queued
     ws.set_webhook_state(api_store, webhook["id"], "active")
     api_store.upsert_alert(alert(last_seen=2000, severity="critical"))
-    (delivery,) = ws.list_deliveries(api_store, webhook["id"])
+    (delivery,) = ws.list_deliveries(api_store, webhook["id"])[0]
     weak = {role: headers_for(api_store, role) for role in ("viewer", "agent", "ota_manager")}
     for method, template, body in ENDPOINTS:
         path = template.format(id=webhook["id"], delivery=delivery["id"])
@@ -432,3 +439,16 @@ def test_the_webhook_api_is_documented(api: str) -> None:
     assert "webhooks" in {t["name"] for t in spec["tags"]}
     created = spec["paths"]["/webhooks"]["post"]["responses"]["201"]
     assert created["content"]["application/json"]["schema"]["$ref"].endswith("WebhookCreated")
+
+
+def test_delivered_deliveries_are_forgotten_after_the_retention(store: Store,
+                                                                receiver: Receiver) -> None:
+    webhook = register(store, receiver)
+    store.upsert_alert(alert())
+    dispatcher, clock = dispatcher_for(store, receiver, webhook_retention_days=7)
+    assert run(dispatcher, clock, [0]) == [1]
+    clock.advance(7 * 86_400)
+    assert asyncio.run(dispatcher.prune()) == 0  # exactly 7 days: kept
+    clock.advance(0.001)
+    assert asyncio.run(dispatcher.prune()) == 1
+    assert ws.list_deliveries(store, webhook["id"]) == ([], None)

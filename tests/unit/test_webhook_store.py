@@ -34,7 +34,7 @@ def hook(store: Store, events: list[str] | None = None, **over: Any) -> dict[str
 
 def deliveries(store: Store, webhook: dict[str, Any], state: str | None = None) -> list[
         dict[str, Any]]:
-    return ws.list_deliveries(store, webhook["id"], state)
+    return ws.list_deliveries(store, webhook["id"], state)[0]
 
 
 # ---------------------------------------------------------------------------- the outbox
@@ -226,3 +226,42 @@ def test_only_dead_deliveries_can_be_retried(store: Store) -> None:
     assert retried["last_error"] == "ConnectError"  # kept until the next try says otherwise
     assert ws.claim_due(store, 1999, LEASE_MS, 10) == []
     assert [r["id"] for r in ws.claim_due(store, 2000, LEASE_MS, 10)] == [dead["id"]]
+
+
+def test_delivery_pages_are_complete_and_stable(store: Store) -> None:
+    webhook = hook(store)
+    with store._write() as conn:
+        for at in (5, 3, 3, 9, 1, 3, 7):
+            ws.enqueue(conn, "alert.updated", {"at": at}, at=at)
+    everything, cursor = ws.list_deliveries(store, webhook["id"], limit=100)
+    assert cursor is None and [r["created_at"] for r in everything] == [9, 7, 5, 3, 3, 3, 1]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = ws.list_deliveries(store, webhook["id"], limit=3, cursor=cursor)
+        seen += [r["id"] for r in page]
+        if len(seen) == 3:  # a newer event arrives between pages: later pages are unmoved
+            with store._write() as conn:
+                ws.enqueue(conn, "alert.updated", {"at": 10}, at=10)
+        if cursor is None:
+            break
+    assert seen == [r["id"] for r in everything]
+    with pytest.raises(ValueError, match="cursor"):
+        ws.list_deliveries(store, webhook["id"], cursor="not-a-cursor")
+
+
+def test_old_delivered_deliveries_are_pruned_dead_ones_stay(store: Store) -> None:
+    webhook = hook(store)
+    with store._write() as conn:
+        for i in range(3):
+            ws.enqueue(conn, "alert.created", {"i": i}, at=i)
+    a, b, c = ws.claim_due(store, 1000, LEASE_MS, 10)
+    ws.record_attempt(store, a["id"], a["lease"], delivered=True, status_code=200, error=None,
+                      now_ms=1000, retry_at=None)
+    ws.record_attempt(store, b["id"], b["lease"], delivered=True, status_code=200, error=None,
+                      now_ms=5000, retry_at=None)
+    ws.record_attempt(store, c["id"], c["lease"], delivered=False, status_code=500,
+                      error="HTTP 500", now_ms=1000, retry_at=None)
+    assert ws.prune_delivered(store, 5000) == 1
+    assert {(r["id"], r["state"]) for r in deliveries(store, webhook)} == {
+        (b["id"], "delivered"), (c["id"], "dead")}
