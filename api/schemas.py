@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 Severity = Literal["info", "warning", "critical"]
 AlertStatus = Literal["open", "resolved"]
@@ -114,6 +114,13 @@ class WebhookCreate(BaseModel):
                     "alert.superseded, case.<change>), families ('alert.*', 'case.*') or '*'",
         examples=[["alert.*"]])
     description: str = Field("", max_length=500)
+
+    @field_validator("description")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        if "\x00" in v:  # PostgreSQL text cannot hold NUL
+            raise ValueError("must not contain NUL characters")
+        return v
 
 
 class WebhookPublic(BaseModel):

@@ -129,7 +129,8 @@ class Dispatcher:
                 error = f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}"
         except TimeoutError:
             error = f"timed out after {self.settings.webhook_timeout_s} s"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is a failed try, never a
+            # stuck lease: httpx.HTTPError mostly, but e.g. InvalidURL is not one of those
             error = f"{type(exc).__name__}: {exc}"[:500]
         await self._record(row, attempt, status, error)
 

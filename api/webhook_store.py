@@ -40,6 +40,15 @@ DELIVERY_STATES = ("pending", "delivered", "dead")
 _PUBLIC = [c for c in webhooks.c if c.name != "secret"]
 
 
+def _is_id(value: str) -> bool:
+    """Could this be one of our uuid ids? Anything else cannot exist, so lookups answer
+    "not found" without asking the database (which refuses, e.g., NUL characters)."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
 class DeliveryStateError(ValueError):
     """The delivery is not in a state that allows the operation (a 409)."""
 
@@ -100,6 +109,8 @@ def list_webhooks(store: Store) -> list[dict[str, Any]]:
 
 
 def get_webhook(store: Store, webhook_id: str) -> dict[str, Any] | None:
+    if not _is_id(webhook_id):
+        return None
     with store.engine.connect() as conn:
         row = conn.execute(select(*_PUBLIC).where(webhooks.c.id == webhook_id)).mappings().first()
     return dict(row) if row else None
@@ -110,6 +121,8 @@ def set_webhook_state(store: Store, webhook_id: str, state: str) -> dict[str, An
     webhook wait (they go out after resume); events while paused are not recorded for it."""
     if state not in WEBHOOK_STATES:
         raise ValueError(f"state must be one of {', '.join(WEBHOOK_STATES)}")
+    if not _is_id(webhook_id):
+        return None
     with store._write() as conn:
         done = conn.execute(update(webhooks).where(webhooks.c.id == webhook_id)
                             .values(state=state)).rowcount
@@ -121,6 +134,8 @@ def set_webhook_state(store: Store, webhook_id: str, state: str) -> dict[str, An
 
 def delete_webhook(store: Store, webhook_id: str) -> bool:
     """Delete a webhook and its deliveries (also on SQLite, which ignores the cascade)."""
+    if not _is_id(webhook_id):
+        return False
     with store._write() as conn:
         conn.execute(delete(webhook_deliveries)
                      .where(webhook_deliveries.c.webhook_id == webhook_id))
@@ -145,6 +160,8 @@ def list_deliveries(store: Store, webhook_id: str, state: str | None = None,
 
     if limit < 1:
         raise ValueError("limit must be at least 1")
+    if not _is_id(webhook_id):
+        return [], None
     d = webhook_deliveries.c
     query = select(webhook_deliveries).where(d.webhook_id == webhook_id)
     if state is not None:
@@ -163,6 +180,8 @@ def list_deliveries(store: Store, webhook_id: str, state: str | None = None,
 
 
 def get_delivery(store: Store, webhook_id: str, delivery_id: str) -> dict[str, Any] | None:
+    if not (_is_id(webhook_id) and _is_id(delivery_id)):
+        return None
     with store.engine.connect() as conn:
         row = conn.execute(select(webhook_deliveries).where(
             webhook_deliveries.c.id == delivery_id,
@@ -175,6 +194,8 @@ def retry_delivery(store: Store, webhook_id: str, delivery_id: str,
     """Put a dead delivery back to pending with a fresh set of tries, due now.
 
     None when there is no such delivery; DeliveryStateError when it is not dead."""
+    if not (_is_id(webhook_id) and _is_id(delivery_id)):
+        return None
     with store._write() as conn:
         done = conn.execute(update(webhook_deliveries).where(
             webhook_deliveries.c.id == delivery_id,

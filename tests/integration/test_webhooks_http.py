@@ -331,6 +331,7 @@ def test_webhook_lifecycle_over_http(api: str, api_store: Store, receiver: Recei
     is_problem(httpx.delete(f"{api}/webhooks/{created['id']}", headers=admin), 404)
     is_problem(httpx.get(deliveries, headers=admin), 404)
     is_problem(httpx.post(f"{api}/webhooks/nope/pause", headers=admin), 404)
+    is_problem(httpx.get(f"{api}/webhooks/a%00b", headers=admin), 404)
     assert httpx.get(f"{api}/webhooks", headers=admin).json() == []
     assert created["secret"] not in caplog.text  # shown once, never logged
 
@@ -379,6 +380,8 @@ def test_dead_letters_are_listed_and_retried_over_http(api: str, api_store: Stor
      "unknown event family"),
     ({"url": "https://crm.example.com/h", "events": []}, "events", "at least 1"),
     ({"events": ["alert.*"]}, "url", "Field required"),
+    ({"url": "https://crm.example.com/h", "events": ["*"], "description": "a\x00b"},
+     "description", "NUL"),
 ])
 def test_bad_registrations_are_precise_422s(api_store: Store, tmp_path: Path,
                                             body: dict[str, Any], field: str,

@@ -265,3 +265,18 @@ def test_old_delivered_deliveries_are_pruned_dead_ones_stay(store: Store) -> Non
     assert ws.prune_delivered(store, 5000) == 1
     assert {(r["id"], r["state"]) for r in deliveries(store, webhook)} == {
         (b["id"], "delivered"), (c["id"], "dead")}
+
+
+@pytest.mark.parametrize("bad_id", ["nope", "a\x00b", "A" * 36, "", "é"])
+def test_ids_that_cannot_exist_are_not_found(store: Store, bad_id: str) -> None:
+    """Not even asked of the database (PostgreSQL refuses NUL in text)."""
+    webhook = hook(store)
+    store.upsert_alert(alert())
+    (delivery,) = deliveries(store, webhook)
+    assert ws.get_webhook(store, bad_id) is None
+    assert ws.set_webhook_state(store, bad_id, "paused") is None
+    assert ws.delete_webhook(store, bad_id) is False
+    assert ws.list_deliveries(store, bad_id) == ([], None)
+    assert ws.retry_delivery(store, webhook["id"], bad_id, 1) is None
+    assert ws.retry_delivery(store, bad_id, delivery["id"], 1) is None
+    assert ws.get_delivery(store, webhook["id"], delivery["id"]) is not None
