@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +17,8 @@ from api import problems
 from api.auth import RateLimiter
 from api.keys import KeyStore
 from api.limits import BodySizeLimit
-from api.routes import alerts, health, keys, vehicles, webhooks
+from api.metrics import ServiceReports
+from api.routes import alerts, health, keys, metrics, vehicles, webhooks
 from api.store import Store
 from api.webhook_dispatch import Dispatcher
 from ownercare.settings import ApiSettings, mask_url
@@ -26,6 +29,7 @@ TAGS = [
     {"name": "alerts", "description": "Proactive-care alerts with their evidence, and a live "
                                       "stream of alert changes (server-sent events)."},
     {"name": "vehicles", "description": "The latest known state of a vehicle."},
+    {"name": "metrics", "description": "Prometheus metrics of the whole service."},
     {"name": "keys", "description": "API keys and their roles (admin only)."},
     {"name": "webhooks", "description": "Signed HTTPS callbacks for alert and case events, "
                                         "retried with backoff, with a dead-letter list "
@@ -42,10 +46,15 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     store = store or Store(settings.effective_database_url)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("api_start database=%s kafka=%s", mask_url(store.url), settings.kafka_bootstrap)
+        follower = asyncio.create_task(app.state.service_reports.follow(),
+                                       name="service-reports")
         async with dispatcher.running():  # webhook deliveries, until shutdown
             yield
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
         if owned:
             store.close()
         log.info("api_stop")
@@ -63,6 +72,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.state.settings = settings
     app.state.store = store
     app.state.keys = KeyStore(store)
+    app.state.service_reports = ServiceReports(settings.kafka_bootstrap)
     app.state.webhook_dispatcher = dispatcher = Dispatcher(store, settings)
     app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_s,
                                          settings.api_rate_limit_burst)
@@ -75,6 +85,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.include_router(alerts.router)
     app.include_router(keys.router)
     app.include_router(vehicles.router)
+    app.include_router(metrics.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

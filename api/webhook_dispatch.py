@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import httpx
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from api import webhook_store, webhooks
 from api.store import Store
@@ -181,3 +182,27 @@ class Dispatcher:
             self.dead_total += 1
             log.error("webhook_delivery_dead id=%s webhook=%s type=%s attempts=%s", row["id"],
                       row["webhook_id"], row["event_type"], attempt)
+
+    # ------------------------------------------------------------------ metrics
+
+    def metrics(self) -> list[Metric]:
+        """For ``GET /metrics`` (blocking: a database query). Deliveries by webhook and
+        state are the database's (all replicas); the counters are this process's."""
+        deliveries = GaugeMetricFamily(
+            "ownercare_webhook_deliveries", "webhook deliveries by state (dead = dead letters)",
+            labels=["webhook_id", "state"])
+        for (webhook_id, state), n in sorted(webhook_store.delivery_counts(self.store).items()):
+            deliveries.add_metric([webhook_id, state], n)
+        counters = [
+            ("ownercare_webhook_failed_attempts", "webhook delivery attempts that failed",
+             self.failed_attempts_total),
+            ("ownercare_webhook_delivered", "webhook deliveries delivered", self.delivered_total),
+            ("ownercare_webhook_dead", "webhook deliveries that went dead after the last try",
+             self.dead_total),
+        ]
+        families: list[Metric] = [deliveries]
+        for name, help_text, value in counters:
+            family = CounterMetricFamily(name, help_text)
+            family.add_metric([], value)
+            families.append(family)
+        return families

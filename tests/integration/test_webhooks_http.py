@@ -363,6 +363,14 @@ def test_dead_letters_are_listed_and_retried_over_http(api: str, api_store: Stor
     bad_cursor = is_problem(httpx.get(deliveries, headers=admin, params={"cursor": "x"}), 422)
     assert bad_cursor["errors"][0]["loc"] == ["query", "cursor"]
 
+    metrics = httpx.get(f"{api}/metrics", headers=headers_for(api_store, "viewer"), timeout=30)
+    assert metrics.status_code == 200, metrics.text
+    assert (f'ownercare_webhook_deliveries{{state="delivered",webhook_id="{created["id"]}"}} '
+            "1.0") in metrics.text
+    assert "ownercare_webhook_failed_attempts_total 2.0" in metrics.text
+    assert "ownercare_webhook_dead_total 1.0" in metrics.text
+    assert "ownercare_webhook_delivered_total 1.0" in metrics.text
+
     conflict = is_problem(httpx.post(retry, headers=admin), 409)
     assert "is delivered; only dead deliveries can be retried" in conflict["detail"]
     is_problem(httpx.post(f"{deliveries}/nope/retry", headers=admin), 404)
