@@ -463,3 +463,37 @@ def test_delivered_deliveries_are_forgotten_after_the_retention(store: Store,
     clock.advance(0.001)
     assert asyncio.run(dispatcher.prune()) == 1
     assert ws.list_deliveries(store, webhook["id"]) == ([], None)
+
+
+def test_the_polling_loop_follows_the_retry_schedule(store: Store, receiver: Receiver) -> None:
+    """The loop as the API runs it, with the sleep injected: it polls every webhook_poll_s
+    of (fake) time and sends each try when it falls due, not before."""
+    register(store, receiver)
+    receiver.fail_first = 2
+    store.upsert_alert(alert())
+    clock = FakeClock(NOW_MS)
+    receiver.now = clock
+    done = asyncio.Event()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+        if clock.ms >= NOW_MS + 60_000:
+            done.set()
+        await asyncio.sleep(0)
+
+    config = WebhookSettings(webhook_poll_s=1, webhook_backoff_base_s=10,
+                             webhook_backoff_cap_s=15, webhook_timeout_s=5, webhook_lease_s=30)
+    dispatcher = Dispatcher(store, config, clock=clock, sleep=sleep)
+
+    async def scenario() -> None:
+        async with dispatcher.running():
+            await asyncio.wait_for(done.wait(), 60)
+
+    asyncio.run(scenario())
+    assert set(slept) == {1}
+    assert [r.headers["X-Ownercare-Timestamp"] for r in receiver.requests] == [
+        str(NOW_MS // 1000), str(NOW_MS // 1000 + 10), str(NOW_MS // 1000 + 25)]
+    assert [r.verified for r in receiver.requests] == ["ok"] * 3
+    assert dispatcher.delivered_total == 1 and dispatcher.failed_attempts_total == 2
