@@ -81,10 +81,13 @@ class Dispatcher:
     async def _loop(self) -> None:
         next_prune = self.now_ms()
         while True:
-            try:
-                if self.now_ms() >= next_prune:
+            if self.now_ms() >= next_prune:
+                next_prune = self.now_ms() + PRUNE_EVERY_MS
+                try:
                     await self.prune()
-                    next_prune = self.now_ms() + PRUNE_EVERY_MS
+                except Exception as exc:  # housekeeping: never in the way of deliveries
+                    log.warning("webhook_prune_failed error=%r", exc)
+            try:
                 sent = await self.run_once()
             except Exception as exc:  # a database restart must not end webhook delivery
                 log.warning("webhook_dispatch_poll_failed error=%r", exc)
