@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import math
 import re
+from typing import Any
 
 import orjson
 import pytest
@@ -207,3 +208,23 @@ def test_backoff_schedule() -> None:
     assert [backoff_s(n, 30, 600) for n in range(1, 8)] == [30, 60, 120, 240, 480, 600, 600]
     with pytest.raises(ValueError):
         backoff_s(0, 30, 600)
+
+
+def test_the_readme_receiver_example_verifies_what_ownercare_signs() -> None:
+    """The README's receiver code, run as written against a real signed delivery."""
+    import time
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Webhooks"):]
+    code = section[section.index("```python") + len("```python"):]
+    code = code[:code.index("```")]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md#webhooks", "exec"), namespace)  # noqa: S102
+    secret = namespace["SECRET"]
+    payload = webhooks.body("e-1", "alert.created", 1, {"change": "created"})
+    signed = webhooks.headers(secret, event_type="alert.created", delivery_id="d-1",
+                              timestamp=int(time.time()), payload=payload)
+    assert namespace["verify"](signed, payload)["id"] == "e-1"
+    with pytest.raises(ValueError, match="bad signature"):
+        namespace["verify"](signed, payload.replace(b"created", b"resolved"))
