@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from api import problems
 from api.auth import RateLimiter
 from api.keys import KeyStore
-from api.limits import BodySizeLimit
+from api.limits import BodySizeLimit, no_nul_characters
 from api.metrics import ServiceReports
 from api.routes import (
     alerts,
@@ -25,6 +25,7 @@ from api.routes import (
     health,
     keys,
     metrics,
+    ota,
     vehicles,
     webhooks,
 )
@@ -49,6 +50,8 @@ TAGS = [
     {"name": "webhooks", "description": "Signed HTTPS callbacks for alert and case events, "
                                         "retried with backoff, with a dead-letter list "
                                         "(admin only)."},
+    {"name": "ota", "description": "Over-the-air updates: signed releases, health-gated "
+                                   "campaigns in waves, progress, why cars wait."},
     {"name": "health", "description": "Liveness and readiness probes (no key needed)."},
 ]
 
@@ -83,6 +86,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
                     "allows it. Errors are RFC 9457 `application/problem+json`.",
         openapi_tags=TAGS,
         lifespan=lifespan,
+        dependencies=[Depends(no_nul_characters)],
     )
     app.state.settings = settings
     app.state.store = store
@@ -104,6 +108,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.include_router(fleet.router)
     app.include_router(metrics.router)
     app.include_router(webhooks.router)
+    app.include_router(ota.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

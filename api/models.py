@@ -191,3 +191,61 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
     Index("ix_webhook_deliveries_list", "webhook_id", "state", "created_at"),
 )
+
+
+# ---------------------------------------------------------------------------- OTA
+# Releases, campaigns and per-vehicle actions (ota/). Statuses are stored by name; campaign
+# and action timestamps are event time (the fleet's clock, which the engine runs on); the
+# created_at of a release or campaign is wall clock (a staff action).
+
+ota_releases = Table(
+    "ota_releases",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("component", String(64), nullable=False),
+    Column("artifact_url", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("notes", Text, nullable=False),
+    Column("rollback", Boolean, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Index("ux_ota_releases_version", "component", "version", unique=True),
+)
+
+ota_campaigns = Table(
+    "ota_campaigns",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("release_id", String(36), ForeignKey("ota_releases.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    # Waves, window, gate policy, soak, retries, targets: the campaign as created (JSON).
+    Column("config", JSON, nullable=False),
+    Column("current_wave", Integer, nullable=False),
+    Column("wave_succeeded_at", BigInteger, nullable=True),
+    Column("pause_reason", String(64), nullable=True),
+    Column("pause_evidence", JSON, nullable=False),
+    Column("events", JSON, nullable=False),  # the campaign's own log (started, paused, ...)
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+ota_actions = Table(
+    "ota_actions",
+    metadata,
+    Column("campaign_id", String(36), ForeignKey("ota_campaigns.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("vin", String(17), primary_key=True),
+    Column("wave", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("history", JSON, nullable=False),
+    # Why the car was not offered the update at the last engine step (null: not waiting).
+    Column("waiting", JSON(none_as_null=True), nullable=True),
+    Index("ix_ota_actions_vin", "vin"),
+)

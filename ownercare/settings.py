@@ -112,6 +112,18 @@ class WorkerSettings(KafkaSettings, DatabaseSettings):
     latest_flush_s: float = Field(
         5.0, ge=0.05, le=300,
         description="How often the latest signal values (vehicle view) are written, seconds.")
+    ota_signing_key: str = Field(
+        "", description="PEM file of the ed25519 key that signs OTA manifests "
+        "(`ownercare ota keygen`); empty = the worker runs no OTA campaigns.")
+    ota_step_s: float = Field(10.0, ge=0.1, le=3600,
+                              description="How often the OTA engine steps, seconds.")
+
+    @field_validator("ota_signing_key")
+    @classmethod
+    def _signing_key(cls, v: str) -> str:
+        if v and not Path(v).is_file():
+            raise ValueError(f"OWNERCARE_OTA_SIGNING_KEY: no such file {v!r}")
+        return v
 
 
 class WebhookSettings(CommonSettings):
