@@ -30,7 +30,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     closes it on shutdown; a store passed in belongs to the caller."""
     settings = settings or ApiSettings()
     owned = store is None
-    store = store or Store(settings.effective_database_url)
+    store = store or Store(settings.effective_database_url, case_sla_hours=settings.case_sla)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
