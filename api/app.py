@@ -8,10 +8,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from api import problems
-from api.routes import alerts, health, vehicles
+from api.auth import RateLimiter
+from api.keys import KeyStore
+from api.limits import BodySizeLimit
+from api.routes import alerts, health, keys, vehicles
 from api.store import Store
 from ownercare.settings import ApiSettings, mask_url
 
@@ -21,7 +25,8 @@ TAGS = [
     {"name": "alerts", "description": "Proactive-care alerts with their evidence, and a live "
                                       "stream of alert changes (server-sent events)."},
     {"name": "vehicles", "description": "The latest known state of a vehicle."},
-    {"name": "health", "description": "Liveness and readiness probes."},
+    {"name": "keys", "description": "API keys and their roles (admin only)."},
+    {"name": "health", "description": "Liveness and readiness probes (no key needed)."},
 ]
 
 
@@ -44,15 +49,25 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
         title="ownercare API",
         version="0.1.0",
         description="For owner-experience (customer-care) staff: proactive-care alerts with "
-                    "evidence, vehicle health, a live alert stream. Errors are RFC 9457 "
-                    "`application/problem+json`.",
+                    "evidence, vehicle health, a live alert stream. Every endpoint except "
+                    "/health needs an API key (`Authorization: Bearer <key>`) whose role "
+                    "allows it. Errors are RFC 9457 `application/problem+json`.",
         openapi_tags=TAGS,
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.keys = KeyStore(store)
+    app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_s,
+                                         settings.api_rate_limit_burst)
     problems.install(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["*"], allow_headers=["*"],
+                           expose_headers=["Retry-After"])
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.include_router(alerts.router)
+    app.include_router(keys.router)
     app.include_router(vehicles.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -75,6 +90,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     if schema.get("$ref", "").endswith("/HTTPValidationError"):
                         schema = problem_ref
                     response["content"] = {problems.MEDIA_TYPE: {"schema": schema}, **content}
+    spec.setdefault("components", {}).setdefault("securitySchemes", {})["apiKey"] = {
+        "type": "http", "scheme": "bearer",
+        "description": "an ownercare API key (`ownercare keys create`)"}
+    for route_path, path in spec.get("paths", {}).items():
+        if not route_path.startswith("/health"):
+            for operation in path.values():
+                operation["security"] = [{"apiKey": []}]
+                for code, why in (("401", "No valid API key"), ("403", "The key's role may "
+                                  "not do this"), ("429", "Rate limit of the key exceeded")):
+                    operation["responses"].setdefault(code, {
+                        "description": why,
+                        "content": {problems.MEDIA_TYPE: {"schema": problem_ref}}})
     schemas = spec.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)

@@ -84,6 +84,20 @@ latest_signals = Table(
     Column("ts", BigInteger, nullable=False),
 )
 
+# ---------------------------------------------------------------------------- API keys
+# A key is shown once at creation as "oc_<id>_<secret>"; only SHA-256(secret) is kept. The
+# secret is 256 random bits, so a fast hash is enough (no password stretching needed).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # wall clock, epoch ms
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
 
 # ---------------------------------------------------------------------------- care cases
 # Every alert belongs to exactly one case of its asset (``case_alerts``). Staff work a case

@@ -75,3 +75,25 @@ class ReadinessProblem(Problem):
     """503 from /health/ready: a problem document that also carries every check's result."""
 
     checks: dict[str, CheckPublic]
+
+
+Role = Literal["viewer", "agent", "ota_manager", "admin"]
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._@-]*$",
+                      description="who or what uses the key; shown in audit trails")
+    role: Role
+
+
+class ApiKeyPublic(BaseModel):
+    id: str
+    name: str
+    role: Role
+    created_at: int = Field(description="wall-clock epoch ms")
+    revoked_at: int | None = None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="the full key: shown only in this response")
+    created_by: str

@@ -209,9 +209,14 @@ class Bench:
         settings = RunSettings(**overrides)
         protocol = self.args.mqtt_protocol
         self.stack = BenchStack(settings, embedded.free_port(), protocol)
+        from api.keys import KeyStore
         from api.store import Store
 
-        Store(settings.effective_database_url)
+        store = Store(settings.effective_database_url)
+        try:  # the SSE watcher needs a key; the bench's database is its own, so is the key
+            _row, self.stack.api_key = KeyStore(store).create("ownercare-bench", "viewer")
+        finally:
+            store.close()
         self.stack.log_dir.mkdir(parents=True, exist_ok=True)
         self.stack.tansu = embedded.start_tansu(settings.kafka_port, self.log_dir / "tansu.log")
         self.stack.spawn("worker", ["worker"])
@@ -261,10 +266,10 @@ class Bench:
     def watch_alerts(self) -> None:
         """Record when each vehicle's first alert becomes readable on the API's SSE stream."""
         assert self.stack is not None
-        url = f"{self.stack.api_url}/alerts/stream"
+        request = self.stack.api_request("/alerts/stream")
         while not self._stop_sse.is_set():
             try:
-                with urllib.request.urlopen(url, timeout=30) as resp:
+                with urllib.request.urlopen(request, timeout=30) as resp:
                     for line in resp:
                         if self._stop_sse.is_set():
                             return

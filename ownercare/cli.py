@@ -1,5 +1,5 @@
 """``ownercare`` command line: run | bridge | worker | api | archive | simulate | backtest |
-bench | config.
+bench | keys | config.
 
 Each service reads its settings from ``OWNERCARE_*`` variables (see README); invalid settings
 or arguments exit with status 2 and a message naming the variable or flag.
@@ -120,6 +120,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_stack(settings, args)
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """API keys in the database of OWNERCARE_DATABASE_URL: create (shown once), list, revoke."""
+    from api.keys import KeyStore, check_name
+    from api.store import Store
+
+    settings = cfg.DatabaseSettings()
+    if args.action == "create":
+        try:
+            check_name(args.name)
+        except ValueError as exc:
+            print(f"ownercare keys create: --name: {exc}", file=sys.stderr)
+            return 2
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.effective_database_url)
+    try:
+        keys = KeyStore(store)
+        if args.action == "create":
+            row, key = keys.create(args.name, args.role)
+            print(key)
+            print(f"created key {row['id']} ({row['role']}) named {row['name']!r}; the key above "
+                  "is shown only now: store it safely", file=sys.stderr)
+        elif args.action == "list":
+            for row in keys.list():
+                state = "revoked" if row["revoked_at"] is not None else "active"
+                print(f"{row['id']}  {row['role']:<11}  {state:<7}  {row['name']}")
+        else:
+            if keys.revoke(args.key_id) is None:
+                print(f"ownercare keys revoke: no API key with id {args.key_id!r}",
+                      file=sys.stderr)
+                return 1
+            print(f"revoked {args.key_id}", file=sys.stderr)
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the effective settings of a service, secrets masked."""
     kinds = {"bridge": cfg.BridgeSettings, "worker": cfg.WorkerSettings, "api": cfg.ApiSettings,
@@ -181,6 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_module.add_arguments(bench)
     bench.set_defaults(func=bench_module.run)
+
+    keys = sub.add_parser("keys", help="API keys for the staff API (OWNERCARE_DATABASE_URL)")
+    keys_sub = keys.add_subparsers(dest="action", required=True, metavar="create|list|revoke")
+    create = keys_sub.add_parser("create", help="create a key; prints it once, on stdout")
+    create.add_argument("--role", required=True, choices=["viewer", "agent", "ota_manager",
+                                                          "admin"])
+    create.add_argument("--name", required=True, help="who uses it (shown in audit trails)")
+    keys_sub.add_parser("list", help="list keys (never their secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
 
     conf = sub.add_parser("config", help="print the effective settings (secrets masked)")
     conf.add_argument("service", choices=["bridge", "worker", "api", "archive", "run"])

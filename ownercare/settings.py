@@ -139,6 +139,30 @@ class ApiSettings(KafkaSettings, DatabaseSettings, CaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     api_page_max: int = Field(500, ge=1, le=10_000, description="Largest page size allowed.")
+    api_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="Larger request bodies get 413 before they are read.")
+    api_rate_limit_per_s: float = Field(
+        50.0, ge=0, description="Requests per second per API key on average; 0 = no limit.")
+    api_rate_limit_burst: int = Field(200, ge=1, description="Requests a key may burst.")
+    api_cors_origins: str = Field(
+        "", description="Comma-separated browser origins allowed by CORS, e.g. "
+        "https://console.example.com; empty = no cross-origin access.")
+
+    @field_validator("api_cors_origins")
+    @classmethod
+    def _cors(cls, v: str) -> str:
+        for origin in filter(None, (o.strip() for o in v.split(","))):
+            parts = urlsplit(origin)
+            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname
+                                  or parts.path not in ("", "/")):
+                raise ValueError(f"OWNERCARE_API_CORS_ORIGINS: {origin!r} is not an origin "
+                                 "like https://console.example.com (or *)")
+        return v
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.api_cors_origins.split(",") if o.strip()]
 
 
 class ArchiveSettings(KafkaSettings):

@@ -50,6 +50,8 @@ class Stack:
         self.tansu: subprocess.Popen[bytes] | None = None
         self.broker: object | None = None
         self.stopping = asyncio.Event()
+        self.api_key = ""  # the session's admin key, created at start, revoked at stop
+        self.api_key_id = ""
 
     @property
     def mqtt_url(self) -> str:
@@ -108,10 +110,18 @@ class Stack:
                            (s.kafka_port, "the embedded Kafka broker"), (s.api_port, "the API")):
             embedded.ensure_port_free(port, what)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        # Create the schema once, before the worker and the API both open the database.
+        # Create the schema once, before the worker and the API both open the database, and
+        # the session's admin key (in run.json, so a newcomer can call the API at once).
+        from api.keys import KeyStore
         from api.store import Store
 
-        await asyncio.to_thread(Store, s.effective_database_url)
+        store = await asyncio.to_thread(Store, s.effective_database_url)
+        try:
+            row, self.api_key = await asyncio.to_thread(
+                KeyStore(store).create, f"ownercare-run-{os.getpid()}", "admin")
+            self.api_key_id = row["id"]
+        finally:
+            store.close()
         self.tansu = await asyncio.to_thread(
             embedded.start_tansu, s.kafka_port, self.log_dir / "tansu.log")
         self.broker = await embedded.start_amqtt(s.mqtt_port)
@@ -145,6 +155,11 @@ class Stack:
         raise RuntimeError(f"the bridge did not subscribe within {timeout:.0f} s; "
                            f"see {self.log_dir / 'bridge.log'}")
 
+    def api_request(self, path: str) -> urllib.request.Request:
+        """A request to the API carrying the session's admin key."""
+        return urllib.request.Request(f"{self.api_url}{path}",
+                                      headers={"Authorization": f"Bearer {self.api_key}"})
+
     def wait_for_api(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -169,6 +184,9 @@ class Stack:
         info = {
             "api_url": self.api_url,
             "docs_url": f"{self.api_url}/docs",
+            "api_key": self.api_key,
+            "api_key_note": "an admin key for this session only: revoked when it stops; "
+                            "create lasting keys with `ownercare keys create`",
             "mqtt_url": self.mqtt_url,
             "kafka_url": self.kafka_url,
             "database_url": self.settings.effective_database_url,
@@ -178,12 +196,17 @@ class Stack:
                          for c in self.children},
             "tansu_pid": self.tansu.pid if self.tansu else None,
         }
-        (self.state_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+        path = self.state_dir / "run.json"
+        # It holds an admin key: readable by its owner only, from its first byte on.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(info, indent=2) + "\n")
 
     def announce_new_alerts(self, seen: dict[str, tuple[str, str]]) -> None:
         """Print alerts as they open or change, so a newcomer sees the loop working."""
         try:
-            with urllib.request.urlopen(f"{self.api_url}/alerts?limit=100", timeout=5) as resp:
+            with urllib.request.urlopen(self.api_request("/alerts?limit=100"),
+                                        timeout=5) as resp:
                 page = json.load(resp)
         except (OSError, ValueError):
             return
@@ -226,6 +249,22 @@ class Stack:
             await asyncio.to_thread(embedded.stop_process, self.tansu, 10)
         with contextlib.suppress(FileNotFoundError):
             (self.state_dir / "run.json").unlink()
+        if self.api_key_id:
+            await asyncio.to_thread(self._revoke_session_key)
+
+    def _revoke_session_key(self) -> None:
+        from api.keys import KeyStore
+        from api.store import Store
+
+        try:
+            store = Store(self.settings.effective_database_url)
+        except Exception as exc:  # a broken database must not hide the real exit reason
+            log.warning("session_key_not_revoked id=%s error=%r", self.api_key_id, exc)
+            return
+        try:
+            KeyStore(store).revoke(self.api_key_id)
+        finally:
+            store.close()
 
 
 def tail(path: Path, lines: int = 20) -> str:

@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
+from api.auth import Viewer
 from api.deps import SettingsDep, StoreDep
 from api.problems import invalid
 from api.schemas import AlertPage, AlertPublic, AlertStatus, Problem, Severity
@@ -30,6 +31,7 @@ BATCH = 100  # events read per poll
 def list_alerts(
     store: StoreDep,
     settings: SettingsDep,
+    _who: Viewer,
     vin: Annotated[str | None, Query(max_length=64, description="VIN or charger id")] = None,
     type: Annotated[str | None, Query(max_length=64,  # noqa: A002 - the API's name
                                       description="alert type, e.g. weak_12v_battery")] = None,
@@ -64,6 +66,7 @@ def list_alerts(
 async def stream_alerts(
     request: Request,
     store: StoreDep,
+    _who: Viewer,
     last_event_id: Annotated[str | None, Header(
         description="resume after this event id (EventSource sends it on reconnect)")] = None,
     after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
@@ -119,7 +122,7 @@ async def _events(request: Request, store: Store, position: int) -> AsyncIterato
 
 
 @router.get("/{alert_id}", response_model=AlertPublic, responses={404: {"model": Problem}})
-def get_alert(alert_id: str, store: StoreDep) -> AlertPublic:
+def get_alert(alert_id: str, store: StoreDep, _who: Viewer) -> AlertPublic:
     """One alert with its evidence and recommended action."""
     row = store.get_alert(alert_id)
     if row is None:

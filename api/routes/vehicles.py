@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
+from api.auth import Viewer
 from api.deps import StoreDep
 from api.problems import invalid
 from api.schemas import AlertPublic, Problem, SignalPublic, VehiclePublic
@@ -14,7 +15,7 @@ router = APIRouter(prefix="/vehicles", tags=["vehicles"])
 
 @router.get("/{vin}", response_model=VehiclePublic,
             responses={404: {"model": Problem}, 422: {"model": Problem}})
-def get_vehicle(vin: str, store: StoreDep) -> VehiclePublic:
+def get_vehicle(vin: str, store: StoreDep, _who: Viewer) -> VehiclePublic:
     """Latest value of every signal with its age, and the vehicle's open alerts.
 
     Ages are relative to the fleet's newest event time, not the wall clock, so they stay

@@ -11,43 +11,17 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 
-from api.app import create_app
 from api.routes import alerts as alert_routes
 from api.store import Store
 from ownercare import embedded
 from ownercare.settings import ApiSettings
+from tests.apikit import Server, headers_for
 from tests.unit.test_store import alert
 
 pytestmark = pytest.mark.integration
 VIN = "WCRAAAAAAAAAAAAA1"
 VIN2 = "WCRAAAAAAAAAAAAA2"
-
-
-class Server:
-    """uvicorn serving ``create_app(settings, store)`` on a free port, in a thread."""
-
-    def __init__(self, settings: ApiSettings, store: Store | None = None) -> None:
-        self.port = embedded.free_port()
-        config = uvicorn.Config(create_app(settings, store), host="127.0.0.1", port=self.port,
-                                log_level="warning", timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn failed"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "uvicorn did not stop"
 
 
 @pytest.fixture
@@ -64,6 +38,13 @@ def settings(kafka_url: str, tmp_path: Path) -> ApiSettings:
 def api(store: Store, settings: ApiSettings) -> Iterator[str]:
     with Server(settings, store) as server:
         yield server.url
+
+
+@pytest.fixture
+def http(store: Store) -> Iterator[httpx.Client]:
+    """An HTTP client that presents a viewer key (reading is all these tests do)."""
+    with httpx.Client(headers=headers_for(store, "viewer"), timeout=10) as client:
+        yield client
 
 
 @pytest.fixture
@@ -87,17 +68,17 @@ def is_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- alerts
 
 
-def test_alert_list_detail_and_filters(api: str, store: Store) -> None:
+def test_alert_list_detail_and_filters(api: str, store: Store, http: httpx.Client) -> None:
     store.upsert_alert(alert())
     store.upsert_alert(alert(id="b", asset_id=VIN2, severity="critical",
                              first_seen=2000, last_seen=2000))
     store.upsert_alert(alert(id="c", asset_id=VIN2, type="dtc", status="resolved",
                              first_seen=500, last_seen=1500))
-    page = httpx.get(f"{api}/alerts").json()
+    page = http.get(f"{api}/alerts").json()
     assert [a["id"] for a in page["items"]] == ["b", "c", "a-1"] and page["next_cursor"] is None
 
     def ids(**params: Any) -> list[str]:
-        resp = httpx.get(f"{api}/alerts", params=params)
+        resp = http.get(f"{api}/alerts", params=params)
         assert resp.status_code == 200, resp.text
         return [a["id"] for a in resp.json()["items"]]
 
@@ -107,18 +88,19 @@ def test_alert_list_detail_and_filters(api: str, store: Store) -> None:
     assert ids(type="dtc") == ["c"]
     assert ids(vin=VIN2, status="resolved") == ["c"]
     assert ids(vin="WCRZZZZZZZZZZZZZ9") == []
-    detail = httpx.get(f"{api}/alerts/a-1").json()
+    detail = http.get(f"{api}/alerts/a-1").json()
     assert detail == alert()  # every field, evidence and recommended action included
 
 
-def test_pages_are_complete_while_alerts_arrive(api: str, store: Store) -> None:
+def test_pages_are_complete_while_alerts_arrive(api: str, store: Store,
+                                               http: httpx.Client) -> None:
     for i in range(7):
         store.upsert_alert(alert(id=f"a-{i}", asset_id=f"V{i}", first_seen=i, last_seen=i))
     seen: list[str] = []
     cursor = None
     while True:
         params: dict[str, Any] = {"limit": 3, **({"cursor": cursor} if cursor else {})}
-        page = httpx.get(f"{api}/alerts", params=params).json()
+        page = http.get(f"{api}/alerts", params=params).json()
         seen += [a["id"] for a in page["items"]]
         store.upsert_alert(alert(id=f"new-{len(seen)}", asset_id=f"N{len(seen)}",
                                  first_seen=100 + len(seen), last_seen=100 + len(seen)))
@@ -128,33 +110,33 @@ def test_pages_are_complete_while_alerts_arrive(api: str, store: Store) -> None:
     assert seen == [f"a-{i}" for i in reversed(range(7))]
 
 
-def test_errors_are_problem_json(api: str) -> None:
-    assert "no alert with id 'nope'" in is_problem(httpx.get(f"{api}/alerts/nope"),
+def test_errors_are_problem_json(api: str, http: httpx.Client) -> None:
+    assert "no alert with id 'nope'" in is_problem(http.get(f"{api}/alerts/nope"),
                                                    404)["detail"]
-    is_problem(httpx.get(f"{api}/no/such/route"), 404)
-    not_allowed = is_problem(httpx.post(f"{api}/alerts"), 405)
+    is_problem(http.get(f"{api}/no/such/route"), 404)
+    not_allowed = is_problem(http.post(f"{api}/alerts"), 405)
     assert not_allowed["title"] == "Method Not Allowed"
-    body = is_problem(httpx.get(f"{api}/alerts", params={"severity": "apocalyptic"}), 422)
+    body = is_problem(http.get(f"{api}/alerts", params={"severity": "apocalyptic"}), 422)
     assert body["errors"][0]["loc"] == ["query", "severity"]
     assert body["detail"].startswith("query.severity: ")
-    body = is_problem(httpx.get(f"{api}/alerts", params={"status": "closed"}), 422)
+    body = is_problem(http.get(f"{api}/alerts", params={"status": "closed"}), 422)
     assert body["errors"][0]["loc"] == ["query", "status"]
-    body = is_problem(httpx.get(f"{api}/alerts", params={"limit": 0}), 422)
+    body = is_problem(http.get(f"{api}/alerts", params={"limit": 0}), 422)
     assert body["errors"][0]["loc"] == ["query", "limit"]
-    is_problem(httpx.get(f"{api}/alerts", params={"limit": "many"}), 422)
-    body = is_problem(httpx.get(f"{api}/alerts", params={"limit": 101}), 422)
+    is_problem(http.get(f"{api}/alerts", params={"limit": "many"}), 422)
+    body = is_problem(http.get(f"{api}/alerts", params={"limit": 101}), 422)
     assert body["errors"] == [{"loc": ["query", "limit"], "type": "less_than_equal",
                                "msg": "Input should be less than or equal to 100"}]
-    body = is_problem(httpx.get(f"{api}/alerts", params={"cursor": "garbage"}), 422)
+    body = is_problem(http.get(f"{api}/alerts", params={"cursor": "garbage"}), 422)
     assert body["errors"][0]["loc"] == ["query", "cursor"]
-    body = is_problem(httpx.get(f"{api}/alerts", params={"type": "x" * 65}), 422)
+    body = is_problem(http.get(f"{api}/alerts", params={"type": "x" * 65}), 422)
     assert body["errors"][0]["loc"] == ["query", "type"]
 
 
 @pytest.mark.parametrize("bad_vin", ["SHORT", "wcraaaaaaaaaaaaa1", "WCRIAAAAAAAAAAAA1",
                                      "WCRAAAAAAAAAAAAA1X", "WCRAAAAAAAAAAAAA1%0A"])
-def test_malformed_vins_are_422(api: str, bad_vin: str) -> None:
-    body = is_problem(httpx.get(f"{api}/vehicles/{bad_vin}"), 422)
+def test_malformed_vins_are_422(api: str, bad_vin: str, http: httpx.Client) -> None:
+    body = is_problem(http.get(f"{api}/vehicles/{bad_vin}"), 422)
     assert "is not a VIN" in body["detail"]
     assert body["errors"][0]["loc"] == ["path", "vin"]
 
@@ -165,8 +147,10 @@ def test_an_internal_error_is_a_500_problem_without_details(settings: ApiSetting
         def get_alert(self, alert_id: str) -> dict[str, Any] | None:
             raise RuntimeError("secret internals")
 
-    with Server(settings, BrokenStore(f"sqlite:///{tmp_path / 'b.sqlite'}")) as server:
-        body = is_problem(httpx.get(f"{server.url}/alerts/a-1"), 500)
+    broken = BrokenStore(f"sqlite:///{tmp_path / 'b.sqlite'}")
+    with Server(settings, broken) as server:
+        body = is_problem(httpx.get(f"{server.url}/alerts/a-1",
+                                    headers=headers_for(broken, "viewer")), 500)
         assert "secret" not in body["detail"]
         assert httpx.get(f"{server.url}/health/live").status_code == 200  # still serving
 
@@ -174,7 +158,8 @@ def test_an_internal_error_is_a_500_problem_without_details(settings: ApiSetting
 # ---------------------------------------------------------------------------- vehicles
 
 
-def test_vehicle_view_shows_latest_signals_with_event_time_age(api: str, store: Store) -> None:
+def test_vehicle_view_shows_latest_signals_with_event_time_age(
+        api: str, store: Store, http: httpx.Client) -> None:
     store.upsert_signals([("vehicle", VIN, "Vehicle.Speed", 0.0, 10_000),
                           ("vehicle", VIN, "Vehicle.LowVoltageBattery.CurrentVoltage", 12.3,
                            40_000),
@@ -183,7 +168,7 @@ def test_vehicle_view_shows_latest_signals_with_event_time_age(api: str, store: 
                           ("vehicle", VIN2, "Vehicle.Speed", 50.0, 70_000)])
     store.upsert_alert(alert())
     store.upsert_alert(alert(id="gone", type="dtc", status="resolved"))
-    view = httpx.get(f"{api}/vehicles/{VIN}").json()
+    view = http.get(f"{api}/vehicles/{VIN}").json()
     assert (view["vin"], view["first_seen"], view["last_seen"]) == (VIN, 10_000, 40_000)
     assert view["fleet_now"] == 70_000
     signals = {s["path"]: (s["value"], s["ts"], s["age_s"]) for s in view["signals"]}
@@ -194,22 +179,22 @@ def test_vehicle_view_shows_latest_signals_with_event_time_age(api: str, store: 
                                                                          30.0),
     }
     assert view["open_alerts"] == [alert()]
-    body = is_problem(httpx.get(f"{api}/vehicles/WCRZZZZZZZZZZZZZ9"), 404)
+    body = is_problem(http.get(f"{api}/vehicles/WCRZZZZZZZZZZZZZ9"), 404)
     assert "never reported" in body["detail"]
 
 
 # ---------------------------------------------------------------------------- stream
 
 
-def read_events(api: str, n: int, headers: dict[str, str] | None = None,
+def read_events(http: httpx.Client, api: str, n: int, headers: dict[str, str] | None = None,
                 params: dict[str, Any] | None = None, linger: float = 0.0,
                 timeout: float = 15) -> list[tuple[int, dict[str, Any]]]:
     """The first ``n`` events of a fresh stream; with ``linger``, keep listening that long
     (keepalives tick) and include anything else that arrives."""
     events: list[tuple[int, dict[str, Any]]] = []
     deadline = None
-    with httpx.stream("GET", f"{api}/alerts/stream", headers=headers or {},
-                      params=params or {}, timeout=timeout) as resp:
+    with http.stream("GET", f"{api}/alerts/stream", headers=headers or {},
+                     params=params or {}, timeout=timeout) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         event_id, kind = None, None
@@ -229,8 +214,8 @@ def read_events(api: str, n: int, headers: dict[str, str] | None = None,
     return events
 
 
-def test_stream_delivers_changes_and_resumes_exactly_once(api: str, store: Store,
-                                                          fast_stream: None) -> None:
+def test_stream_delivers_changes_and_resumes_exactly_once(
+        api: str, store: Store, fast_stream: None, http: httpx.Client) -> None:
     store.upsert_alert(alert(id="old", asset_id="WCRAAAAAAAAAAAAA9"))  # before connecting
 
     def later() -> None:
@@ -240,7 +225,8 @@ def test_stream_delivers_changes_and_resumes_exactly_once(api: str, store: Store
         store.upsert_alert(alert(last_seen=2000, severity="warning"))  # duplicate: no event
 
     threading.Thread(target=later).start()
-    first = read_events(api, 2, linger=0.7)  # starts at the current end: "old" is not replayed
+    # A fresh stream starts at the current end: "old" is not replayed.
+    first = read_events(http, api, 2, linger=0.7)
     assert [(e["change"], e["alert"]["severity"]) for _, e in first] == [
         ("created", "info"), ("updated", "warning")]
     assert first[1][1]["alert"] == alert(last_seen=2000, severity="warning")
@@ -248,13 +234,13 @@ def test_stream_delivers_changes_and_resumes_exactly_once(api: str, store: Store
     # Disconnected: changes happen meanwhile; resuming delivers exactly the missed ones.
     store.upsert_alert(alert(last_seen=3000, severity="critical"))
     store.upsert_alert(alert(last_seen=4000, status="resolved", severity="critical"))
-    resumed = read_events(api, 2, {"Last-Event-ID": str(first[-1][0])}, linger=0.7)
+    resumed = read_events(http, api, 2, {"Last-Event-ID": str(first[-1][0])}, linger=0.7)
     assert [e["change"] for _, e in resumed] == ["updated", "resolved"]
     assert [i for i, _ in resumed] == [first[-1][0] + 1, first[-1][0] + 2]
     # ?after= does the same for clients that cannot set headers.
-    again = read_events(api, 1, params={"after": first[-1][0] + 1}, linger=0.5)
+    again = read_events(http, api, 1, params={"after": first[-1][0] + 1}, linger=0.5)
     assert [i for i, _ in again] == [first[-1][0] + 2]
-    everything = read_events(api, 5, params={"after": 0}, linger=0.3)
+    everything = read_events(http, api, 5, params={"after": 0}, linger=0.3)
     assert [i for i, _ in everything] == list(range(first[0][0] - 1, first[0][0] + 4))
     assert everything[0][1]["alert"]["id"] == "old"
 
@@ -268,9 +254,11 @@ def test_stream_sends_keepalives_and_stops_polling_when_the_client_leaves(
             CountingStore.polls += 1
             return super().alert_events_after(after_id, limit)
 
-    with Server(settings, CountingStore(f"sqlite:///{tmp_path / 'c.sqlite'}")) as server:
+    counting = CountingStore(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    with Server(settings, counting) as server:
         lines: list[str] = []
-        with httpx.stream("GET", f"{server.url}/alerts/stream", timeout=10) as resp:
+        with httpx.stream("GET", f"{server.url}/alerts/stream", timeout=10,
+                          headers=headers_for(counting, "viewer")) as resp:
             for line in resp.iter_lines():
                 lines.append(line)
                 if line == ": keepalive":
@@ -283,11 +271,11 @@ def test_stream_sends_keepalives_and_stops_polling_when_the_client_leaves(
         assert CountingStore.polls == polls, "the stream kept polling after the client left"
 
 
-def test_stream_refuses_a_bad_resume_position(api: str) -> None:
-    body = is_problem(httpx.get(f"{api}/alerts/stream", headers={"Last-Event-ID": "x"}), 422)
+def test_stream_refuses_a_bad_resume_position(api: str, http: httpx.Client) -> None:
+    body = is_problem(http.get(f"{api}/alerts/stream", headers={"Last-Event-ID": "x"}), 422)
     assert body["errors"][0]["loc"] == ["header", "last-event-id"]
-    is_problem(httpx.get(f"{api}/alerts/stream", headers={"Last-Event-ID": "-1"}), 422)
-    is_problem(httpx.get(f"{api}/alerts/stream", params={"after": -1}), 422)
+    is_problem(http.get(f"{api}/alerts/stream", headers={"Last-Event-ID": "-1"}), 422)
+    is_problem(http.get(f"{api}/alerts/stream", params={"after": -1}), 422)
 
 
 # ---------------------------------------------------------------------------- health, docs
@@ -325,7 +313,11 @@ def test_readiness_names_a_failing_database(settings: ApiSettings, tmp_path: Pat
 
 def test_the_app_opens_and_closes_its_own_store(settings: ApiSettings) -> None:
     with Server(settings) as server:  # no store given: sqlite in settings.state_dir
-        assert httpx.get(f"{server.url}/alerts").json() == {"items": [], "next_cursor": None}
+        keys = Store(settings.effective_database_url)  # a second opener of the same file
+        headers = headers_for(keys, "viewer")
+        keys.close()
+        assert httpx.get(f"{server.url}/alerts", headers=headers).json() == {
+            "items": [], "next_cursor": None}
     assert (settings.state_dir / "ownercare.db").exists()
 
 
@@ -333,7 +325,7 @@ def test_openapi_docs_are_served(api: str) -> None:
     assert httpx.get(f"{api}/docs").status_code == 200
     spec = httpx.get(f"{api}/openapi.json").json()
     assert spec["info"]["title"] == "ownercare API"
-    assert {t["name"] for t in spec["tags"]} == {"alerts", "vehicles", "health"}
+    assert {"alerts", "vehicles", "keys", "health"} <= {t["name"] for t in spec["tags"]}
     assert {"/alerts", "/alerts/{alert_id}", "/alerts/stream", "/vehicles/{vin}",
             "/health/live", "/health/ready"} <= set(spec["paths"])
     get_alert = spec["paths"]["/alerts/{alert_id}"]["get"]
@@ -342,3 +334,9 @@ def test_openapi_docs_are_served(api: str) -> None:
         "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     assert "application/problem+json" in get_alert["responses"]["422"]["content"]
     assert "HTTPValidationError" not in spec["components"]["schemas"]
+    # Every operation but the probes declares the API key and its 401/403 problems.
+    for path, item in spec["paths"].items():
+        for operation in item.values():
+            secured = "security" in operation
+            assert secured != path.startswith("/health"), path
+            assert not secured or {"401", "403", "429"} <= set(operation["responses"]), path

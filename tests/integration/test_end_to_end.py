@@ -45,12 +45,12 @@ def wait_for(predicate: Any, timeout: float, what: str, proc: subprocess.Popen[b
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def all_alerts(api: str, **params: str) -> list[dict[str, Any]]:
+def all_alerts(api: str, headers: dict[str, str], **params: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
         query = {"limit": "200", **params, **({"cursor": cursor} if cursor else {})}
-        page = httpx.get(f"{api}/alerts", params=query, timeout=10).json()
+        page = httpx.get(f"{api}/alerts", params=query, headers=headers, timeout=10).json()
         items += page["items"]
         cursor = page.get("next_cursor")
         if not cursor:
@@ -93,6 +93,10 @@ def test_weak_12v_batteries_are_flagged_before_they_fail(tmp_path: Path) -> None
         assert run_json
         info = json.loads((state / "run.json").read_text())
         assert info["api_url"] == api
+        # run.json carries the session's admin key, readable by its owner only.
+        assert (state / "run.json").stat().st_mode & 0o777 == 0o600
+        auth = {"Authorization": f"Bearer {info['api_key']}"}
+        assert httpx.get(f"{api}/alerts", timeout=10).status_code == 401
         assert set(info["services"]) == {"worker", "bridge", "api", "simulator"}
 
         # The simulator ends after SIM_DAYS of simulated time; the rest keeps running.
@@ -104,7 +108,7 @@ def test_weak_12v_batteries_are_flagged_before_they_fail(tmp_path: Path) -> None
 
         def settled() -> list[dict[str, Any]] | None:
             # Settled when every faulty vehicle has its alert and nothing changed for a while.
-            alerts = all_alerts(api, type="weak_12v_battery")
+            alerts = all_alerts(api, auth, type="weak_12v_battery")
             key = sorted((a["id"], a["last_seen"]) for a in alerts)
             settled.history.append(key)  # type: ignore[attr-defined]
             stable = len(settled.history) >= 8 and all(  # type: ignore[attr-defined]
@@ -123,13 +127,13 @@ def test_weak_12v_batteries_are_flagged_before_they_fail(tmp_path: Path) -> None
             assert len(by_vin[vin]) == 1, f"{vin} got {len(by_vin[vin])} alerts, not one"
             (alert,) = by_vin[vin]
             assert alert["first_seen"] < fault["failure_ts"], (vin, alert, fault)
-            detail = httpx.get(f"{api}/alerts/{alert['id']}", timeout=10).json()
+            detail = httpx.get(f"{api}/alerts/{alert['id']}", headers=auth, timeout=10).json()
             assert detail["evidence"]["slope_v_per_day"] < 0
             assert detail["recommended_action"]
 
         # The vehicle view shows the latest signals and the open alert.
         vin = next(iter(faulty))
-        view = httpx.get(f"{api}/vehicles/{vin}", timeout=10).json()
+        view = httpx.get(f"{api}/vehicles/{vin}", headers=auth, timeout=10).json()
         paths = {s["path"] for s in view["signals"]}
         assert "Vehicle.LowVoltageBattery.CurrentVoltage" in paths
         assert [a["type"] for a in view["open_alerts"]] == ["weak_12v_battery"]
@@ -144,7 +148,8 @@ def test_weak_12v_batteries_are_flagged_before_they_fail(tmp_path: Path) -> None
         publisher.publish(f"vehicles/{healthy}/events", json.dumps(
             {"ts": view["last_seen"] + 1000, "seq": 10**9, "type": "dtc", "code": "P0AA6"}))
         publisher.close()
-        dtc = wait_for(lambda: all_alerts(api, type="dtc", vin=healthy), 60, "the DTC alert", proc)
+        dtc = wait_for(lambda: all_alerts(api, auth, type="dtc", vin=healthy), 60,
+                       "the DTC alert", proc)
         assert dtc[0]["severity"] == "critical" and dtc[0]["asset_id"] == healthy
     finally:
         pids = []
