@@ -13,9 +13,10 @@ from fastapi.openapi.utils import get_openapi
 
 from api import problems
 from api.auth import RateLimiter
+from api.case_store import CaseStore
 from api.keys import KeyStore
 from api.limits import BodySizeLimit
-from api.routes import alerts, health, keys, vehicles
+from api.routes import alerts, cases, health, keys, quality, vehicles
 from api.store import Store
 from ownercare.settings import ApiSettings, mask_url
 
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 TAGS = [
     {"name": "alerts", "description": "Proactive-care alerts with their evidence, and a live "
                                       "stream of alert changes (server-sent events)."},
+    {"name": "cases", "description": "Care cases: every alert opens or joins its asset's "
+                                     "case; staff work it from new to resolved, with an "
+                                     "audit trail and an SLA due time by severity."},
+    {"name": "quality", "description": "Detector precision from staff outcome labels."},
     {"name": "vehicles", "description": "The latest known state of a vehicle."},
     {"name": "keys", "description": "API keys and their roles (admin only)."},
     {"name": "health", "description": "Liveness and readiness probes (no key needed)."},
@@ -58,6 +63,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.state.settings = settings
     app.state.store = store
     app.state.keys = KeyStore(store)
+    app.state.cases = CaseStore(store)
     app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_s,
                                          settings.api_rate_limit_burst)
     problems.install(app)
@@ -67,6 +73,8 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
                            expose_headers=["Retry-After"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.include_router(alerts.router)
+    app.include_router(cases.router)
+    app.include_router(quality.router)
     app.include_router(keys.router)
     app.include_router(vehicles.router)
     app.include_router(health.router)

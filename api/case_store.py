@@ -1,11 +1,12 @@
 """Care cases for staff: list, detail, transition, assign, note; and detector quality.
 
-Functions over a ``Store`` (its engine, its serialised write transactions, its wall clock).
+``CaseStore(store, clock)`` works on a ``Store`` (its engine, its serialised write
+transactions), like ``KeyStore``; the API keeps one on ``app.state.cases``.
 Cases open and escalate on the alert write path (``api.case_intake``); here staff work them.
 
 * Staff writes take the same lock as alert upserts, so a case cannot close between the
   moment an arriving alert finds it open and the moment it links to it.
-* Times of staff actions come from ``store.clock`` (wall clock ms; injectable for tests).
+* Times of staff actions come from ``clock`` (wall clock ms; injectable for tests).
 * "Overdue" means open and ``due_at`` before the fleet's event-time now
   (``Store.fleet_now_ms()``, the newest timestamp any asset reported; the same "now" the
   vehicle view ages signals by). ``due_at`` is event time too, so an accelerated simulation
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import orjson
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Connection
 
 from api import casework
 from api.case_intake import record
+from api.keys import wall_ms
 from api.models import alert_outcomes, alerts, case_alerts, case_events, cases
 from api.store import _PG_LOCK_ALERTS, Store
 
@@ -43,6 +45,10 @@ class CaseNotFound(LookupError):
 
 class CaseConflict(Exception):
     """The case is not in a shape that allows the change (stale version, closed case)."""
+
+    def __init__(self, message: str, state: str) -> None:
+        self.state = state  # the case's current state
+        super().__init__(message)
 
 
 class InvalidOutcomes(ValueError):
@@ -74,7 +80,7 @@ def decode_cursor(cursor: str, sort: CaseSort) -> list[int]:
         raise ValueError(f"cursor is not one this API returned for sort={sort}") from None
 
 
-# ---------------------------------------------------------------------------- reads
+# ---------------------------------------------------------------------------- helpers
 
 
 def _public(row: Mapping[str, Any], fleet_now: int | None) -> dict[str, Any]:
@@ -84,217 +90,224 @@ def _public(row: Mapping[str, Any], fleet_now: int | None) -> dict[str, Any]:
     return case
 
 
-def list_cases(
-    store: Store, *, state: str | None = None, assignee: str | None = None,
-    unassigned: bool = False, severity: str | None = None, asset_id: str | None = None,
-    overdue: bool | None = None, sort: CaseSort = "newest", limit: int = 50,
-    cursor: str | None = None,
-) -> tuple[list[dict[str, Any]], str | None, int | None]:
-    """One page of cases, the next page's cursor, and the fleet now used for ``overdue``.
-
-    ``sort="newest"``: most recently opened first (id descending; ids are assigned in commit
-    order under the alert lock, so cases opened meanwhile sort before the cursor and pages
-    never repeat or skip). ``sort="due"``: the work queue, earliest ``due_at`` first; a case
-    that escalates while a client pages moves to its new place and may be seen twice or not
-    at all in that pass.
-    """
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    if sort not in SORTS:
-        raise ValueError(f"sort must be one of {', '.join(SORTS)}")
-    fleet_now = store.fleet_now_ms()
-    query = select(cases)
-    for column, value in ((cases.c.state, state), (cases.c.assignee, assignee),
-                          (cases.c.severity, severity), (cases.c.asset_id, asset_id)):
-        if value is not None:
-            query = query.where(column == value)
-    if unassigned:
-        query = query.where(cases.c.assignee.is_(None))
-    is_overdue = and_(cases.c.state.not_in(sorted(casework.TERMINAL)),
-                      cases.c.due_at < (fleet_now if fleet_now is not None else -1))
-    if overdue is True:
-        query = query.where(is_overdue)
-    elif overdue is False:
-        query = query.where(~is_overdue)
-    if sort == "newest":
-        if cursor:
-            (last_id,) = decode_cursor(cursor, sort)
-            query = query.where(cases.c.id < last_id)
-        query = query.order_by(cases.c.id.desc())
-    else:
-        if cursor:
-            last_due, last_id = decode_cursor(cursor, sort)
-            query = query.where(or_(cases.c.due_at > last_due,
-                                    and_(cases.c.due_at == last_due, cases.c.id > last_id)))
-        query = query.order_by(cases.c.due_at, cases.c.id)
-    with store.engine.connect() as conn:
-        rows = [_public(r, fleet_now) for r in conn.execute(query.limit(limit + 1)).mappings()]
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(sort, rows[-1])
-    return rows, next_cursor, fleet_now
-
-
-def get_case(store: Store, case_id: int) -> dict[str, Any] | None:
-    """A case with its alerts (each with its outcome label, if any), its audit trail (oldest
-    first), the transitions allowed now, and the fleet now behind ``overdue``."""
-    fleet_now = store.fleet_now_ms()
-    with store.engine.connect() as conn:
-        row = conn.execute(select(cases).where(cases.c.id == case_id)).mappings().first()
-        if row is None:
-            return None
-        linked = [dict(r) for r in conn.execute(
-            select(alerts, alert_outcomes.c.outcome)
-            .join(case_alerts, case_alerts.c.alert_id == alerts.c.id)
-            .outerjoin(alert_outcomes, alert_outcomes.c.alert_id == alerts.c.id)
-            .where(case_alerts.c.case_id == case_id)
-            .order_by(alerts.c.first_seen, alerts.c.id)).mappings()]
-        events = [dict(r) for r in conn.execute(
-            select(case_events).where(case_events.c.case_id == case_id)
-            .order_by(case_events.c.id)).mappings()]
-    case = _public(row, fleet_now)
-    return {**case, "alerts": linked, "events": events, "fleet_now": fleet_now,
-            "allowed_transitions": list(casework.allowed(case["state"]))}
-
-
-# ---------------------------------------------------------------------------- staff writes
-
-
 def _load(conn: Connection, case_id: int, expected_version: int | None) -> dict[str, Any]:
     row = conn.execute(select(cases).where(cases.c.id == case_id)).mappings().first()
     if row is None:
         raise CaseNotFound(case_id)
     if expected_version is not None and row["version"] != expected_version:
         raise CaseConflict(f"case {case_id} is at version {row['version']}, not "
-                           f"{expected_version}: someone changed it since you read it")
+                           f"{expected_version}: someone changed it since you read it",
+                           row["state"])
     return dict(row)
 
 
-def transition_case(
-    store: Store, case_id: int, to: str, *, actor: str, note: str | None = None,
-    outcomes: Mapping[str, str] | None = None, expected_version: int | None = None,
-) -> dict[str, Any]:
-    """Move a case to ``to``; return the case as ``get_case`` does.
-
-    When the case ends, its alerts are labelled for GET /quality: ``casework.default_outcome``
-    of the final state, overridden per alert by ``outcomes`` ({alert_id: "confirmed" |
-    "false_positive"}), which is only accepted when the case ends.
-    Raises CaseNotFound, CaseConflict, casework.IllegalTransition (with the allowed moves),
-    InvalidOutcomes.
-    """
-    outcomes = dict(outcomes or {})
-    for alert_id, label in outcomes.items():
-        if label not in casework.OUTCOMES:
-            raise InvalidOutcomes(f"outcome for alert {alert_id!r} must be one of "
-                                  f"{', '.join(casework.OUTCOMES)}, not {label!r}")
-    with store._write(_PG_LOCK_ALERTS) as conn:
-        case = _load(conn, case_id, expected_version)
-        new_state = casework.transition(case["state"], to)
-        final = casework.is_terminal(new_state)
-        if outcomes and not final:
-            raise InvalidOutcomes(
-                f"outcomes are recorded when a case ends ({', '.join(sorted(casework.TERMINAL))})"
-                f", not on a move to {new_state}")
-        members = {r["id"]: r for r in conn.execute(
-            select(alerts).join(case_alerts, case_alerts.c.alert_id == alerts.c.id)
-            .where(case_alerts.c.case_id == case_id)).mappings()}
-        strangers = sorted(set(outcomes) - set(members))
-        if strangers:
-            raise InvalidOutcomes(f"alert(s) {', '.join(map(repr, strangers))} are not part of "
-                                  f"case {case_id}")
-        now = store.clock()
-        conn.execute(update(cases).where(cases.c.id == case_id).values(
-            state=new_state, updated_at=now, version=case["version"] + 1,
-            closed_at=now if final else None))
-        labels: dict[str, str] = {}
-        if final:
-            default = casework.default_outcome(new_state)
-            for alert_id, alert in sorted(members.items()):
-                label = outcomes.get(alert_id, default)
-                if label is None:
-                    continue
-                labels[alert_id] = label
-                conn.execute(alert_outcomes.insert().values(
-                    alert_id=alert_id, case_id=case_id, alert_type=alert["type"],
-                    detector=alert["detector"], detector_version=alert["detector_version"],
-                    outcome=label, labelled_at=now, labelled_by=actor))
-        detail: dict[str, Any] = {}
-        if note:
-            detail["note"] = note
-        if final:
-            detail["outcomes"] = labels
-        record(conn, case_id, now, actor, "transitioned", case["state"], new_state, **detail)
-    log.info("case_transitioned id=%s from=%s to=%s actor=%s labels=%s", case_id,
-             case["state"], new_state, actor, len(labels))
-    return _reread(store, case_id)
+# ---------------------------------------------------------------------------- the store
 
 
-def assign_case(store: Store, case_id: int, assignee: str | None, *, actor: str,
-                expected_version: int | None = None) -> dict[str, Any]:
-    """Give an open case to ``assignee`` (None: nobody). Assigning the current assignee
-    again changes nothing. A closed case cannot be reassigned (CaseConflict)."""
-    with store._write(_PG_LOCK_ALERTS) as conn:
-        case = _load(conn, case_id, expected_version)
-        if case["state"] in casework.TERMINAL:
-            raise CaseConflict(f"case {case_id} is closed ({case['state']}); a closed case "
-                               "cannot be reassigned")
-        if case["assignee"] != assignee:
-            now = store.clock()
+class CaseStore:
+    """Care cases in the relational store: what staff read and do."""
+
+    def __init__(self, store: Store, clock: Callable[[], int] = wall_ms) -> None:
+        self.store = store
+        self.clock = clock
+
+    def list_cases(
+        self, *, state: str | None = None, assignee: str | None = None,
+        unassigned: bool = False, severity: str | None = None, asset_id: str | None = None,
+        overdue: bool | None = None, sort: CaseSort = "newest", limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None, int | None]:
+        """One page of cases, the next page's cursor, and the fleet now used for ``overdue``.
+
+        ``sort="newest"``: most recently opened first (id descending; ids are assigned in commit
+        order under the alert lock, so cases opened meanwhile sort before the cursor and pages
+        never repeat or skip). ``sort="due"``: the work queue, earliest ``due_at`` first; a case
+        that escalates while a client pages moves to its new place and may be seen twice or not
+        at all in that pass.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if sort not in SORTS:
+            raise ValueError(f"sort must be one of {', '.join(SORTS)}")
+        fleet_now = self.store.fleet_now_ms()
+        query = select(cases)
+        for column, value in ((cases.c.state, state), (cases.c.assignee, assignee),
+                              (cases.c.severity, severity), (cases.c.asset_id, asset_id)):
+            if value is not None:
+                query = query.where(column == value)
+        if unassigned:
+            query = query.where(cases.c.assignee.is_(None))
+        is_overdue = and_(cases.c.state.not_in(sorted(casework.TERMINAL)),
+                          cases.c.due_at < (fleet_now if fleet_now is not None else -1))
+        if overdue is True:
+            query = query.where(is_overdue)
+        elif overdue is False:
+            query = query.where(~is_overdue)
+        if sort == "newest":
+            if cursor:
+                (last_id,) = decode_cursor(cursor, sort)
+                query = query.where(cases.c.id < last_id)
+            query = query.order_by(cases.c.id.desc())
+        else:
+            if cursor:
+                last_due, last_id = decode_cursor(cursor, sort)
+                query = query.where(or_(cases.c.due_at > last_due,
+                                        and_(cases.c.due_at == last_due, cases.c.id > last_id)))
+            query = query.order_by(cases.c.due_at, cases.c.id)
+        with self.store.engine.connect() as conn:
+            rows = [_public(r, fleet_now) for r in conn.execute(query.limit(limit + 1)).mappings()]
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor(sort, rows[-1])
+        return rows, next_cursor, fleet_now
+
+
+    def get_case(self, case_id: int) -> dict[str, Any] | None:
+        """A case with its alerts (each with its outcome label, if any), its audit trail (oldest
+        first), the transitions allowed now, and the fleet now behind ``overdue``."""
+        fleet_now = self.store.fleet_now_ms()
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(cases).where(cases.c.id == case_id)).mappings().first()
+            if row is None:
+                return None
+            linked = [dict(r) for r in conn.execute(
+                select(alerts, alert_outcomes.c.outcome)
+                .join(case_alerts, case_alerts.c.alert_id == alerts.c.id)
+                .outerjoin(alert_outcomes, alert_outcomes.c.alert_id == alerts.c.id)
+                .where(case_alerts.c.case_id == case_id)
+                .order_by(alerts.c.first_seen, alerts.c.id)).mappings()]
+            events = [dict(r) for r in conn.execute(
+                select(case_events).where(case_events.c.case_id == case_id)
+                .order_by(case_events.c.id)).mappings()]
+        case = _public(row, fleet_now)
+        return {**case, "alerts": linked, "events": events, "fleet_now": fleet_now,
+                "allowed_transitions": list(casework.allowed(case["state"]))}
+
+
+    def transition_case(
+        self, case_id: int, to: str, *, actor: str, note: str | None = None,
+        outcomes: Mapping[str, str] | None = None, expected_version: int | None = None,
+    ) -> dict[str, Any]:
+        """Move a case to ``to``; return the case as ``get_case`` does.
+
+        When the case ends, its alerts are labelled for GET /quality: ``casework.default_outcome``
+        of the final state, overridden per alert by ``outcomes`` ({alert_id: "confirmed" |
+        "false_positive"}), which is only accepted when the case ends.
+        Raises CaseNotFound, CaseConflict, casework.IllegalTransition (with the allowed moves),
+        InvalidOutcomes.
+        """
+        outcomes = dict(outcomes or {})
+        for alert_id, label in outcomes.items():
+            if label not in casework.OUTCOMES:
+                raise InvalidOutcomes(f"outcome for alert {alert_id!r} must be one of "
+                                      f"{', '.join(casework.OUTCOMES)}, not {label!r}")
+        with self.store._write(_PG_LOCK_ALERTS) as conn:
+            case = _load(conn, case_id, expected_version)
+            new_state = casework.transition(case["state"], to)
+            final = casework.is_terminal(new_state)
+            if outcomes and not final:
+                endings = ", ".join(sorted(casework.TERMINAL))
+                raise InvalidOutcomes(f"outcomes are recorded when a case ends ({endings}), "
+                                      f"not on a move to {new_state}")
+            members = {r["id"]: r for r in conn.execute(
+                select(alerts).join(case_alerts, case_alerts.c.alert_id == alerts.c.id)
+                .where(case_alerts.c.case_id == case_id)).mappings()}
+            strangers = sorted(set(outcomes) - set(members))
+            if strangers:
+                raise InvalidOutcomes(f"alert(s) {', '.join(map(repr, strangers))} are not part of "
+                                      f"case {case_id}")
+            now = self.clock()
             conn.execute(update(cases).where(cases.c.id == case_id).values(
-                assignee=assignee, updated_at=now, version=case["version"] + 1))
-            record(conn, case_id, now, actor, "assigned", assignee_from=case["assignee"],
-                   assignee_to=assignee)
-            log.info("case_assigned id=%s assignee=%s actor=%s", case_id, assignee, actor)
-    return _reread(store, case_id)
+                state=new_state, updated_at=now, version=case["version"] + 1,
+                closed_at=now if final else None))
+            labels: dict[str, str] = {}
+            if final:
+                default = casework.default_outcome(new_state)
+                for alert_id, alert in sorted(members.items()):
+                    label = outcomes.get(alert_id, default)
+                    if label is None:
+                        continue
+                    labels[alert_id] = label
+                    conn.execute(alert_outcomes.insert().values(
+                        alert_id=alert_id, case_id=case_id, alert_type=alert["type"],
+                        detector=alert["detector"], detector_version=alert["detector_version"],
+                        outcome=label, labelled_at=now, labelled_by=actor))
+            detail: dict[str, Any] = {}
+            if note:
+                detail["note"] = note
+            if final:
+                detail["outcomes"] = labels
+            record(conn, case_id, now, actor, "transitioned", case["state"], new_state, **detail)
+        log.info("case_transitioned id=%s from=%s to=%s actor=%s labels=%s", case_id,
+                 case["state"], new_state, actor, len(labels))
+        return self._reread(case_id)
 
 
-def add_note(store: Store, case_id: int, text: str, *, actor: str) -> dict[str, Any]:
-    """Append a note to the audit trail (closed cases too: what staff learn later belongs
-    with the case); return the audit entry. The case's version is unchanged."""
-    with store._write(_PG_LOCK_ALERTS) as conn:
-        case = _load(conn, case_id, None)
-        now = store.clock()
-        event_id = record(conn, case_id, now, actor, "note", text=text)
-        row = conn.execute(select(case_events).where(case_events.c.id == event_id)).mappings()
-        entry = dict(row.one())
-    log.info("case_note id=%s actor=%s state=%s", case_id, actor, case["state"])
-    return entry
+    def assign_case(self, case_id: int, assignee: str | None, *, actor: str,
+                    expected_version: int | None = None) -> dict[str, Any]:
+        """Give an open case to ``assignee`` (None: nobody). Assigning the current assignee
+        again changes nothing. A closed case cannot be reassigned (CaseConflict)."""
+        with self.store._write(_PG_LOCK_ALERTS) as conn:
+            case = _load(conn, case_id, expected_version)
+            if case["state"] in casework.TERMINAL:
+                raise CaseConflict(f"case {case_id} is closed ({case['state']}); a closed "
+                                   "case cannot be reassigned", case["state"])
+            if case["assignee"] != assignee:
+                now = self.clock()
+                conn.execute(update(cases).where(cases.c.id == case_id).values(
+                    assignee=assignee, updated_at=now, version=case["version"] + 1))
+                record(conn, case_id, now, actor, "assigned", assignee_from=case["assignee"],
+                       assignee_to=assignee)
+                log.info("case_assigned id=%s assignee=%s actor=%s", case_id, assignee, actor)
+        return self._reread(case_id)
 
 
-def _reread(store: Store, case_id: int) -> dict[str, Any]:
-    case = get_case(store, case_id)
-    if case is None:  # cases are never deleted
-        raise CaseNotFound(case_id)
-    return case
+    def add_note(self, case_id: int, text: str, *, actor: str) -> dict[str, Any]:
+        """Append a note to the audit trail (closed cases too: what staff learn later belongs
+        with the case); return the audit entry. The case's version is unchanged."""
+        with self.store._write(_PG_LOCK_ALERTS) as conn:
+            case = _load(conn, case_id, None)
+            now = self.clock()
+            event_id = record(conn, case_id, now, actor, "note", text=text)
+            row = conn.execute(select(case_events).where(case_events.c.id == event_id)).mappings()
+            entry = dict(row.one())
+        log.info("case_note id=%s actor=%s state=%s", case_id, actor, case["state"])
+        return entry
 
 
-# ---------------------------------------------------------------------------- quality
+    def _reread(self, case_id: int) -> dict[str, Any]:
+        case = self.get_case(case_id)
+        if case is None:  # cases are never deleted
+            raise CaseNotFound(case_id)
+        return case
 
 
-def quality(store: Store) -> list[dict[str, Any]]:
-    """Per (alert type, detector, detector version): how many alerts, how many staff
-    labelled confirmed / false positive, and precision = confirmed / labelled (None when
-    nothing is labelled yet). Ordered by type, detector, version."""
-    key_cols = (alerts.c.type, alerts.c.detector, alerts.c.detector_version)
-    label_cols = (alert_outcomes.c.alert_type, alert_outcomes.c.detector,
-                  alert_outcomes.c.detector_version)
-    with store.engine.connect() as conn:
-        totals = conn.execute(select(*key_cols, func.count()).group_by(*key_cols)).all()
-        labels = conn.execute(select(*label_cols, alert_outcomes.c.outcome, func.count())
-                              .group_by(*label_cols, alert_outcomes.c.outcome)).all()
-    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
 
-    def row_for(key: tuple[str, str, str]) -> dict[str, Any]:
-        return rows.setdefault(key, {"alert_type": key[0], "detector": key[1],
-                                     "detector_version": key[2], "alerts": 0,
-                                     "confirmed": 0, "false_positive": 0})
 
-    for alert_type, detector, version, count in totals:
-        row_for((alert_type, detector, version))["alerts"] = int(count)
-    for alert_type, detector, version, outcome, count in labels:
-        row_for((alert_type, detector, version))[outcome] = int(count)
-    for row in rows.values():
-        labelled = row["confirmed"] + row["false_positive"]
-        row["precision"] = row["confirmed"] / labelled if labelled else None
-    return [rows[k] for k in sorted(rows)]
+    def quality(self) -> list[dict[str, Any]]:
+        """Per (alert type, detector, detector version): how many alerts, how many staff
+        labelled confirmed / false positive, and precision = confirmed / labelled (None when
+        nothing is labelled yet). Ordered by type, detector, version."""
+        key_cols = (alerts.c.type, alerts.c.detector, alerts.c.detector_version)
+        label_cols = (alert_outcomes.c.alert_type, alert_outcomes.c.detector,
+                      alert_outcomes.c.detector_version)
+        with self.store.engine.connect() as conn:
+            totals = conn.execute(select(*key_cols, func.count()).group_by(*key_cols)).all()
+            labels = conn.execute(select(*label_cols, alert_outcomes.c.outcome, func.count())
+                                  .group_by(*label_cols, alert_outcomes.c.outcome)).all()
+        rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+        def row_for(key: tuple[str, str, str]) -> dict[str, Any]:
+            return rows.setdefault(key, {"alert_type": key[0], "detector": key[1],
+                                         "detector_version": key[2], "alerts": 0,
+                                         "confirmed": 0, "false_positive": 0})
+
+        for alert_type, detector, version, count in totals:
+            row_for((alert_type, detector, version))["alerts"] = int(count)
+        for alert_type, detector, version, outcome, count in labels:
+            row_for((alert_type, detector, version))[outcome] = int(count)
+        for row in rows.values():
+            labelled = row["confirmed"] + row["false_positive"]
+            row["precision"] = row["confirmed"] / labelled if labelled else None
+        return [rows[k] for k in sorted(rows)]

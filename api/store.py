@@ -210,12 +210,9 @@ SIGNALS_PER_TRANSACTION = 5000
 class Store:
     """The relational database of alerts, alert events, assets and latest signal values."""
 
-    def __init__(self, url: str, *, case_sla_hours: Mapping[str, float] | None = None,
-                 clock: Callable[[], int] | None = None) -> None:
+    def __init__(self, url: str, *, case_sla_hours: Mapping[str, float] | None = None) -> None:
         # Hours until a care case is due, per severity (cases open as alerts are written).
         self.case_sla_hours = dict(case_sla_hours or DEFAULT_SLA_HOURS)
-        # Wall clock (epoch ms) for staff actions on cases; injectable so tests are exact.
-        self.clock: Callable[[], int] = clock or wall_clock_ms
         parsed = make_url(url)
         if parsed.drivername == "postgresql":  # SQLAlchemy would pick psycopg2 (not installed)
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -459,10 +456,6 @@ class Store:
 
     def vehicle(self, vin: str) -> dict[str, Any] | None:
         return self.asset("vehicle", vin)
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _json_loads(value: Any) -> Any:
