@@ -83,7 +83,7 @@ def decode_cursor(cursor: str, sort: CaseSort) -> list[int]:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _public(row: Mapping[str, Any], fleet_now: int | None) -> dict[str, Any]:
+def _public(row: Any, fleet_now: int | None) -> dict[str, Any]:
     case = dict(row)
     case["overdue"] = (fleet_now is not None and case["state"] not in casework.TERMINAL
                        and case["due_at"] < fleet_now)
@@ -198,10 +198,10 @@ class CaseStore:
         InvalidOutcomes.
         """
         outcomes = dict(outcomes or {})
-        for alert_id, label in outcomes.items():
-            if label not in casework.OUTCOMES:
+        for alert_id, given in outcomes.items():
+            if given not in casework.OUTCOMES:
                 raise InvalidOutcomes(f"outcome for alert {alert_id!r} must be one of "
-                                      f"{', '.join(casework.OUTCOMES)}, not {label!r}")
+                                      f"{', '.join(casework.OUTCOMES)}, not {given!r}")
         with self.store._write(_PG_LOCK_ALERTS) as conn:
             case = _load(conn, case_id, expected_version)
             new_state = casework.transition(case["state"], to)
@@ -225,7 +225,7 @@ class CaseStore:
             if final:
                 default = casework.default_outcome(new_state)
                 for alert_id, alert in sorted(members.items()):
-                    label = outcomes.get(alert_id, default)
+                    label: str | None = outcomes.get(alert_id, default)
                     if label is None:
                         continue
                     labels[alert_id] = label

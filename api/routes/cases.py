@@ -4,7 +4,7 @@ the actor in the audit trail."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -35,8 +35,9 @@ def get_cases(request: Request) -> CaseStore:
 
 CasesDep = Annotated[CaseStore, Depends(get_cases)]
 CaseId = Annotated[int, Path(ge=1, le=2_147_483_647, description="case id")]
-_NOT_FOUND = {404: {"model": Problem}}
-_WRITE_ERRORS = {**_NOT_FOUND, 409: {"model": Problem}, 422: {"model": Problem}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem}}
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_NOT_FOUND, 409: {"model": Problem}, 422: {"model": Problem}}
 
 
 @router.get("", response_model=CasePage, responses={422: {"model": Problem}})
