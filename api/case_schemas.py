@@ -13,7 +13,8 @@ _MAX_INT = 2_147_483_647  # case ids and versions are 32-bit integers in the dat
 
 
 def _printable(value: str) -> str:
-    """Free text must carry something, and nothing PostgreSQL's text type refuses."""
+    """Free text must carry something, and nothing PostgreSQL's text type refuses (pydantic
+    already refuses lone surrogates)."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     if not value.strip():

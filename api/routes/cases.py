@@ -34,6 +34,7 @@ def get_cases(request: Request) -> CaseStore:
 
 
 CasesDep = Annotated[CaseStore, Depends(get_cases)]
+_NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot compare text with NUL in it: a 422, not a 500
 CaseId = Annotated[int, Path(ge=1, le=2_147_483_647, description="case id")]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem}}
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -46,11 +47,11 @@ def list_cases(
     settings: SettingsDep,
     _who: Viewer,
     state: CaseState | None = None,
-    assignee: Annotated[str | None, Query(max_length=128)] = None,
+    assignee: Annotated[str | None, Query(max_length=128, pattern=_NO_NUL)] = None,
     unassigned: Annotated[bool, Query(description="only cases nobody is assigned")] = False,
     severity: Severity | None = None,
-    asset_id: Annotated[str | None, Query(max_length=64, description="VIN or charger id")]
-    = None,
+    asset_id: Annotated[str | None, Query(max_length=64, pattern=_NO_NUL,
+                                          description="VIN or charger id")] = None,
     overdue: Annotated[bool | None, Query(
         description="true: open cases past due_at (by the fleet's event-time now); "
                     "false: every other case")] = None,

@@ -255,6 +255,8 @@ def test_bad_requests_are_precise_problems(api: str, store: Store,
     bad(httpx.post(f"{url}/notes", json={"text": "   "}, headers=agent), ["body", "text"])
     bad(httpx.post(f"{url}/notes", json={"text": "a\x00b"}, headers=agent), ["body", "text"])
     bad(httpx.post(f"{url}/notes", json={"text": "x" * 4001}, headers=agent), ["body", "text"])
+    bad(httpx.post(f"{url}/notes", content=b'{"text": "lone \\ud800"}',
+                   headers={**agent, "Content-Type": "application/json"}), ["body", "text"])
     bad(httpx.post(f"{url}/assign", json={"assignee": ""}, headers=agent),
         ["body", "assignee"])
     bad(httpx.post(f"{url}/assign", json={"assignee": "a", "version": 0}, headers=agent),
@@ -267,6 +269,10 @@ def test_bad_requests_are_precise_problems(api: str, store: Store,
     bad(httpx.get(f"{api}/cases", params={"sort": "oldest"}, headers=agent), ["query", "sort"])
     bad(httpx.get(f"{api}/cases", params={"cursor": "garbage"}, headers=agent),
         ["query", "cursor"])
+    bad(httpx.get(f"{api}/cases", params={"asset_id": "V\x00"}, headers=agent),
+        ["query", "asset_id"])
+    bad(httpx.get(f"{api}/cases", params={"assignee": "a\x00"}, headers=agent),
+        ["query", "assignee"])
     # Nothing of the above changed the case.
     case = httpx.get(url, headers=agent).json()
     assert case["state"] == "new" and case["version"] == 2 and len(case["events"]) == 2
