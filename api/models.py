@@ -40,6 +40,7 @@ alerts = Table(
     Column("detector_version", String(32), nullable=False),
     Index("ix_alerts_asset", "asset_kind", "asset_id"),
     Index("ix_alerts_order", "last_seen", "id"),
+    Index("ix_alerts_first_seen", "first_seen", "id"),  # for ?sort=first_seen
     # One open alert per (asset, type): the database enforces what the detector promises.
     Index(
         "ux_alerts_one_open",

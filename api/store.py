@@ -33,7 +33,7 @@ from sqlalchemy.sql.dml import Insert
 
 from api import case_intake
 from api.casework import DEFAULT_SLA_HOURS
-from api.models import alert_events, alerts, assets, latest_signals, metadata
+from api.models import alert_events, alerts, assets, latest_signals
 
 log = logging.getLogger(__name__)
 
@@ -148,21 +148,30 @@ def _short(value: Any) -> str:
 # ---------------------------------------------------------------------------- cursors
 
 
-def encode_cursor(last_seen: int, alert_id: str) -> str:
-    """The opaque keyset cursor: the (last_seen, id) of the last row of a page."""
-    return base64.urlsafe_b64encode(orjson.dumps([last_seen, alert_id])).decode().rstrip("=")
+ALERT_SORTS = ("-last_seen", "last_seen", "-first_seen", "first_seen")
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
+def encode_cursor(last_seen: int, alert_id: str, sort: str = "-last_seen") -> str:
+    """The opaque keyset cursor: the sort, and the (sort value, id) of a page's last row."""
+    return base64.urlsafe_b64encode(orjson.dumps([last_seen, alert_id, sort])).decode() \
+        .rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str = "-last_seen") -> tuple[int, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4))
-        last_seen, alert_id = orjson.loads(raw)
-        if isinstance(last_seen, bool) or not isinstance(last_seen, int) \
+        decoded = orjson.loads(raw)
+        if len(decoded) == 2:  # issued before sorting existed: always -last_seen
+            decoded.append("-last_seen")
+        value, alert_id, cursor_sort = decoded
+        if isinstance(value, bool) or not isinstance(value, int) \
                 or not isinstance(alert_id, str):
             raise TypeError
-        return last_seen, alert_id
     except (ValueError, TypeError):
         raise ValueError("cursor is not one this API returned") from None
+    if cursor_sort != sort:
+        raise ValueError(f"cursor belongs to sort={cursor_sort}, not sort={sort}")
+    return value, alert_id
 
 
 # ---------------------------------------------------------------------------- statements
@@ -201,6 +210,51 @@ def assets_upsert_statement(dialect: str) -> Insert:
     return stmt
 
 
+# ---------------------------------------------------------------------------- migrations
+
+
+@functools.cache
+def _alembic() -> tuple[Any, str]:
+    """Alembic's config for ``api/migrations`` and the head revision (read once)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", "api:migrations")
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return config, head
+
+
+def migrate(conn: Connection) -> str | None:
+    """Bring the schema to the newest revision; return the revision it had before.
+
+    A database made before migrations existed has the baseline tables and no revision: it
+    is stamped at the baseline, then upgraded like any other.
+    """
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    config, head = _alembic()
+    before = MigrationContext.configure(conn).get_current_revision()
+    if before == head:
+        return before
+    config.attributes["connection"] = conn
+    try:
+        if before is None and inspect(conn).has_table("alerts"):
+            command.stamp(config, BASELINE_REVISION)
+            log.info("schema_stamped revision=%s reason=created before migrations existed",
+                     BASELINE_REVISION)
+        command.upgrade(config, "head")
+    finally:
+        config.attributes.pop("connection", None)
+    log.info("schema_migrated from=%s to=%s", before, head)
+    return before
+
+
+BASELINE_REVISION = "0001"
+
 # ---------------------------------------------------------------------------- the store
 
 
@@ -237,9 +291,10 @@ class Store:
 
     def _create_schema(self) -> None:
         # The worker and the API may open a fresh database at the same moment: the check for
-        # existing tables and their creation run under one lock, so one creates, one sees.
+        # the schema's revision and the migrations run under one lock, so one migrates and
+        # the other finds it done.
         with self._write(_PG_LOCK_SCHEMA) as conn:
-            metadata.create_all(conn)
+            migrate(conn)
 
     @contextmanager
     def _write(self, pg_lock: int | None = None) -> Iterator[Connection]:
@@ -381,34 +436,49 @@ class Store:
     # ------------------------------------------------------------------ reads (API)
 
     def list_alerts(
-        self, *, asset_id: str | None = None, alert_type: str | None = None,
-        severity: str | None = None, status: str | None = None, limit: int = 50,
-        cursor: str | None = None,
+        self, *, asset_id: str | None = None, asset_kind: str | None = None,
+        alert_type: str | None = None, severity: str | None = None, status: str | None = None,
+        since: int | None = None, until: int | None = None, sort: str = "-last_seen",
+        limit: int = 50, cursor: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page, newest first by (last_seen desc, id desc), and the next page's cursor.
+        """One page in ``sort`` order (ties broken by id), and the next page's cursor.
 
-        Keyset pagination: the cursor is the last row's (last_seen, id), so alerts that
-        arrive between page fetches sort before it and never shift or repeat later pages.
-        Raises ValueError for a cursor this store did not issue.
+        ``since``/``until`` (event time, ms) keep alerts active at some point of the range:
+        ``last_seen >= since`` and ``first_seen <= until``.
+        Keyset pagination: the cursor is the last row's (sort value, id), so alerts that
+        arrive between page fetches never shift or repeat the rows of later pages.
+        Raises ValueError for a bad sort or a cursor this store did not issue for that sort.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        if sort not in ALERT_SORTS:
+            raise ValueError(f"sort must be one of {', '.join(ALERT_SORTS)}")
         query = select(alerts)
-        for column, value in ((alerts.c.asset_id, asset_id), (alerts.c.type, alert_type),
-                              (alerts.c.severity, severity), (alerts.c.status, status)):
+        for column, value in ((alerts.c.asset_id, asset_id), (alerts.c.asset_kind, asset_kind),
+                              (alerts.c.type, alert_type), (alerts.c.severity, severity),
+                              (alerts.c.status, status)):
             if value is not None:
                 query = query.where(column == value)
+        if since is not None:
+            query = query.where(alerts.c.last_seen >= since)
+        if until is not None:
+            query = query.where(alerts.c.first_seen <= until)
+        key = alerts.c[sort.lstrip("-")]
+        descending = sort.startswith("-")
         if cursor:
-            last_seen, last_id = decode_cursor(cursor)
-            query = query.where(or_(alerts.c.last_seen < last_seen,
-                                    and_(alerts.c.last_seen == last_seen, alerts.c.id < last_id)))
-        query = query.order_by(alerts.c.last_seen.desc(), alerts.c.id.desc()).limit(limit + 1)
+            value, last_id = decode_cursor(cursor, sort)
+            if descending:
+                query = query.where(or_(key < value, and_(key == value, alerts.c.id < last_id)))
+            else:
+                query = query.where(or_(key > value, and_(key == value, alerts.c.id > last_id)))
+        order = (key.desc(), alerts.c.id.desc()) if descending else (key.asc(), alerts.c.id.asc())
+        query = query.order_by(*order).limit(limit + 1)
         with self.engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings()]
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1]["last_seen"], rows[-1]["id"])
+            next_cursor = encode_cursor(rows[-1][key.name], rows[-1]["id"], sort)
         return rows, next_cursor
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:

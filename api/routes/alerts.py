@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Request
@@ -21,10 +21,14 @@ from api.store import Store
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
+_MAX_MS = 2**63 - 1
 POLL_S = 0.1  # how often the stream looks for new alert events
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 RETRY_MS = 2000  # the reconnect delay the stream suggests to EventSource clients
 BATCH = 100  # events read per poll
+
+
+AlertSort = Literal["-last_seen", "last_seen", "-first_seen", "first_seen"]
 
 
 @router.get("", response_model=AlertPage, responses={422: {"model": Problem}})
@@ -32,25 +36,41 @@ def list_alerts(
     store: StoreDep,
     settings: SettingsDep,
     _who: Viewer,
-    vin: Annotated[str | None, Query(max_length=64, description="VIN or charger id")] = None,
+    vin: Annotated[str | None, Query(max_length=64, description="alerts of this vehicle")] = None,
+    charger: Annotated[str | None, Query(max_length=64,
+                                         description="alerts of this charger")] = None,
     type: Annotated[str | None, Query(max_length=64,  # noqa: A002 - the API's name
                                       description="alert type, e.g. weak_12v_battery")] = None,
     severity: Severity | None = None,
     status: AlertStatus | None = None,
+    since: Annotated[int | None, Query(ge=0, le=_MAX_MS, description=(
+        "event time, epoch ms: only alerts still active at or after it (last_seen >= since)"))
+    ] = None,
+    until: Annotated[int | None, Query(ge=0, le=_MAX_MS, description=(
+        "event time, epoch ms: only alerts raised at or before it (first_seen <= until)"))
+    ] = None,
+    sort: Annotated[AlertSort, Query(description="order; '-' = descending")] = "-last_seen",
     limit: Annotated[int, Query(ge=1, description="page size (at most api_page_max)")] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> AlertPage:
-    """Alerts, newest activity first (``last_seen`` descending), one page at a time.
+    """Alerts, newest activity first by default, one page at a time.
 
-    Pagination is by keyset: follow ``next_cursor`` until it is null. Alerts that arrive
-    meanwhile sort before the cursor, so pages never repeat or skip older alerts.
+    Pagination is by keyset: follow ``next_cursor`` (with the same filters and sort) until it
+    is null. Alerts that arrive meanwhile never make later pages repeat or skip an alert.
     """
     if limit > settings.api_page_max:
         raise invalid("query", "limit", f"Input should be less than or equal to "
                       f"{settings.api_page_max}", "less_than_equal")
+    if vin is not None and charger is not None:
+        raise invalid("query", "charger", "give vin or charger, not both")
+    if since is not None and until is not None and until < since:
+        raise invalid("query", "until", f"until={until} is before since={since}")
+    kind, asset_id = ("vehicle", vin) if vin is not None else (
+        ("charger", charger) if charger is not None else (None, None))
     try:
-        rows, next_cursor = store.list_alerts(asset_id=vin, alert_type=type, severity=severity,
-                                              status=status, limit=limit, cursor=cursor)
+        rows, next_cursor = store.list_alerts(
+            asset_id=asset_id, asset_kind=kind, alert_type=type, severity=severity,
+            status=status, since=since, until=until, sort=sort, limit=limit, cursor=cursor)
     except ValueError as exc:
         raise invalid("query", "cursor", str(exc)) from None
     return AlertPage(items=[AlertPublic(**r) for r in rows], next_cursor=next_cursor)

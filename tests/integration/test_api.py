@@ -24,9 +24,12 @@ VIN = "WCRAAAAAAAAAAAAA1"
 VIN2 = "WCRAAAAAAAAAAAAA2"
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'api.sqlite'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """Every API test on both databases ownercare supports (PostgreSQL: a real server)."""
+    if request.param == "sqlite":
+        return Store(f"sqlite:///{tmp_path / 'api.sqlite'}")
+    return Store(request.getfixturevalue("postgres").new_database())
 
 
 @pytest.fixture
@@ -90,6 +93,62 @@ def test_alert_list_detail_and_filters(api: str, store: Store, http: httpx.Clien
     assert ids(vin="WCRZZZZZZZZZZZZZ9") == []
     detail = http.get(f"{api}/alerts/a-1").json()
     assert detail == alert()  # every field, evidence and recommended action included
+
+
+def test_alert_filters_by_charger_time_range_and_sort(api: str, store: Store,
+                                                      http: httpx.Client) -> None:
+    store.upsert_alert(alert(id="v", first_seen=1000, last_seen=5000))
+    store.upsert_alert(alert(id="ch", asset_kind="charger", asset_id="CP-1", type="faulted",
+                             first_seen=3000, last_seen=3000))
+    store.upsert_alert(alert(id="old", asset_id=VIN2, first_seen=100, last_seen=900))
+
+    def ids(**params: Any) -> list[str]:
+        resp = http.get(f"{api}/alerts", params=params)
+        assert resp.status_code == 200, resp.text
+        return [a["id"] for a in resp.json()["items"]]
+
+    assert ids(charger="CP-1") == ["ch"]
+    assert ids(vin="CP-1") == []  # a vin filter only matches vehicles
+    assert ids(since=1000) == ["v", "ch"]  # "old" ended before the range
+    assert ids(until=1000) == ["v", "old"]  # "ch" started after it
+    assert ids(since=950, until=2000) == ["v"]
+    assert ids(sort="first_seen") == ["old", "v", "ch"]
+    assert ids(sort="-first_seen") == ["ch", "v", "old"]
+    assert ids(sort="last_seen") == ["old", "ch", "v"]
+    for bad, where in (({"vin": VIN, "charger": "CP-1"}, "charger"),
+                       ({"since": 10, "until": 5}, "until"), ({"sort": "severity"}, "sort"),
+                       ({"since": -1}, "since")):
+        body = is_problem(http.get(f"{api}/alerts", params=bad), 422)
+        assert body["errors"][0]["loc"] == ["query", where], body
+
+
+@pytest.mark.parametrize("sort", ["-last_seen", "last_seen", "-first_seen", "first_seen"])
+def test_every_sort_pages_through_all_alerts_exactly_once(api: str, store: Store,
+                                                          http: httpx.Client, sort: str) -> None:
+    for i in range(9):  # ties on the sort key are broken by id
+        store.upsert_alert(alert(id=f"a-{i}", asset_id=f"V{i}", first_seen=i // 3,
+                                 last_seen=10 + (i % 4)))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, "sort": sort, **({"cursor": cursor} if cursor
+                                                                else {})}
+        page = http.get(f"{api}/alerts", params=params).json()
+        seen += [a["id"] for a in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    everything = http.get(f"{api}/alerts", params={"sort": sort, "limit": 100}).json()["items"]
+    assert seen == [a["id"] for a in everything] and sorted(seen) == [f"a-{i}" for i in
+                                                                       range(9)]
+    key = sort.lstrip("-")
+    pairs = [(a[key], a["id"]) for a in everything]
+    assert pairs == sorted(pairs, reverse=sort.startswith("-"))
+    other = "first_seen" if key == "last_seen" else "last_seen"
+    first = http.get(f"{api}/alerts", params={"sort": sort, "limit": 2}).json()
+    body = is_problem(http.get(f"{api}/alerts", params={"sort": other,
+                                                        "cursor": first["next_cursor"]}), 422)
+    assert f"sort={sort}" in body["detail"]
 
 
 def test_pages_are_complete_while_alerts_arrive(api: str, store: Store,

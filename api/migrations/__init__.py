@@ -1,0 +1,1 @@
+"""Alembic migrations of the relational schema (applied by ``Store`` when it opens)."""
