@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +18,8 @@ from api.auth import RateLimiter
 from api.case_store import CaseStore
 from api.keys import KeyStore
 from api.limits import BodySizeLimit
-from api.routes import alerts, cases, health, keys, quality, vehicles
+from api.metrics import ServiceReports
+from api.routes import alerts, cases, health, keys, metrics, quality, vehicles
 from api.store import Store
 from ownercare.settings import ApiSettings, mask_url
 
@@ -30,6 +33,7 @@ TAGS = [
                                      "audit trail and an SLA due time by severity."},
     {"name": "quality", "description": "Detector precision from staff outcome labels."},
     {"name": "vehicles", "description": "The latest known state of a vehicle."},
+    {"name": "metrics", "description": "Prometheus metrics of the whole service."},
     {"name": "keys", "description": "API keys and their roles (admin only)."},
     {"name": "health", "description": "Liveness and readiness probes (no key needed)."},
 ]
@@ -43,9 +47,14 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     store = store or Store(settings.effective_database_url, case_sla_hours=settings.case_sla)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("api_start database=%s kafka=%s", mask_url(store.url), settings.kafka_bootstrap)
+        follower = asyncio.create_task(app.state.service_reports.follow(),
+                                       name="service-reports")
         yield
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
         if owned:
             store.close()
         log.info("api_stop")
@@ -64,6 +73,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.state.store = store
     app.state.keys = KeyStore(store)
     app.state.cases = CaseStore(store)
+    app.state.service_reports = ServiceReports(settings.kafka_bootstrap)
     app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_s,
                                          settings.api_rate_limit_burst)
     problems.install(app)
@@ -77,6 +87,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.include_router(quality.router)
     app.include_router(keys.router)
     app.include_router(vehicles.router)
+    app.include_router(metrics.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

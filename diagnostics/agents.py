@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -34,7 +35,7 @@ from diagnostics.pipeline import (
     catch_up_from,
     position_key,
 )
-from ingest import topics
+from ingest import service_metrics, topics
 from ingest.contract import decode_batch
 from ingest.kafka import read_range
 from ownercare.settings import WorkerSettings
@@ -127,6 +128,18 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         log.info("worker_stats %s", " ".join(
             f"{k}={v}" for k, v in stats.snapshot(table, pipeline).items()))
 
+    metrics_topic = app.topic(topics.SERVICE_METRICS, partitions=partitions)
+    instance = service_metrics.instance_id()
+
+    @app.timer(service_metrics.REPORT_EVERY_S)  # type: ignore[untyped-decorator]
+    async def report_metrics() -> None:
+        report = service_metrics.Report("worker", instance, int(time.time() * 1000),
+                                        metrics_samples(stats.snapshot(table, pipeline)))
+        try:
+            await metrics_topic.send(key=instance.encode(), value=service_metrics.encode(report))
+        except Exception as exc:  # metrics must never stop the detectors
+            log.warning("metrics_report_failed error=%r", exc)
+
     @app.page("/ownercare/stats/")
     async def stats_page(web: Any, _request: Any) -> Any:
         return web.json(stats.snapshot(table, pipeline))
@@ -195,6 +208,26 @@ class WorkerStats:
             "state_bytes_mean": round(sum(sizes) / len(sizes), 1) if sizes else 0.0,
             "state_bytes_max": max(sizes, default=0),
         }
+
+
+def metrics_samples(snapshot: dict[str, Any]) -> list[service_metrics.Sample]:
+    """The worker's counters for GET /metrics (cumulative since this process started)."""
+    sample = service_metrics.Sample
+    return [
+        sample("worker_records_total", snapshot["records"],
+               help="telemetry records processed by the detectors"),
+        sample("worker_batches_total", snapshot["batches"], help="Kafka records processed"),
+        sample("worker_alert_changes_total", snapshot["alerts"],
+               help="alert upserts emitted by the detectors"),
+        sample("worker_duplicates_total", snapshot["duplicates"],
+               help="redelivered records dropped by seq/ts"),
+        sample("worker_vehicles", snapshot["vehicles"], "gauge",
+               help="vehicles with detector state in this worker's partitions"),
+        sample("worker_state_bytes_mean", snapshot["state_bytes_mean"], "gauge",
+               help="mean serialised detector state per vehicle"),
+        sample("worker_last_event_timestamp_seconds", snapshot["last_event_ts"] / 1000,
+               "gauge", help="newest event time processed (time() minus this = event lag)"),
+    ]
 
 
 def _decode(raw: bytes) -> list[dict[str, Any]]:

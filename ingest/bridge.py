@@ -30,7 +30,7 @@ import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from ingest import contract, topics
+from ingest import contract, service_metrics, topics
 from ingest.kafka import ensure_topics, partition_for, wait_for_kafka
 from ingest.mqtt import make_client
 from ownercare.settings import BridgeSettings, mask_url
@@ -361,9 +361,45 @@ class Bridge:
             await asyncio.sleep(1)
 
     async def _stats_loop(self) -> None:
+        instance = service_metrics.instance_id()
+        next_log = time.monotonic() + STATS_EVERY_S
         while True:
-            await asyncio.sleep(STATS_EVERY_S)
-            self._log_stats()
+            await asyncio.sleep(service_metrics.REPORT_EVERY_S)
+            await self._report_metrics(instance)
+            if time.monotonic() >= next_log:
+                next_log += STATS_EVERY_S
+                self._log_stats()
+
+    def metrics_samples(self) -> list[service_metrics.Sample]:
+        """The bridge's counters for GET /metrics (cumulative since this process started)."""
+        sample = service_metrics.Sample
+        return [
+            sample("bridge_messages_total", self.stats["records"], help="valid MQTT messages "
+                   "forwarded to Kafka"),
+            sample("bridge_kafka_records_total", self.stats["kafka_records"],
+                   help="Kafka records produced (each a micro-batch of messages)"),
+            sample("bridge_acked_total", self.stats["acked"], help="MQTT messages acknowledged "
+                   "after Kafka acknowledged them"),
+            *(sample("bridge_dead_letters_total", n, labels=(("reason", reason),),
+                     help="invalid MQTT messages dead-lettered, by reason")
+              for reason, n in sorted(self.dead_letter_reasons.items())),
+            sample("bridge_ota_commands_total", self.stats["ota_commands"],
+                   help="OTA commands published to vehicles"),
+            sample("bridge_in_flight", self._in_flight, "gauge",
+                   help="MQTT messages received and not yet acknowledged"),
+            sample("bridge_mqtt_connected", float(self._connected.is_set()), "gauge",
+                   help="1 while connected to the MQTT broker"),
+        ]
+
+    async def _report_metrics(self, instance: str) -> None:
+        assert self._producer is not None
+        report = service_metrics.Report("bridge", instance, int(time.time() * 1000),
+                                        self.metrics_samples())
+        try:
+            await self._producer.send(topics.SERVICE_METRICS, service_metrics.encode(report),
+                                      key=instance.encode())
+        except KafkaError as exc:  # metrics must never stop the bridge
+            log.warning("metrics_report_failed error=%r", exc)
 
     def _log_stats(self) -> None:
         log.info("bridge_stats records=%s kafka_records=%s dead_letters=%s acked=%s in_flight=%s "

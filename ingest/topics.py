@@ -7,5 +7,8 @@ CHARGERS: Final = "ownercare.chargers"  # canonical charger records (OCPP status
 DEAD_LETTER: Final = "ownercare.deadletter"  # invalid MQTT messages: raw bytes, topic, reason
 ALERTS: Final = "ownercare.alerts"  # alert upserts from detectors, keyed by alert id
 OTA_COMMANDS: Final = "ownercare.ota.commands"  # cloud -> vehicle commands, keyed by VIN
+# Each bridge and worker process reports its counters here every few seconds (keyed by
+# instance); the API reads them back for GET /metrics. Tiny: one record per process per period.
+SERVICE_METRICS: Final = "ownercare.service-metrics"
 
-ALL: Final = (VEHICLES, CHARGERS, DEAD_LETTER, ALERTS, OTA_COMMANDS)
+ALL: Final = (VEHICLES, CHARGERS, DEAD_LETTER, ALERTS, OTA_COMMANDS, SERVICE_METRICS)

@@ -136,6 +136,8 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
 
 
 class ApiSettings(KafkaSettings, DatabaseSettings, CaseSettings):
+    worker_app_id: str = Field("ownercare", description="The worker's Faust app id: its "
+                               "consumer group, whose lag GET /metrics reports.")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     api_page_max: int = Field(500, ge=1, le=10_000, description="Largest page size allowed.")

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ownercare import embedded
 from simulators.fleet import Fleet
@@ -139,6 +140,16 @@ def test_weak_12v_batteries_are_flagged_before_they_fail(tmp_path: Path) -> None
         assert [a["type"] for a in view["open_alerts"]] == ["weak_12v_battery"]
         ready = httpx.get(f"{api}/health/ready", timeout=10)
         assert ready.status_code == 200, ready.text
+        # /metrics sees the bridge's and the worker's counters and the worker group's lag.
+        scraped = httpx.get(f"{api}/metrics", headers=auth, timeout=15).text
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(scraped):
+            for sample in family.samples:
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        assert totals["ownercare_bridge_messages_total"] > 0, scraped
+        assert totals["ownercare_worker_records_total"] > 0, scraped
+        assert "ownercare_consumer_lag_records{" in scraped
+        assert totals["ownercare_alerts"] >= FAULTY
 
         # A trouble code published now by a healthy car is an alert at the API within seconds.
         fleet_vins = [v.vin for v in Fleet(VEHICLES, 3, seed=11, faults={"weak_12v": FAULTY}
