@@ -466,11 +466,11 @@ class Store:
         key = alerts.c[sort.lstrip("-")]
         descending = sort.startswith("-")
         if cursor:
-            value, last_id = decode_cursor(cursor, sort)
+            at, last_id = decode_cursor(cursor, sort)
             if descending:
-                query = query.where(or_(key < value, and_(key == value, alerts.c.id < last_id)))
+                query = query.where(or_(key < at, and_(key == at, alerts.c.id < last_id)))
             else:
-                query = query.where(or_(key > value, and_(key == value, alerts.c.id > last_id)))
+                query = query.where(or_(key > at, and_(key == at, alerts.c.id > last_id)))
         order = (key.desc(), alerts.c.id.desc()) if descending else (key.asc(), alerts.c.id.asc())
         query = query.order_by(*order).limit(limit + 1)
         with self.engine.connect() as conn:
