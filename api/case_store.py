@@ -285,6 +285,30 @@ class CaseStore:
 
 
 
+    def summary(self) -> dict[str, Any]:
+        """For the fleet overview: cases by state (every state, zeros included), how many
+        are open, how many of those are overdue, and the fleet now that judged it."""
+        fleet_now = self.store.fleet_now_ms()
+        open_states = sorted(casework.OPEN_STATES)
+        with self.store.engine.connect() as conn:
+            by_state: dict[str, int] = dict(
+                conn.execute(select(cases.c.state, func.count()).group_by(cases.c.state)).all())
+            overdue = 0 if fleet_now is None else int(conn.execute(
+                select(func.count()).select_from(cases).where(
+                    cases.c.state.in_(open_states), cases.c.due_at < fleet_now)).scalar_one())
+        counts = {state: int(by_state.get(state, 0)) for state in casework.STATES}
+        return {"by_state": counts, "open": sum(counts[s] for s in open_states),
+                "overdue": overdue, "fleet_now": fleet_now}
+
+    def events_after(self, after_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        """Audit entries of every case with id > ``after_id``, oldest first. Ids are in
+        commit order (every case write holds the alert lock), so a follower (a webhook
+        dispatcher, say) that remembers the last id it handled misses nothing."""
+        query = (select(case_events).where(case_events.c.id > after_id)
+                 .order_by(case_events.c.id).limit(limit))
+        with self.store.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
     def quality(self) -> list[dict[str, Any]]:
         """Per (alert type, detector, detector version): how many alerts, how many staff
         labelled confirmed / false positive, and precision = confirmed / labelled (None when

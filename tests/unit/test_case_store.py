@@ -449,3 +449,35 @@ def test_quality_per_detector_version(store: Store, desk: CaseStore) -> None:
         {"alert_type": "weak_12v_battery", "detector": "battery12v", "detector_version": "2.0.0",
          "alerts": 1, "confirmed": 0, "false_positive": 0, "precision": None},
     ]
+
+
+def test_summary_for_the_fleet_overview(store: Store, desk: CaseStore) -> None:
+    empty = desk.summary()
+    assert empty["by_state"] == dict.fromkeys(empty["by_state"], 0) and empty["open"] == 0
+    assert empty["overdue"] == 0 and empty["fleet_now"] is None
+    late = open_case(store, desk, severity="critical")  # due 1000 + 4 h
+    open_case(store, desk, id="b", asset_id=VIN2)  # due 1000 + 72 h
+    done = open_case(store, desk, id="c", asset_id="V3", severity="critical")
+    desk.transition_case(done["id"], "false_positive", actor="ann")
+    desk.transition_case(late["id"], "acknowledged", actor="ann")
+    store.upsert_signals([("vehicle", VIN, "Vehicle.Speed", 0, 1000 + 5 * HOUR)])
+    summary = desk.summary()
+    assert summary["by_state"] == {"new": 1, "acknowledged": 1, "owner_contacted": 0,
+                                   "service_booked": 0, "resolved": 0, "false_positive": 1,
+                                   "no_action_needed": 0}
+    assert (summary["open"], summary["overdue"], summary["fleet_now"]) == (
+        2, 1, 1000 + 5 * HOUR)
+
+
+def test_case_events_can_be_followed_in_commit_order(store: Store, desk: CaseStore) -> None:
+    case = open_case(store, desk)
+    first = desk.events_after(0)
+    assert [(e["case_id"], e["action"]) for e in first] == [(case["id"], "opened"),
+                                                            (case["id"], "alert_linked")]
+    desk.add_note(case["id"], "hello", actor="ann")
+    store.upsert_alert(alert(id="b", asset_id=VIN2))
+    later = desk.events_after(first[-1]["id"])
+    assert [e["action"] for e in later] == ["note", "opened", "alert_linked"]
+    assert [e["id"] for e in later] == sorted(e["id"] for e in later)
+    assert desk.events_after(later[-1]["id"]) == []
+    assert len(desk.events_after(0, limit=2)) == 2
