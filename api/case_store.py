@@ -162,7 +162,6 @@ class CaseStore:
             next_cursor = encode_cursor(sort, rows[-1])
         return rows, next_cursor, fleet_now
 
-
     def get_case(self, case_id: int) -> dict[str, Any] | None:
         """A case with its alerts (each with its outcome label, if any), its audit trail (oldest
         first), the transitions allowed now, and the fleet now behind ``overdue``."""
@@ -184,6 +183,7 @@ class CaseStore:
         return {**case, "alerts": linked, "events": events, "fleet_now": fleet_now,
                 "allowed_transitions": list(casework.allowed(case["state"]))}
 
+    # ------------------------------------------------------------------ staff writes
 
     def transition_case(
         self, case_id: int, to: str, *, actor: str, note: str | None = None,
@@ -243,7 +243,6 @@ class CaseStore:
                  case["state"], new_state, actor, len(labels))
         return self._reread(case_id)
 
-
     def assign_case(self, case_id: int, assignee: str | None, *, actor: str,
                     expected_version: int | None = None) -> dict[str, Any]:
         """Give an open case to ``assignee`` (None: nobody). Assigning the current assignee
@@ -262,7 +261,6 @@ class CaseStore:
                 log.info("case_assigned id=%s assignee=%s actor=%s", case_id, assignee, actor)
         return self._reread(case_id)
 
-
     def add_note(self, case_id: int, text: str, *, actor: str) -> dict[str, Any]:
         """Append a note to the audit trail (closed cases too: what staff learn later belongs
         with the case); return the audit entry. The case's version is unchanged."""
@@ -275,15 +273,13 @@ class CaseStore:
         log.info("case_note id=%s actor=%s state=%s", case_id, actor, case["state"])
         return entry
 
-
     def _reread(self, case_id: int) -> dict[str, Any]:
         case = self.get_case(case_id)
         if case is None:  # cases are never deleted
             raise CaseNotFound(case_id)
         return case
 
-
-
+    # ------------------------------------------------------------------ overview, followers
 
     def summary(self) -> dict[str, Any]:
         """For the fleet overview: cases by state (every state, zeros included), how many
@@ -308,6 +304,8 @@ class CaseStore:
                  .order_by(case_events.c.id).limit(limit))
         with self.store.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+    # ------------------------------------------------------------------ quality
 
     def quality(self) -> list[dict[str, Any]]:
         """Per (alert type, detector, detector version): how many alerts, how many staff
