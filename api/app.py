@@ -19,7 +19,7 @@ from api.case_store import CaseStore
 from api.keys import KeyStore
 from api.limits import BodySizeLimit
 from api.metrics import ServiceReports
-from api.routes import alerts, cases, health, keys, metrics, quality, vehicles
+from api.routes import alerts, cases, chargers, fleet, health, keys, metrics, quality, vehicles
 from api.store import Store
 from ownercare.settings import ApiSettings, mask_url
 
@@ -32,7 +32,13 @@ TAGS = [
                                      "case; staff work it from new to resolved, with an "
                                      "audit trail and an SLA due time by severity."},
     {"name": "quality", "description": "Detector precision from staff outcome labels."},
-    {"name": "vehicles", "description": "The latest known state of a vehicle."},
+    {"name": "vehicles", "description": "Vehicles with a health summary, and each vehicle's "
+                                        "health card: latest signals, open alerts, daily "
+                                        "trends of the health indicators."},
+    {"name": "chargers", "description": "Chargers: connector status, charging sessions, "
+                                        "faults and the share attributable to the charger."},
+    {"name": "fleet", "description": "Fleet overview: open alerts by type and severity, "
+                                     "asset counts, top faulty chargers."},
     {"name": "metrics", "description": "Prometheus metrics of the whole service."},
     {"name": "keys", "description": "API keys and their roles (admin only)."},
     {"name": "health", "description": "Liveness and readiness probes (no key needed)."},
@@ -87,6 +93,8 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.include_router(quality.router)
     app.include_router(keys.router)
     app.include_router(vehicles.router)
+    app.include_router(chargers.router)
+    app.include_router(fleet.router)
     app.include_router(metrics.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -8,7 +8,9 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -97,6 +99,52 @@ api_keys = Table(
     Column("secret_sha256", String(64), nullable=False),
     Column("created_at", BigInteger, nullable=False),  # wall clock, epoch ms
     Column("revoked_at", BigInteger, nullable=True),
+)
+
+# ---------------------------------------------------------------------------------------------
+# Health-card trends and charging sessions (issue 5: vehicle, charger and fleet views).
+# Written by the worker (diagnostics/daily.py, diagnostics/charging.py via api/store.py).
+
+# One mergeable aggregate per (asset, UTC day of the event time, indicator); the worker's
+# upsert merges each flush into it (n and sum add up, min/max widen, last follows last_ts).
+daily_indicators = Table(
+    "daily_indicators",
+    metadata,
+    Column("asset_kind", String(16), primary_key=True),
+    Column("asset_id", String(64), primary_key=True),
+    Column("day", String(10), primary_key=True),  # ISO YYYY-MM-DD: sorts as it reads
+    Column("indicator", String(64), primary_key=True),
+    Column("n", BigInteger, nullable=False),
+    Column("min", Float, nullable=False),
+    Column("max", Float, nullable=False),
+    Column("sum", Float, nullable=False),
+    Column("last", Float, nullable=False),
+    Column("last_ts", BigInteger, nullable=False),
+)
+
+charging_sessions = Table(
+    "charging_sessions",
+    metadata,
+    Column("session_id", String(100), primary_key=True),  # <charger>:<connector>:<start ts>
+    Column("charger_id", String(64), nullable=False),
+    Column("connector", Integer, nullable=False),
+    Column("transaction_id", BigInteger, nullable=True),
+    Column("vin", String(17), nullable=True),
+    Column("start_ts", BigInteger, nullable=False),
+    Column("end_ts", BigInteger, nullable=True),
+    Column("last_ts", BigInteger, nullable=False),  # the last record applied (redelivery)
+    Column("last_seq", BigInteger, nullable=False),
+    Column("end_status", String(20), nullable=True),
+    Column("error_code", String(30), nullable=True),
+    Column("abnormal", Boolean, nullable=False),
+    Column("meter_start_wh", Float, nullable=True),
+    Column("energy_wh", Float, nullable=True),
+    Column("max_power_w", Float, nullable=True),
+    Column("offered_w", Float, nullable=True),
+    # The worker loads each connector's newest session; the detail page lists recent ones.
+    Index("ix_charging_sessions_connector", "charger_id", "connector", "start_ts"),
+    # Fault attribution looks up the same car's sessions elsewhere around a date.
+    Index("ix_charging_sessions_vin", "vin", "start_ts"),
 )
 
 

@@ -41,6 +41,15 @@ class SignalPublic(BaseModel):
         description="seconds between this value and the fleet's newest event time")
 
 
+class TrendPoint(BaseModel):
+    day: str = Field(description="UTC calendar day of the event time, YYYY-MM-DD")
+    n: int = Field(description="readings that day")
+    min: float
+    max: float
+    mean: float
+    last: float = Field(description="the day's latest reading by event time")
+
+
 class VehiclePublic(BaseModel):
     vin: str
     first_seen: int
@@ -48,6 +57,14 @@ class VehiclePublic(BaseModel):
     fleet_now: int | None = Field(description="the fleet's newest event time, epoch ms")
     signals: list[SignalPublic]
     open_alerts: list[AlertPublic]
+    trends: dict[str, list[TrendPoint]] = Field(
+        default_factory=dict,
+        description="per health indicator (battery12v_resting_v, tire_pressure_<row>_<side>_kpa, "
+                    "cell_spread_v, soh_percent), daily points oldest first, over the ?days= "
+                    "ending on the day of last_seen")
+    ota: dict[str, Any] | None = Field(None, description="OTA state (not yet available)")
+    open_cases: list[dict[str, Any]] = Field(
+        default_factory=list, description="the vehicle's open care cases")
 
 
 class CheckPublic(BaseModel):
@@ -97,3 +114,109 @@ class ApiKeyPublic(BaseModel):
 class ApiKeyCreated(ApiKeyPublic):
     key: str = Field(description="the full key: shown only in this response")
     created_by: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Vehicle list, chargers, fleet overview (issue 5 views).
+
+
+class VehicleSummary(BaseModel):
+    vin: str
+    model: str | None = Field(description="latest Vehicle.VehicleIdentification.Model")
+    first_seen: int
+    last_seen: int = Field(description="event time (epoch ms) of the latest report")
+    open_alerts: int
+    worst_severity: Severity | None = Field(description="worst severity of the open alerts")
+
+
+class VehiclePage(BaseModel):
+    items: list[VehicleSummary]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
+
+
+class ConnectorStatus(BaseModel):
+    connector: int
+    status: str | None = Field(description="latest OCPP StatusNotification status")
+    error_code: str | None
+    ts: int | None = Field(description="event time of the status, epoch ms")
+
+
+class ChargerSummary(BaseModel):
+    charger_id: str
+    first_seen: int
+    last_seen: int
+    connectors: list[ConnectorStatus]
+    open_alerts: int
+    worst_severity: Severity | None
+
+
+class ChargerPage(BaseModel):
+    items: list[ChargerSummary]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
+
+
+class ChargingSessionPublic(BaseModel):
+    session_id: str = Field(description="<charger>:<connector>:<start ts>")
+    charger_id: str
+    connector: int
+    transaction_id: int | None
+    vin: str | None = Field(description="when the charger reported the car")
+    start_ts: int
+    end_ts: int | None = Field(description="null while the session is open")
+    end_status: str | None = Field(
+        description="Finishing, Available, Faulted, Unavailable or superseded")
+    error_code: str | None = Field(description="last OCPP error code other than NoError")
+    abnormal: bool = Field(description="ended Faulted/Unavailable or reported an error code")
+    energy_wh: float | None
+    max_power_w: float | None = Field(description="largest Power.Active.Import")
+    offered_w: float | None = Field(description="largest Power.Offered")
+
+
+class FaultShare(BaseModel):
+    abnormal_sessions: int
+    judged_sessions: int = Field(description="abnormal sessions whose VIN is known")
+    attributed_sessions: int = Field(
+        description="judged sessions whose car charged normally elsewhere within 7 days")
+    share: float | None = Field(description="attributed / judged; null when none judged")
+    rule: str
+
+
+class ChargerPublic(BaseModel):
+    charger_id: str
+    first_seen: int
+    last_seen: int
+    fleet_now: int | None
+    connectors: list[ConnectorStatus]
+    signals: list[SignalPublic]
+    open_alerts: list[AlertPublic]
+    alerts: list[AlertPublic] = Field(description="recent alerts, any status, newest first")
+    recent_sessions: list[ChargingSessionPublic]
+    faults: list[ChargingSessionPublic] = Field(
+        description="recent sessions that ended abnormally")
+    attributed_fault_share: FaultShare
+
+
+class AlertCount(BaseModel):
+    type: str
+    severity: Severity
+    count: int
+
+
+class FaultyCharger(BaseModel):
+    charger_id: str
+    sessions: int
+    abnormal_sessions: int
+    open_alerts: int
+
+
+class FleetOverview(BaseModel):
+    fleet_now: int | None
+    vehicles: int
+    chargers: int
+    open_alerts: int
+    open_alerts_by_type: list[AlertCount]
+    top_faulty_chargers: list[FaultyCharger] = Field(
+        description="by abnormal sessions in the window, then open alerts")
+    window_days: int
+    cases_by_state: dict[str, int] = Field(default_factory=dict)
+    overdue_cases: int = 0

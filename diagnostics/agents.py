@@ -6,7 +6,9 @@
   applied offset per partition: a restarted worker whose recovered table is older than its
   committed offset replays the gap first (see ``diagnostics/pipeline.py``).
 * ``latest-vehicle`` / ``latest-charger``: newest value per signal into the database for
-  the API's vehicle view (coalesced per batch, written off the event loop).
+  the API's vehicle view (coalesced per batch, written off the event loop); with each flush
+  the vehicles' daily health indicators (``diagnostics/daily.py``) and the chargers'
+  charging sessions (``diagnostics/charging.py``).
 * ``alert-sink``: alert upserts -> database (idempotent by alert id).
 
 Progress counters (records, newest event time processed, detector state size) are logged every
@@ -27,7 +29,9 @@ from typing import Any
 import faust
 import orjson
 
+from api import views
 from api.store import Store
+from diagnostics.daily import DailyIndicators
 from diagnostics.pipeline import (
     POSITION_PREFIX,
     LatestValues,
@@ -107,16 +111,23 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
                     await apply(partition, gap_offset, gap_raw)
             await apply(partition, offset, event.value)
 
-    async def store_latest(stream: faust.StreamT[bytes]) -> None:
+    # The vehicles' daily health indicators ride on the latest-values flush; the rest clock
+    # of each vehicle (12 V resting voltage) lives here across flushes.
+    daily = DailyIndicators()
+
+    @app.agent(vehicles, name="latest-vehicle")
+    async def store_latest_vehicle(stream: faust.StreamT[bytes]) -> None:
         # One coalesced write per flush interval; the buffered records are acknowledged only
         # after it, so a crash replays them instead of losing the view's updates.
         async for raws in stream.take(LATEST_TAKE_MAX, within=settings.latest_flush_s):
             # Decoding and merging a few seconds of a fleet takes a while: off the event loop,
             # so the detectors keep their pace meanwhile.
-            await asyncio.to_thread(_write_latest, store, raws)
+            await asyncio.to_thread(_write_latest, store, raws, daily)
 
-    app.agent(vehicles, name="latest-vehicle")(store_latest)
-    app.agent(chargers, name="latest-charger")(store_latest)
+    @app.agent(chargers, name="latest-charger")
+    async def store_latest_charger(stream: faust.StreamT[bytes]) -> None:
+        async for raws in stream.take(LATEST_TAKE_MAX, within=settings.latest_flush_s):
+            await asyncio.to_thread(_write_latest, store, raws, None, True)
 
     @app.agent(alerts, name="alert-sink")
     async def alert_sink(stream: faust.StreamT[bytes]) -> None:
@@ -239,13 +250,29 @@ def _decode(raw: bytes) -> list[dict[str, Any]]:
         return []
 
 
-def _write_latest(store: Store, raws: list[bytes]) -> None:
+def _write_latest(store: Store, raws: list[bytes], daily: DailyIndicators | None = None,
+                  sessions: bool = False) -> None:
+    """One flush: latest values, then (vehicles) the daily indicators or (chargers) the
+    charging sessions, each as one more statement per flush."""
     latest = LatestValues()
+    charger_records: list[dict[str, Any]] = []
     for raw in raws:
-        latest.add(_decode(raw))
+        records = _decode(raw)
+        latest.add(records)
+        if daily is not None:
+            daily.add(records)
+        if sessions:
+            charger_records.extend(records)
     rows = latest.drain()
+    # Drained before any write: a failed write must not leave this flush's readings pending
+    # in memory, to be counted again with the redelivered records.
+    daily_rows = daily.drain() if daily is not None else []
     if rows:
         store.upsert_signals(rows)
+    if daily_rows:
+        views.upsert_daily_indicators(store, daily_rows)
+    if charger_records:
+        views.track_charging_sessions(store, charger_records)
 
 
 def _persist_alerts(store: Store, raws: list[bytes]) -> None:

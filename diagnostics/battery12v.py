@@ -110,7 +110,7 @@ def t_critical(dof: float, floor: float) -> float:
     return max(floor, value)
 
 
-def _number(value: object) -> float | None:
+def as_number(value: object) -> float | None:
     # bool is an int subclass; a boolean is never a voltage or a temperature.
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -265,6 +265,16 @@ class WeakBattery12V(Detector):
 
     # ---------------------------------------------------------------- resting samples
 
+    def is_top_up(self, volts: float, current: float | None) -> bool:
+        """A reading of a parked car whose DC-DC is charging the 12 V battery: not resting,
+        and it restarts the rest clock (surface charge again)."""
+        return volts > self.charging_v or (current is not None and current > self.charging_a)
+
+    @property
+    def rest_delay_ms(self) -> int:
+        """How long after key-off or a top-up a reading starts to count as resting."""
+        return int(self.rest_delay_s * 1000)
+
     def _key(self, state: dict[str, Any], ts_ms: int, is_on: bool) -> Outcome:
         if state["on"] is is_on:
             return False, None
@@ -281,15 +291,14 @@ class WeakBattery12V(Detector):
     def _parked(self, state: dict[str, Any], ts_ms: int, signals: Mapping[str, object]
                 ) -> Outcome:
         changed = False
-        ambient = _number(signals.get(AMBIENT))
+        ambient = as_number(signals.get(AMBIENT))
         if ambient is not None:
             self._follow_ambient(state, ts_ms, ambient)
             changed = True
-        volts = _number(signals.get(VOLTAGE))
+        volts = as_number(signals.get(VOLTAGE))
         if volts is None:
             return changed, None
-        current = _number(signals.get(CURRENT))
-        if volts > self.charging_v or (current is not None and current > self.charging_a):
+        if self.is_top_up(volts, as_number(signals.get(CURRENT))):
             # A top-up while parked: surface charge again, restart the rest clock (the readings
             # before it were genuine resting readings and still make a sample).
             assessment = self._close_window(state)

@@ -1,5 +1,5 @@
 """``ownercare`` command line: run | bridge | worker | api | archive | simulate | backtest |
-bench | keys | config.
+bench | keys | ota | config.
 
 Each service reads its settings from ``OWNERCARE_*`` variables (see README); invalid settings
 or arguments exit with status 2 and a message naming the variable or flag.
@@ -156,6 +156,31 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ota_keygen(args: argparse.Namespace) -> int:
+    """Write a new ed25519 signing key pair for OTA manifests (private key mode 0600)."""
+    import os
+    from pathlib import Path
+
+    from ota.manifest import generate_keypair
+
+    out = Path(args.out)
+    private_path, public_path = out / "ota-signing.pem", out / "ota-signing.pub.pem"
+    if private_path.exists() and not args.force:
+        print(f"ownercare ota keygen: {private_path} exists; a new key would orphan every "
+              "vehicle pinned to the old public key (use --force to replace it)",
+              file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    private_pem, public_pem = generate_keypair()
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private_pem)
+    public_path.write_bytes(public_pem)
+    print(f"private key: {private_path} (mode 0600; keep it off the API hosts' logs and "
+          f"backups)\npublic key:  {public_path} (pin this in the vehicles)")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the effective settings of a service, secrets masked."""
     kinds = {"bridge": cfg.BridgeSettings, "worker": cfg.WorkerSettings, "api": cfg.ApiSettings,
@@ -228,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
     keys.set_defaults(func=cmd_keys)
+
+    ota = sub.add_parser("ota", help="over-the-air updates")
+    ota_sub = ota.add_subparsers(dest="action", required=True, metavar="keygen")
+    keygen = ota_sub.add_parser("keygen", help="new ed25519 key pair for signed manifests")
+    keygen.add_argument("--out", default=".ownercare/keys", help="directory for the key pair")
+    keygen.add_argument("--force", action="store_true", help="replace an existing key pair")
+    keygen.set_defaults(func=cmd_ota_keygen)
 
     conf = sub.add_parser("config", help="print the effective settings (secrets masked)")
     conf.add_argument("service", choices=["bridge", "worker", "api", "archive", "run"])

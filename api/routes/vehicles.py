@@ -1,25 +1,77 @@
-"""Vehicles: the latest known state of one vehicle."""
+"""Vehicles: the fleet list with a health summary, and one vehicle's health card."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
 
+from fastapi import APIRouter, HTTPException, Query
+
+from api import views
 from api.auth import Viewer
-from api.deps import StoreDep
+from api.deps import SettingsDep, StoreDep
 from api.problems import invalid
-from api.schemas import AlertPublic, Problem, SignalPublic, VehiclePublic
+from api.schemas import (
+    AlertPublic,
+    Problem,
+    SignalPublic,
+    TrendPoint,
+    VehiclePage,
+    VehiclePublic,
+    VehicleSummary,
+)
 from ingest.contract import VIN_RE
 
 router = APIRouter(prefix="/vehicles", tags=["vehicles"])
 
+# The characters a VIN may hold: a prefix of anything else can match no vehicle, and this
+# keeps LIKE wildcards (% and _) out of the search.
+VIN_PREFIX_PATTERN = r"^[A-HJ-NPR-Z0-9]{1,17}$"
+MAX_TREND_DAYS = 366
+
+
+@router.get("", response_model=VehiclePage, responses={422: {"model": Problem}})
+def list_vehicles(
+    store: StoreDep,
+    settings: SettingsDep,
+    _who: Viewer,
+    vin_prefix: Annotated[str | None, Query(
+        pattern=VIN_PREFIX_PATTERN, description="VINs starting with this (VIN characters)")
+    ] = None,
+    model: Annotated[str | None, Query(
+        min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$",
+        description="exact latest Vehicle.VehicleIdentification.Model")] = None,
+    limit: Annotated[int, Query(ge=1, description="page size (at most api_page_max)")] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> VehiclePage:
+    """Vehicles by VIN, each with its model and health summary (last report, open alerts and
+    their worst severity). Keyset pagination: follow ``next_cursor`` until it is null;
+    vehicles that appear meanwhile never shift later pages."""
+    if limit > settings.api_page_max:
+        raise invalid("query", "limit", f"Input should be less than or equal to "
+                      f"{settings.api_page_max}", "less_than_equal")
+    try:
+        rows, next_cursor = views.list_vehicles(store, vin_prefix=vin_prefix, model=model,
+                                                limit=limit, cursor=cursor)
+    except ValueError as exc:
+        raise invalid("query", "cursor", str(exc)) from None
+    return VehiclePage(items=[VehicleSummary(**r) for r in rows], next_cursor=next_cursor)
+
 
 @router.get("/{vin}", response_model=VehiclePublic,
             responses={404: {"model": Problem}, 422: {"model": Problem}})
-def get_vehicle(vin: str, store: StoreDep, _who: Viewer) -> VehiclePublic:
-    """Latest value of every signal with its age, and the vehicle's open alerts.
+def get_vehicle(
+    vin: str,
+    store: StoreDep,
+    _who: Viewer,
+    days: Annotated[int, Query(ge=1, le=MAX_TREND_DAYS,
+                               description="days of daily trends, ending on last_seen's day")
+                    ] = 30,
+) -> VehiclePublic:
+    """The health card: latest value of every signal with its age, open alerts, and the
+    daily trends of the indicators the detectors use.
 
     Ages are relative to the fleet's newest event time, not the wall clock, so they stay
-    meaningful for simulated, replayed or delayed data.
+    meaningful for simulated, replayed or delayed data; so is the trend window.
     """
     if not VIN_RE.fullmatch(vin):
         raise invalid("path", "vin", f"{vin!r} is not a VIN (17 characters A-Z and 0-9, "
@@ -28,6 +80,7 @@ def get_vehicle(vin: str, store: StoreDep, _who: Viewer) -> VehiclePublic:
     if asset is None:
         raise HTTPException(404, f"vehicle {vin} has never reported")
     now = store.fleet_now_ms()
+    trends = views.vehicle_trends(store, vin, asset["last_seen"], days)
     return VehiclePublic(
         vin=vin,
         first_seen=asset["first_seen"],
@@ -37,4 +90,7 @@ def get_vehicle(vin: str, store: StoreDep, _who: Viewer) -> VehiclePublic:
                               age_s=None if now is None else (now - s["ts"]) / 1000)
                  for s in asset["signals"]],
         open_alerts=[AlertPublic(**a) for a in asset["open_alerts"]],
+        trends={k: [TrendPoint(**p) for p in points] for k, points in trends.items()},
+        ota=None,  # OTA is another issue's part
+        open_cases=[],  # TODO(lead): the vehicle's open cases, from the cases helper's store
     )

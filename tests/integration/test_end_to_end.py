@@ -138,6 +138,17 @@ def test_weak_12v_batteries_are_flagged_before_they_fail(tmp_path: Path) -> None
         paths = {s["path"] for s in view["signals"]}
         assert "Vehicle.LowVoltageBattery.CurrentVoltage" in paths
         assert [a["type"] for a in view["open_alerts"]] == ["weak_12v_battery"]
+        # ... and the daily trends the worker aggregated with the latest values: the faulty
+        # car parks overnight, so it has resting 12 V readings, and it reports tyre pressures.
+        assert view["trends"].get("battery12v_resting_v"), sorted(view["trends"])
+        assert view["trends"].get("tire_pressure_row1_left_kpa"), sorted(view["trends"])
+        # The chargers' sessions, tracked by the worker from OCPP status and meter values.
+        chargers = httpx.get(f"{api}/chargers", headers=auth, timeout=10).json()["items"]
+        assert len(chargers) == 3
+        sessions = [s for c in chargers for s in httpx.get(
+            f"{api}/chargers/{c['charger_id']}", headers=auth, timeout=10).json()[
+            "recent_sessions"]]
+        assert any(s["end_status"] == "Finishing" and s["energy_wh"] for s in sessions), sessions
         ready = httpx.get(f"{api}/health/ready", timeout=10)
         assert ready.status_code == 200, ready.text
         # /metrics sees the bridge's and the worker's counters and the worker group's lag.

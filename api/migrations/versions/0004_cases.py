@@ -1,7 +1,7 @@
 """Care cases: cases, their alerts, their audit trail, and per-alert outcome labels.
 
 Revision ID: 0004
-Revises: 0003
+Revises: views01
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0003"
+down_revision = "views01"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,168 @@
+"""Daily health indicators: mergeable aggregates, the 12 V rest clock, split independence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from diagnostics.battery12v import CURRENT, KEY_STATE, VOLTAGE
+from diagnostics.daily import (
+    CELL_MAX,
+    CELL_MIN,
+    CELL_SPREAD,
+    DAY_MS,
+    RESTING_12V,
+    SOH,
+    SOH_SIGNAL,
+    TIRE_INDICATORS,
+    DailyIndicators,
+    DayAggregate,
+    utc_day,
+)
+from ingest.contract import TIRE_PRESSURE_SIGNALS
+
+VIN = "WCRAAAAAAAAAAAAA1"
+HOUR = 3_600_000
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+FRONT_LEFT = TIRE_PRESSURE_SIGNALS[0]
+
+
+def tele(ts: int, vin: str = VIN, **signals: Any) -> dict[str, Any]:
+    return {"kind": "vehicle_telemetry", "id": vin, "ts": ts, "seq": ts,
+            "data": {"signals": signals}}
+
+
+def sig(**named: Any) -> dict[str, Any]:
+    names = {"key": KEY_STATE, "volts": VOLTAGE, "amps": CURRENT, "fl": FRONT_LEFT,
+             "cmax": CELL_MAX, "cmin": CELL_MIN, "soh": SOH_SIGNAL}
+    return {names[k]: v for k, v in named.items()}
+
+
+def ignition(ts: int, state: str) -> dict[str, Any]:
+    return {"kind": "vehicle_event", "id": VIN, "ts": ts, "seq": ts,
+            "data": {"type": "ignition", "state": state}}
+
+
+def by_indicator(rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    return {(r[2], r[3]): r[4:] for r in rows}
+
+
+def test_utc_day_is_the_event_times_calendar_day() -> None:
+    assert utc_day(T0) == "2026-01-01"
+    assert utc_day(T0 - 1) == "2025-12-31"
+    assert utc_day(T0 + DAY_MS - 1) == "2026-01-01"
+
+
+def test_indicators_are_aggregated_per_day() -> None:
+    daily = DailyIndicators()
+    daily.add([tele(T0 + 1, **sig(fl=250.0, cmax=4.10, cmin=4.05, soh=97.5)),
+               tele(T0 + 2, **sig(fl=240.0)),
+               tele(T0 + 3, **sig(fl=245.0, cmax=4.0)),  # spread needs both ends
+               tele(T0 + DAY_MS, **sig(fl=230.0))])
+    rows = by_indicator(daily.drain())
+    fl = TIRE_INDICATORS[FRONT_LEFT]
+    assert rows[("2026-01-01", fl)] == (3, 240.0, 250.0, 735.0, 245.0, T0 + 3)
+    assert rows[("2026-01-02", fl)] == (1, 230.0, 230.0, 230.0, 230.0, T0 + DAY_MS)
+    assert rows[("2026-01-01", CELL_SPREAD)][0] == 1
+    assert abs(rows[("2026-01-01", CELL_SPREAD)][1] - 0.05) < 1e-9
+    assert rows[("2026-01-01", SOH)] == (1, 97.5, 97.5, 97.5, 97.5, T0 + 1)
+    assert daily.drain() == []  # drained
+
+
+def test_resting_voltage_follows_the_12v_detectors_definition() -> None:
+    daily = DailyIndicators()
+    daily.add([
+        tele(T0, **sig(key="ON", volts=14.1)),  # driving: DC-DC charging
+        tele(T0 + HOUR, **sig(key="OFF", volts=12.9)),  # key-off: the rest starts
+        tele(T0 + 3 * HOUR, **sig(volts=12.7)),  # 2 h: surface charge, not resting
+        tele(T0 + 5 * HOUR, **sig(volts=12.62)),  # 4 h+: resting
+        tele(T0 + 6 * HOUR, **sig(volts=13.9, amps=5.0)),  # top-up: restarts the rest
+        tele(T0 + 9 * HOUR, **sig(volts=12.7)),  # 3 h after the top-up: not yet
+        tele(T0 + 10 * HOUR + 1, **sig(volts=12.6)),  # resting again
+    ])
+    row = by_indicator(daily.drain())[("2026-01-01", RESTING_12V)]
+    assert row == (2, 12.6, 12.62, 12.62 + 12.6, 12.6, T0 + 10 * HOUR + 1)
+
+
+def test_rest_clock_survives_flushes_and_honours_ignition_events() -> None:
+    daily = DailyIndicators()
+    daily.add([ignition(T0, "OFF")])
+    assert daily.drain() == []
+    daily.add([tele(T0 + 4 * HOUR, **sig(volts=12.5))])
+    assert by_indicator(daily.drain())[("2026-01-01", RESTING_12V)][0] == 1
+    daily.add([ignition(T0 + 5 * HOUR, "ON"), tele(T0 + 10 * HOUR, **sig(volts=12.5))])
+    assert ("2026-01-01", RESTING_12V) not in by_indicator(daily.drain())
+
+
+def test_unknown_key_state_gives_no_resting_voltage() -> None:
+    daily = DailyIndicators()  # a fresh worker: nothing known about the key
+    daily.add([tele(T0 + 10 * HOUR, **sig(volts=12.5, key="UNDEFINED"))])
+    assert daily.drain() == []
+
+
+def test_records_are_ordered_by_event_time_within_a_flush() -> None:
+    daily = DailyIndicators()
+    # Arrival order differs from event order: the key-off must still come first.
+    daily.add([tele(T0 + 5 * HOUR, **sig(volts=12.6)), tele(T0, **sig(key="OFF"))])
+    assert by_indicator(daily.drain())[("2026-01-01", RESTING_12V)][0] == 1
+
+
+def test_non_numeric_and_foreign_records_are_ignored() -> None:
+    daily = DailyIndicators()
+    daily.add([tele(T0, **sig(fl=True)),
+               {"kind": "charger_status", "id": "CP-1", "ts": T0, "seq": 1,
+                "data": {"connectorId": 1, "status": "Available", "errorCode": "NoError"}}])
+    assert daily.drain() == []
+
+
+# ---------------------------------------------------------------------------- properties
+
+readings = st.lists(
+    st.tuples(st.integers(0, 3 * DAY_MS), st.floats(100, 400, allow_nan=False)),
+    min_size=1, max_size=40)
+
+
+@given(readings, st.data())
+@settings(max_examples=200, deadline=None)
+def test_any_flush_split_gives_the_same_daily_aggregate(
+        values: list[tuple[int, float]], data: st.DataObject) -> None:
+    """Flushing at any points and merging the rows (as the database upsert does) gives the
+    aggregate of one big flush: same n, min, max, last; the same sum up to rounding."""
+    records = [tele(T0 + ts, **sig(fl=v)) for ts, v in values]
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(records)), max_size=5)))
+
+    whole = DailyIndicators()
+    whole.add(records)
+    expected = {k: DayAggregate(*v) for k, v in by_indicator(whole.drain()).items()}
+
+    split = DailyIndicators()
+    merged: dict[tuple[str, str], DayAggregate] = {}
+    start = 0
+    for cut in [*cuts, len(records)]:
+        split.add(records[start:cut])
+        start = cut
+        for key, value in by_indicator(split.drain()).items():
+            agg = DayAggregate(*value)
+            merged[key] = merged[key].merge(agg) if key in merged else agg
+    assert merged.keys() == expected.keys()
+    for key, agg in expected.items():
+        got = merged[key]
+        assert (got.n, got.min, got.max, got.last_ts) == (agg.n, agg.min, agg.max, agg.last_ts)
+        assert abs(got.sum - agg.sum) <= 1e-9 * abs(agg.sum)
+        if len({ts for ts, _ in values if T0 + ts == agg.last_ts}) == 1:
+            assert got.last == agg.last
+
+
+@given(st.lists(st.tuples(st.integers(0, 10), st.floats(-1e6, 1e6, allow_nan=False)),
+                min_size=1, max_size=20))
+def test_merging_a_reading_again_keeps_min_max_last(values: list[tuple[int, float]]) -> None:
+    """The redelivery guarantee: replaying readings can inflate n and sum only."""
+    agg = DayAggregate.of(values[0][1], values[0][0])
+    for ts, v in values[1:]:
+        agg.add(v, ts)
+    again = agg.merge(agg)
+    assert (again.min, again.max, again.last, again.last_ts) == (agg.min, agg.max, agg.last,
+                                                                agg.last_ts)
+    assert again.n == 2 * agg.n
