@@ -281,6 +281,17 @@ class CaseStore:
 
     # ------------------------------------------------------------------ overview, followers
 
+    def open_cases_of(self, asset_kind: str, asset_id: str) -> list[dict[str, Any]]:
+        """The asset's open cases (at most one: the database allows no more), for the
+        vehicle health card."""
+        fleet_now = self.store.fleet_now_ms()
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(cases).where(
+                cases.c.asset_kind == asset_kind, cases.c.asset_id == asset_id,
+                cases.c.state.in_(sorted(casework.OPEN_STATES)))
+                .order_by(cases.c.id.desc())).mappings().all()
+        return [_public(r, fleet_now) for r in rows]
+
     def summary(self) -> dict[str, Any]:
         """For the fleet overview: cases by state (every state, zeros included), how many
         are open, how many of those are overdue, and the fleet now that judged it."""

@@ -481,3 +481,15 @@ def test_case_events_can_be_followed_in_commit_order(store: Store, desk: CaseSto
     assert [e["id"] for e in later] == sorted(e["id"] for e in later)
     assert desk.events_after(later[-1]["id"]) == []
     assert len(desk.events_after(0, limit=2)) == 2
+
+
+def test_open_cases_of_an_asset(store: Store, desk: CaseStore) -> None:
+    assert desk.open_cases_of("vehicle", VIN) == []
+    first = open_case(store, desk)
+    assert [c["id"] for c in desk.open_cases_of("vehicle", VIN)] == [first["id"]]
+    assert desk.open_cases_of("charger", VIN) == []  # same id, other kind of asset
+    desk.transition_case(first["id"], "false_positive", actor="ann")
+    assert desk.open_cases_of("vehicle", VIN) == []
+    store.upsert_alert(alert(id="again", first_seen=5000, last_seen=5000))
+    (again,) = desk.open_cases_of("vehicle", VIN)
+    assert again["opened_at"] == 5000 and again["overdue"] is False
