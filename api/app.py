@@ -19,8 +19,20 @@ from api.case_store import CaseStore
 from api.keys import KeyStore
 from api.limits import BodySizeLimit
 from api.metrics import ServiceReports
-from api.routes import alerts, cases, chargers, fleet, health, keys, metrics, quality, vehicles
+from api.routes import (
+    alerts,
+    cases,
+    chargers,
+    fleet,
+    health,
+    keys,
+    metrics,
+    quality,
+    vehicles,
+    webhooks,
+)
 from api.store import Store
+from api.webhook_dispatch import Dispatcher
 from ownercare.settings import ApiSettings, mask_url
 
 log = logging.getLogger(__name__)
@@ -41,6 +53,9 @@ TAGS = [
                                      "asset counts, top faulty chargers."},
     {"name": "metrics", "description": "Prometheus metrics of the whole service."},
     {"name": "keys", "description": "API keys and their roles (admin only)."},
+    {"name": "webhooks", "description": "Signed HTTPS callbacks for alert and case events, "
+                                        "retried with backoff, with a dead-letter list "
+                                        "(admin only)."},
     {"name": "health", "description": "Liveness and readiness probes (no key needed)."},
 ]
 
@@ -57,7 +72,8 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
         log.info("api_start database=%s kafka=%s", mask_url(store.url), settings.kafka_bootstrap)
         follower = asyncio.create_task(app.state.service_reports.follow(),
                                        name="service-reports")
-        yield
+        async with dispatcher.running():  # webhook deliveries, until shutdown
+            yield
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
@@ -80,6 +96,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.state.keys = KeyStore(store)
     app.state.cases = CaseStore(store)
     app.state.service_reports = ServiceReports(settings.kafka_bootstrap)
+    app.state.webhook_dispatcher = dispatcher = Dispatcher(store, settings)
     app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_s,
                                          settings.api_rate_limit_burst)
     problems.install(app)
@@ -96,6 +113,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.include_router(chargers.router)
     app.include_router(fleet.router)
     app.include_router(metrics.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -220,3 +220,48 @@ alert_outcomes = Table(
     Column("labelled_by", String(128), nullable=False),
     Index("ix_alert_outcomes_detector", "alert_type", "detector", "detector_version"),
 )
+
+
+# ---------------------------------------------------------------------------- webhooks
+# Staff-registered receivers of alert and case events (api.webhooks, api.webhook_store).
+# Times here are epoch ms: created_at of a webhook is wall clock (a staff action); a
+# delivery's created_at is the time of its event (event time for alert events).
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("url", Text, nullable=False),
+    # The HMAC key. Stored as is (signing needs it), shown to staff only at creation.
+    Column("secret", String(128), nullable=False),
+    Column("events", JSON, nullable=False),  # filter: event types, "family.*" or "*"
+    Column("state", String(16), nullable=False),  # active | paused
+    Column("description", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=False),
+)
+
+# The transactional outbox: one row per (event, webhook), written in the transaction that
+# makes the change, sent by the dispatcher; state pending -> delivered, or dead after the
+# last try (the dead-letter list).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("webhook_id", String(36), ForeignKey("webhooks.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),  # wall clock, epoch ms
+    # A dispatcher owns the delivery until then (wall clock, epoch ms); null = unclaimed.
+    Column("lease_until", BigInteger, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("delivered_at", BigInteger, nullable=True),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_webhook_deliveries_list", "webhook_id", "state", "created_at"),
+)

@@ -34,6 +34,7 @@ from sqlalchemy.sql.dml import Insert
 from api import case_intake
 from api.casework import DEFAULT_SLA_HOURS
 from api.models import alert_events, alerts, assets, latest_signals
+from api.webhook_store import enqueue_alert_change
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +364,7 @@ class Store:
             conn.execute(alert_events.insert().values(
                 alert_id=new["id"], change=event_change or change, at=new["last_seen"],
                 snapshot=new))
+            enqueue_alert_change(conn, event_change or change, new, new["last_seen"])  # webhooks
             case_intake.on_alert_change(conn, change, new, self.case_sla_hours)
         if event_change:
             log.info("alert_superseded_on_arrival id=%s asset=%s type=%s", new["id"],
@@ -376,6 +378,8 @@ class Store:
         conn.execute(alert_events.insert().values(
             alert_id=old["id"], change="superseded",
             at=max(old["last_seen"], new["first_seen"]), snapshot=snapshot))
+        enqueue_alert_change(conn, "superseded", snapshot,  # webhooks
+                             max(old["last_seen"], new["first_seen"]))
         log.info("alert_superseded old=%s new=%s asset=%s type=%s", old["id"], new["id"],
                  new["asset_id"], new["type"])
 

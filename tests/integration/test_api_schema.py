@@ -39,6 +39,11 @@ def served(request: pytest.FixtureRequest, kafka_url: str,
         store = Store(request.getfixturevalue("postgres").new_database())
     for i in range(3):  # something to find, so list and detail answers are not all empty
         store.upsert_alert(alert(id=f"a-{i}", asset_id=f"WCRAAAAAAAAAAAAA{i}"))
+        store.upsert_signals([
+            ("vehicle", f"WCRAAAAAAAAAAAAA{i}", "Vehicle.VehicleIdentification.Model", "Volt",
+             1000 + i),
+            ("vehicle", f"WCRAAAAAAAAAAAAA{i}", "Vehicle.Speed", 12.5, 1000 + i),
+            ("charger", f"CP-{i}", "status", "Available", 1000 + i)])
     # No rate limit: the generator sends requests as fast as the server answers.
     settings_ = ApiSettings(state_dir=tmp, kafka_url=kafka_url, api_rate_limit_per_s=0)
     with Server(settings_, store) as server:
@@ -63,5 +68,5 @@ def test_no_request_breaks_the_api(served: tuple[str, dict[str, str]]) -> None:
         check()
         tested.append(operation.label)
     # Every documented operation was exercised (a schema that lost its routes would pass).
-    assert {"GET /alerts", "GET /alerts/{alert_id}", "GET /vehicles/{vin}", "POST /keys",
-            "GET /metrics"} <= set(tested), tested
+    assert {"GET /alerts", "GET /alerts/{alert_id}", "GET /vehicles", "GET /vehicles/{vin}",
+            "GET /chargers", "GET /fleet", "POST /keys", "GET /metrics"} <= set(tested), tested

@@ -1,7 +1,7 @@
 """Care cases: cases, their alerts, their audit trail, and per-alert outcome labels.
 
-Revision ID: 0004
-Revises: views01
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "views01"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,9 +1,8 @@
 """Daily health indicators and charging sessions (vehicle, charger and fleet views).
 
-Revision ID: views01
+Revision ID: 0004
 Revises: 0003
 
-At merge time, point ``down_revision`` at the head it lands on (one chain, one head).
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "views01"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
