@@ -12,6 +12,8 @@ the same transaction as the alert itself, so an alert never exists without its c
 * Idempotent: ``case_alerts.alert_id`` is the primary key and the link is looked up first,
   so a redelivered alert (which ``upsert_alert`` already turns into "no change") can never
   open a second case or link twice.
+* Every audit entry (``record``, also used by the staff actions in ``api.case_store``) is
+  announced to webhooks as ``case.<action>`` through the outbox, in the same transaction.
 
 No import of ``api.store`` here: the store imports this module.
 """
@@ -22,25 +24,61 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
 from api import casework
-from api.models import case_alerts, case_events, cases
+from api.models import assets, case_alerts, case_events, cases, webhooks
+from api.webhook_store import enqueue
+from api.webhooks import matches
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
 
 
+def public_case(row: Any, fleet_now: int | None) -> dict[str, Any]:
+    """A case row as the API shows it: with ``overdue`` (open and due before the fleet's
+    event-time now). Plain str keys: SQLAlchemy's are ``quoted_name``s, which orjson (the
+    JSON columns' serializer, e.g. the webhook outbox's payload) refuses."""
+    case = {str(key): value for key, value in row.items()}
+    case["overdue"] = (fleet_now is not None and case["state"] not in casework.TERMINAL
+                       and case["due_at"] < fleet_now)
+    return case
+
+
 def record(conn: Connection, case_id: int, at: int, actor: str, action: str,
            from_state: str | None = None, to_state: str | None = None,
            **detail: Any) -> int:
-    """Append one audit entry; return its id."""
+    """Append one audit entry and announce it to webhooks; return its id.
+
+    Call it after the case row is updated: the webhook payload carries the case as it is
+    after the change.
+    """
     result = conn.execute(case_events.insert().values(
         case_id=case_id, at=at, actor=actor, action=action, from_state=from_state,
         to_state=to_state, detail=detail))
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    event_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    _announce(conn, {"id": event_id, "case_id": case_id, "at": at, "actor": actor,
+                     "action": action, "from_state": from_state, "to_state": to_state,
+                     "detail": detail})
+    return event_id
+
+
+def _announce(conn: Connection, entry: dict[str, Any]) -> None:
+    """``case.<action>`` to the webhooks that want it: ``{"change", "case", "event"}``.
+
+    The cheap question first (one small query): most audit entries, on the alert write path
+    too, have no webhook that wants them.
+    """
+    event_type = f"case.{entry['action']}"
+    filters = conn.execute(select(webhooks.c.events).where(webhooks.c.state == "active"))
+    if not any(matches(events, event_type) for (events,) in filters):
+        return
+    row = conn.execute(select(cases).where(cases.c.id == entry["case_id"])).mappings().one()
+    fleet_now = conn.execute(select(func.max(assets.c.last_seen))).scalar_one_or_none()
+    enqueue(conn, event_type, {"change": entry["action"], "case": public_case(row, fleet_now),
+                               "event": entry}, at=entry["at"])
 
 
 def open_case_of(conn: Connection, asset_kind: str, asset_id: str) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from api import casework
-from api.case_intake import record
+from api.case_intake import public_case, record
 from api.keys import wall_ms
 from api.models import alert_outcomes, alerts, case_alerts, case_events, cases
 from api.store import _PG_LOCK_ALERTS, Store
@@ -81,13 +81,6 @@ def decode_cursor(cursor: str, sort: CaseSort) -> list[int]:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _public(row: Any, fleet_now: int | None) -> dict[str, Any]:
-    case = dict(row)
-    case["overdue"] = (fleet_now is not None and case["state"] not in casework.TERMINAL
-                       and case["due_at"] < fleet_now)
-    return case
 
 
 def _load(conn: Connection, case_id: int, expected_version: int | None) -> dict[str, Any]:
@@ -155,7 +148,8 @@ class CaseStore:
                                         and_(cases.c.due_at == last_due, cases.c.id > last_id)))
             query = query.order_by(cases.c.due_at, cases.c.id)
         with self.store.engine.connect() as conn:
-            rows = [_public(r, fleet_now) for r in conn.execute(query.limit(limit + 1)).mappings()]
+            found = conn.execute(query.limit(limit + 1)).mappings()
+            rows = [public_case(r, fleet_now) for r in found]
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
@@ -179,7 +173,7 @@ class CaseStore:
             events = [dict(r) for r in conn.execute(
                 select(case_events).where(case_events.c.case_id == case_id)
                 .order_by(case_events.c.id)).mappings()]
-        case = _public(row, fleet_now)
+        case = public_case(row, fleet_now)
         return {**case, "alerts": linked, "events": events, "fleet_now": fleet_now,
                 "allowed_transitions": list(casework.allowed(case["state"]))}
 
@@ -290,7 +284,7 @@ class CaseStore:
                 cases.c.asset_kind == asset_kind, cases.c.asset_id == asset_id,
                 cases.c.state.in_(sorted(casework.OPEN_STATES)))
                 .order_by(cases.c.id.desc())).mappings().all()
-        return [_public(r, fleet_now) for r in rows]
+        return [public_case(r, fleet_now) for r in rows]
 
     def summary(self) -> dict[str, Any]:
         """For the fleet overview: cases by state (every state, zeros included), how many

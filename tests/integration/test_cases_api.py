@@ -14,6 +14,7 @@ from api.case_store import CaseStore
 from api.store import Store
 from ownercare.settings import ApiSettings
 from tests.apikit import Server, headers_for
+from tests.integration.test_webhooks_http import Receiver, api_settings, wait_for
 from tests.unit.test_store import alert
 
 pytestmark = pytest.mark.integration
@@ -276,3 +277,38 @@ def test_bad_requests_are_precise_problems(api: str, store: Store,
     # Nothing of the above changed the case.
     case = httpx.get(url, headers=agent).json()
     assert case["state"] == "new" and case["version"] == 2 and len(case["events"]) == 2
+
+
+# ---------------------------------------------------------------------------- webhooks
+
+
+def test_staff_actions_reach_a_real_webhook_receiver_signed(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'hooks.sqlite'}")
+    receiver = Receiver()
+    try:
+        with Server(api_settings(tmp_path), store) as server:
+            admin, agent = headers_for(store, "admin"), headers_for(store, "agent", "ann")
+            created = httpx.post(f"{server.url}/webhooks", headers=admin, json={
+                "url": receiver.url, "events": ["case.transitioned"], "description": "CRM"})
+            assert created.status_code == 201, created.text
+            receiver.secret = created.json()["secret"]
+            store.upsert_alert(alert())  # opens a case: no event this webhook wants
+            case_id = first_case_id(server.url, agent)
+            moved = httpx.post(f"{server.url}/cases/{case_id}/transition", headers=agent,
+                               json={"to": "acknowledged", "note": "calling now"})
+            assert moved.status_code == 200, moved.text
+            wait_for(lambda: receiver.requests, "the case.transitioned delivery")
+        (request,) = receiver.requests
+        assert request.verified == "ok"
+        (body,) = receiver.bodies()
+        assert body["type"] == "case.transitioned"
+        assert body["data"]["change"] == "transitioned"
+        assert body["data"]["case"]["id"] == case_id
+        assert body["data"]["case"]["state"] == "acknowledged"
+        assert {k: body["data"]["event"][k] for k in ("actor", "from_state", "to_state",
+                                                       "detail")} == {
+            "actor": "ann", "from_state": "new", "to_state": "acknowledged",
+            "detail": {"note": "calling now"}}
+    finally:
+        receiver.close()
+        store.close()

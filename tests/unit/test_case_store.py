@@ -15,8 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from api import case_intake
 from api.case_store import CaseConflict, CaseNotFound, CaseStore, InvalidOutcomes
 from api.casework import IllegalTransition, allowed
-from api.models import alert_outcomes, case_alerts, case_events, cases
+from api.models import alert_outcomes, case_alerts, case_events, cases, webhook_deliveries
 from api.store import Store
+from api.webhook_store import create_webhook
 from tests.unit.test_store import alert
 
 VIN = "WCRAAAAAAAAAAAAA1"
@@ -493,3 +494,37 @@ def test_open_cases_of_an_asset(store: Store, desk: CaseStore) -> None:
     store.upsert_alert(alert(id="again", first_seen=5000, last_seen=5000))
     (again,) = desk.open_cases_of("vehicle", VIN)
     assert again["opened_at"] == 5000 and again["overdue"] is False
+
+
+def test_case_changes_reach_the_webhooks_that_want_them(store: Store, desk: CaseStore,
+                                                        clock: Clock) -> None:
+    def hook(events: list[str]) -> str:
+        return str(create_webhook(store, url="https://crm.example.com/h", events=events,
+                                  description="", created_by="root", now_ms=0)["id"])
+
+    everything, transitions, alerts_only = (hook(["case.*"]), hook(["case.transitioned"]),
+                                            hook(["alert.*"]))
+
+    def outbox(webhook_id: str) -> list[tuple[str, int, dict[str, Any]]]:
+        with store.engine.connect() as conn:
+            return [(r.event_type, r.created_at, r.payload) for r in conn.execute(
+                select(webhook_deliveries).where(webhook_deliveries.c.webhook_id == webhook_id)
+                .order_by(webhook_deliveries.c.created_at, webhook_deliveries.c.event_type))]
+
+    case = open_case(store, desk, severity="warning")
+    desk.transition_case(case["id"], "acknowledged", actor="ann", note="mine")
+    sent = outbox(everything)
+    assert [(t, at) for t, at, _ in sent] == [
+        ("case.alert_linked", 1000), ("case.opened", 1000), ("case.transitioned", STAFF_NOW)]
+    _, _, moved = sent[2]
+    assert moved["change"] == "transitioned"
+    assert moved["case"]["state"] == "acknowledged" and moved["case"]["id"] == case["id"]
+    assert moved["case"]["overdue"] is False and moved["case"]["severity"] == "warning"
+    assert {k: moved["event"][k] for k in ("actor", "from_state", "to_state", "detail")} == {
+        "actor": "ann", "from_state": "new", "to_state": "acknowledged",
+        "detail": {"note": "mine"}}
+    assert [t for t, _, _ in outbox(transitions)] == ["case.transitioned"]
+    assert [t for t, _, _ in outbox(alerts_only)] == ["alert.created"]
+    # A replayed alert announces nothing again.
+    store.upsert_alert(alert(severity="warning"))
+    assert len(outbox(everything)) == 3
