@@ -15,17 +15,20 @@ from fastapi.openapi.utils import get_openapi
 
 from api import problems
 from api.auth import RateLimiter
+from api.case_store import CaseStore
 from api.keys import KeyStore
 from api.limits import BodySizeLimit, no_nul_characters
 from api.metrics import ServiceReports
 from api.routes import (
     alerts,
+    cases,
     chargers,
     fleet,
     health,
     keys,
     metrics,
     ota,
+    quality,
     vehicles,
     webhooks,
 )
@@ -38,6 +41,10 @@ log = logging.getLogger(__name__)
 TAGS = [
     {"name": "alerts", "description": "Proactive-care alerts with their evidence, and a live "
                                       "stream of alert changes (server-sent events)."},
+    {"name": "cases", "description": "Care cases: every alert opens or joins its asset's "
+                                     "case; staff work it from new to resolved, with an "
+                                     "audit trail and an SLA due time by severity."},
+    {"name": "quality", "description": "Detector precision from staff outcome labels."},
     {"name": "vehicles", "description": "Vehicles with a health summary, and each vehicle's "
                                         "health card: latest signals, open alerts, daily "
                                         "trends of the health indicators."},
@@ -61,7 +68,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     closes it on shutdown; a store passed in belongs to the caller."""
     settings = settings or ApiSettings()
     owned = store is None
-    store = store or Store(settings.effective_database_url)
+    store = store or Store(settings.effective_database_url, case_sla_hours=settings.case_sla)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,6 +98,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.state.settings = settings
     app.state.store = store
     app.state.keys = KeyStore(store)
+    app.state.cases = CaseStore(store)
     app.state.service_reports = ServiceReports(settings.kafka_bootstrap)
     app.state.webhook_dispatcher = dispatcher = Dispatcher(store, settings)
     app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_s,
@@ -102,6 +110,8 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
                            expose_headers=["Retry-After"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.include_router(alerts.router)
+    app.include_router(cases.router)
+    app.include_router(quality.router)
     app.include_router(keys.router)
     app.include_router(vehicles.router)
     app.include_router(chargers.router)

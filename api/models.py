@@ -148,6 +148,80 @@ charging_sessions = Table(
 )
 
 
+# ---------------------------------------------------------------------------- care cases
+# Every alert belongs to exactly one case of its asset (``case_alerts``). Staff work a case
+# through the workflow in ``api.casework``; ``case_events`` is its audit trail and
+# ``alert_outcomes`` the per-alert label (confirmed / false positive) behind GET /quality.
+# Times from the detection side (opened_at, due_at, system audit entries) are event time;
+# times of staff actions (closed_at, labelled_at, their audit entries) are wall-clock ms.
+
+_CASE_OPEN = "state NOT IN ('resolved', 'false_positive', 'no_action_needed')"
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("asset_kind", String(16), nullable=False),
+    Column("asset_id", String(64), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("assignee", String(128), nullable=True),
+    Column("opened_at", BigInteger, nullable=False),  # first_seen of the alert that opened it
+    Column("due_at", BigInteger, nullable=False),  # opened_at + SLA of its severity
+    Column("closed_at", BigInteger, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("version", Integer, nullable=False),  # +1 per change: optimistic concurrency
+    Index("ix_cases_asset", "asset_kind", "asset_id"),
+    Index("ix_cases_due", "due_at", "id"),
+    Index("ix_cases_state", "state"),
+    # One open case per asset: a new alert joins it; the database enforces that too.
+    Index(
+        "ux_cases_one_open",
+        "asset_kind",
+        "asset_id",
+        unique=True,
+        sqlite_where=text(_CASE_OPEN),
+        postgresql_where=text(_CASE_OPEN),
+    ),
+)
+
+case_alerts = Table(
+    "case_alerts",
+    metadata,
+    Column("alert_id", String(36), ForeignKey("alerts.id"), primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+)
+
+case_events = Table(
+    "case_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),  # "system" or the API key's name
+    # opened | alert_linked | severity_changed | transitioned | assigned | note
+    Column("action", String(24), nullable=False),
+    Column("from_state", String(24), nullable=True),
+    Column("to_state", String(24), nullable=True),
+    Column("detail", JSON, nullable=False),
+)
+
+alert_outcomes = Table(
+    "alert_outcomes",
+    metadata,
+    Column("alert_id", String(36), ForeignKey("alerts.id"), primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False),
+    # The alert's type and detector as they were when it was labelled.
+    Column("alert_type", String(64), nullable=False),
+    Column("detector", String(64), nullable=False),
+    Column("detector_version", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),  # confirmed | false_positive
+    Column("labelled_at", BigInteger, nullable=False),
+    Column("labelled_by", String(128), nullable=False),
+    Index("ix_alert_outcomes_detector", "alert_type", "detector", "detector_version"),
+)
+
+
 # ---------------------------------------------------------------------------- webhooks
 # Staff-registered receivers of alert and case events (api.webhooks, api.webhook_store).
 # Times here are epoch ms: created_at of a webhook is wall clock (a staff action); a

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.App:
-    store = store or Store(settings.effective_database_url)
+    store = store or Store(settings.effective_database_url, case_sla_hours=settings.case_sla)
     limit_fetch_wait(settings.kafka_fetch_max_wait_ms)
     partitions = settings.partitions
     app = faust.App(

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.casework import parse_sla_hours
+
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``, for logs and ``ownercare config``."""
@@ -103,7 +105,26 @@ class BridgeSettings(KafkaSettings):
         return _check_scheme(v, ("mqtt", "mqtts"), "OWNERCARE_MQTT_URL")
 
 
-class WorkerSettings(KafkaSettings, DatabaseSettings):
+class CaseSettings(CommonSettings):
+    """Care cases: the SLA (hours until due) per severity. Read by the worker, which opens
+    and escalates cases as alerts arrive, and by the API."""
+
+    case_sla_hours: str = Field(
+        "critical=4,warning=24,info=72",
+        description="Hours from a case's first alert until it is due, per severity.")
+
+    @field_validator("case_sla_hours")
+    @classmethod
+    def _case_sla_hours(cls, v: str) -> str:
+        parse_sla_hours(v)
+        return v
+
+    @property
+    def case_sla(self) -> dict[str, float]:
+        return parse_sla_hours(self.case_sla_hours)
+
+
+class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
     worker_app_id: str = Field("ownercare", description="Faust app id (consumer group prefix).")
     worker_web_port: int = Field(0, ge=0, le=65535, description="Faust web port; 0 = disabled.")
     kafka_fetch_max_wait_ms: int = Field(
@@ -160,7 +181,7 @@ class WebhookSettings(CommonSettings):
         return self
 
 
-class ApiSettings(KafkaSettings, DatabaseSettings, WebhookSettings):
+class ApiSettings(KafkaSettings, DatabaseSettings, CaseSettings, WebhookSettings):
     worker_app_id: str = Field("ownercare", description="The worker's Faust app id: its "
                                "consumer group, whose lag GET /metrics reports.")
     api_host: str = "127.0.0.1"

@@ -136,7 +136,8 @@ def test_webhook_registration_pause_resume_delete(store: Store) -> None:
     with pytest.raises(ValueError):
         ws.set_webhook_state(store, created["id"], "deleted")
     store.upsert_alert(alert())
-    assert ws.delivery_counts(store) == {(created["id"], "pending"): 1}
+    # alert.created, and the case it opened: case.opened and case.alert_linked.
+    assert ws.delivery_counts(store) == {(created["id"], "pending"): 3}
     assert ws.delete_webhook(store, created["id"]) is True
     assert ws.delete_webhook(store, created["id"]) is False
     assert ws.get_webhook(store, created["id"]) is None
