@@ -62,7 +62,9 @@ class VehiclePublic(BaseModel):
         description="per health indicator (battery12v_resting_v, tire_pressure_<row>_<side>_kpa, "
                     "cell_spread_v, soh_percent), daily points oldest first, over the ?days= "
                     "ending on the day of last_seen")
-    ota: dict[str, Any] | None = Field(None, description="OTA state (not yet available)")
+    ota: dict[str, Any] | None = Field(
+        None, description="the newest OTA action of the car (campaign, wave, state, attempt, "
+        "the gates it waits on); null when it was never targeted")
     open_cases: list[dict[str, Any]] = Field(
         default_factory=list, description="the vehicle's open care cases")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
@@ -21,7 +21,9 @@ from api.schemas import (
     VehiclePublic,
     VehicleSummary,
 )
+from api.store import Store
 from ingest.contract import VIN_RE
+from ota import store as ota_store
 
 router = APIRouter(prefix="/vehicles", tags=["vehicles"])
 
@@ -94,6 +96,16 @@ def get_vehicle(
                  for s in asset["signals"]],
         open_alerts=[AlertPublic(**a) for a in asset["open_alerts"]],
         trends={k: [TrendPoint(**p) for p in points] for k, points in trends.items()},
-        ota=None,  # OTA is another issue's part
+        ota=_ota_summary(store, vin),
         open_cases=[CasePublic(**c).model_dump() for c in cases.open_cases_of("vehicle", vin)],
     )
+
+
+def _ota_summary(store: Store, vin: str) -> dict[str, Any] | None:
+    """The car's newest OTA action (campaign, wave, state, attempt, why it waits), or None."""
+    history = ota_store.vehicle_history(store, vin)
+    if not history:
+        return None
+    newest = history[0]
+    return {k: newest[k] for k in ("campaign_id", "name", "release_id", "wave", "state",
+                                   "attempt", "updated_at", "waiting")}

@@ -132,6 +132,10 @@ def test_a_campaign_rolls_out_through_the_gate_and_cancels_cleanly(api: str,
     assert gates["waiting_by_gate"] == {"ignition_on": 1, "not_parked": 1}
     for vin in offered:
         progress_reports(store, vin, cid, 1, T0 + 1000)
+    card = httpx.get(f"{api}/vehicles/{offered[0]}", headers=viewer).json()
+    assert card["ota"]["campaign_id"] == cid and card["ota"]["state"] == "succeeded"
+    assert httpx.get(f"{api}/vehicles/{driver}", headers=viewer).json()["ota"]["waiting"] == [
+        "not_parked", "ignition_on"]
     history = httpx.get(f"{api}/ota/vehicles/{offered[0]}", headers=viewer).json()
     assert history[0]["state"] == "succeeded"
     assert [h["state"] for h in history[0]["history"]] == [
