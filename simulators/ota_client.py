@@ -10,7 +10,9 @@ What the car does (after Uptane / TUF, see ``ota.manifest``):
 
 * verify every command against the pinned public key: signature, this VIN, expiry, and for
   offers a version newer than the installed one (unless the manifest is a signed rollback).
-  A refused offer is reported ``rejected`` with detail ``"<reason>: <text>"``;
+  A refused offer is reported ``rejected`` with detail ``"<reason>: <text>"``; only when the
+  signature and VIN checked out does the report name the campaign and attempt (a forged or
+  replayed command must not be able to fail a genuine update);
 * re-check its own state, never trusting the cloud's health gate: an offer while driving,
   with the ignition on, a weak 12 V battery or a low traction battery is ``rejected`` with
   ``not_ready: ...`` (a transient reason: the cloud retries later);
@@ -53,6 +55,9 @@ HOUR_MS: Final = 3_600_000
 PARKED_STATES: Final = frozenset({"OFF", "LOCK"})  # VSS LowVoltageSystemState, car off
 MAX_ID_LEN: Final = 64  # the status contract's limit for campaign_id / action_id
 MAX_DETAIL_LEN: Final = 500
+# Refusals of a manifest whose signature and VIN checked out: the campaign and attempt it
+# names are genuine, so the report may name them (the cloud acts on them).
+AUTHENTIC_REFUSALS: Final = frozenset({"expired", "not_newer"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,7 +259,16 @@ class OtaClient:
         except ManifestRejected as exc:
             log.info("ota_offer_refused vin=%s campaign=%s reason=%s", self.vin, campaign_id,
                      exc.reason)
-            return [self._report(now, "rejected", campaign_id, attempt, None, detail=str(exc))]
+            if exc.reason in AUTHENTIC_REFUSALS and campaign_id and attempt:
+                self.seen.add((campaign_id, attempt))
+                return [self._report(now, "rejected", campaign_id, attempt, None,
+                                     detail=str(exc))]
+            # Not provably from the cloud for this car: reported without the campaign and
+            # attempt it claims, or anyone able to publish a forged (or another car's)
+            # command could fail this car's genuine update.
+            claimed = f" (claimed campaign {campaign_id!r} attempt {attempt})"
+            return [self._report(now, "rejected", None, None, None,
+                                 detail=str(exc) + claimed)]
         assert campaign_id is not None and attempt is not None
         release = accepted.release
         # Authentic from here on: it counts as seen (a replay of it changes nothing).
