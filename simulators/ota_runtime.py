@@ -15,6 +15,7 @@ from one thread, so the clients need no locks.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -92,11 +93,17 @@ class OtaFleet:
                  artifacts: ArtifactStore | None = None) -> None:
         self.fleet = fleet
         self.tracker = CarTracker()
+        # Every simulated car starts parked at home, key off: it knows that before its first
+        # report goes out (the model's initial state, not a guess).
+        for spec in fleet.vehicles:
+            self.tracker.cars[spec.vin] = CarState(
+                fleet.start_ms, speed_kmh=0.0, system_state="OFF",
+                v12_volts=spec.v25_initial, soc_percent=spec.soc)
         self.clock = fleet.start_ms  # event time the stream has reached
         self.clients = {
             spec.vin: OtaClient(spec.vin, settings.public_key, settings.installed,
                                 config=settings.config, seed=fleet.seed, artifacts=artifacts,
-                                next_seq=lambda vin=spec.vin: fleet.next_seq(vin))
+                                next_seq=functools.partial(fleet.next_seq, spec.vin))
             for spec in fleet.vehicles}
         self.reports = 0
 
@@ -178,7 +185,7 @@ class CommandListener:
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         parts = msg.topic.split("/")
         if len(parts) == 4 and VIN_RE.fullmatch(parts[1]):
-            self.inbox.put((time.monotonic(), msg.topic, msg.payload))
+            self.inbox.put((time.monotonic(), msg.topic, bytes(msg.payload)))
 
     def close(self) -> None:
         self.client.disconnect()
