@@ -236,7 +236,14 @@ def publish_paced_ota(publisher: Publisher, messages: Iterable[Message], start_m
             except queue.Empty:
                 break
         for arrival, topic, payload in arrived:
-            send(ota.command(topic, payload, sim_of(arrival)))
+            # The simulation's time is where its stream is: a publisher running behind the
+            # wall clock has not reached the arrival's mapped time yet. Stay before the next
+            # fleet message: its seq is already drawn, and the cloud drops a message whose
+            # seq and ts are both not above the last one of that car.
+            now = sim_of(arrival)
+            if upcoming is not None:
+                now = min(now, upcoming[0] - 1)
+            send(ota.command(topic, payload, now))
         arrived.clear()
         due = ota.next_due()
         if due is not None and (upcoming is None or due <= upcoming[0]):
