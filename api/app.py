@@ -9,17 +9,31 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from api import problems
 from api.auth import RateLimiter
+from api.case_store import CaseStore
 from api.keys import KeyStore
-from api.limits import BodySizeLimit
+from api.limits import BodySizeLimit, no_nul_characters
 from api.metrics import ServiceReports
-from api.routes import alerts, chargers, fleet, health, keys, metrics, vehicles
+from api.routes import (
+    alerts,
+    cases,
+    chargers,
+    fleet,
+    health,
+    keys,
+    metrics,
+    ota,
+    quality,
+    vehicles,
+    webhooks,
+)
 from api.store import Store
+from api.webhook_dispatch import Dispatcher
 from ownercare.settings import ApiSettings, mask_url
 
 log = logging.getLogger(__name__)
@@ -27,6 +41,10 @@ log = logging.getLogger(__name__)
 TAGS = [
     {"name": "alerts", "description": "Proactive-care alerts with their evidence, and a live "
                                       "stream of alert changes (server-sent events)."},
+    {"name": "cases", "description": "Care cases: every alert opens or joins its asset's "
+                                     "case; staff work it from new to resolved, with an "
+                                     "audit trail and an SLA due time by severity."},
+    {"name": "quality", "description": "Detector precision from staff outcome labels."},
     {"name": "vehicles", "description": "Vehicles with a health summary, and each vehicle's "
                                         "health card: latest signals, open alerts, daily "
                                         "trends of the health indicators."},
@@ -36,6 +54,11 @@ TAGS = [
                                      "asset counts, top faulty chargers."},
     {"name": "metrics", "description": "Prometheus metrics of the whole service."},
     {"name": "keys", "description": "API keys and their roles (admin only)."},
+    {"name": "webhooks", "description": "Signed HTTPS callbacks for alert and case events, "
+                                        "retried with backoff, with a dead-letter list "
+                                        "(admin only)."},
+    {"name": "ota", "description": "Over-the-air updates: signed releases, health-gated "
+                                   "campaigns in waves, progress, why cars wait."},
     {"name": "health", "description": "Liveness and readiness probes (no key needed)."},
 ]
 
@@ -45,14 +68,15 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     closes it on shutdown; a store passed in belongs to the caller."""
     settings = settings or ApiSettings()
     owned = store is None
-    store = store or Store(settings.effective_database_url)
+    store = store or Store(settings.effective_database_url, case_sla_hours=settings.case_sla)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("api_start database=%s kafka=%s", mask_url(store.url), settings.kafka_bootstrap)
         follower = asyncio.create_task(app.state.service_reports.follow(),
                                        name="service-reports")
-        yield
+        async with dispatcher.running():  # webhook deliveries, until shutdown
+            yield
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
@@ -69,11 +93,14 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
                     "allows it. Errors are RFC 9457 `application/problem+json`.",
         openapi_tags=TAGS,
         lifespan=lifespan,
+        dependencies=[Depends(no_nul_characters)],
     )
     app.state.settings = settings
     app.state.store = store
     app.state.keys = KeyStore(store)
+    app.state.cases = CaseStore(store)
     app.state.service_reports = ServiceReports(settings.kafka_bootstrap)
+    app.state.webhook_dispatcher = dispatcher = Dispatcher(store, settings)
     app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_s,
                                          settings.api_rate_limit_burst)
     problems.install(app)
@@ -83,11 +110,15 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
                            expose_headers=["Retry-After"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.include_router(alerts.router)
+    app.include_router(cases.router)
+    app.include_router(quality.router)
     app.include_router(keys.router)
     app.include_router(vehicles.router)
     app.include_router(chargers.router)
     app.include_router(fleet.router)
     app.include_router(metrics.router)
+    app.include_router(webhooks.router)
+    app.include_router(ota.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -7,7 +7,10 @@ as it streams and refused as soon as it passes the limit.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import MEDIA_TYPE
@@ -66,3 +69,13 @@ class BodySizeLimit:
                               (b"connection", b"close")]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def no_nul_characters(request: Request) -> None:
+    """No ownercare input contains a NUL character (and PostgreSQL refuses one in text):
+    refuse it in the path or query with a 422 here, for every route, before any query."""
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    for where, raw in (("path", raw_path), ("query", request.scope.get("query_string", b""))):
+        if b"\x00" in unquote_to_bytes(raw):
+            raise RequestValidationError([{"loc": (where,), "type": "value_error",
+                                           "msg": f"the {where} contains a NUL character"}])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 Severity = Literal["info", "warning", "critical"]
 AlertStatus = Literal["open", "resolved"]
@@ -220,3 +220,62 @@ class FleetOverview(BaseModel):
     window_days: int
     cases_by_state: dict[str, int] = Field(default_factory=dict)
     overdue_cases: int = 0
+
+
+# ---------------------------------------------------------------------------- webhooks
+
+WebhookState = Literal["active", "paused"]
+DeliveryState = Literal["pending", "delivered", "dead"]
+
+
+class WebhookCreate(BaseModel):
+    url: str = Field(max_length=2048, description="https:// URL that receives signed POSTs",
+                     examples=["https://crm.example.com/hooks/ownercare"])
+    events: list[str] = Field(
+        min_length=1, max_length=32,
+        description="event types (alert.created, alert.updated, alert.resolved, "
+                    "alert.superseded, case.<change>), families ('alert.*', 'case.*') or '*'",
+        examples=[["alert.*"]])
+    description: str = Field("", max_length=500)
+
+    @field_validator("description")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        if "\x00" in v:  # PostgreSQL text cannot hold NUL
+            raise ValueError("must not contain NUL characters")
+        return v
+
+
+class WebhookPublic(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    state: WebhookState
+    description: str
+    created_at: int = Field(description="wall-clock epoch ms")
+    created_by: str = Field(description="name of the API key that registered it")
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="the HMAC-SHA256 signing secret: shown only in this "
+                                    "response; verify X-Ownercare-Signature with it")
+
+
+class WebhookDeliveryPublic(BaseModel):
+    id: str = Field(description="delivery id (the X-Ownercare-Delivery header)")
+    webhook_id: str
+    event_id: str = Field(description="the body's id; the same for every webhook and retry")
+    event_type: str
+    payload: dict[str, Any] = Field(description="the body's data")
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: int = Field(description="wall-clock epoch ms of the next try (pending)")
+    last_status_code: int | None = None
+    last_error: str | None = None
+    created_at: int = Field(description="the event's time, epoch ms")
+    delivered_at: int | None = Field(None, description="wall-clock epoch ms")
+
+
+class WebhookDeliveryPage(BaseModel):
+    items: list[WebhookDeliveryPublic]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")

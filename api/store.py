@@ -31,7 +31,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.sql.dml import Insert
 
+from api import case_intake
+from api.casework import DEFAULT_SLA_HOURS
 from api.models import alert_events, alerts, assets, latest_signals
+from api.webhook_store import enqueue_alert_change
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +265,9 @@ SIGNALS_PER_TRANSACTION = 5000
 class Store:
     """The relational database of alerts, alert events, assets and latest signal values."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, case_sla_hours: Mapping[str, float] | None = None) -> None:
+        # Hours until a care case is due, per severity (cases open as alerts are written).
+        self.case_sla_hours = dict(case_sla_hours or DEFAULT_SLA_HOURS)
         parsed = make_url(url)
         if parsed.drivername == "postgresql":  # SQLAlchemy would pick psycopg2 (not installed)
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -359,6 +364,8 @@ class Store:
             conn.execute(alert_events.insert().values(
                 alert_id=new["id"], change=event_change or change, at=new["last_seen"],
                 snapshot=new))
+            enqueue_alert_change(conn, event_change or change, new, new["last_seen"])  # webhooks
+            case_intake.on_alert_change(conn, change, new, self.case_sla_hours)
         if event_change:
             log.info("alert_superseded_on_arrival id=%s asset=%s type=%s", new["id"],
                      new["asset_id"], new["type"])
@@ -371,6 +378,8 @@ class Store:
         conn.execute(alert_events.insert().values(
             alert_id=old["id"], change="superseded",
             at=max(old["last_seen"], new["first_seen"]), snapshot=snapshot))
+        enqueue_alert_change(conn, "superseded", snapshot,  # webhooks
+                             max(old["last_seen"], new["first_seen"]))
         log.info("alert_superseded old=%s new=%s asset=%s type=%s", old["id"], new["id"],
                  new["asset_id"], new["type"])
 

@@ -42,13 +42,14 @@ from diagnostics.pipeline import (
 from ingest import service_metrics, topics
 from ingest.contract import decode_batch
 from ingest.kafka import read_range
+from ota import store as ota_store
 from ownercare.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.App:
-    store = store or Store(settings.effective_database_url)
+    store = store or Store(settings.effective_database_url, case_sla_hours=settings.case_sla)
     limit_fetch_wait(settings.kafka_fetch_max_wait_ms)
     partitions = settings.partitions
     app = faust.App(
@@ -139,6 +140,11 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         log.info("worker_stats %s", " ".join(
             f"{k}={v}" for k, v in stats.snapshot(table, pipeline).items()))
 
+    if settings.ota_signing_key:
+        _install_ota(app, settings, store)
+    else:
+        log.info("ota_off reason=OWNERCARE_OTA_SIGNING_KEY is not set (no campaigns run)")
+
     metrics_topic = app.topic(topics.SERVICE_METRICS, partitions=partitions)
     instance = service_metrics.instance_id()
 
@@ -221,6 +227,29 @@ class WorkerStats:
         }
 
 
+def _install_ota(app: faust.App, settings: WorkerSettings, store: Store) -> None:
+    """The OTA engine on a timer. Only the leader worker steps campaigns, so a fleet of
+    workers sends each offer once."""
+    from ota.runner import OtaRunner, load_signing_key
+
+    runner = OtaRunner(store, load_signing_key(settings.ota_signing_key))
+    commands = app.topic(topics.OTA_COMMANDS, partitions=settings.partitions)
+
+    @app.timer(settings.ota_step_s, on_leader=True)  # type: ignore[untyped-decorator]
+    async def ota_step() -> None:
+        # Offers are saved before they are sent: a crash in between leaves an "offered"
+        # action whose offer expires unanswered and is retried (never a duplicate install).
+        try:
+            out = await asyncio.to_thread(runner.step_all)
+        except Exception as exc:  # the database away: try again next tick
+            log.warning("ota_step_failed error=%r", exc)
+            return
+        for vin, value in out:
+            await commands.send(key=vin.encode(), value=value)
+        if out:
+            log.info("ota_commands_sent count=%s", len(out))
+
+
 def metrics_samples(snapshot: dict[str, Any]) -> list[service_metrics.Sample]:
     """The worker's counters for GET /metrics (cumulative since this process started)."""
     sample = service_metrics.Sample
@@ -256,9 +285,11 @@ def _write_latest(store: Store, raws: list[bytes], daily: DailyIndicators | None
     charging sessions, each as one more statement per flush."""
     latest = LatestValues()
     charger_records: list[dict[str, Any]] = []
+    ota_reports: list[dict[str, Any]] = []
     for raw in raws:
         records = _decode(raw)
         latest.add(records)
+        ota_reports += [r for r in records if r["kind"] == "vehicle_ota_status"]
         if daily is not None:
             daily.add(records)
         if sessions:
@@ -273,6 +304,8 @@ def _write_latest(store: Store, raws: list[bytes], daily: DailyIndicators | None
         views.upsert_daily_indicators(store, daily_rows)
     if charger_records:
         views.track_charging_sessions(store, charger_records)
+    if ota_reports:
+        ota_store.apply_reports(store, ota_reports)
 
 
 def _persist_alerts(store: Store, raws: list[bytes]) -> None:

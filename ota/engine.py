@@ -179,11 +179,11 @@ def _check_wave(result: StepResult, now: int, health: list[VehicleHealth] | None
         campaign = result.campaign = replace(campaign, wave_succeeded_at=now)
         result.events.append({"event": "wave_succeeded", "at": now,
                               "wave": campaign.current_wave, "succeeded": ok, "vehicles": n})
-    if health is not None:
-        verdict = compare(health)
+    for cohort, members in _cohorts(health or []):
+        verdict = compare(members)
         if verdict.regressed:
             _pause(result, now, "regression", {
-                "wave": campaign.current_wave, "updated": verdict.updated,
+                "wave": campaign.current_wave, "cohort": cohort, "updated": verdict.updated,
                 "baseline": verdict.baseline, "findings": verdict.findings})
             return False
     assert campaign.wave_succeeded_at is not None
@@ -200,6 +200,13 @@ def _check_wave(result: StepResult, now: int, health: list[VehicleHealth] | None
     result.events.append({"event": "wave_advanced", "at": now,
                           "wave": campaign.current_wave + 1})
     return True
+
+
+def _cohorts(health: list[VehicleHealth]) -> list[tuple[str, list[VehicleHealth]]]:
+    groups: dict[str, list[VehicleHealth]] = {}
+    for vehicle in health:
+        groups.setdefault(vehicle.cohort, []).append(vehicle)
+    return sorted(groups.items())
 
 
 def _offer(result: StepResult, vehicles: Mapping[str, VehicleSnapshot], now: int) -> None:

@@ -37,6 +37,7 @@ class VehicleHealth:
     alerts: dict[str, int] = field(default_factory=dict)  # new alerts by type in the window
     v12_rest_volts: float | None = None  # mean resting voltage in the window
     parked_energy_kwh_per_day: float | None = None
+    cohort: str = ""  # vehicles are compared only within a cohort (same model)
 
 
 @dataclass(frozen=True, slots=True)

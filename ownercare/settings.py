@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from api.casework import parse_sla_hours
 
 
 def mask_url(url: str) -> str:
@@ -103,7 +105,26 @@ class BridgeSettings(KafkaSettings):
         return _check_scheme(v, ("mqtt", "mqtts"), "OWNERCARE_MQTT_URL")
 
 
-class WorkerSettings(KafkaSettings, DatabaseSettings):
+class CaseSettings(CommonSettings):
+    """Care cases: the SLA (hours until due) per severity. Read by the worker, which opens
+    and escalates cases as alerts arrive, and by the API."""
+
+    case_sla_hours: str = Field(
+        "critical=4,warning=24,info=72",
+        description="Hours from a case's first alert until it is due, per severity.")
+
+    @field_validator("case_sla_hours")
+    @classmethod
+    def _case_sla_hours(cls, v: str) -> str:
+        parse_sla_hours(v)
+        return v
+
+    @property
+    def case_sla(self) -> dict[str, float]:
+        return parse_sla_hours(self.case_sla_hours)
+
+
+class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
     worker_app_id: str = Field("ownercare", description="Faust app id (consumer group prefix).")
     worker_web_port: int = Field(0, ge=0, le=65535, description="Faust web port; 0 = disabled.")
     kafka_fetch_max_wait_ms: int = Field(
@@ -112,9 +133,55 @@ class WorkerSettings(KafkaSettings, DatabaseSettings):
     latest_flush_s: float = Field(
         5.0, ge=0.05, le=300,
         description="How often the latest signal values (vehicle view) are written, seconds.")
+    ota_signing_key: str = Field(
+        "", description="PEM file of the ed25519 key that signs OTA manifests "
+        "(`ownercare ota keygen`); empty = the worker runs no OTA campaigns.")
+    ota_step_s: float = Field(10.0, ge=0.1, le=3600,
+                              description="How often the OTA engine steps, seconds.")
+
+    @field_validator("ota_signing_key")
+    @classmethod
+    def _signing_key(cls, v: str) -> str:
+        if v and not Path(v).is_file():
+            raise ValueError(f"OWNERCARE_OTA_SIGNING_KEY: no such file {v!r}")
+        return v
 
 
-class ApiSettings(KafkaSettings, DatabaseSettings):
+class WebhookSettings(CommonSettings):
+    """Webhook delivery (the API runs the dispatcher). Retry n waits
+    min(cap, base * 2**(n-1)) seconds; after ``webhook_max_attempts`` tries a delivery is dead."""
+
+    webhook_allow_http: bool = Field(
+        False, description="Accept plain http:// webhook URLs (tests, local development).")
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Per-request timeout.")
+    webhook_max_attempts: int = Field(8, ge=1, le=50, description="Tries before dead-letter.")
+    webhook_backoff_base_s: float = Field(
+        30.0, gt=0, le=86_400, description="Wait before the first retry, seconds.")
+    webhook_backoff_cap_s: float = Field(
+        6 * 3600.0, gt=0, le=7 * 86_400, description="Longest wait between retries, seconds.")
+    webhook_poll_s: float = Field(
+        1.0, gt=0, le=300, description="How often the dispatcher looks for due deliveries.")
+    webhook_lease_s: float = Field(
+        60.0, gt=0, le=3600,
+        description="How long a claimed delivery is reserved for one API replica; must "
+                    "exceed the timeout, or another replica could send it again meanwhile.")
+    webhook_batch: int = Field(20, ge=1, le=1000, description="Deliveries sent concurrently.")
+    webhook_retention_days: float = Field(
+        7.0, gt=0, le=3650, description="Delivered deliveries are forgotten after this long; "
+                                         "dead ones stay until retried or deleted.")
+
+    @model_validator(mode="after")
+    def _webhook_consistent(self) -> WebhookSettings:
+        if self.webhook_backoff_cap_s < self.webhook_backoff_base_s:
+            raise ValueError("OWNERCARE_WEBHOOK_BACKOFF_CAP_S must be at least "
+                             "OWNERCARE_WEBHOOK_BACKOFF_BASE_S")
+        if self.webhook_lease_s <= self.webhook_timeout_s:
+            raise ValueError("OWNERCARE_WEBHOOK_LEASE_S must be longer than "
+                             "OWNERCARE_WEBHOOK_TIMEOUT_S")
+        return self
+
+
+class ApiSettings(KafkaSettings, DatabaseSettings, CaseSettings, WebhookSettings):
     worker_app_id: str = Field("ownercare", description="The worker's Faust app id: its "
                                "consumer group, whose lag GET /metrics reports.")
     api_host: str = "127.0.0.1"

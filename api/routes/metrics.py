@@ -24,7 +24,8 @@ router = APIRouter(tags=["metrics"])
 async def metrics(request: Request, store: StoreDep, settings: SettingsDep,
                   _who: Viewer) -> Response:
     """Ingest and dead-letter counters of every bridge, detector counters of every worker,
-    the worker group's consumer lag, and alerts by type, severity and status.
+    the worker group's consumer lag, alerts by type, severity and status, and webhook
+    deliveries by webhook and state with this replica's failed-attempt counter.
 
     Scrape with a key: Prometheus' ``authorization: {credentials: <key>}``.
     """
@@ -36,7 +37,8 @@ async def metrics(request: Request, store: StoreDep, settings: SettingsDep,
         log.warning("metrics_lag_unavailable error=%r", exc)
         lag = None
     rows = await asyncio.to_thread(alert_counts, store)
+    webhooks = await asyncio.to_thread(request.app.state.webhook_dispatcher.metrics)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot(reports.current(), lag, settings.worker_app_id, rows,
-                               time.time()))
+                               time.time(), extra=webhooks))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -8,8 +8,10 @@ from fastapi import APIRouter, HTTPException, Query
 
 from api import views
 from api.auth import Viewer
+from api.case_schemas import CasePublic
 from api.deps import SettingsDep, StoreDep
 from api.problems import invalid
+from api.routes.cases import CasesDep
 from api.schemas import (
     AlertPublic,
     Problem,
@@ -62,6 +64,7 @@ def list_vehicles(
 def get_vehicle(
     vin: str,
     store: StoreDep,
+    cases: CasesDep,
     _who: Viewer,
     days: Annotated[int, Query(ge=1, le=MAX_TREND_DAYS,
                                description="days of daily trends, ending on last_seen's day")
@@ -92,5 +95,5 @@ def get_vehicle(
         open_alerts=[AlertPublic(**a) for a in asset["open_alerts"]],
         trends={k: [TrendPoint(**p) for p in points] for k, points in trends.items()},
         ota=None,  # OTA is another issue's part
-        open_cases=[],  # TODO(lead): the vehicle's open cases, from the cases helper's store
+        open_cases=[CasePublic(**c).model_dump() for c in cases.open_cases_of("vehicle", vin)],
     )

@@ -92,7 +92,7 @@ def test_keys_are_created_once_listed_without_secrets_and_revoked(api: str,
     # Only the hash is stored.
     with store.engine.connect() as conn:
         dumped = str(conn.exec_driver_sql("SELECT * FROM api_keys").fetchall())
-    assert body["key"].split("_")[2] not in dumped
+    assert body["key"].split("_", 2)[2] not in dumped
     revoked = httpx.delete(f"{api}/keys/{body['id']}", headers=admin)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
     problem(httpx.get(f"{api}/alerts", headers=agent), 401)
@@ -159,3 +159,10 @@ def test_cors_allows_only_configured_origins(kafka_url: str, tmp_path: Path) -> 
 def test_bad_cors_origins_are_refused_with_the_setting_named(origins: str) -> None:
     with pytest.raises(ValueError, match="OWNERCARE_API_CORS_ORIGINS"):
         ApiSettings(api_cors_origins=origins)
+
+
+def test_nul_characters_in_path_or_query_are_422_not_500(api: str, store: Store) -> None:
+    viewer = headers_for(store, "viewer")
+    body = problem(httpx.get(f"{api}/alerts", params={"vin": "\x00x"}, headers=viewer), 422)
+    assert "NUL" in body["detail"]
+    problem(httpx.get(f"{api}/alerts/a%00b", headers=viewer), 422)

@@ -129,7 +129,10 @@ def test_vehicle_health_card_has_daily_trends(api: str, store: Store, http: http
     assert [p["day"] for p in points] == ["2026-01-01", "2026-01-02", "2026-01-03"]
     assert points[2] == {"day": "2026-01-03", "n": 1, "min": 242.0, "max": 242.0,
                          "mean": 242.0, "last": 242.0}
-    assert (card["ota"], card["open_cases"]) == (None, [])
+    assert card["ota"] is None
+    # The open alert opened the vehicle's care case.
+    assert [(c["asset_id"], c["state"], c["severity"]) for c in card["open_cases"]] == [
+        (VIN, "new", "critical")]
     assert [a["id"] for a in card["open_alerts"]] == ["a1"]
     short = http.get(f"{api}/vehicles/{VIN}", params={"days": 1}).json()
     assert [p["day"] for p in short["trends"]["tire_pressure_row1_left_kpa"]] == ["2026-01-03"]
@@ -181,7 +184,12 @@ def test_fleet_overview(api: str, store: Store, http: httpx.Client) -> None:
         {"type": "weak_12v_battery", "severity": "critical", "count": 1}]
     assert overview["top_faulty_chargers"][0] == {
         "charger_id": "CP-0001", "sessions": 1, "abnormal_sessions": 1, "open_alerts": 1}
-    assert (overview["cases_by_state"], overview["overdue_cases"]) == ({}, 0)
+    # Each open alert (vehicle a1, charger c1) opened a case. Both alerts date from epoch
+    # ms 1000 while the fleet reports from 2026: both cases are long past due.
+    assert overview["cases_by_state"] == {
+        "new": 2, "acknowledged": 0, "owner_contacted": 0, "service_booked": 0, "resolved": 0,
+        "false_positive": 0, "no_action_needed": 0}
+    assert overview["overdue_cases"] == 2
     assert http.get(f"{api}/fleet", params={"top": 1}).json()["top_faulty_chargers"] == \
         overview["top_faulty_chargers"][:1]
     assert problem(http.get(f"{api}/fleet", params={"top": 0}), 422)

@@ -1,0 +1,117 @@
+"""Request and response models of the OTA endpoints (``api/routes/ota.py``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+# Text without NUL or other control characters (PostgreSQL refuses NUL in text columns).
+PLAIN = r"^[^\x00-\x1f\x7f]*$"
+UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+Label = Annotated[str, Field(min_length=1, max_length=64, pattern=PLAIN)]
+
+HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class ReleaseCreate(BaseModel):
+    version: str = Field(max_length=64, pattern=PLAIN,
+                         description="semantic version, e.g. 2.4.1")
+    component: str = Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                           description="the ECU / software component")
+    artifact_url: str = Field(max_length=2000, pattern=r"^https?://[^\x00-\x20\x7f]+$")
+    size: int = Field(gt=0, le=2**40, description="artifact size, bytes")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    notes: str = Field("", max_length=10_000, pattern=r"^[^\x00]*$")
+    rollback: bool = Field(False, description="a deliberate downgrade; vehicles accept a "
+                                              "lower version only from such a release")
+
+
+class ReleasePublic(ReleaseCreate):
+    id: str
+    created_at: int = Field(description="wall clock, epoch ms")
+    created_by: str
+
+
+class WaveIn(BaseModel):
+    percent: float = Field(gt=0, le=100, description="cumulative share of the fleet")
+    success_threshold: float = Field(0.95, gt=0, le=1)
+    error_threshold: float = Field(0.05, gt=0, le=1)
+
+
+class WindowIn(BaseModel):
+    start: str = Field("00:00", pattern=HHMM, description="vehicle local time")
+    end: str = Field("23:59", pattern=HHMM, description="may be before start (overnight)")
+
+
+class GateIn(BaseModel):
+    min_soc_percent: float = Field(30.0, ge=0, le=100)
+    min_12v_volts: float = Field(12.2, ge=0, le=20)
+    allow_while_charging: bool = False
+    max_state_age_s: float = Field(6 * 3600, gt=0)
+    blocking_alert_types: list[Label] = Field(["weak_12v_battery"], max_length=50)
+
+
+class TargetsIn(BaseModel):
+    models: list[Label] = Field([], max_length=100)
+    vins: list[str] = Field([], max_length=100_000)
+
+
+class CampaignCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=128, pattern=PLAIN)
+    release_id: str = Field(pattern=UUID)
+    waves: list[WaveIn] = Field(
+        [WaveIn(percent=1), WaveIn(percent=10), WaveIn(percent=100)], min_length=1,
+        max_length=20)
+    window: WindowIn = WindowIn()
+    gate: GateIn = GateIn()
+    soak_s: float = Field(24 * 3600, ge=0, le=90 * 86400)
+    start_at: int = Field(0, ge=0, description="event time (epoch ms) to start; 0 = at once")
+    max_attempts: int = Field(3, ge=1, le=20)
+    retry_base_s: float = Field(900, gt=0, le=86400)
+    offer_ttl_s: float = Field(3600, gt=0, le=30 * 86400)
+    targets: TargetsIn = Field(description="explicit VINs and/or vehicle models")
+
+
+class CampaignPublic(BaseModel):
+    id: str
+    name: str
+    release_id: str
+    status: Literal["draft", "scheduled", "running", "paused", "completed", "canceled"]
+    config: dict[str, Any]
+    current_wave: int
+    wave_succeeded_at: int | None
+    pause_reason: str | None
+    pause_evidence: dict[str, Any]
+    events: list[dict[str, Any]]
+    created_at: int
+    created_by: str
+    updated_at: int
+    progress: dict[str, Any] | None = Field(
+        None, description="vehicles per wave and state; waiting vehicles per gate")
+
+
+class CampaignChange(BaseModel):
+    reason: str = Field("", max_length=500, pattern=PLAIN)
+
+
+class WaitingVehicle(BaseModel):
+    vin: str
+    wave: int
+    state: str
+    attempt: int
+    waiting: list[str] = Field(description="the gates the car failed at the last step")
+
+
+class OtaActionPublic(BaseModel):
+    campaign_id: str
+    name: str
+    release_id: str
+    vin: str
+    wave: int
+    state: str
+    attempt: int
+    next_attempt_at: int
+    updated_at: int
+    history: list[dict[str, Any]]
+    waiting: list[str] | None
