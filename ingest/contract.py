@@ -422,10 +422,8 @@ _EVENT_FIELDS: Final = frozenset(
      "distance_m", "energy_kwh"}
 )
 _OTA_FIELDS: Final = frozenset(
-    {"ts", "seq", "vin", "status", "campaign_id", "action_id", "attempt", "version", "progress",
-     "detail"}
+    {"ts", "seq", "vin", "status", "campaign_id", "action_id", "version", "progress", "detail"}
 )
-MAX_OTA_ATTEMPT: Final = 1_000_000
 _STATUS_FIELDS: Final = frozenset(
     {"ts", "seq", "chargerId", "connectorId", "status", "errorCode", "vendorErrorCode", "info",
      "vendorId"}
@@ -509,8 +507,6 @@ def _ota_status(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
             data[field] = _str(field, payload[field], 500 if field == "detail" else 64)
     if "progress" in payload:
         data["progress"] = _number("progress", payload["progress"], 0, 100)
-    if "attempt" in payload:  # which offer of the campaign the report is about (retries)
-        data["attempt"] = _int("attempt", payload["attempt"], 1, MAX_OTA_ATTEMPT)
     return data
 
 

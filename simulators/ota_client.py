@@ -150,16 +150,20 @@ class Report:
     progress: float | None = None
     detail: str | None = None
 
+    @property
+    def action_id(self) -> str | None:
+        """``"<campaign id>:<attempt>"``: how the cloud (``ota.store.apply_reports``) tells
+        which attempt a report is about; also signed into the manifest as ``action_id``."""
+        if self.campaign_id is None or self.attempt is None:
+            return None
+        action_id = f"{self.campaign_id}:{self.attempt}"
+        return action_id if len(action_id) <= MAX_ID_LEN else None
+
     def payload(self) -> dict[str, Any]:
         body: dict[str, Any] = {"ts": self.ts, "seq": self.seq, "vin": self.vin,
                                 "status": self.status}
-        if self.campaign_id is not None:
-            body["campaign_id"] = self.campaign_id
-            action_id = f"{self.campaign_id}:{self.vin}"  # ota.model.Action.id
-            if len(action_id) <= MAX_ID_LEN:
-                body["action_id"] = action_id
-        optional = {"attempt": self.attempt, "version": self.version,
-                    "progress": self.progress, "detail": self.detail}
+        optional = {"campaign_id": self.campaign_id, "action_id": self.action_id,
+                    "version": self.version, "progress": self.progress, "detail": self.detail}
         body.update({k: v for k, v in optional.items() if v is not None})
         return body
 

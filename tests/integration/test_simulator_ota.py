@@ -98,7 +98,7 @@ def test_a_signed_offer_makes_the_simulated_car_report_its_update(
     records = [validate(topic, payload) for topic, payload in subscriber.received]
     statuses = [r["data"]["status"] for r in records]
     assert statuses == ["accepted", "downloading", "downloaded", "installing", "succeeded"]
-    assert all(r["data"]["campaign_id"] == "camp-1" and r["data"]["attempt"] == 1
+    assert all(r["data"]["campaign_id"] == "camp-1" and r["data"]["action_id"] == "camp-1:1"
                and r["data"]["version"] == "2.0.0" and r["id"] == vin for r in records)
     ts = [r["ts"] for r in records]
     seq = [r["seq"] for r in records]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
+from api.store import Store
 from ingest.contract import validate
+from ota.engine import Command
 from ota.manifest import generate_keypair, load_private_key, load_public_key, offer_manifest, sign
+from ota.runner import OtaRunner
+from ota.store import _report_target
 from simulators.fleet import DAY_MS, HOUR_MS, Fleet
 from simulators.ota_client import ClientConfig, simulated_release
 from simulators.ota_runtime import OtaFleet, OtaSettings
@@ -67,7 +71,7 @@ def test_a_parked_car_installs_and_a_driving_car_refuses_with_one_seq_per_car() 
     assert [r["status"] for r in installed] == ["accepted", "downloading", "downloaded",
                                                 "installing", "succeeded"]
     assert installed[0]["ts"] == start + HOUR_MS  # 01:00: every car is still at home
-    assert all(r["attempt"] == 1 and r["campaign_id"] == "c1" for r in installed)
+    assert all(r["action_id"] == "c1:1" and r["campaign_id"] == "c1" for r in installed)
     refused = ota_reports(stream, driver)
     assert [r["status"] for r in refused] == ["rejected"]
     assert refused[0]["detail"].startswith("not_ready: driving")
@@ -92,3 +96,21 @@ def test_commands_for_unknown_cars_and_junk_payloads() -> None:
     assert [r["status"] for r in reports] == ["rejected"]
     assert reports[0]["detail"].startswith("malformed")
     assert "campaign_id" not in reports[0]
+
+
+def test_the_cloud_runners_commands_are_accepted_and_its_report_parser_reads_the_reports(
+) -> None:
+    """Both ends of the wire: ``ota.runner`` signs, the car answers, ``ota.store`` folds."""
+    runner = OtaRunner(cast(Store, None), PRIVATE)  # signing needs no database
+    fleet = Fleet(1, 0, seed=4)
+    vin = fleet.vehicles[0].vin
+    ota = OtaFleet(fleet, OtaSettings(PUBLIC, ClientConfig(), {"bms": "1.0.0"}))
+    at = fleet.start_ms + HOUR_MS
+    offer = runner.signed(Command("offer", vin, "camp-7", 2, RELEASE.as_dict(), at + HOUR_MS),
+                          at)
+    cancel = runner.signed(Command("cancel", vin, "camp-7", 2), at)
+    topic = f"vehicles/{vin}/ota/command"
+    stream = run(ota, {at: [(topic, offer)], at + 1: [(topic, cancel)]}, at + HOUR_MS)
+    reports = ota_reports(stream, vin)
+    assert [r["status"] for r in reports] == ["accepted", "downloading", "canceled"]
+    assert {_report_target(r) for r in reports} == {("camp-7", 2)}
