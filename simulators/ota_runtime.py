@@ -240,10 +240,10 @@ def publish_paced_ota(publisher: Publisher, messages: Iterable[Message], start_m
             # wall clock has not reached the arrival's mapped time yet. Stay before the next
             # fleet message: its seq is already drawn, and the cloud drops a message whose
             # seq and ts are both not above the last one of that car.
-            now = sim_of(arrival)
+            at = sim_of(arrival)
             if upcoming is not None:
-                now = min(now, upcoming[0] - 1)
-            send(ota.command(topic, payload, now))
+                at = min(at, upcoming[0] - 1)
+            send(ota.command(topic, payload, at))
         arrived.clear()
         due = ota.next_due()
         if due is not None and (upcoming is None or due <= upcoming[0]):
@@ -260,9 +260,9 @@ def publish_paced_ota(publisher: Publisher, messages: Iterable[Message], start_m
         ota.observe(ts, topic, payload)
         count += 1
         upcoming = next(stream, None)
-        now = time.monotonic()
-        if now >= next_report:
-            next_report = now + PROGRESS_EVERY_S
+        wall_now = time.monotonic()
+        if wall_now >= next_report:
+            next_report = wall_now + PROGRESS_EVERY_S
             log.info("simulator_progress messages=%s ota_reports=%s sim_time=%s pending=%s",
                      count, ota.reports,
                      time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts / 1000)),
