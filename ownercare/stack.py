@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 # Flags of `ownercare run` forwarded to the simulator child unchanged.
 SIMULATOR_FLAGS = ("vehicles", "chargers", "seed", "speed", "start", "duration", "faults",
-                   "drive_interval", "parked_interval", "truth", "qos")
+                   "drive_interval", "parked_interval", "truth", "qos", "ota_public_key",
+                   "ota_bad_releases", "ota_failure_rate", "ota_installed")
 
 
 @dataclass

@@ -19,11 +19,14 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulators.faults import FAULTS, parse_fault_spec
 from simulators.fleet import Fleet
 from simulators.publisher import Publisher, PublishError, publish_paced
+
+if TYPE_CHECKING:
+    from simulators.ota_runtime import OtaSettings
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +152,72 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the ground truth JSON to stdout")
     parser.add_argument("--qos", type=int, choices=[0, 1], default=1,
                         help="MQTT QoS of the publishes (default 1)")
+    ota = parser.add_argument_group("OTA (the cars' update client)")
+    ota.add_argument("--ota-public-key", type=Path, default=None, metavar="FILE",
+                     help="PEM ed25519 public key the cars pin to verify OTA commands (from "
+                     "`ownercare ota keygen`); without it the simulator ignores OTA commands")
+    ota.add_argument("--ota-bad-releases", type=_checked(parse_version_set), default="",
+                     metavar="LIST", help="releases that, once installed, make a car's 12 V "
+                     "battery drain fast while parked: 2.0.0 or component@2.0.0, comma-separated")
+    ota.add_argument("--ota-failure-rate", type=_checked(rate), default="0",
+                     metavar="P", help="share of installs that fail and roll back (default 0)")
+    ota.add_argument("--ota-installed", type=_checked(parse_installed), default="",
+                     metavar="LIST", help="versions installed on every car at the start, "
+                     "component@version comma-separated (default: 0.0.0 everywhere)")
+
+
+def parse_version_set(text: str) -> frozenset[str]:
+    from ota.model import COMPONENT_RE, parse_version
+
+    out = set()
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        component, _, version = item.rpartition("@")
+        if component and not COMPONENT_RE.fullmatch(component):
+            raise ValueError(f"{component!r} is not a component name")
+        parse_version(version)
+        out.add(item)
+    return frozenset(out)
+
+
+def parse_installed(text: str) -> dict[str, str]:
+    installed: dict[str, str] = {}
+    for item in parse_version_set(text):
+        component, _, version = item.rpartition("@")
+        if not component:
+            raise ValueError(f"{item!r} needs a component: component@version")
+        installed[component] = version
+    return installed
+
+
+def rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def ota_settings(args: argparse.Namespace) -> OtaSettings | None:
+    """The cars' OTA settings, or None when no public key is given (OTA off)."""
+    from ota.manifest import load_public_key
+    from simulators.ota_client import ClientConfig
+    from simulators.ota_runtime import OtaSettings
+
+    path = getattr(args, "ota_public_key", None)
+    if path is None:
+        return None
+    try:
+        key = load_public_key(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--ota-public-key {path}: {exc}") from None
+    config = ClientConfig(failure_rate=rate(args.ota_failure_rate),
+                          bad_releases=parse_version_set(args.ota_bad_releases))
+    return OtaSettings(key, config, parse_installed(args.ota_installed))
 
 
 def build_fleet(args: argparse.Namespace) -> Fleet:
@@ -181,6 +250,14 @@ def run(args: argparse.Namespace) -> int:
             return 1
     if args.print_truth:
         print(json.dumps(truth, indent=2), flush=True)
+    try:
+        ota = ota_settings(args)
+    except ValueError as exc:
+        print(f"ownercare simulate: {exc}", file=sys.stderr)
+        return 2
+    if ota is None:
+        log.info("ota_disabled reason=no_public_key: OTA commands are ignored "
+                 "(give --ota-public-key to enable the cars' update client)")
     start_ms = start_time(args.start)
     end_ms = until_ms(args)
 
@@ -193,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _publish(args, fleet, start_ms, end_ms, len(truth), stop)
+        return _publish(args, fleet, start_ms, end_ms, len(truth), stop, ota)
     finally:
         for sig, handler in previous.items():
             if handler is not None:
@@ -201,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace, fleet: Fleet, start_ms: int, end_ms: int | None,
-             faulty: int, stop: threading.Event) -> int:
+             faulty: int, stop: threading.Event, ota: OtaSettings | None = None) -> int:
     try:
         publisher = Publisher(args.mqtt_url, f"ownercare-sim-{args.seed}-{os.getpid()}",
                               args.mqtt_protocol, args.qos, connect_timeout_s=CONNECT_RETRY_S)
@@ -211,8 +288,17 @@ def _publish(args: argparse.Namespace, fleet: Fleet, start_ms: int, end_ms: int 
     log.info("simulator_started vehicles=%s chargers=%s faulty=%s speed=%s start=%s "
              "duration=%s qos=%s", args.vehicles, args.chargers, faulty, args.speed,
              args.start, args.duration or "unbounded", args.qos)
+    listener = None
     try:
-        count = publish_paced(publisher, fleet.messages(end_ms), start_ms, args.speed, stop)
+        if ota is None:
+            count = publish_paced(publisher, fleet.messages(end_ms), start_ms, args.speed, stop)
+        else:
+            from simulators.ota_runtime import CommandListener, OtaFleet, publish_paced_ota
+
+            listener = CommandListener(args.mqtt_url, f"ownercare-sim-ota-{args.seed}-"
+                                       f"{os.getpid()}", args.mqtt_protocol)
+            count = publish_paced_ota(publisher, fleet.messages(end_ms), start_ms, args.speed,
+                                      stop, OtaFleet(fleet, ota), listener.inbox)
         if stop.is_set():  # interrupted: a short grace for what is in flight
             grace = INTERRUPTED_DRAIN_S
             drained = publisher.drain(grace)
@@ -224,6 +310,9 @@ def _publish(args: argparse.Namespace, fleet: Fleet, start_ms: int, end_ms: int 
         print(f"ownercare simulate: {exc}", file=sys.stderr)
         publisher.close()
         return 1
+    finally:
+        if listener is not None:
+            listener.close()
     publisher.close()
     if interrupted:
         log.info("simulator_interrupted messages=%s unacknowledged=%s", count,

@@ -55,6 +55,10 @@ Weather
   the car can no longer wake: it never drives, charges or tops up again, reports one failed
   ``crank`` event at its next planned departure and keeps reporting from where it is parked,
   its voltage still falling (V25 floored at 10.5 V, a flat battery);
+* a bad OTA release (``Fleet.bad_release_since``, set when a car installs a release the
+  simulator marks bad): from the install on, a module stays awake while parked, so the
+  parked drain is ``BAD_RELEASE_DRAIN_V_PER_DAY`` faster and the parked current
+  ``BAD_RELEASE_PARKED_CURRENT_A`` (drives and top-ups still restore the charge);
 * fault ``dtc``: at its first transmission after an onset in the first five days the car
   reports a trouble code (``DTC_CODES``); ignored, it would stop the car two days later.
 """
@@ -99,6 +103,12 @@ BATTERY_LAG_MS = 3 * HOUR_MS
 DRIVING_WARMUP_C = 3.0
 PARKED_CURRENT_A = -0.05
 DEAD_V25_FLOOR = 10.5
+# A bad OTA release keeps a control unit awake while parked: ~1.2 A instead of the 0.05 A of
+# a sleeping car, about 0.8 V/day off a 60 Ah battery's resting voltage (until the daily
+# top-up). Two days of soak then show in the fleet's 12 V resting voltage (about -0.15 V on
+# average, with drives recharging daily; the regression stop wants >= 0.10 V).
+BAD_RELEASE_DRAIN_V_PER_DAY = 0.8
+BAD_RELEASE_PARKED_CURRENT_A = -1.2
 
 # Routine.
 IDLE_DAY_PROB = 0.10
@@ -216,6 +226,8 @@ class Battery12V:
     rest_start: int = 0  # key-off or end of the last top-up: the surface charge clock
     topup_until: int = -1
     last_topup: int = -NEVER
+    extra_drain_since: int | None = None  # a bad OTA release installed at (event time)
+    extra_drain_v_per_day: float = BAD_RELEASE_DRAIN_V_PER_DAY
 
     def v25(self, ts: int) -> float:
         decline = 0.0
@@ -244,7 +256,16 @@ class Battery12V:
     def accrue_drain(self, ts: int) -> None:
         if ts > self.drain_ts:
             self.drain_v += DRAIN_V_PER_DAY * (ts - self.drain_ts) / DAY_MS
+            if self.extra_drain_since is not None:
+                since = max(self.drain_ts, self.extra_drain_since)
+                if ts > since:
+                    self.drain_v += self.extra_drain_v_per_day * (ts - since) / DAY_MS
             self.drain_ts = ts
+
+    def parked_current_a(self, ts: int) -> float:
+        if self.extra_drain_since is not None and ts >= self.extra_drain_since:
+            return BAD_RELEASE_PARKED_CURRENT_A
+        return PARKED_CURRENT_A
 
     def recharged(self, ts: int) -> None:
         """The DC-DC refilled the battery (a drive or a top-up): the drain is gone."""
@@ -401,6 +422,16 @@ class Fleet:
                          for i in range(n_vehicles)]
         self.charger_specs = [self._charger_spec(i, by_charger.get(i)) for i in range(n_chargers)]
         self.chargers = [c.charger_id for c in self.charger_specs]
+        # OTA hooks (simulators.ota_runtime): VIN -> event time a bad release was installed,
+        # read at each parked report; and the per-run vehicle state of the latest
+        # ``messages()`` call, so OTA reports share the car's one ``seq`` counter.
+        self.bad_release_since: dict[str, int] = {}
+        self._runs: dict[str, _VehicleRun] = {}
+
+    def next_seq(self, vin: str) -> int:
+        """The next ``seq`` of this car in the running stream (OTA reports use it too, so
+        the cloud's per-device duplicate check sees one counter)."""
+        return self._seq(self._runs[vin])
 
     def _vehicle_spec(self, i: int, fault: str | None, vins: set[str]) -> VehicleSpec:
         r = random.Random(f"vehicle-{self.seed}-{i}")
@@ -476,6 +507,7 @@ class Fleet:
                              rest_start=self.start_ms - 12 * HOUR_MS)
         run = _VehicleRun(spec, random.Random(f"vehicle-run-{self.seed}-{spec.index}"), battery,
                           soc=spec.soc, odometer_m=spec.odometer_m)
+        self._runs[spec.vin] = run
         fault = spec.fault
         if fault is not None and fault.name == "weak_12v":
             battery.fault_onset = fault.onset_ts
@@ -779,8 +811,9 @@ class Fleet:
             yield from self._due_dtc(v, t)
             ambient = world.weather.ambient(t)
             b.follow_temperature(t, ambient)
+            b.extra_drain_since = self.bad_release_since.get(v.spec.vin)
             b.accrue_drain(t)
-            current = round(PARKED_CURRENT_A + rng.gauss(0, 0.005), 3)
+            current = round(b.parked_current_a(t) + rng.gauss(0, 0.005), 3)
             if b.topup_until > t:
                 nominal, current = TOPUP_V, TOPUP_A
             elif (b.resting_v(t) < TOPUP_BELOW_V and t - b.last_topup >= TOPUP_MIN_GAP_MS
