@@ -55,6 +55,30 @@ class Stack:
         self.api_key_id = ""
 
     @property
+    def ota_private_key(self) -> Path:
+        return self.state_dir / "keys" / "ota-signing.pem"
+
+    @property
+    def ota_public_key(self) -> Path:
+        return self.state_dir / "keys" / "ota-signing.pub.pem"
+
+    def ensure_ota_keys(self) -> None:
+        """The demo's OTA key pair: the worker signs with it, the simulated cars pin its
+        public half. Kept across runs in the state dir, like a real fleet's pinned key."""
+        if self.ota_private_key.exists():
+            return
+        from ota.manifest import generate_keypair
+
+        private_pem, public_pem = generate_keypair()
+        self.ota_private_key.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.ota_private_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(private_pem)
+        self.ota_public_key.write_bytes(public_pem)
+        log.info("ota_keys_created private=%s public=%s", self.ota_private_key,
+                 self.ota_public_key)
+
+    @property
     def mqtt_url(self) -> str:
         return f"mqtt://127.0.0.1:{self.settings.mqtt_port}"
 
@@ -78,6 +102,7 @@ class Stack:
             "OWNERCARE_API_HOST": s.api_host,
             "OWNERCARE_PARTITIONS": str(s.partitions),
             "OWNERCARE_LOG_LEVEL": s.log_level,
+            "OWNERCARE_OTA_SIGNING_KEY": str(self.ota_private_key),
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -103,6 +128,9 @@ class Stack:
             value = getattr(self.args, flag, None)
             if value is not None:
                 argv += [f"--{flag.replace('_', '-')}", str(value)]
+        if getattr(self.args, "ota_public_key", None) is None:
+            # The simulated cars pin the demo key the worker signs with.
+            argv += ["--ota-public-key", str(self.ota_public_key)]
         return argv
 
     async def start(self) -> None:
@@ -111,6 +139,7 @@ class Stack:
                            (s.kafka_port, "the embedded Kafka broker"), (s.api_port, "the API")):
             embedded.ensure_port_free(port, what)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.ensure_ota_keys()
         # Create the schema once, before the worker and the API both open the database, and
         # the session's admin key (in run.json, so a newcomer can call the API at once).
         from api.keys import KeyStore
