@@ -179,11 +179,11 @@ def _check_wave(result: StepResult, now: int, health: list[VehicleHealth] | None
         campaign = result.campaign = replace(campaign, wave_succeeded_at=now)
         result.events.append({"event": "wave_succeeded", "at": now,
                               "wave": campaign.current_wave, "succeeded": ok, "vehicles": n})
-    for cohort, members in _cohorts(health or []):
-        verdict = compare(members)
+    if health:
+        verdict = compare(health)  # stratified by cohort (model) inside
         if verdict.regressed:
             _pause(result, now, "regression", {
-                "wave": campaign.current_wave, "cohort": cohort, "updated": verdict.updated,
+                "wave": campaign.current_wave, "updated": verdict.updated,
                 "baseline": verdict.baseline, "findings": verdict.findings})
             return False
     assert campaign.wave_succeeded_at is not None
@@ -202,13 +202,6 @@ def _check_wave(result: StepResult, now: int, health: list[VehicleHealth] | None
     return True
 
 
-def _cohorts(health: list[VehicleHealth]) -> list[tuple[str, list[VehicleHealth]]]:
-    groups: dict[str, list[VehicleHealth]] = {}
-    for vehicle in health:
-        groups.setdefault(vehicle.cohort, []).append(vehicle)
-    return sorted(groups.items())
-
-
 def _offer(result: StepResult, vehicles: Mapping[str, VehicleSnapshot], now: int) -> None:
     campaign = result.campaign
     ttl_ms = int(campaign.offer_ttl_s * 1000)
@@ -222,7 +215,12 @@ def _offer(result: StepResult, vehicles: Mapping[str, VehicleSnapshot], now: int
         if reasons:
             result.waiting[vin] = reasons
             continue
-        result.actions[vin] = action.moved(ActionState.OFFERED, now, "health gate passed")
+        car = vehicles[vin]
+        # The evidence the gate passed on, kept in the action's history for audit.
+        result.actions[vin] = action.moved(
+            ActionState.OFFERED, now,
+            f"health gate passed: telemetry at {car.ts}, speed {car.speed_kmh} km/h, "
+            f"{car.system_state}, SoC {car.soc_percent} %, 12 V {car.v12_volts} V")
         result.commands.append(Command("offer", vin, campaign.id, action.attempt,
                                        campaign.release.as_dict(), now + ttl_ms))
 

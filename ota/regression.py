@@ -7,8 +7,11 @@ installed the release with those still on the old version, on three health indic
   the total count n, the updated cars' share is Binomial(n, exposure share) when both rates
   are equal; a small upper-tail probability means the updated cars alert more often;
 * 12 V resting voltage (worse = lower) and energy drawn while parked per day (worse = higher):
-  a one-sided permutation test of the difference of means, with a fixed-seed generator so the
-  verdict is deterministic (replays and back-tests give the same answer).
+  a one-sided permutation test of the difference of means, stratified by cohort (labels are
+  shuffled only within a cohort, and the statistic is the cohort-weighted mean difference),
+  with a fixed-seed generator so the verdict is deterministic (replays and back-tests give the
+  same answer). Stratifying keeps model differences out of the comparison without needing
+  three canary cars of every model: a canary of five cars over three models still decides.
 
 A finding needs both statistical significance (p < alpha) and a practically relevant effect
 (``MIN_EFFECT``), so a fleet of thousands does not stop a rollout over a 5 mV difference.
@@ -67,15 +70,44 @@ def binomial_upper_tail(k: int, n: int, p: float) -> float:
 
 def permutation_p(worse: np.ndarray, better: np.ndarray, seed: int) -> float:
     """One-sided p-value that mean(worse) > mean(better) arose by chance."""
-    observed = worse.mean() - better.mean()
-    pooled = np.concatenate([worse, better])
+    return stratified_permutation_p([(worse, better)], seed)
+
+
+def _weighted_difference(strata: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    total = sum(len(w) for w, _ in strata)
+    return float(sum(len(w) * (w.mean() - b.mean()) for w, b in strata) / total)
+
+
+def stratified_permutation_p(strata: list[tuple[np.ndarray, np.ndarray]], seed: int) -> float:
+    """One-sided p-value of the cohort-weighted mean difference (worse minus better), with
+    labels shuffled within each stratum only."""
+    observed = _weighted_difference(strata)
+    pooled = [np.concatenate([w, b]) for w, b in strata]
     rng = np.random.default_rng(seed)
     count = 0
     for _ in range(PERMUTATIONS):
-        rng.shuffle(pooled)
-        if pooled[:len(worse)].mean() - pooled[len(worse):].mean() >= observed:
+        shuffled = []
+        for values, (worse, _better) in zip(pooled, strata, strict=True):
+            rng.shuffle(values)
+            shuffled.append((values[:len(worse)], values[len(worse):]))
+        if _weighted_difference(shuffled) >= observed - 1e-12:
             count += 1
     return (count + 1) / (PERMUTATIONS + 1)
+
+
+def _strata(updated: list[VehicleHealth], baseline: list[VehicleHealth], indicator: str,
+            sign: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per cohort with cars on both sides: (updated, baseline) values, signed so that
+    larger is worse."""
+    strata = []
+    for cohort in sorted({v.cohort for v in updated}):
+        u = [getattr(v, indicator) for v in updated if v.cohort == cohort]
+        b = [getattr(v, indicator) for v in baseline if v.cohort == cohort]
+        u = [x for x in u if x is not None]
+        b = [x for x in b if x is not None]
+        if u and b:
+            strata.append((sign * np.array(u, dtype=float), sign * np.array(b, dtype=float)))
+    return strata
 
 
 def compare(cohort: list[VehicleHealth], alpha: float = ALPHA, seed: int = 0) -> Verdict:
@@ -100,23 +132,26 @@ def compare(cohort: list[VehicleHealth], alpha: float = ALPHA, seed: int = 0) ->
                 "baseline_per_vehicle_day": round(rate_b, 4),
                 "p_value": round(p, 6)})
     for indicator, sign in (("v12_rest_volts", -1.0), ("parked_energy_kwh_per_day", 1.0)):
-        u = np.array([getattr(v, indicator) for v in updated
-                      if getattr(v, indicator) is not None], dtype=float)
-        b = np.array([getattr(v, indicator) for v in baseline
-                      if getattr(v, indicator) is not None], dtype=float)
-        if len(u) < MIN_VEHICLES or len(b) < MIN_VEHICLES:
+        strata = _strata(updated, baseline, indicator, sign)
+        n_u = sum(len(w) for w, _ in strata)
+        n_b = sum(len(b) for _, b in strata)
+        if n_u < MIN_VEHICLES or n_b < MIN_VEHICLES:
             continue
-        effect = sign * (u.mean() - b.mean())
+        effect = _weighted_difference(strata)  # in the "worse" direction
+        baseline_mean = float(np.mean(np.concatenate([b for _, b in strata]))) * sign
         if indicator == "parked_energy_kwh_per_day":
-            relevant = b.mean() > 0 and effect / b.mean() >= MIN_EFFECT[indicator]
+            relevant = baseline_mean > 0 and effect / baseline_mean >= MIN_EFFECT[indicator]
         else:
             relevant = effect >= MIN_EFFECT[indicator]
         if not relevant:
             continue
-        p = permutation_p(sign * u, sign * b, seed)
+        p = stratified_permutation_p(strata, seed)
         if p < alpha:
+            updated_mean = float(np.mean(np.concatenate([w for w, _ in strata]))) * sign
             findings.append({
-                "indicator": indicator, "updated_mean": round(float(u.mean()), 4),
-                "baseline_mean": round(float(b.mean()), 4), "p_value": round(p, 6),
-                "vehicles": {"updated": len(u), "baseline": len(b)}})
+                "indicator": indicator, "updated_mean": round(updated_mean, 4),
+                "baseline_mean": round(baseline_mean, 4),
+                "worse_by_within_cohorts": round(effect, 4), "p_value": round(p, 6),
+                "vehicles": {"updated": n_u, "baseline": n_b},
+                "cohorts": len(strata)})
     return Verdict(bool(findings), findings, len(updated), len(baseline))

@@ -286,6 +286,28 @@ def test_no_regression_between_cohorts_from_one_distribution() -> None:
     assert compare(cohort) == verdict  # deterministic
 
 
+def test_cohorts_are_compared_within_themselves_even_with_few_canary_cars_each() -> None:
+    # Three models with different normal voltages; two updated cars of two models and one of
+    # the third rest 0.25 V below their own model's others. Pooled without strata the model
+    # differences would hide it; per model alone each cohort is too small to decide.
+    base = {"A": 12.45, "B": 12.6, "C": 12.75}
+    cohort = []
+    for model, n_updated in (("A", 2), ("B", 2), ("C", 1)):
+        for i in range(5):
+            updated = i < n_updated
+            volts = base[model] + 0.01 * (i % 3) - (0.25 if updated else 0.0)
+            cohort.append(VehicleHealth(f"{model}{i}", updated, 3.0, v12_rest_volts=volts,
+                                        cohort=model))
+    verdict = compare(cohort)
+    assert verdict.regressed
+    (finding,) = verdict.findings
+    assert finding["cohorts"] == 3 and finding["worse_by_within_cohorts"] == pytest.approx(
+        0.25, abs=0.02)
+    healthy = [replace(v, v12_rest_volts=base[v.cohort] + 0.01 * (int(v.vin[1:]) % 3))
+               for v in cohort]
+    assert not compare(healthy).regressed
+
+
 def test_alert_rate_regression_is_found_and_too_few_cars_decide_nothing() -> None:
     cohort = ([VehicleHealth(f"U{i}", True, 2.0, alerts={"weak_12v_battery": 2})
                for i in range(5)]
