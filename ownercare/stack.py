@@ -102,7 +102,9 @@ class Stack:
             "OWNERCARE_API_HOST": s.api_host,
             "OWNERCARE_PARTITIONS": str(s.partitions),
             "OWNERCARE_LOG_LEVEL": s.log_level,
-            "OWNERCARE_OTA_SIGNING_KEY": str(self.ota_private_key),
+            # `ownercare run` creates the demo key first; without it (the bench) no OTA.
+            "OWNERCARE_OTA_SIGNING_KEY": str(self.ota_private_key)
+            if self.ota_private_key.exists() else "",
             "PYTHONUNBUFFERED": "1",
         }
 
