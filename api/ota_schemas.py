@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 # Text without NUL or other control characters (PostgreSQL refuses NUL in text columns).
 PLAIN = r"^[^\x00-\x1f\x7f]*$"
@@ -42,6 +43,17 @@ class WaveIn(BaseModel):
 class WindowIn(BaseModel):
     start: str = Field("00:00", pattern=HHMM, description="vehicle local time")
     end: str = Field("23:59", pattern=HHMM, description="may be before start (overnight)")
+    timezone: str = Field("UTC", max_length=64, pattern=PLAIN,
+                          description="IANA zone for cars that do not report their own")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not an IANA time zone like Europe/Berlin") from None
+        return v
 
 
 class GateIn(BaseModel):
@@ -54,6 +66,9 @@ class GateIn(BaseModel):
 
 class TargetsIn(BaseModel):
     models: list[Label] = Field([], max_length=100)
+    from_versions: list[Label] = Field(
+        [], max_length=100, description="only cars whose installed version of the release's "
+        "component is one of these (known from earlier OTA campaigns)")
     vins: list[str] = Field([], max_length=100_000)
 
 

@@ -24,7 +24,7 @@ class VehicleSnapshot:
     installed_version: str = "0.0.0"
     model: str = ""
     region: str = ""
-    timezone: str = "UTC"
+    timezone: str = ""  # IANA; empty = unknown (the campaign window's own zone applies)
     speed_kmh: float | None = None
     system_state: str | None = None  # Vehicle.LowVoltageSystemState
     soc_percent: float | None = None
@@ -65,6 +65,6 @@ def gate_reasons(car: VehicleSnapshot | None, policy: GatePolicy, window: Mainte
             reasons.append(f"open_alert:{alert_type}")
         elif severity == "critical":
             reasons.append(f"critical_alert:{alert_type}")
-    if not window.contains(local_minute(now, car.timezone)):
+    if not window.contains(local_minute(now, car.timezone or window.timezone)):
         reasons.append("outside_window")
     return reasons

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import semver
 
@@ -167,15 +168,24 @@ class Wave:
 
 @dataclass(frozen=True, slots=True)
 class MaintenanceWindow:
-    """Daily window in the vehicle's local time; may cross midnight (22:00-05:00)."""
+    """Daily window in the vehicle's local time; may cross midnight (22:00-05:00).
+
+    ``timezone`` (IANA) is used for cars that do not report their own.
+    """
 
     start: str = "00:00"
     end: str = "23:59"
+    timezone: str = "UTC"
 
     def __post_init__(self) -> None:
         for name in ("start", "end"):
             if not HHMM_RE.fullmatch(getattr(self, name)):
                 raise ValueError(f"window {name} {getattr(self, name)!r} must be HH:MM")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"window timezone {self.timezone!r} is not an IANA time zone "
+                             "like Europe/Berlin") from None
 
     def contains(self, minute_of_day: int) -> bool:
         start, end = _minutes(self.start), _minutes(self.end)

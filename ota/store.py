@@ -141,15 +141,34 @@ def list_campaigns(store: Store) -> list[dict[str, Any]]:
             ota_campaigns.c.created_at.desc(), ota_campaigns.c.id)).mappings()]
 
 
-def target_vins(store: Store, targets: Targets) -> list[str]:
-    """Explicit VINs plus every vehicle whose latest model is one of ``targets.models``."""
+def target_vins(store: Store, targets: Targets, component: str) -> list[str]:
+    """Explicit VINs plus every vehicle whose latest model is one of ``targets.models``;
+    with ``targets.from_versions``, only those whose installed version of ``component`` is
+    one of them (known from earlier campaigns: a car never updated by ownercare has no known
+    version and is left out)."""
     vins = set(targets.vins)
     if targets.models:
         with store.engine.connect() as conn:
             rows = conn.execute(select(latest_signals.c.asset_id, latest_signals.c.value).where(
                 latest_signals.c.asset_kind == "vehicle", latest_signals.c.path == MODEL))
             vins |= {vin for vin, model in rows if model in targets.models}
+    if targets.from_versions:
+        installed = installed_versions(store, component)
+        vins = {vin for vin in vins if installed.get(vin) in targets.from_versions}
     return sorted(vins)
+
+
+def installed_versions(store: Store, component: str) -> dict[str, str]:
+    """Each car's installed version of ``component``: the release of its newest succeeded
+    OTA action for that component."""
+    query = (select(ota_actions.c.vin, ota_releases.c.version, ota_actions.c.updated_at)
+             .join(ota_campaigns, ota_campaigns.c.id == ota_actions.c.campaign_id)
+             .join(ota_releases, ota_releases.c.id == ota_campaigns.c.release_id)
+             .where(ota_releases.c.component == component,
+                    ota_actions.c.state == ActionState.SUCCEEDED.value)
+             .order_by(ota_actions.c.updated_at))
+    with store.engine.connect() as conn:
+        return {vin: version for vin, version, _at in conn.execute(query)}
 
 
 def start_campaign(store: Store, campaign_id: str, now: int) -> tuple[Campaign, int]:
@@ -161,7 +180,7 @@ def start_campaign(store: Store, campaign_id: str, now: int) -> tuple[Campaign, 
     _row, campaign = found
     if campaign.status is not CampaignStatus.DRAFT:
         raise Conflict(f"campaign is {campaign.status}; only a draft can be started")
-    vins = target_vins(store, campaign.targets)
+    vins = target_vins(store, campaign.targets, campaign.release.component)
     if not vins:
         raise Conflict("the campaign's targets match no vehicle that has reported")
     status = CampaignStatus.RUNNING if now >= campaign.start_at else CampaignStatus.SCHEDULED

@@ -106,6 +106,7 @@ async def create_campaign(body: CampaignCreate, store: StoreDep, who: OtaManager
             soak_s=body.soak_s, start_at=body.start_at, max_attempts=body.max_attempts,
             retry_base_s=body.retry_base_s, offer_ttl_s=body.offer_ttl_s,
             targets=Targets(models=frozenset(body.targets.models),
+                            from_versions=frozenset(body.targets.from_versions),
                             vins=frozenset(body.targets.vins)))
     except ValueError as exc:
         raise invalid("body", "waves", str(exc)) from None

@@ -199,3 +199,32 @@ def test_a_bad_release_is_paused_by_the_regression_stop_with_evidence(
     assert finding["updated_mean"] < finding["baseline_mean"] - 0.3
     assert finding["cohorts"] == 1 and finding["worse_by_within_cohorts"] > 0.3
     assert detail["current_wave"] == 0  # never advanced past the canary
+
+
+def test_from_versions_targets_only_cars_known_to_run_them(api: str, store: Store) -> None:
+    manager = headers_for(store, "ota_manager")
+    report(store, T0, **{v: {} for v in VINS[:6]})
+    first = httpx.post(f"{api}/ota/releases", json=RELEASE, headers=manager).json()
+    c1 = httpx.post(f"{api}/ota/campaigns", headers=manager, json={
+        "name": "to 2.0", "release_id": first["id"], "targets": {"vins": VINS[:2]},
+        "waves": [{"percent": 100}]}).json()["id"]
+    httpx.post(f"{api}/ota/campaigns/{c1}/start", headers=manager).raise_for_status()
+    runner = OtaRunner(store, load_private_key(PRIVATE_PEM))
+    for vin, _ in runner.step_all():
+        progress_reports(store, vin, c1, 1, T0 + 1000)
+    assert ota_store.installed_versions(store, "bms") == {VINS[0]: "2.0.0", VINS[1]: "2.0.0"}
+    second = httpx.post(f"{api}/ota/releases", headers=manager, json={
+        **RELEASE, "version": "2.1.0"}).json()
+    c2 = httpx.post(f"{api}/ota/campaigns", headers=manager, json={
+        "name": "2.0 to 2.1", "release_id": second["id"],
+        "targets": {"models": ["Volt"], "from_versions": ["2.0.0"]},
+        "window": {"start": "22:00", "end": "05:00", "timezone": "Europe/Berlin"},
+        "waves": [{"percent": 100}]}).json()
+    assert c2["config"]["window"]["timezone"] == "Europe/Berlin"
+    started = httpx.post(f"{api}/ota/campaigns/{c2['id']}/start", headers=manager).json()
+    assert sum(started["progress"]["waves"]["0"].values()) == 2  # only the 2.0.0 cars
+    assert set(ota_store.load_actions(store, c2["id"])) == set(VINS[:2])
+    bad_zone = httpx.post(f"{api}/ota/campaigns", headers=manager, json={
+        "name": "x", "release_id": second["id"], "targets": {"vins": VINS[:1]},
+        "window": {"timezone": "Mars/Olympus"}})
+    assert bad_zone.status_code == 422 and "IANA" in bad_zone.json()["detail"]

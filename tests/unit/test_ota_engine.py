@@ -92,6 +92,12 @@ def test_the_gate_names_every_reason_a_car_waits() -> None:
     assert gate_reasons(parked("V", timezone="Asia/Tokyo"), c.gate, night, NOW) == [
         "outside_window"]
     assert local_minute(NOW, "Asia/Kolkata") == 7 * 60 + 30
+    # A car that reports no zone is judged in the campaign window's zone.
+    tokyo_night = MaintenanceWindow("22:00", "05:00", "Asia/Tokyo")
+    assert gate_reasons(parked("V"), c.gate, tokyo_night, NOW) == ["outside_window"]
+    assert gate_reasons(parked("V", timezone="UTC"), c.gate, tokyo_night, NOW) == []
+    with pytest.raises(ValueError, match="IANA"):
+        MaintenanceWindow(timezone="Mars/Olympus")
 
 
 snapshots = st.builds(
