@@ -5,8 +5,10 @@ from __future__ import annotations
 from diagnostics.base import Detector
 from diagnostics.battery12v import WeakBattery12V
 from diagnostics.dtc import DiagnosticTroubleCodes
+from diagnostics.tyre_leak import SlowTyreLeak
 
 DETECTORS: dict[str, type[Detector]] = {
     "weak_12v_battery": WeakBattery12V,
     "dtc": DiagnosticTroubleCodes,
+    "slow_tyre_leak": SlowTyreLeak,
 }

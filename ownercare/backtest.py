@@ -18,7 +18,7 @@ from ingest.contract import validate
 from simulators.faults import parse_fault_spec
 from simulators.fleet import DAY_MS, Fleet
 
-FAULT_ALERT_TYPE = {"weak_12v": "weak_12v_battery", "dtc": "dtc"}
+FAULT_ALERT_TYPE = {"weak_12v": "weak_12v_battery", "dtc": "dtc", "slow_leak": "slow_tyre_leak"}
 
 
 def backtest_fleet(seed: int, vehicles: int, days: int, faults: dict[str, int],

@@ -42,6 +42,14 @@ DTC_CODES: dict[str, str] = {
 DTC_ONSET_DAYS = (0.5, 5.0)
 DTC_FAILURE_AFTER_MS = 2 * DAY_MS
 
+# Slow tyre leak: one wheel's cold (20 °C) pressure falls linearly from an onset in the first
+# five days; the car's own TPMS warns at 25 % below the placard (the truth's failure).
+PLACARD_KPA = 250.0
+TPMS_WARNING_FRACTION = 0.75
+SLOW_LEAK_ONSET_DAYS = (0.0, 5.0)
+SLOW_LEAK_RATE_KPA_PER_DAY = (2.0, 8.0)
+SLOW_LEAK_FLOOR_KPA = 60.0  # the tyre is flat; it stops falling here
+
 Asset = Literal["vehicle", "charger"]
 
 
@@ -89,6 +97,26 @@ def _draw_dtc(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]) -> Faul
                          {"code": code, "meaning": DTC_CODES[code]})
 
 
+def _draw_slow_leak(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]
+                    ) -> FaultInstance:
+    onset = start_ms + int(rng.uniform(*SLOW_LEAK_ONSET_DAYS) * DAY_MS)
+    rate = round(rng.uniform(*SLOW_LEAK_RATE_KPA_PER_DAY), 3)
+    wheel = rng.randrange(4)
+    cold = float(ctx["tire_cold_kpa"][wheel])
+    placard = float(ctx.get("placard_kpa", PLACARD_KPA))
+    return FaultInstance("slow_leak", onset,
+                         slow_leak_failure_ts(onset, cold, rate, placard),
+                         {"wheel": wheel, "rate_kpa_per_day": rate, "cold_kpa_initial": cold,
+                          "placard_kpa": placard})
+
+
+def slow_leak_failure_ts(onset_ts: int, cold_kpa: float, rate_kpa_per_day: float,
+                         placard_kpa: float) -> int:
+    """When the leaking wheel's cold pressure reaches the TPMS warning level (analytic)."""
+    margin = max(0.0, cold_kpa - TPMS_WARNING_FRACTION * placard_kpa)
+    return onset_ts + int(margin / rate_kpa_per_day * DAY_MS)
+
+
 FAULTS: dict[str, FaultSpec] = {
     spec.name: spec
     for spec in (
@@ -103,6 +131,12 @@ FAULTS: dict[str, FaultSpec] = {
             "the car sets a diagnostic trouble code at its first report after an onset in the "
             "first five days; left alone, the fault stops the car two days later",
             _draw_dtc, "_VehicleRun.dtc_pending",
+        ),
+        FaultSpec(
+            "slow_leak", "vehicle",
+            "one tyre loses 2-8 kPa/day (at 20 °C) from an onset in the first five days until "
+            "the car's own low-pressure warning at 25 % below the placard",
+            _draw_slow_leak, "Fleet._tire_cold_kpa (tyre model in _drive)",
         ),
     )
 }

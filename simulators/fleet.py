@@ -61,10 +61,18 @@ Weather
   ``BAD_RELEASE_PARKED_CURRENT_A`` (drives and top-ups still restore the charge);
 * fault ``dtc``: at its first transmission after an onset in the first five days the car
   reports a trouble code (``DTC_CODES``); ignored, it would stop the car two days later.
+
+Tyres: each wheel's pressure at 20 °C (``tire_cold_kpa``) is set around the placard
+(``PLACARD_KPA`` = 250 kPa, +/- 6 kPa per wheel); while driving the tyres warm by up to 10 °C
+above ambient and the reported pressure follows Gay-Lussac, noise sigma 0.5 kPa (0.3 °C on the
+tyre temperature). Fault ``slow_leak``: from an onset in the first five days one wheel's 20 °C
+pressure falls 2-8 kPa/day (floored at ``SLOW_LEAK_FLOOR_KPA``); the truth's ``failure_ts`` is
+when it reaches the car's own TPMS warning, 25 % below the placard. The car keeps driving.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import random
@@ -77,7 +85,14 @@ from typing import Any
 import orjson
 
 from ingest.contract import TIRE_PRESSURE_SIGNALS, TIRE_TEMPERATURE_SIGNALS, Kind, topic_for
-from simulators.faults import FAILURE_V25, FaultInstance, assign_faults, draw_fault
+from simulators.faults import (
+    FAILURE_V25,
+    PLACARD_KPA,
+    SLOW_LEAK_FLOOR_KPA,
+    FaultInstance,
+    assign_faults,
+    draw_fault,
+)
 
 SECOND_MS = 1000
 MINUTE_MS = 60_000
@@ -442,9 +457,11 @@ class Fleet:
         work_km = r.uniform(4, 30)
         work = _offset_point(home, work_km, r.uniform(0, 2 * math.pi))
         avg_kmh = r.uniform(28, 55)
+        # slow_leak needs the tyre pressures, drawn below: it is drawn last, so every other
+        # car's draws (and so the fleet's output) stay exactly as they were.
         instance = (draw_fault(fault, r, self.start_ms, {"v25_initial": v25})
-                    if fault else None)
-        return VehicleSpec(
+                    if fault and fault != "slow_leak" else None)
+        spec = VehicleSpec(
             index=i, vin=vin, model=model.name, spec=model, home=home, work=work,
             commuter=r.random() < 0.8,
             commute_min=_clamp(work_km * 1.3 / avg_kmh * 60, *TRIP_MIN),
@@ -456,6 +473,11 @@ class Fleet:
             charge_below_soc=r.uniform(35, 55), charge_target_soc=r.choice((80.0, 85.0, 90.0)),
             home_kw=min(model.ac_kw, r.choice((7.4, 11.0))), fault=instance,
         )
+        if fault == "slow_leak":
+            spec = dataclasses.replace(spec, fault=draw_fault(
+                fault, r, self.start_ms,
+                {"tire_cold_kpa": spec.tire_cold_kpa, "placard_kpa": PLACARD_KPA}))
+        return spec
 
     def _charger_spec(self, i: int, fault: str | None) -> ChargerSpec:
         r = random.Random(f"charger-{self.seed}-{i}")
@@ -688,7 +710,7 @@ class Fleet:
                     round(trip.origin[1] + d_lon * progress - wiggle, 6),
             }
             tire_c = ambient + 10.0 * warm
-            for path, cold_kpa, tpath in zip(TIRE_PRESSURE_SIGNALS, s.tire_cold_kpa,
+            for path, cold_kpa, tpath in zip(TIRE_PRESSURE_SIGNALS, self._tire_cold_kpa(s, t),
                                              TIRE_TEMPERATURE_SIGNALS, strict=True):
                 # Gay-Lussac: pressure follows absolute temperature (placard set at 20 °C).
                 signals[path] = round((cold_kpa + 101.3) * (tire_c + 273.15) / 293.15 - 101.3
@@ -715,6 +737,18 @@ class Fleet:
             "duration_ms": trip.arrive - trip.depart,
             "energy_kwh": round(energy, 3)})
         self._plug_in(world, v, trip.arrive, next_depart)
+
+    @staticmethod
+    def _tire_cold_kpa(s: VehicleSpec, t: int) -> tuple[float, ...]:
+        """The four tyres' pressures at 20 °C; a ``slow_leak`` lowers one of them linearly."""
+        fault = s.fault
+        if fault is None or fault.name != "slow_leak" or t <= fault.onset_ts:
+            return s.tire_cold_kpa
+        wheel = int(fault.params["wheel"])
+        lost = float(fault.params["rate_kpa_per_day"]) * (t - fault.onset_ts) / DAY_MS
+        cold = list(s.tire_cold_kpa)
+        cold[wheel] = max(SLOW_LEAK_FLOOR_KPA, cold[wheel] - lost)
+        return tuple(cold)
 
     def _plug_in(self, world: _World, v: _VehicleRun, arrive: int,
                  next_depart: int | None) -> None:

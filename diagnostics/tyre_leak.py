@@ -1,0 +1,372 @@
+"""Slow tyre leak: one wheel losing pressure relative to the other three, compensated for heat.
+
+Why it matters
+--------------
+A nail or a leaking valve lets a tyre lose a few kPa a day. The car's own TPMS warns only when
+the pressure is 25 % below the placard, by which time the tyre has been driven soft for days
+(wear, fuel/energy use, a sudden flat on the motorway). Seeing the loss early lets care staff
+offer a puncture repair before the warning, not a tow after it.
+
+Physical model (the constructor defaults; the fleet simulator follows the same model)
+------------------------------------------------------------------------------------
+* Gay-Lussac: the absolute pressure of the air in a tyre is proportional to its absolute
+  temperature. A gauge reading ``p`` at tyre temperature ``T`` corresponds at the reference
+  temperature ``ref_temp_c`` (20 °C, where the placard pressure is set) to
+  ``p20 = (p + atm_kpa) * (ref + 273.15) / (T + 273.15) - atm_kpa``. A cold morning (-15 °C)
+  lowers all four tyres by about 30 kPa; a tyre warming by 10 °C on a drive gains about 12 kPa.
+  Both are physics, not leaks: compensation removes them. The tyre's own temperature sensor is
+  used; when it is missing the ambient temperature stands in (a cold tyre is at ambient).
+* Common mode: anything that moves all four tyres together (temperature compensation error,
+  altitude, a pressure check at the petrol station) is removed by comparing each wheel with
+  the *median of the other three* (its deficit ``d = p20 - median(others)``). A leak moves one
+  wheel alone, so its deficit falls steadily while the others' stay put.
+* A slow leak loses 1-10 kPa/day; sensor noise is about 0.5 kPa per reading. The car's own
+  low-pressure warning comes at 25 % below the placard. The placard is not reported by the car,
+  so unless ``placard_kpa`` is given it is estimated as the level of the healthy wheels (the
+  median of the other three, compensated to 20 °C), i.e. what the owner inflates to.
+
+Samples and trend
+-----------------
+Readings need all four pressures. The compensated deficits of one sampling window (``sample_s``,
+6 h: a drive or two) are averaged into one sample per wheel (at least ``min_window_readings``
+readings). The last ``max_history`` samples within ``window_days`` are fitted per wheel with
+weighted least squares (weights halve every ``half_life_days``) giving a slope in kPa/day, its
+standard error and a Student-t critical value (``diagnostics.battery12v.t_critical``).
+
+* Leaking wheel: slope below ``-min_rate_kpa_per_day``, significant (slope + t*stderr < 0) and
+  the fitted loss over the window at least ``min_loss_kpa`` (a real loss, not a tilt of noise).
+* Time to the car's warning: ``(p20_now - 0.75 * placard) / -slope`` days, with a band from
+  slope -/+ t*stderr.
+* Raise when a wheel leaks with the warning within ``horizon_days``, or a wheel already sits
+  ``low_deficit_kpa`` below the others. Severity: critical under ``critical_days`` (or already
+  below the warning level), warning under ``warning_days``, info otherwise.
+* Hysteresis: once raised, clear only when no wheel leaks any more and no wheel is more than
+  ``low_deficit_kpa - clear_margin_kpa`` below the others.
+* Reinflation: a sample whose deficit jumped up by more than ``reinflate_kpa`` against the
+  previous one (the owner pumped the tyre) starts a fresh history.
+* Abstain when there are too few samples for a trend, and once per silence when no sample
+  arrived for more than ``stale_days`` (car not driven, tyre signals missing).
+
+Parked cars report no tyre pressures, so they cost no state writes. An assessment is returned
+only when a sample closes or staleness is first noticed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from diagnostics.base import Assessment, Detector, Outcome
+from diagnostics.battery12v import as_number, t_critical
+
+DAY_MS = 86_400_000
+STATE_VERSION = 1
+AMBIENT = "Vehicle.Exterior.AirTemperature"
+_WHEEL_PATHS = (
+    "Vehicle.Chassis.Axle.Row1.Wheel.Left",
+    "Vehicle.Chassis.Axle.Row1.Wheel.Right",
+    "Vehicle.Chassis.Axle.Row2.Wheel.Left",
+    "Vehicle.Chassis.Axle.Row2.Wheel.Right",
+)
+PRESSURES = tuple(f"{w}.Tire.Pressure" for w in _WHEEL_PATHS)
+TEMPERATURES = tuple(f"{w}.Tire.Temperature" for w in _WHEEL_PATHS)
+WHEEL_NAMES = ("front left", "front right", "rear left", "rear right")
+
+
+def compensate(p_kpa: float, temp_c: float, ref_c: float = 20.0, atm_kpa: float = 101.3
+               ) -> float:
+    """Gauge pressure at ``temp_c`` expressed at ``ref_c`` (Gay-Lussac on absolute values)."""
+    return (p_kpa + atm_kpa) * (ref_c + 273.15) / (temp_c + 273.15) - atm_kpa
+
+
+def weighted_trend(t_days: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
+                   half_life_days: float) -> tuple[float, float, float, float]:
+    """WLS ``y = level + slope * t`` (t = 0 at the latest sample); returns (slope, level,
+    slope stderr, effective dof). Same estimator as the 12 V detector's ``_fit``."""
+    w = np.power(0.5, -t_days / half_life_days)
+    sw = float(np.sum(w))
+    t_mean = float(np.sum(w * t_days)) / sw
+    y_mean = float(np.sum(w * y)) / sw
+    dt = t_days - t_mean
+    sxx = float(np.sum(w * dt * dt))
+    if sxx <= 0.0:
+        return 0.0, y_mean, math.inf, 0.5
+    slope = float(np.sum(w * dt * (y - y_mean))) / sxx
+    level = y_mean - slope * t_mean
+    residuals = y - (level + slope * t_days)
+    n_eff = sw * sw / float(np.sum(w * w))
+    dof = max(n_eff - 2.0, 0.5)
+    noise_var = float(np.sum(w * residuals * residuals)) / sw * n_eff / dof
+    slope_var = noise_var * float(np.sum(w * w * dt * dt)) / (sxx * sxx)
+    return slope, level, math.sqrt(slope_var), dof
+
+
+class SlowTyreLeak(Detector):
+    """Predicts the car's own low-pressure warning from one wheel's temperature-compensated
+    pressure falling against the other three."""
+
+    name: ClassVar[str] = "tyre_leak"
+    version: ClassVar[str] = "1.0.0"
+
+    def __init__(
+        self,
+        placard_kpa: float | None = None,
+        warning_fraction: float = 0.75,
+        ref_temp_c: float = 20.0,
+        atm_kpa: float = 101.3,
+        sample_s: float = 6 * 3600,
+        min_window_readings: int = 3,
+        min_samples: int = 4,
+        min_span_days: float = 1.0,
+        window_days: float = 14.0,
+        max_history: int = 40,
+        half_life_days: float = 4.0,
+        min_rate_kpa_per_day: float = 0.8,
+        min_loss_kpa: float = 3.0,
+        z: float = 2.0,
+        low_deficit_kpa: float = 25.0,
+        clear_margin_kpa: float = 5.0,
+        reinflate_kpa: float = 8.0,
+        horizon_days: float = 30.0,
+        critical_days: float = 2.0,
+        warning_days: float = 7.0,
+        stale_days: float = 7.0,
+    ) -> None:
+        self.placard_kpa = placard_kpa
+        self.warning_fraction = warning_fraction
+        self.ref_temp_c = ref_temp_c
+        self.atm_kpa = atm_kpa
+        self.sample_s = sample_s
+        self.min_window_readings = min_window_readings
+        self.min_samples = min_samples
+        self.min_span_days = min_span_days
+        self.window_days = window_days
+        self.max_history = max_history
+        self.half_life_days = half_life_days
+        self.min_rate_kpa_per_day = min_rate_kpa_per_day
+        self.min_loss_kpa = min_loss_kpa
+        self.z = z
+        self.low_deficit_kpa = low_deficit_kpa
+        self.clear_margin_kpa = clear_margin_kpa
+        self.reinflate_kpa = reinflate_kpa
+        self.horizon_days = horizon_days
+        self.critical_days = critical_days
+        self.warning_days = warning_days
+        self.stale_days = stale_days
+        if not 0.0 < warning_fraction < 1.0:
+            raise ValueError("warning_fraction must be in (0, 1)")
+        if min_samples < 3:
+            raise ValueError("a trend with its standard error needs min_samples >= 3")
+        if max_history < min_samples:
+            raise ValueError("max_history must hold at least min_samples samples")
+        if min_window_readings < 1:
+            raise ValueError("min_window_readings must be >= 1")
+
+    def new_state(self) -> dict[str, Any]:
+        return {
+            "v": STATE_VERSION,
+            "since": None,  # first message seen (staleness before the first sample)
+            "win": None,  # open window: [start_ts, last_ts, n, [sum d x4], [sum p20 x4]]
+            "hist": [],  # [ts, d0, d1, d2, d3, ref] samples, oldest first
+            "active": False,
+            "stale": False,
+        }
+
+    # ---------------------------------------------------------------- streaming interface
+
+    def update(self, state: dict[str, Any], ts_ms: int, signals: Mapping[str, object]
+               ) -> Outcome:
+        changed = False
+        if state.get("v") != STATE_VERSION:
+            state.clear()
+            state.update(self.new_state())
+            changed = True
+        if state["since"] is None:
+            state["since"] = ts_ms
+            changed = True
+        reading = self._reading(signals)
+        if reading is None:
+            stale = self._staleness(state, ts_ms)
+            return changed or stale is not None, stale
+        win = state["win"]
+        if win is not None and ts_ms < win[1]:
+            return changed, None  # older than the window's last reading: a replay
+        assessment = None
+        if win is not None and ts_ms - win[0] >= self.sample_s * 1000:
+            assessment = self._close_window(state)
+            win = None
+        deficits, levels = reading
+        if win is None:
+            state["win"] = [ts_ms, ts_ms, 1, [round(d, 3) for d in deficits],
+                            [round(p, 3) for p in levels]]
+        else:
+            win[1], win[2] = ts_ms, win[2] + 1
+            win[3] = [round(a + d, 3) for a, d in zip(win[3], deficits, strict=True)]
+            win[4] = [round(a + p, 3) for a, p in zip(win[4], levels, strict=True)]
+        return True, assessment
+
+    # ---------------------------------------------------------------- readings and samples
+
+    def _reading(self, signals: Mapping[str, object]
+                 ) -> tuple[list[float], list[float]] | None:
+        """Per wheel: (deficit against the median of the other three, compensated pressure)."""
+        ambient = as_number(signals.get(AMBIENT))
+        levels: list[float] = []
+        for p_path, t_path in zip(PRESSURES, TEMPERATURES, strict=True):
+            pressure = as_number(signals.get(p_path))
+            temp = as_number(signals.get(t_path))
+            temp = ambient if temp is None else temp
+            if pressure is None or temp is None or temp <= -273.0:
+                return None
+            levels.append(compensate(pressure, temp, self.ref_temp_c, self.atm_kpa))
+        deficits = [levels[i] - float(np.median([levels[j] for j in range(4) if j != i]))
+                    for i in range(4)]
+        return deficits, levels
+
+    def _close_window(self, state: dict[str, Any]) -> Assessment | None:
+        win = state["win"]
+        state["win"] = None
+        if win is None or win[2] < self.min_window_readings:
+            return None
+        n = win[2]
+        deficits = [round(s / n, 3) for s in win[3]]
+        levels = [s / n for s in win[4]]
+        ts = int(win[1])
+        hist: list[list[float]] = state["hist"]
+        if hist and any(d - prev > self.reinflate_kpa
+                        for d, prev in zip(deficits, hist[-1][1:5], strict=True)):
+            hist.clear()  # the owner reinflated: the loss so far is history
+        # The reference level: the median wheel, i.e. what the healthy tyres are set to.
+        hist.append([ts, *deficits, round(float(np.median(levels)), 2)])
+        del hist[: max(0, len(hist) - self.max_history)]
+        state["stale"] = False
+        return self._assess(state, ts)
+
+    # ---------------------------------------------------------------- staleness
+
+    def _staleness(self, state: dict[str, Any], ts_ms: int) -> Assessment | None:
+        if state["stale"]:
+            return None
+        hist = state["hist"]
+        last = hist[-1][0] if hist else state["since"]
+        silent_days = (ts_ms - last) / DAY_MS
+        if silent_days <= self.stale_days:
+            return None
+        state["stale"] = True
+        reason = (f"no tyre pressure sample with all four wheels and a temperature for "
+                  f"{silent_days:.1f} days (more than {self.stale_days:g}); the car was not "
+                  "driven or its tyre signals are missing")
+        evidence = self._summary(state)
+        evidence["days_since_sample"] = round(silent_days, 2)
+        return Assessment(active=state["active"], title="Tyre pressures: data missing",
+                          evidence=evidence, abstain_reason=reason)
+
+    # ---------------------------------------------------------------- trend and decision
+
+    def _summary(self, state: dict[str, Any]) -> dict[str, Any]:
+        hist = state["hist"]
+        return {
+            "samples": len(hist),
+            "last_sample_ts": hist[-1][0] if hist else None,
+            "latest_deficits_kpa": list(hist[-1][1:5]) if hist else None,
+            "reference_kpa_at_20c": hist[-1][5] if hist else None,
+        }
+
+    def _assess(self, state: dict[str, Any], now: int) -> Assessment:
+        hist = [h for h in state["hist"] if now - h[0] <= self.window_days * DAY_MS]
+        t_days = np.asarray([(h[0] - now) / DAY_MS for h in hist], dtype=np.float64)
+        span = float(t_days[-1] - t_days[0]) if len(hist) else 0.0
+        reference = float(hist[-1][5])
+        placard = self.placard_kpa if self.placard_kpa is not None else reference
+        warning_kpa = self.warning_fraction * placard
+        evidence = self._summary(state)
+        evidence.update({
+            "samples": len(hist), "window_days": round(span, 2),
+            "placard_kpa": round(placard, 1), "placard_estimated": self.placard_kpa is None,
+            "warning_kpa": round(warning_kpa, 1), "wheel": None, "pressure_kpa_at_20c": None,
+            "leak_rate_kpa_per_day": None, "leak_rate_stderr": None,
+            "predicted_failure_ts": None, "predicted_failure_earliest_ts": None,
+            "predicted_failure_latest_ts": None, "days_to_failure": None,
+        })
+        if len(hist) < self.min_samples or span < self.min_span_days:
+            return Assessment(
+                active=state["active"], title="Tyre pressures: collecting samples",
+                evidence=evidence,
+                abstain_reason=f"{len(hist)} tyre samples over {span:.1f} days; need "
+                               f"{self.min_samples} over {self.min_span_days:g} days for a trend")
+        # The worst wheel: the leaking one with the earliest warning, else the lowest one.
+        worst: tuple[float, int, float, float, float, float, bool] | None = None
+        for wheel in range(4):
+            y = np.asarray([h[1 + wheel] for h in hist], dtype=np.float64)
+            slope, level, stderr, dof = weighted_trend(t_days, y, self.half_life_days)
+            crit = t_critical(dof, self.z)
+            leaking = (slope < -self.min_rate_kpa_per_day and slope + crit * stderr < 0
+                       and -slope * span >= self.min_loss_kpa)
+            pressure = reference + level
+            days_left = (max(0.0, pressure - warning_kpa) / -slope) if leaking else math.inf
+            key = (days_left, level)
+            if worst is None or key < (worst[0], worst[2]):
+                worst = (days_left, wheel, level, slope, stderr, crit, leaking)
+        assert worst is not None
+        days_left, wheel, level, slope, stderr, crit, leaking = worst
+        pressure = reference + level
+        evidence.update({
+            "wheel": WHEEL_NAMES[wheel], "pressure_kpa_at_20c": round(pressure, 1),
+            "deficit_kpa": round(level, 2), "leak_rate_kpa_per_day": round(-slope, 2),
+            "leak_rate_stderr": round(stderr, 2), "t_critical": round(crit, 2),
+        })
+        predicted: int | None = None
+        if leaking:
+            margin = max(0.0, pressure - warning_kpa)
+            predicted = now + round(days_left * DAY_MS)
+            fastest, slowest = slope - crit * stderr, slope + crit * stderr
+            evidence.update({
+                "days_to_failure": round(days_left, 2), "predicted_failure_ts": predicted,
+                "predicted_failure_earliest_ts": now + round(margin / -fastest * DAY_MS),
+                "predicted_failure_latest_ts":
+                    now + round(min(3650.0, margin / -slowest) * DAY_MS),
+            })
+        low = level < -self.low_deficit_kpa
+        raise_now = (leaking and days_left <= self.horizon_days) or low
+        if state["active"]:
+            active = leaking or level < -(self.low_deficit_kpa - self.clear_margin_kpa)
+        else:
+            active = raise_now
+        state["active"] = bool(active)
+        if not active:
+            return Assessment(active=False, title="Tyre pressures are even",
+                              evidence=evidence, predicted_failure_ts=predicted)
+        if days_left < self.critical_days or pressure <= warning_kpa:
+            severity = "critical"
+        elif days_left < self.warning_days:
+            severity = "warning"
+        else:
+            severity = "info"
+        name = WHEEL_NAMES[wheel]
+        title = (f"Slow leak in the {name} tyre: losing {-slope:.1f} kPa/day, "
+                 f"{pressure:.0f} kPa at 20 °C" if leaking
+                 else f"{name.capitalize()} tyre {-level:.0f} kPa below the others")
+        return Assessment(active=True, severity=severity, title=title, evidence=evidence,
+                          predicted_failure_ts=predicted,
+                          recommended_action=self._action(name, days_left, pressure,
+                                                          warning_kpa))
+
+    @staticmethod
+    def _action(name: str, days_left: float, pressure: float, warning_kpa: float) -> str:
+        if pressure <= warning_kpa or days_left < 1:
+            return (f"Call the owner today: the {name} tyre is (nearly) under-inflated enough "
+                    "for the car's low-pressure warning. Ask them to reinflate it before "
+                    "driving further and offer a puncture repair; if it is soft, offer "
+                    "roadside assistance rather than driving on it.")
+        if math.isfinite(days_left):
+            return (f"Call the owner: the {name} tyre is slowly losing air (likely a nail or "
+                    "valve) and will trigger the car's low-pressure warning in about "
+                    f"{max(1, round(days_left))} days. Offer a puncture repair at the nearest "
+                    "service point; until then, check and reinflate it to the placard value.")
+        return (f"Contact the owner: the {name} tyre is much lower than the others though not "
+                "falling now. Suggest reinflating all tyres to the placard value and checking "
+                "that tyre for damage at the next service visit.")
