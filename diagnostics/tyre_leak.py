@@ -251,8 +251,10 @@ class SlowTyreLeak(Detector):
     def _staleness(self, state: dict[str, Any], ts_ms: int) -> Assessment | None:
         if state["stale"]:
             return None
-        hist = state["hist"]
+        hist, win = state["hist"], state["win"]
         last = hist[-1][0] if hist else state["since"]
+        if win is not None:  # readings in the open window are data too
+            last = max(last, win[1])
         silent_days = (ts_ms - last) / DAY_MS
         if silent_days <= self.stale_days:
             return None
