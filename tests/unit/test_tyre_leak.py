@@ -298,3 +298,12 @@ def test_slow_leak_leaves_every_other_car_unchanged_and_follows_its_truth() -> N
     for ts, p20 in late:
         lost = params["rate_kpa_per_day"] * (ts - truth["failure_ts"]) / DAY_MS
         assert abs(p20 - (TPMS_WARNING_FRACTION * PLACARD_KPA - lost)) < 3.0
+
+
+def test_a_driving_car_costs_a_state_write_every_few_minutes_not_every_message() -> None:
+    detector = SlowTyreLeak()
+    state = detector.new_state()
+    drive = [(ts, s) for ts, s in series(1, steady(EVEN)) if PRESSURES[0] in s]
+    writes = sum(detector.update(state, ts, s)[0] for ts, s in drive)
+    assert len(drive) >= 50  # two 30 min drives at a report a minute
+    assert writes <= len(drive) // 3
