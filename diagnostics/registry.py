@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from diagnostics.base import Detector
 from diagnostics.battery12v import WeakBattery12V
+from diagnostics.cell_imbalance import CellImbalance
 from diagnostics.dtc import DiagnosticTroubleCodes
 
 DETECTORS: dict[str, type[Detector]] = {
     "weak_12v_battery": WeakBattery12V,
     "dtc": DiagnosticTroubleCodes,
+    "cell_imbalance": CellImbalance,
 }

@@ -382,7 +382,7 @@ def test_public_charging_sessions_match_on_both_sides() -> None:
 
 @pytest.mark.parametrize(("spec", "message"), [
     ("weak_12v", "needs a count"),
-    ("flat_tyre:1", "unknown fault 'flat_tyre'; known faults: dtc, weak_12v"),
+    ("flat_tyre:1", "unknown fault 'flat_tyre'; known faults: cell_drift, dtc, weak_12v"),
     ("weak_12v:x", "must be an integer"),
     ("weak_12v:-1", ">= 0"),
     ("weak_12v:11", "only 10 vehicles"),
