@@ -165,3 +165,30 @@ def test_constant_input_gives_finite_evidence() -> None:
         assert not a.active
         text = json.dumps(a.evidence, allow_nan=False)
         assert "Infinity" not in text
+
+
+def test_the_fleet_is_unchanged_for_cars_without_the_fault() -> None:
+    from simulators.fleet import Fleet
+
+    plain = Fleet(6, 0, seed=4)
+    faulty = Fleet(6, 0, seed=4, faults={"cell_drift": 1})
+    (truth,) = faulty.truth()
+    end = plain.start_ms + 3 * DAY_MS
+
+    def others(fleet: Fleet) -> list[tuple[int, str, bytes]]:
+        return [m for m in fleet.messages(end) if truth["vin"] not in m[1]]
+    assert others(plain) == others(faulty)
+    assert not any(b"CellVoltage" in m[2] for m in plain.messages(end))
+    cells = [m for m in faulty.messages(end) if b"CellVoltage" in m[2]]
+    assert cells and all(truth["vin"] in m[1] for m in cells)
+    assert truth["failure_ts"] > truth["onset_ts"]
+
+
+def test_backtest_scores_the_cell_drift_fault() -> None:
+    from ownercare.backtest import backtest_fleet
+
+    result = backtest_fleet(seed=2, vehicles=8, days=30, faults={"cell_drift": 2},
+                            drive_interval_s=120, parked_interval_s=1800)
+    assert result["detected"] == 2 and result["missed"] == 0
+    assert result["false_alarms"] == 0 and result["duplicate_alerts"] == 0
+    assert min(result["lead_days"]) >= 7
