@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from diagnostics.base import Detector
 from diagnostics.battery12v import WeakBattery12V
+from diagnostics.cell_imbalance import CellImbalance
 from diagnostics.dtc import DiagnosticTroubleCodes
 from diagnostics.tyre_leak import SlowTyreLeak
 
@@ -11,4 +12,5 @@ DETECTORS: dict[str, type[Detector]] = {
     "weak_12v_battery": WeakBattery12V,
     "dtc": DiagnosticTroubleCodes,
     "slow_tyre_leak": SlowTyreLeak,
+    "cell_imbalance": CellImbalance,
 }

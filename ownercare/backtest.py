@@ -18,13 +18,20 @@ from ingest.contract import validate
 from simulators.faults import parse_fault_spec
 from simulators.fleet import DAY_MS, Fleet
 
-FAULT_ALERT_TYPE = {"weak_12v": "weak_12v_battery", "dtc": "dtc", "slow_leak": "slow_tyre_leak"}
+FAULT_ALERT_TYPE = {"weak_12v": "weak_12v_battery", "dtc": "dtc"}
+FAULT_ALERT_TYPE["cell_drift"] = "cell_imbalance"
+FAULT_ALERT_TYPE["slow_leak"] = "slow_tyre_leak"
+# Healthy cars report cell voltages only in the fleets that score the cell detector (so the
+# simulator's output is otherwise unchanged); then all of them do, as look-alikes.
+CELL_REPORT_FRACTION = {"cell_drift": 1.0}
 
 
 def backtest_fleet(seed: int, vehicles: int, days: int, faults: dict[str, int],
                    drive_interval_s: float, parked_interval_s: float) -> dict[str, Any]:
     fleet = Fleet(vehicles, 0, seed=seed, faults=faults, drive_interval_s=drive_interval_s,
-                  parked_interval_s=parked_interval_s)
+                  parked_interval_s=parked_interval_s,
+                  cell_report_fraction=max((CELL_REPORT_FRACTION.get(f, 0.0) for f in faults
+                                            if faults[f]), default=0.0))
     truth = {t["vin"]: t for t in fleet.truth()}
     pipeline = VehiclePipeline()
     states: dict[str, Any] = {}

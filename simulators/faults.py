@@ -49,6 +49,12 @@ TPMS_WARNING_FRACTION = 0.75
 SLOW_LEAK_ONSET_DAYS = (0.0, 5.0)
 SLOW_LEAK_RATE_KPA_PER_DAY = (2.0, 8.0)
 SLOW_LEAK_FLOOR_KPA = 60.0  # the tyre is flat; it stops falling here
+# Traction-battery cell physics shared with the fleet model (diagnostics.cell_imbalance is
+# written against the same physics without importing it). A self-discharging cell drifts below
+# the others; when the max-min spread at rest reaches the BMS limit the BMS derates the pack.
+BMS_SPREAD_LIMIT_MV = 100.0
+CELL_DRIFT_ONSET_DAYS = (0.0, 5.0)
+CELL_DRIFT_RATE_MV_PER_DAY = (2.5, 6.0)
 
 Asset = Literal["vehicle", "charger"]
 
@@ -117,6 +123,22 @@ def slow_leak_failure_ts(onset_ts: int, cold_kpa: float, rate_kpa_per_day: float
     return onset_ts + int(margin / rate_kpa_per_day * DAY_MS)
 
 
+def _draw_cell_drift(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]
+                     ) -> FaultInstance:
+    onset = start_ms + int(rng.uniform(*CELL_DRIFT_ONSET_DAYS) * DAY_MS)
+    rate = round(rng.uniform(*CELL_DRIFT_RATE_MV_PER_DAY), 3)
+    cells = int(ctx.get("cells", 96))
+    cell = rng.randrange(cells)
+    base = float(ctx.get("cell_spread_mv", 12.0))
+    return FaultInstance("cell_drift", onset, cell_drift_failure_ts(onset, base, rate),
+                         {"rate_mv_per_day": rate, "cell": cell, "base_spread_mv": base})
+
+
+def cell_drift_failure_ts(onset_ts: int, base_spread_mv: float, rate_mv_per_day: float) -> int:
+    """When the resting spread (25 °C, mid SoC) base + rate * days reaches the BMS limit."""
+    return onset_ts + int((BMS_SPREAD_LIMIT_MV - base_spread_mv) / rate_mv_per_day * DAY_MS)
+
+
 FAULTS: dict[str, FaultSpec] = {
     spec.name: spec
     for spec in (
@@ -137,6 +159,13 @@ FAULTS: dict[str, FaultSpec] = {
             "one tyre loses 2-8 kPa/day (at 20 °C) from an onset in the first five days until "
             "the car's own low-pressure warning at 25 % below the placard",
             _draw_slow_leak, "Fleet._tire_cold_kpa (tyre model in _drive)",
+        ),
+        FaultSpec(
+            "cell_drift", "vehicle",
+            "one traction-battery cell self-discharges: from an onset in the first five days "
+            "it drifts 2.5-6 mV/day below the pack until the max-min cell spread at rest "
+            "reaches the BMS limit (100 mV at 25 °C, mid SoC) and the BMS derates the car",
+            _draw_cell_drift, "CellPack (cell_voltages)",
         ),
     )
 }

@@ -68,6 +68,23 @@ above ambient and the reported pressure follows Gay-Lussac, noise sigma 0.5 kPa 
 tyre temperature). Fault ``slow_leak``: from an onset in the first five days one wheel's 20 °C
 pressure falls 2-8 kPa/day (floored at ``SLOW_LEAK_FLOOR_KPA``); the truth's ``failure_ts`` is
 when it reaches the car's own TPMS warning, 25 % below the placard. The car keeps driving.
+
+Traction-battery cells (``CellPack``), reported only by cars with the ``cell_drift`` fault and
+by the healthy share ``cell_report_fraction`` of the fleet (0 by default, so the stream of
+every other car is unchanged): ``CellVoltage.Min/Max/IdMin/IdMax`` in every telemetry message.
+
+* ``CELLS_BY_MODEL`` cells in series; open-circuit cell voltage ``3.0 + 1.2 * SoC / 100`` V;
+* the healthy resting spread (max - min) at 25 °C and mid SoC is drawn in 8-16 mV; it widens
+  where the OCV curve is steep (below 20 % SoC up to x3.5, above 95 % up to x2.5), in the cold
+  (x ``1 + 0.03 * (15 - T)`` below 15 °C, T the lagged pack temperature), under load while
+  driving (+5-25 mV, cell resistances differ) and while charging (+3-15 mV); BMS readings
+  carry 1.5 mV noise and mV resolution; the lowest cell is one of three "weakest" cells of
+  that pack 60 % of the time, otherwise any cell;
+* fault ``cell_drift``: from its onset one cell self-discharges, the spread at reference
+  conditions growing ``rate_mv_per_day`` (2.5-6); that cell is the pack's minimum once its
+  drift exceeds half the healthy spread; the truth's ``failure_ts`` is when the reference
+  spread reaches the BMS limit (``BMS_SPREAD_LIMIT_MV`` = 100 mV) and the BMS would derate
+  the car (the simulated car keeps driving: the detector is scored on the lead time).
 """
 
 from __future__ import annotations
@@ -124,6 +141,11 @@ DEAD_V25_FLOOR = 10.5
 # average, with drives recharging daily; the regression stop wants >= 0.10 V).
 BAD_RELEASE_DRAIN_V_PER_DAY = 0.8
 BAD_RELEASE_PARKED_CURRENT_A = -1.2
+
+# Traction-battery cells (CellPack; see the module docstring).
+CELLS_BY_MODEL = {"Aurora EV": 96, "Borealis EV": 108, "Cirrus EV": 88}
+CELL_SPREAD_MV_RANGE = (8.0, 16.0)
+CELL_NOISE_MV = 1.5
 
 # Routine.
 IDLE_DAY_PROB = 0.10
@@ -288,6 +310,55 @@ class Battery12V:
         self.drain_ts = ts
 
 
+@dataclass
+class CellPack:
+    """Min / max cell voltage of the traction battery, with its own RNG (see the docstring)."""
+
+    cells: int
+    base_spread_mv: float
+    weak: tuple[int, int, int]
+    rng: random.Random
+    drift_onset: int | None = None
+    drift_rate_mv_per_day: float = 0.0
+    drift_cell: int = 0
+
+    def drift_mv(self, ts: int) -> float:
+        if self.drift_onset is None or ts <= self.drift_onset:
+            return 0.0
+        return self.drift_rate_mv_per_day * (ts - self.drift_onset) / DAY_MS
+
+    def signals(self, ts: int, soc: float, temp_c: float, driving: bool,
+                charging: bool) -> dict[str, Any]:
+        rng = self.rng
+        factor = (1.0 + 2.5 * max(0.0, (20.0 - soc) / 20.0)
+                  + 1.5 * max(0.0, (soc - 95.0) / 5.0)) * (1.0 + 0.03 * max(0.0, 15.0 - temp_c))
+        drift = self.drift_mv(ts)
+        spread = (self.base_spread_mv + drift) * factor + rng.gauss(0, CELL_NOISE_MV)
+        if driving:
+            spread += rng.uniform(5.0, 25.0)
+        elif charging:
+            spread += rng.uniform(3.0, 15.0)
+        spread = max(1.0, spread)
+        ocv_mv = 3000.0 + 12.0 * soc
+        if drift > self.base_spread_mv / 2:
+            low = self.drift_cell
+        elif rng.random() < 0.6:
+            low = self.weak[rng.randrange(3)]
+        else:
+            low = rng.randrange(self.cells)
+        high = rng.randrange(self.cells)
+        if high == low:
+            high = (high + 1) % self.cells
+        vmax = ocv_mv + spread * 0.4
+        vmin = vmax - spread
+        return {
+            "Vehicle.Powertrain.TractionBattery.CellVoltage.Min": round(vmin / 1000, 3),
+            "Vehicle.Powertrain.TractionBattery.CellVoltage.Max": round(vmax / 1000, 3),
+            "Vehicle.Powertrain.TractionBattery.CellVoltage.IdMin": low,
+            "Vehicle.Powertrain.TractionBattery.CellVoltage.IdMax": high,
+        }
+
+
 # --------------------------------------------------------------------------------------------
 # Static descriptions (what the seed decides once) and per-run state
 
@@ -312,6 +383,8 @@ class VehicleSpec:
     charge_target_soc: float
     home_kw: float
     fault: FaultInstance | None = None
+    reports_cells: bool = False  # CellPack signals (cell_drift cars + cell_report_fraction)
+    cell_spread_mv: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -396,6 +469,7 @@ class _VehicleRun:
     failed_at: int = NEVER
     cranked: bool = False
     model_reported: bool = False
+    cells: CellPack | None = None
 
     def dead(self, ts: int) -> bool:
         return ts >= self.failed_at
@@ -421,6 +495,7 @@ class Fleet:
         faults: dict[str, int] | None = None,
         drive_interval_s: float = 60,
         parked_interval_s: float = 1800,
+        cell_report_fraction: float = 0.0,
     ) -> None:
         if n_vehicles < 0 or n_chargers < 0:
             raise ValueError("fleet sizes must be >= 0")
@@ -430,6 +505,7 @@ class Fleet:
         self.start_ms = start_ms
         self.drive_ms = max(1, int(drive_interval_s * 1000))
         self.parked_ms = max(1, int(parked_interval_s * 1000))
+        self.cell_report_fraction = cell_report_fraction
         rng = random.Random(f"fleet-{seed}")
         by_vehicle, by_charger = assign_faults(faults or {}, n_vehicles, n_chargers, rng)
         vins: set[str] = set()
@@ -457,9 +533,15 @@ class Fleet:
         work_km = r.uniform(4, 30)
         work = _offset_point(home, work_km, r.uniform(0, 2 * math.pi))
         avg_kmh = r.uniform(28, 55)
+        # Cell parameters come from their own RNG so the draws above and below are unchanged.
+        cell_rng = random.Random(f"cells-{self.seed}-{i}")
+        cell_spread = round(cell_rng.uniform(*CELL_SPREAD_MV_RANGE), 2)
+        reports_cells = fault == "cell_drift" or cell_rng.random() < self.cell_report_fraction
         # slow_leak needs the tyre pressures, drawn below: it is drawn last, so every other
         # car's draws (and so the fleet's output) stay exactly as they were.
-        instance = (draw_fault(fault, r, self.start_ms, {"v25_initial": v25})
+        instance = (draw_fault(fault, r, self.start_ms,
+                               {"v25_initial": v25, "cells": CELLS_BY_MODEL[model.name],
+                                "cell_spread_mv": cell_spread})
                     if fault and fault != "slow_leak" else None)
         spec = VehicleSpec(
             index=i, vin=vin, model=model.name, spec=model, home=home, work=work,
@@ -472,6 +554,7 @@ class Fleet:
                            r.uniform(244, 256)),
             charge_below_soc=r.uniform(35, 55), charge_target_soc=r.choice((80.0, 85.0, 90.0)),
             home_kw=min(model.ac_kw, r.choice((7.4, 11.0))), fault=instance,
+            reports_cells=reports_cells, cell_spread_mv=cell_spread,
         )
         if fault == "slow_leak":
             spec = dataclasses.replace(spec, fault=draw_fault(
@@ -537,6 +620,15 @@ class Fleet:
             run.failed_at = fault.failure_ts if fault.failure_ts is not None else NEVER
         elif fault is not None and fault.name == "dtc":
             run.dtc_pending = (fault.onset_ts, str(fault.params["code"]))
+        if spec.reports_cells:
+            cell_rng = random.Random(f"cells-run-{self.seed}-{spec.index}")
+            n = CELLS_BY_MODEL[spec.model]
+            weak = (cell_rng.randrange(n), cell_rng.randrange(n), cell_rng.randrange(n))
+            run.cells = CellPack(n, spec.cell_spread_mv, weak, cell_rng)
+            if fault is not None and fault.name == "cell_drift":
+                run.cells.drift_onset = fault.onset_ts
+                run.cells.drift_rate_mv_per_day = float(fault.params["rate_mv_per_day"])
+                run.cells.drift_cell = int(fault.params["cell"])
         return run
 
     def _vehicle(self, world: _World, spec: VehicleSpec) -> Iterator[Message]:
@@ -716,6 +808,8 @@ class Fleet:
                 signals[path] = round((cold_kpa + 101.3) * (tire_c + 273.15) / 293.15 - 101.3
                                       + rng.gauss(0, 0.5), 1)
                 signals[tpath] = round(tire_c + rng.gauss(0, 0.3), 1)
+            if v.cells is not None:
+                signals.update(v.cells.signals(t, v.soc, hv, driving=True, charging=False))
             message = self._telemetry(v, t, signals, _DRIVE_DROPPABLE)
             if message is not None:
                 yield message
@@ -876,6 +970,9 @@ class Fleet:
             if charging and session is not None:
                 signals["Vehicle.Powertrain.TractionBattery.Charging.ChargeRate"] = round(
                     session.power_kw * rng.uniform(0.98, 1.0), 2)
+            if v.cells is not None:
+                pack_c = ambient if b.temp_c is None else b.temp_c
+                signals.update(v.cells.signals(t, soc, pack_c, driving=False, charging=charging))
             message = self._telemetry(v, t, signals, _PARKED_DROPPABLE)
             if message is not None:
                 yield message
