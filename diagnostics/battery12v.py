@@ -77,9 +77,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
 from diagnostics.base import Assessment, Detector, Outcome
+from diagnostics.trend import weighted_trend
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -427,7 +427,7 @@ class WeakBattery12V(Detector):
                 evidence=evidence,
                 abstain_reason=f"{len(hist)} resting samples over {span:.1f} days; need "
                                f"{self.min_samples} over {self.min_span_days:g} days for a trend")
-        slope, level, stderr, dof = self._fit(t_days, v25)
+        slope, level, stderr, dof = weighted_trend(t_days, v25, self.half_life_days)
         crit = t_critical(dof, self.z)
         declining = slope < -self.min_slope_v_per_day and slope + crit * stderr < 0
         evidence.update({
@@ -477,29 +477,6 @@ class WeakBattery12V(Detector):
             predicted_failure_ts=predicted,
             recommended_action=self._action(latest, days_left),
         )
-
-    def _fit(self, t_days: npt.NDArray[np.float64], v25: npt.NDArray[np.float64]
-             ) -> tuple[float, float, float, float]:
-        """Weighted least squares V25 = level + slope * t (t in days, 0 = latest sample).
-
-        Returns (slope, level, slope standard error, effective degrees of freedom). The
-        weights are relative, not inverse variances, so the noise variance comes from the
-        residuals and the slope variance is the sandwich ``s² Σw²(t-t̄)² / Sxx²``.
-        """
-        w = np.power(0.5, -t_days / self.half_life_days)
-        sw = float(np.sum(w))
-        t_mean = float(np.sum(w * t_days)) / sw
-        v_mean = float(np.sum(w * v25)) / sw
-        dt = t_days - t_mean
-        sxx = float(np.sum(w * dt * dt))
-        slope = float(np.sum(w * dt * (v25 - v_mean))) / sxx
-        level = v_mean - slope * t_mean
-        residuals = v25 - (level + slope * t_days)
-        n_eff = sw * sw / float(np.sum(w * w))  # Kish effective sample size
-        dof = max(n_eff - 2.0, 0.5)
-        noise_var = float(np.sum(w * residuals * residuals)) / sw * n_eff / dof
-        slope_var = noise_var * float(np.sum(w * w * dt * dt)) / (sxx * sxx)
-        return slope, level, math.sqrt(slope_var), dof
 
     @staticmethod
     def _title(latest: float, slope: float | None) -> str:

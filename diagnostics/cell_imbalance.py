@@ -49,16 +49,15 @@ value for the effective degrees of freedom (never below ``z``).
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
 from diagnostics.base import Assessment, Detector, Outcome
 from diagnostics.battery12v import OFF_STATES, ON_STATES, as_number, t_critical
+from diagnostics.trend import weighted_trend
 
 DAY_MS = 86_400_000
 STATE_VERSION = 1
@@ -374,26 +373,3 @@ class CellImbalance(Detector):
                 "driving.")
 
 
-def weighted_trend(t_days: npt.NDArray[np.float64], values: npt.NDArray[np.float64],
-                   half_life_days: float) -> tuple[float, float, float, float]:
-    """Weighted least squares ``value = level + slope * t`` (t in days, 0 = latest sample).
-
-    Returns (slope, level, slope standard error, effective degrees of freedom); the weights
-    halve every ``half_life_days`` back in time (same estimator as the 12 V detector).
-    """
-    w = np.power(0.5, -t_days / half_life_days)
-    sw = float(np.sum(w))
-    t_mean = float(np.sum(w * t_days)) / sw
-    v_mean = float(np.sum(w * values)) / sw
-    dt = t_days - t_mean
-    sxx = float(np.sum(w * dt * dt))
-    if sxx <= 0.0:
-        return 0.0, v_mean, math.inf, 0.5
-    slope = float(np.sum(w * dt * (values - v_mean))) / sxx
-    level = v_mean - slope * t_mean
-    residuals = values - (level + slope * t_days)
-    n_eff = sw * sw / float(np.sum(w * w))
-    dof = max(n_eff - 2.0, 0.5)
-    noise_var = float(np.sum(w * residuals * residuals)) / sw * n_eff / dof
-    slope_var = noise_var * float(np.sum(w * w * dt * dt)) / (sxx * sxx)
-    return slope, level, math.sqrt(slope_var), dof

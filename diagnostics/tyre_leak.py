@@ -60,10 +60,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
 from diagnostics.base import Assessment, Detector, Outcome
 from diagnostics.battery12v import as_number, t_critical
+from diagnostics.trend import weighted_trend
 
 DAY_MS = 86_400_000
 STATE_VERSION = 1
@@ -83,28 +83,6 @@ def compensate(p_kpa: float, temp_c: float, ref_c: float = 20.0, atm_kpa: float 
                ) -> float:
     """Gauge pressure at ``temp_c`` expressed at ``ref_c`` (Gay-Lussac on absolute values)."""
     return (p_kpa + atm_kpa) * (ref_c + 273.15) / (temp_c + 273.15) - atm_kpa
-
-
-def weighted_trend(t_days: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
-                   half_life_days: float) -> tuple[float, float, float, float]:
-    """WLS ``y = level + slope * t`` (t = 0 at the latest sample); returns (slope, level,
-    slope stderr, effective dof). Same estimator as the 12 V detector's ``_fit``."""
-    w = np.power(0.5, -t_days / half_life_days)
-    sw = float(np.sum(w))
-    t_mean = float(np.sum(w * t_days)) / sw
-    y_mean = float(np.sum(w * y)) / sw
-    dt = t_days - t_mean
-    sxx = float(np.sum(w * dt * dt))
-    if sxx <= 0.0:
-        return 0.0, y_mean, math.inf, 0.5
-    slope = float(np.sum(w * dt * (y - y_mean))) / sxx
-    level = y_mean - slope * t_mean
-    residuals = y - (level + slope * t_days)
-    n_eff = sw * sw / float(np.sum(w * w))
-    dof = max(n_eff - 2.0, 0.5)
-    noise_var = float(np.sum(w * residuals * residuals)) / sw * n_eff / dof
-    slope_var = noise_var * float(np.sum(w * w * dt * dt)) / (sxx * sxx)
-    return slope, level, math.sqrt(slope_var), dof
 
 
 class SlowTyreLeak(Detector):
