@@ -15,12 +15,9 @@ from typing import Any
 
 from diagnostics.pipeline import VehiclePipeline
 from ingest.contract import validate
-from simulators.faults import parse_fault_spec
+from simulators.faults import FAULTS, parse_fault_spec
 from simulators.fleet import DAY_MS, Fleet
 
-FAULT_ALERT_TYPE = {"weak_12v": "weak_12v_battery", "dtc": "dtc"}
-FAULT_ALERT_TYPE["cell_drift"] = "cell_imbalance"
-FAULT_ALERT_TYPE["slow_leak"] = "slow_tyre_leak"
 # Healthy cars report cell voltages only in the fleets that score the cell detector (so the
 # simulator's output is otherwise unchanged); then all of them do, as look-alikes.
 CELL_REPORT_FRACTION = {"cell_drift": 1.0}
@@ -48,7 +45,7 @@ def backtest_fleet(seed: int, vehicles: int, days: int, faults: dict[str, int],
                 first_open.setdefault(key, alert)
     detected, missed, leads = 0, 0, []
     for vin, fault in truth.items():
-        alert = first_open.get((vin, FAULT_ALERT_TYPE[fault["fault"]]))
+        alert = first_open.get((vin, FAULTS[fault["fault"]].alert_type))
         if alert is None or alert["first_seen"] >= fault["failure_ts"]:
             missed += 1
             continue

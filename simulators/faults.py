@@ -81,6 +81,9 @@ class FaultSpec:
     description: str
     draw: Draw
     hook: str  # the device-model part that follows the fault (documentation, see fleet.py)
+    # The alert type a detector raises for this fault on the faulty asset: how back-tests
+    # and ``ownercare eval`` match alerts with the ground truth.
+    alert_type: str = ""
 
 
 def _draw_weak_12v(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]) -> FaultInstance:
@@ -146,26 +149,26 @@ FAULTS: dict[str, FaultSpec] = {
             "weak_12v", "vehicle",
             "12 V battery losing capacity: resting voltage declines 0.02-0.08 V/day from an "
             "onset in the first two days until the car cannot wake (V25 = 11.9 V)",
-            _draw_weak_12v, "Battery12V (fault_onset, fault_rate_v_per_day)",
+            _draw_weak_12v, "Battery12V (fault_onset, fault_rate_v_per_day)", "weak_12v_battery",
         ),
         FaultSpec(
             "dtc", "vehicle",
             "the car sets a diagnostic trouble code at its first report after an onset in the "
             "first five days; left alone, the fault stops the car two days later",
-            _draw_dtc, "_VehicleRun.dtc_pending",
+            _draw_dtc, "_VehicleRun.dtc_pending", "dtc",
         ),
         FaultSpec(
             "slow_leak", "vehicle",
             "one tyre loses 2-8 kPa/day (at 20 °C) from an onset in the first five days until "
             "the car's own low-pressure warning at 25 % below the placard",
-            _draw_slow_leak, "Fleet._tire_cold_kpa (tyre model in _drive)",
+            _draw_slow_leak, "Fleet._tire_cold_kpa (tyre model in _drive)", "slow_tyre_leak",
         ),
         FaultSpec(
             "cell_drift", "vehicle",
             "one traction-battery cell self-discharges: from an onset in the first five days "
             "it drifts 2.5-6 mV/day below the pack until the max-min cell spread at rest "
             "reaches the BMS limit (100 mV at 25 °C, mid SoC) and the BMS derates the car",
-            _draw_cell_drift, "CellPack (cell_voltages)",
+            _draw_cell_drift, "CellPack (cell_voltages)", "cell_imbalance",
         ),
     )
 }
