@@ -13,7 +13,7 @@ import statistics
 import time
 from typing import Any
 
-from diagnostics.pipeline import VehiclePipeline
+from diagnostics.offline import OfflineDiagnostics
 from ingest.contract import validate
 from simulators.faults import FAULTS, parse_fault_spec
 from simulators.fleet import DAY_MS, Fleet
@@ -30,19 +30,15 @@ def backtest_fleet(seed: int, vehicles: int, days: int, faults: dict[str, int],
                   cell_report_fraction=max((CELL_REPORT_FRACTION.get(f, 0.0) for f in faults
                                             if faults[f]), default=0.0))
     truth = {t["vin"]: t for t in fleet.truth()}
-    pipeline = VehiclePipeline()
-    states: dict[str, Any] = {}
+    diagnostics = OfflineDiagnostics()
     first_open: dict[tuple[str, str], dict[str, Any]] = {}
     ids: dict[tuple[str, str], set[str]] = {}
     messages = 0
-    for _ts, topic, payload in fleet.messages(fleet.start_ms + days * DAY_MS):
+    end_ms = fleet.start_ms + days * DAY_MS
+    for _ts, topic, payload in fleet.messages(end_ms):
         messages += 1
-        alerts, _ = pipeline.process([validate(topic, payload)], states)
-        for alert in alerts:
-            key = (alert["asset_id"], alert["type"])
-            ids.setdefault(key, set()).add(alert["id"])
-            if alert["status"] == "open":
-                first_open.setdefault(key, alert)
+        _note(diagnostics.process([validate(topic, payload)]), first_open, ids)
+    _note(diagnostics.finish(end_ms), first_open, ids)
     detected, missed, leads = 0, 0, []
     for vin, fault in truth.items():
         alert = first_open.get((vin, FAULTS[fault["fault"]].alert_type))
@@ -56,6 +52,15 @@ def backtest_fleet(seed: int, vehicles: int, days: int, faults: dict[str, int],
     return {"seed": seed, "messages": messages, "faulty": len(truth), "detected": detected,
             "missed": missed, "false_alarms": false_alarms, "duplicate_alerts": duplicates,
             "lead_days": leads}
+
+
+def _note(alerts: list[dict[str, Any]], first_open: dict[tuple[str, str], dict[str, Any]],
+          ids: dict[tuple[str, str], set[str]]) -> None:
+    for alert in alerts:
+        key = (alert["asset_id"], alert["type"])
+        ids.setdefault(key, set()).add(alert["id"])
+        if alert["status"] == "open":
+            first_open.setdefault(key, alert)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
