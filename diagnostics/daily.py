@@ -1,10 +1,11 @@
 """Daily health indicators for the vehicle health card (pure: no I/O, event time only).
 
 The health card shows how the numbers the detectors judge have moved day by day: the 12 V
-battery's resting voltage, the four tyre pressures, the traction battery's cell spread
-(``CellVoltage.Max - CellVoltage.Min``) and its state of health. The worker's latest-values
-flush hands every decoded record here as well (``DailyIndicators.add``) and writes what
-``drain`` returns with one extra statement per flush (``Store.upsert_daily_indicators``).
+battery's resting voltage and the charge it gives while parked, the four tyre pressures, the
+traction battery's cell spread (``CellVoltage.Max - CellVoltage.Min``) and its state of
+health. The worker's latest-values flush hands every decoded record here as well
+(``DailyIndicators.add``) and writes what ``drain`` returns with one extra statement per
+flush (``Store.upsert_daily_indicators``).
 
 Each row is a mergeable aggregate of one (vehicle, UTC day of the event time, indicator):
 ``n, min, max, sum, last, last_ts``. Aggregates of any split of the readings merge into the
@@ -27,6 +28,23 @@ The key-off / top-up clock of each vehicle is kept in memory across flushes. Aft
 restart (or when a vehicle's partition moves to another worker) it is unknown until the next
 key change, so resting readings of a car that stays parked through the restart are missed:
 fewer points that day, never wrong ones.
+
+12 V charge drawn while parked
+------------------------------
+The energy a parked car uses: what the 12 V battery gives its sleeping modules (the "dark" or
+quiescent current), the number a software release that keeps a module awake changes first.
+Each qualifying reading of ``Vehicle.LowVoltageBattery.CurrentCurrent`` (VSS sign: negative =
+discharging) becomes a draw rate ``-current * 24`` in Ah per parked day, and the day's row
+is their aggregate: the mean is the average draw while parked (readings come at a steady
+parked interval, so the mean of readings is the time average). It is a rate per parked day,
+not the charge drawn that calendar day, so cars that park for different lengths compare
+fairly. A reading qualifies when the car is known to be OFF (the same key clock as above), at
+least ``PARKED_SETTLE_S`` (30 min) after key-off or the last top-up (modules are still going
+to sleep then, a normal higher draw), and the battery is not being charged: not a top-up
+(``WeakBattery12V.is_top_up``), no positive current, and the traction battery not charging
+(a real car's DC-DC and charging electronics are awake then, which is charging's cost, not a
+parked car's). The traction battery's own state of charge is not used: it does not move
+measurably while parked (and the simulator's bad release does not touch it).
 """
 
 from __future__ import annotations
@@ -51,6 +69,9 @@ DAY_MS: Final = 86_400_000
 RESTING_12V: Final = "battery12v_resting_v"
 CELL_SPREAD: Final = "cell_spread_v"
 SOH: Final = "soh_percent"
+PARKED_DRAW_12V: Final = "parked_12v_draw_ah_per_day"
+PARKED_SETTLE_S: Final = 30 * 60
+HV_CHARGING: Final = "Vehicle.Powertrain.TractionBattery.Charging.IsCharging"
 CELL_MAX: Final = "Vehicle.Powertrain.TractionBattery.CellVoltage.Max"
 CELL_MIN: Final = "Vehicle.Powertrain.TractionBattery.CellVoltage.Min"
 SOH_SIGNAL: Final = "Vehicle.Powertrain.TractionBattery.StateOfHealth"
@@ -63,7 +84,8 @@ def _tire_indicator(path: str) -> str:
 
 
 TIRE_INDICATORS: Final[Mapping[str, str]] = {p: _tire_indicator(p) for p in TIRE_PRESSURE_SIGNALS}
-INDICATORS: Final = (RESTING_12V, *TIRE_INDICATORS.values(), CELL_SPREAD, SOH)
+INDICATORS: Final = (RESTING_12V, PARKED_DRAW_12V, *TIRE_INDICATORS.values(), CELL_SPREAD,
+                     SOH)
 
 # (asset_kind, asset_id, day, indicator, n, min, max, sum, last, last_ts)
 IndicatorRow = tuple[str, str, str, str, int, float, float, float, float, int]
@@ -119,6 +141,7 @@ class DailyIndicators:
     def __init__(self, battery: WeakBattery12V | None = None) -> None:
         self._battery = battery or WeakBattery12V()
         self._rest_delay_ms = self._battery.rest_delay_ms
+        self._settle_ms = PARKED_SETTLE_S * 1000
         # vin -> [key on (None: unknown), rest start ms (None: not resting), last event ms]
         self._clocks: dict[str, list[Any]] = {}
         self._pending: dict[str, list[tuple[int, Mapping[str, Any], bool]]] = {}
@@ -180,6 +203,10 @@ class DailyIndicators:
         key = signals.get(KEY_STATE)
         if key is not None:
             self._key(vin, ts, key)
+        if CURRENT in signals:
+            draw = self._parked_draw(vin, ts, signals)
+            if draw is not None:
+                out.append((PARKED_DRAW_12V, draw))
         if VOLTAGE in signals:
             resting = self._resting(vin, ts, signals)
             if resting is not None:
@@ -221,6 +248,23 @@ class DailyIndicators:
         if clock[0] is is_on:
             return
         clock[0], clock[1] = is_on, None if is_on else ts
+
+    def _parked_draw(self, vin: str, ts: int, signals: Mapping[str, object]) -> float | None:
+        """Ah per parked day at this reading's 12 V current, if it is a parked-draw reading
+        (reads the rest clock; ``_resting`` moves it)."""
+        amps = as_number(signals.get(CURRENT))
+        if amps is None or amps > 0 or signals.get(HV_CHARGING) is True:
+            return None
+        clock = self._clock(vin)
+        if ts < clock[2] or clock[0] is not False:
+            return None  # late, or not known to be parked
+        volts = as_number(signals.get(VOLTAGE))
+        if volts is not None and self._battery.is_top_up(volts, amps):
+            return None
+        rest = clock[1]
+        if rest is None or ts - rest < self._settle_ms:
+            return None
+        return round(-amps * 24.0, 4)
 
     def _resting(self, vin: str, ts: int, signals: Mapping[str, object]) -> float | None:
         """The 12 V voltage if this reading is a resting one (and move the rest clock)."""

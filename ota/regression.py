@@ -6,15 +6,20 @@ installed the release with those still on the old version, on three health indic
 * alert rate per vehicle-day, by alert type (worse = higher): an exact conditional test. Given
   the total count n, the updated cars' share is Binomial(n, exposure share) when both rates
   are equal; a small upper-tail probability means the updated cars alert more often;
-* 12 V resting voltage (worse = lower) and energy drawn while parked per day (worse = higher):
-  a one-sided permutation test of the difference of means, stratified by cohort (labels are
+* 12 V resting voltage (worse = lower) and the energy used while parked, as the 12 V charge
+  drawn per parked day (worse = higher; ``diagnostics/daily.py`` defines both): a one-sided
+  permutation test of the difference of means, stratified by cohort (labels are
   shuffled only within a cohort, and the statistic is the cohort-weighted mean difference),
   with a fixed-seed generator so the verdict is deterministic (replays and back-tests give the
   same answer). Stratifying keeps model differences out of the comparison without needing
   three canary cars of every model: a canary of five cars over three models still decides.
 
 A finding needs both statistical significance (p < alpha) and a practically relevant effect
-(``MIN_EFFECT``), so a fleet of thousands does not stop a rollout over a 5 mV difference.
+(``MIN_EFFECT``), so a fleet of thousands does not stop a rollout over a 5 mV difference. For
+the parked draw the effect must be at least 0.5 Ah/day (about 20 mA more dark current: with
+some 22 Ah usable before a 45 Ah battery no longer starts the car, 1.2 Ah/day lasts 18 days
+parked and 1.7 Ah/day 13) and at least 20 % of the cohort's own draw (models with a busy
+telematics unit normally draw more).
 Too few vehicles on either side gives no verdict rather than a guess.
 """
 
@@ -29,7 +34,8 @@ import numpy as np
 ALPHA = 0.01
 MIN_VEHICLES = 3  # on each side
 PERMUTATIONS = 2000
-MIN_EFFECT = {"v12_rest_volts": 0.10, "parked_energy_kwh_per_day": 0.20, "alert_rate_ratio": 2.0}
+MIN_EFFECT = {"v12_rest_volts": 0.10, "parked_12v_ah_per_day": 0.5,
+              "parked_12v_relative": 0.20, "alert_rate_ratio": 2.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +45,7 @@ class VehicleHealth:
     days: float  # vehicle-days observed in the soak window
     alerts: dict[str, int] = field(default_factory=dict)  # new alerts by type in the window
     v12_rest_volts: float | None = None  # mean resting voltage in the window
-    parked_energy_kwh_per_day: float | None = None
+    parked_12v_ah_per_day: float | None = None  # mean 12 V draw while parked, Ah/parked day
     cohort: str = ""  # vehicles are compared only within a cohort (same model)
 
 
@@ -131,7 +137,7 @@ def compare(cohort: list[VehicleHealth], alpha: float = ALPHA, seed: int = 0) ->
                 "updated_per_vehicle_day": round(rate_u, 4),
                 "baseline_per_vehicle_day": round(rate_b, 4),
                 "p_value": round(p, 6)})
-    for indicator, sign in (("v12_rest_volts", -1.0), ("parked_energy_kwh_per_day", 1.0)):
+    for indicator, sign in (("v12_rest_volts", -1.0), ("parked_12v_ah_per_day", 1.0)):
         strata = _strata(updated, baseline, indicator, sign)
         n_u = sum(len(w) for w, _ in strata)
         n_b = sum(len(b) for _, b in strata)
@@ -139,8 +145,9 @@ def compare(cohort: list[VehicleHealth], alpha: float = ALPHA, seed: int = 0) ->
             continue
         effect = _weighted_difference(strata)  # in the "worse" direction
         baseline_mean = float(np.mean(np.concatenate([b for _, b in strata]))) * sign
-        if indicator == "parked_energy_kwh_per_day":
-            relevant = baseline_mean > 0 and effect / baseline_mean >= MIN_EFFECT[indicator]
+        if indicator == "parked_12v_ah_per_day":
+            relevant = (effect >= MIN_EFFECT[indicator] and effect >= MIN_EFFECT[
+                "parked_12v_relative"] * max(baseline_mean, 0.0))
         else:
             relevant = effect >= MIN_EFFECT[indicator]
         if not relevant:

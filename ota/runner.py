@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from api.models import alerts, daily_indicators
 from api.store import Store
-from diagnostics.daily import RESTING_12V, utc_day
+from diagnostics.daily import PARKED_DRAW_12V, RESTING_12V, utc_day
 from ota import store as ota_store
 from ota.engine import Command, StepResult, cancel, step
 from ota.manifest import offer_manifest, sign
@@ -88,8 +88,8 @@ class OtaRunner:
 def cohort_health(store: Store, campaign: Campaign, actions: Mapping[str, Action], now: int
                   ) -> list[VehicleHealth]:
     """Per vehicle of the campaign, since it updated (or, for cars not updated yet, since the
-    first car updated): days observed, new alerts by type, mean 12 V resting voltage. Cohort =
-    the car's model."""
+    first car updated): days observed, new alerts by type, mean 12 V resting voltage and mean
+    12 V draw while parked (Ah per parked day). Cohort = the car's model."""
     updated_at = {vin: a.updated_at for vin, a in actions.items()
                   if a.state is ActionState.SUCCEEDED}
     if not updated_at:
@@ -98,20 +98,21 @@ def cohort_health(store: Store, campaign: Campaign, actions: Mapping[str, Action
     since = {vin: updated_at.get(vin, first) for vin in actions}
     snapshots = ota_store.vehicle_snapshots(store, actions)
     vins = sorted(actions)
-    resting: dict[str, list[float]] = {}
+    # indicator -> vin -> the daily means after the update
+    daily: dict[str, dict[str, list[float]]] = {RESTING_12V: {}, PARKED_DRAW_12V: {}}
     alert_counts: dict[str, dict[str, int]] = {}
     with store.engine.connect() as conn:
         for start in range(0, len(vins), 500):
             chunk = vins[start:start + 500]
-            for vin, day, total, n in conn.execute(select(
-                    daily_indicators.c.asset_id, daily_indicators.c.day,
-                    daily_indicators.c.sum, daily_indicators.c.n).where(
+            for vin, indicator, day, total, n in conn.execute(select(
+                    daily_indicators.c.asset_id, daily_indicators.c.indicator,
+                    daily_indicators.c.day, daily_indicators.c.sum, daily_indicators.c.n).where(
                     daily_indicators.c.asset_kind == "vehicle",
                     daily_indicators.c.asset_id.in_(chunk),
-                    daily_indicators.c.indicator == RESTING_12V)):
+                    daily_indicators.c.indicator.in_(tuple(daily)))):
                 # Whole days after the update only: the install day mixes before and after.
                 if day > utc_day(since[vin]) and n:
-                    resting.setdefault(vin, []).append(total / n)
+                    daily[indicator].setdefault(vin, []).append(total / n)
             for vin, alert_type, first_seen in conn.execute(select(
                     alerts.c.asset_id, alerts.c.type, alerts.c.first_seen).where(
                     alerts.c.asset_kind == "vehicle", alerts.c.asset_id.in_(chunk))):
@@ -121,13 +122,18 @@ def cohort_health(store: Store, campaign: Campaign, actions: Mapping[str, Action
     health = []
     for vin in vins:
         days = max(0.0, (now - since[vin]) / DAY_MS)
-        values = resting.get(vin)
         snapshot = snapshots.get(vin)
         health.append(VehicleHealth(
             vin, vin in updated_at, days, alerts=alert_counts.get(vin, {}),
-            v12_rest_volts=sum(values) / len(values) if values else None,
+            v12_rest_volts=_mean(daily[RESTING_12V].get(vin)),
+            parked_12v_ah_per_day=_mean(daily[PARKED_DRAW_12V].get(vin)),
             cohort=snapshot.model if snapshot else ""))
     return health
+
+
+def _mean(values: list[float] | None) -> float | None:
+    """The mean of a car's daily means (each whole day counts once), None without any."""
+    return sum(values) / len(values) if values else None
 
 
 def load_signing_key(path: str) -> Ed25519PrivateKey:

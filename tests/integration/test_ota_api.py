@@ -15,7 +15,7 @@ import pytest
 
 from api import views
 from api.store import Store
-from diagnostics.daily import RESTING_12V, utc_day
+from diagnostics.daily import PARKED_DRAW_12V, RESTING_12V, utc_day
 from ota import store as ota_store
 from ota.manifest import generate_keypair, load_private_key, load_public_key, verify
 from ota.runner import OtaRunner
@@ -181,7 +181,8 @@ def test_a_bad_release_is_paused_by_the_regression_stop_with_evidence(
     assert len(canary) == 5  # ceil(40 % of 12)
     for vin in canary:
         progress_reports(store, vin, cid, 1, T0 + 1000)
-    # Two days later: the updated cars rest 0.4 V lower than the others.
+    # Two days later: the updated cars rest 0.4 V lower than the others, and draw 29 Ah a
+    # day from the 12 V while parked instead of 1.2.
     rows = []
     for day in (1, 2):
         for vin in VINS:
@@ -189,15 +190,22 @@ def test_a_bad_release_is_paused_by_the_regression_stop_with_evidence(
             volts += (VINS.index(vin) % 3) * 0.01
             rows.append(("vehicle", vin, utc_day(T0 + day * DAY), RESTING_12V, 4,
                          volts - 0.01, volts + 0.01, 4 * volts, volts, T0 + day * DAY))
+            draw = (28.8 if vin in canary else 1.2) + (VINS.index(vin) % 3) * 0.1
+            rows.append(("vehicle", vin, utc_day(T0 + day * DAY), PARKED_DRAW_12V, 10,
+                         draw - 0.1, draw + 0.1, 10 * draw, draw, T0 + day * DAY))
     views.upsert_daily_indicators(store, rows)
     report(store, T0 + 2 * DAY + 3_600_000, **{v: {} for v in VINS})
     assert runner.step_all() == []
     detail = httpx.get(f"{api}/ota/campaigns/{cid}", headers=viewer).json()
     assert detail["status"] == "paused" and detail["pause_reason"] == "regression"
-    (finding,) = detail["pause_evidence"]["findings"]
+    finding, draw_finding = detail["pause_evidence"]["findings"]
     assert finding["indicator"] == "v12_rest_volts"
     assert finding["updated_mean"] < finding["baseline_mean"] - 0.3
     assert finding["cohorts"] == 1 and finding["worse_by_within_cohorts"] > 0.3
+    assert draw_finding["indicator"] == "parked_12v_ah_per_day"
+    assert draw_finding["updated_mean"] > 25 and draw_finding["baseline_mean"] < 2
+    trends = httpx.get(f"{api}/vehicles/{canary[0]}", headers=viewer).json()["trends"]
+    assert trends[PARKED_DRAW_12V][-1]["mean"] > 25  # on the health card too
     assert detail["current_wave"] == 0  # never advanced past the canary
 
 

@@ -4,7 +4,8 @@ install over simulated time, report) -> bridge -> Kafka -> worker -> API.
 
 A good release completes every wave, and no car is offered it while the cloud knows it to be
 driving. Then a bad release (the simulator makes cars that install it drain their 12 V battery)
-is paused by the regression stop after the canary wave, with its evidence at the API.
+is paused by the regression stop after the canary wave, with its evidence at the API (the
+resting voltage and the 12 V draw while parked of the updated cars).
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ def test_a_good_release_rolls_out_and_a_bad_one_is_stopped_after_the_canary(
         findings = paused["pause_evidence"]["findings"]
         assert any(f["indicator"] == "v12_rest_volts" and f["updated_mean"] <
                    f["baseline_mean"] for f in findings), findings
+        # The energy used while parked: the module the release keeps awake draws the 12 V.
+        assert any(f["indicator"] == "parked_12v_ah_per_day" and f["updated_mean"] >
+                   f["baseline_mean"] + 10 for f in findings), findings
         waves = paused["progress"]["waves"]
         assert set(waves["1"]) == {"scheduled"}, waves  # the rest of the fleet was spared
     finally:

@@ -13,6 +13,8 @@ from diagnostics.daily import (
     CELL_MIN,
     CELL_SPREAD,
     DAY_MS,
+    HV_CHARGING,
+    PARKED_DRAW_12V,
     RESTING_12V,
     SOH,
     SOH_SIGNAL,
@@ -36,7 +38,7 @@ def tele(ts: int, vin: str = VIN, **signals: Any) -> dict[str, Any]:
 
 def sig(**named: Any) -> dict[str, Any]:
     names = {"key": KEY_STATE, "volts": VOLTAGE, "amps": CURRENT, "fl": FRONT_LEFT,
-             "cmax": CELL_MAX, "cmin": CELL_MIN, "soh": SOH_SIGNAL}
+             "cmax": CELL_MAX, "cmin": CELL_MIN, "soh": SOH_SIGNAL, "hv_charging": HV_CHARGING}
     return {names[k]: v for k, v in named.items()}
 
 
@@ -94,6 +96,54 @@ def test_rest_clock_survives_flushes_and_honours_ignition_events() -> None:
     assert by_indicator(daily.drain())[("2026-01-01", RESTING_12V)][0] == 1
     daily.add([ignition(T0 + 5 * HOUR, "ON"), tele(T0 + 10 * HOUR, **sig(volts=12.5))])
     assert ("2026-01-01", RESTING_12V) not in by_indicator(daily.drain())
+
+
+def test_parked_draw_is_the_dark_current_per_parked_day() -> None:
+    daily = DailyIndicators()
+    daily.add([
+        tele(T0, **sig(key="ON", volts=14.1, amps=9.0)),  # driving: DC-DC charging
+        tele(T0 + HOUR, **sig(key="OFF", volts=12.9, amps=-0.8)),  # key-off: modules awake
+        tele(T0 + HOUR + 20 * 60_000, **sig(volts=12.8, amps=-0.3)),  # still settling
+        tele(T0 + 2 * HOUR, **sig(volts=12.7, amps=-0.05)),  # asleep: 1.2 Ah/day
+        tele(T0 + 3 * HOUR, **sig(amps=-0.06)),  # the voltage may be dropped: still counts
+        tele(T0 + 4 * HOUR, **sig(volts=13.9, amps=5.0)),  # top-up: not a draw
+        tele(T0 + 4 * HOUR + 10 * 60_000, **sig(volts=12.9, amps=-0.4)),  # settling again
+        tele(T0 + 6 * HOUR, **sig(volts=12.7, amps=-0.04, hv_charging=True)),  # charging
+        tele(T0 + 7 * HOUR, **sig(volts=12.7, amps=-0.04)),
+    ])
+    n, lo, hi, total, last, last_ts = by_indicator(daily.drain())[("2026-01-01",
+                                                                   PARKED_DRAW_12V)]
+    assert (n, last_ts) == (3, T0 + 7 * HOUR)
+    assert (lo, hi) == (0.96, 1.44)
+    assert abs(total / n - (1.2 + 1.44 + 0.96) / 3) < 1e-9
+
+
+def test_a_module_kept_awake_shows_in_the_parked_draw_but_a_long_drive_does_not() -> None:
+    """The look-alike: a car that drives a lot draws big currents from the 12 V while ON, and
+    a long HV charge keeps electronics awake; neither is parked draw. A car whose module
+    stays awake while parked (the bad release) draws ~29 Ah/day."""
+    healthy, awake = DailyIndicators(), DailyIndicators()
+    records_healthy = [tele(T0, **sig(key="ON", volts=14.0, amps=-25.0))]
+    records_healthy += [tele(T0 + h * HOUR, **sig(key="ON", volts=14.0, amps=-20.0))
+                        for h in range(1, 6)]  # an ON car with a heavy load: not parked
+    records_healthy += [tele(T0 + 6 * HOUR, **sig(key="OFF", volts=12.8, amps=-0.05))]
+    records_healthy += [tele(T0 + h * HOUR, **sig(volts=12.7, amps=-1.5, hv_charging=True))
+                        for h in range(7, 12)]  # awake because it charges
+    records_healthy += [tele(T0 + h * HOUR, **sig(volts=12.7, amps=-0.05))
+                        for h in range(12, 20)]
+    healthy.add(records_healthy)
+    awake.add([tele(T0, **sig(key="OFF", volts=12.8, amps=-1.2))]
+              + [tele(T0 + h * HOUR, **sig(volts=12.5, amps=-1.2)) for h in range(1, 20)])
+    healthy_row = by_indicator(healthy.drain())[("2026-01-01", PARKED_DRAW_12V)]
+    awake_row = by_indicator(awake.drain())[("2026-01-01", PARKED_DRAW_12V)]
+    assert healthy_row[2] == 1.2 and healthy_row[0] == 8
+    assert abs(awake_row[3] / awake_row[0] - 28.8) < 1e-9
+
+
+def test_unknown_key_state_gives_no_parked_draw() -> None:
+    daily = DailyIndicators()  # a fresh worker: nothing known about the key
+    daily.add([tele(T0 + 10 * HOUR, **sig(amps=-0.05, key="UNDEFINED"))])
+    assert daily.drain() == []
 
 
 def test_unknown_key_state_gives_no_resting_voltage() -> None:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diagnostics.daily import RESTING_12V, DailyIndicators, utc_day
+from diagnostics.daily import PARKED_DRAW_12V, RESTING_12V, DailyIndicators, utc_day
 from ingest.contract import Kind, topic_for, validate
 from ota.engine import PERMANENT_REJECTIONS
 from ota.manifest import generate_keypair, load_private_key, load_public_key, offer_manifest, sign
@@ -316,13 +316,15 @@ def test_a_bad_release_drains_the_parked_12v_battery_markedly_faster() -> None:
     assert healthy - bad > 0.10  # what the regression stop needs to see within a day
 
 
-def test_a_bad_release_shows_in_the_fleets_resting_voltage_within_two_days() -> None:
+def test_a_bad_release_shows_in_the_fleets_resting_voltage_and_parked_draw() -> None:
     """What the regression stop sees: half a fleet installs the bad release on day 1; the
-    cloud's own daily resting-voltage indicator (``diagnostics.daily``, whole days after the
-    install, as ``ota.runner.cohort_health`` takes it) drops clearly for those cars only, and
-    ``ota.regression.compare`` finds it."""
+    cloud's own daily indicators (``diagnostics.daily``, whole days after the install, as
+    ``ota.runner.cohort_health`` takes them) move clearly for those cars only - resting
+    voltage down, 12 V draw while parked up - and ``ota.regression.compare`` finds both. The
+    same fleet without the bad release gives no finding."""
 
-    def indicators(bad: bool) -> tuple[Fleet, dict[str, float], dict[str, float]]:
+    def indicators(bad: bool) -> tuple[Fleet, dict[str, float], dict[str, float],
+                                       dict[str, float]]:
         fleet = Fleet(20, 0, seed=5)
         installed_at = fleet.start_ms + DAY_MS + 6 * HOUR_MS
         if bad:
@@ -336,25 +338,36 @@ def test_a_bad_release_shows_in_the_fleets_resting_voltage_within_two_days() -> 
             signals = r["data"].get("signals", {})
             if r["ts"] >= installed_at and signals.get(KEY) == "OFF" and AMPS in signals:
                 amps.setdefault(r["id"], []).append(signals[AMPS])
-        resting: dict[str, list[float]] = {}
+        means: dict[str, dict[str, list[float]]] = {RESTING_12V: {}, PARKED_DRAW_12V: {}}
         for _kind, vin, day, indicator, n, _lo, _hi, total, _last, _ts in daily.drain():
-            if indicator == RESTING_12V and day > utc_day(installed_at) and n:
-                resting.setdefault(vin, []).append(total / n)
-        return (fleet, {v: statistics.mean(x) for v, x in resting.items()},
-                {v: statistics.mean(x) for v, x in amps.items()})
+            if indicator in means and day > utc_day(installed_at) and n:
+                means[indicator].setdefault(vin, []).append(total / n)
+        return (fleet, {v: statistics.mean(x) for v, x in means[RESTING_12V].items()},
+                {v: statistics.mean(x) for v, x in amps.items()},
+                {v: statistics.mean(x) for v, x in means[PARKED_DRAW_12V].items()})
 
-    fleet, healthy, healthy_amps = indicators(False)
-    _, after, after_amps = indicators(True)
+    fleet, healthy, healthy_amps, healthy_draw = indicators(False)
+    _, after, after_amps, after_draw = indicators(True)
     bad_vins = [s.vin for s in fleet.vehicles[:10]]
     other_vins = [s.vin for s in fleet.vehicles[10:]]
     assert set(after) == set(healthy) == set(bad_vins + other_vins)
     assert all(after[v] == healthy[v] for v in other_vins)  # the rest of the fleet: as before
     assert all(after[v] < healthy[v] - 0.15 for v in bad_vins)
     assert all(after_amps[v] < healthy_amps[v] - 0.5 for v in bad_vins)  # awake while parked
-    verdict = compare([VehicleHealth(v, v in bad_vins, 2.0, v12_rest_volts=after[v])
-                       for v in bad_vins + other_vins])
+    assert set(after_draw) == set(healthy_draw) == set(bad_vins + other_vins)
+    assert all(after_draw[v] == healthy_draw[v] for v in other_vins)
+    assert all(healthy_draw[v] < 2.0 for v in bad_vins + other_vins)  # ~50 mA asleep
+    assert all(after_draw[v] > 20.0 for v in bad_vins)  # ~1.2 A: a module stays awake
+
+    def health(resting: dict[str, float], draw: dict[str, float]) -> list[VehicleHealth]:
+        return [VehicleHealth(v, v in bad_vins, 2.0, v12_rest_volts=resting[v],
+                              parked_12v_ah_per_day=draw[v]) for v in bad_vins + other_vins]
+
+    verdict = compare(health(after, after_draw))
     assert verdict.regressed
-    assert [f["indicator"] for f in verdict.findings] == ["v12_rest_volts"]
+    assert [f["indicator"] for f in verdict.findings] == ["v12_rest_volts",
+                                                          "parked_12v_ah_per_day"]
+    assert not compare(health(healthy, healthy_draw)).regressed
 
 
 def test_without_a_pinned_key_every_offer_is_refused() -> None:

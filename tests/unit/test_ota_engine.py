@@ -285,7 +285,7 @@ def test_no_regression_between_cohorts_from_one_distribution() -> None:
     cohort = [VehicleHealth(f"V{i}", i % 3 == 0, 3.0,
                             alerts={"dtc": int(rng.poisson(0.3))},
                             v12_rest_volts=float(rng.normal(12.6, 0.1)),
-                            parked_energy_kwh_per_day=float(rng.normal(0.5, 0.05)))
+                            parked_12v_ah_per_day=float(rng.normal(1.2, 0.3)))
               for i in range(60)]
     verdict = compare(cohort)
     assert not verdict.regressed and verdict.findings == []
@@ -324,3 +324,42 @@ def test_alert_rate_regression_is_found_and_too_few_cars_decide_nothing() -> Non
     assert verdict.findings[0]["alert_type"] == "weak_12v_battery"
     few = compare(cohort[:2] + cohort[5:])
     assert not few.regressed and "too few" in few.reason
+
+
+def test_parked_draw_regression_is_found_within_models() -> None:
+    # A module kept awake: updated cars draw ~29 Ah/day parked against ~1.2 Ah/day.
+    rng = np.random.default_rng(3)
+    cohort = [VehicleHealth(f"{model}{i}", i < 2, 3.0, cohort=model,
+                            parked_12v_ah_per_day=float(rng.normal(28.8 if i < 2 else base,
+                                                                   0.2)))
+              for model, base in (("A", 1.2), ("B", 2.4)) for i in range(8)]
+    verdict = compare(cohort)
+    assert verdict.regressed
+    (finding,) = verdict.findings
+    assert finding["indicator"] == "parked_12v_ah_per_day"
+    assert finding["updated_mean"] > 25 and finding["baseline_mean"] < 3
+    assert finding["cohorts"] == 2 and finding["p_value"] < 0.01
+
+
+def test_a_model_that_normally_draws_more_is_no_parked_draw_regression() -> None:
+    # The look-alike: the canary is mostly model B, whose telematics unit normally draws
+    # twice what model A's does. Pooled, the updated cars "draw more"; within each model
+    # they draw what their siblings do.
+    cohort = ([VehicleHealth(f"B{i}", i < 5, 3.0, cohort="B",
+                             parked_12v_ah_per_day=2.4 + 0.05 * (i % 3)) for i in range(8)]
+              + [VehicleHealth(f"A{i}", i < 1, 3.0, cohort="A",
+                               parked_12v_ah_per_day=1.2 + 0.05 * (i % 3)) for i in range(12)])
+    assert not compare(cohort).regressed
+
+
+def test_a_significant_but_tiny_rise_in_parked_draw_does_not_stop_a_rollout() -> None:
+    # 10 mA more dark current (0.24 Ah/day) on every updated car: significant, irrelevant.
+    cohort = ([VehicleHealth(f"U{i}", True, 3.0, parked_12v_ah_per_day=1.44 + 0.001 * i)
+               for i in range(20)]
+              + [VehicleHealth(f"B{i}", False, 3.0, parked_12v_ah_per_day=1.2 + 0.001 * i)
+                 for i in range(20)])
+    assert not compare(cohort).regressed
+    bigger = [replace(v, parked_12v_ah_per_day=v.parked_12v_ah_per_day + 0.6)
+              if v.updated and v.parked_12v_ah_per_day is not None else v for v in cohort]
+    (finding,) = compare(bigger).findings  # 35 mA more: relevant
+    assert finding["indicator"] == "parked_12v_ah_per_day"
