@@ -323,3 +323,15 @@ ota_actions = Table(
     Column("waiting", JSON(none_as_null=True), nullable=True),
     Index("ix_ota_actions_vin", "vin"),
 )
+
+# Operator-defined regions for campaign targeting (ota/regions.py): a name and its areas in
+# WGS84 (boxes and polygons, validated before they are stored). created_at is wall clock.
+ota_regions = Table(
+    "ota_regions",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("areas", JSON, nullable=False),  # {"boxes": [...], "polygons": [[[lat, lon]...]]}
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=False),
+)

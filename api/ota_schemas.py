@@ -13,6 +13,10 @@ UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 Label = Annotated[str, Field(min_length=1, max_length=64, pattern=PLAIN)]
 
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+RegionName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                                  description="e.g. norway, eu-north")]
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 
 
 class ReleaseCreate(BaseModel):
@@ -66,6 +70,10 @@ class GateIn(BaseModel):
 
 class TargetsIn(BaseModel):
     models: list[Label] = Field([], max_length=100)
+    regions: list[RegionName] = Field(
+        [], max_length=100, description="only cars whose last known position is in one of "
+        "these regions (``/ota/regions``); cars of unknown position are left out and listed "
+        "in the start event. Alone, every car in the regions")
     from_versions: list[Label] = Field(
         [], max_length=100, description="only cars whose installed version of the release's "
         "component is one of these (known from earlier OTA campaigns)")
@@ -85,7 +93,8 @@ class CampaignCreate(BaseModel):
     max_attempts: int = Field(3, ge=1, le=20)
     retry_base_s: float = Field(900, gt=0, le=86400)
     offer_ttl_s: float = Field(3600, gt=0, le=30 * 86400)
-    targets: TargetsIn = Field(description="explicit VINs and/or vehicle models")
+    targets: TargetsIn = Field(description="explicit VINs and/or vehicle models and/or "
+                               "regions; resolved once, when the campaign starts")
 
 
 class CampaignPublic(BaseModel):
@@ -130,3 +139,46 @@ class OtaActionPublic(BaseModel):
     updated_at: int
     history: list[dict[str, Any]]
     waiting: list[str] | None
+
+
+class BoxIn(BaseModel):
+    """WGS84 degrees; ``min_lon > max_lon`` crosses the antimeridian (as a GeoJSON bbox)."""
+
+    min_lat: Latitude
+    min_lon: Longitude
+    max_lat: Latitude
+    max_lon: Longitude
+
+
+class RegionCreate(BaseModel):
+    name: RegionName
+    description: str = Field("", max_length=2000, pattern=PLAIN)
+    boxes: list[BoxIn] = Field([], max_length=200)
+    polygons: list[Annotated[list[tuple[Latitude, Longitude]],
+                             Field(min_length=3, max_length=1001)]] = Field(
+        [], max_length=200, description="rings of [lat, lon] points, closed or not; simple "
+        "(not crossing themselves), no edge over 180 degrees of longitude")
+
+
+class RegionPublic(BaseModel):
+    name: str
+    description: str
+    areas: dict[str, Any] = Field(description="{boxes: [...], polygons: [[[lat, lon], ...]]}")
+    created_at: int = Field(description="wall clock, epoch ms")
+    created_by: str
+
+
+class ExcludedVehicle(BaseModel):
+    vin: str
+    reason: Literal["location_unknown", "outside_regions", "other_version"]
+    lat: float | None = None
+    lon: float | None = None
+    located_at: int | None = Field(None, description="event time of the position used")
+    installed: str | None = Field(None, description="the installed version, if known")
+
+
+class TargetsPreview(BaseModel):
+    vehicles: int = Field(description="cars the campaign would target if started now")
+    vins: list[str]
+    not_targeted: dict[str, int] = Field(description="cars left out, per reason")
+    excluded: list[ExcludedVehicle]

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from api.models import alerts, latest_signals, ota_actions, ota_campaigns, ota_releases
+from api.models import (
+    alerts,
+    assets,
+    latest_signals,
+    ota_actions,
+    ota_campaigns,
+    ota_regions,
+    ota_releases,
+)
 from api.store import Store
 from ota.engine import StepResult, apply_report, plan
 from ota.gate import VehicleSnapshot
@@ -32,6 +40,14 @@ from ota.model import (
     Transition,
     Wave,
 )
+from ota.regions import (
+    LOCATION_UNKNOWN,
+    Position,
+    Region,
+    in_regions,
+    position_of,
+    region_of,
+)
 
 SPEED = "Vehicle.Speed"
 SYSTEM_STATE = "Vehicle.LowVoltageSystemState"
@@ -39,6 +55,11 @@ SOC = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
 V12 = "Vehicle.LowVoltageBattery.CurrentVoltage"
 CHARGING = "Vehicle.Powertrain.TractionBattery.Charging.IsCharging"
 MODEL = "Vehicle.VehicleIdentification.Model"
+LATITUDE = "Vehicle.CurrentLocation.Latitude"
+LONGITUDE = "Vehicle.CurrentLocation.Longitude"
+OTHER_VERSION = "other_version"
+# How many excluded VINs per reason a campaign's start event keeps (the counts are complete).
+EXCLUDED_LISTED = 1000
 GATE_SIGNALS = (SPEED, SYSTEM_STATE, SOC, V12, CHARGING, MODEL)
 ACTIVE = (CampaignStatus.SCHEDULED.value, CampaignStatus.RUNNING.value,
           CampaignStatus.CANCELED.value)
@@ -141,21 +162,140 @@ def list_campaigns(store: Store) -> list[dict[str, Any]]:
             ota_campaigns.c.created_at.desc(), ota_campaigns.c.id)).mappings()]
 
 
-def target_vins(store: Store, targets: Targets, component: str) -> list[str]:
-    """Explicit VINs plus every vehicle whose latest model is one of ``targets.models``;
-    with ``targets.from_versions``, only those whose installed version of ``component`` is
-    one of them (known from earlier campaigns: a car never updated by ownercare has no known
-    version and is left out)."""
+@dataclass(frozen=True, slots=True)
+class Targeting:
+    """The cars a campaign's targets select, and every car considered but left out, with
+    why (``ota.regions.LOCATION_UNKNOWN``, ``OUTSIDE_REGIONS``, or ``OTHER_VERSION``)."""
+
+    vins: list[str]
+    excluded: dict[str, dict[str, Any]]
+
+    def summary(self) -> dict[str, Any]:
+        """What the campaign's start event records: counts per reason, and the VINs left
+        out for an unknown location (those the operator may want to follow up)."""
+        counts: dict[str, int] = {}
+        for why in self.excluded.values():
+            counts[why["reason"]] = counts.get(why["reason"], 0) + 1
+        unknown = sorted(v for v, why in self.excluded.items()
+                         if why["reason"] == LOCATION_UNKNOWN)
+        return {"vehicles": len(self.vins), "not_targeted": dict(sorted(counts.items())),
+                "location_unknown": unknown[:EXCLUDED_LISTED]}
+
+
+def resolve_targets(store: Store, targets: Targets, component: str) -> Targeting:
+    """The cars to update: explicit VINs plus every vehicle whose latest model is one of
+    ``targets.models`` (every vehicle that has reported when only regions are named); then,
+    with ``targets.regions``, only those whose last known position is in one of them; with
+    ``targets.from_versions``, only those whose installed version of ``component`` is one of
+    them (known from earlier campaigns: a car never updated by ownercare has no known
+    version and is left out). Raises ``KeyError`` naming a region that does not exist."""
     vins = set(targets.vins)
-    if targets.models:
-        with store.engine.connect() as conn:
+    with store.engine.connect() as conn:
+        if targets.models:
             rows = conn.execute(select(latest_signals.c.asset_id, latest_signals.c.value).where(
                 latest_signals.c.asset_kind == "vehicle", latest_signals.c.path == MODEL))
             vins |= {vin for vin, model in rows if model in targets.models}
+        elif not targets.vins and targets.regions:
+            vins = {vin for (vin,) in conn.execute(select(assets.c.asset_id).where(
+                assets.c.asset_kind == "vehicle"))}
+    selected = sorted(vins)
+    excluded: dict[str, dict[str, Any]] = {}
+    if targets.regions:
+        regions = [get_region(store, name) for name in sorted(targets.regions)]
+        missing = [name for name, r in zip(sorted(targets.regions), regions, strict=True)
+                   if r is None]
+        if missing:
+            raise KeyError(", ".join(missing))
+        selected, excluded = in_regions(selected, vehicle_positions(store, selected),
+                                        [r for r in regions if r is not None])
     if targets.from_versions:
         installed = installed_versions(store, component)
-        vins = {vin for vin in vins if installed.get(vin) in targets.from_versions}
-    return sorted(vins)
+        for vin in selected:
+            if installed.get(vin) not in targets.from_versions:
+                excluded[vin] = {"reason": OTHER_VERSION, "installed": installed.get(vin)}
+        selected = [vin for vin in selected if vin not in excluded]
+    return Targeting(selected, excluded)
+
+
+def vehicle_positions(store: Store, vins: Iterable[str]) -> dict[str, Position]:
+    """Each car's last known position (latest values); cars without a usable one are left
+    out (their location is unknown)."""
+    wanted = sorted(set(vins))
+    found: dict[str, dict[str, tuple[Any, int]]] = {}
+    with store.engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            for vin, path, value, ts in conn.execute(select(
+                    latest_signals.c.asset_id, latest_signals.c.path, latest_signals.c.value,
+                    latest_signals.c.ts).where(
+                    latest_signals.c.asset_kind == "vehicle",
+                    latest_signals.c.asset_id.in_(wanted[start:start + 500]),
+                    latest_signals.c.path.in_((LATITUDE, LONGITUDE)))):
+                found.setdefault(vin, {})[path] = (value, ts)
+    positions = {}
+    for vin, values in found.items():
+        if LATITUDE in values and LONGITUDE in values:
+            (lat, lat_ts), (lon, lon_ts) = values[LATITUDE], values[LONGITUDE]
+            where = position_of(lat, lon, max(lat_ts, lon_ts))
+            if where is not None:
+                positions[vin] = where
+    return positions
+
+
+# ---------------------------------------------------------------------------- regions
+
+
+def create_region(store: Store, region: Region, *, created_by: str, now_ms: int
+                  ) -> dict[str, Any]:
+    row = {"name": region.name, "description": region.description, "areas": region.areas(),
+           "created_at": now_ms, "created_by": created_by}
+    try:
+        with store._write() as conn:
+            conn.execute(ota_regions.insert().values(**row))
+    except IntegrityError:
+        raise Conflict(f"region {region.name!r} exists") from None
+    return row
+
+
+def list_regions(store: Store) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(ota_regions).order_by(
+            ota_regions.c.name)).mappings()]
+
+
+def region_row(store: Store, name: str) -> dict[str, Any] | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(ota_regions).where(
+            ota_regions.c.name == name)).mappings().first()
+    return dict(row) if row else None
+
+
+def get_region(store: Store, name: str) -> Region | None:
+    row = region_row(store, name)
+    return region_of(row["name"], row["areas"], row["description"]) if row else None
+
+
+def unknown_regions(store: Store, names: Iterable[str]) -> list[str]:
+    wanted = set(names)
+    if not wanted:
+        return []
+    with store.engine.connect() as conn:
+        known = {n for (n,) in conn.execute(select(ota_regions.c.name).where(
+            ota_regions.c.name.in_(sorted(wanted))))}
+    return sorted(wanted - known)
+
+
+def delete_region(store: Store, name: str) -> None:
+    """Delete a region no draft campaign targets (a started campaign resolved its targets
+    at start and keeps the region's areas in its log). ``KeyError`` if it does not exist."""
+    with store._write() as conn:
+        drafts = conn.execute(select(ota_campaigns.c.name, ota_campaigns.c.config).where(
+            ota_campaigns.c.status == CampaignStatus.DRAFT.value)).all()
+        users = sorted(n for n, config in drafts if name in config["targets"].get("regions", []))
+        if users:
+            raise Conflict(f"region {name!r} is targeted by draft campaign(s) "
+                           f"{', '.join(users[:5])}")
+        if conn.execute(ota_regions.delete().where(ota_regions.c.name == name)).rowcount == 0:
+            raise KeyError(name)
 
 
 def installed_versions(store: Store, component: str) -> dict[str, str]:
@@ -180,17 +320,30 @@ def start_campaign(store: Store, campaign_id: str, now: int) -> tuple[Campaign, 
     _row, campaign = found
     if campaign.status is not CampaignStatus.DRAFT:
         raise Conflict(f"campaign is {campaign.status}; only a draft can be started")
-    vins = target_vins(store, campaign.targets, campaign.release.component)
+    try:
+        targeting = resolve_targets(store, campaign.targets, campaign.release.component)
+    except KeyError as exc:
+        raise Conflict(f"the campaign targets region(s) that no longer exist: "
+                       f"{exc.args[0]}") from None
+    vins = targeting.vins
     if not vins:
-        raise Conflict("the campaign's targets match no vehicle that has reported")
+        raise Conflict(f"the campaign's targets match no vehicle that has reported "
+                       f"(left out: {targeting.summary()['not_targeted'] or 'none'})")
     status = CampaignStatus.RUNNING if now >= campaign.start_at else CampaignStatus.SCHEDULED
     started = campaign.moved(status)
     actions = plan(started, vins, now)
+    # Targets are frozen here: cars that later move into (or out of) a region, or change
+    # version, do not join (or leave) the campaign. The log keeps what was resolved, and the
+    # regions' areas as they were, so a later change to a region cannot blur the record.
+    event: dict[str, Any] = {
+        "event": "campaign_started" if status is CampaignStatus.RUNNING
+        else "campaign_scheduled", "at": now, **targeting.summary()}
+    if campaign.targets.regions:
+        event["regions"] = {name: region.areas() for name in sorted(campaign.targets.regions)
+                            if (region := get_region(store, name)) is not None}
     with store._write() as conn:
         conn.execute(ota_actions.insert(), [_action_row(a) for a in actions.values()])
-        _save_campaign(conn, started, now, [{"event": "campaign_started" if status is
-                                             CampaignStatus.RUNNING else "campaign_scheduled",
-                                             "at": now, "vehicles": len(vins)}])
+        _save_campaign(conn, started, now, [event])
     return started, len(vins)
 
 

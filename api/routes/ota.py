@@ -1,5 +1,6 @@
-"""OTA releases and campaigns: create, list, start / pause / resume / cancel, progress per
-wave and state, why each waiting car waits, and a vehicle's OTA history.
+"""OTA releases, regions and campaigns: create, list, start / pause / resume / cancel, what a
+draft would target, progress per wave and state, why each waiting car waits, and a vehicle's
+OTA history.
 
 Reading needs any key; changing needs the ``ota_manager`` (or ``admin``) role. Campaign times
 (start_at, the actions' timestamps) are event time, the fleet's clock the engine runs on.
@@ -22,9 +23,13 @@ from api.ota_schemas import (
     CampaignChange,
     CampaignCreate,
     CampaignPublic,
+    ExcludedVehicle,
     OtaActionPublic,
+    RegionCreate,
+    RegionPublic,
     ReleaseCreate,
     ReleasePublic,
+    TargetsPreview,
     WaitingVehicle,
 )
 from api.problems import invalid
@@ -41,6 +46,7 @@ from ota.model import (
     Targets,
     Wave,
 )
+from ota.regions import NAME_RE, region_of
 
 router = APIRouter(prefix="/ota", tags=["ota"])
 _UUID = re.compile(UUID)
@@ -94,8 +100,12 @@ async def create_campaign(body: CampaignCreate, store: StoreDep, who: OtaManager
     bad_vins = [v for v in body.targets.vins if not VIN_RE.fullmatch(v)]
     if bad_vins:
         raise invalid("body", "targets", f"not VINs: {', '.join(bad_vins[:5])}")
-    if not body.targets.vins and not body.targets.models:
-        raise invalid("body", "targets", "name at least one VIN or model")
+    if not body.targets.vins and not body.targets.models and not body.targets.regions:
+        raise invalid("body", "targets", "name at least one VIN, model or region")
+    unknown = await run_in_threadpool(ota_store.unknown_regions, store, body.targets.regions)
+    if unknown:
+        raise invalid("body", "targets", f"unknown region(s): {', '.join(unknown)} "
+                      "(create them at /ota/regions first)")
     try:
         campaign = Campaign(
             id=str(uuid.uuid4()), release=ota_store.release_of(release_row),
@@ -107,6 +117,7 @@ async def create_campaign(body: CampaignCreate, store: StoreDep, who: OtaManager
             retry_base_s=body.retry_base_s, offer_ttl_s=body.offer_ttl_s,
             targets=Targets(models=frozenset(body.targets.models),
                             from_versions=frozenset(body.targets.from_versions),
+                            regions=frozenset(body.targets.regions),
                             vins=frozenset(body.targets.vins)))
     except ValueError as exc:
         raise invalid("body", "waves", str(exc)) from None
@@ -114,6 +125,55 @@ async def create_campaign(body: CampaignCreate, store: StoreDep, who: OtaManager
                                   release_id=body.release_id, created_by=who.name,
                                   now_ms=wall_ms())
     return CampaignPublic(**row)
+
+
+@router.post("/regions", status_code=201, response_model=RegionPublic, responses=ERRORS)
+async def create_region(body: RegionCreate, store: StoreDep, who: OtaManager) -> RegionPublic:
+    """A named region (a market, a country, a pilot area) as WGS84 boxes and/or polygons.
+    A car is in it when its last known position is in any of its areas."""
+    try:
+        region = region_of(body.name, {"boxes": [b.model_dump() for b in body.boxes],
+                                       "polygons": body.polygons}, body.description)
+    except ValueError as exc:
+        raise invalid("body", "polygons" if "polygons[" in str(exc) else "boxes",
+                      str(exc)) from None
+    try:
+        row = await run_in_threadpool(ota_store.create_region, store, region,
+                                      created_by=who.name, now_ms=wall_ms())
+    except ota_store.Conflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    return RegionPublic(**row)
+
+
+@router.get("/regions", response_model=list[RegionPublic])
+async def list_regions(store: StoreDep, _who: Viewer) -> list[RegionPublic]:
+    return [RegionPublic(**r) for r in await run_in_threadpool(ota_store.list_regions, store)]
+
+
+def _known_region(name: str) -> None:
+    if not NAME_RE.fullmatch(name):
+        raise HTTPException(404, f"no region named {name!r}")
+
+
+@router.get("/regions/{name}", response_model=RegionPublic, responses=ERRORS)
+async def get_region(name: str, store: StoreDep, _who: Viewer) -> RegionPublic:
+    _known_region(name)
+    row = await run_in_threadpool(ota_store.region_row, store, name)
+    if row is None:
+        raise HTTPException(404, f"no region named {name!r}")
+    return RegionPublic(**row)
+
+
+@router.delete("/regions/{name}", status_code=204, responses=ERRORS)
+async def delete_region(name: str, store: StoreDep, _who: OtaManager) -> None:
+    """Delete a region no draft campaign targets (started campaigns resolved theirs)."""
+    _known_region(name)
+    try:
+        await run_in_threadpool(ota_store.delete_region, store, name)
+    except KeyError:
+        raise HTTPException(404, f"no region named {name!r}") from None
+    except ota_store.Conflict as exc:
+        raise HTTPException(409, str(exc)) from None
 
 
 @router.get("/campaigns", response_model=list[CampaignPublic])
@@ -153,6 +213,35 @@ async def start_campaign(campaign_id: str, store: StoreDep, _who: OtaManager
     except ota_store.Conflict as exc:
         raise HTTPException(409, str(exc)) from None
     return await run_in_threadpool(_campaign, store, campaign_id)
+
+
+@router.get("/campaigns/{campaign_id}/targets", response_model=TargetsPreview,
+            responses=ERRORS)
+async def preview_targets(campaign_id: str, store: StoreDep, _who: Viewer,
+                          limit: Annotated[int, Query(ge=1, le=5000)] = 500
+                          ) -> TargetsPreview:
+    """What starting this draft now would target, and every car left out with why (up to
+    ``limit`` of each). A started campaign's targets are frozen: its start event in the log
+    has them."""
+    _known_id(campaign_id, "campaign")
+    found = await run_in_threadpool(ota_store.get_campaign, store, campaign_id)
+    if found is None:
+        raise HTTPException(404, f"no campaign with id {campaign_id!r}")
+    campaign = found[1]
+    if campaign.status is not CampaignStatus.DRAFT:
+        raise HTTPException(409, f"campaign is {campaign.status}: its targets were resolved "
+                                 "when it started (see its start event)")
+    try:
+        targeting = await run_in_threadpool(ota_store.resolve_targets, store, campaign.targets,
+                                            campaign.release.component)
+    except KeyError as exc:
+        raise HTTPException(409, f"the campaign targets region(s) that no longer exist: "
+                                 f"{exc.args[0]}") from None
+    return TargetsPreview(
+        vehicles=len(targeting.vins), vins=targeting.vins[:limit],
+        not_targeted=targeting.summary()["not_targeted"],
+        excluded=[ExcludedVehicle(vin=vin, **why) for vin, why in
+                  sorted(targeting.excluded.items())[:limit]])
 
 
 async def _change(store: Store, campaign_id: str, to: CampaignStatus, reason: str
