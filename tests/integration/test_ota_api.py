@@ -236,3 +236,106 @@ def test_from_versions_targets_only_cars_known_to_run_them(api: str, store: Stor
         "name": "x", "release_id": second["id"], "targets": {"vins": VINS[:1]},
         "window": {"timezone": "Mars/Olympus"}})
     assert bad_zone.status_code == 422 and "IANA" in bad_zone.json()["detail"]
+
+
+# ---------------------------------------------------------------------------- regions
+
+NORWAY = {"name": "norway", "description": "Norwegian market",
+          "boxes": [{"min_lat": 57.9, "min_lon": 4.5, "max_lat": 71.2, "max_lon": 12.5}]}
+SWEDEN = {"name": "sweden", "polygons": [[[55.3, 11.0], [55.3, 24.2], [69.1, 24.2],
+                                          [69.1, 11.0], [55.3, 11.0]]]}
+
+
+def located(lat: float, lon: float) -> dict[str, float]:
+    return {"Vehicle.CurrentLocation.Latitude": lat, "Vehicle.CurrentLocation.Longitude": lon}
+
+
+def test_regions_are_created_validated_listed_and_deleted(api: str, store: Store) -> None:
+    manager, viewer = headers_for(store, "ota_manager"), headers_for(store, "viewer")
+    assert httpx.post(f"{api}/ota/regions", json=NORWAY, headers=viewer).status_code == 403
+    created = httpx.post(f"{api}/ota/regions", json=NORWAY, headers=manager)
+    assert created.status_code == 201, created.text
+    assert created.json()["areas"]["boxes"] == NORWAY["boxes"]
+    assert httpx.post(f"{api}/ota/regions", json=NORWAY, headers=manager).status_code == 409
+    sweden = httpx.post(f"{api}/ota/regions", json=SWEDEN, headers=manager)
+    assert sweden.status_code == 201, sweden.text
+    assert len(sweden.json()["areas"]["polygons"][0]) == 4  # the closing point is implied
+    bad = {
+        "upside-down box": ({"name": "x", "boxes": [{**NORWAY["boxes"][0], "min_lat": 80}]},
+                            "boxes[0]: box min_lat 80.0 must be below max_lat 71.2"),
+        "latitude off the globe": ({"name": "x", "boxes": [{**NORWAY["boxes"][0],
+                                                            "max_lat": 91}]}, "90"),
+        "bow tie": ({"name": "x", "polygons": [[[0, 0], [1, 1], [1, 0], [0, 1]]]},
+                    "polygons[0]: the polygon crosses itself"),
+        "point with three numbers": ({"name": "x", "polygons": [[[0, 0, 0], [1, 1], [1, 0]]]},
+                                     "polygons"),
+        "no area at all": ({"name": "x"}, "at least one box or polygon"),
+        "a name with a slash": ({**NORWAY, "name": "eu/north"}, "name"),
+    }
+    for what, (body, message) in bad.items():
+        resp = httpx.post(f"{api}/ota/regions", json=body, headers=manager)
+        assert resp.status_code == 422, what
+        assert message in resp.json()["detail"], (what, resp.json()["detail"])
+    listed = httpx.get(f"{api}/ota/regions", headers=viewer).json()
+    assert [r["name"] for r in listed] == ["norway", "sweden"]
+    assert httpx.get(f"{api}/ota/regions/norway", headers=viewer).json()["description"] == \
+        "Norwegian market"
+    assert httpx.get(f"{api}/ota/regions/atlantis", headers=viewer).status_code == 404
+    assert httpx.delete(f"{api}/ota/regions/sweden", headers=viewer).status_code == 403
+    assert httpx.delete(f"{api}/ota/regions/sweden", headers=manager).status_code == 204
+    assert httpx.delete(f"{api}/ota/regions/sweden", headers=manager).status_code == 404
+    assert [r["name"] for r in httpx.get(f"{api}/ota/regions", headers=viewer).json()] == [
+        "norway"]
+
+
+def test_a_campaign_targets_by_region_frozen_at_start(api: str, store: Store) -> None:
+    manager, viewer = headers_for(store, "ota_manager"), headers_for(store, "viewer")
+    httpx.post(f"{api}/ota/regions", json=NORWAY, headers=manager).raise_for_status()
+    release = httpx.post(f"{api}/ota/releases", json=RELEASE, headers=manager).json()
+    oslo, bergen, stockholm, unknown = VINS[:4]
+    report(store, T0, **{oslo: located(59.91, 10.75), bergen: located(60.39, 5.32),
+                         stockholm: located(59.33, 18.07), unknown: {}})
+    body = {"name": "bms 2.0 Norway", "release_id": release["id"],
+            "targets": {"models": ["Volt"], "regions": ["norway"]},
+            "waves": [{"percent": 100}]}
+    unknown_region = httpx.post(f"{api}/ota/campaigns", headers=manager, json={
+        **body, "targets": {"models": ["Volt"], "regions": ["norway", "atlantis"]}})
+    assert unknown_region.status_code == 422
+    assert "unknown region(s): atlantis" in unknown_region.json()["detail"]
+    cid = httpx.post(f"{api}/ota/campaigns", headers=manager, json=body).json()["id"]
+    assert httpx.delete(f"{api}/ota/regions/norway", headers=manager).status_code == 409
+
+    preview = httpx.get(f"{api}/ota/campaigns/{cid}/targets", headers=viewer).json()
+    assert preview["vins"] == sorted([oslo, bergen])
+    assert preview["not_targeted"] == {"location_unknown": 1, "outside_regions": 1}
+    assert {e["vin"]: e["reason"] for e in preview["excluded"]} == {
+        unknown: "location_unknown", stockholm: "outside_regions"}
+
+    started = httpx.post(f"{api}/ota/campaigns/{cid}/start", headers=manager).json()
+    assert set(ota_store.load_actions(store, cid)) == {oslo, bergen}
+    (event,) = [e for e in started["events"] if e["event"] == "campaign_started"]
+    assert event["vehicles"] == 2 and event["location_unknown"] == [unknown]
+    assert event["not_targeted"] == {"location_unknown": 1, "outside_regions": 1}
+    assert event["regions"]["norway"]["boxes"] == NORWAY["boxes"]
+    assert httpx.get(f"{api}/ota/campaigns/{cid}/targets",
+                     headers=viewer).status_code == 409  # frozen: see the start event
+    # Frozen: Stockholm's car driving to Oslo does not join the started campaign, and the
+    # region may now go (the campaign's log keeps its areas).
+    report(store, T0 + 1000, **{stockholm: located(59.91, 10.75)})
+    OtaRunner(store, load_private_key(PRIVATE_PEM)).step_all()
+    assert set(ota_store.load_actions(store, cid)) == {oslo, bergen}
+    assert httpx.delete(f"{api}/ota/regions/norway", headers=manager).status_code == 204
+
+
+def test_a_campaign_whose_region_matches_nobody_is_not_started(api: str, store: Store) -> None:
+    manager = headers_for(store, "ota_manager")
+    httpx.post(f"{api}/ota/regions", json=SWEDEN, headers=manager).raise_for_status()
+    release = httpx.post(f"{api}/ota/releases", json=RELEASE, headers=manager).json()
+    report(store, T0, **{VINS[0]: located(59.91, 10.75), VINS[1]: {}})
+    cid = httpx.post(f"{api}/ota/campaigns", headers=manager, json={
+        "name": "sweden only", "release_id": release["id"],
+        "targets": {"regions": ["sweden"]}}).json()["id"]
+    refused = httpx.post(f"{api}/ota/campaigns/{cid}/start", headers=manager)
+    assert refused.status_code == 409
+    assert "location_unknown" in refused.json()["detail"]
+    assert "outside_regions" in refused.json()["detail"]
