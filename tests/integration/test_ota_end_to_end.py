@@ -5,7 +5,7 @@ install over simulated time, report) -> bridge -> Kafka -> worker -> API.
 A good release completes every wave, and no car is offered it while the cloud knows it to be
 driving. Then a bad release (the simulator makes cars that install it drain their 12 V battery)
 is paused by the regression stop after the canary wave, with its evidence at the API (the
-resting voltage and the 12 V draw while parked of the updated cars).
+updated cars' 12 V draw while parked, and their resting voltage once it is significant).
 """
 
 from __future__ import annotations
@@ -103,11 +103,15 @@ def test_a_good_release_rolls_out_and_a_bad_one_is_stopped_after_the_canary(
         assert paused["pause_reason"] == "regression", paused
         assert paused["current_wave"] == 0
         findings = paused["pause_evidence"]["findings"]
-        assert any(f["indicator"] == "v12_rest_volts" and f["updated_mean"] <
-                   f["baseline_mean"] for f in findings), findings
-        # The energy used while parked: the module the release keeps awake draws the 12 V.
-        assert any(f["indicator"] == "parked_12v_ah_per_day" and f["updated_mean"] >
-                   f["baseline_mean"] + 10 for f in findings), findings
+        found = {f["indicator"]: f for f in findings}
+        # The energy used while parked: the module the release keeps awake draws the 12 V
+        # battery from the first parked hour on, so this finding is always there. The resting
+        # voltage needs 4 h of rest and the battery run down, so whether it is significant yet
+        # at the step that pauses depends on timing; when it is, it points the same way.
+        draw = found.get("parked_12v_ah_per_day")
+        assert draw and draw["updated_mean"] > draw["baseline_mean"] + 10, findings
+        rest = found.get("v12_rest_volts")
+        assert rest is None or rest["updated_mean"] < rest["baseline_mean"], findings
         waves = paused["progress"]["waves"]
         assert set(waves["1"]) == {"scheduled"}, waves  # the rest of the fleet was spared
     finally:
