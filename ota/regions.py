@@ -10,7 +10,8 @@ telemetry, but it has every car's position, so the operator defines the markets 
   **boxes** ``{min_lat, min_lon, max_lat, max_lon}`` (a box with ``min_lon > max_lon``
   crosses the antimeridian, as a GeoJSON bbox does) and **polygons**, rings of
   ``[lat, lon]`` points (at least three distinct points, closed or not, not crossing
-  themselves, no edge spanning more than 180 degrees of longitude - split such an area in two);
+  themselves, no edge spanning more than 180 degrees of longitude - split such an area in two;
+  at most 1000 points a polygon and 5000 a region: simplify a coastline before);
 * a car is **in** a region when its last known position (``Vehicle.CurrentLocation.Latitude``
   / ``Longitude`` in the latest values) lies in any of the region's areas, the boundary
   included;
@@ -26,12 +27,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
+
+import numpy as np
 
 NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_AREAS: Final = 200
 MAX_POLYGON_POINTS: Final = 1000
+MAX_REGION_POINTS: Final = 5000  # validating a polygon costs ~0.25 s per 1000 points
 LOCATION_UNKNOWN: Final = "location_unknown"
 OUTSIDE_REGIONS: Final = "outside_regions"
 
@@ -83,31 +87,35 @@ class Box:
         return lon >= self.min_lon or lon <= self.max_lon  # across the antimeridian
 
 
-def _orientation(a: Point, b: Point, c: Point) -> float:
-    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+EPS = 1e-12  # degrees squared: collinearity tolerance of the orientation tests
+Coords = np.ndarray | float  # one coordinate or an array of them (np.float64 is a float)
 
 
-def _on_segment(p: Point, a: Point, b: Point) -> bool:
-    return (abs(_orientation(a, b, p)) <= 1e-12
-            and min(a[0], b[0]) <= p[0] <= max(a[0], b[0])
-            and min(a[1], b[1]) <= p[1] <= max(a[1], b[1]))
+def _orientation(ax: Coords, ay: Coords, bx: Coords, by: Coords, cx: Coords, cy: Coords
+                 ) -> np.ndarray:
+    """Twice the signed area of (a, b, c), elementwise: > 0 left turn, 0 collinear."""
+    return np.asarray((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))
 
 
-def _segments_cross(a: Point, b: Point, c: Point, d: Point) -> bool:
-    o1, o2 = _orientation(a, b, c), _orientation(a, b, d)
-    o3, o4 = _orientation(c, d, a), _orientation(c, d, b)
-    if ((o1 > 0) != (o2 > 0) and o1 != 0 and o2 != 0
-            and (o3 > 0) != (o4 > 0) and o3 != 0 and o4 != 0):
-        return True
-    return (_on_segment(c, a, b) or _on_segment(d, a, b) or _on_segment(a, c, d)
-            or _on_segment(b, c, d))
+def _within(px: Coords, py: Coords, ax: Coords, ay: Coords, bx: Coords, by: Coords
+            ) -> np.ndarray:
+    """p (collinear with a-b) lies between a and b."""
+    return np.asarray((np.minimum(ax, bx) <= px) & (px <= np.maximum(ax, bx))
+                      & (np.minimum(ay, by) <= py) & (py <= np.maximum(ay, by)))
 
 
 @dataclass(frozen=True, slots=True)
 class Polygon:
-    """A simple polygon of (lat, lon) points; the ring closes itself."""
+    """A simple polygon of (lat, lon) points; the ring closes itself.
+
+    The geometry is planar in degrees, which is what a map drawn in latitude/longitude shows;
+    regions are administrative areas, not navigation, so that is the right reading."""
 
     points: tuple[Point, ...]
+    # Edge arrays (start and end latitude / longitude) and the bounding box, for speed.
+    _edges: tuple[np.ndarray, ...] = field(default=(), init=False, repr=False, compare=False)
+    _bounds: tuple[float, float, float, float] = field(default=(0.0, 0.0, 0.0, 0.0),
+                                                       init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         points = self.points
@@ -122,36 +130,62 @@ class Polygon:
         for i, (lat, lon) in enumerate(points):
             latitude(lat, f"point {i} latitude")
             longitude(lon, f"point {i} longitude")
-        edges = self._edges()
-        for i, (a, b) in enumerate(edges):
-            if abs(a[1] - b[1]) > 180:
-                raise ValueError(f"edge {i} spans more than 180 degrees of longitude; "
-                                 "split an area across the antimeridian in two")
-        n = len(edges)
-        for i in range(n):
-            for j in range(i + 2, n):
-                if i == 0 and j == n - 1:
-                    continue  # neighbours around the closing point
-                if _segments_cross(*edges[i], *edges[j]):
-                    raise ValueError(f"the polygon crosses itself (edges {i} and {j})")
-        if abs(sum(_orientation((0.0, 0.0), a, b) for a, b in edges)) <= 1e-12:
+        ring = np.array(points, dtype=float)
+        ax, ay = ring[:, 0], ring[:, 1]
+        bx, by = np.roll(ax, -1), np.roll(ay, -1)
+        object.__setattr__(self, "_edges", (ax, ay, bx, by))
+        object.__setattr__(self, "_bounds", (float(ax.min()), float(ax.max()),
+                                             float(ay.min()), float(ay.max())))
+        wide = np.flatnonzero(np.abs(ay - by) > 180)
+        if wide.size:
+            raise ValueError(f"edge {wide[0]} spans more than 180 degrees of longitude; "
+                             "split an area across the antimeridian in two")
+        crossing = self._first_crossing()
+        if crossing is not None:
+            raise ValueError(f"the polygon crosses itself (edges {crossing[0]} and "
+                             f"{crossing[1]})")
+        if abs(float(np.sum(ax * by - ay * bx))) <= EPS:  # shoelace: twice the area
             raise ValueError("the polygon encloses no area")
 
-    def _edges(self) -> list[tuple[Point, Point]]:
-        p = self.points
-        return [(p[i], p[(i + 1) % len(p)]) for i in range(len(p))]
+    def _first_crossing(self) -> tuple[int, int] | None:
+        """Two non-neighbouring edges that touch or cross, if any (one vectorised row of
+        the edge-pair matrix per edge)."""
+        ax, ay, bx, by = self._edges
+        n = len(ax)
+        for i in range(n - 2):
+            j = np.arange(i + 2, n if i else n - 1)  # edge 0 and edge n-1 are neighbours
+            if not j.size:
+                continue
+            cx, cy, dx, dy = ax[j], ay[j], bx[j], by[j]
+            o1 = _orientation(ax[i], ay[i], bx[i], by[i], cx, cy)
+            o2 = _orientation(ax[i], ay[i], bx[i], by[i], dx, dy)
+            o3 = _orientation(cx, cy, dx, dy, ax[i], ay[i])
+            o4 = _orientation(cx, cy, dx, dy, bx[i], by[i])
+            proper = (o1 * o2 < 0) & (o3 * o4 < 0)
+            touching = (
+                ((np.abs(o1) <= EPS) & _within(cx, cy, ax[i], ay[i], bx[i], by[i]))
+                | ((np.abs(o2) <= EPS) & _within(dx, dy, ax[i], ay[i], bx[i], by[i]))
+                | ((np.abs(o3) <= EPS) & _within(ax[i], ay[i], cx, cy, dx, dy))
+                | ((np.abs(o4) <= EPS) & _within(bx[i], by[i], cx, cy, dx, dy)))
+            hits = np.flatnonzero(proper | touching)
+            if hits.size:
+                return i, int(j[hits[0]])
+        return None
 
     def contains(self, lat: float, lon: float) -> bool:
         """Even-odd ray casting along the latitude; a point on an edge is inside."""
-        inside = False
-        for a, b in self._edges():
-            if _on_segment((lat, lon), a, b):
-                return True
-            if (a[0] > lat) != (b[0] > lat):
-                crossing = a[1] + (lat - a[0]) * (b[1] - a[1]) / (b[0] - a[0])
-                if lon < crossing:
-                    inside = not inside
-        return inside
+        lo_lat, hi_lat, lo_lon, hi_lon = self._bounds
+        if not (lo_lat <= lat <= hi_lat and lo_lon <= lon <= hi_lon):
+            return False
+        ax, ay, bx, by = self._edges
+        on_edge = ((np.abs(_orientation(ax, ay, bx, by, lat, lon)) <= EPS)
+                   & _within(lat, lon, ax, ay, bx, by))
+        if on_edge.any():
+            return True
+        spans = (ax > lat) != (bx > lat)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            crossing = ay + (lat - ax) * (by - ay) / (bx - ax)
+        return bool(np.count_nonzero(spans & (lon < crossing)) % 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +203,9 @@ class Region:
             raise ValueError(f"region {self.name!r} needs at least one box or polygon")
         if len(self.boxes) + len(self.polygons) > MAX_AREAS:
             raise ValueError(f"a region may have at most {MAX_AREAS} areas")
+        if sum(len(p.points) for p in self.polygons) > MAX_REGION_POINTS:
+            raise ValueError(f"a region's polygons may have at most {MAX_REGION_POINTS} "
+                             "points together (simplify the outline)")
 
     def contains(self, lat: float, lon: float) -> bool:
         return (any(b.contains(lat, lon) for b in self.boxes)
@@ -183,6 +220,11 @@ class Region:
 
 def region_of(name: str, areas: Mapping[str, Any], description: str = "") -> Region:
     """A validated region from its JSON form; ``ValueError`` names what is wrong."""
+    rings = areas.get("polygons") or []
+    if sum(len(ring) for ring in rings if isinstance(ring, list | tuple)) > MAX_REGION_POINTS:
+        # Refused before the (quadratic) validation of each polygon.
+        raise ValueError(f"a region's polygons may have at most {MAX_REGION_POINTS} points "
+                         "together (simplify the outline)")
     boxes = []
     for i, box in enumerate(areas.get("boxes") or []):
         try:
@@ -190,7 +232,7 @@ def region_of(name: str, areas: Mapping[str, Any], description: str = "") -> Reg
         except (TypeError, ValueError) as exc:
             raise ValueError(f"boxes[{i}]: {exc}") from None
     polygons = []
-    for i, ring in enumerate(areas.get("polygons") or []):
+    for i, ring in enumerate(rings):
         try:
             points = tuple((latitude(p[0]), longitude(p[1])) if len(p) == 2 else _bad_point(p)
                            for p in ring)

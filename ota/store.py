@@ -169,6 +169,7 @@ class Targeting:
 
     vins: list[str]
     excluded: dict[str, dict[str, Any]]
+    regions: tuple[Region, ...] = ()  # as they were when resolved
 
     def summary(self) -> dict[str, Any]:
         """What the campaign's start event records: counts per reason, and the VINs left
@@ -200,21 +201,22 @@ def resolve_targets(store: Store, targets: Targets, component: str) -> Targeting
                 assets.c.asset_kind == "vehicle"))}
     selected = sorted(vins)
     excluded: dict[str, dict[str, Any]] = {}
+    regions: tuple[Region, ...] = ()
     if targets.regions:
-        regions = [get_region(store, name) for name in sorted(targets.regions)]
-        missing = [name for name, r in zip(sorted(targets.regions), regions, strict=True)
-                   if r is None]
+        named = {name: get_region(store, name) for name in sorted(targets.regions)}
+        missing = [name for name, region in named.items() if region is None]
         if missing:
             raise KeyError(", ".join(missing))
+        regions = tuple(r for r in named.values() if r is not None)
         selected, excluded = in_regions(selected, vehicle_positions(store, selected),
-                                        [r for r in regions if r is not None])
+                                        list(regions))
     if targets.from_versions:
         installed = installed_versions(store, component)
         for vin in selected:
             if installed.get(vin) not in targets.from_versions:
                 excluded[vin] = {"reason": OTHER_VERSION, "installed": installed.get(vin)}
         selected = [vin for vin in selected if vin not in excluded]
-    return Targeting(selected, excluded)
+    return Targeting(selected, excluded, regions)
 
 
 def vehicle_positions(store: Store, vins: Iterable[str]) -> dict[str, Position]:
@@ -338,9 +340,8 @@ def start_campaign(store: Store, campaign_id: str, now: int) -> tuple[Campaign, 
     event: dict[str, Any] = {
         "event": "campaign_started" if status is CampaignStatus.RUNNING
         else "campaign_scheduled", "at": now, **targeting.summary()}
-    if campaign.targets.regions:
-        event["regions"] = {name: region.areas() for name in sorted(campaign.targets.regions)
-                            if (region := get_region(store, name)) is not None}
+    if targeting.regions:
+        event["regions"] = {region.name: region.areas() for region in targeting.regions}
     with store._write() as conn:
         conn.execute(ota_actions.insert(), [_action_row(a) for a in actions.values()])
         _save_campaign(conn, started, now, [event])

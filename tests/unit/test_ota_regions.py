@@ -3,6 +3,7 @@ against the cars' last known positions (on a real SQLite file)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,29 @@ def test_without_regions_targeting_is_unchanged_and_a_missing_region_is_named(
     assert versioned.vins == []
     assert versioned.excluded[V_OSLO] == {"reason": ota_store.OTHER_VERSION,
                                           "installed": None}
+
+
+@given(st.lists(st.tuples(st.floats(0.0, 6.28), st.floats(0.1, 5.0)), min_size=3,
+                max_size=60, unique_by=lambda p: round(p[0], 3)),
+       st.floats(-60.0, 60.0), st.floats(-150.0, 150.0))
+def test_a_star_shaped_outline_is_a_valid_polygon_around_its_centre(
+        spokes: list[tuple[float, float]], c_lat: float, c_lon: float) -> None:
+    """Points at increasing angles around a centre never cross: always accepted, and the
+    centre is inside (when no gap between spokes reaches half a turn)."""
+    ordered = sorted(spokes)
+    if max(b[0] - a[0] for a, b in zip(ordered, [*ordered[1:], (ordered[0][0] + 2 * math.pi,
+                                                                0.0)], strict=True)) >= 3.1:
+        return  # a gap of half a turn: the centre may lie outside (or on) the outline
+    points = tuple((round(c_lat + r * math.sin(a), 9), round(c_lon + r * math.cos(a), 9))
+                   for a, r in ordered)
+    if len(set(points)) != len(points):
+        return
+    polygon = Polygon(points)
+    assert polygon.contains(c_lat, c_lon)
+    assert not polygon.contains(c_lat + 5.5, c_lon) and not polygon.contains(c_lat, c_lon - 6)
+
+
+def test_a_region_with_too_many_points_is_refused_before_validating_them() -> None:
+    ring = [[50 + i * 1e-4, 10.0] for i in range(2600)]
+    with pytest.raises(ValueError, match="at most 5000 points"):
+        region_of("coast", {"polygons": [ring, ring]})
