@@ -252,17 +252,21 @@ class DailyIndicators:
     def _parked_draw(self, vin: str, ts: int, signals: Mapping[str, object]) -> float | None:
         """Ah per parked day at this reading's 12 V current, if it is a parked-draw reading
         (reads the rest clock; ``_resting`` moves it)."""
-        amps = as_number(signals.get(CURRENT))
-        if amps is None or amps > 0 or signals.get(HV_CHARGING) is True:
-            return None
-        clock = self._clock(vin)
-        if ts < clock[2] or clock[0] is not False:
-            return None  # late, or not known to be parked
-        volts = as_number(signals.get(VOLTAGE))
-        if volts is not None and self._battery.is_top_up(volts, amps):
-            return None
+        clock = self._clocks.get(vin)
+        if clock is None or clock[0] is not False or ts < clock[2]:
+            return None  # not known to be parked (the common case while driving), or late
         rest = clock[1]
         if rest is None or ts - rest < self._settle_ms:
+            return None
+        amps = signals.get(CURRENT)
+        if type(amps) is not float:  # the contract's floats are the common case
+            amps = as_number(amps)
+            if amps is None:
+                return None
+        if amps > 0 or signals.get(HV_CHARGING) is True:
+            return None  # the 12 V is being charged, or the car is awake to charge
+        volts = as_number(signals.get(VOLTAGE))
+        if volts is not None and self._battery.is_top_up(volts, amps):
             return None
         return round(-amps * 24.0, 4)
 
