@@ -135,8 +135,12 @@ async def create_region(body: RegionCreate, store: StoreDep, who: OtaManager) ->
         region = region_of(body.name, {"boxes": [b.model_dump() for b in body.boxes],
                                        "polygons": body.polygons}, body.description)
     except ValueError as exc:
-        raise invalid("body", "polygons" if "polygons[" in str(exc) else "boxes",
-                      str(exc)) from None
+        # Errors of one area name it ("boxes[2]: ..."); region-wide ones point at polygons
+        # when they are about points, else at boxes (the first of the two area lists).
+        message = str(exc)
+        field = "polygons" if message.startswith("polygons[") or "points" in message \
+            else "boxes"
+        raise invalid("body", field, message) from None
     try:
         row = await run_in_threadpool(ota_store.create_region, store, region,
                                       created_by=who.name, now_ms=wall_ms())
