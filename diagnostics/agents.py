@@ -33,7 +33,6 @@ from api import views
 from api.store import Store
 from diagnostics.daily import DailyIndicators
 from diagnostics.pipeline import (
-    POSITION_PREFIX,
     LatestValues,
     VehiclePipeline,
     catch_up_from,
@@ -214,8 +213,8 @@ class WorkerStats:
                 self.last_event_ts = r["ts"]
 
     def snapshot(self, table: Any, pipeline: VehiclePipeline) -> dict[str, Any]:
-        # Vehicle states only: the table also holds one source position per partition.
-        vins = [k for k in table if not str(k).startswith(POSITION_PREFIX)]
+        # Vehicle states only: the table also holds a position and a sweep clock per partition.
+        vins = [k for k in table if not str(k).startswith("#")]
         values: Iterable[Any] = (table[k] for k in itertools.islice(vins, STATE_SAMPLE))
         sizes = [len(orjson.dumps(v)) for v in values if v is not None]
         return {
