@@ -6,6 +6,7 @@ from diagnostics.base import Detector
 from diagnostics.battery12v import WeakBattery12V
 from diagnostics.cell_imbalance import CellImbalance
 from diagnostics.dtc import DiagnosticTroubleCodes
+from diagnostics.signal_anomaly import SignalAnomaly
 from diagnostics.silence import Silence
 from diagnostics.tyre_leak import SlowTyreLeak
 
@@ -15,4 +16,5 @@ DETECTORS: dict[str, type[Detector]] = {
     "slow_tyre_leak": SlowTyreLeak,
     "cell_imbalance": CellImbalance,
     "vehicle_silent": Silence,
+    "signal_anomaly": SignalAnomaly,
 }

@@ -108,7 +108,7 @@ class Silence(Detector):
         """The learned longest normal gap, decayed to ``ts_ms``."""
         last = state["last"]
         age_days = 0.0 if last is None else max(0, ts_ms - int(last)) / DAY_MS
-        return float(state["gap"]) * 0.5 ** (age_days / self.gap_half_life_days)
+        return float(state["gap"]) * float(0.5 ** (age_days / self.gap_half_life_days))
 
     def threshold_ms(self, state: Mapping[str, Any], ts_ms: int) -> float:
         learned = self.factor * self.normal_gap_ms(state, ts_ms)
