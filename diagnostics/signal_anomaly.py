@@ -9,17 +9,23 @@ ways nobody wrote a model for. This detector runs the generic online scorer of
 [0, 1]) on a documented list of such signals and raises one ``signal_anomaly`` alert per car
 when a signal stays far out of its own recent range.
 
-Signals (``DEFAULT_SIGNALS``: path -> (half-life in hours, smallest standard deviation))
-------------------------------------------------------------------------------------------
-* ``Vehicle.Powertrain.TractionBattery.StateOfHealth`` (30 days, 1.0 %): the BMS's capacity
-  estimate moves by tenths of a percent a month; a jump of several percent is a BMS
-  recalibration after a fault or a damaged pack. The floor keeps ordinary recalibration steps
-  (< 2 %) from scoring.
-* ``Vehicle.Powertrain.TractionBattery.Temperature.Average`` (7 days, 4.0 °C): the pack
-  temperature follows the weather and warms on drives; days of history make both part of
-  its normal range, so only a pack far hotter (or colder) than any recent day scores (a
-  failing pack heater or cooling circuit, a sensor fault). The coolant loop is the thermal
-  detector's; this only watches the pack itself.
+Signals (``DEFAULT_SIGNALS``: path -> (half-life in samples, smallest standard deviation))
+--------------------------------------------------------------------------------------------
+* ``Vehicle.Powertrain.TractionBattery.StateOfHealth`` (5000 samples, 1.0 %): the BMS's
+  capacity estimate moves by tenths of a percent a month; a jump of many percent is a BMS
+  recalibration after a fault or a damaged pack. The floor keeps ordinary recalibration
+  steps (a percent or two) from scoring.
+* ``Vehicle.Powertrain.TractionBattery.Temperature.Average`` (1500 samples, 4.0 °C): the
+  pack temperature follows the weather and warms on drives; weeks of history make both part
+  of its normal range, so only a pack far hotter (or colder) than on any recent drive scores
+  (a failing pack cooling or heating circuit, a sensor fault). The coolant loop is the
+  thermal detector's; this only watches the pack itself.
+
+Memory counts samples, not hours: these signals come only while the car is awake, and in
+event time a night parked would make the model forget the day's drives and learn the next
+morning's first reading as heavily as an hour of driving. So each scored sample advances the
+scorer's clock by one ``min_gap_s`` and the half-life is a number of samples (``1500`` at one
+a minute is about three weeks of a car driven 80 minutes a day).
 
 Persistence and hysteresis
 --------------------------
@@ -44,9 +50,10 @@ from diagnostics.base import Assessment, Detector, Outcome
 from diagnostics.streaming import StreamingScorer
 
 DEFAULT_SIGNALS: dict[str, tuple[float, float]] = {
-    "Vehicle.Powertrain.TractionBattery.StateOfHealth": (30 * 24.0, 1.0),
-    "Vehicle.Powertrain.TractionBattery.Temperature.Average": (7 * 24.0, 4.0),
+    "Vehicle.Powertrain.TractionBattery.StateOfHealth": (5000.0, 1.0),
+    "Vehicle.Powertrain.TractionBattery.Temperature.Average": (1500.0, 4.0),
 }
+SAMPLE_MS = 60_000  # the scorer's clock step per sample (only its ratio to the half-life counts)
 ACTION = (
     "No call needed yet: a signal of this car has left its usual range for a while and no "
     "specific diagnosis covers it. Look at the signal's history in the vehicle view; if it "
@@ -65,7 +72,7 @@ class SignalAnomaly(Detector):
         table = {path: (float(h), float(s)) for path, (h, s)
                  in (DEFAULT_SIGNALS if signals is None else signals).items()}
         if not table or any(h <= 0 or s <= 0 for h, s in table.values()):
-            raise ValueError("signals must map each path to (half-life hours > 0, "
+            raise ValueError("signals must map each path to (half-life samples > 0, "
                              "smallest std > 0)")
         if not (0 < exit_score < enter_score <= 1 and persist_n >= 1 and persist_s >= 0
                 and min_gap_s >= 0 and warmup >= 1):
@@ -79,12 +86,13 @@ class SignalAnomaly(Detector):
         self.persist_n = persist_n
         self.persist_s = persist_s
         self.min_gap_s = min_gap_s
-        self._scorers = {path: StreamingScorer(half_life_s=h * 3600.0, warmup=warmup,
+        self._scorers = {path: StreamingScorer(half_life_s=h * SAMPLE_MS / 1000, warmup=warmup,
                                                free_z=free_z, min_std=s, rel_std=0.0)
                          for path, (h, s) in table.items()}
 
     def new_state(self) -> dict[str, Any]:
-        # per signal: scorer state, run = [first ts, count] of the current high (or low) run
+        # per signal: m = scorer state (on the sample clock), t = event time of the last scored
+        # sample, run = [first ts, count] of the current high (or, when anomalous, low) run
         return {"sig": {}, "active": {}}
 
     def update(self, state: dict[str, Any], ts_ms: int, signals: Mapping[str, object]
@@ -98,12 +106,13 @@ class SignalAnomaly(Detector):
                 continue
             entry = state["sig"].get(path)
             if entry is None:
-                entry = state["sig"][path] = {"m": scorer.new_state(), "run": None}
+                entry = state["sig"][path] = {"m": scorer.new_state(), "t": None, "run": None}
             model = entry["m"]
-            if model["ts"] is not None and ts_ms - model["ts"] < self.min_gap_s * 1000:
+            if entry["t"] is not None and ts_ms - entry["t"] < self.min_gap_s * 1000:
                 continue  # too soon after the last scored sample (or a late one)
+            entry["t"] = ts_ms
             mean, std = float(model["mean"]), scorer.scale(model)
-            score = scorer.score_one(model, ts_ms, float(value))
+            score = scorer.score_one(model, (int(model["n"]) + 1) * SAMPLE_MS, float(value))
             changed = True
             transition |= self._follow(state, entry, path, ts_ms, float(value), mean, std,
                                        score)
