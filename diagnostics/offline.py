@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from diagnostics.charger_silence import ChargerSilence
 from diagnostics.pipeline import VehiclePipeline, VehicleState
-from diagnostics.silence import ChargerSilence, new_clock
+from diagnostics.silence import new_clock
 
 
 class OfflineDiagnostics:

@@ -49,10 +49,9 @@ sweep that saw it, ``threshold_hours``, ``normal_gap_hours``, ``gaps_learned``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from diagnostics import alerting
 from diagnostics.base import Assessment, Detector, Outcome
 
 HOUR_MS = 3_600_000
@@ -193,70 +192,3 @@ def sweep_due(clock: dict[str, Any], ts_ms: int,
 
 def new_clock() -> dict[str, Any]:
     return {"swept": None}
-
-
-class ChargerSilence:
-    """Charger silence on charger records, keyed by charger id, with its own state dict.
-
-    Self-contained (own clock, own per-charger state ``{"det": ..., "alert": ...}``) so that a
-    charger pipeline can adopt it: call ``process`` with the charger records in event-time order.
-    """
-
-    alert_type: ClassVar[str] = "charger_silent"
-
-    def __init__(self, detector: Silence | None = None,
-                 interval_ms: int = SWEEP_INTERVAL_MS) -> None:
-        self.detector = detector or Silence(asset="charger")
-        self.interval_ms = interval_ms
-        self.clock = new_clock()
-
-    def process(self, records: Iterable[Mapping[str, Any]],
-                states: MutableMapping[str, dict[str, Any]]) -> tuple[list[dict[str, Any]],
-                                                                        set[str]]:
-        """Return (alert upserts, charger ids whose state changed)."""
-        alerts: list[dict[str, Any]] = []
-        changed: set[str] = set()
-        newest = None
-        for record in records:
-            if not str(record["kind"]).startswith("charger_"):
-                continue
-            cid, ts = record["id"], int(record["ts"])
-            state = states.get(cid)
-            if state is None:
-                state = states[cid] = {"det": self.detector.new_state(),
-                                       "alert": alerting.new_alert_state()}
-                changed.add(cid)
-            state_changed, assessment = self.detector.report(state["det"], ts)
-            if state_changed:
-                changed.add(cid)
-            self._apply(state, cid, assessment, ts, alerts, changed)
-            newest = ts if newest is None else max(newest, ts)
-        if newest is not None:
-            swept_alerts, swept = self.advance(newest, states)
-            alerts += swept_alerts
-            changed |= swept
-        return alerts, changed
-
-    def advance(self, ts_ms: int, states: MutableMapping[str, dict[str, Any]]
-                ) -> tuple[list[dict[str, Any]], set[str]]:
-        """Move the clock to ``ts_ms`` and sweep every charger if a boundary was passed."""
-        alerts: list[dict[str, Any]] = []
-        changed: set[str] = set()
-        boundary = sweep_due(self.clock, ts_ms, self.interval_ms)
-        if boundary is not None:
-            for cid in sorted(states):
-                _, assessment = self.detector.sweep(states[cid]["det"], boundary)
-                self._apply(states[cid], cid, assessment, boundary, alerts, changed)
-        return alerts, changed
-
-    def _apply(self, state: dict[str, Any], cid: str, assessment: Assessment | None, ts: int,
-               alerts: list[dict[str, Any]], changed: set[str]) -> None:
-        if assessment is None:
-            return
-        alert = alerting.apply(state["alert"], asset_kind="charger", asset_id=cid,
-                               alert_type=self.alert_type, detector=self.detector.name,
-                               detector_version=self.detector.version, assessment=assessment,
-                               ts_ms=ts)
-        if alert is not None:
-            alerts.append(alert)
-            changed.add(cid)

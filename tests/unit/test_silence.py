@@ -10,15 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from diagnostics.charger_silence import ChargerSilence
 from diagnostics.offline import OfflineDiagnostics
-from diagnostics.pipeline import VehiclePipeline
-from diagnostics.silence import (
-    SWEEP_INTERVAL_MS,
-    ChargerSilence,
-    Silence,
-    new_clock,
-    sweep_due,
-)
+from diagnostics.pipeline import VehiclePipeline, position_key, sweep_key
+from diagnostics.silence import SWEEP_INTERVAL_MS, Silence, new_clock, sweep_due
 
 T0 = 1_767_571_200_000
 MIN = 60_000
@@ -192,9 +187,9 @@ def charger_status(cid: str, ts: int, seq: int, kind: str = "charger_status") ->
     return {"kind": kind, "id": cid, "ts": ts, "seq": seq, "data": data}
 
 
-def test_a_charger_busy_in_a_long_session_is_not_silent_and_a_dead_one_is() -> None:
-    tracker = ChargerSilence()
-    states: dict[str, Any] = {}
+def charger_records() -> list[dict[str, Any]]:
+    """Three chargers heartbeating every 30 min for two days; CP-2 busy in an 8 h session
+    (meter values every minute, no heartbeat) on day 2; CP-3 dead from day 2 on."""
     records = []
     seq = 0
     for ts in range(T0, T0 + 2 * DAY, 30 * MIN):  # heartbeats while idle
@@ -209,14 +204,41 @@ def test_a_charger_busy_in_a_long_session_is_not_silent_and_a_dead_one_is() -> N
                             for k in range(30)]
             else:
                 records.append(charger_status(cid, ts, seq))
-    records.sort(key=lambda r: r["ts"])
-    alerts = [a for r in records for a in tracker.process([r], states)[0]]
+    return sorted(records, key=lambda r: r["ts"])
+
+
+def test_a_charger_busy_in_a_long_session_is_not_silent_and_a_dead_one_is() -> None:
+    tracker = ChargerSilence()
+    states: dict[str, Any] = {}
+    alerts = [a for r in charger_records() for a in tracker.process([r], states)[0]]
     # One alert: a warning, escalated to critical after a day of silence.
     assert [(a["asset_id"], a["type"], a["status"], a["severity"]) for a in alerts] == [
         ("CP-3", "charger_silent", "open", "warning"),
         ("CP-3", "charger_silent", "open", "critical")]
     assert alerts[0]["asset_kind"] == "charger" and alerts[0]["id"] == alerts[1]["id"]
     assert T0 + DAY + 2 * HOUR < alerts[0]["first_seen"] <= T0 + DAY + 2 * HOUR + 45 * MIN
+
+
+@pytest.mark.parametrize("restart_at", [None, 40, 150, 233])
+def test_the_worker_step_for_chargers_survives_a_restart_with_the_same_alerts(
+        restart_at: int | None) -> None:
+    """``process_source`` over Kafka records of 10 charger records each; at ``restart_at`` the
+    worker restarts from its table (JSON, as the changelog gives it back)."""
+    records = charger_records()
+    batches = [records[i:i + 10] for i in range(0, len(records), 10)]
+    tracker = ChargerSilence()
+    table: dict[str, Any] = {}
+    alerts: list[dict[str, Any]] = []
+    for offset, batch in enumerate(batches):
+        if offset == restart_at:
+            tracker, table = ChargerSilence(), json.loads(json.dumps(table))
+        new, writes = tracker.process_source(table, 0, offset, batch)
+        alerts += new
+        assert list(writes)[-1] == position_key(0)
+        table.update(writes)
+    assert [(a["asset_id"], a["status"], a["severity"]) for a in alerts] == [
+        ("CP-3", "open", "warning"), ("CP-3", "open", "critical")]
+    assert sweep_key(0) in table and table["CP-1"]["part"] == 0
 
 
 # ---------------------------------------------------------------- properties
