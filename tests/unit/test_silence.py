@@ -173,6 +173,32 @@ def test_the_fleet_clock_finds_the_silent_car_and_its_return_resolves_the_alert(
     assert run_offline(two_cars(silent_from, back_at)) == alerts  # a replay: same alerts
 
 
+@pytest.mark.parametrize("restart_at", [None, 30, 77])
+def test_the_worker_step_sweeps_its_partition_and_survives_a_restart(
+        restart_at: int | None) -> None:
+    """``process_source`` (what the ``diagnose`` agent runs) over Kafka records of 5 records:
+    the same alerts as the offline run, with a restart from the table (JSON) at
+    ``restart_at``; the sweep clock is written before the position."""
+    records = two_cars(T0 + DAY, T0 + DAY + 12 * HOUR)
+    batches = [records[i:i + 5] for i in range(0, len(records), 5)]
+    pipeline = VehiclePipeline({"vehicle_silent": Silence()})
+    table: dict[str, Any] = {}
+    alerts: list[dict[str, Any]] = []
+    for offset, batch in enumerate(batches):
+        if offset == restart_at:
+            pipeline, table = (VehiclePipeline({"vehicle_silent": Silence()}),
+                               json.loads(json.dumps(table)))
+        new, writes = pipeline.process_source(table, 3, offset, batch)
+        alerts += new
+        keys = list(writes)
+        assert keys[-1] == position_key(3)
+        if sweep_key(3) in keys:
+            assert keys.index(sweep_key(3)) == len(keys) - 2
+        table.update(writes)
+    assert [(a["asset_id"], a["status"]) for a in alerts] == [("B", "open"), ("B", "resolved")]
+    assert table["A"]["part"] == table["B"]["part"] == 3
+
+
 def test_a_car_silent_for_good_gets_one_alert_escalated_once() -> None:
     alerts = run_offline(two_cars(T0 + 12 * HOUR, None))
     assert [(a["status"], a["severity"]) for a in alerts] == [("open", "warning"),
