@@ -62,7 +62,8 @@ def backtest_fleet(seed: int, vehicles: int, days: int, faults: dict[str, int],
     duplicates = sum(len(v) - 1 for v in ids.values())
     return {"seed": seed, "messages": messages, "faulty": len(truth), "detected": detected,
             "missed": missed, "false_alarms": false_alarms, "duplicate_alerts": duplicates,
-            "lead_days": leads, "delay_hours": delays}
+            "lead_days": leads, "delay_hours": delays,
+            "healthy_vehicles": vehicles - sum(1 for t in truth.values() if "vin" in t)}
 
 
 def _note(alerts: list[dict[str, Any]], first_open: dict[tuple[str, str], dict[str, Any]],
@@ -111,13 +112,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{seed:>4}  {r['messages']:>8}  {r['faulty']:>6}  {r['detected']:>8}  "
               f"{r['missed']:>6}  {r['false_alarms']:>12}  {r['duplicate_alerts']:>10}  {lead}")
     all_leads = [x for r in rows for x in r["lead_days"]]
-    healthy = sum(args.vehicles - r["faulty"] for r in rows)
+    healthy = sum(r["healthy_vehicles"] for r in rows)
+    lead_text = (f"lead time min {min(all_leads):.1f} d, median "
+                 f"{statistics.median(all_leads):.1f} d" if all_leads else "no lead times")
     print(f"total: {sum(r['detected'] for r in rows)}/{sum(r['faulty'] for r in rows)} faults "
-          f"detected before failure, {sum(r['false_alarms'] for r in rows)} false alarms on "
+          f"detected (before failure; after the onset for faults scored by delay), "
+          f"{sum(r['false_alarms'] for r in rows)} false alarms on "
           f"{healthy} healthy vehicles x {args.days} days, "
-          f"{sum(r['duplicate_alerts'] for r in rows)} duplicate alerts; lead time min "
-          f"{min(all_leads, default=0):.1f} d, median "
-          f"{statistics.median(all_leads) if all_leads else 0:.1f} d "
+          f"{sum(r['duplicate_alerts'] for r in rows)} duplicate alerts; {lead_text} "
           f"({time.perf_counter() - started:.0f} s)")
     all_delays = [x for r in rows for x in r["delay_hours"]]
     if all_delays:
