@@ -269,7 +269,7 @@ def test_the_worker_step_for_chargers_survives_a_restart_with_the_same_alerts(
 
 # ---------------------------------------------------------------- properties
 
-gaps = st.lists(st.integers(1, 4 * 3600), min_size=4, max_size=80)
+gaps = st.lists(st.integers(1, 4 * 3600), min_size=4, max_size=50)  # at most 8.3 days
 
 
 @settings(max_examples=150, deadline=None)
