@@ -9,6 +9,10 @@
   the API's vehicle view (coalesced per batch, written off the event loop); with each flush
   the vehicles' daily health indicators (``diagnostics/daily.py``) and the chargers'
   charging sessions (``diagnostics/charging.py``).
+* ``charger-silence``: charger record batches -> charger silence (``charger_silent``; state,
+  sweep clocks and positions in the changelogged table ``charger-diagnostics``, same delivery
+  order and catch-up as ``diagnose``). Vehicle silence runs inside ``diagnose``: its sweeps
+  follow each partition's event time (``diagnostics/pipeline.py``).
 * ``alert-sink``: alert upserts -> database (idempotent by alert id).
 
 Progress counters (records, newest event time processed, detector state size) are logged every
@@ -31,9 +35,9 @@ import orjson
 
 from api import views
 from api.store import Store
+from diagnostics.charger_silence import ChargerSilence
 from diagnostics.daily import DailyIndicators
 from diagnostics.pipeline import (
-    POSITION_PREFIX,
     LatestValues,
     VehiclePipeline,
     catch_up_from,
@@ -79,24 +83,42 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         partitions=partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
+    charger_table = app.Table(
+        "charger-diagnostics",
+        default=None,
+        partitions=partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+    )
     pipeline = VehiclePipeline()
+    charger_silence = ChargerSilence()
     stats = WorkerStats()
 
-    async def apply(partition: int, offset: int, raw: bytes) -> None:
-        records = _decode(raw)
-        stats.count(records)
-        new_alerts, writes = pipeline.process_source(table, partition, offset, records)
+    async def deliver(new_alerts: list[dict[str, Any]]) -> None:
         stats.alerts += len(new_alerts)
         for alert in new_alerts:
             # Await delivery before the state that says "emitted" is written: a worker killed
             # in between re-emits the alert (same id) instead of losing it.
             await alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
-            log.info("alert_emitted id=%s vin=%s type=%s severity=%s status=%s",
+            log.info("alert_emitted id=%s asset=%s type=%s severity=%s status=%s",
                      alert["id"], alert["asset_id"], alert["type"], alert["severity"],
                      alert["status"])
-        # Changed vehicle states, then the partition's position: one changelog record each.
+
+    async def apply(partition: int, offset: int, raw: bytes) -> None:
+        records = _decode(raw)
+        stats.count(records)
+        new_alerts, writes = pipeline.process_source(table, partition, offset, records)
+        await deliver(new_alerts)
+        # Changed vehicle states, the sweep clock, then the partition's position: one
+        # changelog record each.
         for key, value in writes.items():
             table[key] = value
+
+    async def apply_charger(partition: int, offset: int, raw: bytes) -> None:
+        new_alerts, writes = charger_silence.process_source(charger_table, partition, offset,
+                                                            _decode(raw))
+        await deliver(new_alerts)
+        for key, value in writes.items():
+            charger_table[key] = value
 
     @app.agent(vehicles, name="diagnose")
     async def diagnose(stream: faust.StreamT[bytes]) -> None:
@@ -111,6 +133,19 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
                         settings.kafka_bootstrap, topics.VEHICLES, partition, start, offset):
                     await apply(partition, gap_offset, gap_raw)
             await apply(partition, offset, event.value)
+
+    @app.agent(chargers, name="charger-silence")
+    async def charger_diagnose(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            partition, offset = event.message.partition, event.message.offset
+            start = catch_up_from(charger_table.get(position_key(partition)), offset)
+            if start is not None:
+                log.warning("charger_catch_up partition=%s from=%s to=%s", partition, start,
+                            offset - 1)
+                async for gap_offset, gap_raw in read_range(
+                        settings.kafka_bootstrap, topics.CHARGERS, partition, start, offset):
+                    await apply_charger(partition, gap_offset, gap_raw)
+            await apply_charger(partition, offset, event.value)
 
     # The vehicles' daily health indicators ride on the latest-values flush; the rest clock
     # of each vehicle (12 V resting voltage) lives here across flushes.
@@ -214,8 +249,8 @@ class WorkerStats:
                 self.last_event_ts = r["ts"]
 
     def snapshot(self, table: Any, pipeline: VehiclePipeline) -> dict[str, Any]:
-        # Vehicle states only: the table also holds one source position per partition.
-        vins = [k for k in table if not str(k).startswith(POSITION_PREFIX)]
+        # Vehicle states only: the table also holds a position and a sweep clock per partition.
+        vins = [k for k in table if not str(k).startswith("#")]
         values: Iterable[Any] = (table[k] for k in itertools.islice(vins, STATE_SAMPLE))
         sizes = [len(orjson.dumps(v)) for v in values if v is not None]
         return {

@@ -14,24 +14,48 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from diagnostics.charger_silence import ChargerSilence
 from diagnostics.pipeline import VehiclePipeline, VehicleState
+from diagnostics.silence import new_clock
 
 
 class OfflineDiagnostics:
-    """All the worker's pipelines over one record stream; keeps every asset's state in memory."""
+    """All the worker's pipelines over one record stream; keeps every asset's state in memory.
 
-    def __init__(self, vehicle_pipeline: VehiclePipeline | None = None) -> None:
+    The whole stream is one source partition here: one sweep clock for the vehicles (silence,
+    see ``diagnostics/silence.py``) and one in the charger silence tracker.
+    """
+
+    def __init__(self, vehicle_pipeline: VehiclePipeline | None = None,
+                 charger_silence: ChargerSilence | None = None) -> None:
         self.vehicles = vehicle_pipeline or VehiclePipeline()
         self.vehicle_states: dict[str, VehicleState] = {}
+        self.vehicle_clock = new_clock()
+        self.charger_silence = charger_silence or ChargerSilence()
+        self.charger_states: dict[str, dict[str, Any]] = {}
 
     def process(self, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Alert upserts caused by ``records`` (in the order the worker would emit them)."""
-        vehicle_records = [r for r in records if r["kind"].startswith("vehicle_")]
+        batch = list(records)
+        vehicle_records = [r for r in batch if r["kind"].startswith("vehicle_")]
+        charger_records = [r for r in batch if r["kind"].startswith("charger_")]
         alerts: list[dict[str, Any]] = []
         if vehicle_records:
             alerts.extend(self.vehicles.process(vehicle_records, self.vehicle_states)[0])
+            boundary = self.vehicles.advance_clock(self.vehicle_clock, vehicle_records)
+            if boundary is not None:
+                alerts.extend(self.vehicles.sweep(self.vehicle_states.items(), boundary)[0])
+        if charger_records:
+            alerts.extend(self.charger_silence.process(charger_records, self.charger_states)[0])
         return alerts
 
     def finish(self, ts_ms: int) -> list[dict[str, Any]]:
-        """Alerts due at the end of the stream (event time ``ts_ms``); none yet."""
-        return []
+        """Alerts due at the end of the stream (event time ``ts_ms``): the last sweeps."""
+        alerts: list[dict[str, Any]] = []
+        if self.vehicle_states:
+            boundary = self.vehicles.advance_clock(self.vehicle_clock, [{"ts": ts_ms}])
+            if boundary is not None:
+                alerts.extend(self.vehicles.sweep(self.vehicle_states.items(), boundary)[0])
+        if self.charger_states:
+            alerts.extend(self.charger_silence.advance(ts_ms, self.charger_states)[0])
+        return alerts

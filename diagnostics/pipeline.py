@@ -23,6 +23,14 @@ position is behind the record the agent received, it first replays the gap from 
 (``catch_up_from``). Replayed or redelivered records that the states already contain are
 dropped by the ``seq`` check below (or, if they changed nothing the first time, change nothing
 again), so the result is that of an uninterrupted run whatever part of the changelog was lost.
+
+Sweeps (silence, ``diagnostics/silence.py``)
+--------------------------------------------
+Detectors with a ``sweep(state, ts_ms)`` method are also asked about every vehicle when the
+event time of the fleet passes a sweep boundary: the table keeps one clock per source partition
+(``sweep_key``: the watermark and the last boundary swept), and each vehicle state names its
+partition (``part``), so a partition's sweep covers exactly its own vehicles. The clock is
+written with the states and before the position, so it obeys the same prefix rule.
 """
 
 from __future__ import annotations
@@ -31,11 +39,18 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 from diagnostics import alerting
-from diagnostics.base import Detector
+from diagnostics.base import Assessment, Detector
 from diagnostics.registry import DETECTORS
+from diagnostics.silence import SWEEP_INTERVAL_MS, new_clock, sweep_due
 
 VehicleState = dict[str, Any]
 POSITION_PREFIX = "#position/"  # table keys of the source positions; a VIN never has a "#"
+SWEEP_PREFIX = "#sweep/"  # table keys of the partitions' sweep clocks
+
+
+def sweep_key(partition: int) -> str:
+    """The table key holding the sweep clock (watermark, last boundary) of ``partition``."""
+    return f"{SWEEP_PREFIX}{partition}"
 
 
 def position_key(partition: int) -> str:
@@ -65,14 +80,18 @@ def new_vehicle_state(detectors: Mapping[str, Detector]) -> VehicleState:
 class VehiclePipeline:
     """Runs the vehicle detectors over canonical records, one vehicle state per VIN."""
 
-    def __init__(self, detectors: Mapping[str, Detector] | None = None) -> None:
+    def __init__(self, detectors: Mapping[str, Detector] | None = None,
+                 sweep_interval_ms: int = SWEEP_INTERVAL_MS) -> None:
         self.detectors: dict[str, Detector] = (
             dict(detectors) if detectors is not None else {t: cls() for t, cls in DETECTORS.items()}
         )
+        self.sweepers = {t: d for t, d in self.detectors.items() if hasattr(d, "sweep")}
+        self.sweep_interval_ms = sweep_interval_ms
         self.duplicates = 0
 
     def process(
-        self, records: Iterable[Mapping[str, Any]], states: MutableMapping[str, VehicleState]
+        self, records: Iterable[Mapping[str, Any]], states: MutableMapping[str, VehicleState],
+        partition: int | None = None,
     ) -> tuple[list[dict[str, Any]], set[str]]:
         """Return (alert upserts, VINs whose state changed and must be persisted)."""
         alerts: list[dict[str, Any]] = []
@@ -83,6 +102,9 @@ class VehiclePipeline:
             if state is None:
                 state = new_vehicle_state(self.detectors)
                 states[vin] = state
+                changed.add(vin)
+            if partition is not None and state.get("part") != partition:
+                state["part"] = partition  # whose sweeps cover this vehicle
                 changed.add(vin)
             ts, seq = int(record["ts"]), int(record["seq"])
             # At-least-once delivery: a redelivered message has a seq we have already seen.
@@ -103,22 +125,52 @@ class VehiclePipeline:
                     continue
                 if state_changed:
                     changed.add(vin)
-                if assessment is None:
-                    continue
-                alert = alerting.apply(
-                    state["alerts"].setdefault(alert_type, alerting.new_alert_state()),
-                    asset_kind="vehicle",
-                    asset_id=vin,
-                    alert_type=alert_type,
-                    detector=detector.name,
-                    detector_version=detector.version,
-                    assessment=assessment,
-                    ts_ms=ts,
-                )
-                if alert is not None:
-                    alerts.append(alert)
-                    changed.add(vin)
+                if assessment is not None:
+                    self._alert(state, vin, alert_type, detector, assessment, ts, alerts,
+                                changed)
         return alerts, changed
+
+    def _alert(self, state: VehicleState, vin: str, alert_type: str, detector: Detector,
+               assessment: Assessment, ts: int, alerts: list[dict[str, Any]],
+               changed: set[str]) -> None:
+        alert = alerting.apply(
+            state["alerts"].setdefault(alert_type, alerting.new_alert_state()),
+            asset_kind="vehicle",
+            asset_id=vin,
+            alert_type=alert_type,
+            detector=detector.name,
+            detector_version=detector.version,
+            assessment=assessment,
+            ts_ms=ts,
+        )
+        if alert is not None:
+            alerts.append(alert)
+            changed.add(vin)
+
+    def sweep(self, states: Iterable[tuple[str, VehicleState]], boundary_ms: int
+              ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Ask the sweeping detectors about each (VIN, state) at event time ``boundary_ms``."""
+        alerts: list[dict[str, Any]] = []
+        changed: set[str] = set()
+        for vin, state in sorted(states, key=lambda item: item[0]):
+            for alert_type, detector in self.sweepers.items():
+                det_state = state["det"].get(alert_type)
+                if det_state is None:
+                    continue
+                state_changed, assessment = detector.sweep(det_state, boundary_ms)
+                if state_changed:
+                    changed.add(vin)
+                if assessment is not None:
+                    self._alert(state, vin, alert_type, detector, assessment, boundary_ms,
+                                alerts, changed)
+        return alerts, changed
+
+    def advance_clock(self, clock: dict[str, Any], records: list[Mapping[str, Any]]
+                      ) -> int | None:
+        """Move ``clock`` to the newest event time of ``records``: the boundary to sweep at."""
+        if not records or not self.sweepers:
+            return None
+        return sweep_due(clock, max(int(r["ts"]) for r in records), self.sweep_interval_ms)
 
     def process_source(
         self,
@@ -142,8 +194,23 @@ class VehiclePipeline:
                 state = states.get(vin)
                 if state is not None:
                     local[vin] = state
-        alerts, changed = self.process(batch, local)
+        alerts, changed = self.process(batch, local, partition)
+        clock = dict(states.get(sweep_key(partition)) or new_clock())
+        before = dict(clock)
+        boundary = self.advance_clock(clock, batch)
+        if boundary is not None:
+            # This partition's vehicles: those in the table and those new in this batch.
+            mine = {key: value for key, value in states.items()
+                    if not key.startswith("#") and value is not None
+                    and value.get("part") == partition}
+            mine.update(local)
+            swept_alerts, swept = self.sweep(mine.items(), boundary)
+            alerts += swept_alerts
+            local.update((vin, mine[vin]) for vin in swept)
+            changed |= swept
         writes: dict[str, Any] = {vin: local[vin] for vin in sorted(changed)}
+        if clock != before:
+            writes[sweep_key(partition)] = clock
         # A redelivered record (at or below the position) leaves the position where it is.
         position: int | None = states.get(position_key(partition))
         writes[position_key(partition)] = offset if position is None else max(position, offset)

@@ -6,6 +6,8 @@ from diagnostics.base import Detector
 from diagnostics.battery12v import WeakBattery12V
 from diagnostics.cell_imbalance import CellImbalance
 from diagnostics.dtc import DiagnosticTroubleCodes
+from diagnostics.signal_anomaly import SignalAnomaly
+from diagnostics.silence import Silence
 from diagnostics.tyre_leak import SlowTyreLeak
 
 DETECTORS: dict[str, type[Detector]] = {
@@ -13,4 +15,6 @@ DETECTORS: dict[str, type[Detector]] = {
     "dtc": DiagnosticTroubleCodes,
     "slow_tyre_leak": SlowTyreLeak,
     "cell_imbalance": CellImbalance,
+    "vehicle_silent": Silence,
+    "signal_anomaly": SignalAnomaly,
 }

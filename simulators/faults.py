@@ -56,6 +56,12 @@ BMS_SPREAD_LIMIT_MV = 100.0
 CELL_DRIFT_ONSET_DAYS = (0.0, 5.0)
 CELL_DRIFT_RATE_MV_PER_DAY = (2.5, 6.0)
 
+# Silence: the telematics unit of a car (or a charger's controller/link) stops sending at an
+# onset in the first five days. The asset itself keeps living (the car is driven, charges); only
+# its messages stop. The truth's ``failure_ts`` is the onset itself: from then on care staff are
+# blind to the asset, so the alert cannot come early; it is scored on its detection delay.
+SILENT_ONSET_DAYS = (0.5, 5.0)
+
 Asset = Literal["vehicle", "charger"]
 
 
@@ -84,6 +90,10 @@ class FaultSpec:
     # The alert type a detector raises for this fault on the faulty asset: how back-tests
     # and ``ownercare eval`` match alerts with the ground truth.
     alert_type: str = ""
+    # "lead": scored on the time between the first alert and ``failure_ts`` (alerts after the
+    # failure are misses); "delay": on the time from the onset to the first alert (the fault
+    # cannot be seen before it happens; an alert before the onset is a false alarm).
+    scored_by: Literal["lead", "delay"] = "lead"
 
 
 def _draw_weak_12v(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]) -> FaultInstance:
@@ -142,6 +152,17 @@ def cell_drift_failure_ts(onset_ts: int, base_spread_mv: float, rate_mv_per_day:
     return onset_ts + int((BMS_SPREAD_LIMIT_MV - base_spread_mv) / rate_mv_per_day * DAY_MS)
 
 
+def _draw_silent(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]) -> FaultInstance:
+    onset = start_ms + int(rng.uniform(*SILENT_ONSET_DAYS) * DAY_MS)
+    return FaultInstance("silent", onset, onset, {})
+
+
+def _draw_charger_silent(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]
+                         ) -> FaultInstance:
+    onset = start_ms + int(rng.uniform(*SILENT_ONSET_DAYS) * DAY_MS)
+    return FaultInstance("charger_silent", onset, onset, {})
+
+
 FAULTS: dict[str, FaultSpec] = {
     spec.name: spec
     for spec in (
@@ -169,6 +190,22 @@ FAULTS: dict[str, FaultSpec] = {
             "it drifts 2.5-6 mV/day below the pack until the max-min cell spread at rest "
             "reaches the BMS limit (100 mV at 25 °C, mid SoC) and the BMS derates the car",
             _draw_cell_drift, "CellPack (cell_voltages)", "cell_imbalance",
+        ),
+        FaultSpec(
+            "silent", "vehicle",
+            "the car's telematics unit stops sending at an onset in the first five days (the "
+            "car itself keeps being driven and charged); failure_ts = onset, scored on the "
+            "detection delay",
+            _draw_silent, "Fleet.messages (the car's stream ends at the onset)",
+            "vehicle_silent", "delay",
+        ),
+        FaultSpec(
+            "charger_silent", "charger",
+            "the charger stops its heartbeats, status and meter messages at an onset in the "
+            "first five days (cars may still charge there); failure_ts = onset, scored on the "
+            "detection delay",
+            _draw_charger_silent, "Fleet.messages (the charger's stream ends at the onset)",
+            "charger_silent", "delay",
         ),
     )
 }

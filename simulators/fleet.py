@@ -596,8 +596,8 @@ class Fleet:
             [_ChargerRun(c, random.Random(f"charger-run-{self.seed}-{c.index}"))
              for c in self.charger_specs],
         )
-        streams = [self._vehicle(world, spec) for spec in self.vehicles]
-        streams += [self._charger(world, c) for c in world.chargers]
+        streams = [_silenced(spec.fault, self._vehicle(world, spec)) for spec in self.vehicles]
+        streams += [_silenced(c.spec.fault, self._charger(world, c)) for c in world.chargers]
         merged = heapq.merge(*streams, key=itemgetter(0))
         if until_ms is None:
             return merged
@@ -1074,6 +1074,14 @@ class Fleet:
         c.energy_wh = energy0 + session.energy_kwh(session.end) * 1000
         yield self._status(c, session.end, "Finishing")
         yield self._status(c, unplug, "Available")
+
+
+def _silenced(fault: FaultInstance | None, stream: Iterator[Message]) -> Iterator[Message]:
+    """Faults ``silent`` / ``charger_silent``: nothing from the onset on. The stream must end
+    (not just stop yielding), or the merge of all devices would wait on it forever."""
+    if fault is None or fault.name not in ("silent", "charger_silent"):
+        return stream
+    return takewhile(lambda m: m[0] < fault.onset_ts, stream)
 
 
 _DRIVE_DROPPABLE = (

@@ -24,7 +24,14 @@ import orjson
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from diagnostics.pipeline import POSITION_PREFIX, VehiclePipeline, catch_up_from, position_key
+from diagnostics.pipeline import (
+    POSITION_PREFIX,
+    SWEEP_PREFIX,
+    VehiclePipeline,
+    catch_up_from,
+    position_key,
+    sweep_key,
+)
 from ingest.contract import validate
 from ingest.kafka import partition_for
 from simulators.fleet import DAY_MS, Fleet
@@ -120,10 +127,11 @@ def uninterrupted(seed: int) -> tuple[dict[str, dict[str, Any]], bytes]:
 
 
 def of_partitions(states: dict[str, Any], wanted: set[int]) -> bytes:
-    """The table entries (vehicle states and positions) of the ``wanted`` partitions."""
+    """The table entries (vehicle states, positions, sweep clocks) of the ``wanted`` partitions."""
     def partition_of(key: str) -> int:
-        if key.startswith(POSITION_PREFIX):
-            return int(key.removeprefix(POSITION_PREFIX))
+        for prefix in (POSITION_PREFIX, SWEEP_PREFIX):
+            if key.startswith(prefix):
+                return int(key.removeprefix(prefix))
         return partition_for(key, PARTITIONS)
     return orjson.dumps({k: v for k, v in states.items() if partition_of(k) in wanted},
                         option=orjson.OPT_SORT_KEYS)
@@ -202,7 +210,9 @@ def test_process_source_writes_nothing_itself_and_the_position_last() -> None:
     assert states == {}  # new vehicles enter the table through the writes, after the alerts
     assert list(writes)[-1] == position_key(partition)
     assert writes[position_key(partition)] == offset
-    assert set(list(writes)[:-1]) == {r["id"] for r in partitions[partition][offset]}
+    # Before it: the batch's vehicles and the partition's first sweep clock.
+    assert set(list(writes)[:-1]) == {r["id"] for r in partitions[partition][offset]} | {
+        sweep_key(partition)}
 
 
 def test_a_redelivered_record_leaves_the_position_where_it_is() -> None:

@@ -464,3 +464,28 @@ def test_cli_errors_are_argparse_errors(argv: list[str], message: str,
         parser().parse_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_silent_car_stops_at_its_onset_and_the_others_are_unchanged() -> None:
+    silent = Fleet(6, 0, seed=2, faults={"silent": 1})
+    healthy = Fleet(6, 0, seed=2)
+    (truth,) = silent.truth()
+    assert truth["fault"] == "silent" and truth["failure_ts"] == truth["onset_ts"]
+    assert silent.start_ms + DAY_MS // 2 <= truth["onset_ts"] <= silent.start_ms + 5 * DAY_MS
+    vin = truth["vin"]
+    days = 7
+    ours = stream(silent, days)
+    own = [ts for ts, topic, _ in ours if vin in topic]
+    assert own and max(own) < truth["onset_ts"]
+    others = [m for m in ours if vin not in m[1]]
+    assert others == [m for m in stream(healthy, days) if vin not in m[1]]
+
+
+def test_a_silent_charger_stops_at_its_onset() -> None:
+    fleet = Fleet(4, 3, seed=5, faults={"charger_silent": 1})
+    (truth,) = fleet.truth()
+    cid = truth["charger_id"]
+    own = [ts for ts, topic, _ in stream(fleet, 6) if cid in topic]
+    assert own and max(own) < truth["onset_ts"]
+    assert faults.FAULTS["charger_silent"].scored_by == "delay"
+    assert faults.FAULTS["charger_silent"].alert_type == "charger_silent"

@@ -1,0 +1,194 @@
+"""Silence: an asset that stops reporting for longer than its own reporting pattern explains.
+
+Why it matters
+--------------
+A car whose telematics unit stops sending (a failed modem or antenna, a blown fuse, a 12 V
+battery too flat to power the unit) is invisible to every other detector: no data, no alert.
+The same holds for a charger whose link or controller died: it cannot report a fault at all.
+Care staff should hear about the silence itself, and hear it once.
+
+The clock
+---------
+A silent asset sends no message that could tell us it is silent, so "now" must come from the
+rest of the fleet: the pipeline keeps a *watermark* (the newest event time it has seen, per
+source partition in the worker) and whenever the watermark passes a sweep boundary (every
+``SWEEP_INTERVAL_MS`` of event time) it asks this detector about every asset it holds, at the
+boundary. Sweeps happen at fixed boundaries of event time and the alert's time is the
+boundary, so a replay or a restarted worker raises the same alerts with the same ids
+(``sweep_due``). A partition whose every asset falls silent has no clock left; with more than
+a handful of assets per partition that does not happen.
+
+Reporting pattern
+-----------------
+A parked car sleeps and reports every half hour or so (or less often in a deep sleep), a
+driving car every few seconds, a charger heartbeats while idle and sends meter values while
+charging. What counts is the longest gap the asset *normally* leaves: ``normal_gap`` is the
+longest gap seen between its reports, forgotten slowly (it halves every ``gap_half_life_days``
+unless a gap as long comes again), so the threshold follows a changed reporting interval.
+
+* threshold = clamp(``factor`` x normal_gap, ``floor_s``, ``ceiling_s``); the floor keeps a few
+  lost messages from alerting (0.5 % of messages lost means three in a row about once in eight
+  million), the ceiling bounds the delay for an asset that has learned very long gaps;
+* a sweep at ``t`` with ``t - last_report > threshold`` raises the alert (warning; critical
+  once silent for ``critical_after_s``); the evidence (last report, threshold, learned gap)
+  stays the same while the silence lasts, so alarm hygiene sends one alert, not one per sweep;
+* the next report resolves it. The silent gap is then learned only up to the threshold, so a
+  real outage does not teach the detector that outages are normal (an asset that keeps going
+  quiet for longer raises its threshold one step per episode, up to the ceiling);
+* until ``min_gaps`` gaps are known the detector abstains: it has no pattern to compare with.
+
+Restart safety: the last report time is stored only when it moved at least ``quantum_s``
+(a car at 1 Hz costs one state write per ``quantum_s``, not one per message); every figure
+above is computed from the stored value, so a restarted worker sees exactly what an
+uninterrupted one saw. The stored time lags the true last report by less than ``quantum_s``:
+silences look up to that much longer and learned gaps up to that much longer (conservative).
+
+Evidence: ``last_report_ts`` (epoch ms, within ``quantum_s``), ``silent_hours`` at the first
+sweep that saw it, ``threshold_hours``, ``normal_gap_hours``, ``gaps_learned``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from diagnostics.base import Assessment, Detector, Outcome
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+SWEEP_INTERVAL_MS = 15 * 60_000  # event time between sweeps: the detection delay's granularity
+
+VEHICLE_ACTION = (
+    "Ask the owner whether the car is in use and where it is: it has stopped reporting. If it "
+    "is parked somewhere without mobile coverage (underground garage, abroad) nothing is wrong. "
+    "Otherwise it may have a flat 12 V battery or a failed connectivity module: offer a check "
+    "of the telematics unit and the 12 V battery, and roadside assistance if the car will not "
+    "start.")
+CHARGER_ACTION = (
+    "The charger has stopped reporting: check on site or with the operator whether it is "
+    "powered and online (network link, controller, circuit breaker); until then owners cannot "
+    "rely on it, so point them to another charger nearby.")
+
+
+REPORTING = Assessment(active=False, title="Reporting within its usual pattern")
+
+
+class Silence(Detector):
+    """Per-asset silence against its own learned reporting pattern (see the module docstring)."""
+
+    name: ClassVar[str] = "silence"
+    version: ClassVar[str] = "1.0.0"
+
+    def __init__(self, floor_s: float = 3 * 3600.0, factor: float = 4.0,
+                 ceiling_s: float = 48 * 3600.0, gap_half_life_days: float = 14.0,
+                 min_gaps: int = 3, quantum_s: float = 600.0,
+                 critical_after_s: float = 24 * 3600.0, asset: str = "vehicle") -> None:
+        if not (0 < floor_s <= ceiling_s and factor >= 1 and gap_half_life_days > 0
+                and min_gaps >= 1 and 0 < quantum_s < floor_s and critical_after_s > 0):
+            raise ValueError("need 0 < floor_s <= ceiling_s, factor >= 1, "
+                             "gap_half_life_days > 0, min_gaps >= 1, 0 < quantum_s < floor_s "
+                             "and critical_after_s > 0")
+        if asset not in ("vehicle", "charger"):
+            raise ValueError(f"asset must be 'vehicle' or 'charger', got {asset!r}")
+        self.floor_s = floor_s
+        self.factor = factor
+        self.ceiling_s = ceiling_s
+        self.gap_half_life_days = gap_half_life_days
+        self.min_gaps = min_gaps
+        self.quantum_s = quantum_s
+        self.critical_after_s = critical_after_s
+        self.asset = asset
+
+    def new_state(self) -> dict[str, Any]:
+        # last: stored report time; gap: learned normal gap (ms) as of last; n: gaps learned
+        return {"last": None, "gap": 0, "n": 0}
+
+    def normal_gap_ms(self, state: Mapping[str, Any], ts_ms: int) -> float:
+        """The learned longest normal gap, decayed to ``ts_ms``."""
+        last = state["last"]
+        age_days = 0.0 if last is None else max(0, ts_ms - int(last)) / DAY_MS
+        return float(state["gap"]) * float(0.5 ** (age_days / self.gap_half_life_days))
+
+    def threshold_ms(self, state: Mapping[str, Any], ts_ms: int) -> float:
+        learned = self.factor * self.normal_gap_ms(state, ts_ms)
+        return min(self.ceiling_s * 1000, max(self.floor_s * 1000, learned))
+
+    def update(self, state: dict[str, Any], ts_ms: int, signals: Mapping[str, object]
+               ) -> Outcome:
+        return self.report(state, ts_ms)
+
+    def on_event(self, state: dict[str, Any], ts_ms: int, event: Mapping[str, Any]) -> Outcome:
+        return self.report(state, ts_ms)
+
+    def report(self, state: dict[str, Any], ts_ms: int) -> Outcome:
+        """The asset reported at ``ts_ms`` (any message counts)."""
+        last = state["last"]
+        if last is None:
+            state["last"] = ts_ms
+            return True, None
+        gap = ts_ms - last
+        if gap < self.quantum_s * 1000:
+            return False, None  # within the storage quantum (or a late message): nothing new
+        # Measured against the pattern as it was *before* this gap: was it a silence?
+        threshold = self.threshold_ms(state, last)
+        decayed = self.normal_gap_ms(state, ts_ms)
+        state["gap"] = int(max(decayed, min(gap, threshold)))
+        state["last"] = ts_ms
+        state["n"] = min(int(state["n"]) + 1, 1_000_000)
+        if gap <= threshold:
+            return True, None
+        return True, Assessment(
+            active=False, title=f"{self.asset.capitalize()} reports again",
+            evidence={"last_report_ts": last, "silent_hours": round(gap / HOUR_MS, 2),
+                      "threshold_hours": round(threshold / HOUR_MS, 2)})
+
+    def sweep(self, state: dict[str, Any], ts_ms: int) -> Outcome:
+        """Asked at a sweep boundary ``ts_ms``: is the asset silent for longer than it should?
+
+        Never changes the state (the answer is a function of the state and ``ts_ms``).
+        """
+        last = state["last"]
+        if last is None:
+            return False, None
+        threshold = self.threshold_ms(state, last)
+        silent = ts_ms - last
+        if silent <= threshold:
+            # Reporting: resolves an open alert whose resolving report could not (it arrived
+            # late, older than the alert); alarm hygiene ignores it when nothing is open.
+            return False, REPORTING
+        if int(state["n"]) < self.min_gaps:
+            return False, Assessment(
+                active=False, title="Reporting pattern not learned yet",
+                abstain_reason=f"{state['n']} reporting gaps seen, need {self.min_gaps}")
+        severity = "critical" if silent >= self.critical_after_s * 1000 else "warning"
+        what = "Car" if self.asset == "vehicle" else "Charger"
+        return False, Assessment(
+            active=True, severity=severity,
+            title=f"{what} has stopped reporting",
+            evidence={"last_report_ts": last,
+                      "threshold_hours": round(threshold / HOUR_MS, 2),
+                      "normal_gap_hours": round(self.normal_gap_ms(state, last) / HOUR_MS, 2),
+                      "gaps_learned": int(state["n"])},
+            recommended_action=VEHICLE_ACTION if self.asset == "vehicle" else CHARGER_ACTION)
+
+
+def sweep_due(clock: dict[str, Any], ts_ms: int,
+              interval_ms: int = SWEEP_INTERVAL_MS) -> int | None:
+    """Advance the event-time ``clock`` to ``ts_ms``; return the boundary to sweep at, or None.
+
+    A sweep is due at the latest boundary (a multiple of ``interval_ms``) at or below the
+    watermark (the newest event time seen) that was not swept yet. The clock only stores the
+    last boundary swept (``swept``): the watermark's own boundary always equals it after a
+    call, so the watermark need not be stored and the clock changes once per sweep, not per
+    record. The first boundary is not swept: there is nothing to compare with yet.
+    """
+    boundary = int(ts_ms) - int(ts_ms) % interval_ms
+    swept = clock.get("swept")
+    if swept is not None and boundary <= swept:
+        return None
+    clock["swept"] = boundary
+    return None if swept is None else boundary
+
+
+def new_clock() -> dict[str, Any]:
+    return {"swept": None}
