@@ -92,6 +92,7 @@ class VehiclePipeline:
                 continue
             state["seq"], state["ts"] = seq, max(ts, state["ts"])
             kind = record["kind"]
+            alert_states = state["alerts"]
             for alert_type, detector in self.detectors.items():
                 det_state = state["det"].setdefault(alert_type, detector.new_state())
                 if kind == "vehicle_telemetry":
@@ -103,18 +104,31 @@ class VehiclePipeline:
                     continue
                 if state_changed:
                     changed.add(vin)
+                alert_state = alert_states.setdefault(alert_type, alerting.new_alert_state())
                 if assessment is None:
-                    continue
-                alert = alerting.apply(
-                    state["alerts"].setdefault(alert_type, alerting.new_alert_state()),
-                    asset_kind="vehicle",
-                    asset_id=vin,
-                    alert_type=alert_type,
-                    detector=detector.name,
-                    detector_version=detector.version,
-                    assessment=assessment,
-                    ts_ms=ts,
-                )
+                    if alert_state.get("pending") is None:
+                        continue
+                    # A pending opening or clearance falls due with time, not with news.
+                    alert = alerting.due(
+                        alert_state, asset_kind="vehicle", asset_id=vin, alert_type=alert_type,
+                        detector=detector.name, detector_version=detector.version, ts_ms=ts,
+                        policy=detector.alarm_policy, related=alert_states)
+                else:
+                    # Alarm hygiene may change its state without emitting (a pending opening
+                    # or clearance): persist it whenever it saw an assessment.
+                    changed.add(vin)
+                    alert = alerting.apply(
+                        alert_state,
+                        asset_kind="vehicle",
+                        asset_id=vin,
+                        alert_type=alert_type,
+                        detector=detector.name,
+                        detector_version=detector.version,
+                        assessment=assessment,
+                        ts_ms=ts,
+                        policy=detector.alarm_policy,
+                        related=alert_states,
+                    )
                 if alert is not None:
                     alerts.append(alert)
                     changed.add(vin)
