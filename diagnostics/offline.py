@@ -33,5 +33,6 @@ class OfflineDiagnostics:
         return alerts
 
     def finish(self, ts_ms: int) -> list[dict[str, Any]]:
-        """Alerts due at the end of the stream (event time ``ts_ms``); none yet."""
-        return []
+        """Alerts due at the end of the stream (event time ``ts_ms``): pending openings and
+        clearances of alarm hygiene whose time has come without a later message."""
+        return self.vehicles.due(self.vehicle_states, ts_ms)

@@ -104,7 +104,9 @@ class VehiclePipeline:
                     continue
                 if state_changed:
                     changed.add(vin)
-                alert_state = alert_states.setdefault(alert_type, alerting.new_alert_state())
+                alert_state = alert_states.get(alert_type)
+                if alert_state is None:
+                    alert_state = alert_states[alert_type] = alerting.new_alert_state()
                 if assessment is None:
                     if alert_state.get("pending") is None:
                         continue
@@ -133,6 +135,26 @@ class VehiclePipeline:
                     alerts.append(alert)
                     changed.add(vin)
         return alerts, changed
+
+    def due(self, states: Mapping[str, VehicleState], ts_ms: int) -> list[dict[str, Any]]:
+        """Alerts whose pending opening or clearance is due at event time ``ts_ms`` (the end
+        of a recorded stream: no later message of the vehicle will bring them)."""
+        alerts = []
+        for vin, state in states.items():
+            if vin.startswith(POSITION_PREFIX):
+                continue
+            alert_states = state["alerts"]
+            for alert_type, detector in self.detectors.items():
+                alert_state = alert_states.get(alert_type)
+                if alert_state is None or alert_state.get("pending") is None:
+                    continue
+                alert = alerting.due(
+                    alert_state, asset_kind="vehicle", asset_id=vin, alert_type=alert_type,
+                    detector=detector.name, detector_version=detector.version, ts_ms=ts_ms,
+                    policy=detector.alarm_policy, related=alert_states)
+                if alert is not None:
+                    alerts.append(alert)
+        return alerts
 
     def process_source(
         self,

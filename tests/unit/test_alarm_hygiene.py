@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 
 from diagnostics import alerting
 from diagnostics.base import DEFAULT_ALARM_POLICY, AlarmPolicy, Assessment
+from diagnostics.dtc import DiagnosticTroubleCodes
+from diagnostics.offline import OfflineDiagnostics
+from diagnostics.pipeline import VehiclePipeline
 
 H = 3_600_000
 KW: dict[str, Any] = {"asset_kind": "vehicle", "asset_id": "V1", "alert_type": "dtc",
@@ -274,3 +277,43 @@ def test_replaying_a_prefix_emits_nothing_and_restarts_change_nothing(
 @given(steps)
 def test_outputs_are_deterministic(sequence: list[Step]) -> None:
     assert play(sequence, POLICY) == play(sequence, POLICY)
+
+
+# ------------------------------------------------------------------------- in the pipeline
+
+
+class PersistentCodes(DiagnosticTroubleCodes):
+    """Trouble codes that must stay active for an hour before they raise an alert."""
+
+    alarm_policy = AlarmPolicy(min_persistence_ms=H)
+
+
+def record(seq: int, ts: int, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": kind, "id": "VIN1", "ts": ts, "seq": seq, "data": data}
+
+
+def code(seq: int, ts: int, state: str) -> dict[str, Any]:
+    return record(seq, ts, "vehicle_event", {"type": "dtc", "code": "U0100", "state": state})
+
+
+def telemetry(seq: int, ts: int) -> dict[str, Any]:
+    return record(seq, ts, "vehicle_telemetry", {"signals": {"Vehicle.Speed": 0.0}})
+
+
+def test_a_pending_opening_falls_due_on_a_later_message_or_at_the_end_of_a_recording() -> None:
+    offline = OfflineDiagnostics(VehiclePipeline({"dtc": PersistentCodes()}))
+    assert offline.process([code(1, 0, "active"), telemetry(2, H - 1)]) == []
+    (opened,) = offline.process([telemetry(3, H)])  # the detector says nothing new here
+    assert opened["status"] == "open" and opened["first_seen"] == 0
+    assert opened["last_seen"] == H
+    # A code that clears within the hour never becomes an alert (a look-alike blip).
+    blip = OfflineDiagnostics(VehiclePipeline({"dtc": PersistentCodes()}))
+    assert blip.process([code(1, 0, "active"), code(2, H // 2, "cleared"),
+                         telemetry(3, 2 * H)]) == []
+    assert blip.finish(3 * H) == []
+    # No later message: the end of the recording settles it.
+    quiet = OfflineDiagnostics(VehiclePipeline({"dtc": PersistentCodes()}))
+    assert quiet.process([code(1, 0, "active")]) == []
+    assert quiet.finish(H - 1) == []
+    (at_end,) = quiet.finish(2 * H)
+    assert at_end["id"] == opened["id"] and at_end["last_seen"] == 2 * H
