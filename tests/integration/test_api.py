@@ -266,7 +266,7 @@ def test_vehicle_view_shows_latest_signals_with_event_time_age(
         "Vehicle.Powertrain.TractionBattery.CellVoltage.CellVoltages": ([3.7, 3.71], 40_000,
                                                                          30.0),
     }
-    assert view["open_alerts"] == [alert()]
+    assert view["open_alerts"] == [{**alert(), "root_cause_id": None}]
     body = is_problem(http.get(f"{api}/vehicles/WCRZZZZZZZZZZZZZ9"), 404)
     assert "never reported" in body["detail"]
 
@@ -317,7 +317,8 @@ def test_stream_delivers_changes_and_resumes_exactly_once(
     first = read_events(http, api, 2, linger=0.7)
     assert [(e["change"], e["alert"]["severity"]) for _, e in first] == [
         ("created", "info"), ("updated", "warning")]
-    assert first[1][1]["alert"] == alert(last_seen=2000, severity="warning")
+    assert first[1][1]["alert"] == {**alert(last_seen=2000, severity="warning"),
+                                    "root_cause_id": None}
     assert first[1][0] > first[0][0]
     # Disconnected: changes happen meanwhile; resuming delivers exactly the missed ones.
     store.upsert_alert(alert(last_seen=3000, severity="critical"))
