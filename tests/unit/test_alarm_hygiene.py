@@ -265,10 +265,13 @@ def test_replaying_a_prefix_emits_nothing_and_restarts_change_nothing(
     assert play(sequence, policy, restart_at=k) == uninterrupted
     state = alerting.new_alert_state()
     play(sequence[:k], policy, state)
-    # Redelivery of everything up to k, strictly older than the last step: nothing new.
+    # Redelivery of everything up to k that is strictly older than the newest assessment
+    # applied (two different assessments in one millisecond cannot be told from a replay).
     times = timeline(sequence[:k])
+    newest = max((ts for (kind, _v, _dt), ts in zip(sequence[:k], times, strict=True)
+                  if kind not in ("abstain", "tick")), default=None)
     for (kind, value, _dt), ts in zip(sequence[:k], times, strict=True):
-        if ts < times[-1]:
+        if newest is not None and ts < newest:
             before = copy.deepcopy(state)
             assert step(state, kind, value, ts, policy) is None
             assert state == before, "a replay changed the state"
