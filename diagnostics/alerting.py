@@ -167,6 +167,16 @@ def due(
     seen = _seen(state)
     if seen is not None and ts_ms < seen:
         return None
+    # Not due yet: leave the state untouched (the caller persists it only on a change).
+    if state.get("open") is not None:
+        wait = policy.flap_recovery_ms
+    else:
+        resolved = state.get("resolved")
+        reopening = (resolved is not None and policy.hold_off_ms > 0
+                     and ts_ms - resolved[2] <= policy.hold_off_ms)
+        wait = 1 if reopening else policy.min_persistence_ms
+    if ts_ms - pending["since"] < wait:
+        return None
     return apply(state, asset_kind=asset_kind, asset_id=asset_id, alert_type=alert_type,
                  detector=detector, detector_version=detector_version,
                  assessment=_unpack(pending["assessment"]), ts_ms=ts_ms, policy=policy,

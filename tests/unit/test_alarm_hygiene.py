@@ -99,7 +99,9 @@ def test_flapping_is_marked_and_resolves_only_after_the_recovery_period() -> Non
     assert apply(state, active(code="U0100"), 6 * H) is None  # unchanged: nothing new
     assert apply(state, CLEAR, 7 * H) is None
     assert state["open"] == third["id"]
+    before = copy.deepcopy(state)
     assert due(state, 7 * H + 12 * H - 1) is None  # clear for not quite the recovery period
+    assert state == before, "a message before the due time changes nothing"
     resolved = due(state, 7 * H + 12 * H)
     assert resolved is not None and resolved["status"] == "resolved"
     assert resolved["id"] == third["id"] and resolved["last_seen"] == 19 * H
@@ -143,7 +145,9 @@ def test_minimum_persistence() -> None:
     assert apply(state, CLEAR, 90 * 60_000, policy) is None  # a blip: never raised
     assert state["pending"] is None
     assert apply(state, active(), 3 * H, policy) is None
+    before = copy.deepcopy(state)
     assert due(state, 5 * H - 1, policy) is None
+    assert state == before
     opened = due(state, 5 * H, policy)
     assert opened is not None and opened["status"] == "open"
     assert opened["first_seen"] == 3 * H and opened["last_seen"] == 5 * H
