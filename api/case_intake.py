@@ -6,8 +6,12 @@ the same transaction as the alert itself, so an alert never exists without its c
   (state ``new``, the alert's severity, ``opened_at`` = the alert's ``first_seen``).
 * A case's severity is the worst severity its alerts reached (see ``casework.escalated``);
   escalation moves ``due_at`` to ``opened_at`` + the SLA of the new severity.
-* A closed case stays closed: its alerts' later updates change nothing, and a new alert of
-  the asset opens a new case.
+* A closed case stays closed: its alerts' later updates (a reopening too) change nothing, and
+  a new alert of the asset opens a new case.
+* A consequence (an alert with ``root_cause_id``) joins its cause's case while that case is
+  open (the asset's open case, as causes and consequences share an asset); its audit entry
+  names the cause. It can still raise the case's severity: a car that now also lost
+  communication is more urgent.
 * Audit entries are written by actor ``system`` at the alert's event time.
 * Idempotent: ``case_alerts.alert_id`` is the primary key and the link is looked up first,
   so a redelivered alert (which ``upsert_alert`` already turns into "no change") can never
@@ -92,8 +96,8 @@ def on_alert_change(conn: Connection, change: str | None, alert: Mapping[str, An
                     sla_hours: Mapping[str, float]) -> int | None:
     """Keep the cases in step with one alert change; return the alert's case id.
 
-    ``change`` is what ``upsert_alert`` reports ("created", "updated", "resolved"; None, a
-    duplicate, changes nothing); ``alert`` is the alert as stored.
+    ``change`` is what ``upsert_alert`` reports ("created", "updated", "resolved",
+    "reopened"; None, a duplicate, changes nothing); ``alert`` is the alert as stored.
     """
     if change is None:
         return None
@@ -105,7 +109,9 @@ def on_alert_change(conn: Connection, change: str | None, alert: Mapping[str, An
         return int(linked["id"])
     # Not linked yet: normally a created alert; also an alert stored before cases existed.
     at = alert["first_seen"] if change == "created" else alert["last_seen"]
-    case = open_case_of(conn, alert["asset_kind"], alert["asset_id"])
+    root_cause_id = alert.get("root_cause_id")
+    case = (_open_case_of_alert(conn, root_cause_id) if root_cause_id is not None else None) \
+        or open_case_of(conn, alert["asset_kind"], alert["asset_id"])
     if case is None:
         case = _open(conn, alert, sla_hours)
     conn.execute(case_alerts.insert().values(alert_id=alert["id"], case_id=case["id"]))
@@ -113,9 +119,16 @@ def on_alert_change(conn: Connection, change: str | None, alert: Mapping[str, An
     conn.execute(update(cases).where(cases.c.id == case["id"])
                  .values(version=case["version"], updated_at=at))
     record(conn, case["id"], at, SYSTEM, "alert_linked", alert_id=alert["id"],
-           alert_type=alert["type"], severity=alert["severity"])
+           alert_type=alert["type"], severity=alert["severity"], root_cause_id=root_cause_id)
     _escalate(conn, case, alert, at, sla_hours)
     return int(case["id"])
+
+
+def _open_case_of_alert(conn: Connection, alert_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(cases).join(case_alerts, case_alerts.c.case_id == cases.c.id)
+                       .where(case_alerts.c.alert_id == alert_id,
+                              cases.c.state.not_in(sorted(casework.TERMINAL)))).mappings().first()
+    return dict(row) if row else None
 
 
 def _open(conn: Connection, alert: Mapping[str, Any],

@@ -40,7 +40,10 @@ alerts = Table(
     Column("recommended_action", Text, nullable=False),
     Column("detector", String(64), nullable=False),
     Column("detector_version", String(32), nullable=False),
+    # The open alert of the same asset this one is a consequence of (diagnostics.rootcause).
+    Column("root_cause_id", String(36), nullable=True),
     Index("ix_alerts_asset", "asset_kind", "asset_id"),
+    Index("ix_alerts_root_cause", "root_cause_id"),  # ?root_cause_id= and a cause's effects
     Index("ix_alerts_order", "last_seen", "id"),
     Index("ix_alerts_first_seen", "first_seen", "id"),  # for ?sort=first_seen
     # One open alert per (asset, type): the database enforces what the detector promises.

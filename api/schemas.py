@@ -26,6 +26,9 @@ class AlertPublic(BaseModel):
     recommended_action: str
     detector: str
     detector_version: str
+    root_cause_id: str | None = Field(
+        None, description="the alert this one is a consequence of (same asset); such an "
+                          "alert joins its cause's case and is not announced as a new problem")
 
 
 class AlertPage(BaseModel):
@@ -235,8 +238,9 @@ class WebhookCreate(BaseModel):
                      examples=["https://crm.example.com/hooks/ownercare"])
     events: list[str] = Field(
         min_length=1, max_length=32,
-        description="event types (alert.created, alert.updated, alert.resolved, "
-                    "alert.superseded, case.<change>), families ('alert.*', 'case.*') or '*'",
+        description="event types (alert.created, alert.linked, alert.updated, "
+                    "alert.reopened, alert.resolved, alert.superseded, case.<change>), "
+                    "families ('alert.*', 'case.*') or '*'",
         examples=[["alert.*"]])
     description: str = Field("", max_length=500)
 

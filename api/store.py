@@ -65,11 +65,23 @@ _ALERT_FIELDS: dict[str, tuple[tuple[type, ...], str, int | None]] = {
     "detector": ((str,), "a string", 64),
     "detector_version": ((str,), "a string", 32),
 }
-ALERT_KEYS = tuple(_ALERT_FIELDS)
-_NON_EMPTY = ("id", "asset_id", "type", "detector")
+# Fields a producer may leave out (older workers did not send them): absent means null.
+_OPTIONAL_FIELDS: dict[str, tuple[tuple[type, ...], str, int | None]] = {
+    "root_cause_id": ((str, type(None)), "a string (an alert id) or null", 36),
+}
+ALERT_KEYS = tuple(_ALERT_FIELDS) + tuple(_OPTIONAL_FIELDS)
+_NON_EMPTY = ("id", "asset_id", "type", "detector", "root_cause_id")
 # A delivery that differs from the stored alert only outside these fields is a duplicate.
 _COMPARED = ("severity", "status", "last_seen", "title", "evidence", "predicted_failure_ts",
-             "recommended_action")
+             "recommended_action", "root_cause_id")
+
+
+def _change(old_status: str, new_status: str) -> str:
+    if old_status == "open" and new_status == "resolved":
+        return "resolved"
+    if old_status == "resolved" and new_status == "open":
+        return "reopened"
+    return "updated"
 
 
 # ---------------------------------------------------------------------------- validation
@@ -86,8 +98,8 @@ def validate_alert(alert: Any) -> dict[str, Any]:
     missing = [name for name in _ALERT_FIELDS if name not in alert]
     if missing:
         raise ValueError(f"alert is missing field(s): {', '.join(missing)}")
-    for name, (kinds, description, max_len) in _ALERT_FIELDS.items():
-        value = alert[name]
+    for name, (kinds, description, max_len) in (_ALERT_FIELDS | _OPTIONAL_FIELDS).items():
+        value = alert.get(name)
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise ValueError(f"alert field {name!r} must be {description}, "
                              f"got {type(value).__name__} {_short(value)}")
@@ -108,8 +120,10 @@ def validate_alert(alert: Any) -> dict[str, Any]:
     if alert["last_seen"] < alert["first_seen"]:
         raise ValueError(f"alert last_seen={alert['last_seen']} is before "
                          f"first_seen={alert['first_seen']}")
+    if alert.get("root_cause_id") == alert["id"]:
+        raise ValueError("alert field 'root_cause_id' names the alert itself")
     _check_json(alert["evidence"], "evidence", 0)
-    return {name: alert[name] for name in _ALERT_FIELDS}
+    return {name: alert.get(name) for name in ALERT_KEYS}
 
 
 def _check_json(value: Any, where: str, depth: int) -> None:
@@ -321,13 +335,16 @@ class Store:
     # ------------------------------------------------------------------ writes (worker)
 
     def upsert_alert(self, alert: Mapping[str, Any]) -> str | None:
-        """Insert or update an alert by id; return "created" | "updated" | "resolved" or None.
+        """Insert or update an alert by id; return "created" | "updated" | "resolved" |
+        "reopened" (a resolved alert open again: alarm hygiene's hold-off) or None.
 
         None means nothing changed: a redelivered duplicate, a delivery older than the stored
         ``last_seen``, or a replayed "open" of an alert already resolved at that instant.
         Raises ValueError (the caller dead-letters) when the dict breaks the contract.
         Every change appends to ``alert_events`` in the same transaction; so does resolving
         another open alert of the same (asset, type), of which only one may be open.
+        A created alert with a ``root_cause_id`` is a consequence of a problem staff already
+        have: its event is ``linked``, not ``created`` (no "new problem" webhook).
         """
         new = validate_alert(alert)
         with self._write(_PG_LOCK_ALERTS) as conn:
@@ -357,16 +374,17 @@ class Store:
             if old is None:
                 conn.execute(alerts.insert().values(**new))
                 change = "created"
+                if new["root_cause_id"] is not None and event_change is None:
+                    event_change = "linked"
             else:
                 conn.execute(update(alerts).where(alerts.c.id == new["id"]).values(**new))
-                change = ("resolved" if old["status"] == "open" and new["status"] == "resolved"
-                          else "updated")
+                change = _change(old["status"], new["status"])
             conn.execute(alert_events.insert().values(
                 alert_id=new["id"], change=event_change or change, at=new["last_seen"],
                 snapshot=new))
             enqueue_alert_change(conn, event_change or change, new, new["last_seen"])  # webhooks
             case_intake.on_alert_change(conn, change, new, self.case_sla_hours)
-        if event_change:
+        if event_change == "superseded":
             log.info("alert_superseded_on_arrival id=%s asset=%s type=%s", new["id"],
                      new["asset_id"], new["type"])
         return change
@@ -443,9 +461,13 @@ class Store:
         self, *, asset_id: str | None = None, asset_kind: str | None = None,
         alert_type: str | None = None, severity: str | None = None, status: str | None = None,
         since: int | None = None, until: int | None = None, sort: str = "-last_seen",
-        limit: int = 50, cursor: str | None = None,
+        limit: int = 50, cursor: str | None = None, root_cause_id: str | None = None,
+        linked: bool | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page in ``sort`` order (ties broken by id), and the next page's cursor.
+
+        ``root_cause_id`` keeps the consequences of that alert; ``linked`` False keeps only
+        alerts that are no consequence (the problems), True only the consequences.
 
         ``since``/``until`` (event time, ms) keep alerts active at some point of the range:
         ``last_seen >= since`` and ``first_seen <= until``.
@@ -460,9 +482,13 @@ class Store:
         query = select(alerts)
         for column, value in ((alerts.c.asset_id, asset_id), (alerts.c.asset_kind, asset_kind),
                               (alerts.c.type, alert_type), (alerts.c.severity, severity),
-                              (alerts.c.status, status)):
+                              (alerts.c.status, status),
+                              (alerts.c.root_cause_id, root_cause_id)):
             if value is not None:
                 query = query.where(column == value)
+        if linked is not None:
+            query = query.where(alerts.c.root_cause_id.is_not(None) if linked
+                                else alerts.c.root_cause_id.is_(None))
         if since is not None:
             query = query.where(alerts.c.last_seen >= since)
         if until is not None:

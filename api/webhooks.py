@@ -42,7 +42,10 @@ DEFAULT_TOLERANCE_S = 300
 
 # Event types. The alert ones are the changes of the alert change log (the SSE stream's
 # `change`); case event names belong to the cases module, so any `case.<name>` is accepted.
-ALERT_EVENTS = ("alert.created", "alert.updated", "alert.resolved", "alert.superseded")
+# ``alert.linked`` is the creation of an alert that is a consequence of another open alert
+# (``root_cause_id``): not a new problem, so subscribers to ``alert.created`` do not get it.
+ALERT_EVENTS = ("alert.created", "alert.linked", "alert.updated", "alert.reopened",
+                "alert.resolved", "alert.superseded")
 FAMILIES = ("alert", "case")
 _PATTERN = re.compile(r"^(\*|[a-z]+\.\*|[a-z]+\.[a-z][a-z_]*)$")
 MAX_URL_LENGTH = 2048

@@ -54,6 +54,43 @@ class Assessment:
 
 Outcome = tuple[bool, Assessment | None]  # (state changed, assessment or None)
 
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmPolicy:
+    """How alarm hygiene (``diagnostics.alerting``) treats one detector's assessments.
+
+    * ``hold_off_ms``: a condition that comes back within this long after its alert resolved
+      reopens that same alert (same id) instead of raising a new one. 0 turns reopening off.
+    * ``flap_opens`` / ``flap_window_ms``: an alert opened or reopened this many times within
+      the window is *flapping* (``evidence.flapping``); 0 turns flapping detection off.
+    * ``flap_recovery_ms``: a flapping alert resolves only once the condition has stayed
+      clear this long (event time; checked on every later message of the asset).
+    * ``min_persistence_ms``: a condition must stay active this long before its alert is
+      raised (``first_seen`` is when it was first seen). 0, the default, raises at once.
+    """
+
+    hold_off_ms: int = 6 * HOUR_MS
+    flap_opens: int = 3
+    flap_window_ms: int = 24 * HOUR_MS
+    flap_recovery_ms: int = 12 * HOUR_MS
+    min_persistence_ms: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("hold_off_ms", "flap_opens", "flap_window_ms", "flap_recovery_ms",
+                     "min_persistence_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"AlarmPolicy.{name} must be a non-negative integer, "
+                                 f"got {value!r}")
+        if self.flap_opens == 1:
+            raise ValueError("AlarmPolicy.flap_opens=1 would call every alert flapping; use 0 "
+                             "(off) or at least 2")
+
+
+DEFAULT_ALARM_POLICY = AlarmPolicy()
+
 
 class Detector:
     """Base class: subclasses set ``name``/``version`` and implement ``update``.
@@ -65,6 +102,8 @@ class Detector:
 
     name: ClassVar[str] = "detector"
     version: ClassVar[str] = "0"
+    # Alarm hygiene for this detector's alerts (hold-off, flapping, minimum persistence).
+    alarm_policy: ClassVar[AlarmPolicy] = DEFAULT_ALARM_POLICY
 
     def new_state(self) -> dict[str, Any]:
         return {}

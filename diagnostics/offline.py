@@ -50,12 +50,15 @@ class OfflineDiagnostics:
         return alerts
 
     def finish(self, ts_ms: int) -> list[dict[str, Any]]:
-        """Alerts due at the end of the stream (event time ``ts_ms``): the last sweeps."""
+        """Alerts due at the end of the stream (event time ``ts_ms``): the last sweeps, then
+        pending openings and clearances of alarm hygiene whose time has come without a later
+        message."""
         alerts: list[dict[str, Any]] = []
         if self.vehicle_states:
             boundary = self.vehicles.advance_clock(self.vehicle_clock, [{"ts": ts_ms}])
             if boundary is not None:
                 alerts.extend(self.vehicles.sweep(self.vehicle_states.items(), boundary)[0])
+            alerts.extend(self.vehicles.due(self.vehicle_states, ts_ms))
         if self.charger_states:
             alerts.extend(self.charger_silence.advance(ts_ms, self.charger_states)[0])
         return alerts

@@ -125,24 +125,40 @@ class VehiclePipeline:
                     continue
                 if state_changed:
                     changed.add(vin)
-                if assessment is not None:
-                    self._alert(state, vin, alert_type, detector, assessment, ts, alerts,
-                                changed)
+                self._alert(state, vin, alert_type, detector, assessment, ts, alerts, changed)
         return alerts, changed
 
     def _alert(self, state: VehicleState, vin: str, alert_type: str, detector: Detector,
-               assessment: Assessment, ts: int, alerts: list[dict[str, Any]],
+               assessment: Assessment | None, ts: int, alerts: list[dict[str, Any]],
                changed: set[str]) -> None:
-        alert = alerting.apply(
-            state["alerts"].setdefault(alert_type, alerting.new_alert_state()),
-            asset_kind="vehicle",
-            asset_id=vin,
-            alert_type=alert_type,
-            detector=detector.name,
-            detector_version=detector.version,
-            assessment=assessment,
-            ts_ms=ts,
-        )
+        alert_states = state["alerts"]
+        alert_state = alert_states.get(alert_type)
+        if alert_state is None:
+            alert_state = alert_states[alert_type] = alerting.new_alert_state()
+        if assessment is None:
+            if alert_state.get("pending") is None:
+                return
+            # A pending opening or clearance falls due with time, not with news.
+            alert = alerting.due(
+                alert_state, asset_kind="vehicle", asset_id=vin, alert_type=alert_type,
+                detector=detector.name, detector_version=detector.version, ts_ms=ts,
+                policy=detector.alarm_policy, related=alert_states)
+        else:
+            # Alarm hygiene may change its state without emitting (a pending opening or
+            # clearance): persist it whenever it saw an assessment.
+            changed.add(vin)
+            alert = alerting.apply(
+                alert_state,
+                asset_kind="vehicle",
+                asset_id=vin,
+                alert_type=alert_type,
+                detector=detector.name,
+                detector_version=detector.version,
+                assessment=assessment,
+                ts_ms=ts,
+                policy=detector.alarm_policy,
+                related=alert_states,
+            )
         if alert is not None:
             alerts.append(alert)
             changed.add(vin)
@@ -160,9 +176,8 @@ class VehiclePipeline:
                 state_changed, assessment = detector.sweep(det_state, boundary_ms)
                 if state_changed:
                     changed.add(vin)
-                if assessment is not None:
-                    self._alert(state, vin, alert_type, detector, assessment, boundary_ms,
-                                alerts, changed)
+                self._alert(state, vin, alert_type, detector, assessment, boundary_ms,
+                            alerts, changed)
         return alerts, changed
 
     def advance_clock(self, clock: dict[str, Any], records: list[Mapping[str, Any]]
@@ -171,6 +186,26 @@ class VehiclePipeline:
         if not records or not self.sweepers:
             return None
         return sweep_due(clock, max(int(r["ts"]) for r in records), self.sweep_interval_ms)
+
+    def due(self, states: Mapping[str, VehicleState], ts_ms: int) -> list[dict[str, Any]]:
+        """Alerts whose pending opening or clearance is due at event time ``ts_ms`` (the end
+        of a recorded stream: no later message of the vehicle will bring them)."""
+        alerts = []
+        for vin, state in states.items():
+            if vin.startswith("#"):  # the table's positions and sweep clocks
+                continue
+            alert_states = state["alerts"]
+            for alert_type, detector in self.detectors.items():
+                alert_state = alert_states.get(alert_type)
+                if alert_state is None or alert_state.get("pending") is None:
+                    continue
+                alert = alerting.due(
+                    alert_state, asset_kind="vehicle", asset_id=vin, alert_type=alert_type,
+                    detector=detector.name, detector_version=detector.version, ts_ms=ts_ms,
+                    policy=detector.alarm_policy, related=alert_states)
+                if alert is not None:
+                    alerts.append(alert)
+        return alerts
 
     def process_source(
         self,

@@ -52,6 +52,12 @@ def list_alerts(
     sort: Annotated[AlertSort, Query(description="order; '-' = descending")] = "-last_seen",
     limit: Annotated[int, Query(ge=1, description="page size (at most api_page_max)")] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    root_cause_id: Annotated[str | None, Query(max_length=36, description=(
+        "only the consequences of this alert (alerts linked to it as their root cause)"))
+    ] = None,
+    linked: Annotated[bool | None, Query(description=(
+        "false: hide consequences of another open problem (one row per problem); "
+        "true: only the consequences"))] = None,
 ) -> AlertPage:
     """Alerts, newest activity first by default, one page at a time.
 
@@ -70,7 +76,8 @@ def list_alerts(
     try:
         rows, next_cursor = store.list_alerts(
             asset_id=asset_id, asset_kind=kind, alert_type=type, severity=severity,
-            status=status, since=since, until=until, sort=sort, limit=limit, cursor=cursor)
+            status=status, since=since, until=until, sort=sort, limit=limit, cursor=cursor,
+            root_cause_id=root_cause_id, linked=linked)
     except ValueError as exc:
         raise invalid("query", "cursor", str(exc)) from None
     return AlertPage(items=[AlertPublic(**r) for r in rows], next_cursor=next_cursor)
@@ -94,10 +101,12 @@ async def stream_alerts(
     """New and changed alerts as server-sent events.
 
     Each message is ``id: <event id>``, ``event: alert``, ``data: {"change": "created" |
-    "updated" | "resolved" | "superseded", "alert": {...}}``. The id is the position in the
-    alert change log: reconnect with the ``Last-Event-ID`` header (browsers do it by
-    themselves) or ``?after=`` to receive every change since, exactly once. Without either the
-    stream starts at the current end. A ``: keepalive`` comment comes every 15 s when idle.
+    "linked" | "updated" | "reopened" | "resolved" | "superseded", "alert": {...}}``
+    (``linked``: created as the consequence of another alert, see ``root_cause_id``). The id
+    is the position in the alert change log: reconnect with the ``Last-Event-ID`` header
+    (browsers do it by themselves) or ``?after=`` to receive every change since, exactly once.
+    Without either the stream starts at the current end. A ``: keepalive`` comment comes
+    every 15 s when idle.
     """
     if last_event_id is not None:
         try:

@@ -92,7 +92,36 @@ def test_alert_list_detail_and_filters(api: str, store: Store, http: httpx.Clien
     assert ids(vin=VIN2, status="resolved") == ["c"]
     assert ids(vin="WCRZZZZZZZZZZZZZ9") == []
     detail = http.get(f"{api}/alerts/a-1").json()
-    assert detail == alert()  # every field, evidence and recommended action included
+    # Every field, evidence and recommended action included; no root cause known.
+    assert detail == {**alert(), "root_cause_id": None}
+
+
+def test_consequences_carry_their_root_cause_and_can_be_hidden(api: str, store: Store,
+                                                               http: httpx.Client) -> None:
+    store.upsert_alert(alert(id="battery", first_seen=1000, last_seen=1000))
+    store.upsert_alert(alert(id="lost-comm", type="dtc", first_seen=2000, last_seen=2000,
+                             evidence={"active_codes": [{"code": "U0100"}]},
+                             root_cause_id="battery"))
+    store.upsert_alert(alert(id="other", asset_id=VIN2, first_seen=3000, last_seen=3000))
+    store.upsert_signals([("vehicle", VIN, "Vehicle.Speed", 0.0, 2000)])
+
+    def items(**params: Any) -> list[dict[str, Any]]:
+        resp = http.get(f"{api}/alerts", params=params)
+        assert resp.status_code == 200, resp.text
+        return list(resp.json()["items"])
+
+    assert [(a["id"], a["root_cause_id"]) for a in items()] == [
+        ("other", None), ("lost-comm", "battery"), ("battery", None)]
+    assert [a["id"] for a in items(linked="false")] == ["other", "battery"]
+    assert [a["id"] for a in items(linked="true")] == ["lost-comm"]
+    assert [a["id"] for a in items(root_cause_id="battery")] == ["lost-comm"]
+    assert items(root_cause_id="other") == []
+    assert http.get(f"{api}/alerts/lost-comm").json()["root_cause_id"] == "battery"
+    vehicle = http.get(f"{api}/vehicles/{VIN}").json()
+    assert {a["id"]: a["root_cause_id"] for a in vehicle["open_alerts"]} == {
+        "lost-comm": "battery", "battery": None}
+    body = is_problem(http.get(f"{api}/alerts", params={"linked": "maybe"}), 422)
+    assert body["errors"][0]["loc"] == ["query", "linked"], body
 
 
 def test_alert_filters_by_charger_time_range_and_sort(api: str, store: Store,
@@ -237,7 +266,7 @@ def test_vehicle_view_shows_latest_signals_with_event_time_age(
         "Vehicle.Powertrain.TractionBattery.CellVoltage.CellVoltages": ([3.7, 3.71], 40_000,
                                                                          30.0),
     }
-    assert view["open_alerts"] == [alert()]
+    assert view["open_alerts"] == [{**alert(), "root_cause_id": None}]
     body = is_problem(http.get(f"{api}/vehicles/WCRZZZZZZZZZZZZZ9"), 404)
     assert "never reported" in body["detail"]
 
@@ -288,7 +317,8 @@ def test_stream_delivers_changes_and_resumes_exactly_once(
     first = read_events(http, api, 2, linger=0.7)
     assert [(e["change"], e["alert"]["severity"]) for _, e in first] == [
         ("created", "info"), ("updated", "warning")]
-    assert first[1][1]["alert"] == alert(last_seen=2000, severity="warning")
+    assert first[1][1]["alert"] == {**alert(last_seen=2000, severity="warning"),
+                                    "root_cause_id": None}
     assert first[1][0] > first[0][0]
     # Disconnected: changes happen meanwhile; resuming delivers exactly the missed ones.
     store.upsert_alert(alert(last_seen=3000, severity="critical"))

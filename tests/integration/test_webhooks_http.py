@@ -186,7 +186,8 @@ def test_a_failing_receiver_gets_the_delivery_after_retries(
     assert first.headers["Content-Type"] == "application/json"
     assert orjson.loads(first.body) == {"id": row["event_id"], "type": "alert.created",
                                         "created_at": 1000,
-                                        "data": {"change": "created", "alert": alert()}}
+                                        "data": {"change": "created", "alert": {
+                                            **alert(), "root_cause_id": None}}}
     assert (dispatcher.failed_attempts_total, dispatcher.delivered_total,
             dispatcher.dead_total) == (2, 1, 0)
     failures = [r.getMessage() for r in caplog.records
@@ -317,7 +318,8 @@ def test_webhook_lifecycle_over_http(api: str, api_store: Store, receiver: Recei
     assert (row["attempts"], row["last_status_code"], row["event_type"]) == (
         2, 204, "alert.created")
     assert [r.verified for r in receiver.requests] == ["ok", "ok"]  # real clock, real secret
-    assert receiver.bodies()[1]["data"] == {"change": "created", "alert": alert()}
+    assert receiver.bodies()[1]["data"] == {"change": "created",
+                                            "alert": {**alert(), "root_cause_id": None}}
 
     paused = httpx.post(f"{api}/webhooks/{created['id']}/pause", headers=admin).json()
     assert paused["state"] == "paused"

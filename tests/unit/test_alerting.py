@@ -1,4 +1,8 @@
-"""Alarm hygiene: one open alert per (asset, type), deterministic ids, no duplicates on replay."""
+"""Alarm hygiene: one open alert per (asset, type), deterministic ids, no duplicates on replay.
+
+The first half checks the base state machine with ``NO_HYGIENE`` (no hold-off, flapping or
+persistence); the second half the hold-off, flapping and persistence rules on top of it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from diagnostics import alerting
-from diagnostics.base import Assessment
+from diagnostics.base import AlarmPolicy, Assessment
 
 KW: dict[str, Any] = {"asset_kind": "vehicle", "asset_id": "V1", "alert_type": "weak_12v_battery",
                       "detector": "battery12v", "detector_version": "2.0.0"}
@@ -25,8 +29,9 @@ ABSTAIN = Assessment(active=False, abstain_reason="stale")
 ABSTAIN_ACTIVE = Assessment(active=True, severity="critical", abstain_reason="stale")
 
 
-def apply(state: dict[str, Any], assessment: Assessment, ts: int) -> dict[str, Any] | None:
-    return alerting.apply(state, assessment=assessment, ts_ms=ts, **KW)
+def apply(state: dict[str, Any], assessment: Assessment, ts: int,
+          policy: AlarmPolicy = alerting.NO_HYGIENE) -> dict[str, Any] | None:
+    return alerting.apply(state, assessment=assessment, ts_ms=ts, policy=policy, **KW)
 
 
 def test_open_update_resolve_reopen() -> None:
@@ -128,13 +133,14 @@ def test_state_machine_invariants(sequence: list[tuple[str, int, int]]) -> None:
     open_id: str | None = None
     closed: set[str] = set()
     last_emitted: dict[str, dict[str, Any]] = {}
-    last_seen: int | None = None
+    seen: int | None = None
     last_first_seen: int | None = None
     for ts, kind, value, alert in play(sequence):
-        replay = last_seen is not None and ts < last_seen
+        replay = seen is not None and ts < seen
         if kind.startswith("abstain") or replay:
             assert alert is None, "abstentions and replays change nothing"
             continue
+        seen = ts
         if alert is None:
             # Liveness: the only reasons to stay silent.
             if kind == "clear":
@@ -169,7 +175,6 @@ def test_state_machine_invariants(sequence: list[tuple[str, int, int]]) -> None:
             closed.add(alert["id"])
             open_id = None
         last_emitted[alert["id"]] = alert
-        last_seen = ts
 
 
 @given(steps)

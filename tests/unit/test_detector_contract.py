@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from diagnostics.base import SEVERITIES, Assessment, Detector
+from diagnostics.base import SEVERITIES, AlarmPolicy, Assessment, Detector
 from diagnostics.registry import DETECTORS
 from tests.unit.battery_series import COLD_SNAP, Message, messages, weakening
 
@@ -69,6 +69,7 @@ def test_parameters_are_stored_under_their_constructor_names(detector_cls: type[
     assert detector_cls(**detector.params()).params() == detector.params()
     assert detector_cls.name != Detector.name and detector_cls.version != Detector.version
     assert isinstance(detector_cls.name, str) and isinstance(detector_cls.version, str)
+    assert isinstance(detector_cls.alarm_policy, AlarmPolicy)  # alarm hygiene's settings
 
 
 def test_state_is_small_json_that_round_trips(detector_cls: type[Detector]) -> None:

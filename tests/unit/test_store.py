@@ -65,7 +65,8 @@ def test_alert_lifecycle_is_recorded_once_per_change(store: Store) -> None:
     assert [e["change"] for e in events] == ["created", "updated", "resolved"]
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
     assert [e["at"] for e in events] == [1000, 2000, 3000]
-    assert events[1]["snapshot"] == alert(last_seen=2000, severity="warning")
+    assert events[1]["snapshot"] == {**alert(last_seen=2000, severity="warning"),
+                                     "root_cause_id": None}
     stored = store.get_alert("a-1")
     assert stored is not None and stored["status"] == "resolved"
     assert stored["evidence"] == {"slope_v_per_day": -0.05}

@@ -50,7 +50,8 @@ def test_alert_changes_become_deliveries_with_the_alert_snapshot(store: Store) -
     assert [r["event_type"] for r in rows] == ["alert.resolved", "alert.updated",
                                                "alert.created"]
     assert [r["created_at"] for r in rows] == [3000, 2000, 1000]  # event time
-    assert rows[-1]["payload"] == {"change": "created", "alert": alert()}
+    assert rows[-1]["payload"] == {"change": "created",
+                                   "alert": {**alert(), "root_cause_id": None}}
     assert all(r["state"] == "pending" and r["attempts"] == 0 for r in rows)
     assert len({r["event_id"] for r in rows}) == 3
 

@@ -1,7 +1,7 @@
 """OTA regions: named areas (WGS84 boxes and polygons) that campaigns target.
 
 Revision ID: 0009
-Revises: 0007 (0008 is added in parallel; the merge sets ``down_revision = "0008"``)
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
