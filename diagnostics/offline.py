@@ -3,7 +3,10 @@
 ``ownercare backtest``, ``ownercare eval`` and ``ownercare replay`` all feed recorded or
 simulated telemetry through this one class, so what they score is exactly what the worker
 runs: the same pipelines, the same alarm hygiene, the same event-time rules. The worker splits
-the same work across Faust agents (``diagnostics/agents.py``); here it runs in one process.
+the same work across Faust agents (``diagnostics/agents.py``); here it runs in one process:
+vehicle records go to the vehicle pipeline, charger records to the charger pipeline, and the
+charging sessions the charger pipeline sees finish go on to the fleet's charging-fault
+attribution (in the worker: through the ``ownercare.charging-outcomes`` topic).
 
 Records are the canonical dicts of ``ingest.contract.validate`` (``kind``, ``id``, ``ts``,
 ``seq``, ``data``), in event-time order.
@@ -14,22 +17,41 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from diagnostics.attribution import AssetState, ChargingAttribution
+from diagnostics.charger_pipeline import ChargerPipeline, ChargerState
 from diagnostics.pipeline import VehiclePipeline, VehicleState
 
 
 class OfflineDiagnostics:
     """All the worker's pipelines over one record stream; keeps every asset's state in memory."""
 
-    def __init__(self, vehicle_pipeline: VehiclePipeline | None = None) -> None:
+    def __init__(self, vehicle_pipeline: VehiclePipeline | None = None,
+                 charger_pipeline: ChargerPipeline | None = None,
+                 attribution: ChargingAttribution | None = None) -> None:
         self.vehicles = vehicle_pipeline or VehiclePipeline()
         self.vehicle_states: dict[str, VehicleState] = {}
+        self.chargers = charger_pipeline or ChargerPipeline()
+        self.charger_states: dict[str, ChargerState] = {}
+        self.attribution = attribution or ChargingAttribution()
+        self.attribution_states: dict[str, AssetState] = {}
+        # Every finished charging session the charger pipeline reported (for scoring).
+        self.session_outcomes: list[dict[str, Any]] = []
 
     def process(self, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Alert upserts caused by ``records`` (in the order the worker would emit them)."""
-        vehicle_records = [r for r in records if r["kind"].startswith("vehicle_")]
+        batch = list(records)
+        vehicle_records = [r for r in batch if r["kind"].startswith("vehicle_")]
+        charger_records = [r for r in batch if r["kind"].startswith("charger_")]
         alerts: list[dict[str, Any]] = []
         if vehicle_records:
             alerts.extend(self.vehicles.process(vehicle_records, self.vehicle_states)[0])
+        if charger_records:
+            charger_alerts, _, outcomes = self.chargers.process(charger_records,
+                                                                self.charger_states)
+            alerts.extend(charger_alerts)
+            if outcomes:
+                self.session_outcomes.extend(outcomes)
+                alerts.extend(self.attribution.process(outcomes, self.attribution_states)[0])
         return alerts
 
     def finish(self, ts_ms: int) -> list[dict[str, Any]]:

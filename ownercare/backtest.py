@@ -4,6 +4,12 @@ Replays the simulator's message stream through the contract validator and the wo
 pipeline (the same code the Faust agent runs), then compares the alerts with the simulator's
 ground truth: detections, misses, false alarms, duplicate alerts and lead time before failure.
 Deterministic for the given seeds, so two runs print the same figures.
+
+With ``--chargers M`` the fleet has public chargers: charger faults are scored on the charger
+id, and for the charging faults (``charger_fault``, ``inlet_fault``) also the attribution
+accuracy (share of ``charger_fault`` / ``charging_inlet_fault`` alerts raised on the asset that
+really is at fault) and, for ``charger_derating``, how many sessions started on the charger
+after the onset until the alert (the session that raised it included).
 """
 
 from __future__ import annotations
@@ -21,15 +27,17 @@ from simulators.fleet import DAY_MS, Fleet
 # Healthy cars report cell voltages only in the fleets that score the cell detector (so the
 # simulator's output is otherwise unchanged); then all of them do, as look-alikes.
 CELL_REPORT_FRACTION = {"cell_drift": 1.0}
+CHARGING_FAULT_TYPES = frozenset({"charger_fault", "charging_inlet_fault"})
 
 
 def backtest_fleet(seed: int, vehicles: int, days: int, faults: dict[str, int],
-                   drive_interval_s: float, parked_interval_s: float) -> dict[str, Any]:
-    fleet = Fleet(vehicles, 0, seed=seed, faults=faults, drive_interval_s=drive_interval_s,
+                   drive_interval_s: float, parked_interval_s: float,
+                   chargers: int = 0) -> dict[str, Any]:
+    fleet = Fleet(vehicles, chargers, seed=seed, faults=faults, drive_interval_s=drive_interval_s,
                   parked_interval_s=parked_interval_s,
                   cell_report_fraction=max((CELL_REPORT_FRACTION.get(f, 0.0) for f in faults
                                             if faults[f]), default=0.0))
-    truth = {t["vin"]: t for t in fleet.truth()}
+    truth = {t.get("vin") or t["charger_id"]: t for t in fleet.truth()}
     diagnostics = OfflineDiagnostics()
     first_open: dict[tuple[str, str], dict[str, Any]] = {}
     ids: dict[tuple[str, str], set[str]] = {}
@@ -39,19 +47,41 @@ def backtest_fleet(seed: int, vehicles: int, days: int, faults: dict[str, int],
         messages += 1
         _note(diagnostics.process([validate(topic, payload)]), first_open, ids)
     _note(diagnostics.finish(end_ms), first_open, ids)
-    detected, missed, leads = 0, 0, []
-    for vin, fault in truth.items():
-        alert = first_open.get((vin, FAULTS[fault["fault"]].alert_type))
+    detected, missed, leads, derating_sessions = 0, 0, [], []
+    for asset, fault in truth.items():
+        alert = first_open.get((asset, FAULTS[fault["fault"]].alert_type))
         if alert is None or alert["first_seen"] >= fault["failure_ts"]:
             missed += 1
             continue
         detected += 1
         leads.append((fault["failure_ts"] - alert["first_seen"]) / DAY_MS)
-    false_alarms = sum(1 for (vin, _type) in first_open if vin not in truth)
+        if fault["fault"] == "charger_derating":
+            derating_sessions.append(sum(
+                1 for o in diagnostics.session_outcomes if o["charger_id"] == asset
+                and fault["onset_ts"] <= o["start_ts"] and o["ts"] <= alert["first_seen"]))
+    false_alarms = sum(1 for (asset, _type) in first_open if asset not in truth)
     duplicates = sum(len(v) - 1 for v in ids.values())
+    charging_alerts = [key for key in first_open if key[1] in CHARGING_FAULT_TYPES]
+    rightly = sum(1 for asset, alert_type in charging_alerts if asset in truth
+                  and FAULTS[truth[asset]["fault"]].alert_type == alert_type)
     return {"seed": seed, "messages": messages, "faulty": len(truth), "detected": detected,
             "missed": missed, "false_alarms": false_alarms, "duplicate_alerts": duplicates,
-            "lead_days": leads}
+            "lead_days": leads, "healthy_assets": vehicles + chargers - len(truth),
+            "charging_fault_alerts": len(charging_alerts), "rightly_attributed": rightly,
+            "derating_sessions_to_alert": derating_sessions,
+            "by_fault": _by_fault(truth, first_open)}
+
+
+def _by_fault(truth: dict[str, dict[str, Any]],
+              first_open: dict[tuple[str, str], dict[str, Any]]) -> dict[str, list[int]]:
+    """Per fault name: [faulty assets, detected before failure]."""
+    out: dict[str, list[int]] = {}
+    for asset, fault in truth.items():
+        row = out.setdefault(fault["fault"], [0, 0])
+        row[0] += 1
+        alert = first_open.get((asset, FAULTS[fault["fault"]].alert_type))
+        row[1] += int(alert is not None and alert["first_seen"] < fault["failure_ts"])
+    return out
 
 
 def _note(alerts: list[dict[str, Any]], first_open: dict[tuple[str, str], dict[str, Any]],
@@ -65,6 +95,8 @@ def _note(alerts: list[dict[str, Any]], first_open: dict[tuple[str, str], dict[s
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vehicles", type=int, default=100)
+    parser.add_argument("--chargers", type=int, default=0,
+                        help="public chargers in the fleet (needed for the charger faults)")
     parser.add_argument("--days", type=int, default=45)
     parser.add_argument("--seeds", default="1-5", help="seed range A-B or a single seed")
     parser.add_argument("--faults", default="weak_12v:5")
@@ -76,7 +108,12 @@ def run(args: argparse.Namespace) -> int:
     first, _, last = args.seeds.partition("-")
     try:
         seeds = range(int(first), int(last or first) + 1)
-        faults = parse_fault_spec(args.faults, args.vehicles, 0)
+        if args.chargers < 0:
+            raise ValueError(f"--chargers must be >= 0, got {args.chargers}")
+        faults = parse_fault_spec(args.faults, args.vehicles, args.chargers)
+        if faults.get("inlet_fault") and args.chargers < 2:
+            raise ValueError("inlet_fault needs --chargers 2 or more: a car's inlet fault is "
+                             "told from a charger fault by failures at several chargers")
     except ValueError as exc:
         print(f"ownercare backtest: {exc}")
         return 2
@@ -86,19 +123,44 @@ def run(args: argparse.Namespace) -> int:
           "lead_days(min/median)")
     for seed in seeds:
         r = backtest_fleet(seed, args.vehicles, args.days, faults, args.drive_interval,
-                           args.parked_interval)
+                           args.parked_interval, args.chargers)
         rows.append(r)
         leads = r["lead_days"]
         lead = f"{min(leads):.1f}/{statistics.median(leads):.1f}" if leads else "-"
         print(f"{seed:>4}  {r['messages']:>8}  {r['faulty']:>6}  {r['detected']:>8}  "
               f"{r['missed']:>6}  {r['false_alarms']:>12}  {r['duplicate_alerts']:>10}  {lead}")
     all_leads = [x for r in rows for x in r["lead_days"]]
-    healthy = sum(args.vehicles - r["faulty"] for r in rows)
+    healthy = sum(r["healthy_assets"] for r in rows)
     print(f"total: {sum(r['detected'] for r in rows)}/{sum(r['faulty'] for r in rows)} faults "
           f"detected before failure, {sum(r['false_alarms'] for r in rows)} false alarms on "
-          f"{healthy} healthy vehicles x {args.days} days, "
+          f"{healthy} healthy {'assets' if args.chargers else 'vehicles'} x {args.days} days, "
           f"{sum(r['duplicate_alerts'] for r in rows)} duplicate alerts; lead time min "
           f"{min(all_leads, default=0):.1f} d, median "
           f"{statistics.median(all_leads) if all_leads else 0:.1f} d "
           f"({time.perf_counter() - started:.0f} s)")
+    if args.chargers:
+        _print_charging(rows, healthy * args.days)
     return 0
+
+
+def _print_charging(rows: list[dict[str, Any]], healthy_asset_days: int) -> None:
+    by_fault: dict[str, list[int]] = {}
+    for r in rows:
+        for name, (faulty, detected) in r["by_fault"].items():
+            row = by_fault.setdefault(name, [0, 0])
+            row[0], row[1] = row[0] + faulty, row[1] + detected
+    for name, (faulty, detected) in sorted(by_fault.items()):
+        print(f"  {name}: recall {detected}/{faulty}"
+              f" = {detected / faulty if faulty else 0:.2f}")
+    false_alarms = sum(r["false_alarms"] for r in rows)
+    print(f"  false alarms: {false_alarms} on {healthy_asset_days} healthy asset-days = "
+          f"{1000 * false_alarms / max(1, healthy_asset_days):.2f} per 1000")
+    sessions = [s for r in rows for s in r["derating_sessions_to_alert"]]
+    if sessions:
+        print(f"  charger_derating: sessions after onset until the alert: max {max(sessions)}, "
+              f"median {statistics.median(sessions):g} ({sorted(sessions)})")
+    alerts = sum(r["charging_fault_alerts"] for r in rows)
+    right = sum(r["rightly_attributed"] for r in rows)
+    if alerts:
+        print(f"  attribution: {right}/{alerts} charging-fault alerts on the asset at fault "
+              f"= {right / alerts:.2f}")
