@@ -175,7 +175,8 @@ class ChargingAttribution:
         others = [e for e in cstate["recent"] if e[1] != without_car]
         if len(others) < self.min_others:
             return False
-        return sum(e[2] for e in others) <= self.min_share * len(others)
+        abnormal: int = sum(e[2] for e in others)
+        return abnormal <= self.min_share * len(others)
 
     def _judge_charger(self, charger: str, states: Mapping[str, AssetState], ts: int
                        ) -> Assessment:
