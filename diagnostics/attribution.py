@@ -26,11 +26,13 @@ Rules (the constructor defaults)
 * **Charger fault**: within the charger's last ``window`` (12) sessions, abnormal ends from at
   least ``min_assets`` distinct cars that are not excused, and at least ``min_share`` (20 %) of
   the sessions abnormal. One glitch is not an alert, nor is one faulty car failing here twice.
+  Once raised it holds while ``min_assets`` cars still fail in the window (hysteresis).
 * A charger **vouches** for its sessions when, without the car in question, it has at least
   ``min_others`` (2) sessions in its window and at most ``min_share`` of them ended abnormally.
 * **Inlet fault**: within the car's last ``window`` sessions, abnormal ends at at least
   ``min_assets`` distinct chargers that vouch. A car that was unlucky at two broken chargers
-  is not blamed; those chargers do not vouch.
+  is not blamed; those chargers do not vouch. Once raised it holds while the car still fails
+  at ``min_assets`` chargers in its window.
 
 Each outcome re-judges the charger and the car it names, the chargers where that car failed
 and the cars that failed at that charger (their excuses and vouchers may have changed). A
@@ -185,7 +187,9 @@ class ChargingAttribution:
         blamed = sorted({e[1] for e in failed if not self._excused(e[1], charger, states)})
         excused = sorted({e[1] for e in failed} - set(blamed))
         share = len(failed) / len(recent)
-        active = len(blamed) >= self.min_assets and share >= self.min_share
+        was_open = states[charger_key(charger)]["alert"]["open"] is not None
+        # Hysteresis: raised with a share, held while several cars still fail here.
+        active = len(blamed) >= self.min_assets and (was_open or share >= self.min_share)
         evidence: dict[str, Any] = {
             "sessions": len(recent),
             "abnormal_sessions": len(failed),
@@ -223,7 +227,11 @@ class ChargingAttribution:
         vouched = sorted({e[1] for e in failed if self._vouches(e[1], vin, states)})
         unvouched = sorted({e[1] for e in failed} - set(vouched))
         share = len(failed) / len(recent)
-        active = len(vouched) >= self.min_assets
+        was_open = states[vehicle_key(vin)]["alert"]["open"] is not None
+        # Hysteresis: raised on vouching chargers, held while it still fails at several
+        # chargers (a voucher can lapse while the car is still faulty).
+        active = (len(vouched) >= self.min_assets
+                  or (was_open and len({e[1] for e in failed}) >= self.min_assets))
         evidence: dict[str, Any] = {
             "sessions": len(recent),
             "abnormal_sessions": len(failed),
@@ -262,7 +270,8 @@ class ChargingAttribution:
         slope, level, stderr, _dof = weighted_trend(t, values, self.half_life_days)
         if not math.isfinite(stderr):
             return None, None, None
-        slope_r, stderr_r = round(slope, 4), round(stderr, 4)
+        # Two decimals: finer moves of the trend are not news for care staff (no upsert).
+        slope_r, stderr_r = round(slope, 2), round(stderr, 2)
         if level >= 1.0:
             return ts, slope_r, stderr_r
         if slope - stderr <= 0:
