@@ -123,17 +123,19 @@ class ChargerDerating(Detector):
             return changed, assessment
         if session is None:
             session = state["open"][connector] = _new_session(tx, ts_ms)
+            changed = True
         elapsed = ts_ms - session["first"]
         if elapsed <= self.early_ms:
             if session["early"] is None or power > session["early"]:
                 session["early"] = power
-        elif elapsed >= self.sustain_after_ms:
+                changed = True
+            return changed, assessment
+        if elapsed >= self.sustain_after_ms:
             session["tail"] = [*session["tail"], power][-self.tail_len:]
             session["soc"] = soc
             session["offered"] = as_number(measurands.get(OFFERED))
-        else:
-            return changed, assessment  # between the windows: nothing to keep
-        return True, assessment
+            return True, assessment
+        return changed, assessment  # between the windows: nothing to keep
 
     # -- status notifications -----------------------------------------------------------
     def on_event(self, state: dict[str, Any], ts_ms: int, event: Mapping[str, Any]) -> Outcome:
