@@ -47,13 +47,14 @@ when every session would fail (out of service / cannot charge).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, ClassVar
 
 import numpy as np
 
 from diagnostics import alerting
 from diagnostics.base import Assessment
+from diagnostics.pipeline import position_key
 from diagnostics.trend import weighted_trend
 
 DAY_MS = 86_400_000
@@ -104,6 +105,20 @@ class ChargingAttribution:
         for outcome in outcomes:
             self._observe(outcome, states, alerts, changed)
         return alerts, changed
+
+    def process_source(self, states: Mapping[str, Any], partition: int, offset: int,
+                       outcomes: Iterable[Mapping[str, Any]]
+                       ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Process the outcome record at (``partition``, ``offset``) without writing
+        ``states`` (the worker's table): returns (alert upserts, table writes), to be applied
+        in that order, the partition's position last (as ``VehiclePipeline.process_source``).
+        """
+        local = _Overlay(states)
+        alerts, changed = self.process(outcomes, local)
+        writes: dict[str, Any] = {key: local[key] for key in sorted(changed)}
+        position: int | None = states.get(position_key(partition))
+        writes[position_key(partition)] = offset if position is None else max(position, offset)
+        return alerts, writes
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _state(self, states: MutableMapping[str, AssetState], key: str,
@@ -281,3 +296,32 @@ class ChargingAttribution:
 
 def _codes(failed: list[list[Any]]) -> list[str]:
     return sorted({str(e[3]) for e in failed if e[3]})
+
+
+class _Overlay(MutableMapping[str, AssetState]):
+    """Reads through to the table, keeps new entries local until the caller writes them."""
+
+    def __init__(self, base: Mapping[str, Any]) -> None:
+        self.base = base
+        self.local: dict[str, AssetState] = {}
+
+    def __getitem__(self, key: str) -> AssetState:
+        if key in self.local:
+            return self.local[key]
+        value: AssetState | None = self.base.get(key)
+        if value is None:
+            raise KeyError(key)
+        self.local[key] = value
+        return value
+
+    def __setitem__(self, key: str, value: AssetState) -> None:
+        self.local[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.local[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.local)
+
+    def __len__(self) -> int:
+        return len(self.local)
