@@ -4,8 +4,8 @@ Each fault is labelled: the simulator writes the ground truth (which asset, whic
 started, when the asset would fail, the drawn parameters) so tests and ``ownercare backtest``
 can score the detectors.
 
-Adding a fault (issue 3: ``slow_leak``, ``cell_drift``, ``coolant_pump``, ``charger_derating``,
-``charger_faulted``) takes two steps:
+Adding a fault (issue 3 added ``slow_leak``, ``cell_drift``, ``charger_derating``,
+``charger_fault`` and ``inlet_fault``) takes two steps:
 
 1. here, a ``draw`` function that turns the asset's seeded RNG into a :class:`FaultInstance`
    (onset, analytic failure time, parameters) and a :class:`FaultSpec` entry in ``FAULTS``;

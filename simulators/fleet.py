@@ -27,6 +27,19 @@ Charging
     MeterValues every ``drive_interval_s`` with the VIN), and the car reports ``IsCharging``
     with the same SoC curve. Chargers also serve cars outside the fleet (no VIN) and send an
     ``Available`` heartbeat every ``parked_interval_s`` while idle.
+Charging faults (their draws come from RNGs of their own, so every other draw is unchanged)
+    A fault shapes a session when it is booked (fleet car) or begins (walk-in), so the car and
+    the charger see the same session. ``charger_derating``: five minutes into each session
+    after the onset the charger delivers only ``derating_fraction`` of what the car draws (the
+    SoC, energy and the car's ``ChargeRate`` follow; DC chargers report a hotter stage;
+    ``Power.Offered`` stays the rating). ``charger_fault``: with ``session_fault_prob`` a
+    session ends early (2-50 % of its planned length) ``Faulted`` with one of the fault's
+    error codes; the connector is ``Available`` again when the car leaves.
+    ``inlet_fault``: the same for the faulty car's sessions at any charger
+    (``EVCommunicationError`` ends as ``Finishing`` with the code, the others ``Faulted``). So
+    that the fleet sees such a car at several chargers, it has no home wallbox and charges
+    publicly at 70 % of its arrivals away from home (``INLET_FAULT_PUBLIC_PROB``; healthy
+    cars: 4 %, or below 30 % SoC); its home sessions are not simulated as failing.
 Coupling
     A car books a charger only from the charger's committed time on (``committed_until``: the
     timestamp of the message the charger's generator has already handed to the merge), so the
