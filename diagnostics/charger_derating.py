@@ -29,7 +29,8 @@ Per connector and transaction, from meter values with power > 0 and SoC below ``
 
 * ``early`` = the largest power within ``early_ms`` (4 min) of the first reading;
 * ``sustained`` = the median of the last ``tail_len`` (5) powers at least ``sustain_after_ms``
-  (10 min) after the first reading.
+  (8 min) after the first reading (a stage that overheats folds back within minutes of
+  load; the gap to the early window leaves it time to settle).
 
 When the session ends (``Finishing`` / ``Available`` / ``Faulted`` / ``Unavailable``, or a
 new transaction id on the connector) its ratio ``sustained / early`` is a verdict: derated
@@ -80,7 +81,7 @@ class ChargerDerating(Detector):
     name: ClassVar[str] = "charger_derating"
     version: ClassVar[str] = "1"
 
-    def __init__(self, early_ms: int = 240_000, sustain_after_ms: int = 600_000,
+    def __init__(self, early_ms: int = 240_000, sustain_after_ms: int = 480_000,
                  tail_len: int = 5, min_tail: int = 3, taper_soc: float = 80.0,
                  derated_ratio: float = 0.85, critical_ratio: float = 0.5,
                  useful_ratio: float = 0.3, window: int = 4, min_derated: int = 2,
