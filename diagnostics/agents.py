@@ -5,12 +5,19 @@
   before the states that produced them are written, and the table also records the last
   applied offset per partition: a restarted worker whose recovered table is older than its
   committed offset replays the gap first (see ``diagnostics/pipeline.py``).
+* ``diagnose-charger``: charger record batches -> charger detectors (state in the changelogged
+  table ``charger-diagnostics``, same delivery order, positions and catch-up as ``diagnose``)
+  -> alert upserts; and every charging session that finished -> ``ownercare.charging-outcomes``
+  (sent, like the alerts, before the states that record them).
+* ``attribute-charging``: the fleet's session outcomes (one partition) -> charging-fault
+  attribution (``diagnostics/attribution.py``, state in ``charging-attribution``, same rules)
+  -> ``charger_fault`` / ``charging_inlet_fault`` alert upserts.
 * ``latest-vehicle`` / ``latest-charger``: newest value per signal into the database for
   the API's vehicle view (coalesced per batch, written off the event loop); with each flush
   the vehicles' daily health indicators (``diagnostics/daily.py``) and the chargers'
   charging sessions (``diagnostics/charging.py``).
 * ``charger-silence``: charger record batches -> charger silence (``charger_silent``; state,
-  sweep clocks and positions in the changelogged table ``charger-diagnostics``, same delivery
+  sweep clocks and positions in the changelogged table ``charger-silence``, same delivery
   order and catch-up as ``diagnose``). Vehicle silence runs inside ``diagnose``: its sweeps
   follow each partition's event time (``diagnostics/pipeline.py``).
 * ``alert-sink``: alert upserts -> database (idempotent by alert id).
@@ -35,6 +42,8 @@ import orjson
 
 from api import views
 from api.store import Store
+from diagnostics.attribution import ChargingAttribution
+from diagnostics.charger_pipeline import ChargerPipeline
 from diagnostics.charger_silence import ChargerSilence
 from diagnostics.daily import DailyIndicators
 from diagnostics.pipeline import (
@@ -83,8 +92,10 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         partitions=partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
-    charger_table = app.Table(
-        "charger-diagnostics",
+    # Charger silence keeps its own table (the charger pipeline's is ``charger-diagnostics``):
+    # the two trackers were built apart and their states have different shapes.
+    silence_table = app.Table(
+        "charger-silence",
         default=None,
         partitions=partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
@@ -114,11 +125,11 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
             table[key] = value
 
     async def apply_charger(partition: int, offset: int, raw: bytes) -> None:
-        new_alerts, writes = charger_silence.process_source(charger_table, partition, offset,
+        new_alerts, writes = charger_silence.process_source(silence_table, partition, offset,
                                                             _decode(raw))
         await deliver(new_alerts)
         for key, value in writes.items():
-            charger_table[key] = value
+            silence_table[key] = value
 
     @app.agent(vehicles, name="diagnose")
     async def diagnose(stream: faust.StreamT[bytes]) -> None:
@@ -138,7 +149,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     async def charger_diagnose(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             partition, offset = event.message.partition, event.message.offset
-            start = catch_up_from(charger_table.get(position_key(partition)), offset)
+            start = catch_up_from(silence_table.get(position_key(partition)), offset)
             if start is not None:
                 log.warning("charger_catch_up partition=%s from=%s to=%s", partition, start,
                             offset - 1)
@@ -150,6 +161,8 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     # The vehicles' daily health indicators ride on the latest-values flush; the rest clock
     # of each vehicle (12 V resting voltage) lives here across flushes.
     daily = DailyIndicators()
+
+    _install_charger_agents(app, settings, chargers, alerts, stats)
 
     @app.agent(vehicles, name="latest-vehicle")
     async def store_latest_vehicle(stream: faust.StreamT[bytes]) -> None:
@@ -197,6 +210,74 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         return web.json(stats.snapshot(table, pipeline))
 
     return app
+
+
+def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: Any,
+                            alerts: Any, stats: WorkerStats) -> None:
+    """The charger pipeline and the fleet's charging-fault attribution (see module doc)."""
+    json_schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
+    charger_table = app.Table("charger-diagnostics", default=None,
+                              partitions=settings.partitions, schema=json_schema)
+    # internal=True: the worker declares the topic itself (one partition) if the bridge has
+    # not created it yet.
+    outcomes_topic = app.topic(topics.CHARGING_OUTCOMES, partitions=1, internal=True,
+                               key_serializer="raw", value_serializer="raw")
+    attribution_table = app.Table("charging-attribution", default=None, partitions=1,
+                                  schema=json_schema)
+    pipeline = ChargerPipeline()
+    attribution = ChargingAttribution()
+
+    async def emit(new_alerts: list[dict[str, Any]]) -> None:
+        stats.alerts += len(new_alerts)
+        for alert in new_alerts:
+            await alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
+            log.info("alert_emitted id=%s asset=%s/%s type=%s severity=%s status=%s",
+                     alert["id"], alert["asset_kind"], alert["asset_id"], alert["type"],
+                     alert["severity"], alert["status"])
+
+    async def apply_chargers(partition: int, offset: int, raw: bytes) -> None:
+        new_alerts, writes, outcomes = pipeline.process_source(
+            charger_table, partition, offset, _decode(raw))
+        await emit(new_alerts)
+        # Outcomes, like alerts, are delivered before the states that say they were sent; a
+        # redelivered outcome is recognised by its session id.
+        for outcome in outcomes:
+            await outcomes_topic.send(key=b"fleet", value=orjson.dumps(outcome), partition=0)
+        for key, value in writes.items():
+            charger_table[key] = value
+
+    async def apply_outcome(partition: int, offset: int, raw: bytes) -> None:
+        try:
+            outcome = orjson.loads(raw)
+        except ValueError as exc:
+            log.error("charging_outcome_undecodable error=%s bytes=%s", exc, len(raw))
+            outcome = None
+        new_alerts, writes = attribution.process_source(
+            attribution_table, partition, offset, [outcome] if outcome else [])
+        await emit(new_alerts)
+        for key, value in writes.items():
+            attribution_table[key] = value
+
+    async def consume(stream: Any, table: Any, topic: str, apply: Any, name: str) -> None:
+        async for event in stream.events():
+            partition, offset = event.message.partition, event.message.offset
+            start = catch_up_from(table.get(position_key(partition)), offset)
+            if start is not None:
+                log.warning("%s_catch_up partition=%s from=%s to=%s", name, partition, start,
+                            offset - 1)
+                async for gap_offset, gap_raw in read_range(
+                        settings.kafka_bootstrap, topic, partition, start, offset):
+                    await apply(partition, gap_offset, gap_raw)
+            await apply(partition, offset, event.value)
+
+    @app.agent(chargers, name="diagnose-charger")
+    async def diagnose_charger(stream: faust.StreamT[bytes]) -> None:
+        await consume(stream, charger_table, topics.CHARGERS, apply_chargers, "diagnose_charger")
+
+    @app.agent(outcomes_topic, name="attribute-charging")
+    async def attribute_charging(stream: faust.StreamT[bytes]) -> None:
+        await consume(stream, attribution_table, topics.CHARGING_OUTCOMES, apply_outcome,
+                      "attribute_charging")
 
 
 def limit_fetch_wait(max_wait_ms: int) -> None:

@@ -3,7 +3,10 @@
 ``ownercare backtest``, ``ownercare eval`` and ``ownercare replay`` all feed recorded or
 simulated telemetry through this one class, so what they score is exactly what the worker
 runs: the same pipelines, the same alarm hygiene, the same event-time rules. The worker splits
-the same work across Faust agents (``diagnostics/agents.py``); here it runs in one process.
+the same work across Faust agents (``diagnostics/agents.py``); here it runs in one process:
+vehicle records go to the vehicle pipeline, charger records to the charger pipeline, and the
+charging sessions the charger pipeline sees finish go on to the fleet's charging-fault
+attribution (in the worker: through the ``ownercare.charging-outcomes`` topic).
 
 Records are the canonical dicts of ``ingest.contract.validate`` (``kind``, ``id``, ``ts``,
 ``seq``, ``data``), in event-time order.
@@ -14,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from diagnostics.attribution import AssetState, ChargingAttribution
+from diagnostics.charger_pipeline import ChargerPipeline, ChargerState
 from diagnostics.charger_silence import ChargerSilence
 from diagnostics.pipeline import VehiclePipeline, VehicleState
 from diagnostics.silence import new_clock
@@ -27,12 +32,21 @@ class OfflineDiagnostics:
     """
 
     def __init__(self, vehicle_pipeline: VehiclePipeline | None = None,
+                 charger_pipeline: ChargerPipeline | None = None,
+                 attribution: ChargingAttribution | None = None,
                  charger_silence: ChargerSilence | None = None) -> None:
         self.vehicles = vehicle_pipeline or VehiclePipeline()
         self.vehicle_states: dict[str, VehicleState] = {}
         self.vehicle_clock = new_clock()
+        self.chargers = charger_pipeline or ChargerPipeline()
+        self.charger_states: dict[str, ChargerState] = {}
+        self.attribution = attribution or ChargingAttribution()
+        self.attribution_states: dict[str, AssetState] = {}
+        # Charger silence has its own per-charger states (as in the worker: its own table).
         self.charger_silence = charger_silence or ChargerSilence()
-        self.charger_states: dict[str, dict[str, Any]] = {}
+        self.silence_states: dict[str, dict[str, Any]] = {}
+        # Every finished charging session the charger pipeline reported (for scoring).
+        self.session_outcomes: list[dict[str, Any]] = []
 
     def process(self, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Alert upserts caused by ``records`` (in the order the worker would emit them)."""
@@ -46,7 +60,13 @@ class OfflineDiagnostics:
             if boundary is not None:
                 alerts.extend(self.vehicles.sweep(self.vehicle_states.items(), boundary)[0])
         if charger_records:
-            alerts.extend(self.charger_silence.process(charger_records, self.charger_states)[0])
+            alerts.extend(self.charger_silence.process(charger_records, self.silence_states)[0])
+            charger_alerts, _, outcomes = self.chargers.process(charger_records,
+                                                                self.charger_states)
+            alerts.extend(charger_alerts)
+            if outcomes:
+                self.session_outcomes.extend(outcomes)
+                alerts.extend(self.attribution.process(outcomes, self.attribution_states)[0])
         return alerts
 
     def finish(self, ts_ms: int) -> list[dict[str, Any]]:
@@ -59,6 +79,6 @@ class OfflineDiagnostics:
             if boundary is not None:
                 alerts.extend(self.vehicles.sweep(self.vehicle_states.items(), boundary)[0])
             alerts.extend(self.vehicles.due(self.vehicle_states, ts_ms))
-        if self.charger_states:
-            alerts.extend(self.charger_silence.advance(ts_ms, self.charger_states)[0])
+        if self.silence_states:
+            alerts.extend(self.charger_silence.advance(ts_ms, self.silence_states)[0])
         return alerts

@@ -53,7 +53,8 @@ async def wait_for_kafka(bootstrap: str, give_up_s: float) -> None:
 async def ensure_topics(
     bootstrap: str, partitions: int, names: tuple[str, ...] = topics.ALL
 ) -> None:
-    """Create the ownercare topics with ``partitions`` partitions when they do not exist."""
+    """Create the ownercare topics with ``partitions`` partitions when they do not exist
+    (those of ``topics.SINGLE_PARTITION`` with one)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -63,7 +64,8 @@ async def ensure_topics(
             # Another service may create them at the same moment.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
+                    [NewTopic(n, num_partitions=1 if n in topics.SINGLE_PARTITION else partitions,
+                              replication_factor=1) for n in missing]
                 )
             log.info("kafka_topics_created names=%s partitions=%s", missing, partitions)
     finally:

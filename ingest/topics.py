@@ -10,5 +10,11 @@ OTA_COMMANDS: Final = "ownercare.ota.commands"  # cloud -> vehicle commands, key
 # Each bridge and worker process reports its counters here every few seconds (keyed by
 # instance); the API reads them back for GET /metrics. Tiny: one record per process per period.
 SERVICE_METRICS: Final = "ownercare.service-metrics"
+# Finished charging sessions (charger, VIN, abnormal end, error code) from the charger agents
+# to the one attribution agent, which needs the whole fleet's sessions in one place to tell a
+# charger fault from a car's inlet fault. One partition: one consumer sees every outcome.
+CHARGING_OUTCOMES: Final = "ownercare.charging-outcomes"
 
-ALL: Final = (VEHICLES, CHARGERS, DEAD_LETTER, ALERTS, OTA_COMMANDS, SERVICE_METRICS)
+ALL: Final = (VEHICLES, CHARGERS, DEAD_LETTER, ALERTS, OTA_COMMANDS, SERVICE_METRICS,
+              CHARGING_OUTCOMES)
+SINGLE_PARTITION: Final = frozenset({CHARGING_OUTCOMES})

@@ -6,6 +6,12 @@ ground truth: detections, misses, false alarms, duplicate alerts and lead time b
 (or, for faults that cannot be foreseen such as ``silent``, the detection delay after the
 onset: ``FaultSpec.scored_by``). Deterministic for the given seeds, so two runs print the
 same figures.
+
+With ``--chargers M`` the fleet has public chargers: charger faults are scored on the charger
+id, and for the charging faults (``charger_fault``, ``inlet_fault``) also the attribution
+accuracy (share of ``charger_fault`` / ``charging_inlet_fault`` alerts raised on the asset that
+really is at fault) and, for ``charger_derating``, how many sessions started on the charger
+after the onset until the alert (the session that raised it included).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from simulators.fleet import DAY_MS, HOUR_MS, Fleet
 # Healthy cars report cell voltages only in the fleets that score the cell detector (so the
 # simulator's output is otherwise unchanged); then all of them do, as look-alikes.
 CELL_REPORT_FRACTION = {"cell_drift": 1.0}
+CHARGING_FAULT_TYPES = frozenset({"charger_fault", "charging_inlet_fault"})
 
 
 def backtest_fleet(seed: int, vehicles: int, days: int, faults: dict[str, int],
@@ -42,28 +49,57 @@ def backtest_fleet(seed: int, vehicles: int, days: int, faults: dict[str, int],
         messages += 1
         _note(diagnostics.process([validate(topic, payload)]), first_open, ids)
     _note(diagnostics.finish(end_ms), first_open, ids)
-    detected, missed, leads, delays = 0, 0, [], []
+    detected, missed, leads, delays, derating_sessions = 0, 0, [], [], []
     for asset, fault in truth.items():
         spec = FAULTS[fault["fault"]]
         alert = first_open.get((asset, spec.alert_type))
-        if spec.scored_by == "delay":
-            if alert is None or alert["first_seen"] < fault["onset_ts"]:
-                missed += 1
-                continue
-            detected += 1
-            delays.append((alert["first_seen"] - fault["onset_ts"]) / HOUR_MS)
-            continue
-        if alert is None or alert["first_seen"] >= fault["failure_ts"]:
+        if alert is None or not _in_time(fault, alert):
             missed += 1
             continue
         detected += 1
+        if spec.scored_by == "delay":
+            delays.append((alert["first_seen"] - fault["onset_ts"]) / HOUR_MS)
+            continue
         leads.append((fault["failure_ts"] - alert["first_seen"]) / DAY_MS)
+        if fault["fault"] == "charger_derating":
+            derating_sessions.append(sum(
+                1 for o in diagnostics.session_outcomes if o["charger_id"] == asset
+                and fault["onset_ts"] <= o["start_ts"] and o["ts"] <= alert["first_seen"]))
     false_alarms = sum(1 for (asset, _type) in first_open if asset not in truth)
     duplicates = sum(len(v) - 1 for v in ids.values())
+    charging_alerts = [key for key in first_open if key[1] in CHARGING_FAULT_TYPES]
+    rightly = sum(1 for asset, alert_type in charging_alerts if asset in truth
+                  and FAULTS[truth[asset]["fault"]].alert_type == alert_type)
     return {"seed": seed, "messages": messages, "faulty": len(truth), "detected": detected,
             "missed": missed, "false_alarms": false_alarms, "duplicate_alerts": duplicates,
             "lead_days": leads, "delay_hours": delays,
-            "healthy_vehicles": vehicles - sum(1 for t in truth.values() if "vin" in t)}
+            "healthy_vehicles": vehicles - sum(1 for t in truth.values() if "vin" in t),
+            "healthy_assets": vehicles + chargers - len(truth),
+            "charging_fault_alerts": len(charging_alerts), "rightly_attributed": rightly,
+            "derating_sessions_to_alert": derating_sessions,
+            "by_fault": _by_fault(truth, first_open)}
+
+
+def _by_fault(truth: dict[str, dict[str, Any]],
+              first_open: dict[tuple[str, str], dict[str, Any]]) -> dict[str, list[int]]:
+    """Per fault name: [faulty assets, detected before failure]."""
+    out: dict[str, list[int]] = {}
+    for asset, fault in truth.items():
+        row = out.setdefault(fault["fault"], [0, 0])
+        row[0] += 1
+        alert = first_open.get((asset, FAULTS[fault["fault"]].alert_type))
+        row[1] += int(_in_time(fault, alert))
+    return out
+
+
+def _in_time(fault: dict[str, Any], alert: dict[str, Any] | None) -> bool:
+    """Did ``alert`` detect ``fault``: before its failure, or after its onset for faults
+    scored by their detection delay."""
+    if alert is None:
+        return False
+    if FAULTS[fault["fault"]].scored_by == "delay":
+        return bool(alert["first_seen"] >= fault["onset_ts"])
+    return bool(alert["first_seen"] < fault["failure_ts"])
 
 
 def _note(alerts: list[dict[str, Any]], first_open: dict[tuple[str, str], dict[str, Any]],
@@ -78,7 +114,7 @@ def _note(alerts: list[dict[str, Any]], first_open: dict[tuple[str, str], dict[s
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vehicles", type=int, default=100)
     parser.add_argument("--chargers", type=int, default=0,
-                        help="public chargers in the fleet (needed for charger faults)")
+                        help="public chargers in the fleet (needed for the charger faults)")
     parser.add_argument("--days", type=int, default=45)
     parser.add_argument("--seeds", default="1-5", help="seed range A-B or a single seed")
     parser.add_argument("--faults", default="weak_12v:5")
@@ -90,9 +126,12 @@ def run(args: argparse.Namespace) -> int:
     first, _, last = args.seeds.partition("-")
     try:
         seeds = range(int(first), int(last or first) + 1)
-        faults = parse_fault_spec(args.faults, args.vehicles, args.chargers)
         if args.chargers < 0:
             raise ValueError(f"--chargers must be >= 0, got {args.chargers}")
+        faults = parse_fault_spec(args.faults, args.vehicles, args.chargers)
+        if faults.get("inlet_fault") and args.chargers < 2:
+            raise ValueError("inlet_fault needs --chargers 2 or more: a car's inlet fault is "
+                             "told from a charger fault by failures at several chargers")
     except ValueError as exc:
         print(f"ownercare backtest: {exc}")
         return 2
@@ -125,4 +164,29 @@ def run(args: argparse.Namespace) -> int:
     if all_delays:
         print(f"detection delay after onset (faults scored by delay): median "
               f"{statistics.median(all_delays):.2f} h, max {max(all_delays):.2f} h")
+    if args.chargers:
+        _print_charging(rows, sum(r["healthy_assets"] for r in rows) * args.days)
     return 0
+
+
+def _print_charging(rows: list[dict[str, Any]], healthy_asset_days: int) -> None:
+    by_fault: dict[str, list[int]] = {}
+    for r in rows:
+        for name, (faulty, detected) in r["by_fault"].items():
+            row = by_fault.setdefault(name, [0, 0])
+            row[0], row[1] = row[0] + faulty, row[1] + detected
+    for name, (faulty, detected) in sorted(by_fault.items()):
+        print(f"  {name}: recall {detected}/{faulty}"
+              f" = {detected / faulty if faulty else 0:.2f}")
+    false_alarms = sum(r["false_alarms"] for r in rows)
+    print(f"  false alarms: {false_alarms} on {healthy_asset_days} healthy asset-days = "
+          f"{1000 * false_alarms / max(1, healthy_asset_days):.2f} per 1000")
+    sessions = [s for r in rows for s in r["derating_sessions_to_alert"]]
+    if sessions:
+        print(f"  charger_derating: sessions after onset until the alert: max {max(sessions)}, "
+              f"median {statistics.median(sessions):g} ({sorted(sessions)})")
+    alerts = sum(r["charging_fault_alerts"] for r in rows)
+    right = sum(r["rightly_attributed"] for r in rows)
+    if alerts:
+        print(f"  attribution: {right}/{alerts} charging-fault alerts on the asset at fault "
+              f"= {right / alerts:.2f}")

@@ -4,8 +4,8 @@ Each fault is labelled: the simulator writes the ground truth (which asset, whic
 started, when the asset would fail, the drawn parameters) so tests and ``ownercare backtest``
 can score the detectors.
 
-Adding a fault (issue 3: ``slow_leak``, ``cell_drift``, ``coolant_pump``, ``charger_derating``,
-``charger_faulted``) takes two steps:
+Adding a fault (issue 3 added ``slow_leak``, ``cell_drift``, ``charger_derating``,
+``charger_fault`` and ``inlet_fault``) takes two steps:
 
 1. here, a ``draw`` function that turns the asset's seeded RNG into a :class:`FaultInstance`
    (onset, analytic failure time, parameters) and a :class:`FaultSpec` entry in ``FAULTS``;
@@ -61,6 +61,30 @@ CELL_DRIFT_RATE_MV_PER_DAY = (2.5, 6.0)
 # its messages stop. The truth's ``failure_ts`` is the onset itself: from then on care staff are
 # blind to the asset, so the alert cannot come early; it is scored on its detection delay.
 SILENT_ONSET_DAYS = (0.5, 5.0)
+
+# Charger derating (thermal foldback): the power stage's cooling is failing, so a few minutes
+# into every session its controller folds the current back to a fraction of what the car draws
+# (the charger still reports its rating as ``Power.Offered``). The fraction drops at the onset
+# and keeps falling; below ``DERATING_USEFUL_FRACTION`` a session no longer delivers a useful
+# share of the energy a car expects in its time there (the truth's failure).
+DERATING_ONSET_DAYS = (0.0, 5.0)
+DERATING_INITIAL_FRACTION = (0.65, 0.85)
+DERATING_RATE_PER_DAY = (0.02, 0.05)
+DERATING_USEFUL_FRACTION = 0.3
+DERATING_FOLDBACK_AFTER_MS = 5 * 60_000  # minutes of load before the stage is too hot
+# Charging faults: from the onset a share of sessions ends abnormally, rising linearly; when
+# every session fails the asset is out of service (the truth's failure). The error codes
+# overlap on purpose: a GroundFailure or ConnectorLockFailure can be the charger's or the car's
+# (the residual-current device trips on the car's on-board charger too), so only the cross
+# pattern over the fleet tells who is at fault.
+CHARGE_FAULT_ONSET_DAYS = (0.0, 5.0)
+CHARGER_FAULT_INITIAL_PROB = (0.15, 0.35)
+CHARGER_FAULT_PROB_PER_DAY = (0.04, 0.10)
+CHARGER_FAULT_CODES = ("GroundFailure", "HighTemperature", "PowerMeterFailure",
+                       "ConnectorLockFailure")
+INLET_FAULT_INITIAL_PROB = (0.3, 0.5)
+INLET_FAULT_PROB_PER_DAY = (0.03, 0.06)
+INLET_FAULT_CODES = ("EVCommunicationError", "ConnectorLockFailure", "GroundFailure")
 
 Asset = Literal["vehicle", "charger"]
 
@@ -163,6 +187,55 @@ def _draw_charger_silent(rng: random.Random, start_ms: int, ctx: Mapping[str, An
     return FaultInstance("charger_silent", onset, onset, {})
 
 
+def _draw_charger_derating(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]
+                           ) -> FaultInstance:
+    onset = start_ms + int(rng.uniform(*DERATING_ONSET_DAYS) * DAY_MS)
+    f0 = round(rng.uniform(*DERATING_INITIAL_FRACTION), 3)
+    rate = round(rng.uniform(*DERATING_RATE_PER_DAY), 4)
+    return FaultInstance("charger_derating", onset, charger_derating_failure_ts(onset, f0, rate),
+                         {"initial_fraction": f0, "rate_per_day": rate})
+
+
+def derating_fraction(fault: FaultInstance, ts: int) -> float:
+    """The share of the car's draw a derating charger delivers after foldback at ``ts``."""
+    if ts < fault.onset_ts:
+        return 1.0
+    days = (ts - fault.onset_ts) / DAY_MS
+    return max(0.05, float(fault.params["initial_fraction"])
+               - float(fault.params["rate_per_day"]) * days)
+
+
+def charger_derating_failure_ts(onset_ts: int, initial_fraction: float,
+                                rate_per_day: float) -> int:
+    """When the delivered fraction reaches ``DERATING_USEFUL_FRACTION`` (analytic)."""
+    return onset_ts + int((initial_fraction - DERATING_USEFUL_FRACTION) / rate_per_day * DAY_MS)
+
+
+def _draw_session_faults(name: str, initial: tuple[float, float], per_day: tuple[float, float],
+                         codes: tuple[str, ...]) -> Draw:
+    def draw(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]) -> FaultInstance:
+        onset = start_ms + int(rng.uniform(*CHARGE_FAULT_ONSET_DAYS) * DAY_MS)
+        p0 = round(rng.uniform(*initial), 3)
+        rate = round(rng.uniform(*per_day), 4)
+        return FaultInstance(name, onset, session_fault_failure_ts(onset, p0, rate),
+                             {"initial_prob": p0, "prob_per_day": rate, "codes": list(codes)})
+    return draw
+
+
+def session_fault_prob(fault: FaultInstance, ts: int) -> float:
+    """The probability that a session starting at ``ts`` ends abnormally."""
+    if ts < fault.onset_ts:
+        return 0.0
+    days = (ts - fault.onset_ts) / DAY_MS
+    return min(1.0, float(fault.params["initial_prob"])
+               + float(fault.params["prob_per_day"]) * days)
+
+
+def session_fault_failure_ts(onset_ts: int, initial_prob: float, prob_per_day: float) -> int:
+    """When every session fails (analytic): the asset is out of service."""
+    return onset_ts + int((1.0 - initial_prob) / prob_per_day * DAY_MS)
+
+
 FAULTS: dict[str, FaultSpec] = {
     spec.name: spec
     for spec in (
@@ -206,6 +279,35 @@ FAULTS: dict[str, FaultSpec] = {
             "detection delay",
             _draw_charger_silent, "Fleet.messages (the charger's stream ends at the onset)",
             "charger_silent", "delay",
+        ),
+        FaultSpec(
+            "charger_derating", "charger",
+            "thermal foldback: from an onset in the first five days, five minutes into every "
+            "session the charger delivers only 65-85 % of what the car draws, falling "
+            "0.02-0.05 per day, until it delivers less than 30 % (no longer useful)",
+            _draw_charger_derating, "Fleet._charger_faults (ChargeSession.fold_*)",
+            "charger_derating",
+        ),
+        FaultSpec(
+            "charger_fault", "charger",
+            "from an onset in the first five days 15-35 % of the charger's sessions end "
+            "Faulted with a charger error code (GroundFailure, HighTemperature, "
+            "PowerMeterFailure, ConnectorLockFailure), rising 4-10 points a day until every "
+            "session fails (out of service)",
+            _draw_session_faults("charger_fault", CHARGER_FAULT_INITIAL_PROB,
+                                 CHARGER_FAULT_PROB_PER_DAY, CHARGER_FAULT_CODES),
+            "Fleet._charger_faults (ChargeSession.fault_code)", "charger_fault",
+        ),
+        FaultSpec(
+            "inlet_fault", "vehicle",
+            "the car's charging inlet / on-board charger: from an onset in the first five days "
+            "30-50 % of its public sessions end abnormally at whatever charger it uses "
+            "(EVCommunicationError, ConnectorLockFailure, GroundFailure), rising 3-6 points a "
+            "day until it cannot charge; the car has no home wallbox and charges publicly "
+            "at most arrivals away from home, so it meets several chargers",
+            _draw_session_faults("inlet_fault", INLET_FAULT_INITIAL_PROB,
+                                 INLET_FAULT_PROB_PER_DAY, INLET_FAULT_CODES),
+            "Fleet._book_public / _plug_in (ChargeSession.fault_code)", "charging_inlet_fault",
         ),
     )
 }

@@ -27,6 +27,19 @@ Charging
     MeterValues every ``drive_interval_s`` with the VIN), and the car reports ``IsCharging``
     with the same SoC curve. Chargers also serve cars outside the fleet (no VIN) and send an
     ``Available`` heartbeat every ``parked_interval_s`` while idle.
+Charging faults (their draws come from RNGs of their own, so every other draw is unchanged)
+    A fault shapes a session when it is booked (fleet car) or begins (walk-in), so the car and
+    the charger see the same session. ``charger_derating``: five minutes into each session
+    after the onset the charger delivers only ``derating_fraction`` of what the car draws (the
+    SoC, energy and the car's ``ChargeRate`` follow; DC chargers report a hotter stage;
+    ``Power.Offered`` stays the rating). ``charger_fault``: with ``session_fault_prob`` a
+    session ends early (2-50 % of its planned length) ``Faulted`` with one of the fault's
+    error codes; the connector is ``Available`` again when the car leaves.
+    ``inlet_fault``: the same for the faulty car's sessions at any charger
+    (``EVCommunicationError`` ends as ``Finishing`` with the code, the others ``Faulted``). So
+    that the fleet sees such a car at several chargers, it has no home wallbox and charges
+    publicly at 70 % of its arrivals away from home (``INLET_FAULT_PUBLIC_PROB``; healthy
+    cars: 4 %, or below 30 % SoC); its home sessions are not simulated as failing.
 Coupling
     A car books a charger only from the charger's committed time on (``committed_until``: the
     timestamp of the message the charger's generator has already handed to the merge), so the
@@ -103,12 +116,15 @@ import orjson
 
 from ingest.contract import TIRE_PRESSURE_SIGNALS, TIRE_TEMPERATURE_SIGNALS, Kind, topic_for
 from simulators.faults import (
+    DERATING_FOLDBACK_AFTER_MS,
     FAILURE_V25,
     PLACARD_KPA,
     SLOW_LEAK_FLOOR_KPA,
     FaultInstance,
     assign_faults,
+    derating_fraction,
     draw_fault,
+    session_fault_prob,
 )
 
 SECOND_MS = 1000
@@ -166,6 +182,7 @@ COLDEST_HOUR, WARMEST_HOUR = 5.0, 15.0
 CHARGE_EFFICIENCY = 0.92
 PUBLIC_BELOW_SOC = 30.0
 PUBLIC_ANYWAY_PROB = 0.04
+INLET_FAULT_PUBLIC_PROB = 0.7  # cars with an inlet fault have no wallbox: public most days
 PUBLIC_MIN_SESSION_MS = 15 * MINUTE_MS
 PUBLIC_MAX_SESSION_MS = 3 * HOUR_MS
 PLUG_TO_CHARGE_MS = 30 * SECOND_MS
@@ -421,12 +438,34 @@ class ChargeSession:
     charger_id: str | None = None
     started: bool = False  # charge_start reported
     ended: bool = False
+    # Faults (healthy sessions keep the defaults): from ``fold_at`` on only ``fold_factor`` of
+    # the power flows (a derating charger); a session with a ``fault_code`` ends at ``end``
+    # with that OCPP error code and status ``fault_status`` instead of finishing normally.
+    fold_at: int = NEVER
+    fold_factor: float = 1.0
+    fault_code: str | None = None
+    fault_status: str = "Faulted"
+
+    def _full_power_ms(self, ts: int) -> float:
+        """Milliseconds of charging at the session's full power equivalent to [start, ts]."""
+        t = min(max(ts, self.start), self.end)
+        if t <= self.fold_at:
+            return t - self.start
+        return (self.fold_at - self.start) + self.fold_factor * (t - self.fold_at)
 
     def soc_at(self, ts: int) -> float:
-        return self.soc0 + self.pct_per_ms * (min(max(ts, self.start), self.end) - self.start)
+        if self.fold_factor == 1.0:  # the healthy arithmetic, unchanged to the last bit
+            return self.soc0 + self.pct_per_ms * (min(max(ts, self.start), self.end) - self.start)
+        return self.soc0 + self.pct_per_ms * self._full_power_ms(ts)
 
     def energy_kwh(self, ts: int) -> float:
-        return self.power_kw * (min(max(ts, self.start), self.end) - self.start) / HOUR_MS
+        if self.fold_factor == 1.0:
+            return self.power_kw * (min(max(ts, self.start), self.end) - self.start) / HOUR_MS
+        return self.power_kw * self._full_power_ms(ts) / HOUR_MS
+
+    def power_at(self, ts: int) -> float:
+        """The power (kW) flowing at ``ts`` while the session charges."""
+        return self.power_kw * self.fold_factor if ts >= self.fold_at else self.power_kw
 
     def charging(self, ts: int) -> bool:
         return self.start <= ts < self.end
@@ -450,6 +489,7 @@ class _ChargerRun:
     seq: int = 0
     energy_wh: float = 0.0
     transaction: int = 0
+    fault_rng: random.Random | None = None  # draws of an injected fault, apart from ``rng``
 
 
 @dataclass
@@ -470,6 +510,7 @@ class _VehicleRun:
     cranked: bool = False
     model_reported: bool = False
     cells: CellPack | None = None
+    fault_rng: random.Random | None = None  # draws of an injected fault, apart from ``rng``
 
     def dead(self, ts: int) -> bool:
         return ts >= self.failed_at
@@ -565,7 +606,9 @@ class Fleet:
     def _charger_spec(self, i: int, fault: str | None) -> ChargerSpec:
         r = random.Random(f"charger-{self.seed}-{i}")
         dc = r.random() < 0.5
-        instance = draw_fault(fault, r, self.start_ms, {}) if fault else None
+        # The fault draws from its own RNG: the charger's other parameters stay as they were.
+        instance = (draw_fault(fault, random.Random(f"charger-fault-{self.seed}-{i}"),
+                               self.start_ms, {}) if fault else None)
         return ChargerSpec(
             index=i, charger_id=f"CP-{i + 1:04d}", dc=dc,
             power_kw=r.choice((50.0, 150.0)) if dc else 22.0,
@@ -593,7 +636,9 @@ class Fleet:
         the same stream, since all mutable state is created here."""
         world = _World(
             Weather(self.seed, self.start_ms),
-            [_ChargerRun(c, random.Random(f"charger-run-{self.seed}-{c.index}"))
+            [_ChargerRun(c, random.Random(f"charger-run-{self.seed}-{c.index}"),
+                         fault_rng=random.Random(f"charger-fault-run-{self.seed}-{c.index}")
+                         if c.fault is not None else None)
              for c in self.charger_specs],
         )
         streams = [_silenced(spec.fault, self._vehicle(world, spec)) for spec in self.vehicles]
@@ -620,6 +665,8 @@ class Fleet:
             run.failed_at = fault.failure_ts if fault.failure_ts is not None else NEVER
         elif fault is not None and fault.name == "dtc":
             run.dtc_pending = (fault.onset_ts, str(fault.params["code"]))
+        elif fault is not None and fault.name == "inlet_fault":
+            run.fault_rng = random.Random(f"vehicle-fault-run-{self.seed}-{spec.index}")
         if spec.reports_cells:
             cell_rng = random.Random(f"cells-run-{self.seed}-{spec.index}")
             n = CELLS_BY_MODEL[spec.model]
@@ -849,8 +896,11 @@ class Fleet:
         s, rng = v.spec, v.rng
         if v.dead(arrive):
             return
+        inlet_fault = s.fault is not None and s.fault.name == "inlet_fault"
         if v.place == "home":
-            if v.soc < s.charge_below_soc:
+            # A car with an inlet fault is modelled as one without a home wallbox: it charges
+            # publicly, so the fleet sees its sessions at several chargers (attribution).
+            if v.soc < s.charge_below_soc and not inlet_fault:
                 start = arrive + int(rng.uniform(2, 15) * MINUTE_MS)
                 power = s.home_kw * rng.uniform(0.95, 1.0)
                 v.charge = _new_session(start, v.soc, s.charge_target_soc, power,
@@ -858,7 +908,8 @@ class Fleet:
             return
         if next_depart is None or not world.chargers:
             return
-        if v.soc < PUBLIC_BELOW_SOC or rng.random() < PUBLIC_ANYWAY_PROB:
+        anyway = INLET_FAULT_PUBLIC_PROB if inlet_fault else PUBLIC_ANYWAY_PROB
+        if v.soc < PUBLIC_BELOW_SOC or rng.random() < anyway:
             v.charge = self._book_public(world, v, arrive, next_depart)
 
     def _book_public(self, world: _World, v: _VehicleRun, arrive: int,
@@ -890,6 +941,9 @@ class Fleet:
         if session.end - session.start < PUBLIC_MIN_SESSION_MS:
             return None
         unplug = session.end + linger
+        self._charger_faults(charger, session)
+        if s.fault is not None and s.fault.name == "inlet_fault" and v.fault_rng is not None:
+            _maybe_fail(session, s.fault, v.fault_rng, "Finishing")
         charger.bookings.append(Booking(plug, unplug, s.vin, session))
         return session
 
@@ -969,7 +1023,7 @@ class Fleet:
             }
             if charging and session is not None:
                 signals["Vehicle.Powertrain.TractionBattery.Charging.ChargeRate"] = round(
-                    session.power_kw * rng.uniform(0.98, 1.0), 2)
+                    session.power_at(t) * rng.uniform(0.98, 1.0), 2)
             if v.cells is not None:
                 pack_c = ambient if b.temp_c is None else b.temp_c
                 signals.update(v.cells.signals(t, soc, pack_c, driving=False, charging=charging))
@@ -1013,6 +1067,7 @@ class Fleet:
                     walk_in = (booking.unplug if booking else walk_in) + self._anon_gap(c)
                     continue
                 unplug = session.end + int(rng.uniform(1, 5) * MINUTE_MS)
+                self._charger_faults(c, session)
                 yield from self._session(world, c, walk_in, session, unplug, None)
                 after = unplug
             else:
@@ -1023,15 +1078,28 @@ class Fleet:
             if walk_in <= after:
                 walk_in = after + self._anon_gap(c)
 
+    @staticmethod
+    def _charger_faults(c: _ChargerRun, session: ChargeSession) -> None:
+        """An injected charger fault shapes the session before either side runs it."""
+        fault = c.spec.fault
+        if fault is None or c.fault_rng is None:
+            return
+        if fault.name == "charger_derating" and session.start >= fault.onset_ts:
+            session.fold_at = session.start + DERATING_FOLDBACK_AFTER_MS
+            session.fold_factor = derating_fraction(fault, session.start)
+        elif fault.name == "charger_fault":
+            _maybe_fail(session, fault, c.fault_rng, "Faulted")
+
     def _charger_msg(self, c: _ChargerRun, kind: Kind, ts: int, body: dict[str, Any]) -> Message:
         c.seq += 1
         c.committed_until = ts
         return ts, topic_for(kind, c.spec.charger_id), orjson.dumps(
             {"ts": ts, "seq": c.seq, **body})
 
-    def _status(self, c: _ChargerRun, ts: int, status: str) -> Message:
+    def _status(self, c: _ChargerRun, ts: int, status: str,
+                error_code: str = "NoError") -> Message:
         return self._charger_msg(c, Kind.CHARGER_STATUS, ts, {
-            "connectorId": 1, "status": status, "errorCode": "NoError"})
+            "connectorId": 1, "status": status, "errorCode": error_code})
 
     def _session(self, world: _World, c: _ChargerRun, plug: int, session: ChargeSession,
                  unplug: int, vin: str | None) -> Iterator[Message]:
@@ -1048,7 +1116,7 @@ class Fleet:
             last = t >= session.end
             t = min(t, session.end)
             soc = session.soc_at(t)
-            power = session.power_kw * 1000 * rng.uniform(0.97, 1.01) if not last else 0.0
+            power = session.power_at(t) * 1000 * rng.uniform(0.97, 1.01) if not last else 0.0
             volts = (330 + 0.8 * soc + rng.gauss(0, 1.5)) if c.spec.dc else 400 + rng.gauss(0, 2)
             amps = power / volts if c.spec.dc else power / (math.sqrt(3) * volts)
             measurands = {
@@ -1061,8 +1129,10 @@ class Fleet:
                 "SoC": round(soc, 1),
             }
             if c.spec.dc:
-                measurands["Temperature"] = round(
-                    world.weather.ambient(t) + 8 + 17 * power / offered + rng.gauss(0, 0.5), 1)
+                # A folded-back stage is hot: that is why it folds back.
+                hot = 30.0 * (1.0 - session.fold_factor) if t >= session.fold_at else 0.0
+                measurands["Temperature"] = round(world.weather.ambient(t) + 8 + hot
+                                                  + 17 * power / offered + rng.gauss(0, 0.5), 1)
             body: dict[str, Any] = {"connectorId": 1, "transactionId": transaction,
                                     "measurands": measurands}
             if vin is not None:
@@ -1072,7 +1142,10 @@ class Fleet:
                 break
             t += self.drive_ms
         c.energy_wh = energy0 + session.energy_kwh(session.end) * 1000
-        yield self._status(c, session.end, "Finishing")
+        if session.fault_code is not None:
+            yield self._status(c, session.end, session.fault_status, session.fault_code)
+        else:
+            yield self._status(c, session.end, "Finishing")
         yield self._status(c, unplug, "Available")
 
 
@@ -1097,6 +1170,23 @@ _PARKED_DROPPABLE = (
     "Vehicle.LowVoltageBattery.CurrentCurrent",
     "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current",
 )
+
+
+def _maybe_fail(session: ChargeSession, fault: FaultInstance, rng: random.Random,
+                soft_status: str) -> None:
+    """With the fault's probability at the session's start, end it early with an error code.
+
+    Codes that stop the hardware (ground fault, lock, temperature, meter) fault the connector;
+    ``EVCommunicationError`` is reported with ``soft_status`` (a car that stops talking ends
+    the session, the connector itself is fine).
+    """
+    if session.fault_code is not None or rng.random() >= session_fault_prob(fault, session.start):
+        return
+    codes = list(fault.params["codes"])
+    code = codes[rng.randrange(len(codes))]
+    session.end = session.start + int((session.end - session.start) * rng.uniform(0.02, 0.5))
+    session.fault_code = code
+    session.fault_status = soft_status if code == "EVCommunicationError" else "Faulted"
 
 
 def _new_session(start: int, soc0: float, target: float, power_kw: float, capacity_kwh: float,

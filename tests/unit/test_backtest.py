@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from ownercare.backtest import backtest_fleet
+import argparse
+
+import pytest
+
+from ownercare.backtest import add_arguments, backtest_fleet, run
 
 
 def test_backtest_detects_the_injected_faults_and_nothing_else() -> None:
@@ -28,3 +32,29 @@ def test_backtest_is_deterministic() -> None:
     args = {"seed": 4, "vehicles": 4, "days": 6, "faults": {"weak_12v": 1},
             "drive_interval_s": 300, "parked_interval_s": 3600}
     assert backtest_fleet(**args) == backtest_fleet(**args)
+
+
+def test_backtest_scores_charger_faults_and_attribution() -> None:
+    result = backtest_fleet(seed=31, vehicles=30, days=20,
+                            faults={"charger_derating": 1, "charger_fault": 1, "inlet_fault": 1},
+                            drive_interval_s=300, parked_interval_s=3600, chargers=6)
+    assert result["faulty"] == 3 and result["detected"] == 3
+    assert result["false_alarms"] == 0 and result["duplicate_alerts"] == 0
+    assert result["healthy_assets"] == 30 + 6 - 3
+    assert result["charging_fault_alerts"] == 2 and result["rightly_attributed"] == 2
+    assert result["derating_sessions_to_alert"] and max(result["derating_sessions_to_alert"]) <= 2
+    assert result["by_fault"] == {"charger_derating": [1, 1], "charger_fault": [1, 1],
+                                  "inlet_fault": [1, 1]}
+
+
+def test_backtest_cli_rejects_charger_faults_without_chargers(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args(["--faults", "charger_fault:1"])) == 2
+    assert "1 charger faults requested (charger_fault:1) but the fleet has only 0 chargers" \
+        in capsys.readouterr().out
+    assert run(parser.parse_args(["--chargers", "1", "--faults", "inlet_fault:1"])) == 2
+    assert "inlet_fault needs --chargers 2 or more" in capsys.readouterr().out
+    assert run(parser.parse_args(["--chargers", "-1"])) == 2
+    assert "--chargers must be >= 0, got -1" in capsys.readouterr().out

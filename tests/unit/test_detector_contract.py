@@ -1,6 +1,8 @@
 """One contract, run over every detector in the registry (River-style streaming interface).
 
-A detector new to ``diagnostics.registry.DETECTORS`` is checked here without writing a test:
+A detector new to ``diagnostics.registry.DETECTORS`` (or, for chargers,
+``diagnostics.charger_pipeline.CHARGER_DETECTORS``, fed a charger's OCPP records: meter values
+to ``update``, status notifications to ``on_event``) is checked here without writing a test:
 parameters under their constructor names, JSON state that stays small, honest
 ``state_changed`` flags, determinism, event time only, and restarts from serialised state.
 """
@@ -18,8 +20,10 @@ from typing import Any
 import pytest
 
 from diagnostics.base import SEVERITIES, AlarmPolicy, Assessment, Detector
+from diagnostics.charger_pipeline import CHARGER_DETECTORS
 from diagnostics.registry import DETECTORS
 from tests.unit.battery_series import COLD_SNAP, Message, messages, weakening
+from tests.unit.charger_series import DAY_MS, T0, Charger, folding, steady
 
 Outcome = tuple[bool, Assessment | None]
 
@@ -39,6 +43,28 @@ def stream(days: float = 30, **options: Any) -> Iterator[Message]:
                                     "Vehicle.LowVoltageSystemState": None}
 
 
+def charger_stream(days: float = 30, **_options: Any) -> Iterator[Message]:
+    """A charger that starts folding back after a week, with walk-ins, glitches and junk."""
+    charger = Charger()
+    for i in range(int(days * 3)):
+        start = T0 + i * DAY_MS // 3
+        profile = folding(100_000, 0.7 - 0.01 * i) if i > 21 else steady(100_000)
+        for r in charger.session(start, 30 + i % 20, profile, vin=None if i % 3 else "V1",
+                                 end_status="Faulted" if i % 11 == 0 else "Finishing"):
+            yield r["ts"], "telemetry" if r["kind"] == "charger_meter" else "event", r["data"]
+        if i % 7 == 0:  # malformed values must not crash a detector
+            yield start + 1, "telemetry", {"connectorId": 1, "transactionId": "x",
+                                           "measurands": {"Power.Active.Import": float("nan"),
+                                                          "SoC": "full"}}
+            yield start + 2, "event", {"connectorId": 1, "status": None}
+
+
+def stream_for(detector: Detector, days: float = 30, **options: Any) -> Iterator[Message]:
+    if type(detector) in CHARGER_DETECTORS.values():
+        return charger_stream(days, **options)
+    return stream(days, **options)
+
+
 def step(detector: Detector, state: dict[str, Any], message: Message) -> Outcome:
     ts, kind, payload = message
     if kind == "telemetry":
@@ -48,12 +74,15 @@ def step(detector: Detector, state: dict[str, Any], message: Message) -> Outcome
 
 def feed(detector: Detector, days: float = 30) -> tuple[dict[str, Any], list[Outcome]]:
     state = detector.new_state()
-    return state, [step(detector, state, m) for m in stream(days)]
+    return state, [step(detector, state, m) for m in stream_for(detector, days)]
 
 
-@pytest.fixture(params=sorted(DETECTORS))
+ALL_DETECTORS: dict[str, type[Detector]] = {**DETECTORS, **CHARGER_DETECTORS}
+
+
+@pytest.fixture(params=sorted(ALL_DETECTORS))
 def detector_cls(request: pytest.FixtureRequest) -> type[Detector]:
-    return DETECTORS[request.param]
+    return ALL_DETECTORS[request.param]
 
 
 def test_parameters_are_stored_under_their_constructor_names(detector_cls: type[Detector]
@@ -87,7 +116,7 @@ def test_state_stays_small_for_a_car_reporting_every_minute(detector_cls: type[D
                                                             ) -> None:
     detector = detector_cls()
     state = detector.new_state()
-    for m in stream(8, parked_interval_s=60, parked_days=set(range(2, 8))):
+    for m in stream_for(detector, 8, parked_interval_s=60, parked_days=set(range(2, 8))):
         step(detector, state, m)
     assert len(json.dumps(state).encode()) < 16 * 1024
 
@@ -97,7 +126,7 @@ def test_state_changed_is_reported_exactly_when_the_state_changes(
     """The worker writes a changelog record only when told: a silent change would be lost."""
     detector = detector_cls()
     state = detector.new_state()
-    for message in stream(20):
+    for message in stream_for(detector, 20):
         before = copy.deepcopy(state)
         changed, _ = step(detector, state, message)
         assert changed == (state != before), message
@@ -138,8 +167,8 @@ def test_never_reads_the_wall_clock(detector_cls: type[Detector],
 def test_resuming_from_a_serialised_state_gives_the_same_results(
         detector_cls: type[Detector]) -> None:
     """What a worker restart does: state restored from the changelog (JSON) mid-stream."""
-    samples = list(stream(30))
     straight = detector_cls()
+    samples = list(stream_for(straight, 30))
     state = straight.new_state()
     expected = [step(straight, state, m) for m in samples]
     resumed = detector_cls()

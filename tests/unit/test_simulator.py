@@ -489,3 +489,71 @@ def test_a_silent_charger_stops_at_its_onset() -> None:
     assert own and max(own) < truth["onset_ts"]
     assert faults.FAULTS["charger_silent"].scored_by == "delay"
     assert faults.FAULTS["charger_silent"].alert_type == "charger_silent"
+
+
+# ------------------------------------------------------------------------- charging faults
+
+
+@cache
+def charging_fault_sessions(seed: int = 4) -> tuple[Fleet, list]:
+    """Sessions (diagnostics.charging.track) of a fleet with every charging fault, 14 days."""
+    from diagnostics.charging import track
+
+    fleet = Fleet(40, 8, seed=seed, faults={"charger_derating": 1, "charger_fault": 1,
+                                            "inlet_fault": 1}, drive_interval_s=120)
+    latest: dict = {}
+    done = []
+    for _ts, topic, payload in stream(fleet, 14):
+        record = validate(topic, payload)  # the faults follow the contract too
+        done += [s for s in track(latest, [record]) if not s.is_open]
+    return fleet, done
+
+
+def test_charging_faults_are_labelled_truthfully() -> None:
+    fleet, done = charging_fault_sessions()
+    truth = {t["fault"]: t for t in fleet.truth()}
+    assert set(truth) == {"charger_derating", "charger_fault", "inlet_fault"}
+    for t in truth.values():
+        assert t["onset_ts"] < t["failure_ts"]
+    d = truth["charger_derating"]
+    p = d["params"]
+    days = (d["failure_ts"] - d["onset_ts"]) / DAY_MS
+    assert p["initial_fraction"] - p["rate_per_day"] * days == pytest.approx(
+        faults.DERATING_USEFUL_FRACTION, abs=1e-6)
+    for name in ("charger_fault", "inlet_fault"):
+        p = truth[name]["params"]
+        days = (truth[name]["failure_ts"] - truth[name]["onset_ts"]) / DAY_MS
+        assert p["initial_prob"] + p["prob_per_day"] * days == pytest.approx(1.0, abs=1e-6)
+    # Abnormal ends happen only on the faulty charger or with the faulty car, after the onset,
+    # with the fault's own codes.
+    bad_charger, bad_vin = truth["charger_fault"]["charger_id"], truth["inlet_fault"]["vin"]
+    abnormal = [s for s in done if s.abnormal]
+    assert abnormal
+    for s in abnormal:
+        fault = truth["charger_fault"] if s.charger_id == bad_charger else truth["inlet_fault"]
+        assert s.charger_id == bad_charger or s.vin == bad_vin
+        assert s.start_ts >= fault["onset_ts"] - 60_000
+        assert s.error_code in fault["params"]["codes"]
+    assert any(s.charger_id == bad_charger and s.vin != bad_vin for s in abnormal)
+    # The car with the inlet fault meets several chargers and fails at two or more of them.
+    assert len({s.charger_id for s in abnormal if s.vin == bad_vin}) >= 2
+
+
+def test_a_derating_charger_folds_back_within_its_sessions_after_the_onset() -> None:
+    fleet, done = charging_fault_sessions()
+    derating = next(t for t in fleet.truth() if t["fault"] == "charger_derating")
+    onset = derating["onset_ts"]
+    mine = [s for s in done if s.charger_id == derating["charger_id"]]
+    assert any(s.start_ts < onset for s in mine) and any(s.start_ts > onset for s in mine)
+    # Power.Offered stays the rating: the charger does not know it folds back.
+    assert len({s.offered_w for s in mine}) == 1
+
+
+def test_charging_faults_leave_the_draws_of_fleets_without_them_unchanged() -> None:
+    """A charger's own parameters do not depend on whether it carries a fault."""
+    plain = Fleet(10, 6, seed=9)
+    faulty = Fleet(10, 6, seed=9, faults={"charger_derating": 2, "charger_fault": 1})
+    for a, b in zip(plain.charger_specs, faulty.charger_specs, strict=True):
+        assert (a.dc, a.power_kw, a.location, a.mean_gap_h) == (b.dc, b.power_kw, b.location,
+                                                                b.mean_gap_h)
+    assert [v.vin for v in plain.vehicles] == [v.vin for v in faulty.vehicles]

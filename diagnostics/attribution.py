@@ -1,0 +1,327 @@
+"""Charging-fault attribution across the fleet: is the charger or the car at fault?
+
+A charging session that ends abnormally (``Faulted``, or an OCPP error code) says something is
+wrong, not what. The error codes do not settle it: a residual-current device trips
+(``GroundFailure``) on a car's on-board charger as readily as on the charger's own, a connector
+lock fails on either side, and ``EVCommunicationError`` is as often a charger's broken
+control-pilot line as a car's inlet. The cross pattern does settle it:
+
+* **one charger failing with several cars** is the charger (alert ``charger_fault`` on the
+  charger);
+* **one car failing at several chargers**, which serve other cars fine, is the car's inlet or
+  on-board charger (alert ``charging_inlet_fault`` on the vehicle).
+
+Input: finished session outcomes from the charger pipeline (``session_id``, ``charger_id``,
+``vin`` or None for a car outside the fleet, ``abnormal``, ``end_status``, ``error_code``,
+``ts`` = the session's end, event time). State: one small JSON dict per asset (keys
+``charger/<id>`` and ``vehicle/<vin>``), each with its last ``window`` outcomes and its alert
+state, so the worker keeps them in a changelogged table on a single-partition topic.
+
+Rules (the constructor defaults)
+--------------------------------
+* A car without a VIN is a different car every session (``walk-in:<session id>``): it is never
+  blamed, and its failures count against the charger like any other car's.
+* A car is **excused** at a charger when it also failed at ``min_assets`` (2) *other* chargers
+  within its window: its failure here is explained by the car.
+* **Charger fault**: within the charger's last ``window`` (12) sessions, abnormal ends from at
+  least ``min_assets`` distinct cars that are not excused, and at least ``min_share`` (20 %) of
+  the sessions abnormal. One glitch is not an alert, nor is one faulty car failing here twice.
+  Once raised it holds while ``min_assets`` cars still fail in the window (hysteresis).
+* A charger **vouches** for its sessions when, without the car in question, it has at least
+  ``min_others`` (2) sessions in its window and at most ``min_share`` of them ended abnormally.
+* **Inlet fault**: within the car's last ``window`` sessions, abnormal ends at at least
+  ``min_assets`` distinct chargers that vouch. A car that was unlucky at two broken chargers
+  is not blamed; those chargers do not vouch. Once raised it holds while the car still fails
+  at ``min_assets`` chargers in its window.
+
+Each outcome re-judges the charger and the car it names, the chargers where that car failed
+and the cars that failed at that charger (their excuses and vouchers may have changed). A
+decision that disappears (the failures left the window) resolves the alert.
+
+Severity: critical when at least half of the asset's window ended abnormally, warning
+otherwise. Failure prediction: the abnormal share of the window is fitted against time
+(``diagnostics.trend.weighted_trend``); when it rises significantly the predicted failure is
+when every session would fail (out of service / cannot charge).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from diagnostics import alerting
+from diagnostics.base import Assessment
+from diagnostics.pipeline import position_key
+from diagnostics.trend import weighted_trend
+
+DAY_MS = 86_400_000
+CHARGER_FAULT = "charger_fault"
+INLET_FAULT = "charging_inlet_fault"
+AssetState = dict[str, Any]
+
+
+def charger_key(charger_id: str) -> str:
+    return f"charger/{charger_id}"
+
+
+def vehicle_key(vin: str) -> str:
+    return f"vehicle/{vin}"
+
+
+def car_of(outcome: Mapping[str, Any]) -> str:
+    """The car of a session: its VIN, or a walk-in car of its own."""
+    vin = outcome.get("vin")
+    return str(vin) if vin else f"walk-in:{outcome['session_id']}"
+
+
+def new_asset_state() -> AssetState:
+    # recent: [session_id, other asset (car or charger), abnormal 0/1, error code, ts]
+    return {"recent": [], "alert": alerting.new_alert_state()}
+
+
+class ChargingAttribution:
+    """Decides charger fault vs vehicle inlet fault from finished session outcomes."""
+
+    name: ClassVar[str] = "charging_attribution"
+    version: ClassVar[str] = "1"
+
+    def __init__(self, window: int = 12, min_assets: int = 2, min_share: float = 0.2,
+                 min_others: int = 2, half_life_days: float = 7.0) -> None:
+        self.window = window
+        self.min_assets = min_assets
+        self.min_share = min_share
+        self.min_others = min_others
+        self.half_life_days = half_life_days
+
+    def process(self, outcomes: Iterable[Mapping[str, Any]],
+                states: MutableMapping[str, AssetState]
+                ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Return (alert upserts, keys of the asset states that changed)."""
+        alerts: list[dict[str, Any]] = []
+        changed: set[str] = set()
+        for outcome in outcomes:
+            self._observe(outcome, states, alerts, changed)
+        return alerts, changed
+
+    def process_source(self, states: Mapping[str, Any], partition: int, offset: int,
+                       outcomes: Iterable[Mapping[str, Any]]
+                       ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Process the outcome record at (``partition``, ``offset``) without writing
+        ``states`` (the worker's table): returns (alert upserts, table writes), to be applied
+        in that order, the partition's position last (as ``VehiclePipeline.process_source``).
+        """
+        local = _Overlay(states)
+        alerts, changed = self.process(outcomes, local)
+        writes: dict[str, Any] = {key: local[key] for key in sorted(changed)}
+        position: int | None = states.get(position_key(partition))
+        writes[position_key(partition)] = offset if position is None else max(position, offset)
+        return alerts, writes
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _state(self, states: MutableMapping[str, AssetState], key: str,
+               changed: set[str]) -> AssetState:
+        state = states.get(key)
+        if state is None:
+            state = states[key] = new_asset_state()
+            changed.add(key)
+        return state
+
+    def _observe(self, outcome: Mapping[str, Any], states: MutableMapping[str, AssetState],
+                 alerts: list[dict[str, Any]], changed: set[str]) -> None:
+        sid, charger, car = str(outcome["session_id"]), str(outcome["charger_id"]), car_of(outcome)
+        ts, abnormal = int(outcome["ts"]), int(bool(outcome["abnormal"]))
+        code = outcome.get("error_code")
+        ckey = charger_key(charger)
+        cstate = self._state(states, ckey, changed)
+        if any(entry[0] == sid for entry in cstate["recent"]):
+            return  # a redelivered outcome
+        cstate["recent"] = [*cstate["recent"], [sid, car, abnormal, code, ts]][-self.window:]
+        changed.add(ckey)
+        vin = outcome.get("vin")
+        judge: list[tuple[str, str]] = [("charger", charger)]
+        if vin:
+            vkey = vehicle_key(str(vin))
+            vstate = self._state(states, vkey, changed)
+            vstate["recent"] = [*vstate["recent"], [sid, charger, abnormal, code, ts]][
+                -self.window:]
+            changed.add(vkey)
+            judge.append(("vehicle", str(vin)))
+            # The car's excuse at other chargers may have changed.
+            judge += [("charger", e[1]) for e in vstate["recent"] if e[2] and e[1] != charger]
+        # This charger's voucher for the cars that failed here may have changed.
+        judge += [("vehicle", e[1]) for e in cstate["recent"]
+                  if e[2] and not e[1].startswith("walk-in:") and e[1] != vin]
+        seen: set[tuple[str, str]] = set()
+        for kind, asset in judge:
+            if (kind, asset) in seen:
+                continue
+            seen.add((kind, asset))
+            key = charger_key(asset) if kind == "charger" else vehicle_key(asset)
+            state = states.get(key)
+            if state is None:
+                continue
+            assessment = (self._judge_charger(asset, states, ts) if kind == "charger"
+                          else self._judge_vehicle(asset, states, ts))
+            alert = alerting.apply(
+                state["alert"], asset_kind=kind, asset_id=asset,
+                alert_type=CHARGER_FAULT if kind == "charger" else INLET_FAULT,
+                detector=self.name, detector_version=self.version, assessment=assessment,
+                ts_ms=ts)
+            if alert is not None:
+                alerts.append(alert)
+                changed.add(key)
+
+    # -- the cross pattern ----------------------------------------------------------------
+    def _excused(self, car: str, at_charger: str, states: Mapping[str, AssetState]) -> bool:
+        if car.startswith("walk-in:"):
+            return False
+        vstate = states.get(vehicle_key(car))
+        if vstate is None:
+            return False
+        others = {e[1] for e in vstate["recent"] if e[2] and e[1] != at_charger}
+        return len(others) >= self.min_assets
+
+    def _vouches(self, charger: str, without_car: str, states: Mapping[str, AssetState]
+                 ) -> bool:
+        cstate = states.get(charger_key(charger))
+        if cstate is None:
+            return False
+        others = [e for e in cstate["recent"] if e[1] != without_car]
+        if len(others) < self.min_others:
+            return False
+        abnormal: int = sum(e[2] for e in others)
+        return abnormal <= self.min_share * len(others)
+
+    def _judge_charger(self, charger: str, states: Mapping[str, AssetState], ts: int
+                       ) -> Assessment:
+        recent = states[charger_key(charger)]["recent"]
+        failed = [e for e in recent if e[2]]
+        blamed = sorted({e[1] for e in failed if not self._excused(e[1], charger, states)})
+        excused = sorted({e[1] for e in failed} - set(blamed))
+        share = len(failed) / len(recent)
+        was_open = states[charger_key(charger)]["alert"]["open"] is not None
+        # Hysteresis: raised with a share, held while several cars still fail here.
+        active = len(blamed) >= self.min_assets and (was_open or share >= self.min_share)
+        evidence: dict[str, Any] = {
+            "sessions": len(recent),
+            "abnormal_sessions": len(failed),
+            "abnormal_share": round(share, 3),
+            "cars_failing_here": len(blamed),
+            "fleet_cars_failing_here": [c for c in blamed if not c.startswith("walk-in:")],
+            "walk_in_cars_failing_here": sum(c.startswith("walk-in:") for c in blamed),
+            "cars_excused_as_faulty_themselves": excused,
+            "error_codes": _codes(failed),
+        }
+        predicted, slope, stderr = self._predict(recent, ts)
+        evidence["abnormal_share_trend_per_day"] = slope
+        evidence["abnormal_share_trend_stderr"] = stderr
+        if not active:
+            return Assessment(active=False, title="Charger sessions end normally again",
+                              evidence=evidence)
+        return Assessment(
+            active=True, severity="critical" if share >= 0.5 else "warning",
+            title=f"Charger fault: {len(failed)} of its last {len(recent)} sessions ended "
+                  f"abnormally, with {len(blamed)} different cars",
+            evidence=evidence, predicted_failure_ts=predicted,
+            recommended_action=(
+                "Several different cars had their sessions cut short at this charger (codes: "
+                f"{', '.join(evidence['error_codes']) or 'none reported'}), while those cars "
+                "charge normally elsewhere: the charger is at fault, not the cars. Send a "
+                "technician (connector, residual-current device, contactors, meter) and mark "
+                "it out of service in the app if it keeps failing; drivers who were affected "
+                "can be told their car is fine."),
+        )
+
+    def _judge_vehicle(self, vin: str, states: Mapping[str, AssetState], ts: int
+                       ) -> Assessment:
+        recent = states[vehicle_key(vin)]["recent"]
+        failed = [e for e in recent if e[2]]
+        vouched = sorted({e[1] for e in failed if self._vouches(e[1], vin, states)})
+        unvouched = sorted({e[1] for e in failed} - set(vouched))
+        share = len(failed) / len(recent)
+        was_open = states[vehicle_key(vin)]["alert"]["open"] is not None
+        # Hysteresis: raised on vouching chargers, held while it still fails at several
+        # chargers (a voucher can lapse while the car is still faulty).
+        active = (len(vouched) >= self.min_assets
+                  or (was_open and len({e[1] for e in failed}) >= self.min_assets))
+        evidence: dict[str, Any] = {
+            "sessions": len(recent),
+            "abnormal_sessions": len(failed),
+            "abnormal_share": round(share, 3),
+            "chargers_failing_with_this_car": vouched,
+            "chargers_failing_for_others_too": unvouched,
+            "error_codes": _codes(failed),
+        }
+        predicted, slope, stderr = self._predict(recent, ts)
+        evidence["abnormal_share_trend_per_day"] = slope
+        evidence["abnormal_share_trend_stderr"] = stderr
+        if not active:
+            return Assessment(active=False, title="The car's charging sessions end normally "
+                              "again", evidence=evidence)
+        return Assessment(
+            active=True, severity="critical" if share >= 0.5 else "warning",
+            title=f"Charging inlet / on-board charger fault: sessions fail at "
+                  f"{len(vouched)} chargers that charge other cars fine",
+            evidence=evidence, predicted_failure_ts=predicted,
+            recommended_action=(
+                f"{len(failed)} of this car's last {len(recent)} public charging sessions "
+                f"ended abnormally at {len(vouched)} different chargers that work for other "
+                "cars, so the car's charging inlet or on-board charger is the likely cause. "
+                "Ask the owner whether charging stops early or the plug will not lock, and "
+                "book a workshop check of the inlet, its lock and the on-board charger before "
+                "the car can no longer charge at all."),
+        )
+
+    def _predict(self, recent: list[list[Any]], ts: int
+                 ) -> tuple[int | None, float | None, float | None]:
+        """When the abnormal share would reach 1 (every session failing), from its trend."""
+        if len(recent) < 4:
+            return None, None, None
+        t = np.array([(e[4] - ts) / DAY_MS for e in recent], dtype=np.float64)
+        values = np.array([float(e[2]) for e in recent], dtype=np.float64)
+        slope, level, stderr, _dof = weighted_trend(t, values, self.half_life_days)
+        if not math.isfinite(stderr):
+            return None, None, None
+        # Two decimals: finer moves of the trend are not news for care staff (no upsert).
+        slope_r, stderr_r = round(slope, 2), round(stderr, 2)
+        if level >= 1.0:
+            return ts, slope_r, stderr_r
+        if slope - stderr <= 0:
+            return None, slope_r, stderr_r
+        return ts + int((1.0 - level) / slope * DAY_MS), slope_r, stderr_r
+
+
+def _codes(failed: list[list[Any]]) -> list[str]:
+    return sorted({str(e[3]) for e in failed if e[3]})
+
+
+class _Overlay(MutableMapping[str, AssetState]):
+    """Reads through to the table, keeps new entries local until the caller writes them."""
+
+    def __init__(self, base: Mapping[str, Any]) -> None:
+        self.base = base
+        self.local: dict[str, AssetState] = {}
+
+    def __getitem__(self, key: str) -> AssetState:
+        if key in self.local:
+            return self.local[key]
+        value: AssetState | None = self.base.get(key)
+        if value is None:
+            raise KeyError(key)
+        self.local[key] = value
+        return value
+
+    def __setitem__(self, key: str, value: AssetState) -> None:
+        self.local[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.local[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.local)
+
+    def __len__(self) -> int:
+        return len(self.local)

@@ -1,0 +1,133 @@
+"""Per-charger diagnostics over canonical charger records (no I/O, event time only).
+
+The charger counterpart of ``diagnostics.pipeline.VehiclePipeline``: one small JSON state per
+charger id (the worker keeps it in its own changelogged table, with the same source positions
+and catch-up as the vehicles' table, see ``diagnostics/pipeline.py``). For each record it
+
+* drops redeliveries (``seq`` / ``ts`` as for vehicles),
+* runs the charger detectors (``CHARGER_DETECTORS``): meter values go to ``update`` (the
+  record's ``data``: ``connectorId``, ``transactionId``, ``measurands``), status notifications
+  to ``on_event`` (``connectorId``, ``status``, ``errorCode``), and their assessments through
+  alarm hygiene (``alerting.apply`` with ``asset_kind="charger"``);
+* rebuilds the charging sessions (``diagnostics.charging.track``, the latest session of each
+  connector kept in the state) and returns every session that finished as an *outcome* for the
+  fleet attributor (``diagnostics.attribution``), which needs all chargers and cars at once to
+  tell a charger fault from a car's inlet fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+from diagnostics import alerting, charging
+from diagnostics.base import Detector
+from diagnostics.charger_derating import ChargerDerating
+from diagnostics.pipeline import position_key
+
+CHARGER_DETECTORS: dict[str, type[Detector]] = {
+    "charger_derating": ChargerDerating,
+}
+
+ChargerState = dict[str, Any]
+
+
+def new_charger_state(detectors: Mapping[str, Detector]) -> ChargerState:
+    return {
+        "seq": -1,
+        "ts": 0,
+        "det": {alert_type: d.new_state() for alert_type, d in detectors.items()},
+        "alerts": {alert_type: alerting.new_alert_state() for alert_type in detectors},
+        "sessions": {},  # connector -> the latest session's row (charging.Session)
+    }
+
+
+def outcome_of(session: charging.Session) -> dict[str, Any]:
+    """What the attributor needs of a finished session."""
+    return {"session_id": session.session_id, "charger_id": session.charger_id,
+            "vin": session.vin, "abnormal": session.abnormal,
+            "end_status": session.end_status, "error_code": session.error_code,
+            "start_ts": session.start_ts, "ts": session.end_ts}
+
+
+class ChargerPipeline:
+    """Runs the charger detectors and the session tracker, one state per charger id."""
+
+    def __init__(self, detectors: Mapping[str, Detector] | None = None) -> None:
+        self.detectors: dict[str, Detector] = (
+            dict(detectors) if detectors is not None
+            else {t: cls() for t, cls in CHARGER_DETECTORS.items()})
+        self.duplicates = 0
+
+    def process(
+        self, records: Iterable[Mapping[str, Any]], states: MutableMapping[str, ChargerState]
+    ) -> tuple[list[dict[str, Any]], set[str], list[dict[str, Any]]]:
+        """Return (alert upserts, charger ids whose state changed, finished session outcomes)."""
+        alerts: list[dict[str, Any]] = []
+        changed: set[str] = set()
+        outcomes: list[dict[str, Any]] = []
+        for record in records:
+            kind = record["kind"]
+            if kind not in ("charger_status", "charger_meter"):
+                continue
+            charger = record["id"]
+            state = states.get(charger)
+            if state is None:
+                state = states[charger] = new_charger_state(self.detectors)
+                changed.add(charger)
+            ts, seq = int(record["ts"]), int(record["seq"])
+            if seq <= state["seq"] and ts <= state["ts"]:
+                self.duplicates += 1
+                continue
+            state["seq"], state["ts"] = seq, max(ts, state["ts"])
+            changed.add(charger)  # seq/ts moved
+            outcomes += self._track(state, record)
+            data = record["data"]
+            for alert_type, detector in self.detectors.items():
+                det_state = state["det"].setdefault(alert_type, detector.new_state())
+                if kind == "charger_meter":
+                    _, assessment = detector.update(det_state, ts, data)
+                else:
+                    _, assessment = detector.on_event(det_state, ts, data)
+                if assessment is None:
+                    continue
+                alert = alerting.apply(
+                    state["alerts"].setdefault(alert_type, alerting.new_alert_state()),
+                    asset_kind="charger", asset_id=charger, alert_type=alert_type,
+                    detector=detector.name, detector_version=detector.version,
+                    assessment=assessment, ts_ms=ts, policy=detector.alarm_policy)
+                if alert is not None:
+                    alerts.append(alert)
+        return alerts, changed, outcomes
+
+    @staticmethod
+    def _track(state: ChargerState, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        latest: dict[charging.ConnectorKey, charging.Session] = {
+            (record["id"], int(c)): charging.Session(**row)
+            for c, row in state["sessions"].items()}
+        touched = charging.track(latest, [record])
+        state["sessions"] = {str(c): s.row() for (_, c), s in latest.items()}
+        return [outcome_of(s) for s in touched if not s.is_open]
+
+    def process_source(
+        self,
+        states: Mapping[str, Any],
+        partition: int,
+        offset: int,
+        records: Iterable[Mapping[str, Any]],
+    ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+        """As ``VehiclePipeline.process_source``, plus the finished session outcomes (to be
+        sent to the attributor before the writes, like the alerts)."""
+        batch = list(records)
+        local: dict[str, ChargerState] = {}
+        for record in batch:
+            charger = record["id"]
+            if charger not in local:
+                state = states.get(charger)
+                if state is not None:
+                    local[charger] = state
+        alerts, changed, outcomes = self.process(batch, local)
+        writes: dict[str, Any] = {c: local[c] for c in sorted(changed)}
+        position: int | None = states.get(position_key(partition))
+        writes[position_key(partition)] = offset if position is None else max(position, offset)
+        return alerts, writes, outcomes

@@ -1,0 +1,179 @@
+"""Charging-fault attribution: the cross pattern decides, not the error codes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from diagnostics.attribution import ChargingAttribution
+
+HOUR_MS = 3_600_000
+T0 = 1_767_571_200_000
+
+
+class Outcomes:
+    """Builds finished-session outcomes with increasing end times."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, charger: str, vin: str | None, abnormal: bool = False,
+                 code: str | None = None) -> dict[str, Any]:
+        self.n += 1
+        ts = T0 + self.n * HOUR_MS
+        return {"session_id": f"{charger}:1:{ts}", "charger_id": charger, "vin": vin,
+                "abnormal": abnormal, "end_status": "Faulted" if abnormal else "Available",
+                "error_code": code, "start_ts": ts - HOUR_MS, "ts": ts}
+
+
+def healthy_traffic(o: Outcomes, chargers: list[str], per_charger: int = 4
+                    ) -> list[dict[str, Any]]:
+    """Other cars (fleet and walk-in) charging normally everywhere."""
+    out = []
+    for k in range(per_charger):
+        for c in chargers:
+            out.append(o(c, f"OTHER{k % 2}" if k % 2 else None))
+    return out
+
+
+def opened(alerts: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(a["asset_kind"], a["asset_id"], a["type"]) for a in alerts if a["status"] == "open"}
+
+
+def run(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return ChargingAttribution().process(outcomes, {})[0]
+
+
+def test_one_car_failing_at_several_good_chargers_is_the_car() -> None:
+    o = Outcomes()
+    chargers = ["CP-1", "CP-2", "CP-3"]
+    stream = healthy_traffic(o, chargers)
+    stream += [o("CP-1", "BAD", True, "EVCommunicationError"),
+               o("CP-2", "BAD", True, "GroundFailure")]
+    alerts = run(stream)
+    assert opened(alerts) == {("vehicle", "BAD", "charging_inlet_fault")}
+    alert = next(a for a in alerts if a["asset_id"] == "BAD")
+    assert alert["evidence"]["chargers_failing_with_this_car"] == ["CP-1", "CP-2"]
+    assert alert["evidence"]["error_codes"] == ["EVCommunicationError", "GroundFailure"]
+    assert alert["first_seen"] == stream[-1]["ts"]
+
+
+def test_one_charger_failing_with_several_cars_is_the_charger() -> None:
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-1", "CP-2"])
+    # GroundFailure with a fleet car and a walk-in: the code alone could be either side.
+    stream += [o("CP-1", "CAR-A", True, "GroundFailure"), o("CP-2", "CAR-A"),
+               o("CP-1", None, True, "HighTemperature"), o("CP-1", "CAR-B")]
+    alerts = run(stream)
+    assert opened(alerts) == {("charger", "CP-1", "charger_fault")}
+    ev = next(a for a in alerts if a["asset_id"] == "CP-1")["evidence"]
+    assert ev["fleet_cars_failing_here"] == ["CAR-A"] and ev["walk_in_cars_failing_here"] == 1
+    assert ev["abnormal_sessions"] == 2
+
+
+def test_a_one_off_glitch_is_no_alert() -> None:
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-1", "CP-2"]) + [o("CP-1", "CAR-A", True, "OtherError")]
+    stream += healthy_traffic(o, ["CP-1", "CP-2"])
+    assert run(stream) == []
+
+
+def test_one_faulty_car_failing_twice_at_one_charger_does_not_blame_the_charger() -> None:
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-1"])
+    stream += [o("CP-1", "BAD", True, "ConnectorLockFailure"),
+               o("CP-1", "BAD", True, "ConnectorLockFailure")]
+    assert run(stream) == []  # one car, one charger: nothing can be told apart yet
+
+
+def test_a_faulty_car_at_a_faulty_charger_is_excused_there() -> None:
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-1", "CP-2", "CP-3"])
+    stream += [o("CP-2", "BAD", True), o("CP-3", "BAD", True),  # the car is faulty
+               o("CP-1", "BAD", True), o("CP-1", None, True)]  # + one walk-in glitch
+    alerts = run(stream)
+    assert ("charger", "CP-1", "charger_fault") not in opened(alerts)
+    assert ("vehicle", "BAD", "charging_inlet_fault") in opened(alerts)
+
+
+def test_an_innocent_car_unlucky_at_two_broken_chargers_is_not_blamed() -> None:
+    o = Outcomes()
+    stream: list[dict[str, Any]] = []
+    for c in ("CP-1", "CP-2"):  # both chargers fail with everyone
+        stream += [o(c, None, True, "GroundFailure"), o(c, None, True, "GroundFailure"),
+                   o(c, "OTHER", True, "PowerMeterFailure")]
+    stream += [o("CP-1", "VICTIM", True, "GroundFailure"),
+               o("CP-2", "VICTIM", True, "GroundFailure")]
+    got = opened(run(stream))
+    assert ("vehicle", "VICTIM", "charging_inlet_fault") not in got
+    assert {("charger", "CP-1", "charger_fault"), ("charger", "CP-2", "charger_fault")} <= got
+
+
+def test_walk_in_cars_are_never_blamed() -> None:
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-1", "CP-2", "CP-3"])
+    stream += [o("CP-1", None, True), o("CP-2", None, True), o("CP-3", None, True)]
+    assert all(a["asset_kind"] == "charger" for a in run(stream))
+
+
+def test_a_redelivered_outcome_is_ignored_and_the_alert_resolves_when_failures_age_out(
+) -> None:
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-1", "CP-2"])
+    stream += [o("CP-1", "CAR-A", True), o("CP-1", None, True)]
+    attribution = ChargingAttribution()
+    states: dict[str, Any] = {}
+    first, _ = attribution.process(stream, states)
+    again, changed = attribution.process(stream[-2:], states)
+    assert opened(first) == {("charger", "CP-1", "charger_fault")}
+    assert again == [] and changed == set()
+    repaired, _ = attribution.process([o("CP-1", None) for _ in range(12)], states)
+    assert repaired[-1]["status"] == "resolved" and repaired[-1]["asset_id"] == "CP-1"
+
+
+def test_a_charger_failing_more_and_more_predicts_out_of_service() -> None:
+    o = Outcomes()
+    stream = []
+    for k in range(12):  # every other session fails, then every session
+        stream.append(o("CP-1", None, abnormal=(k % 2 == 0) or k >= 7))
+    alert = [a for a in run(stream) if a["status"] == "open"][-1]
+    assert alert["severity"] == "critical"
+    assert alert["predicted_failure_ts"] is not None
+    assert alert["predicted_failure_ts"] >= alert["last_seen"]
+
+
+outcome_strategy = st.lists(
+    st.tuples(st.sampled_from(["CP-1", "CP-2", "CP-3", "CP-4"]),
+              st.sampled_from(["V1", "V2", "V3", None]), st.booleans()),
+    max_size=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(outcome_strategy)
+def test_fleets_where_every_session_ends_normally_never_alert(
+        rows: list[tuple[str, str | None, bool]]) -> None:
+    o = Outcomes()
+    assert run([o(c, v, False) for c, v, _ in rows]) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(outcome_strategy, st.integers(0, 60))
+def test_restoring_states_from_json_midway_gives_the_same_alerts(
+        rows: list[tuple[str, str | None, bool]], cut: int) -> None:
+    o = Outcomes()
+    stream = [o(c, v, bad) for c, v, bad in rows]
+    straight = run(stream)
+    attribution = ChargingAttribution()
+    states: dict[str, Any] = {}
+    head, _ = attribution.process(stream[:cut], states)
+    states = json.loads(json.dumps(states))
+    tail, _ = attribution.process(stream[cut:], states)
+    assert head + tail == straight
+    # Alerts only ever name assets of the stream, with the type that fits the asset.
+    for alert in straight:
+        assert (alert["asset_kind"], alert["type"]) in {("charger", "charger_fault"),
+                                                        ("vehicle", "charging_inlet_fault")}
+    assert len(json.dumps(states)) < 16 * 1024
