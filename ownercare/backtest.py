@@ -13,54 +13,24 @@ import statistics
 import time
 from typing import Any
 
-from diagnostics.offline import OfflineDiagnostics
-from ingest.contract import validate
-from simulators.faults import FAULTS, parse_fault_spec
-from simulators.fleet import DAY_MS, Fleet
-
-# Healthy cars report cell voltages only in the fleets that score the cell detector (so the
-# simulator's output is otherwise unchanged); then all of them do, as look-alikes.
-CELL_REPORT_FRACTION = {"cell_drift": 1.0}
+from ownercare.evaluate import Scenario, run_scenario, score_run
+from simulators.faults import parse_fault_spec
+from simulators.fleet import DAY_MS
 
 
 def backtest_fleet(seed: int, vehicles: int, days: int, faults: dict[str, int],
                    drive_interval_s: float, parked_interval_s: float) -> dict[str, Any]:
-    fleet = Fleet(vehicles, 0, seed=seed, faults=faults, drive_interval_s=drive_interval_s,
-                  parked_interval_s=parked_interval_s,
-                  cell_report_fraction=max((CELL_REPORT_FRACTION.get(f, 0.0) for f in faults
-                                            if faults[f]), default=0.0))
-    truth = {t["vin"]: t for t in fleet.truth()}
-    diagnostics = OfflineDiagnostics()
-    first_open: dict[tuple[str, str], dict[str, Any]] = {}
-    ids: dict[tuple[str, str], set[str]] = {}
-    messages = 0
-    end_ms = fleet.start_ms + days * DAY_MS
-    for _ts, topic, payload in fleet.messages(end_ms):
-        messages += 1
-        _note(diagnostics.process([validate(topic, payload)]), first_open, ids)
-    _note(diagnostics.finish(end_ms), first_open, ids)
-    detected, missed, leads = 0, 0, []
-    for vin, fault in truth.items():
-        alert = first_open.get((vin, FAULTS[fault["fault"]].alert_type))
-        if alert is None or alert["first_seen"] >= fault["failure_ts"]:
-            missed += 1
-            continue
-        detected += 1
-        leads.append((fault["failure_ts"] - alert["first_seen"]) / DAY_MS)
-    false_alarms = sum(1 for (vin, _type) in first_open if vin not in truth)
-    duplicates = sum(len(v) - 1 for v in ids.values())
-    return {"seed": seed, "messages": messages, "faulty": len(truth), "detected": detected,
-            "missed": missed, "false_alarms": false_alarms, "duplicate_alerts": duplicates,
-            "lead_days": leads}
-
-
-def _note(alerts: list[dict[str, Any]], first_open: dict[tuple[str, str], dict[str, Any]],
-          ids: dict[tuple[str, str], set[str]]) -> None:
-    for alert in alerts:
-        key = (alert["asset_id"], alert["type"])
-        ids.setdefault(key, set()).add(alert["id"])
-        if alert["status"] == "open":
-            first_open.setdefault(key, alert)
+    """One seed's figures, from the scoring ``ownercare eval`` uses (``evaluate.score``)."""
+    scenario = Scenario(seed, vehicles, 0, days, faults, drive_interval_s, parked_interval_s)
+    report = score_run(run_scenario(scenario, processes=1))
+    rows = report["detections"]
+    detected = sum(1 for d in rows if d["first_alert_ts"] is not None)
+    return {"seed": seed, "messages": report["messages"], "faulty": len(rows),
+            "detected": detected, "missed": len(rows) - detected,
+            "false_alarms": report["false_alerts_on_healthy_vehicles"],
+            "duplicate_alerts": report["duplicate_alerts"],
+            "lead_days": [(d["failure_ts"] - d["first_alert_ts"]) / DAY_MS for d in rows
+                          if d["lead_time_h"] is not None]}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
