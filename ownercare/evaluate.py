@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from diagnostics.offline import OfflineDiagnostics
 from ingest.contract import validate
@@ -54,9 +54,8 @@ CELL_REPORT_FRACTION = {"cell_drift": 1.0}
 # Vehicle faults that are charging faults (the car's side of a failed charge): scored for
 # attribution together with every charger fault.
 VEHICLE_CHARGING_FAULTS = frozenset({"inlet_fault"})
-BATCH = 2000  # messages per pipe transfer between the simulator and the detector process
+BATCH = 2000  # records per pipe transfer from the simulator process
 
-Message = tuple[str, bytes]
 Alert = dict[str, Any]
 
 
@@ -135,12 +134,30 @@ def detect(records: Iterable[Mapping[str, Any]], end_ms: int,
     return alerts
 
 
-def _produce(scenario: Scenario, conn: Any) -> None:  # pragma: no cover - child process
-    """Child process: simulate and send the messages in batches (None ends the stream)."""
+def validated_stream(scenario: Scenario, record: Path | None = None
+                     ) -> Iterator[dict[str, Any]]:
+    """The scenario's messages as canonical records (``ingest.contract.validate``, as the
+    bridge does); with ``record``, also written there as JSON lines
+    ``{"topic": ..., "payload": {...}}`` (what ``ownercare replay`` reads)."""
     fleet = scenario.fleet()
-    batch: list[Message] = []
-    for _ts, topic, payload in fleet.messages(scenario.end_ms(fleet)):
-        batch.append((topic, payload))
+    messages = fleet.messages(scenario.end_ms(fleet))
+    if record is None:
+        for _ts, topic, payload in messages:
+            yield validate(topic, payload)
+        return
+    with record.open("wb") as out:
+        for _ts, topic, payload in messages:
+            out.write(b'{"topic":' + json.dumps(topic).encode() + b',"payload":' + payload
+                      + b"}\n")
+            yield validate(topic, payload)
+
+
+def _produce(scenario: Scenario, record: Path | None, conn: Any
+             ) -> None:  # pragma: no cover - runs in the child process
+    """Child process: simulate, validate and send the records in batches (None ends)."""
+    batch: list[dict[str, Any]] = []
+    for item in validated_stream(scenario, record):
+        batch.append(item)
         if len(batch) >= BATCH:
             conn.send(batch)
             batch = []
@@ -149,18 +166,18 @@ def _produce(scenario: Scenario, conn: Any) -> None:  # pragma: no cover - child
     conn.close()
 
 
-def simulated_messages(scenario: Scenario, processes: int = 2) -> Iterator[Message]:
-    """The scenario's message stream; with ``processes=2`` the simulator runs in a child
-    process (the same stream, in the same order: the pipe keeps it), so simulating and
-    detecting use both cores."""
+def simulated_records(scenario: Scenario, processes: int = 2, record: Path | None = None
+                      ) -> Iterator[dict[str, Any]]:
+    """``validated_stream``; with ``processes=2`` the simulator and the validator run in a
+    child process (the same records in the same order: the pipe keeps it), so simulating and
+    detecting use both cores. Validating there too balances the two (profiled: simulating
+    ~21 us, validating ~14 us, detecting ~25 us per message, pickling ~3 us)."""
     if processes < 2:
-        fleet = scenario.fleet()
-        for _ts, topic, payload in fleet.messages(scenario.end_ms(fleet)):
-            yield topic, payload
+        yield from validated_stream(scenario, record)
         return
     context: Any = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_produce, args=(scenario, sender), daemon=True)
+    child = context.Process(target=_produce, args=(scenario, record, sender), daemon=True)
     child.start()
     sender.close()
     try:
@@ -172,25 +189,24 @@ def simulated_messages(scenario: Scenario, processes: int = 2) -> Iterator[Messa
         if child.is_alive():
             child.terminate()
             child.join()
+    if child.exitcode not in (0, None):
+        raise RuntimeError(f"the simulator process failed (exit code {child.exitcode})")
 
 
 def run_scenario(scenario: Scenario, processes: int = 2, observe: Observer | None = None,
-                 record: IO[bytes] | None = None) -> Run:
-    """Simulate ``scenario`` and run the detectors over it; optionally write the stream to
-    ``record`` as JSON lines ``{"topic": ..., "payload": {...}}`` (what ``replay`` reads)."""
+                 record: Path | None = None) -> Run:
+    """Simulate ``scenario`` and run the detectors over it (``record``: see
+    ``validated_stream``)."""
     fleet = scenario.fleet()
     end_ms = scenario.end_ms(fleet)
     counter = [0]
 
-    def records() -> Iterator[dict[str, Any]]:
-        for topic, payload in simulated_messages(scenario, processes):
+    def counted() -> Iterator[dict[str, Any]]:
+        for item in simulated_records(scenario, processes, record):
             counter[0] += 1
-            if record is not None:
-                record.write(b'{"topic":' + json.dumps(topic).encode() + b',"payload":'
-                             + payload + b"}\n")
-            yield validate(topic, payload)
+            yield item
 
-    alerts = detect(records(), end_ms, observe)
+    alerts = detect(counted(), end_ms, observe)
     return Run(scenario, fleet.truth(), alerts, counter[0], fleet.start_ms, end_ms)
 
 
@@ -425,12 +441,8 @@ def run(args: argparse.Namespace) -> int:
 
         series = SeriesRecorder(scenario.fleet().truth())
         observe = series.observe
-    record = open(args.record, "wb") if args.record else None  # noqa: SIM115 - closed below
-    try:
-        result = run_scenario(scenario, args.processes, observe, record)
-    finally:
-        if record is not None:
-            record.close()
+    result = run_scenario(scenario, args.processes, observe,
+                          Path(args.record) if args.record else None)
     report = score_run(result)
     print(f"ownercare eval: seed {scenario.seed}, {scenario.vehicles} vehicles, "
           f"{scenario.chargers} chargers, {scenario.days} days, faults "

@@ -6,8 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from diagnostics import tyre_leak
 from ownercare.cli import main
 from ownercare.evaluate import (
     HOUR_MS,
@@ -182,3 +186,21 @@ def test_eval_rejects_bad_arguments_naming_them(argv: list[str], message: str,
         code = int(exc.code or 0)
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- speed changes keep results
+
+
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=3, max_size=3))
+def test_median_of_three_is_numpys_median(values: list[float]) -> None:
+    assert tyre_leak.median_of_three(values) == float(np.median(values))
+
+
+def test_the_fast_tyre_median_leaves_every_alert_unchanged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario = Scenario(seed=3, vehicles=10, chargers=0, days=12, faults={"slow_leak": 3},
+                        drive_interval_s=300, parked_interval_s=3600)
+    fast = run_scenario(scenario, processes=1).alerts
+    monkeypatch.setattr(tyre_leak, "median_of_three", lambda v: float(np.median(v)))
+    assert run_scenario(scenario, processes=1).alerts == fast
+    assert any(a["type"] == "slow_tyre_leak" for a in fast)

@@ -41,8 +41,7 @@ def test_replaying_a_recorded_fleet_gives_the_alerts_of_its_eval(
                         faults={"dtc": 2, "weak_12v": 1}, drive_interval_s=300,
                         parked_interval_s=3600)
     recording = tmp_path / "fleet.jsonl"
-    with recording.open("wb") as handle:
-        evaluated = run_scenario(scenario, processes=1, record=handle)
+    evaluated = run_scenario(scenario, processes=2, record=recording)
     assert evaluated.alerts  # the faults were alerted, so the comparison means something
     code = main(["replay", str(recording), "--until", str(evaluated.end_ms)])
     captured = capsys.readouterr()
