@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import resource
 import statistics
 import sys
 import time
@@ -422,6 +423,11 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
     return Scenario(args.seed, args.vehicles, chargers, args.days, faults)
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         scenario = scenario_from_args(args)
@@ -433,7 +439,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ownercare eval: {exc}", file=sys.stderr)
         return 2
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     series = None
     observe = None
     if args.plot is not None:
@@ -448,7 +454,8 @@ def run(args: argparse.Namespace) -> int:
           f"{scenario.chargers} chargers, {scenario.days} days, faults "
           f"{','.join(f'{k}:{v}' for k, v in scenario.faults.items()) or 'none'}: "
           f"{result.messages} messages, {report['alerts']} alerts "
-          f"({time.perf_counter() - started:.0f} s)")
+          f"({time.perf_counter() - started:.0f} s; CPU: {time.process_time() - cpu_started:.0f} s "
+          f"this process, {_children_cpu_s():.0f} s the simulator process)")
     print(format_report(report))
     if args.json:
         Path(args.json).write_bytes(
