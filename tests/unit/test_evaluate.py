@@ -154,7 +154,7 @@ def test_eval_json_and_plots_on_a_tiny_fleet(tmp_path: Path,
     out = tmp_path / "report.json"
     code = main(["eval", "--seed", "2", "--vehicles", "6", "--chargers", "1", "--days", "5",
                  "--faults", "dtc:2", "--json", str(out), "--plot", str(tmp_path / "plots"),
-                 "--processes", "1"])
+                 "--record", str(tmp_path / "fleet.jsonl"), "--processes", "1"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "dtc " in printed and "false alerts:" in printed
@@ -164,6 +164,9 @@ def test_eval_json_and_plots_on_a_tiny_fleet(tmp_path: Path,
     assert set(report) >= {"false_alerts_per_1000_vehicle_days",
                            "false_alerts_per_1000_charger_days",
                            "charging_attribution_accuracy", "duplicate_alerts", "scenario"}
+    recorded = (tmp_path / "fleet.jsonl").read_bytes().splitlines()
+    assert len(recorded) == report["messages"] > 0
+    assert json.loads(recorded[0])["topic"].startswith(("vehicles/", "chargers/"))
     pngs = sorted((tmp_path / "plots").glob("*.png"))
     assert len(pngs) == 2
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
