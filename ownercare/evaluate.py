@@ -152,13 +152,15 @@ def raw_stream(scenario: Scenario, record: Path | None = None) -> Iterator[Messa
             yield topic, payload
 
 
-def _produce(scenario: Scenario, record: Path | None, conn: Any, taken: Any
+def _produce(scenario: Scenario, record: Path | None, conn: Any, done: Any
              ) -> None:  # pragma: no cover - runs in the child process
     """Child process: simulate and send batches ``(validated, items)``; None ends.
 
-    Work balancing: when the parent has not yet taken the previous batch (``taken``, a
-    shared counter, is behind), detecting is the bottleneck, so this process validates the
-    batch too; otherwise the parent is waiting and gets the raw messages to validate.
+    Work balancing: when the detectors are still busy with an earlier batch (``done``, a
+    shared counter, is behind what was sent), detecting is the bottleneck, so this process
+    validates the batch too; otherwise the parent is idle and gets the raw messages to
+    validate. (A batch outgrows the pipe's buffer, so ``send`` returns only once the parent
+    is reading it: "received" would always look caught up, "finished" does not.)
     Validation is pure, so where it runs changes nothing in the records.
     """
     batch: list[Message] = []
@@ -166,7 +168,7 @@ def _produce(scenario: Scenario, record: Path | None, conn: Any, taken: Any
 
     def send() -> None:
         nonlocal sent
-        if taken.value < sent:
+        if done.value < sent:
             conn.send((True, [validate(topic, payload) for topic, payload in batch]))
         else:
             conn.send((False, batch))
@@ -195,20 +197,20 @@ def simulated_records(scenario: Scenario, processes: int = 2, record: Path | Non
         return
     context: Any = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     receiver, sender = context.Pipe(duplex=False)
-    taken = context.Value("q", 0, lock=False)  # batches the parent has received
-    child = context.Process(target=_produce, args=(scenario, record, sender, taken),
+    done = context.Value("q", 0, lock=False)  # batches the detectors have finished
+    child = context.Process(target=_produce, args=(scenario, record, sender, done),
                             daemon=True)
     child.start()
     sender.close()
     try:
         while (item := receiver.recv()) is not None:
-            taken.value += 1
             validated, batch = item
             if validated:
                 yield from batch
             else:
                 for topic, payload in batch:
                     yield validate(topic, payload)
+            done.value += 1
     finally:
         receiver.close()
         child.join(timeout=5)
