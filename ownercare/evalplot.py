@@ -119,11 +119,12 @@ def plot_detections(report: Mapping[str, Any], recorder: SeriesRecorder,
                 ax.plot(xs, ys, "o", label=name)
             else:
                 ax.plot(xs, ys, linewidth=0.8, label=_short(name))
-        for ts, label, style in ((d["onset_ts"], "onset", "g--"),
-                                 (d["first_alert_ts"], "first alert", "r-"),
-                                 (d["failure_ts"], "failure", "k:")):
+        for ts, label, color, line in ((d["onset_ts"], "onset", "green", "--"),
+                                       (d["first_alert_ts"], "first alert", "red", "-"),
+                                       (d["failure_ts"], "failure", "black", ":"),
+                                       (report.get("end_ms"), "end of the run", "grey", "-.")):
             if ts is not None:
-                ax.axvline(days(ts), color=style[0], linestyle=style[1:], label=label)
+                ax.axvline(days(ts), color=color, linestyle=line, label=label)
         lead = "missed" if d["first_alert_ts"] is None else (
             f"lead {d['lead_time_h']:.1f} h" if d["lead_time_h"] is not None else "detected")
         note = "" if d["fault"] in PLOT_SIGNALS else " (no signal table entry)"
