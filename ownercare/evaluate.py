@@ -416,10 +416,12 @@ def _positive(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="scenario seed (default 1)")
-    parser.add_argument("--vehicles", type=_non_negative, default=100)
+    parser.add_argument("--vehicles", type=_non_negative, default=100,
+                        help="simulated cars (default 100)")
     parser.add_argument("--chargers", type=_non_negative, default=None,
                         help="public chargers (default: vehicles / 10)")
-    parser.add_argument("--days", type=_positive, default=45)
+    parser.add_argument("--days", type=_positive, default=45,
+                        help="simulated days (default 45)")
     parser.add_argument("--faults", default=None,
                         help="fault mix like weak_12v:5,charger_faulted:1 (default: every "
                         "registered fault on 2%% of its asset kind, at least one each, at most "
@@ -432,7 +434,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the simulated stream as JSON lines (what `ownercare replay` "
                         "reads)")
     parser.add_argument("--processes", type=int, choices=(1, 2), default=2,
-                        help="2 (default): simulate in a child process while detecting")
+                        help="2 (default): simulate in a child process while detecting "
+                        "(the results are identical; 1 runs everything in this process)")
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
