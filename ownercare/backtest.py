@@ -1,11 +1,11 @@
-"""``ownercare backtest``: score the detectors on simulated fleets, without any broker.
+"""``ownercare backtest``: score the detectors on simulated fleets over a range of seeds.
 
-Replays the simulator's message stream through the contract validator and the worker's
-pipeline (the same code the Faust agent runs), then compares the alerts with the simulator's
-ground truth: detections, misses, false alarms, duplicate alerts and lead time before failure
-(or, for faults that cannot be foreseen such as ``silent``, the detection delay after the
-onset: ``FaultSpec.scored_by``). Deterministic for the given seeds, so two runs print the
-same figures.
+Each seed's fleet is simulated and scored by exactly the code of ``ownercare eval``
+(``ownercare/evaluate.py``: same pipelines, same definitions); this command only loops over
+seeds and prints one line per seed plus totals. Detections, misses, false alarms, duplicate
+alerts and lead time before failure (or, for faults that cannot be foreseen such as
+``silent``, the detection delay after the onset: ``FaultSpec.scored_by``). Deterministic for
+the given seeds, so two runs print the same figures.
 
 With ``--chargers M`` the fleet has public chargers: charger faults are scored on the charger
 id, and for the charging faults (``charger_fault``, ``inlet_fault``) also the attribution
@@ -21,94 +21,40 @@ import statistics
 import time
 from typing import Any
 
-from diagnostics.offline import OfflineDiagnostics
-from ingest.contract import validate
-from simulators.faults import FAULTS, parse_fault_spec
-from simulators.fleet import DAY_MS, HOUR_MS, Fleet
-
-# Healthy cars report cell voltages only in the fleets that score the cell detector (so the
-# simulator's output is otherwise unchanged); then all of them do, as look-alikes.
-CELL_REPORT_FRACTION = {"cell_drift": 1.0}
-CHARGING_FAULT_TYPES = frozenset({"charger_fault", "charging_inlet_fault"})
+from ownercare.evaluate import Scenario, run_scenario, score_run
+from simulators.faults import parse_fault_spec
 
 
 def backtest_fleet(seed: int, vehicles: int, days: int, faults: dict[str, int],
                    drive_interval_s: float, parked_interval_s: float,
                    chargers: int = 0) -> dict[str, Any]:
-    fleet = Fleet(vehicles, chargers, seed=seed, faults=faults, drive_interval_s=drive_interval_s,
-                  parked_interval_s=parked_interval_s,
-                  cell_report_fraction=max((CELL_REPORT_FRACTION.get(f, 0.0) for f in faults
-                                            if faults[f]), default=0.0))
-    truth = {t.get("vin") or t["charger_id"]: t for t in fleet.truth()}
-    diagnostics = OfflineDiagnostics()
-    first_open: dict[tuple[str, str], dict[str, Any]] = {}
-    ids: dict[tuple[str, str], set[str]] = {}
-    messages = 0
-    end_ms = fleet.start_ms + days * DAY_MS
-    for _ts, topic, payload in fleet.messages(end_ms):
-        messages += 1
-        _note(diagnostics.process([validate(topic, payload)]), first_open, ids)
-    _note(diagnostics.finish(end_ms), first_open, ids)
-    detected, missed, leads, delays, derating_sessions = 0, 0, [], [], []
-    for asset, fault in truth.items():
-        spec = FAULTS[fault["fault"]]
-        alert = first_open.get((asset, spec.alert_type))
-        if alert is None or not _in_time(fault, alert):
-            missed += 1
-            continue
-        detected += 1
-        if spec.scored_by == "delay":
-            delays.append((alert["first_seen"] - fault["onset_ts"]) / HOUR_MS)
-            continue
-        leads.append((fault["failure_ts"] - alert["first_seen"]) / DAY_MS)
-        if fault["fault"] == "charger_derating":
-            derating_sessions.append(sum(
-                1 for o in diagnostics.session_outcomes if o["charger_id"] == asset
-                and fault["onset_ts"] <= o["start_ts"] and o["ts"] <= alert["first_seen"]))
-    false_alarms = sum(1 for (asset, _type) in first_open if asset not in truth)
-    duplicates = sum(len(v) - 1 for v in ids.values())
-    charging_alerts = [key for key in first_open if key[1] in CHARGING_FAULT_TYPES]
-    rightly = sum(1 for asset, alert_type in charging_alerts if asset in truth
-                  and FAULTS[truth[asset]["fault"]].alert_type == alert_type)
-    return {"seed": seed, "messages": messages, "faulty": len(truth), "detected": detected,
-            "missed": missed, "false_alarms": false_alarms, "duplicate_alerts": duplicates,
-            "lead_days": leads, "delay_hours": delays,
-            "healthy_vehicles": vehicles - sum(1 for t in truth.values() if "vin" in t),
-            "healthy_assets": vehicles + chargers - len(truth),
-            "charging_fault_alerts": len(charging_alerts), "rightly_attributed": rightly,
-            "derating_sessions_to_alert": derating_sessions,
-            "by_fault": _by_fault(truth, first_open)}
-
-
-def _by_fault(truth: dict[str, dict[str, Any]],
-              first_open: dict[tuple[str, str], dict[str, Any]]) -> dict[str, list[int]]:
-    """Per fault name: [faulty assets, detected before failure]."""
-    out: dict[str, list[int]] = {}
-    for asset, fault in truth.items():
-        row = out.setdefault(fault["fault"], [0, 0])
-        row[0] += 1
-        alert = first_open.get((asset, FAULTS[fault["fault"]].alert_type))
-        row[1] += int(_in_time(fault, alert))
-    return out
-
-
-def _in_time(fault: dict[str, Any], alert: dict[str, Any] | None) -> bool:
-    """Did ``alert`` detect ``fault``: before its failure, or after its onset for faults
-    scored by their detection delay."""
-    if alert is None:
-        return False
-    if FAULTS[fault["fault"]].scored_by == "delay":
-        return bool(alert["first_seen"] >= fault["onset_ts"])
-    return bool(alert["first_seen"] < fault["failure_ts"])
-
-
-def _note(alerts: list[dict[str, Any]], first_open: dict[tuple[str, str], dict[str, Any]],
-          ids: dict[tuple[str, str], set[str]]) -> None:
-    for alert in alerts:
-        key = (alert["asset_id"], alert["type"])
-        ids.setdefault(key, set()).add(alert["id"])
-        if alert["status"] == "open":
-            first_open.setdefault(key, alert)
+    """One seed's figures, from the scoring ``ownercare eval`` uses (``evaluate.score``)."""
+    scenario = Scenario(seed, vehicles, chargers, days, faults, drive_interval_s,
+                        parked_interval_s)
+    report = score_run(run_scenario(scenario, processes=1))
+    rows = report["detections"]
+    detected = [d for d in rows if d["first_alert_ts"] is not None]
+    faulty_vehicles = sum(1 for d in rows if d["asset_kind"] == "vehicle")
+    by_fault: dict[str, list[int]] = {}
+    for d in rows:
+        entry = by_fault.setdefault(d["fault"], [0, 0])
+        entry[0] += 1
+        entry[1] += d["first_alert_ts"] is not None
+    return {"seed": seed, "messages": report["messages"], "faulty": len(rows),
+            "detected": len(detected), "missed": len(rows) - len(detected),
+            "false_alarms": (report["false_alerts_on_healthy_vehicles"]
+                             + report["false_alerts_on_healthy_chargers"]),
+            "duplicate_alerts": report["duplicate_alerts"],
+            "lead_days": [d["lead_time_h"] / 24 for d in detected
+                          if d["lead_time_h"] is not None],
+            "delay_hours": [d["delay_h"] for d in detected if d["delay_h"] is not None],
+            "healthy_vehicles": vehicles - faulty_vehicles,
+            "healthy_assets": vehicles + chargers - len(rows),
+            "charging_fault_alerts": report["charging_alerts"],
+            "rightly_attributed": report["charging_alerts_rightly_attributed"],
+            "derating_sessions_to_alert": [d["sessions_to_alert"] for d in detected
+                                           if d["sessions_to_alert"] is not None],
+            "by_fault": by_fault}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,19 +91,16 @@ def run(args: argparse.Namespace) -> int:
         rows.append(r)
         leads = r["lead_days"]
         lead = f"{min(leads):.1f}/{statistics.median(leads):.1f}" if leads else "-"
-        delays = r["delay_hours"]
-        if delays:
-            lead += f"  delay_h {statistics.median(delays):.2f}/{max(delays):.2f}"
         print(f"{seed:>4}  {r['messages']:>8}  {r['faulty']:>6}  {r['detected']:>8}  "
               f"{r['missed']:>6}  {r['false_alarms']:>12}  {r['duplicate_alerts']:>10}  {lead}")
     all_leads = [x for r in rows for x in r["lead_days"]]
-    healthy = sum(r["healthy_vehicles"] for r in rows)
+    healthy = sum(r["healthy_assets"] for r in rows)
     lead_text = (f"lead time min {min(all_leads):.1f} d, median "
                  f"{statistics.median(all_leads):.1f} d" if all_leads else "no lead times")
     print(f"total: {sum(r['detected'] for r in rows)}/{sum(r['faulty'] for r in rows)} faults "
           f"detected (before failure; after the onset for faults scored by delay), "
-          f"{sum(r['false_alarms'] for r in rows)} false alarms on "
-          f"{healthy} healthy vehicles x {args.days} days, "
+          f"{sum(r['false_alarms'] for r in rows)} false alarms on {healthy} healthy "
+          f"{'assets' if args.chargers else 'vehicles'} x {args.days} days, "
           f"{sum(r['duplicate_alerts'] for r in rows)} duplicate alerts; {lead_text} "
           f"({time.perf_counter() - started:.0f} s)")
     all_delays = [x for r in rows for x in r["delay_hours"]]
@@ -165,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"detection delay after onset (faults scored by delay): median "
               f"{statistics.median(all_delays):.2f} h, max {max(all_delays):.2f} h")
     if args.chargers:
-        _print_charging(rows, sum(r["healthy_assets"] for r in rows) * args.days)
+        _print_charging(rows, healthy * args.days)
     return 0
 
 

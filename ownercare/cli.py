@@ -1,5 +1,5 @@
 """``ownercare`` command line: run | bridge | worker | api | archive | simulate | backtest |
-bench | keys | ota | config.
+eval | replay | bench | keys | ota | config.
 
 Each service reads its settings from ``OWNERCARE_*`` variables (see README); invalid settings
 or arguments exit with status 2 and a message naming the variable or flag.
@@ -235,6 +235,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     backtest.add_arguments(back)
     back.set_defaults(func=backtest.run)
+
+    evaluation = sub.add_parser(
+        "eval", help="detection quality per fault type on a labelled simulated fleet "
+        "(no brokers)")
+    from ownercare import evaluate
+
+    evaluate.add_arguments(evaluation)
+    evaluation.set_defaults(func=evaluate.run)
+
+    replay = sub.add_parser(
+        "replay", help="recorded telemetry (JSON lines or CSV) through the detectors; alerts "
+        "as JSON lines on stdout",
+        description="Feed recorded telemetry through the detectors offline and print the alert "
+        "upserts as JSON lines on stdout. Bad lines are reported on stderr with their line "
+        "number and reason; the exit status is 1 if any line was bad (2 for bad arguments), "
+        "0 otherwise.")
+    from ownercare import replay as replay_module
+
+    replay_module.add_arguments(replay)
+    replay.set_defaults(func=replay_module.run)
 
     bench = sub.add_parser(
         "bench", help="measure throughput, latency and cost of the whole pipeline here")

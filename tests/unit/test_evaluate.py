@@ -1,0 +1,231 @@
+"""``ownercare eval``: the scoring on hand-built truth and alerts, the fault mix, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from diagnostics import tyre_leak
+from ownercare.cli import main
+from ownercare.evaluate import (
+    HOUR_MS,
+    Scenario,
+    default_fault_mix,
+    format_report,
+    run_scenario,
+    score,
+    score_run,
+)
+from simulators.faults import FAULTS, FaultInstance, FaultSpec
+
+T0 = 1_767_571_200_000
+DAY = 24 * HOUR_MS
+CAR_A, CAR_B, CAR_C, CAR_D = ("WCRBE2C73RF0361" + s for s in ("01", "02", "03", "04"))
+
+
+def alert(asset: str, alert_type: str, first_seen: int, *, kind: str = "vehicle",
+          status: str = "open", alert_id: str | None = None) -> dict[str, Any]:
+    return {"id": alert_id or f"{asset}/{alert_type}/{first_seen}", "asset_kind": kind,
+            "asset_id": asset, "type": alert_type, "status": status,
+            "first_seen": first_seen, "last_seen": first_seen}
+
+
+def leak(vin: str, onset_days: float, failure_days: float | None) -> dict[str, Any]:
+    return {"vin": vin, "fault": "slow_leak", "onset_ts": T0 + int(onset_days * DAY),
+            "failure_ts": None if failure_days is None else T0 + int(failure_days * DAY),
+            "params": {}}
+
+
+def test_recall_precision_lead_time_and_duplicates_per_fault() -> None:
+    truth = [leak(CAR_A, 1, 10), leak(CAR_B, 1, 10), leak(CAR_C, 1, 4)]
+    alerts = [
+        alert(CAR_A, "slow_tyre_leak", T0 + 4 * DAY),  # 6 days = 144 h ahead
+        alert(CAR_A, "slow_tyre_leak", T0 + 4 * DAY, status="resolved"),  # same alert again
+        alert(CAR_A, "slow_tyre_leak", T0 + 6 * DAY),  # a second opening: a duplicate
+        alert(CAR_B, "slow_tyre_leak", T0 + 9 * DAY),  # 24 h ahead
+        alert(CAR_C, "slow_tyre_leak", T0 + 5 * DAY),  # after the failure: missed
+        alert(CAR_D, "slow_tyre_leak", T0 + 2 * DAY),  # a healthy car: a false alert
+    ]
+    report = score(truth, alerts, vehicles=10, chargers=0, days=20, faults={"slow_leak": 3})
+    f = report["faults"]["slow_leak"]
+    assert (f["faulty"], f["detected"], f["missed"]) == (3, 2, 1)
+    assert f["recall"] == round(2 / 3, 4)
+    # 5 alert ids of this type, 4 of them on leaking cars (C's late one is still its own).
+    assert (f["alerts"], f["alerts_on_faulty_assets"], f["precision"]) == (5, 4, 0.8)
+    assert f["median_lead_time_h"] == 84.0 and f["worst_lead_time_h"] == 24.0
+    assert f["duplicate_alerts"] == 1 + 0 + 0
+    assert report["duplicate_alerts"] == 1
+    assert report["false_alerts_on_healthy_vehicles"] == 1
+    assert report["healthy_vehicle_days"] == 7 * 20
+    assert report["false_alerts_per_1000_vehicle_days"] == round(1000 / 140, 3)
+    assert report["false_alerts_per_1000_charger_days"] is None  # no chargers at all
+
+
+def test_an_alert_of_another_type_on_a_faulty_car_is_neither_a_detection_nor_healthy() -> None:
+    truth = [leak(CAR_A, 1, 10)]
+    alerts = [alert(CAR_A, "weak_12v_battery", T0 + 3 * DAY)]
+    report = score(truth, alerts, vehicles=2, chargers=0, days=10, faults={"slow_leak": 1})
+    assert report["faults"]["slow_leak"]["detected"] == 0
+    assert report["faults"]["slow_leak"]["precision"] is None  # no alert of its type at all
+    assert report["unrelated_alerts_on_faulty_assets"] == 1
+    assert report["false_alerts_on_healthy_vehicles"] == 0
+
+
+def test_a_fault_without_failure_time_is_detected_by_any_alert_but_has_no_lead_time() -> None:
+    truth = [leak(CAR_A, 1, None), leak(CAR_B, 1, None)]
+    alerts = [alert(CAR_A, "slow_tyre_leak", T0 + 30 * DAY)]
+    report = score(truth, alerts, vehicles=2, chargers=0, days=40, faults={"slow_leak": 2})
+    f = report["faults"]["slow_leak"]
+    assert f["detected"] == 1 and f["recall"] == 0.5
+    assert f["median_lead_time_h"] is None and f["worst_lead_time_h"] is None
+    assert f["lead_times_measured"] == 0
+    row = format_report(report).splitlines()[1].split()
+    assert row[:3] == ["slow_leak", "vehicle", "slow_tyre_leak"]
+    assert row[-3:-1] == ["-", "-"]  # lead times not measurable: "-", never 0
+
+
+@pytest.fixture
+def charger_fault(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A charger fault in the registry (the scoring must handle any registered fault)."""
+    def draw(_rng: Any, start: int, _ctx: Any) -> FaultInstance:
+        return FaultInstance("test_charger_fault", start, None)
+
+    monkeypatch.setitem(FAULTS, "test_charger_fault", FaultSpec(
+        "test_charger_fault", "charger", "test", draw, "none", "test_charger_alert"))
+    return "test_charger_fault"
+
+
+def test_charging_attribution_counts_alerts_raised_on_the_wrong_asset(charger_fault: str) -> None:
+    truth = [{"charger_id": "CP-0001", "fault": charger_fault, "onset_ts": T0,
+              "failure_ts": T0 + 5 * DAY, "params": {}}]
+    alerts = [
+        alert("CP-0001", "test_charger_alert", T0 + DAY, kind="charger"),  # right asset
+        alert("CP-0002", "test_charger_alert", T0 + DAY, kind="charger"),  # healthy charger
+        alert(CAR_A, "test_charger_alert", T0 + 2 * DAY),  # the car blamed for the charger
+        alert(CAR_B, "slow_tyre_leak", T0 + 2 * DAY),  # not a charging type: not counted
+    ]
+    report = score(truth, alerts, vehicles=4, chargers=3, days=10, faults={charger_fault: 1})
+    assert report["charging_alerts"] == 3
+    assert report["charging_attribution_accuracy"] == round(1 / 3, 4)
+    f = report["faults"][charger_fault]
+    assert f["asset"] == "charger" and f["detected"] == 1 and f["worst_lead_time_h"] == 96.0
+    assert report["false_alerts_on_healthy_chargers"] == 1
+    assert report["false_alerts_per_1000_charger_days"] == round(1000 / 20, 3)
+    assert report["false_alerts_on_healthy_vehicles"] == 2
+
+
+def test_attribution_is_null_without_charging_faults() -> None:
+    report = score([leak(CAR_A, 1, 10)], [], vehicles=3, chargers=1, days=5,
+                   faults={"slow_leak": 1})
+    assert report["charging_attribution_accuracy"] is None
+    assert report["faults"]["slow_leak"]["recall"] == 0.0
+
+
+def test_default_mix_has_every_registered_fault_on_two_percent_and_leaves_most_healthy(
+        charger_fault: str) -> None:
+    mix = default_fault_mix(500, 50)
+    assert set(mix) == set(FAULTS)
+    assert all(mix[n] == 10 for n in FAULTS if FAULTS[n].asset == "vehicle")
+    assert mix[charger_fault] == 1
+    small = default_fault_mix(4, 0)
+    assert sum(small.values()) == 2  # at most half of 4 cars faulty, one per fault
+    assert charger_fault not in small
+
+
+def test_detection_is_identical_with_the_simulator_in_its_own_process() -> None:
+    scenario = Scenario(seed=5, vehicles=8, chargers=2, days=6,
+                        faults={"dtc": 2, "weak_12v": 2}, drive_interval_s=300,
+                        parked_interval_s=3600)
+    one = run_scenario(scenario, processes=1)
+    two = run_scenario(scenario, processes=2)
+    assert one.messages == two.messages > 1000
+    assert one.alerts == two.alerts and one.alerts
+    assert score_run(one) == score_run(two)
+
+
+def test_eval_json_and_plots_on_a_tiny_fleet(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.json"
+    code = main(["eval", "--seed", "2", "--vehicles", "6", "--chargers", "1", "--days", "5",
+                 "--faults", "dtc:2", "--json", str(out), "--plot", str(tmp_path / "plots"),
+                 "--record", str(tmp_path / "fleet.jsonl"), "--processes", "1"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "dtc " in printed and "false alerts:" in printed
+    report = json.loads(out.read_text())
+    assert report["faults"]["dtc"]["faulty"] == 2
+    assert report["faults"]["dtc"]["recall"] == 1.0
+    assert set(report) >= {"false_alerts_per_1000_vehicle_days",
+                           "false_alerts_per_1000_charger_days",
+                           "charging_attribution_accuracy", "duplicate_alerts", "scenario"}
+    recorded = (tmp_path / "fleet.jsonl").read_bytes().splitlines()
+    assert len(recorded) == report["messages"] > 0
+    assert json.loads(recorded[0])["topic"].startswith(("vehicles/", "chargers/"))
+    pngs = sorted((tmp_path / "plots").glob("*.png"))
+    assert len(pngs) == 2
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--days", "0"], "--days: must be > 0"),
+    (["--vehicles", "-3"], "--vehicles: must be >= 0"),
+    (["--vehicles", "x"], "--vehicles: 'x' is not an integer"),
+    (["--faults", "bogus:1"], "unknown fault 'bogus'"),
+    (["--vehicles", "2", "--faults", "dtc:3"], "3 vehicle faults requested"),
+    (["--vehicles", "0", "--chargers", "0"], "the fleet is empty"),
+    (["--json", "/nonexistent/dir/report.json"], "--json: directory '/nonexistent/dir'"),
+])
+def test_eval_rejects_bad_arguments_naming_them(argv: list[str], message: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(["eval", *argv])
+    except SystemExit as exc:  # argparse's own type errors
+        code = int(exc.code or 0)
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- speed changes keep results
+
+
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=3, max_size=3))
+def test_median_of_three_is_numpys_median(values: list[float]) -> None:
+    assert tyre_leak.median_of_three(values) == float(np.median(values))
+
+
+def test_the_fast_tyre_median_leaves_every_alert_unchanged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario = Scenario(seed=3, vehicles=10, chargers=0, days=12, faults={"slow_leak": 3},
+                        drive_interval_s=300, parked_interval_s=3600)
+    fast = run_scenario(scenario, processes=1).alerts
+    monkeypatch.setattr(tyre_leak, "median_of_three", lambda v: float(np.median(v)))
+    assert run_scenario(scenario, processes=1).alerts == fast
+    assert any(a["type"] == "slow_tyre_leak" for a in fast)
+
+
+def test_a_fault_scored_by_delay_is_detected_after_its_onset_and_reports_the_delay() -> None:
+    # ``silent``: the truth's failure is the onset (the car goes quiet); an alert can only come
+    # after it, and the figure is how long after.
+    def silent(vin: str, onset_days: float) -> dict[str, Any]:
+        onset = T0 + int(onset_days * DAY)
+        return {"vin": vin, "fault": "silent", "onset_ts": onset, "failure_ts": onset,
+                "params": {}}
+
+    truth = [silent(CAR_A, 1), silent(CAR_B, 2), silent(CAR_C, 3)]
+    alerts = [
+        alert(CAR_A, "vehicle_silent", T0 + DAY + 3 * HOUR_MS),
+        alert(CAR_B, "vehicle_silent", T0 + 2 * DAY + 5 * HOUR_MS),
+        alert(CAR_C, "vehicle_silent", T0 + 2 * DAY),  # before the onset: not this fault
+    ]
+    report = score(truth, alerts, vehicles=10, chargers=0, days=20, faults={"silent": 3})
+    f = report["faults"]["silent"]
+    assert (f["detected"], f["missed"]) == (2, 1)
+    assert (f["median_delay_h"], f["worst_delay_h"]) == (4.0, 5.0)
+    assert f["median_lead_time_h"] is None
+    assert "detection delay after the onset: median 4.00 h, worst 5.00 h" in format_report(report)
