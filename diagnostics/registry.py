@@ -6,6 +6,7 @@ from diagnostics.base import Detector
 from diagnostics.battery12v import WeakBattery12V
 from diagnostics.cell_imbalance import CellImbalance
 from diagnostics.dtc import DiagnosticTroubleCodes
+from diagnostics.thermal import DriveUnitCooling
 from diagnostics.tyre_leak import SlowTyreLeak
 
 DETECTORS: dict[str, type[Detector]] = {
@@ -13,4 +14,5 @@ DETECTORS: dict[str, type[Detector]] = {
     "dtc": DiagnosticTroubleCodes,
     "slow_tyre_leak": SlowTyreLeak,
     "cell_imbalance": CellImbalance,
+    "thermal": DriveUnitCooling,
 }
