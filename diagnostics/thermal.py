@@ -35,31 +35,40 @@ Physical model (the constructor defaults; the fleet simulator follows the same m
 
 Samples and trend
 -----------------
-Each steady driving reading gives ``y = coolant - pack - offset_c * (1 - exp(-t/coolant_tau))``
-and ``x`` = the doubly lagged load. The readings of one window (``sample_s``, 12 h: a commute
-or an outing) give one estimate ``b = Σxy / Σx²`` (least squares through the origin: high-load
-readings weigh most, where the pump's state shows) if the window has ``min_window_readings``
-readings and an rms load of at least ``min_load_kw``. The last ``max_history`` samples within
-``window_days`` are fitted with ``diagnostics.trend.weighted_trend`` (weights halve every
-``half_life_days``): slope in (°C/kW)/day, level, standard error, Student-t critical value.
+Each steady driving reading (after ``warmup_s``; speed, coolant, pack and ambient present)
+gives ``y = coolant - pack - offset_c * (1 - exp(-t/coolant_tau))`` and ``x`` = the doubly
+lagged load. A drive with at least ``min_drive_readings`` readings and an rms load of at least
+``min_load_kw`` gives one estimate ``b = Σxy / Σx²`` (least squares through the origin:
+high-load readings weigh most, where the pump's state shows). Drives are grouped in windows
+(``sample_s``, 12 h from the window's first drive: a commute, an outing); a window's sample is
+its *lowest* drive, because hills only ever add heat the speed does not explain. The sample
+of the open window is updated as its drives end, so a drive's evidence counts at once. The
+last ``max_history`` samples within ``window_days`` are fitted with
+``diagnostics.trend.weighted_trend`` (weights halve every ``half_life_days``); samples more than
+``outlier_mads`` robust standard deviations above the fit (twice that below) are dropped and
+the trend refitted: slope in (°C/kW)/day, level, standard error, Student-t critical value.
 
 * Failure: the drive unit derates at ``limit_c``. At the reference condition (``ref_ambient_c``
   on a hot day, pack at ``ref_ambient_c + pack_rise_c``, a sustained ``ref_load_kw``; the pack
   takes ``pack_load_share`` of the rise too) the coolant reaches
   ``ref_ambient + pack_rise + offset + (1 + share) * b * ref_load``; it reaches the limit when
-  ``b`` reaches ``b_limit``. Time to failure: ``(b_limit - level) / slope`` with a band from
-  slope -/+ t*stderr.
+  ``b`` reaches ``b_limit`` (1.57 °C/kW with the defaults; healthy cars sit at 0.4-0.8).
+  Time to failure: ``(b_limit - level) / slope`` with a band from slope -/+ t*stderr.
 * Degrading: the slope is significant (slope - t*stderr > 0), at least ``min_rate_per_day`` of
-  the level per day, and the fitted growth over the window at least ``min_growth`` of the
-  level (a real change, not a tilt of noise). Raise when degrading with the failure within
-  ``horizon_days`` on ``persistence`` consecutive samples, or at once when ``b`` is already at
-  the limit. Severity: critical under ``critical_days`` (or at the limit), warning under
-  ``warning_days``, info otherwise.
-* Hysteresis: once raised, clear only when the slope is no longer significantly positive and
-  the level is below ``clear_fraction`` of ``b_limit``.
-* Abstain when there are too few samples for a trend (a car that does not drive long enough),
-  and once per silence when no steady reading (speed, coolant, pack and ambient all present)
-  arrived for more than ``stale_days``.
+  ``b_limit`` per day, and the fitted growth over the window at least ``min_growth`` of
+  ``b_limit`` (a real change, not a tilt of noise). Raise when degrading with the failure
+  within ``horizon_days``, on ``persistence`` windows in a row, or at once when ``b`` is
+  already at the limit. Severity: critical under ``critical_days`` (or at the limit), warning
+  under ``warning_days``, info otherwise.
+* Hysteresis: once raised, clear only after ``persistence`` windows in a row in which the slope
+  is no longer significantly positive and the level is below ``clear_fraction`` of ``b_limit``.
+* Abstain when there are too few samples for a trend (``min_samples`` over ``min_span_days``:
+  a car that is not driven long enough), and once per silence when no steady reading arrived
+  for more than ``stale_days`` (car not driven, ambient or temperatures missing).
+
+The filters make a driving car's state change with every message (a few numbers); parked
+cars cost no state writes. An assessment is returned when a drive changes its window's sample
+or staleness is first noticed.
 
 Evidence: the latest ``b`` and its trend, the healthy-looking level, the coolant predicted at
 the reference condition and at the latest ambient, the days to the derate limit with its band.
@@ -427,9 +436,10 @@ class DriveUnitCooling(Detector):
 
     def _trend(self, t_days: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
                ) -> tuple[float, float, float, float, int]:
-        """The weighted trend without the hilly outliers: samples far *above* the first fit
-        (by ``outlier_mads`` robust standard deviations) are dropped and the trend refitted.
-        Only high ones: a failing pump never makes a drive cooler than the road explains."""
+        """The weighted trend without the hilly outliers: samples far above the first fit (by
+        ``outlier_mads`` robust standard deviations; below it, twice that) are dropped and the
+        trend refitted. Hills make high outliers; low ones are rarer (a mostly downhill
+        window), so the bar below is higher."""
         slope, level, stderr, dof = weighted_trend(t_days, y, self.half_life_days)
         residuals = y - (level + slope * t_days)
         scale = 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))

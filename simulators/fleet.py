@@ -394,6 +394,18 @@ class Thermal:
     load_kw: float = 0.0  # lagged traction power of the current drive
     excess_c: float = 0.0  # coolant above the pack, lagging COOLANT_OFFSET_C + rise
     hill: tuple[float, float, float] = (0.0, 1.0, 0.0)  # grade, period ms, phase
+    charge_pack: tuple[int, float] | None = None  # (ts, °C) of the pack while charging
+
+    def charging_pack(self, ts: int, target_c: float, start_c: float) -> float:
+        """The pack's temperature while charging (first order towards ``target_c``). Kept
+        apart from the drive model's pack temperature, so the drives (and the cell voltages
+        they report) stay those of the fleet before charging heat was modelled."""
+        if self.charge_pack is None or ts - self.charge_pack[0] > CHARGE_HEAT_TAU_MS * 4:
+            self.charge_pack = (ts, start_c)
+        last_ts, temp = self.charge_pack
+        temp += (target_c - temp) * (1 - math.exp(-(ts - last_ts) / CHARGE_HEAT_TAU_MS))
+        self.charge_pack = (ts, temp)
+        return temp
 
     def factor(self, ts: int) -> float:
         """How much the load-driven rise has grown: 1 while the pump is healthy."""
@@ -1049,10 +1061,10 @@ class Fleet:
                 signals["Vehicle.Powertrain.TractionBattery.Charging.ChargeRate"] = round(
                     session.power_kw * rng.uniform(0.98, 1.0), 2)
                 # Charging heats the pack (fast charging by up to ~20 °C); the car reports it.
-                pack = self._follow_hv(v, t, max(ambient + 5.0, 20.0)
-                                       + CHARGE_HEAT_C_PER_KW * session.power_kw,
-                                       CHARGE_HEAT_TAU_MS)
                 assert v.thermal is not None
+                pack = v.thermal.charging_pack(t, max(ambient + 5.0, 20.0)
+                                               + CHARGE_HEAT_C_PER_KW * session.power_kw,
+                                               ambient if v.hv_temp is None else v.hv_temp)
                 signals["Vehicle.Powertrain.TractionBattery.Temperature.Average"] = round(
                     pack + v.thermal.rng.gauss(0, 0.3), 2)
             if v.cells is not None:

@@ -28,3 +28,13 @@ def test_backtest_is_deterministic() -> None:
     args = {"seed": 4, "vehicles": 4, "days": 6, "faults": {"weak_12v": 1},
             "drive_interval_s": 300, "parked_interval_s": 3600}
     assert backtest_fleet(**args) == backtest_fleet(**args)
+
+
+def test_backtest_scores_a_failing_coolant_pump() -> None:
+    # Every car of the fleet heats with load and hills; three pumps wear out.
+    result = backtest_fleet(seed=2, vehicles=12, days=30, faults={"coolant_pump": 3},
+                            drive_interval_s=120, parked_interval_s=3600)
+    assert result["faulty"] == 3
+    assert result["detected"] == 3 and result["missed"] == 0
+    assert result["false_alarms"] == 0 and result["duplicate_alerts"] == 0
+    assert min(result["lead_days"]) >= 1
