@@ -85,6 +85,27 @@ every other car is unchanged): ``CellVoltage.Min/Max/IdMin/IdMax`` in every tele
   drift exceeds half the healthy spread; the truth's ``failure_ts`` is when the reference
   spread reaches the BMS limit (``BMS_SPREAD_LIMIT_MV`` = 100 mV) and the BMS would derate
   the car (the simulated car keeps driving: the detector is scored on the lead time).
+
+Drive-unit cooling (``Thermal``), the ground truth the thermal detector is scored against:
+
+* the traction pack's loop temperature (``hv``) follows ``max(ambient + 12, 22)`` °C while
+  driving (1 h lag; the thermal management heats a cold pack) and ambient while parked (8 h);
+* the drive unit's heat load is the traction power at the wheels (``road_load_kw``: rolling
+  resistance, air drag, and the grade; abs, since regeneration heats it too), lagged 4 min;
+  30 % of trips are hilly (a 1-4 % grade rising and falling every 3-15 min, from the car's own
+  ``thermal-run`` RNG), which adds heat the speed does not show;
+* the coolant rises above the pack by ``COOLANT_OFFSET_C`` + ``resistance * load`` (the
+  resistance drawn per car in 0.45-0.75 °C/kW), lagging 5 min from a cold loop at each drive's
+  start; the pack takes ``PACK_LOAD_SHARE`` of that rise too; noise 0.5 / 0.3 °C;
+* while charging the car also reports its pack temperature, heated by the charge power
+  (150 kW DC: about +20 °C), kept apart from ``hv`` so the drives are unchanged by it;
+* fault ``coolant_pump``: from an onset in the first five days the load-driven rise grows by
+  ``1 + growth * days`` (5-15 %/day); the truth's ``failure_ts`` is when the coolant at the
+  reference condition (30 °C, 25 kW sustained) reaches the derate limit, 90 °C
+  (``simulators.faults.coolant_pump_failure_ts``). The simulated car keeps driving.
+
+All of this changes only the two temperature signals of the existing fleet's stream (every
+other signal, event and timestamp is as before: no draw of the existing RNGs moved).
 """
 
 from __future__ import annotations
