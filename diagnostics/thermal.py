@@ -116,7 +116,7 @@ class DriveUnitCooling(Detector):
         sample_s: float = 12 * 3600,
         min_drive_readings: int = 4,
         min_load_kw: float = 1.5,
-        min_samples: int = 5,
+        min_samples: int = 8,
         min_span_days: float = 3.0,
         window_days: float = 21.0,
         max_history: int = 40,
@@ -364,8 +364,14 @@ class DriveUnitCooling(Detector):
                 abstain_reason=f"{len(hist)} samples of steady driving over {span:.1f} days; "
                                f"need {self.min_samples} over {self.min_span_days:g} days "
                                "for a trend (the car is not driven long enough)")
-        y = np.asarray([h[1] for h in hist], dtype=np.float64)
-        slope, level, stderr, dof, dropped = self._trend(t_days, y)
+        raw = np.asarray([h[1] for h in hist], dtype=np.float64)
+        # Each window against the one before: a hilly day (or two drives on hilly roads) is
+        # one high value, the lower neighbour stands for it; a failing pump raises both.
+        # The lower of the two keeps its own time, so a steady rise is not delayed a window.
+        prev, t_prev = (np.concatenate((a[:1], a[:-1])) for a in (raw, t_days))
+        lower = raw <= prev
+        y, t_fit = np.where(lower, raw, prev), np.where(lower, t_days, t_prev)
+        slope, level, stderr, dof, dropped = self._trend(t_fit, y)
         crit = t_critical(dof, self.z)
         ref_gain = (1 + self.pack_load_share) * self.ref_load_kw
         latest_ambient = float(hist[-1][3])
