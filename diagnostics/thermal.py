@@ -43,8 +43,10 @@ high-load readings weigh most, where the pump's state shows). Drives are grouped
 (``sample_s``, 12 h from the window's first drive: a commute, an outing); a window's sample is
 its *lowest* drive, because hills only ever add heat the speed does not explain. The sample
 of the open window is updated as its drives end, so a drive's evidence counts at once. The
-last ``max_history`` samples within ``window_days`` are fitted with
-``diagnostics.trend.weighted_trend`` (weights halve every ``half_life_days``); samples more than
+last ``max_history`` samples within ``window_days`` are trended, each as the lower of itself and
+the window before (at that one's time: two hilly days in a row are one high value, a failing
+pump raises both), with ``diagnostics.trend.weighted_trend`` (weights halve every
+``half_life_days``); samples more than
 ``outlier_mads`` robust standard deviations above the fit (twice that below) are dropped and
 the trend refitted: slope in (°C/kW)/day, level, standard error, Student-t critical value.
 
