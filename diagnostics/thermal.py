@@ -62,8 +62,9 @@ the trend refitted: slope in (°C/kW)/day, level, standard error, Student-t crit
   within ``horizon_days``, on ``persistence`` windows in a row, or at once when ``b`` is
   already at the limit. Severity: critical under ``critical_days`` (or at the limit), warning
   under ``warning_days``, info otherwise.
-* Hysteresis: once raised, clear only after ``persistence`` windows in a row in which the slope
-  is no longer significantly positive and the level is below ``clear_fraction`` of ``b_limit``.
+* Hysteresis: once raised, clear only after ``persistence`` windows in a row in which the trend
+  is confidently flat (slope + t*stderr below the minimum rate) and the level is below
+  ``clear_fraction`` of ``b_limit``.
 * Abstain when there are too few samples for a trend (``min_samples`` over ``min_span_days``:
   a car that is not driven long enough), and once per silence when no steady reading arrived
   for more than ``stale_days`` (car not driven, ambient or temperatures missing).
@@ -410,7 +411,10 @@ class DriveUnitCooling(Detector):
             evidence.update({"days_to_failure": round(days_left, 2),
                              "predicted_failure_ts": predicted})
         if state["active"]:
-            flip = not (slope - crit * stderr > 0 or level >= self.clear_fraction * b_limit)
+            # Clear only on a trend that is confidently flat (below the minimum rate even at
+            # its upper bound): one cool day in a failing pump's series must not resolve it.
+            flat = slope + crit * stderr < self.min_rate_per_day * b_limit
+            flip = flat and level < self.clear_fraction * b_limit
         else:
             flip = at_limit or (degrading and days_left <= self.horizon_days)
         # Persistence both ways: the state flips after ``persistence`` windows in a row that

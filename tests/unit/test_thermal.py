@@ -59,6 +59,7 @@ def series(days: float, *, ambient: Callable[[int], float] = mild, resistance: f
            drive_min: float = 40.0, interval_s: float = 60.0, seed: int = 1,
            lost: float = 0.0, drop_ambient: bool = False,
            fast_charge_before: Callable[[int, int], bool] = lambda day, k: False,
+           repair_day: float | None = None,
            ) -> Iterator[Message]:
     """Two drives a day (07:30 and 17:30; ``k`` = 0, 1), ignition events, a report every
     ``interval_s`` while driving and every 30 min parked (no temperatures when parked)."""
@@ -83,6 +84,8 @@ def series(days: float, *, ambient: Callable[[int], float] = mild, resistance: f
             end = depart + int(drive_min * MINUTE_MS)
             cruise, slope = cruise_kmh(day, k), grade(day, k)
             factor = 1.0 + growth_per_day * max(0.0, (t - START_MS) / DAY_MS - onset_day)
+            if repair_day is not None and day >= repair_day:
+                factor = 1.0  # a new pump
             while t < end:
                 elapsed = t - depart
                 dt = interval_s * 1000 if elapsed else 0
@@ -236,6 +239,15 @@ def test_a_failing_pump_on_a_hot_motorway_commuter_with_gaps() -> None:
         ambient=heat_wave, cruise_kmh=lambda day, k: 120.0 if k else 50.0, seed=3))
     opened = [a for a in alerts if a["status"] == "open"]
     assert opened and days_of(opened[0]["first_seen"]) < fail - 2
+
+
+def test_a_repaired_pump_resolves_the_alert_once() -> None:
+    _det, state, _assessments, alerts = run(series(40, growth_per_day=0.1, onset_day=2.0,
+                                                   repair_day=14))
+    assert [a["status"] for a in alerts].count("resolved") == 1
+    assert alerts[-1]["status"] == "resolved" and not state["active"]
+    assert len({a["id"] for a in alerts}) == 1
+    assert 14 < days_of(alerts[-1]["last_seen"]) < 30
 
 
 def test_the_severity_follows_the_days_left() -> None:
