@@ -8,6 +8,7 @@ from diagnostics.cell_imbalance import CellImbalance
 from diagnostics.dtc import DiagnosticTroubleCodes
 from diagnostics.signal_anomaly import SignalAnomaly
 from diagnostics.silence import Silence
+from diagnostics.thermal import DriveUnitCooling
 from diagnostics.tyre_leak import SlowTyreLeak
 
 DETECTORS: dict[str, type[Detector]] = {
@@ -17,4 +18,5 @@ DETECTORS: dict[str, type[Detector]] = {
     "cell_imbalance": CellImbalance,
     "vehicle_silent": Silence,
     "signal_anomaly": SignalAnomaly,
+    "thermal": DriveUnitCooling,
 }

@@ -55,6 +55,22 @@ SLOW_LEAK_FLOOR_KPA = 60.0  # the tyre is flat; it stops falling here
 BMS_SPREAD_LIMIT_MV = 100.0
 CELL_DRIFT_ONSET_DAYS = (0.0, 5.0)
 CELL_DRIFT_RATE_MV_PER_DAY = (2.5, 6.0)
+# Drive-unit cooling physics shared with the fleet model (diagnostics.thermal is written
+# against the same physics without importing it). The motor coolant sits above the traction
+# pack's loop temperature by a fixed offset plus a rise proportional to the drive unit's heat
+# load: ``rise = resistance * load_kw`` (°C per kW of traction power). A failing coolant pump
+# moves less coolant, so the resistance grows: ``resistance * (1 + growth * days)``. The drive
+# unit derates when its coolant reaches ``COOLANT_DERATE_C``; the truth's failure is when that
+# happens at the reference condition, a sustained motorway load on a hot day, where the pack
+# sits at ``REF_AMBIENT_C + PACK_RISE_C`` and takes ``PACK_LOAD_SHARE`` of the rise too.
+COOLANT_DERATE_C = 90.0
+COOLANT_OFFSET_C = 3.0
+PACK_RISE_C = 12.0  # pack above ambient when its thermal management is not heating it
+PACK_LOAD_SHARE = 0.15
+REF_AMBIENT_C = 30.0
+REF_LOAD_KW = 25.0  # about 130 km/h on the flat, or a long climb
+COOLANT_PUMP_ONSET_DAYS = (0.0, 5.0)
+COOLANT_PUMP_GROWTH_PER_DAY = (0.05, 0.15)
 
 # Silence: the telematics unit of a car (or a charger's controller/link) stops sending at an
 # onset in the first five days. The asset itself keeps living (the car is driven, charges); only
@@ -234,6 +250,30 @@ def session_fault_prob(fault: FaultInstance, ts: int) -> float:
 def session_fault_failure_ts(onset_ts: int, initial_prob: float, prob_per_day: float) -> int:
     """When every session fails (analytic): the asset is out of service."""
     return onset_ts + int((1.0 - initial_prob) / prob_per_day * DAY_MS)
+def _draw_coolant_pump(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]
+                       ) -> FaultInstance:
+    onset = start_ms + int(rng.uniform(*COOLANT_PUMP_ONSET_DAYS) * DAY_MS)
+    growth = round(rng.uniform(*COOLANT_PUMP_GROWTH_PER_DAY), 4)
+    resistance = float(ctx["thermal_resistance_c_per_kw"])
+    return FaultInstance("coolant_pump", onset,
+                         coolant_pump_failure_ts(onset, resistance, growth),
+                         {"growth_per_day": growth, "resistance_c_per_kw": resistance})
+
+
+def reference_coolant_c(resistance_c_per_kw: float) -> float:
+    """Steady motor-coolant temperature at the reference load on a hot day."""
+    rise = resistance_c_per_kw * REF_LOAD_KW
+    return REF_AMBIENT_C + PACK_RISE_C + COOLANT_OFFSET_C + (1 + PACK_LOAD_SHARE) * rise
+
+
+def coolant_pump_failure_ts(onset_ts: int, resistance_c_per_kw: float,
+                            growth_per_day: float) -> int:
+    """When the reference coolant temperature, its rise growing ``1 + growth * days``, reaches
+    the derate limit (analytic)."""
+    healthy = reference_coolant_c(resistance_c_per_kw)
+    base = REF_AMBIENT_C + PACK_RISE_C + COOLANT_OFFSET_C
+    factor = (COOLANT_DERATE_C - base) / (healthy - base)
+    return onset_ts + int(max(0.0, factor - 1.0) / growth_per_day * DAY_MS)
 
 
 FAULTS: dict[str, FaultSpec] = {
@@ -308,6 +348,13 @@ FAULTS: dict[str, FaultSpec] = {
             _draw_session_faults("inlet_fault", INLET_FAULT_INITIAL_PROB,
                                  INLET_FAULT_PROB_PER_DAY, INLET_FAULT_CODES),
             "Fleet._book_public / _plug_in (ChargeSession.fault_code)", "charging_inlet_fault",
+        ),
+        FaultSpec(
+            "coolant_pump", "vehicle",
+            "the drive unit's coolant pump wears: from an onset in the first five days the "
+            "coolant's rise above the pack under load grows 5-15 %/day until, at a sustained "
+            "motorway load on a 30 °C day, the coolant would reach the derate limit (90 °C)",
+            _draw_coolant_pump, "Thermal (coolant model in _drive)", "thermal",
         ),
     )
 }

@@ -98,6 +98,27 @@ every other car is unchanged): ``CellVoltage.Min/Max/IdMin/IdMax`` in every tele
   drift exceeds half the healthy spread; the truth's ``failure_ts`` is when the reference
   spread reaches the BMS limit (``BMS_SPREAD_LIMIT_MV`` = 100 mV) and the BMS would derate
   the car (the simulated car keeps driving: the detector is scored on the lead time).
+
+Drive-unit cooling (``Thermal``), the ground truth the thermal detector is scored against:
+
+* the traction pack's loop temperature (``hv``) follows ``max(ambient + 12, 22)`` °C while
+  driving (1 h lag; the thermal management heats a cold pack) and ambient while parked (8 h);
+* the drive unit's heat load is the traction power at the wheels (``road_load_kw``: rolling
+  resistance, air drag, and the grade; abs, since regeneration heats it too), lagged 4 min;
+  30 % of trips are hilly (a 1-4 % grade rising and falling every 3-15 min, from the car's own
+  ``thermal-run`` RNG), which adds heat the speed does not show;
+* the coolant rises above the pack by ``COOLANT_OFFSET_C`` + ``resistance * load`` (the
+  resistance drawn per car in 0.45-0.75 °C/kW), lagging 5 min from a cold loop at each drive's
+  start; the pack takes ``PACK_LOAD_SHARE`` of that rise too; noise 0.5 / 0.3 °C;
+* while charging the car also reports its pack temperature, heated by the charge power
+  (150 kW DC: about +20 °C), kept apart from ``hv`` so the drives are unchanged by it;
+* fault ``coolant_pump``: from an onset in the first five days the load-driven rise grows by
+  ``1 + growth * days`` (5-15 %/day); the truth's ``failure_ts`` is when the coolant at the
+  reference condition (30 °C, 25 kW sustained) reaches the derate limit, 90 °C
+  (``simulators.faults.coolant_pump_failure_ts``). The simulated car keeps driving.
+
+All of this changes only the two temperature signals of the existing fleet's stream (every
+other signal, event and timestamp is as before: no draw of the existing RNGs moved).
 """
 
 from __future__ import annotations
@@ -116,8 +137,10 @@ import orjson
 
 from ingest.contract import TIRE_PRESSURE_SIGNALS, TIRE_TEMPERATURE_SIGNALS, Kind, topic_for
 from simulators.faults import (
+    COOLANT_OFFSET_C,
     DERATING_FOLDBACK_AFTER_MS,
     FAILURE_V25,
+    PACK_LOAD_SHARE,
     PLACARD_KPA,
     SLOW_LEAK_FLOOR_KPA,
     FaultInstance,
@@ -162,6 +185,19 @@ BAD_RELEASE_PARKED_CURRENT_A = -1.2
 CELLS_BY_MODEL = {"Aurora EV": 96, "Borealis EV": 108, "Cirrus EV": 88}
 CELL_SPREAD_MV_RANGE = (8.0, 16.0)
 CELL_NOISE_MV = 1.5
+
+# Drive-unit cooling (``Thermal``; see the module docstring and simulators.faults).
+MASS_KG_BY_MODEL = {"Aurora EV": 1950.0, "Borealis EV": 2250.0, "Cirrus EV": 1700.0}
+CDA_M2 = 0.62
+ROLLING_COEFF = 0.011
+THERMAL_RESISTANCE_RANGE = (0.45, 0.75)  # °C of coolant rise per kW of traction power
+LOAD_TAU_MS = 4 * MINUTE_MS  # the drive unit's thermal mass smooths the load
+COOLANT_TAU_MS = 5 * MINUTE_MS  # the coolant's rise above the pack follows it
+HILLY_TRIP_PROB = 0.3
+HILL_GRADE_RANGE = (0.01, 0.04)
+HILL_PERIOD_MIN = (3.0, 15.0)
+CHARGE_HEAT_C_PER_KW = 0.13  # pack heating while charging: 150 kW DC about +20 °C
+CHARGE_HEAT_TAU_MS = 30 * MINUTE_MS
 
 # Routine.
 IDLE_DAY_PROB = 0.10
@@ -376,6 +412,65 @@ class CellPack:
         }
 
 
+def road_load_kw(speed_kmh: float, mass_kg: float, grade: float = 0.0) -> float:
+    """Traction power at the wheels (kW): rolling resistance, air drag and the climb; a descent
+    recovers energy but the drive unit heats with the power it handles either way (abs)."""
+    v = speed_kmh / 3.6
+    force = mass_kg * 9.81 * (ROLLING_COEFF + grade) + 0.5 * 1.2 * CDA_M2 * v * v
+    return abs(force * v) / 1000.0
+
+
+@dataclass
+class Thermal:
+    """The drive unit's cooling (see the module docstring); its own RNG draws the hills."""
+
+    resistance: float  # healthy °C per kW
+    mass_kg: float
+    rng: random.Random
+    pump_onset: int | None = None
+    pump_growth_per_day: float = 0.0
+    load_kw: float = 0.0  # lagged traction power of the current drive
+    excess_c: float = 0.0  # coolant above the pack, lagging COOLANT_OFFSET_C + rise
+    hill: tuple[float, float, float] = (0.0, 1.0, 0.0)  # grade, period ms, phase
+    charge_pack: tuple[int, float] | None = None  # (ts, °C) of the pack while charging
+
+    def charging_pack(self, ts: int, target_c: float, start_c: float) -> float:
+        """The pack's temperature while charging (first order towards ``target_c``). Kept
+        apart from the drive model's pack temperature, so the drives (and the cell voltages
+        they report) stay those of the fleet before charging heat was modelled."""
+        if self.charge_pack is None or ts - self.charge_pack[0] > CHARGE_HEAT_TAU_MS * 4:
+            self.charge_pack = (ts, start_c)
+        last_ts, temp = self.charge_pack
+        temp += (target_c - temp) * (1 - math.exp(-(ts - last_ts) / CHARGE_HEAT_TAU_MS))
+        self.charge_pack = (ts, temp)
+        return temp
+
+    def factor(self, ts: int) -> float:
+        """How much the load-driven rise has grown: 1 while the pump is healthy."""
+        if self.pump_onset is None or ts <= self.pump_onset:
+            return 1.0
+        return 1.0 + self.pump_growth_per_day * (ts - self.pump_onset) / DAY_MS
+
+    def start_trip(self) -> None:
+        rng = self.rng
+        hilly = rng.random() < HILLY_TRIP_PROB
+        grade = rng.uniform(*HILL_GRADE_RANGE)
+        period = rng.uniform(*HILL_PERIOD_MIN) * MINUTE_MS
+        self.hill = (grade if hilly else 0.0, period, rng.uniform(0, 2 * math.pi))
+        self.load_kw, self.excess_c = 0.0, 0.0  # a cold drive unit, coolant at pack level
+
+    def step(self, ts: int, elapsed_ms: int, dt_ms: int, speed_kmh: float) -> float:
+        """Advance the lagged load and coolant by ``dt_ms``; return the load-driven rise."""
+        grade, period, phase = self.hill
+        slope = grade * math.sin(2 * math.pi * elapsed_ms / period + phase)
+        load = road_load_kw(speed_kmh, self.mass_kg, slope)
+        self.load_kw += (load - self.load_kw) * (1 - math.exp(-dt_ms / LOAD_TAU_MS))
+        rise = self.resistance * self.factor(ts) * self.load_kw
+        target = COOLANT_OFFSET_C + rise
+        self.excess_c += (target - self.excess_c) * (1 - math.exp(-dt_ms / COOLANT_TAU_MS))
+        return rise
+
+
 # --------------------------------------------------------------------------------------------
 # Static descriptions (what the seed decides once) and per-run state
 
@@ -402,6 +497,7 @@ class VehicleSpec:
     fault: FaultInstance | None = None
     reports_cells: bool = False  # CellPack signals (cell_drift cars + cell_report_fraction)
     cell_spread_mv: float = 0.0
+    thermal_resistance: float = 0.6  # °C coolant rise per kW of traction power (healthy)
 
 
 @dataclass(frozen=True)
@@ -511,6 +607,7 @@ class _VehicleRun:
     model_reported: bool = False
     cells: CellPack | None = None
     fault_rng: random.Random | None = None  # draws of an injected fault, apart from ``rng``
+    thermal: Thermal | None = None
 
     def dead(self, ts: int) -> bool:
         return ts >= self.failed_at
@@ -578,11 +675,14 @@ class Fleet:
         cell_rng = random.Random(f"cells-{self.seed}-{i}")
         cell_spread = round(cell_rng.uniform(*CELL_SPREAD_MV_RANGE), 2)
         reports_cells = fault == "cell_drift" or cell_rng.random() < self.cell_report_fraction
+        thermal_rng = random.Random(f"thermal-{self.seed}-{i}")
+        resistance = round(thermal_rng.uniform(*THERMAL_RESISTANCE_RANGE), 3)
         # slow_leak needs the tyre pressures, drawn below: it is drawn last, so every other
         # car's draws (and so the fleet's output) stay exactly as they were.
         instance = (draw_fault(fault, r, self.start_ms,
                                {"v25_initial": v25, "cells": CELLS_BY_MODEL[model.name],
-                                "cell_spread_mv": cell_spread})
+                                "cell_spread_mv": cell_spread,
+                                "thermal_resistance_c_per_kw": resistance})
                     if fault and fault != "slow_leak" else None)
         spec = VehicleSpec(
             index=i, vin=vin, model=model.name, spec=model, home=home, work=work,
@@ -596,6 +696,7 @@ class Fleet:
             charge_below_soc=r.uniform(35, 55), charge_target_soc=r.choice((80.0, 85.0, 90.0)),
             home_kw=min(model.ac_kw, r.choice((7.4, 11.0))), fault=instance,
             reports_cells=reports_cells, cell_spread_mv=cell_spread,
+            thermal_resistance=resistance,
         )
         if fault == "slow_leak":
             spec = dataclasses.replace(spec, fault=draw_fault(
@@ -667,6 +768,11 @@ class Fleet:
             run.dtc_pending = (fault.onset_ts, str(fault.params["code"]))
         elif fault is not None and fault.name == "inlet_fault":
             run.fault_rng = random.Random(f"vehicle-fault-run-{self.seed}-{spec.index}")
+        run.thermal = Thermal(spec.thermal_resistance, MASS_KG_BY_MODEL[spec.model],
+                              random.Random(f"thermal-run-{self.seed}-{spec.index}"))
+        if fault is not None and fault.name == "coolant_pump":
+            run.thermal.pump_onset = fault.onset_ts
+            run.thermal.pump_growth_per_day = float(fault.params["growth_per_day"])
         if spec.reports_cells:
             cell_rng = random.Random(f"cells-run-{self.seed}-{spec.index}")
             n = CELLS_BY_MODEL[spec.model]
@@ -807,6 +913,9 @@ class Fleet:
         noise = 0.0
         d_lat, d_lon = trip.dest[0] - trip.origin[0], trip.dest[1] - trip.origin[1]
         capacity = s.spec.capacity_kwh
+        thermal = v.thermal
+        assert thermal is not None
+        thermal.start_trip()
         t = trip.depart
         while t < trip.arrive:
             yield from self._due_dtc(v, t)
@@ -827,6 +936,7 @@ class Fleet:
                 progress = 1 - abs(1 - 2 * progress)
             wiggle = 0.004 * math.sin(math.pi * progress)
             warm = 1 - math.exp(-elapsed / (15 * MINUTE_MS))
+            rise = thermal.step(t, elapsed, self.drive_ms if elapsed else 0, speed)
             signals: dict[str, Any] = {
                 "Vehicle.Speed": round(speed, 1),
                 "Vehicle.IsMoving": speed > 0.5,
@@ -839,9 +949,10 @@ class Fleet:
                 "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current": round(v.soc, 2),
                 "Vehicle.Powertrain.TractionBattery.StateOfHealth": s.soh,
                 "Vehicle.Powertrain.TractionBattery.Temperature.Average":
-                    round(hv + rng.gauss(0, 0.3), 2),
+                    round(hv + PACK_LOAD_SHARE * rise + rng.gauss(0, 0.3), 2),
                 "Vehicle.Powertrain.ElectricMotor.EngineCoolant.Temperature":
-                    round(hv + 3.0 + 20.0 * warm + rng.gauss(0, 0.5), 2),
+                    round(hv + PACK_LOAD_SHARE * rise + thermal.excess_c
+                          + rng.gauss(0, 0.5), 2),
                 "Vehicle.Exterior.AirTemperature": round(ambient + rng.gauss(0, 0.2), 2),
                 "Vehicle.CurrentLocation.Latitude":
                     round(trip.origin[0] + d_lat * progress + wiggle, 6),
@@ -1024,6 +1135,13 @@ class Fleet:
             if charging and session is not None:
                 signals["Vehicle.Powertrain.TractionBattery.Charging.ChargeRate"] = round(
                     session.power_at(t) * rng.uniform(0.98, 1.0), 2)
+                # Charging heats the pack (fast charging by up to ~20 °C); the car reports it.
+                assert v.thermal is not None
+                pack = v.thermal.charging_pack(t, max(ambient + 5.0, 20.0)
+                                               + CHARGE_HEAT_C_PER_KW * session.power_at(t),
+                                               ambient if v.hv_temp is None else v.hv_temp)
+                signals["Vehicle.Powertrain.TractionBattery.Temperature.Average"] = round(
+                    pack + v.thermal.rng.gauss(0, 0.3), 2)
             if v.cells is not None:
                 pack_c = ambient if b.temp_c is None else b.temp_c
                 signals.update(v.cells.signals(t, soc, pack_c, driving=False, charging=charging))

@@ -60,3 +60,13 @@ def test_backtest_cli_rejects_charger_faults_without_chargers(
     assert "inlet_fault needs --chargers 2 or more" in capsys.readouterr().out
     assert run(parser.parse_args(["--chargers", "-1"])) == 2
     assert "--chargers must be >= 0, got -1" in capsys.readouterr().out
+
+
+def test_backtest_scores_a_failing_coolant_pump() -> None:
+    # Every car of the fleet heats with load and hills; three pumps wear out.
+    result = backtest_fleet(seed=3, vehicles=12, days=30, faults={"coolant_pump": 3},
+                            drive_interval_s=120, parked_interval_s=3600)
+    assert result["faulty"] == 3
+    assert result["detected"] == 3 and result["missed"] == 0
+    assert result["false_alarms"] == 0 and result["duplicate_alerts"] == 0
+    assert min(result["lead_days"]) >= 5
