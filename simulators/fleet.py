@@ -75,10 +75,10 @@ Weather
 * fault ``dtc``: at its first transmission after an onset in the first five days the car
   reports a trouble code (``DTC_CODES``); ignored, it would stop the car two days later.
 
-Tyres: each wheel's pressure at 20 °C (``tire_cold_kpa``) is set around the placard
-(``PLACARD_KPA`` = 250 kPa, +/- 6 kPa per wheel); while driving the tyres warm by up to 10 °C
-above ambient and the reported pressure follows Gay-Lussac, noise sigma 0.5 kPa (0.3 °C on the
-tyre temperature). Fault ``slow_leak``: from an onset in the first five days one wheel's 20 °C
+Tyres: each wheel's pressure at 20 °C (``tire_cold_kpa``) is set around the model's placard
+(250, 280 or 230 kPa, ``ModelSpec.placard_kpa``; +/- 6 kPa per wheel); while driving the tyres
+warm by up to 10 °C above ambient and the reported pressure follows Gay-Lussac, noise sigma
+0.5 kPa (0.3 °C on the tyre temperature). Fault ``slow_leak``: from an onset in the first five days one wheel's 20 °C
 pressure falls 2-8 kPa/day (floored at ``SLOW_LEAK_FLOOR_KPA``); the truth's ``failure_ts`` is
 when it reaches the car's own TPMS warning, 25 % below the placard. The car keeps driving.
 
@@ -236,12 +236,15 @@ class ModelSpec:
     ac_kw: float
     dc_kw: float
     vds: str  # VIN characters 4-8 of this model
+    placard_kpa: float = PLACARD_KPA  # cold tyre pressure on the door placard (at 20 °C)
 
 
+# The models differ in pack size, consumption, charging power and tyre placard (a heavy car
+# runs its tyres harder), as real fleets do: detectors must not assume one car's numbers.
 MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec("Aurora EV", 64.0, 0.17, 11.0, 120.0, "AE1B5"),
-    ModelSpec("Borealis EV", 82.0, 0.20, 11.0, 150.0, "BE2C7"),
-    ModelSpec("Cirrus EV", 52.0, 0.15, 7.4, 80.0, "CE3A1"),
+    ModelSpec("Aurora EV", 64.0, 0.17, 11.0, 120.0, "AE1B5", 250.0),
+    ModelSpec("Borealis EV", 82.0, 0.20, 11.0, 150.0, "BE2C7", 280.0),
+    ModelSpec("Cirrus EV", 52.0, 0.15, 7.4, 80.0, "CE3A1", 230.0),
 )
 CITY: Point = (48.137, 11.575)
 
@@ -691,8 +694,10 @@ class Fleet:
             kwh_per_km=model.kwh_per_km * r.uniform(0.92, 1.1),
             v25_initial=v25, soc=r.uniform(45, 90), odometer_m=r.uniform(5e6, 6e7),
             soh=round(r.uniform(88, 99), 2),
-            tire_cold_kpa=(r.uniform(244, 256), r.uniform(244, 256), r.uniform(244, 256),
-                           r.uniform(244, 256)),
+            tire_cold_kpa=(r.uniform(model.placard_kpa - 6, model.placard_kpa + 6),
+                           r.uniform(model.placard_kpa - 6, model.placard_kpa + 6),
+                           r.uniform(model.placard_kpa - 6, model.placard_kpa + 6),
+                           r.uniform(model.placard_kpa - 6, model.placard_kpa + 6)),
             charge_below_soc=r.uniform(35, 55), charge_target_soc=r.choice((80.0, 85.0, 90.0)),
             home_kw=min(model.ac_kw, r.choice((7.4, 11.0))), fault=instance,
             reports_cells=reports_cells, cell_spread_mv=cell_spread,
@@ -701,7 +706,7 @@ class Fleet:
         if fault == "slow_leak":
             spec = dataclasses.replace(spec, fault=draw_fault(
                 fault, r, self.start_ms,
-                {"tire_cold_kpa": spec.tire_cold_kpa, "placard_kpa": PLACARD_KPA}))
+                {"tire_cold_kpa": spec.tire_cold_kpa, "placard_kpa": model.placard_kpa}))
         return spec
 
     def _charger_spec(self, i: int, fault: str | None) -> ChargerSpec:

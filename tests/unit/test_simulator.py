@@ -19,6 +19,7 @@ from simulators.faults import FAILURE_V25, FaultInstance, FaultSpec, parse_fault
 from simulators.fleet import (
     DAY_MS,
     HOUR_MS,
+    MODELS,
     Battery12V,
     Fleet,
     Weather,
@@ -241,6 +242,16 @@ def test_a_failed_battery_stops_the_car() -> None:
     assert not any(s[VOLTS] > 13 for s in parked if VOLTS in s), "no more top-ups"
 
 
+def test_models_differ_in_tyre_placard_and_each_car_is_set_around_its_own() -> None:
+    assert len({m.placard_kpa for m in MODELS}) == len(MODELS)
+    fleet = Fleet(9, 0, seed=3)
+    for spec in fleet.vehicles:
+        assert all(abs(p - spec.spec.placard_kpa) <= 6 for p in spec.tire_cold_kpa), spec.model
+    leak = Fleet(9, 0, seed=3, faults={"slow_leak": 3}).truth()
+    placards = {m.name: m.placard_kpa for m in MODELS}
+    assert all(t["params"]["placard_kpa"] == placards[t["model"]] for t in leak)
+
+
 def test_driving_and_parked_signals_are_plausible() -> None:
     fleet, messages = reference()
     for spec in fleet.vehicles[:4]:
@@ -257,10 +268,11 @@ def test_driving_and_parked_signals_are_plausible() -> None:
                     assert 13.5 <= s[VOLTS] <= 14.5
                 for wheel in ("Row1.Wheel.Left", "Row2.Wheel.Right"):
                     path = f"Vehicle.Chassis.Axle.{wheel}.Tire.Pressure"
-                    if path in s:  # ~250 kPa set cold at 20 °C, then Gay-Lussac
+                    if path in s:  # the model's placard set cold at 20 °C, then Gay-Lussac
                         kelvin = s[f"Vehicle.Chassis.Axle.{wheel}.Tire.Temperature"] + 273.15
                         at_20c = (s[path] + 101.3) * 293.15 / kelvin - 101.3
-                        assert 240 < at_20c < 260, (s[path], kelvin)
+                        placard = spec.spec.placard_kpa
+                        assert placard - 10 < at_20c < placard + 10, (s[path], kelvin)
                 assert 0 <= s.get("Vehicle.Speed", 0) <= 180
             else:
                 assert s["Vehicle.Speed"] == 0 and s["Vehicle.IsMoving"] is False
