@@ -77,10 +77,11 @@ Weather
 
 Tyres: each wheel's pressure at 20 °C (``tire_cold_kpa``) is set around the model's placard
 (250, 280 or 230 kPa, ``ModelSpec.placard_kpa``; +/- 6 kPa per wheel); while driving the tyres
-warm by up to 10 °C above ambient and the reported pressure follows Gay-Lussac, noise sigma
-0.5 kPa (0.3 °C on the tyre temperature). Fault ``slow_leak``: from an onset in the first five days one wheel's 20 °C
-pressure falls 2-8 kPa/day (floored at ``SLOW_LEAK_FLOOR_KPA``); the truth's ``failure_ts`` is
-when it reaches the car's own TPMS warning, 25 % below the placard. The car keeps driving.
+warm by up to 10 °C above ambient and the reported pressure follows Gay-Lussac, noise sigma 0.5
+kPa (0.3 °C on the tyre temperature). Fault ``slow_leak``: from an onset in the first five days
+one wheel's 20 °C pressure falls 2-8 kPa/day (floored at ``SLOW_LEAK_FLOOR_KPA``); the truth's
+``failure_ts`` is when it reaches the car's own TPMS warning, 25 % below the placard. The car
+keeps driving.
 
 Traction-battery cells (``CellPack``), reported only by cars with the ``cell_drift`` fault and
 by the healthy share ``cell_report_fraction`` of the fleet (0 by default, so the stream of
