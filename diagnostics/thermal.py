@@ -58,7 +58,13 @@ the trend refitted: slope in (°C/kW)/day, level, standard error, Student-t crit
   Time to failure: ``(b_limit - level) / slope`` with a band from slope -/+ t*stderr.
 * Degrading: the slope is significant (slope - t*stderr > 0), at least ``min_rate_per_day`` of
   ``b_limit`` per day, and the fitted growth over the window at least ``min_growth`` of
-  ``b_limit`` (a real change, not a tilt of noise). Raise when degrading with the failure
+  ``b_limit`` (a real change, not a tilt of noise), and all of this still holds with any one
+  of the older half's windows below the fit left out (``rise_rests_on_one_window`` in the
+  evidence when not). Windows can read low too: a drive mostly downhill, or readings minutes
+  apart (5-minute reporting) that all fall where the road descends, since the load between
+  readings is not seen; one such window early in the series, paired with the next, tilts
+  the trend like a rise. A failing pump raises ``b`` window after window, so its trend does
+  not rest on any single one. Raise when degrading with the failure
   within ``horizon_days``, on ``persistence`` windows in a row, or at once when ``b`` is
   already at the limit. Severity: critical under ``critical_days`` (or at the limit), warning
   under ``warning_days``, info otherwise.
@@ -103,7 +109,7 @@ class DriveUnitCooling(Detector):
     """Predicts the drive unit's thermal derate from the coolant's growing rise under load."""
 
     name: ClassVar[str] = "thermal"
-    version: ClassVar[str] = "1.0.0"
+    version: ClassVar[str] = "1.1.0"
 
     def __init__(
         self,
@@ -368,29 +374,26 @@ class DriveUnitCooling(Detector):
                                f"need {self.min_samples} over {self.min_span_days:g} days "
                                "for a trend (the car is not driven long enough)")
         raw = np.asarray([h[1] for h in hist], dtype=np.float64)
-        # Each window against the one before: a hilly day (or two drives on hilly roads) is
-        # one high value, the lower neighbour stands for it; a failing pump raises both.
-        # The lower of the two keeps its own time, so a steady rise is not delayed a window.
-        prev, t_prev = (np.concatenate((a[:1], a[:-1])) for a in (raw, t_days))
-        lower = raw <= prev
-        y, t_fit = np.where(lower, raw, prev), np.where(lower, t_days, t_prev)
-        slope, level, stderr, dof, dropped = self._trend(t_fit, y)
+        slope, level, stderr, dof, dropped = self._fit(t_days, raw)
         crit = t_critical(dof, self.z)
         ref_gain = (1 + self.pack_load_share) * self.ref_load_kw
         latest_ambient = float(hist[-1][3])
         evidence.update({
             "c_per_kw": round(level, 4), "c_per_kw_growth_per_day": round(slope, 5),
             "growth_stderr": round(stderr, 5), "t_critical": round(crit, 2),
-            "outliers_dropped": dropped,
+            "outliers_dropped": dropped, "rise_rests_on_one_window": False,
             "reference_coolant_c": round(self.ref_base_c + level * ref_gain, 1),
             "coolant_at_ref_load_now_c": round(
                 latest_ambient + self.pack_rise_c + self.offset_c + level * ref_gain, 1),
         })
         # Rates are measured against the distance to the limit (b_limit), not the car's own
         # level: a pump that has already doubled the rise is not "slowing down".
-        degrading = (slope > 0 and slope - crit * stderr > 0
-                     and slope >= self.min_rate_per_day * b_limit
-                     and slope * span >= self.min_growth * b_limit)
+        degrading = self._degrading(slope, stderr, crit, span)
+        if degrading and not self._robust_to_each_low_window(t_days, raw, level, slope):
+            # One window carries the whole rise (a downhill drive, readings too sparse to
+            # see the load between them): not the drive-after-drive rise of a failing pump.
+            degrading = False
+            evidence["rise_rests_on_one_window"] = True
         at_limit = level >= b_limit
         days_left = math.inf
         predicted: int | None = None
@@ -445,6 +448,47 @@ class DriveUnitCooling(Detector):
         return Assessment(active=True, severity=severity, title=title, evidence=evidence,
                           predicted_failure_ts=predicted,
                           recommended_action=self._action(days_left))
+
+    def _fit(self, t_days: npt.NDArray[np.float64], raw: npt.NDArray[np.float64]
+             ) -> tuple[float, float, float, float, int]:
+        """The trend of the window samples, each window against the one before: a hilly day
+        (or two drives on hilly roads) is one high value, the lower neighbour stands for it; a
+        failing pump raises both. The lower of the two keeps its own time, so a steady rise is
+        not delayed a window."""
+        prev, t_prev = (np.concatenate((a[:1], a[:-1])) for a in (raw, t_days))
+        lower = raw <= prev
+        y, t_fit = np.where(lower, raw, prev), np.where(lower, t_days, t_prev)
+        return self._trend(t_fit, y)
+
+    def _degrading(self, slope: float, stderr: float, crit: float, span: float) -> bool:
+        b_limit = self.b_limit
+        return (slope > 0 and slope - crit * stderr > 0
+                and slope >= self.min_rate_per_day * b_limit
+                and slope * span >= self.min_growth * b_limit)
+
+    def _robust_to_each_low_window(self, t_days: npt.NDArray[np.float64],
+                                   raw: npt.NDArray[np.float64], level: float, slope: float
+                                   ) -> bool:
+        """Whether the trend still degrades with any one early low window left out.
+
+        The neighbour rule and the outlier bar catch high windows (hills add heat), but a
+        window can also read low: a drive mostly downhill, or readings minutes apart that
+        all fall where the road descends (the load between two readings is not seen), so the
+        speed overstates the heat. Paired with the window after it, one such low window in
+        the older half of the series tilts the trend like a rise. A failing pump raises the
+        rise window after window: its trend stands without any single one of them. Only the
+        older half's windows below the fit are left out in turn (the ones that can fake a
+        rise), so the newest windows of a pump that just started failing still count."""
+        middle = (float(t_days[0]) + float(t_days[-1])) / 2
+        low_early = np.flatnonzero((raw < level + slope * t_days) & (t_days < middle))
+        for skip in low_early:
+            keep = np.arange(len(raw)) != skip
+            t_k, raw_k = t_days[keep], raw[keep]
+            slope, _level, stderr, dof, _dropped = self._fit(t_k, raw_k)
+            span = float(t_k[-1] - t_k[0])
+            if not self._degrading(slope, stderr, t_critical(dof, self.z), span):
+                return False
+        return True
 
     def _trend(self, t_days: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
                ) -> tuple[float, float, float, float, int]:
