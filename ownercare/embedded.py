@@ -81,6 +81,9 @@ def start_tansu(port: int, log_path: Path | None = None) -> subprocess.Popen[byt
         stdout=out,
         stderr=subprocess.STDOUT,
         preexec_fn=die_with_parent,
+        # Not in the terminal's process group: Ctrl-C must not stop Kafka before the worker
+        # has committed (the launcher stops it last).
+        process_group=0,
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
     )
     if not wait_for_port(port, 20):

@@ -117,6 +117,9 @@ class Stack:
             stderr=subprocess.STDOUT,
             env=self.child_env(),
             preexec_fn=embedded.die_with_parent,
+            # Its own process group: a Ctrl-C in the terminal reaches only `ownercare run`,
+            # which stops the services in order (the worker commits while Kafka still runs).
+            process_group=0,
         )
         out.close()
         child = Child(name, proc, log_path, may_finish)
