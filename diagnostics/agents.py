@@ -33,7 +33,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -104,15 +104,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     charger_silence = ChargerSilence()
     stats = WorkerStats()
 
-    async def deliver(new_alerts: list[dict[str, Any]]) -> None:
-        stats.alerts += len(new_alerts)
-        for alert in new_alerts:
-            # Await delivery before the state that says "emitted" is written: a worker killed
-            # in between re-emits the alert (same id) instead of losing it.
-            await alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
-            log.info("alert_emitted id=%s asset=%s type=%s severity=%s status=%s",
-                     alert["id"], alert["asset_id"], alert["type"], alert["severity"],
-                     alert["status"])
+    deliver = alert_sender(alerts, stats)
 
     async def apply(partition: int, offset: int, raw: bytes) -> None:
         records = _decode(raw)
@@ -133,30 +125,13 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
 
     @app.agent(vehicles, name="diagnose")
     async def diagnose(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            partition, offset = event.message.partition, event.message.offset
-            start = catch_up_from(table.get(position_key(partition)), offset)
-            if start is not None:
-                # The recovered table is older than the committed offset: replay the gap.
-                log.warning("diagnose_catch_up partition=%s from=%s to=%s", partition, start,
-                            offset - 1)
-                async for gap_offset, gap_raw in read_range(
-                        settings.kafka_bootstrap, topics.VEHICLES, partition, start, offset):
-                    await apply(partition, gap_offset, gap_raw)
-            await apply(partition, offset, event.value)
+        await consume_with_catch_up(stream, table, settings.kafka_bootstrap, topics.VEHICLES,
+                                    apply, "diagnose")
 
     @app.agent(chargers, name="charger-silence")
     async def charger_diagnose(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            partition, offset = event.message.partition, event.message.offset
-            start = catch_up_from(silence_table.get(position_key(partition)), offset)
-            if start is not None:
-                log.warning("charger_catch_up partition=%s from=%s to=%s", partition, start,
-                            offset - 1)
-                async for gap_offset, gap_raw in read_range(
-                        settings.kafka_bootstrap, topics.CHARGERS, partition, start, offset):
-                    await apply_charger(partition, gap_offset, gap_raw)
-            await apply_charger(partition, offset, event.value)
+        await consume_with_catch_up(stream, silence_table, settings.kafka_bootstrap,
+                                    topics.CHARGERS, apply_charger, "charger")
 
     # The vehicles' daily health indicators ride on the latest-values flush; the rest clock
     # of each vehicle (12 V resting voltage) lives here across flushes.
@@ -227,13 +202,7 @@ def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: 
     pipeline = ChargerPipeline()
     attribution = ChargingAttribution()
 
-    async def emit(new_alerts: list[dict[str, Any]]) -> None:
-        stats.alerts += len(new_alerts)
-        for alert in new_alerts:
-            await alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
-            log.info("alert_emitted id=%s asset=%s/%s type=%s severity=%s status=%s",
-                     alert["id"], alert["asset_kind"], alert["asset_id"], alert["type"],
-                     alert["severity"], alert["status"])
+    emit = alert_sender(alerts, stats)
 
     async def apply_chargers(partition: int, offset: int, raw: bytes) -> None:
         new_alerts, writes, outcomes = pipeline.process_source(
@@ -258,26 +227,54 @@ def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: 
         for key, value in writes.items():
             attribution_table[key] = value
 
-    async def consume(stream: Any, table: Any, topic: str, apply: Any, name: str) -> None:
-        async for event in stream.events():
-            partition, offset = event.message.partition, event.message.offset
-            start = catch_up_from(table.get(position_key(partition)), offset)
-            if start is not None:
-                log.warning("%s_catch_up partition=%s from=%s to=%s", name, partition, start,
-                            offset - 1)
-                async for gap_offset, gap_raw in read_range(
-                        settings.kafka_bootstrap, topic, partition, start, offset):
-                    await apply(partition, gap_offset, gap_raw)
-            await apply(partition, offset, event.value)
-
     @app.agent(chargers, name="diagnose-charger")
     async def diagnose_charger(stream: faust.StreamT[bytes]) -> None:
-        await consume(stream, charger_table, topics.CHARGERS, apply_chargers, "diagnose_charger")
+        await consume_with_catch_up(stream, charger_table, settings.kafka_bootstrap,
+                                    topics.CHARGERS, apply_chargers, "diagnose_charger")
 
     @app.agent(outcomes_topic, name="attribute-charging")
     async def attribute_charging(stream: faust.StreamT[bytes]) -> None:
-        await consume(stream, attribution_table, topics.CHARGING_OUTCOMES, apply_outcome,
-                      "attribute_charging")
+        await consume_with_catch_up(stream, attribution_table, settings.kafka_bootstrap,
+                                    topics.CHARGING_OUTCOMES, apply_outcome,
+                                    "attribute_charging")
+
+
+Apply = Callable[[int, int, bytes], Awaitable[None]]
+
+
+async def consume_with_catch_up(stream: Any, table: Any, bootstrap: str, topic: str,
+                                apply: Apply, name: str) -> None:
+    """Apply each source record, first replaying what the recovered ``table`` lacks.
+
+    The table records the last source offset whose effects it holds (``position_key``); when
+    a restarted worker's recovered table is behind its committed offset, the gap is replayed
+    from Kafka before the record (see ``diagnostics/pipeline.py``). Every agent that keeps
+    detector state in a changelogged table consumes through this.
+    """
+    async for event in stream.events():
+        partition, offset = event.message.partition, event.message.offset
+        start = catch_up_from(table.get(position_key(partition)), offset)
+        if start is not None:
+            log.warning("%s_catch_up partition=%s from=%s to=%s", name, partition, start,
+                        offset - 1)
+            async for gap_offset, gap_raw in read_range(bootstrap, topic, partition, start,
+                                                        offset):
+                await apply(partition, gap_offset, gap_raw)
+        await apply(partition, offset, event.value)
+
+
+def alert_sender(alerts: Any, stats: WorkerStats) -> Callable[[list[dict[str, Any]]],
+                                                              Awaitable[None]]:
+    """Send alert upserts, awaiting each delivery: callers write the state that says
+    "emitted" only after it, so a worker killed in between re-emits the alert (same id)."""
+    async def deliver(new_alerts: list[dict[str, Any]]) -> None:
+        stats.alerts += len(new_alerts)
+        for alert in new_alerts:
+            await alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
+            log.info("alert_emitted id=%s asset=%s/%s type=%s severity=%s status=%s",
+                     alert["id"], alert["asset_kind"], alert["asset_id"], alert["type"],
+                     alert["severity"], alert["status"])
+    return deliver
 
 
 def limit_fetch_wait(max_wait_ms: int) -> None:
