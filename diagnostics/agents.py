@@ -22,6 +22,10 @@
   follow each partition's event time (``diagnostics/pipeline.py``).
 * ``alert-sink``: alert upserts -> database (idempotent by alert id).
 
+The four stateful agents write their tables at checkpoints (``diagnostics/checkpoint.py``,
+``OWNERCARE_STATE_CHECKPOINT_S``): in memory at once, to the changelog once per interval and
+partition, the position last; a restarted worker replays the records after it.
+
 Progress counters (records, newest event time processed, detector state size) are logged every
 30 s and served as JSON at ``/ownercare/stats/`` on the Faust web port when it is enabled;
 ``ownercare bench`` reads them there.
@@ -45,6 +49,7 @@ from api.store import Store
 from diagnostics.attribution import ChargingAttribution
 from diagnostics.charger_pipeline import ChargerPipeline
 from diagnostics.charger_silence import ChargerSilence
+from diagnostics.checkpoint import CheckpointedTable
 from diagnostics.daily import DailyIndicators
 from diagnostics.pipeline import (
     LatestValues,
@@ -102,6 +107,8 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     )
     pipeline = VehiclePipeline()
     charger_silence = ChargerSilence()
+    vehicle_states = checkpointed(app, table, topics.VEHICLES, settings)
+    silence_states = checkpointed(app, silence_table, topics.CHARGERS, settings)
     stats = WorkerStats()
 
     deliver = alert_sender(alerts, stats)
@@ -111,17 +118,15 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         stats.count(records)
         new_alerts, writes = pipeline.process_source(table, partition, offset, records)
         await deliver(new_alerts)
-        # Changed vehicle states, the sweep clock, then the partition's position: one
-        # changelog record each.
-        for key, value in writes.items():
-            table[key] = value
+        # Changed vehicle states, the sweep clock, then the partition's position: in memory
+        # now, to the changelog at the partition's next checkpoint.
+        stats.state_writes += vehicle_states.write(partition, writes)
 
     async def apply_charger(partition: int, offset: int, raw: bytes) -> None:
         new_alerts, writes = charger_silence.process_source(silence_table, partition, offset,
                                                             _decode(raw))
         await deliver(new_alerts)
-        for key, value in writes.items():
-            silence_table[key] = value
+        silence_states.write(partition, writes)
 
     @app.agent(vehicles, name="diagnose")
     async def diagnose(stream: faust.StreamT[bytes]) -> None:
@@ -201,6 +206,9 @@ def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: 
                                   schema=json_schema)
     pipeline = ChargerPipeline()
     attribution = ChargingAttribution()
+    charger_states = checkpointed(app, charger_table, topics.CHARGERS, settings)
+    attribution_states = checkpointed(app, attribution_table, topics.CHARGING_OUTCOMES,
+                                      settings)
 
     emit = alert_sender(alerts, stats)
 
@@ -212,8 +220,7 @@ def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: 
         # redelivered outcome is recognised by its session id.
         for outcome in outcomes:
             await outcomes_topic.send(key=b"fleet", value=orjson.dumps(outcome), partition=0)
-        for key, value in writes.items():
-            charger_table[key] = value
+        charger_states.write(partition, writes)
 
     async def apply_outcome(partition: int, offset: int, raw: bytes) -> None:
         try:
@@ -224,8 +231,7 @@ def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: 
         new_alerts, writes = attribution.process_source(
             attribution_table, partition, offset, [outcome] if outcome else [])
         await emit(new_alerts)
-        for key, value in writes.items():
-            attribution_table[key] = value
+        attribution_states.write(partition, writes)
 
     @app.agent(chargers, name="diagnose-charger")
     async def diagnose_charger(stream: faust.StreamT[bytes]) -> None:
@@ -240,6 +246,19 @@ def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: 
 
 
 Apply = Callable[[int, int, bytes], Awaitable[None]]
+
+
+def checkpointed(app: faust.App, table: Any, source_topic: str, settings: WorkerSettings
+                 ) -> CheckpointedTable:
+    """``table`` written at checkpoints (``diagnostics/checkpoint.py``), per partition of
+    ``source_topic``; what was staged for a partition this worker loses is dropped."""
+    states = CheckpointedTable(table, settings.state_checkpoint_s, time.monotonic)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_revoked(_app: Any, revoked: Any, **_kwargs: Any) -> None:
+        states.staged.forget(tp.partition for tp in revoked if tp.topic == source_topic)
+
+    return states
 
 
 async def consume_with_catch_up(stream: Any, table: Any, bootstrap: str, topic: str,
@@ -317,6 +336,7 @@ class WorkerStats:
     batches: int = 0
     records: int = 0
     alerts: int = 0
+    state_writes: int = 0  # vehicle-table changelog records sent (checkpoints)
     last_event_ts: int = 0  # newest event time seen: how far behind the fleet the worker is
 
     def count(self, records: list[dict[str, Any]]) -> None:
@@ -372,6 +392,8 @@ def metrics_samples(snapshot: dict[str, Any]) -> list[service_metrics.Sample]:
         sample("worker_batches_total", snapshot["batches"], help="Kafka records processed"),
         sample("worker_alert_changes_total", snapshot["alerts"],
                help="alert upserts emitted by the detectors"),
+        sample("worker_state_writes_total", snapshot["state_writes"],
+               help="vehicle detector states written to the table changelog (checkpoints)"),
         sample("worker_duplicates_total", snapshot["duplicates"],
                help="redelivered records dropped by seq/ts"),
         sample("worker_vehicles", snapshot["vehicles"], "gauge",

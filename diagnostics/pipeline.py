@@ -73,7 +73,9 @@ def new_vehicle_state(detectors: Mapping[str, Detector]) -> VehicleState:
         "seq": -1,
         "ts": 0,
         "det": {alert_type: d.new_state() for alert_type, d in detectors.items()},
-        "alerts": {alert_type: alerting.new_alert_state() for alert_type in detectors},
+        # An alert type's hygiene state appears with its first assessment: most vehicles
+        # never have one, and seven empty states were half of every state's bytes.
+        "alerts": {},
     }
 
 
@@ -133,10 +135,8 @@ class VehiclePipeline:
                changed: set[str]) -> None:
         alert_states = state["alerts"]
         alert_state = alert_states.get(alert_type)
-        if alert_state is None:
-            alert_state = alert_states[alert_type] = alerting.new_alert_state()
         if assessment is None:
-            if alert_state.get("pending") is None:
+            if alert_state is None or alert_state.get("pending") is None:
                 return
             # A pending opening or clearance falls due with time, not with news.
             alert = alerting.due(
@@ -147,6 +147,8 @@ class VehiclePipeline:
             # Alarm hygiene may change its state without emitting (a pending opening or
             # clearance): persist it whenever it saw an assessment.
             changed.add(vin)
+            if alert_state is None:
+                alert_state = alert_states[alert_type] = alerting.new_alert_state()
             alert = alerting.apply(
                 alert_state,
                 asset_kind="vehicle",

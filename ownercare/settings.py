@@ -133,6 +133,11 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
     latest_flush_s: float = Field(
         5.0, ge=0.05, le=300,
         description="How often the latest signal values (vehicle view) are written, seconds.")
+    state_checkpoint_s: float = Field(
+        5.0, ge=0, le=300,
+        description="How often each partition's changed detector states are written to the "
+                    "table changelog, seconds (a restart replays what came after); 0 = after "
+                    "every record.")
     ota_signing_key: str = Field(
         "", description="PEM file of the ed25519 key that signs OTA manifests "
         "(`ownercare ota keygen`); empty = the worker runs no OTA campaigns.")

@@ -1,0 +1,75 @@
+"""The checkpoint schedule of the worker's tables (diagnostics/checkpoint.py)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from diagnostics.checkpoint import StagedWrites
+from diagnostics.pipeline import position_key, sweep_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_first_record_of_a_partition_is_written_at_once_then_once_per_interval() -> None:
+    clock = Clock()
+    staged = StagedWrites(5.0, clock)
+    assert staged.stage(0, ["A", position_key(0)])
+    assert staged.take(0) == ["A", position_key(0)]
+    clock.now += 4.9
+    assert not staged.stage(0, ["B", position_key(0)])
+    assert staged.stage(1, ["C", position_key(1)])  # partitions keep their own schedule
+    clock.now += 0.1
+    assert staged.stage(0, ["A", position_key(0)])
+    assert staged.take(0) == ["B", "A", position_key(0)]
+    assert staged.take(0) == []
+
+
+def test_zero_interval_writes_after_every_record() -> None:
+    staged = StagedWrites(0.0, Clock())
+    for _ in range(3):
+        assert staged.stage(2, ["A", position_key(2)])
+        assert staged.take(2) == ["A", position_key(2)]
+
+
+def test_forgotten_partitions_write_nothing_staged_before() -> None:
+    clock = Clock()
+    staged = StagedWrites(5.0, clock)
+    staged.stage(0, ["A", position_key(0)])
+    staged.take(0)
+    staged.stage(0, ["B", position_key(0)])
+    staged.forget([0])
+    assert staged.pending() == 0
+    # Owned again later: the first record checkpoints at once, without the old keys.
+    assert staged.stage(0, ["C", position_key(0)])
+    assert staged.take(0) == ["C", position_key(0)]
+
+
+def test_a_negative_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="must be >= 0"):
+        StagedWrites(-1, Clock())
+
+
+keys = st.one_of(st.sampled_from(["#position/0", "#sweep/0"]),
+                 st.text("ABCDEFGH", min_size=1, max_size=3))
+
+
+@given(st.lists(st.lists(keys, max_size=6), min_size=1, max_size=20))
+def test_a_checkpoint_writes_every_changed_key_once_states_first_position_last(
+        records: list[list[str]]) -> None:
+    staged = StagedWrites(3600.0, Clock())
+    staged.stage(0, [])
+    staged.take(0)
+    for record in records:
+        staged.stage(0, record)
+    written = staged.take(0)
+    assert sorted(written) == sorted({k for r in records for k in r})
+    ranks = [2 if k == position_key(0) else 1 if k == sweep_key(0) else 0 for k in written]
+    assert ranks == sorted(ranks)
