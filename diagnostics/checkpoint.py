@@ -14,7 +14,9 @@ more than its states hold; a crash costs a replay of at most ``every_s`` of proc
 
 The schedule is processing time, not event time: it bounds how much a restart replays, it
 does not decide anything a detector reports (the results are the same for any schedule:
-``tests/integration/test_worker_restart.py``). ``every_s = 0`` writes after every record.
+``tests/integration/test_worker_restart.py``). ``every_s = 0`` writes after every record. The
+worker's default (``OWNERCARE_STATE_CHECKPOINT_S``, 30 s) is Kafka Streams' commit interval
+under at-least-once, where its record cache likewise sends each key's newest value per commit.
 """
 
 from __future__ import annotations

@@ -155,6 +155,9 @@ class SlowTyreLeak(Detector):
             raise ValueError("max_history must hold at least min_samples samples")
         if not 1 <= min_window_readings <= max_window_readings:
             raise ValueError("need 1 <= min_window_readings <= max_window_readings")
+        if sample_s > stale_days * 86_400:
+            raise ValueError("sample_s must not exceed stale_days: a window's readings would "
+                             "be stale before it closes")
 
     def new_state(self) -> dict[str, Any]:
         return {
@@ -178,11 +181,17 @@ class SlowTyreLeak(Detector):
         if state["since"] is None:
             state["since"] = ts_ms
             changed = True
+        win = state["win"]
+        if (win is not None and win[1] <= ts_ms < win[0] + self.sample_s * 1000
+                and (ts_ms - win[1] < self.min_reading_gap_s * 1000
+                     or win[2] >= self.max_window_readings)):
+            # The window has enough readings for now (below): skip the reading's arithmetic
+            # too. Nothing can be stale here, as the window's last reading is recent.
+            return changed, None
         reading = self._reading(signals)
         if reading is None:
             stale = self._staleness(state, ts_ms)
             return changed or stale is not None, stale
-        win = state["win"]
         if win is not None and ts_ms < win[1]:
             return changed, None  # older than the window's last reading: a replay
         assessment = None

@@ -134,7 +134,7 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
         5.0, ge=0.05, le=300,
         description="How often the latest signal values (vehicle view) are written, seconds.")
     state_checkpoint_s: float = Field(
-        5.0, ge=0, le=300,
+        30.0, ge=0, le=300,
         description="How often each partition's changed detector states are written to the "
                     "table changelog, seconds (a restart replays what came after); 0 = after "
                     "every record.")
