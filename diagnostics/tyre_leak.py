@@ -46,8 +46,16 @@ kPa/day, its standard error and a Student-t critical value (``battery12v.t_criti
   ``low_deficit_kpa - clear_margin_kpa`` below the others.
 * Reinflation: a sample whose deficit jumped up by more than ``reinflate_kpa`` against the
   previous one (the owner pumped the tyre) starts a fresh history.
-* Abstain when there are too few samples for a trend, and once per silence when no sample
-  arrived for more than ``stale_days`` (car not driven, tyre signals missing).
+* Too few samples for a trend (fewer than ``min_samples`` or over less than
+  ``min_span_days``): raise only when the latest sample already has a wheel
+  ``low_deficit_kpa`` below the others, otherwise abstain. A car that stands for days while a
+  tyre leaks reports no pressures, then drives off with the loss already made: at 6.5 kPa/day
+  from a 230 kPa placard, four days parked use half the margin to the warning, and a car
+  driving once a day would reach the warning before its fourth sample. One sample averages at
+  least ``min_window_readings`` readings and healthy wheels sit within about 12 kPa of each
+  other (placard +/- 6 kPa), so 25 kPa is far outside what an even set of tyres shows.
+* Abstain once per silence when no sample arrived for more than ``stale_days`` (car not
+  driven, tyre signals missing).
 
 Parked cars report no tyre pressures, so they cost no state writes. An assessment is returned
 only when a sample closes or staleness is first noticed.
@@ -96,7 +104,7 @@ class SlowTyreLeak(Detector):
     pressure falling against the other three."""
 
     name: ClassVar[str] = "tyre_leak"
-    version: ClassVar[str] = "1.0.0"
+    version: ClassVar[str] = "1.1.0"
 
     def __init__(
         self,
@@ -299,11 +307,8 @@ class SlowTyreLeak(Detector):
             "predicted_failure_latest_ts": None, "days_to_failure": None,
         })
         if len(hist) < self.min_samples or span < self.min_span_days:
-            return Assessment(
-                active=state["active"], title="Tyre pressures: collecting samples",
-                evidence=evidence,
-                abstain_reason=f"{len(hist)} tyre samples over {span:.1f} days; need "
-                               f"{self.min_samples} over {self.min_span_days:g} days for a trend")
+            return self._assess_without_trend(state, hist, span, reference, warning_kpa,
+                                              evidence)
         # The worst wheel: the leaking one with the earliest warning, else the lowest one.
         worst: tuple[float, int, float, float, float, float, bool] | None = None
         for wheel in range(4):
@@ -360,6 +365,39 @@ class SlowTyreLeak(Detector):
                           predicted_failure_ts=predicted,
                           recommended_action=self._action(name, days_left, pressure,
                                                           warning_kpa))
+
+    def _assess_without_trend(self, state: dict[str, Any], hist: list[list[float]],
+                              span: float, reference: float, warning_kpa: float,
+                              evidence: dict[str, Any]) -> Assessment:
+        """Too few samples for a trend: a wheel already far below the others in the latest
+        sample is raised all the same (a car that stood for days while a tyre leaked drives
+        off with the loss already made), anything else abstains until there is a trend."""
+        deficits = hist[-1][1:5]
+        wheel = min(range(4), key=lambda i: deficits[i])
+        level = float(deficits[wheel])
+        threshold = self.low_deficit_kpa - (self.clear_margin_kpa if state["active"] else 0.0)
+        if level >= -threshold:
+            return Assessment(
+                active=state["active"], title="Tyre pressures: collecting samples",
+                evidence=evidence,
+                abstain_reason=f"{len(hist)} tyre samples over {span:.1f} days; need "
+                               f"{self.min_samples} over {self.min_span_days:g} days for a trend")
+        state["active"] = True
+        name = WHEEL_NAMES[wheel]
+        pressure = reference + level
+        evidence.update({"wheel": name, "pressure_kpa_at_20c": round(pressure, 1),
+                         "deficit_kpa": round(level, 2)})
+        severity = "critical" if pressure <= warning_kpa else "warning"
+        return Assessment(
+            active=True, severity=severity, evidence=evidence,
+            title=f"{name.capitalize()} tyre {-level:.0f} kPa below the others",
+            recommended_action=(
+                f"Call the owner: the {name} tyre is {-level:.0f} kPa below the others "
+                f"({pressure:.0f} kPa at 20 °C; the car warns at {warning_kpa:.0f}). The car "
+                "has not driven enough yet to tell whether it is still losing air, so treat "
+                "it as a possible puncture: ask them to reinflate it to the placard value "
+                "before the next long drive and offer a puncture check.")
+                if pressure > warning_kpa else self._action(name, 0.0, pressure, warning_kpa))
 
     @staticmethod
     def _action(name: str, days_left: float, pressure: float, warning_kpa: float) -> str:
