@@ -27,13 +27,17 @@ Physical model (the constructor defaults; the fleet simulator follows the same m
 
 Samples and trend
 -----------------
-Readings need all four pressures. The compensated deficits of one sampling window (``sample_s``,
-6 h: a drive or two) are averaged into one sample per wheel (at least ``min_window_readings``
-readings; readings closer than ``min_reading_gap_s`` to the previous one and readings beyond
-``max_window_readings`` are skipped, so a driving car costs a state write every few minutes,
-not every message). The last ``max_history`` samples within ``window_days`` are fitted per
-wheel with weighted least squares (weights halve every ``half_life_days``) giving a slope in
-kPa/day, its standard error and a Student-t critical value (``battery12v.t_critical``).
+Readings need all four pressures. The compensated deficits of one sampling window (a drive:
+it closes at key-off, the ``ignition`` ``OFF`` event, or at the first reading ``sample_s``, 6 h,
+after it opened when no key-off came; a drive too short for ``min_window_readings`` readings
+stays open and joins the next one) are averaged into one sample per wheel (at least
+``min_window_readings`` readings; readings closer than ``min_reading_gap_s`` to the previous
+one and readings beyond ``max_window_readings`` are skipped, so a driving car costs a state
+write every few minutes, not every message). Closing at key-off matters: otherwise a drive is
+assessed only when the car next drives, days later if it then stands. The last
+``max_history`` samples within ``window_days`` are fitted per wheel with weighted least
+squares (weights halve every ``half_life_days``) giving a slope in kPa/day, its standard error
+and a Student-t critical value (``battery12v.t_critical``).
 
 * Leaking wheel: slope below ``-min_rate_kpa_per_day``, significant (slope + t*stderr < 0) and
   the fitted loss over the window at least ``min_loss_kpa`` (a real loss, not a tilt of noise).
@@ -70,7 +74,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from diagnostics.base import Assessment, Detector, Outcome
-from diagnostics.battery12v import as_number, t_critical
+from diagnostics.battery12v import OFF_STATES, as_number, t_critical
 from diagnostics.trend import weighted_trend
 
 DAY_MS = 86_400_000
@@ -220,6 +224,17 @@ class SlowTyreLeak(Detector):
             win[3] = [round(a + d, 3) for a, d in zip(win[3], deficits, strict=True)]
             win[4] = [round(a + p, 3) for a, p in zip(win[4], levels, strict=True)]
         return True, assessment
+
+    def on_event(self, state: dict[str, Any], ts_ms: int, event: Mapping[str, Any]
+                 ) -> Outcome:
+        """Key-off ends the drive: its readings make a sample now rather than when the car
+        next drives, which after a long park would be days after the tyre showed its loss."""
+        if event.get("type") != "ignition" or event.get("state") not in OFF_STATES:
+            return False, None
+        win = state.get("win") if state.get("v") == STATE_VERSION else None
+        if win is None or ts_ms < win[1] or win[2] < self.min_window_readings:
+            return False, None  # nothing to close (too short a drive stays open, as before)
+        return True, self._close_window(state)
 
     # ---------------------------------------------------------------- readings and samples
 

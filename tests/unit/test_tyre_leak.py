@@ -61,14 +61,16 @@ def series(days: float, cold_at: Callable[[int], list[float]],
            ambient: Callable[[int], float] = mild, *, seed: int = 1,
            tyre_temps: bool = True, parked_days: tuple[float, float] | None = None,
            departures: tuple[int, ...] = (7 * 60 + 30, 17 * 60 + 30),
-           idle_days: frozenset[int] = frozenset(),
+           idle_days: frozenset[int] = frozenset(), ignition_events: bool = False,
            ) -> Iterator[Message]:
     """30 min drives departing at ``departures`` (minutes of the day; by default two, 07:30
     and 17:30) except on ``idle_days`` and within ``parked_days``, a report a minute while
-    driving, one every 30 min parked (no tyre signals: parked cars do not report them)."""
+    driving, one every 30 min parked (no tyre signals: parked cars do not report them).
+    With ``ignition_events`` the ignition ON/OFF events (dicts with a ``type``) come too."""
     rng = np.random.default_rng(seed)
     end = START_MS + int(days * DAY_MS)
     t = START_MS
+    was_driving = False
     while t < end:
         day = (t - START_MS) / DAY_MS
         minute_of_day = (t % DAY_MS) // MINUTE_MS
@@ -80,6 +82,9 @@ def series(days: float, cold_at: Callable[[int], list[float]],
             driving = None
         if int(day) in idle_days:
             driving = None
+        if ignition_events and (driving is not None) != was_driving:
+            yield t, {"type": "ignition", "state": "ON" if driving is not None else "OFF"}
+        was_driving = driving is not None
         air = ambient(t)
         if driving is None:
             if minute_of_day % 30 == 0:
@@ -106,7 +111,10 @@ def run(messages: Iterator[Message], detector: SlowTyreLeak | None = None
     alert_state = alerting.new_alert_state()
     assessments, alerts = [], []
     for ts, signals in messages:
-        _changed, assessment = detector.update(state, ts, signals)
+        if "type" in signals:  # a vehicle event
+            _changed, assessment = detector.on_event(state, ts, signals)
+        else:
+            _changed, assessment = detector.update(state, ts, signals)
         if assessment is None:
             continue
         assessments.append((ts, assessment))
@@ -194,6 +202,44 @@ def test_a_fast_leak_on_a_car_that_stood_for_days_is_raised_before_the_warning()
     later = [a for ts, a in assessments if a.active and a.evidence["leak_rate_kpa_per_day"]]
     assert later and abs(later[-1].evidence["leak_rate_kpa_per_day"] - rate) < 0.5
     assert len({a["id"] for a in alerts}) == 1
+
+
+def test_a_drive_showing_the_loss_is_assessed_at_key_off_not_at_the_next_drive() -> None:
+    # The same car drives on days 4 and 5, then stands a week. Day 5's drive shows the tyre
+    # 30 kPa below the others; closing its sample only when the car next drives (day 12)
+    # would come three days after the car's own warning.
+    cold = (227.0, 227.2, 229.8, 230.8)
+    onset, rate, placard = 0.27, 6.5, 230.0
+    fails = failure_ts(cold[3], rate, onset, placard)
+    messages = list(series(14, leaking(cold, 3, onset, rate), seed=10, departures=(11 * 60,),
+                           parked_days=(0, 4), idle_days=frozenset(range(6, 12)),
+                           ignition_events=True))
+    key_offs = [ts for ts, m in messages if m.get("state") == "OFF"]
+    assert len(key_offs) == 4  # days 4, 5, 12, 13
+    _, _, alerts = run(iter(messages))
+    first = next(a for a in alerts if a["status"] == "open")
+    assert first["first_seen"] == key_offs[1]
+    assert fails - first["first_seen"] >= 3 * DAY_MS
+    # Without the key-off events the sample waits for the next drive, after the warning.
+    _, _, late = run(m for m in messages if "type" not in m[1])
+    assert next(a for a in late if a["status"] == "open")["first_seen"] > fails
+
+
+def test_key_off_after_a_drive_too_short_for_a_sample_changes_nothing() -> None:
+    detector = SlowTyreLeak()
+    state = detector.new_state()
+    drive = [m for m in series(0.5, steady(EVEN), departures=(60,), ignition_events=True)
+             if START_MS + 60 * MINUTE_MS <= m[0] < START_MS + 66 * MINUTE_MS]
+    for ts, signals in drive:  # 6 minutes: readings 4 min apart, 2 in the window
+        if "type" not in signals:
+            detector.update(state, ts, signals)
+    before = json.dumps(state)
+    assert state["win"] is not None and state["win"][2] < detector.min_window_readings
+    off = {"type": "ignition", "state": "OFF"}
+    assert detector.on_event(state, START_MS + 66 * MINUTE_MS, off) == (False, None)
+    assert detector.on_event(state, START_MS + 67 * MINUTE_MS,
+                             {"type": "dtc", "code": "P0AA6"}) == (False, None)
+    assert json.dumps(state) == before
 
 
 def test_reinflating_the_tyre_resolves_the_alert() -> None:
