@@ -44,14 +44,16 @@ Charging faults (their draws come from RNGs of their own, so every other draw is
 Retries (fleet cars; draws from the car's own ``charge-retry`` RNG, so a fleet without
 charging faults is unchanged to the byte)
     A driver whose public session ends abnormally and who still needs charge does not drive
-    off: if the SoC is still 5 points below the target and a session of at least 15 minutes
-    fits before the next departure, they try again, at most ``MAX_RETRIES_PER_STOP`` (2) times
-    per stop. Mostly at another charger, the one where they can plug in soonest counting the
-    short drive (``RETRY_HOP_KMH`` over 1.3 x the straight distance, plus 2-5 minutes to park);
-    ``SAME_CHARGER_RETRY_PROB`` (15 %) re-plug at the same charger 1-3 minutes after
-    unplugging. The retry is booked when the failed session ends, under the coupling rule
-    below, and faults shape it like any session. The short hop is not reported as a trip (no
-    ignition, no telemetry while moving): the car reports from the next charger.
+    off: if the SoC is still 5 points below the target and a session of at least 10 minutes
+    (``RETRY_MIN_SESSION_MS``; a booking on arrival wants 15) fits before the next departure,
+    they try again, at most ``MAX_RETRIES_PER_STOP`` (2) times per stop. Mostly at another
+    charger (not one that already failed at this stop): the one where they can plug in
+    soonest, counting the short drive there (1.3 x the straight distance at
+    ``RETRY_HOP_KMH``, plus 2-5 minutes to park); ``SAME_CHARGER_RETRY_PROB`` (15 %) re-plug
+    at the same charger 1-3 minutes after unplugging. The retry is booked when the failed
+    session ends, under the coupling rule below, and faults shape it like any session. The
+    short hop is not reported as a trip (no ignition, no telemetry while moving): the car
+    reports from the next charger. Walk-in cars (no VIN) do not retry here.
 Coupling
     A car books a charger only from the charger's committed time on (``committed_until``: the
     timestamp of the message the charger's generator has already handed to the merge), so the
@@ -242,6 +244,10 @@ SAME_CHARGER_RETRY_PROB = 0.15
 REPLUG_MIN = (1.0, 3.0)  # unplug, check the cable, plug in again at the same charger
 RETRY_HOP_KMH = 25.0  # the short drive to another charger in town
 RETRY_PARK_MIN = (2.0, 5.0)  # finding the bay and plugging in at the other charger
+# A booking on arrival skips a session under PUBLIC_MIN_SESSION_MS (not worth the detour); a
+# driver already standing at a charger with too little charge takes a shorter one (a fast
+# charger tops 45 -> 80 % up in ~11 minutes). Still longer than a derating charger's foldback.
+RETRY_MIN_SESSION_MS = 10 * MINUTE_MS
 
 Message = tuple[int, str, bytes]
 Point = tuple[float, float]
@@ -636,6 +642,7 @@ class _VehicleRun:
     retry_rng: random.Random | None = None
     stop_depart: int | None = None
     retries_left: int = 0
+    stop_failed_at: list[str] = field(default_factory=list)  # chargers failed at this stop
 
     def dead(self, ts: int) -> bool:
         return ts >= self.failed_at
@@ -1053,6 +1060,7 @@ class Fleet:
         anyway = INLET_FAULT_PUBLIC_PROB if inlet_fault else PUBLIC_ANYWAY_PROB
         if v.soc < PUBLIC_BELOW_SOC or rng.random() < anyway:
             v.stop_depart, v.retries_left = next_depart, MAX_RETRIES_PER_STOP
+            v.stop_failed_at = []
             v.charge = self._book_public(world, v, arrive, next_depart)
 
     def _book_public(self, world: _World, v: _VehicleRun, arrive: int,
@@ -1069,7 +1077,7 @@ class Fleet:
             if best is None or plug < best[0]:
                 best = (plug, c)
         assert best is not None
-        return self._reserve(v, best[1], best[0], depart, rng)
+        return self._reserve(v, best[1], best[0], depart, rng, PUBLIC_MIN_SESSION_MS)
 
     def _retry_public(self, world: _World, v: _VehicleRun,
                       failed: ChargeSession) -> ChargeSession | None:
@@ -1080,8 +1088,11 @@ class Fleet:
         if rng is None or depart is None or v.retries_left <= 0 or not world.chargers:
             return None
         v.retries_left -= 1
+        v.stop_failed_at.append(str(failed.charger_id))
         was = next(c for c in world.chargers if c.spec.charger_id == failed.charger_id)
-        same = len(world.chargers) == 1 or rng.random() < SAME_CHARGER_RETRY_PROB
+        # Not back to a charger that already failed at this stop.
+        untried = [c for c in world.chargers if c.spec.charger_id not in v.stop_failed_at]
+        same = not untried or rng.random() < SAME_CHARGER_RETRY_PROB
         if same:
             plug, charger = _free_from(was, failed.unplug + int(
                 rng.uniform(*REPLUG_MIN) * MINUTE_MS)), was
@@ -1091,13 +1102,14 @@ class Fleet:
                 ((_free_from(c, failed.unplug + park + int(
                     _distance_km(was.spec.location, c.spec.location) * 1.3 / RETRY_HOP_KMH
                     * HOUR_MS)), c)
-                 for c in world.chargers if c is not was),
+                 for c in untried),
                 key=lambda pc: (pc[0], pc[1].spec.index))
-        return self._reserve(v, charger, plug, depart, rng)
+        return self._reserve(v, charger, plug, depart, rng, RETRY_MIN_SESSION_MS)
 
     def _reserve(self, v: _VehicleRun, charger: _ChargerRun, plug: int, depart: int,
-                 rng: random.Random) -> ChargeSession | None:
-        """Book ``charger`` from ``plug`` if the session is worth it before ``depart``."""
+                 rng: random.Random, min_session_ms: int) -> ChargeSession | None:
+        """Book ``charger`` from ``plug`` if a session of ``min_session_ms`` fits before
+        ``depart`` and the car needs it."""
         s = v.spec
         target = 80.0 if charger.spec.dc else s.charge_target_soc
         if v.soc >= target - 5:
@@ -1108,7 +1120,7 @@ class Fleet:
         linger = int(rng.uniform(1, 5) * MINUTE_MS)  # from the end of charging to unplugging
         session = _new_session(plug + PLUG_TO_CHARGE_MS, v.soc, target, power,
                                s.spec.capacity_kwh, latest, charger.spec.charger_id)
-        if session.end - session.start < PUBLIC_MIN_SESSION_MS:
+        if session.end - session.start < min_session_ms:
             return None
         self._charger_faults(charger, session)
         if s.fault is not None and s.fault.name == "inlet_fault" and v.fault_rng is not None:
