@@ -33,6 +33,11 @@ Rules (the constructor defaults)
   ``min_assets`` distinct chargers that vouch. A car that was unlucky at two broken chargers
   is not blamed; those chargers do not vouch. Once raised it holds while the car still fails
   at ``min_assets`` chargers in its window.
+* Retries: a driver whose session failed usually tries again within minutes, at another
+  charger or re-plugged at the same one. A repeat at the same charger is the same charger
+  (chargers and cars are counted distinct); a car that failed here and then charged normally
+  elsewhere is listed in the charger's evidence (``cars_charging_fine_elsewhere_since``):
+  for care staff, that car is fine and this charger is the problem.
 
 Each outcome re-judges the charger and the car it names, the chargers where that car failed
 and the cars that failed at that charger (their excuses and vouchers may have changed). A
@@ -213,6 +218,7 @@ class ChargingAttribution:
             "fleet_cars_failing_here": [c for c in blamed if not c.startswith("walk-in:")],
             "walk_in_cars_failing_here": sum(c.startswith("walk-in:") for c in blamed),
             "cars_excused_as_faulty_themselves": excused,
+            "cars_charging_fine_elsewhere_since": self._fine_elsewhere(charger, blamed, states),
             "error_codes": _codes(failed),
         }
         predicted, slope, stderr = self._predict(recent, ts)
@@ -234,6 +240,23 @@ class ChargingAttribution:
                 "it out of service in the app if it keeps failing; drivers who were affected "
                 "can be told their car is fine."),
         )
+
+    def _fine_elsewhere(self, charger: str, cars: list[str],
+                        states: Mapping[str, AssetState]) -> list[str]:
+        """Fleet cars that failed here and later charged normally at another charger (a
+        driver's retry nearby, or a later stop): their car is fine, so this charger is not."""
+        fine = []
+        for car in cars:
+            vstate = states.get(vehicle_key(car)) if not car.startswith("walk-in:") else None
+            if vstate is None:
+                continue
+            failed_here = [e[4] for e in vstate["recent"] if e[1] == charger and e[2]]
+            if not failed_here:  # that failure has left the car's own window
+                continue
+            if any(e[1] != charger and not e[2] and e[4] > min(failed_here)
+                   for e in vstate["recent"]):
+                fine.append(car)
+        return fine
 
     def _judge_vehicle(self, vin: str, states: Mapping[str, AssetState], ts: int
                        ) -> Assessment:
