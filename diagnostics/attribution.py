@@ -22,7 +22,8 @@ Rules (the constructor defaults)
 * A car without a VIN is a different car every session (``walk-in:<session id>``): it is never
   blamed, and its failures count against the charger like any other car's.
 * A car is **excused** at a charger when it also failed at ``min_assets`` (2) *other* chargers
-  within its window: its failure here is explained by the car.
+  within its window, or at ``min_assets - 1`` other chargers that vouch (below): its failure
+  here is explained by the car.
 * **Charger fault**: within the charger's last ``window`` (12) sessions, abnormal ends from at
   least ``min_assets`` distinct cars that are not excused, and at least ``min_share`` (20 %) of
   the sessions abnormal. One glitch is not an alert, nor is one faulty car failing here twice.
@@ -156,9 +157,14 @@ class ChargingAttribution:
             judge.append(("vehicle", str(vin)))
             # The car's excuse at other chargers may have changed.
             judge += [("charger", e[1]) for e in vstate["recent"] if e[2] and e[1] != charger]
-        # This charger's voucher for the cars that failed here may have changed.
-        judge += [("vehicle", e[1]) for e in cstate["recent"]
-                  if e[2] and not e[1].startswith("walk-in:") and e[1] != vin]
+        # This charger's voucher for the cars that failed here may have changed, and with it
+        # their excuse at the other chargers where they failed.
+        for failed_here in dict.fromkeys(e[1] for e in cstate["recent"] if e[2] and not
+                                         e[1].startswith("walk-in:") and e[1] != vin):
+            judge.append(("vehicle", failed_here))
+            other = states.get(vehicle_key(failed_here))
+            if other is not None:
+                judge += [("charger", e[1]) for e in other["recent"] if e[2] and e[1] != charger]
         seen: set[tuple[str, str]] = set()
         for kind, asset in judge:
             if (kind, asset) in seen:
@@ -187,7 +193,14 @@ class ChargingAttribution:
         if vstate is None:
             return False
         others = {e[1] for e in vstate["recent"] if e[2] and e[1] != at_charger}
-        return len(others) >= self.min_assets
+        if len(others) >= self.min_assets:
+            return True
+        # Fewer other chargers suffice when they serve other cars fine: two faulty cars that
+        # both failed at the same two good chargers (retrying at the nearest one) explain each
+        # other's failures there; a charger that fails with everyone does not vouch, so an
+        # innocent car unlucky at two broken chargers is not excused at either.
+        vouching = sum(self._vouches(c, car, states) for c in others)
+        return vouching >= max(1, self.min_assets - 1)
 
     def _vouches(self, charger: str, without_car: str, states: Mapping[str, AssetState]
                  ) -> bool:

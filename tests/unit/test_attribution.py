@@ -231,3 +231,35 @@ def test_a_car_whose_failure_here_left_its_own_window_is_still_counted_here() ->
     assert charger["status"] == "open"
     assert charger["evidence"]["fleet_cars_failing_here"] == ["CAR"]
     assert charger["evidence"]["cars_charging_fine_elsewhere_since"] == []
+
+
+def test_two_faulty_cars_failing_at_the_same_two_good_chargers_do_not_blame_them() -> None:
+    """Retrying at the nearest charger, two cars with faulty inlets meet at the same two
+    chargers; those chargers serve everyone else fine, so the cars explain each other."""
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-1", "CP-2", "CP-3"], per_charger=6)
+    stream += [o("CP-1", "BAD-A", True, "GroundFailure"),
+               o("CP-2", "BAD-A", True, "GroundFailure"),  # A's retry nearby
+               o("CP-2", None), o("CP-1", None),
+               o("CP-1", "BAD-B", True, "EVCommunicationError"),
+               o("CP-2", "BAD-B", True, "EVCommunicationError")]  # B's retry nearby
+    got = opened(run(stream))
+    assert ("vehicle", "BAD-A", "charging_inlet_fault") in got
+    assert ("vehicle", "BAD-B", "charging_inlet_fault") in got
+    assert not any(kind == "charger" for kind, _, _ in got)
+
+
+def test_a_car_excused_by_one_good_charger_leaves_a_broken_charger_blamed() -> None:
+    """A car that also failed at one good charger is excused at a broken one; the broken
+    charger is still blamed for the other cars failing there."""
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-1", "CP-2"], per_charger=6)
+    stream += [o("CP-1", "CAR", True, "EVCommunicationError"),  # a glitch at a good one
+               o("CP-BAD", None, True, "GroundFailure"),
+               o("CP-BAD", "CAR", True, "GroundFailure"),
+               o("CP-BAD", "OTHER", True, "GroundFailure")]
+    alerts = run(stream)
+    assert ("charger", "CP-BAD", "charger_fault") in opened(alerts)
+    assert not any(kind == "vehicle" for kind, _, _ in opened(alerts))
+    charger = [a for a in alerts if a["asset_id"] == "CP-BAD"][-1]
+    assert charger["evidence"]["cars_excused_as_faulty_themselves"] == ["CAR"]
