@@ -92,7 +92,7 @@ class ChargingAttribution:
     """Decides charger fault vs vehicle inlet fault from finished session outcomes."""
 
     name: ClassVar[str] = "charging_attribution"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: a car failing at one other vouching charger is excused
 
     def __init__(self, window: int = 12, min_assets: int = 2, min_share: float = 0.2,
                  min_others: int = 2, half_life_days: float = 7.0) -> None:
