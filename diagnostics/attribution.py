@@ -22,7 +22,8 @@ Rules (the constructor defaults)
 * A car without a VIN is a different car every session (``walk-in:<session id>``): it is never
   blamed, and its failures count against the charger like any other car's.
 * A car is **excused** at a charger when it also failed at ``min_assets`` (2) *other* chargers
-  within its window: its failure here is explained by the car.
+  within its window, or at ``min_assets - 1`` other chargers that vouch (below): its failure
+  here is explained by the car.
 * **Charger fault**: within the charger's last ``window`` (12) sessions, abnormal ends from at
   least ``min_assets`` distinct cars that are not excused, and at least ``min_share`` (20 %) of
   the sessions abnormal. One glitch is not an alert, nor is one faulty car failing here twice.
@@ -33,6 +34,11 @@ Rules (the constructor defaults)
   ``min_assets`` distinct chargers that vouch. A car that was unlucky at two broken chargers
   is not blamed; those chargers do not vouch. Once raised it holds while the car still fails
   at ``min_assets`` chargers in its window.
+* Retries: a driver whose session failed usually tries again within minutes, at another
+  charger or re-plugged at the same one. A repeat at the same charger is the same charger
+  (chargers and cars are counted distinct); a car that failed here and then charged normally
+  elsewhere is listed in the charger's evidence (``cars_charging_fine_elsewhere_since``):
+  for care staff, that car is fine and this charger is the problem.
 
 Each outcome re-judges the charger and the car it names, the chargers where that car failed
 and the cars that failed at that charger (their excuses and vouchers may have changed). A
@@ -86,7 +92,7 @@ class ChargingAttribution:
     """Decides charger fault vs vehicle inlet fault from finished session outcomes."""
 
     name: ClassVar[str] = "charging_attribution"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: a car failing at one other vouching charger is excused
 
     def __init__(self, window: int = 12, min_assets: int = 2, min_share: float = 0.2,
                  min_others: int = 2, half_life_days: float = 7.0) -> None:
@@ -151,9 +157,14 @@ class ChargingAttribution:
             judge.append(("vehicle", str(vin)))
             # The car's excuse at other chargers may have changed.
             judge += [("charger", e[1]) for e in vstate["recent"] if e[2] and e[1] != charger]
-        # This charger's voucher for the cars that failed here may have changed.
-        judge += [("vehicle", e[1]) for e in cstate["recent"]
-                  if e[2] and not e[1].startswith("walk-in:") and e[1] != vin]
+        # This charger's voucher for the cars that failed here may have changed, and with it
+        # their excuse at the other chargers where they failed.
+        for failed_here in dict.fromkeys(e[1] for e in cstate["recent"] if e[2] and not
+                                         e[1].startswith("walk-in:") and e[1] != vin):
+            judge.append(("vehicle", failed_here))
+            other = states.get(vehicle_key(failed_here))
+            if other is not None:
+                judge += [("charger", e[1]) for e in other["recent"] if e[2] and e[1] != charger]
         seen: set[tuple[str, str]] = set()
         for kind, asset in judge:
             if (kind, asset) in seen:
@@ -182,7 +193,14 @@ class ChargingAttribution:
         if vstate is None:
             return False
         others = {e[1] for e in vstate["recent"] if e[2] and e[1] != at_charger}
-        return len(others) >= self.min_assets
+        if len(others) >= self.min_assets:
+            return True
+        # Fewer other chargers suffice when they serve other cars fine: two faulty cars that
+        # both failed at the same two good chargers (retrying at the nearest one) explain each
+        # other's failures there; a charger that fails with everyone does not vouch, so an
+        # innocent car unlucky at two broken chargers is not excused at either.
+        vouching = sum(self._vouches(c, car, states) for c in others)
+        return vouching >= max(1, self.min_assets - 1)
 
     def _vouches(self, charger: str, without_car: str, states: Mapping[str, AssetState]
                  ) -> bool:
@@ -213,6 +231,7 @@ class ChargingAttribution:
             "fleet_cars_failing_here": [c for c in blamed if not c.startswith("walk-in:")],
             "walk_in_cars_failing_here": sum(c.startswith("walk-in:") for c in blamed),
             "cars_excused_as_faulty_themselves": excused,
+            "cars_charging_fine_elsewhere_since": self._fine_elsewhere(charger, blamed, states),
             "error_codes": _codes(failed),
         }
         predicted, slope, stderr = self._predict(recent, ts)
@@ -234,6 +253,23 @@ class ChargingAttribution:
                 "it out of service in the app if it keeps failing; drivers who were affected "
                 "can be told their car is fine."),
         )
+
+    def _fine_elsewhere(self, charger: str, cars: list[str],
+                        states: Mapping[str, AssetState]) -> list[str]:
+        """Fleet cars that failed here and later charged normally at another charger (a
+        driver's retry nearby, or a later stop): their car is fine, so this charger is not."""
+        fine = []
+        for car in cars:
+            vstate = states.get(vehicle_key(car)) if not car.startswith("walk-in:") else None
+            if vstate is None:
+                continue
+            failed_here = [e[4] for e in vstate["recent"] if e[1] == charger and e[2]]
+            if not failed_here:  # that failure has left the car's own window
+                continue
+            if any(e[1] != charger and not e[2] and e[4] > min(failed_here)
+                   for e in vstate["recent"]):
+                fine.append(car)
+        return fine
 
     def _judge_vehicle(self, vin: str, states: Mapping[str, AssetState], ts: int
                        ) -> Assessment:

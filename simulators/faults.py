@@ -344,10 +344,11 @@ FAULTS: dict[str, FaultSpec] = {
             "30-50 % of its public sessions end abnormally at whatever charger it uses "
             "(EVCommunicationError, ConnectorLockFailure, GroundFailure), rising 3-6 points a "
             "day until it cannot charge; the car has no home wallbox and charges publicly "
-            "at most arrivals away from home, so it meets several chargers",
+            "at most arrivals away from home, so it meets several chargers (and, like every "
+            "driver whose session failed, retries at another charger before driving off)",
             _draw_session_faults("inlet_fault", INLET_FAULT_INITIAL_PROB,
                                  INLET_FAULT_PROB_PER_DAY, INLET_FAULT_CODES),
-            "Fleet._book_public / _plug_in (ChargeSession.fault_code)", "charging_inlet_fault",
+            "Fleet._reserve / _plug_in (ChargeSession.fault_code)", "charging_inlet_fault",
         ),
         FaultSpec(
             "coolant_pump", "vehicle",

@@ -39,7 +39,21 @@ Charging faults (their draws come from RNGs of their own, so every other draw is
     (``EVCommunicationError`` ends as ``Finishing`` with the code, the others ``Faulted``). So
     that the fleet sees such a car at several chargers, it has no home wallbox and charges
     publicly at 70 % of its arrivals away from home (``INLET_FAULT_PUBLIC_PROB``; healthy
-    cars: 4 %, or below 30 % SoC); its home sessions are not simulated as failing.
+    cars: 4 %, or below 30 % SoC); its home sessions are not simulated as failing. A
+    session cut short is unplugged 1-5 minutes after it stopped (the driver's app says so).
+Retries (fleet cars; draws from the car's own ``charge-retry`` RNG, so a fleet without
+charging faults is unchanged to the byte)
+    A driver whose public session ends abnormally and who still needs charge does not drive
+    off: if the SoC is still 5 points below the target and a session of at least 10 minutes
+    (``RETRY_MIN_SESSION_MS``; a booking on arrival wants 15) fits before the next departure,
+    they try again, at most ``MAX_RETRIES_PER_STOP`` (2) times per stop. Mostly at another
+    charger (not one that already failed at this stop): the one where they can plug in
+    soonest, counting the short drive there (1.3 x the straight distance at
+    ``RETRY_HOP_KMH``, plus 2-5 minutes to park); ``SAME_CHARGER_RETRY_PROB`` (15 %) re-plug
+    at the same charger 1-3 minutes after unplugging. The retry is booked when the failed
+    session ends, under the coupling rule below, and faults shape it like any session. The
+    short hop is not reported as a trip (no ignition, no telemetry while moving): the car
+    reports from the next charger. Walk-in cars (no VIN) do not retry here.
 Coupling
     A car books a charger only from the charger's committed time on (``committed_until``: the
     timestamp of the message the charger's generator has already handed to the merge), so the
@@ -224,6 +238,16 @@ PUBLIC_MIN_SESSION_MS = 15 * MINUTE_MS
 PUBLIC_MAX_SESSION_MS = 3 * HOUR_MS
 PLUG_TO_CHARGE_MS = 30 * SECOND_MS
 CHARGER_GAP_MS = 5 * MINUTE_MS
+# A driver whose public session ends abnormally retries (see "Retries" in the module docstring).
+MAX_RETRIES_PER_STOP = 2
+SAME_CHARGER_RETRY_PROB = 0.15
+REPLUG_MIN = (1.0, 3.0)  # unplug, check the cable, plug in again at the same charger
+RETRY_HOP_KMH = 25.0  # the short drive to another charger in town
+RETRY_PARK_MIN = (2.0, 5.0)  # finding the bay and plugging in at the other charger
+# A booking on arrival skips a session under PUBLIC_MIN_SESSION_MS (not worth the detour); a
+# driver already standing at a charger with too little charge takes a shorter one (a fast
+# charger tops 45 -> 80 % up in ~11 minutes). Still longer than a derating charger's foldback.
+RETRY_MIN_SESSION_MS = 10 * MINUTE_MS
 
 Message = tuple[int, str, bytes]
 Point = tuple[float, float]
@@ -545,6 +569,7 @@ class ChargeSession:
     fold_factor: float = 1.0
     fault_code: str | None = None
     fault_status: str = "Faulted"
+    unplug: int = NEVER  # public sessions: when the car leaves the charger
 
     def _full_power_ms(self, ts: int) -> float:
         """Milliseconds of charging at the session's full power equivalent to [start, ts]."""
@@ -612,6 +637,12 @@ class _VehicleRun:
     cells: CellPack | None = None
     fault_rng: random.Random | None = None  # draws of an injected fault, apart from ``rng``
     thermal: Thermal | None = None
+    # Retries after an abnormal public session: draws of their own (``retry_rng``), the
+    # departure of the current stop and the retries it has left.
+    retry_rng: random.Random | None = None
+    stop_depart: int | None = None
+    retries_left: int = 0
+    stop_failed_at: list[str] = field(default_factory=list)  # chargers failed at this stop
 
     def dead(self, ts: int) -> bool:
         return ts >= self.failed_at
@@ -774,6 +805,7 @@ class Fleet:
             run.dtc_pending = (fault.onset_ts, str(fault.params["code"]))
         elif fault is not None and fault.name == "inlet_fault":
             run.fault_rng = random.Random(f"vehicle-fault-run-{self.seed}-{spec.index}")
+        run.retry_rng = random.Random(f"charge-retry-{self.seed}-{spec.index}")
         run.thermal = Thermal(spec.thermal_resistance, MASS_KG_BY_MODEL[spec.model],
                               random.Random(f"thermal-run-{self.seed}-{spec.index}"))
         if fault is not None and fault.name == "coolant_pump":
@@ -1027,25 +1059,58 @@ class Fleet:
             return
         anyway = INLET_FAULT_PUBLIC_PROB if inlet_fault else PUBLIC_ANYWAY_PROB
         if v.soc < PUBLIC_BELOW_SOC or rng.random() < anyway:
+            v.stop_depart, v.retries_left = next_depart, MAX_RETRIES_PER_STOP
+            v.stop_failed_at = []
             v.charge = self._book_public(world, v, arrive, next_depart)
 
     def _book_public(self, world: _World, v: _VehicleRun, arrive: int,
                      depart: int) -> ChargeSession | None:
         """Book the first free public charger; its generator will run the session."""
-        s, rng = v.spec, v.rng
+        rng = v.rng
         n = len(world.chargers)
         first = rng.randrange(n)
         wanted = arrive + int(rng.uniform(2, 8) * MINUTE_MS)
         best: tuple[int, _ChargerRun] | None = None
         for k in range(n):
             c = world.chargers[(first + k) % n]
-            plug = max(wanted, c.committed_until, c.busy_until)
-            if c.bookings:
-                plug = max(plug, c.bookings[-1].unplug + CHARGER_GAP_MS)
+            plug = _free_from(c, wanted)
             if best is None or plug < best[0]:
                 best = (plug, c)
         assert best is not None
-        plug, charger = best
+        return self._reserve(v, best[1], best[0], depart, rng, PUBLIC_MIN_SESSION_MS)
+
+    def _retry_public(self, world: _World, v: _VehicleRun,
+                      failed: ChargeSession) -> ChargeSession | None:
+        """After an abnormal end the driver, still short of charge, tries again: usually the
+        charger free soonest (the drive there included) other than the one that failed, now
+        and then the same one after re-plugging. Every draw comes from ``v.retry_rng``."""
+        rng, depart = v.retry_rng, v.stop_depart
+        if rng is None or depart is None or v.retries_left <= 0 or not world.chargers:
+            return None
+        v.retries_left -= 1
+        v.stop_failed_at.append(str(failed.charger_id))
+        was = next(c for c in world.chargers if c.spec.charger_id == failed.charger_id)
+        # Not back to a charger that already failed at this stop.
+        untried = [c for c in world.chargers if c.spec.charger_id not in v.stop_failed_at]
+        same = not untried or rng.random() < SAME_CHARGER_RETRY_PROB
+        if same:
+            plug, charger = _free_from(was, failed.unplug + int(
+                rng.uniform(*REPLUG_MIN) * MINUTE_MS)), was
+        else:
+            park = int(rng.uniform(*RETRY_PARK_MIN) * MINUTE_MS)
+            plug, charger = min(
+                ((_free_from(c, failed.unplug + park + int(
+                    _distance_km(was.spec.location, c.spec.location) * 1.3 / RETRY_HOP_KMH
+                    * HOUR_MS)), c)
+                 for c in untried),
+                key=lambda pc: (pc[0], pc[1].spec.index))
+        return self._reserve(v, charger, plug, depart, rng, RETRY_MIN_SESSION_MS)
+
+    def _reserve(self, v: _VehicleRun, charger: _ChargerRun, plug: int, depart: int,
+                 rng: random.Random, min_session_ms: int) -> ChargeSession | None:
+        """Book ``charger`` from ``plug`` if a session of ``min_session_ms`` fits before
+        ``depart`` and the car needs it."""
+        s = v.spec
         target = 80.0 if charger.spec.dc else s.charge_target_soc
         if v.soc >= target - 5:
             return None
@@ -1055,13 +1120,14 @@ class Fleet:
         linger = int(rng.uniform(1, 5) * MINUTE_MS)  # from the end of charging to unplugging
         session = _new_session(plug + PLUG_TO_CHARGE_MS, v.soc, target, power,
                                s.spec.capacity_kwh, latest, charger.spec.charger_id)
-        if session.end - session.start < PUBLIC_MIN_SESSION_MS:
+        if session.end - session.start < min_session_ms:
             return None
-        unplug = session.end + linger
         self._charger_faults(charger, session)
         if s.fault is not None and s.fault.name == "inlet_fault" and v.fault_rng is not None:
             _maybe_fail(session, s.fault, v.fault_rng, "Finishing")
-        charger.bookings.append(Booking(plug, unplug, s.vin, session))
+        # After the faults: a session that stopped early is unplugged minutes after it stopped.
+        session.unplug = session.end + linger
+        charger.bookings.append(Booking(plug, session.unplug, s.vin, session))
         return session
 
     def _unplug(self, v: _VehicleRun, ts: int) -> Iterator[Message]:
@@ -1104,6 +1170,8 @@ class Fleet:
                         yield self._charge_event(v, event_ts, "charge_end", session)
                         v.soc = session.soc_at(event_ts)
                         v.charge = None
+                        if session.fault_code is not None and session.charger_id is not None:
+                            v.charge = self._retry_public(world, v, session)
                     continue
             if t >= end:
                 return
@@ -1271,6 +1339,15 @@ class Fleet:
         else:
             yield self._status(c, session.end, "Finishing")
         yield self._status(c, unplug, "Available")
+
+
+def _free_from(c: _ChargerRun, wanted: int) -> int:
+    """The earliest plug-in time at ``c`` from ``wanted`` on: after what its generator has
+    committed, the session it runs and the bookings it has (the coupling rule)."""
+    plug = max(wanted, c.committed_until, c.busy_until)
+    if c.bookings:
+        plug = max(plug, c.bookings[-1].unplug + CHARGER_GAP_MS)
+    return plug
 
 
 def _silenced(fault: FaultInstance | None, stream: Iterator[Message]) -> Iterator[Message]:

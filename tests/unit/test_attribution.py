@@ -177,3 +177,89 @@ def test_restoring_states_from_json_midway_gives_the_same_alerts(
         assert (alert["asset_kind"], alert["type"]) in {("charger", "charger_fault"),
                                                         ("vehicle", "charging_inlet_fault")}
     assert len(json.dumps(states)) < 16 * 1024
+
+
+def test_a_retry_at_the_same_charger_is_not_a_second_charger() -> None:
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-1", "CP-2", "CP-3"])
+    stream += [o("CP-1", "BAD", True, "EVCommunicationError"),
+               o("CP-1", "BAD", True, "EVCommunicationError")]  # re-plugged: same charger
+    attribution = ChargingAttribution()
+    states: dict[str, Any] = {}
+    first, _ = attribution.process(stream, states)
+    assert opened(first) == set()
+    then, _ = attribution.process([o("CP-2", "BAD", True, "GroundFailure")], states)
+    alert = [a for a in then if a["asset_id"] == "BAD"][-1]
+    assert alert["status"] == "open" and alert["type"] == "charging_inlet_fault"
+    assert alert["evidence"]["chargers_failing_with_this_car"] == ["CP-1", "CP-2"]
+
+
+def test_a_healthy_car_retrying_after_a_broken_charger_is_not_blamed_and_clears_itself(
+) -> None:
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-2", "CP-3"])
+    stream += [o("CP-BAD", None, True, "GroundFailure"),
+               o("CP-BAD", "GOOD", True, "GroundFailure"),
+               o("CP-BAD", "GOOD", True, "GroundFailure"),  # re-plugged, failed again
+               o("CP-2", "GOOD")]  # charged fine at the next charger
+    alerts = run(stream)
+    assert ("vehicle", "GOOD", "charging_inlet_fault") not in opened(alerts)
+    charger = [a for a in alerts if a["asset_id"] == "CP-BAD"][-1]
+    assert charger["status"] == "open"
+    assert charger["evidence"]["fleet_cars_failing_here"] == ["GOOD"]
+    assert charger["evidence"]["cars_charging_fine_elsewhere_since"] == ["GOOD"]
+
+
+def test_a_car_that_charged_fine_only_before_failing_here_is_not_listed_as_fine() -> None:
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-2", "CP-3"])
+    stream += [o("CP-2", "CAR"),  # before: says nothing about the car now
+               o("CP-BAD", None, True, "GroundFailure"),
+               o("CP-BAD", "CAR", True, "GroundFailure")]
+    charger = [a for a in run(stream) if a["asset_id"] == "CP-BAD"][-1]
+    assert charger["status"] == "open"
+    assert charger["evidence"]["cars_charging_fine_elsewhere_since"] == []
+
+
+def test_a_car_whose_failure_here_left_its_own_window_is_still_counted_here() -> None:
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-BAD", "CP-2"], per_charger=2)
+    stream.append(o("CP-BAD", "CAR", True, "GroundFailure"))
+    stream += [o("CP-2", "CAR") for _ in range(12)]  # the car's window forgets CP-BAD
+    stream.append(o("CP-BAD", None, True, "GroundFailure"))
+    charger = [a for a in run(stream) if a["asset_id"] == "CP-BAD"][-1]
+    assert charger["status"] == "open"
+    assert charger["evidence"]["fleet_cars_failing_here"] == ["CAR"]
+    assert charger["evidence"]["cars_charging_fine_elsewhere_since"] == []
+
+
+def test_two_faulty_cars_failing_at_the_same_two_good_chargers_do_not_blame_them() -> None:
+    """Retrying at the nearest charger, two cars with faulty inlets meet at the same two
+    chargers; those chargers serve everyone else fine, so the cars explain each other."""
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-1", "CP-2", "CP-3"], per_charger=6)
+    stream += [o("CP-1", "BAD-A", True, "GroundFailure"),
+               o("CP-2", "BAD-A", True, "GroundFailure"),  # A's retry nearby
+               o("CP-2", None), o("CP-1", None),
+               o("CP-1", "BAD-B", True, "EVCommunicationError"),
+               o("CP-2", "BAD-B", True, "EVCommunicationError")]  # B's retry nearby
+    got = opened(run(stream))
+    assert ("vehicle", "BAD-A", "charging_inlet_fault") in got
+    assert ("vehicle", "BAD-B", "charging_inlet_fault") in got
+    assert not any(kind == "charger" for kind, _, _ in got)
+
+
+def test_a_car_excused_by_one_good_charger_leaves_a_broken_charger_blamed() -> None:
+    """A car that also failed at one good charger is excused at a broken one; the broken
+    charger is still blamed for the other cars failing there."""
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-1", "CP-2"], per_charger=6)
+    stream += [o("CP-1", "CAR", True, "EVCommunicationError"),  # a glitch at a good one
+               o("CP-BAD", None, True, "GroundFailure"),
+               o("CP-BAD", "CAR", True, "GroundFailure"),
+               o("CP-BAD", "OTHER", True, "GroundFailure")]
+    alerts = run(stream)
+    assert ("charger", "CP-BAD", "charger_fault") in opened(alerts)
+    assert not any(kind == "vehicle" for kind, _, _ in opened(alerts))
+    charger = [a for a in alerts if a["asset_id"] == "CP-BAD"][-1]
+    assert charger["evidence"]["cars_excused_as_faulty_themselves"] == ["CAR"]

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from ingest.contract import CHARGER_ID_RE, VIN_RE, validate
 from simulators import cli, faults
+from simulators import fleet as fleet_module
 from simulators.faults import FAILURE_V25, FaultInstance, FaultSpec, parse_fault_spec
 from simulators.fleet import (
     DAY_MS,
@@ -507,17 +508,24 @@ def test_a_silent_charger_stops_at_its_onset() -> None:
 
 
 @cache
-def charging_fault_sessions(seed: int = 4) -> tuple[Fleet, list]:
-    """Sessions (diagnostics.charging.track) of a fleet with every charging fault, 14 days."""
+def charging_fault_run(seed: int = 4) -> tuple[Fleet, list, list[Message]]:
+    """A fleet with every charging fault, 14 days: (fleet, finished sessions
+    (diagnostics.charging.track), messages)."""
     from diagnostics.charging import track
 
     fleet = Fleet(40, 8, seed=seed, faults={"charger_derating": 1, "charger_fault": 1,
                                             "inlet_fault": 1}, drive_interval_s=120)
     latest: dict = {}
     done = []
-    for _ts, topic, payload in stream(fleet, 14):
+    messages = stream(fleet, 14)
+    for _ts, topic, payload in messages:
         record = validate(topic, payload)  # the faults follow the contract too
         done += [s for s in track(latest, [record]) if not s.is_open]
+    return fleet, done, messages
+
+
+def charging_fault_sessions(seed: int = 4) -> tuple[Fleet, list]:
+    fleet, done, _ = charging_fault_run(seed)
     return fleet, done
 
 
@@ -569,3 +577,39 @@ def test_charging_faults_leave_the_draws_of_fleets_without_them_unchanged() -> N
         assert (a.dc, a.power_kw, a.location, a.mean_gap_h) == (b.dc, b.power_kw, b.location,
                                                                 b.mean_gap_h)
     assert [v.vin for v in plain.vehicles] == [v.vin for v in faulty.vehicles]
+
+
+def test_a_driver_whose_session_failed_retries_before_driving_off_at_most_twice() -> None:
+    fleet, done, messages = charging_fault_run()
+    drives: dict[str, list[int]] = defaultdict(list)  # ignition ON times per car
+    for ts, topic, payload in messages:
+        if topic.endswith("/events") and b'"ignition"' in payload and b'"ON"' in payload:
+            drives[topic.split("/")[1]].append(ts)
+    by_car: dict[str, list] = defaultdict(list)
+    for s in sorted(done, key=lambda s: s.start_ts):
+        if s.vin is not None:
+            by_car[s.vin].append(s)
+    retries, stops = [], []  # (failed, next) without a drive between; sessions per stop
+    for vin, sessions in by_car.items():
+        stop = [sessions[0]]
+        for prev, nxt in zip(sessions, sessions[1:], strict=False):
+            assert prev.end_ts is not None
+            drove = any(prev.end_ts < t < nxt.start_ts for t in drives[vin])
+            if drove:
+                stops.append(stop)
+                stop = [nxt]
+                continue
+            assert prev.abnormal, "only a failed session is followed by another at one stop"
+            retries.append((prev, nxt))
+            stop.append(nxt)
+            # Minutes later (unplug, a short hop across town), and over before the car leaves.
+            assert 0 < nxt.start_ts - prev.end_ts < 2 * 3_600_000
+            leaves = [t for t in drives[vin] if t > nxt.start_ts]
+            assert not leaves or nxt.end_ts <= leaves[0]
+        stops.append(stop)
+    assert len(retries) >= 2
+    assert any(a.charger_id != b.charger_id for a, b in retries)  # mostly another charger
+    assert max(len(stop) for stop in stops) <= 1 + fleet_module.MAX_RETRIES_PER_STOP
+    for stop in stops:  # never back to a charger that failed earlier at this stop
+        for k in range(2, len(stop)):
+            assert stop[k].charger_id not in {s.charger_id for s in stop[:k - 1]}
