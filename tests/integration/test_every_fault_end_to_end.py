@@ -29,7 +29,10 @@ from tests.integration.test_end_to_end import all_alerts, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
-VEHICLES, CHARGERS, SEED, DAYS, PARTITIONS = 24, 8, 2, 30, 2
+# A fleet whose every fault the offline evaluation finds in time (the premise below). Since
+# drivers retry after a failed session (simulators/fleet.py), seeds 2 and 3 no longer qualify:
+# their inlet-fault car charges once between the onset and its failure.
+VEHICLES, CHARGERS, SEED, DAYS, PARTITIONS = 24, 8, 4, 30, 2
 DRIVE_S, PARKED_S = 300, 1800
 EVERY_FAULT = {name: 1 for name in FAULTS}
 
