@@ -109,7 +109,7 @@ class DriveUnitCooling(Detector):
     """Predicts the drive unit's thermal derate from the coolant's growing rise under load."""
 
     name: ClassVar[str] = "thermal"
-    version: ClassVar[str] = "1.1.0"
+    version: ClassVar[str] = "1.2.0"
 
     def __init__(
         self,
@@ -135,6 +135,7 @@ class DriveUnitCooling(Detector):
         min_rate_per_day: float = 0.01,
         min_growth: float = 0.15,
         persistence: int = 2,
+        persistence_h: float = 24.0,
         limit_c: float = 90.0,
         ref_ambient_c: float = 30.0,
         pack_rise_c: float = 12.0,
@@ -168,6 +169,7 @@ class DriveUnitCooling(Detector):
         self.min_rate_per_day = min_rate_per_day
         self.min_growth = min_growth
         self.persistence = persistence
+        self.persistence_h = persistence_h
         self.limit_c = limit_c
         self.ref_ambient_c = ref_ambient_c
         self.pack_rise_c = pack_rise_c
@@ -188,6 +190,8 @@ class DriveUnitCooling(Detector):
             raise ValueError("limit_c must be above the reference pack temperature + offset_c")
         if persistence < 1:
             raise ValueError("persistence must be >= 1")
+        if persistence_h < 0:
+            raise ValueError("persistence_h must be >= 0")
 
     @property
     def ref_base_c(self) -> float:
@@ -213,7 +217,8 @@ class DriveUnitCooling(Detector):
             "hist": [],  # [ts, b, rms_load_kw, ambient] samples, oldest first; the last one
             # is the open window's lowest drive so far
             "last_reading": None,  # ts of the last steady reading
-            "streak": [0, None],  # consecutive windows that would flip the state, last one
+            "streak": [0, None, None],  # consecutive windows that would flip the state, the
+            # last one counted, the time of the streak's first assessment
             "active": False,
             "stale": False,
         }
@@ -366,7 +371,7 @@ class DriveUnitCooling(Detector):
             "predicted_failure_latest_ts": None, "days_to_failure": None,
         })
         if len(hist) < self.min_samples or span < self.min_span_days:
-            state["streak"] = [0, None]
+            state["streak"] = [0, None, None]
             return Assessment(
                 active=state["active"], title="Drive-unit cooling: collecting samples",
                 evidence=evidence,
@@ -422,15 +427,21 @@ class DriveUnitCooling(Detector):
             flip = at_limit or (degrading and days_left <= self.horizon_days)
         # Persistence both ways: the state flips after ``persistence`` windows in a row that
         # say so (at once at the limit), so one odd day neither raises nor clears an alert.
-        count, counted_window = state["streak"]
+        # The windows must also span ``persistence_h`` (a day): hilly trips come in runs (a
+        # weekend outing, a route driven there and back), and a weekend's windows hold one
+        # drive each, so a run of hilly drives can fill two windows within a day. A failing
+        # pump still reads high a day later, on the everyday roads.
+        count, counted_window, since = (list(state["streak"]) + [None])[:3]
         if not flip:
-            count = 0
+            count, since = 0, None
         elif counted_window != state["win"]:
             count += 1
-        state["streak"] = [count, state["win"] if flip else None]
-        if count >= self.persistence or (at_limit and not state["active"]):
+            since = now if since is None else since
+        state["streak"] = [count, state["win"] if flip else None, since]
+        held = since is not None and now - since >= self.persistence_h * 3_600_000
+        if (count >= self.persistence and held) or (at_limit and not state["active"]):
             state["active"] = not state["active"]
-            state["streak"] = [0, None]
+            state["streak"] = [0, None, None]
         active = state["active"]
         if not active:
             return Assessment(active=False, title="Drive-unit cooling is normal",
