@@ -430,7 +430,8 @@ class DriveUnitCooling(Detector):
         # The windows must also span ``persistence_h`` (a day): hilly trips come in runs (a
         # weekend outing, a route driven there and back), and a weekend's windows hold one
         # drive each, so a run of hilly drives can fill two windows within a day. A failing
-        # pump still reads high a day later, on the everyday roads.
+        # pump still reads high a day later, on the everyday roads. Unless the failure is
+        # nearer than ``critical_days``: then waiting a day could outlast the warning.
         count, counted_window, since = (list(state["streak"]) + [None])[:3]
         if not flip:
             count, since = 0, None
@@ -438,7 +439,8 @@ class DriveUnitCooling(Detector):
             count += 1
             since = now if since is None else since
         state["streak"] = [count, state["win"] if flip else None, since]
-        held = since is not None and now - since >= self.persistence_h * 3_600_000
+        held = since is not None and (now - since >= self.persistence_h * 3_600_000
+                                      or days_left < self.critical_days)
         if (count >= self.persistence and held) or (at_limit and not state["active"]):
             state["active"] = not state["active"]
             state["streak"] = [0, None, None]
