@@ -65,12 +65,18 @@ the trend refitted: slope in (°C/kW)/day, level, standard error, Student-t crit
   readings is not seen; one such window early in the series, paired with the next, tilts
   the trend like a rise. A failing pump raises ``b`` window after window, so its trend does
   not rest on any single one. Raise when degrading with the failure
-  within ``horizon_days``, on ``persistence`` windows in a row, or at once when ``b`` is
-  already at the limit. Severity: critical under ``critical_days`` (or at the limit), warning
-  under ``warning_days``, info otherwise.
-* Hysteresis: once raised, clear only after ``persistence`` windows in a row in which the trend
-  is confidently flat (slope + t*stderr below the minimum rate) and the level is below
-  ``clear_fraction`` of ``b_limit``.
+  within ``horizon_days``, on ``persistence`` windows in a row that span at least
+  ``persistence_h`` (24 h) from the first of them, or at once when ``b`` is already at the
+  limit. Why the day: hilly trips come in runs (a weekend outing, a route driven there and
+  back) and a weekend's windows often hold one drive each, so four hilly drives in a row can
+  fill two or three windows within a day, and early in the history (few samples, the newest
+  ones weigh most) that reads as a rise; a failing pump still reads high a day later, on
+  the everyday roads. The wait is waived when the failure is nearer than ``critical_days``
+  (a fast pump must not be warned after it failed). Severity: critical under
+  ``critical_days`` (or at the limit), warning under ``warning_days``, info otherwise.
+* Hysteresis: once raised, clear only after ``persistence`` windows in a row (over
+  ``persistence_h`` too) in which the trend is confidently flat (slope + t*stderr below the
+  minimum rate) and the level is below ``clear_fraction`` of ``b_limit``.
 * Abstain when there are too few samples for a trend (``min_samples`` over ``min_span_days``:
   a car that is not driven long enough), and once per silence when no steady reading arrived
   for more than ``stale_days`` (car not driven, ambient or temperatures missing).
@@ -81,6 +87,10 @@ or staleness is first noticed.
 
 Evidence: the latest ``b`` and its trend, the healthy-looking level, the coolant predicted at
 the reference condition and at the latest ambient, the days to the derate limit with its band.
+
+Versions: 1.2.0 adds the day (``persistence_h``) to the persistence (eval seed 4: a healthy
+commuter's hilly Saturday, Sunday and Monday-morning drives raised an alert within 17.6 h
+of the first flip, at sample 9).
 """
 
 from __future__ import annotations
