@@ -292,6 +292,31 @@ def test_a_failing_pump_is_raised_before_the_derate_and_escalates(
     assert json.loads(json.dumps(evidence)) == evidence
 
 
+def every_13_hours(day: int) -> tuple[float, ...]:
+    """A drive every 13 h (shift work): each drive a window of its own, windows < 24 h apart."""
+    hours = (7.5 + 13.0 * n for n in range(2 * day + 3))
+    return tuple(h - 24.0 * day for h in hours if 24.0 * day <= h < 24.0 * (day + 1))
+
+
+def test_a_pump_near_its_failure_is_raised_without_waiting_a_day() -> None:
+    # The horizon set inside ``critical_days``: every window that would raise the alert has the
+    # failure less than 3 days away, and the windows come 13 h apart. Waiting for the windows
+    # to span a day would cost the owner half a day of the little warning left.
+    det = DriveUnitCooling(horizon_days=2.5)
+    fail = failure_day(0.6, 4.0, 0.15)
+    _det, _state, assessments, alerts = run(series(
+        math.ceil(fail) + 1, resistance=0.6, growth_per_day=0.15, onset_day=4.0,
+        departures=every_13_hours), det)
+    flips = [ts for ts, a in assessments if a.abstain_reason is None
+             and a.evidence["days_to_failure"] is not None
+             and a.evidence["days_to_failure"] <= 2.5]
+    opened = [a for a in alerts if a["status"] == "open"]
+    assert len(flips) >= 2 and opened
+    assert flips[1] - flips[0] < DAY_MS  # two windows within a day
+    assert opened[0]["first_seen"] == flips[1]  # raised on the second, as persistence says
+    assert days_of(opened[0]["first_seen"]) < fail
+
+
 def test_a_failing_pump_on_a_hot_motorway_commuter_with_gaps() -> None:
     fail = failure_day(0.6, 3.0, 0.08)
     _det, _state, _assessments, alerts = run(series(
