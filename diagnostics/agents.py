@@ -325,7 +325,7 @@ def limit_fetch_wait(max_wait_ms: int) -> None:
 
 
 STATS_EVERY_S = 30.0
-LATEST_TAKE_MAX = 2000  # Kafka records (bridge batches) per latest-values flush, at most
+LATEST_TAKE_MAX = 5000  # Kafka records (bridge batches) per latest-values flush, at most
 STATE_SAMPLE = 256  # vehicles whose serialised state is measured for the average
 
 

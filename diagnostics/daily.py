@@ -88,6 +88,9 @@ INDICATORS: Final = (RESTING_12V, PARKED_DRAW_12V, *TIRE_INDICATORS.values(), CE
                      SOH)
 
 # (asset_kind, asset_id, day, indicator, n, min, max, sum, last, last_ts)
+# Every signal ``_readings`` looks at (the rest are dropped when a record is filed).
+READ_SIGNALS: Final = (KEY_STATE, CURRENT, VOLTAGE, HV_CHARGING, *TIRE_PRESSURE_SIGNALS,
+                       CELL_MAX, CELL_MIN, SOH_SIGNAL)
 IndicatorRow = tuple[str, str, str, str, int, float, float, float, float, int]
 
 
@@ -152,7 +155,12 @@ class DailyIndicators:
         for r in records:
             kind = r["kind"]
             if kind == "vehicle_telemetry":
-                entry = (int(r["ts"]), r["data"]["signals"], False)
+                # Only the signals the indicators read: a flush holds every message of the
+                # fleet until it drains, and the whole signal dicts were most of the worker's
+                # memory at 10 000 vehicles.
+                signals = r["data"]["signals"]
+                entry = (int(r["ts"]), {k: signals[k] for k in READ_SIGNALS if k in signals},
+                         False)
             elif kind == "vehicle_event" and r["data"].get("type") == "ignition":
                 entry = (int(r["ts"]), r["data"], True)
             else:

@@ -259,12 +259,12 @@ class LatestValues:
 
     The API's latest-values view is written in coalesced flushes: a fleet at 1 Hz repeats every
     signal every second, and writing each repetition costs more than all the detectors.
-    ``add`` only files each record's signal dict under its asset (cheap, per record);
-    ``drain`` merges them in event-time order (per signal; the later arrival wins a tie).
+    ``add`` keeps, per asset and signal, the value with the newest event time (the later
+    arrival wins a tie), so a flush holds one value per signal, not every message of the fleet.
     """
 
     def __init__(self) -> None:
-        self._pending: dict[tuple[str, str], list[tuple[int, Mapping[str, object]]]] = {}
+        self._pending: dict[tuple[str, str], dict[str, tuple[int, object]]] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -287,22 +287,21 @@ class LatestValues:
                 values = {prefix + name: v for name, v in data["measurands"].items()}
             else:
                 continue
-            entries = pending.get(key)
-            if entries is None:
-                pending[key] = entries = []
-            entries.append((int(r["ts"]), values))
+            newest = pending.get(key)
+            ts = int(r["ts"])
+            if newest is None:
+                pending[key] = {path: (ts, value) for path, value in values.items()}
+                continue
+            for path, value in values.items():
+                seen = newest.get(path)
+                if seen is None or ts >= seen[0]:
+                    newest[path] = (ts, value)
 
     def drain(self) -> list[tuple[str, str, str, object, int]]:
         """Rows (asset_kind, asset_id, path, value, ts) and forget them."""
-        rows: list[tuple[str, str, str, object, int]] = []
-        for (kind, asset), entries in self._pending.items():
-            entries.sort(key=lambda e: e[0])  # stable: arrival order breaks ties
-            values: dict[str, object] = {}
-            stamps: dict[str, int] = {}
-            for ts, vals in entries:
-                values.update(vals)
-                stamps.update(dict.fromkeys(vals, ts))
-            rows.extend((kind, asset, path, value, stamps[path]) for path, value in values.items())
+        rows = [(kind, asset, path, value, ts)
+                for (kind, asset), newest in self._pending.items()
+                for path, (ts, value) in newest.items()]
         self._pending = {}
         return rows
 

@@ -91,7 +91,7 @@ class BridgeSettings(KafkaSettings):
     bridge_batch_max: int = Field(
         500, ge=1, le=100_000, description="Canonical records packed into one Kafka record."
     )
-    bridge_linger_ms: int = Field(20, ge=0, le=10_000, description="Max wait to fill a batch.")
+    bridge_linger_ms: int = Field(50, ge=0, le=10_000, description="Max wait to fill a batch.")
     bridge_max_in_flight: int = Field(
         10_000, ge=1, description="Unacknowledged MQTT messages before the bridge stops reading."
     )
@@ -131,7 +131,7 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
         100, ge=1, le=10_000,
         description="Longest a Kafka fetch waits for data (Faust's own default is 1500 ms).")
     latest_flush_s: float = Field(
-        5.0, ge=0.05, le=300,
+        10.0, ge=0.05, le=300,
         description="How often the latest signal values (vehicle view) are written, seconds.")
     state_checkpoint_s: float = Field(
         30.0, ge=0, le=300,

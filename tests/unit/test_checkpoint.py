@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,7 +27,8 @@ def test_the_first_record_of_a_partition_is_written_at_once_then_once_per_interv
     assert staged.take(0) == ["A", position_key(0)]
     clock.now += 4.9
     assert not staged.stage(0, ["B", position_key(0)])
-    assert staged.stage(1, ["C", position_key(1)])  # partitions keep their own schedule
+    # Partitions keep their own schedule; partition 1's first comes 0.618 of an interval on.
+    assert not staged.stage(1, ["C", position_key(1)])
     clock.now += 0.1
     assert staged.stage(0, ["A", position_key(0)])
     assert staged.take(0) == ["B", "A", position_key(0)]
@@ -73,3 +76,18 @@ def test_a_checkpoint_writes_every_changed_key_once_states_first_position_last(
     assert sorted(written) == sorted({k for r in records for k in r})
     ranks = [2 if k == position_key(0) else 1 if k == sweep_key(0) else 0 for k in written]
     assert ranks == sorted(ranks)
+
+
+def test_partitions_that_start_together_checkpoint_apart() -> None:
+    clock = Clock()
+    staged = StagedWrites(30.0, clock)
+    due_at: dict[int, float] = {}
+    for tick in range(3001):  # 30 s in steps of 10 ms, every partition busy all the time
+        clock.now = 100.0 + tick / 100
+        for partition in range(8):
+            if partition not in due_at and staged.stage(partition, ["A", position_key(partition)]):
+                due_at[partition] = clock.now - 100.0
+    assert sorted(due_at) == list(range(8))
+    moments = sorted(due_at.values())
+    assert moments[0] == 0.0  # partition 0 at its first record
+    assert min(b - a for a, b in itertools.pairwise(moments)) >= 1.0  # never two at once

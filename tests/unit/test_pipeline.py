@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from diagnostics.pipeline import LatestValues, VehiclePipeline, latest_signal_rows
 from tests.unit.battery_series import DAY_MS, START_MS, failure_day, series, weakening
 
@@ -93,3 +96,28 @@ def test_latest_values_merge_by_event_time_per_signal() -> None:
         ("charger", "CP-1", "OCPP.Connector2.Power.Active.Import", 7000.0, 4),
     ])
     assert latest.drain() == [] and len(latest) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["V1", "V2"]), st.integers(0, 5),
+                          st.dictionaries(st.sampled_from(["a", "b", "c"]),
+                                          st.integers(0, 9), min_size=1)),
+                max_size=30),
+       st.integers(0, 30))
+def test_latest_values_keep_per_signal_the_newest_value_whatever_the_flush_split(
+        messages: list[tuple[str, int, dict[str, int]]], split: int) -> None:
+    recs = [{"kind": "vehicle_telemetry", "id": vin, "ts": ts, "seq": i, "data": {"signals": s}}
+            for i, (vin, ts, s) in enumerate(messages)]
+    # The definition: per (asset, signal) the newest event time; a tie goes to the later arrival.
+    expected: dict[tuple[str, str], tuple[int, int]] = {}
+    for vin, ts, signals in messages:
+        for path, value in signals.items():
+            if (vin, path) not in expected or ts >= expected[(vin, path)][0]:
+                expected[(vin, path)] = (ts, value)
+    latest = LatestValues()
+    latest.add(recs[:split])
+    latest.add(recs[split:])
+    rows = latest.drain()
+    assert {(a, p): (ts, v) for _k, a, p, v, ts in rows} == expected
+    assert len(rows) == len(expected)
+    assert latest.drain() == []
