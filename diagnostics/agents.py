@@ -12,10 +12,9 @@
 * ``attribute-charging``: the fleet's session outcomes (one partition) -> charging-fault
   attribution (``diagnostics/attribution.py``, state in ``charging-attribution``, same rules)
   -> ``charger_fault`` / ``charging_inlet_fault`` alert upserts.
-* ``latest-vehicle`` / ``latest-charger``: newest value per signal into the database for
-  the API's vehicle view (coalesced per batch, written off the event loop); with each flush
-  the vehicles' daily health indicators (``diagnostics/daily.py``) and the chargers'
-  charging sessions (``diagnostics/charging.py``).
+* not an agent: the view writer (``diagnostics/view_writer.py``), a child process with its
+  own consumer group, writes the newest value per signal for the API's views, the daily
+  health indicators, the charging sessions and the OTA reports.
 * ``charger-silence``: charger record batches -> charger silence (``charger_silent``; state,
   sweep clocks and positions in the changelogged table ``charger-silence``, same delivery
   order and catch-up as ``diagnose``). Vehicle silence runs inside ``diagnose``: its sweeps
@@ -44,23 +43,20 @@ from typing import Any
 import faust
 import orjson
 
-from api import views
 from api.store import Store
 from diagnostics.attribution import ChargingAttribution
 from diagnostics.charger_pipeline import ChargerPipeline
 from diagnostics.charger_silence import ChargerSilence
 from diagnostics.checkpoint import CheckpointedTable
-from diagnostics.daily import DailyIndicators
 from diagnostics.pipeline import (
-    LatestValues,
     VehiclePipeline,
     catch_up_from,
     position_key,
 )
+from diagnostics.view_writer import ViewConfig, ViewWriter
+from diagnostics.view_writer import decode as _decode
 from ingest import service_metrics, topics
-from ingest.contract import decode_batch
 from ingest.kafka import read_range
-from ota import store as ota_store
 from ownercare.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -138,25 +134,28 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         await consume_with_catch_up(stream, silence_table, settings.kafka_bootstrap,
                                     topics.CHARGERS, apply_charger, "charger")
 
-    # The vehicles' daily health indicators ride on the latest-values flush; the rest clock
-    # of each vehicle (12 V resting voltage) lives here across flushes.
-    daily = DailyIndicators()
-
     _install_charger_agents(app, settings, chargers, alerts, stats)
 
-    @app.agent(vehicles, name="latest-vehicle")
-    async def store_latest_vehicle(stream: faust.StreamT[bytes]) -> None:
-        # One coalesced write per flush interval; the buffered records are acknowledged only
-        # after it, so a crash replays them instead of losing the view's updates.
-        async for raws in stream.take(LATEST_TAKE_MAX, within=settings.latest_flush_s):
-            # Decoding and merging a few seconds of a fleet takes a while: off the event loop,
-            # so the detectors keep their pace meanwhile.
-            await asyncio.to_thread(_write_latest, store, raws, daily)
+    # Latest values, daily indicators, charging sessions and OTA reports: written by a child
+    # process with a Kafka consumer of its own (``diagnostics/view_writer.py``), so a flush
+    # never holds the detectors' GIL nor keeps the interval's records in this process.
+    writer = ViewWriter(ViewConfig(
+        kafka_bootstrap=settings.kafka_bootstrap, group_id=f"{settings.worker_app_id}-views",
+        database_url=store.url, case_sla_hours=store.case_sla_hours,
+        flush_s=settings.latest_flush_s, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        log_level=settings.log_level))
 
-    @app.agent(chargers, name="latest-charger")
-    async def store_latest_charger(stream: faust.StreamT[bytes]) -> None:
-        async for raws in stream.take(LATEST_TAKE_MAX, within=settings.latest_flush_s):
-            await asyncio.to_thread(_write_latest, store, raws, None, True)
+    @app.task  # type: ignore[untyped-decorator]
+    async def start_view_writer() -> None:
+        writer.start()
+
+    @app.timer(VIEW_WRITER_CHECK_S)  # type: ignore[untyped-decorator]
+    async def check_view_writer() -> None:
+        writer.ensure_running()
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_view_writer(_app: Any, **_kwargs: Any) -> None:
+        await asyncio.to_thread(writer.stop)
 
     @app.agent(alerts, name="alert-sink")
     async def alert_sink(stream: faust.StreamT[bytes]) -> None:
@@ -187,7 +186,8 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
 
     @app.page("/ownercare/stats/")
     async def stats_page(web: Any, _request: Any) -> Any:
-        return web.json(stats.snapshot(table, pipeline))
+        # The view writer's pid: ``ownercare bench`` counts its CPU and memory as the worker's.
+        return web.json({**stats.snapshot(table, pipeline), "view_writer_pid": writer.pid})
 
     return app
 
@@ -325,7 +325,7 @@ def limit_fetch_wait(max_wait_ms: int) -> None:
 
 
 STATS_EVERY_S = 30.0
-LATEST_TAKE_MAX = 5000  # Kafka records (bridge batches) per latest-values flush, at most
+VIEW_WRITER_CHECK_S = 5.0  # how often the worker checks that its view writer is alive
 STATE_SAMPLE = 256  # vehicles whose serialised state is measured for the average
 
 
@@ -403,44 +403,6 @@ def metrics_samples(snapshot: dict[str, Any]) -> list[service_metrics.Sample]:
         sample("worker_last_event_timestamp_seconds", snapshot["last_event_ts"] / 1000,
                "gauge", help="newest event time processed (time() minus this = event lag)"),
     ]
-
-
-def _decode(raw: bytes) -> list[dict[str, Any]]:
-    try:
-        return decode_batch(raw)
-    except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-        # Only the bridge writes these topics; a bad record is a bug or a foreign producer.
-        log.error("record_batch_undecodable error=%s bytes=%s", exc, len(raw))
-        return []
-
-
-def _write_latest(store: Store, raws: list[bytes], daily: DailyIndicators | None = None,
-                  sessions: bool = False) -> None:
-    """One flush: latest values, then (vehicles) the daily indicators or (chargers) the
-    charging sessions, each as one more statement per flush."""
-    latest = LatestValues()
-    charger_records: list[dict[str, Any]] = []
-    ota_reports: list[dict[str, Any]] = []
-    for raw in raws:
-        records = _decode(raw)
-        latest.add(records)
-        ota_reports += [r for r in records if r["kind"] == "vehicle_ota_status"]
-        if daily is not None:
-            daily.add(records)
-        if sessions:
-            charger_records.extend(records)
-    rows = latest.drain()
-    # Drained before any write: a failed write must not leave this flush's readings pending
-    # in memory, to be counted again with the redelivered records.
-    daily_rows = daily.drain() if daily is not None else []
-    if rows:
-        store.upsert_signals(rows)
-    if daily_rows:
-        views.upsert_daily_indicators(store, daily_rows)
-    if charger_records:
-        views.track_charging_sessions(store, charger_records)
-    if ota_reports:
-        ota_store.apply_reports(store, ota_reports)
 
 
 def _persist_alerts(store: Store, raws: list[bytes]) -> None:

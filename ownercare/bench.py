@@ -250,7 +250,7 @@ class Bench:
                 assert self.stack is not None
                 self.stack.check_children()
                 stats = self.worker_stats()
-                if stats and stats["records"] > 0:
+                if stats and stats["records"] > 0 and stats.get("view_writer_pid"):
                     return stats
                 seq += 1
                 now = int(time.time() * 1000)
@@ -287,6 +287,7 @@ class Bench:
         pids = {"broker": self.broker.pid, "tansu": self.stack.tansu.pid if self.stack.tansu
                 else None, **{c.name: c.proc.pid for c in self.stack.children}}
         baseline = self.worker_stats() or {"records": 0}
+        pids["views"] = baseline.get("view_writer_pid")  # the worker's child process
         threading.Thread(target=self.watch_alerts, daemon=True).start()
         time.sleep(1.0)  # let the SSE stream open at the current end of the change log
         parts = a.publishers

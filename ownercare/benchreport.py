@@ -100,7 +100,10 @@ def summarise(
             for name in last.cpu_s
         },
         "peak_rss_mib": {name: round(v / 2**20, 1) for name, v in peak_rss.items()},
-        "worker_peak_rss_mib": round(peak_rss.get("worker", 0) / 2**20, 1),
+        # The worker's processes: the detectors and their view writer (``views``).
+        "worker_peak_rss_mib": round(max(
+            s.rss_bytes.get("worker", 0) + s.rss_bytes.get("views", 0) for s in measured)
+            / 2**20, 1),
         "state_bytes_per_vehicle": {
             "mean": worker_stats.get("state_bytes_mean"),
             "max": worker_stats.get("state_bytes_max"),

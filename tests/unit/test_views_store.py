@@ -246,20 +246,26 @@ def test_fleet_overview(store: Store) -> None:
 # ---------------------------------------------------------------------------- the worker's flush
 
 
-def test_the_latest_values_flush_writes_indicators_and_sessions(store: Store) -> None:
-    """The worker's flush function (no brokers): vehicle batches give latest values and daily
-    indicators, charger batches latest values and charging sessions."""
-    from diagnostics.agents import _write_latest
+def test_the_view_writers_batch_writes_indicators_and_sessions(store: Store) -> None:
+    """The view writer's merge and write (no brokers): vehicle batches give latest values,
+    daily indicators and OTA reports; charger batches latest values and charging sessions."""
+    from diagnostics.view_writer import ViewBatch
+    from ingest import topics
     from ingest.contract import encode_batch
 
     daily = DailyIndicators()
-    vehicle_raws = [encode_batch([tele(T0 + 1, **{FL: 250.0})]),
-                    encode_batch([tele(T0 + 2, **{FL: 240.0})])]
-    _write_latest(store, vehicle_raws, daily)
+    batch = ViewBatch(daily)
+    batch.add(topics.VEHICLES, encode_batch([tele(T0 + 1, **{FL: 250.0})]))
+    batch.add(topics.VEHICLES, encode_batch([tele(T0 + 2, **{FL: 240.0})]))
+    batch.add(topics.VEHICLES, b"not a batch")  # logged and skipped, the rest is written
+    batch.write(store)
     assert stored_daily(store)[(VIN, "2026-01-01", "tire_pressure_row1_left_kpa")][:3] == (
         2, 240.0, 250.0)
-    assert store.vehicle(VIN) is not None
-    _write_latest(store, [encode_batch(normal_session(Charger(), T0))], None, True)
+    signals = {s["path"]: s for s in store.vehicle(VIN)["signals"]}  # type: ignore[index]
+    assert (signals[FL]["value"], signals[FL]["ts"]) == (240.0, T0 + 2)
+    batch = ViewBatch(daily)
+    batch.add(topics.CHARGERS, encode_batch(normal_session(Charger(), T0)))
+    batch.write(store)
     (session,) = sessions(store).values()
     assert (session["end_status"], session["energy_wh"]) == ("Finishing", 3000.0)
     assert views.charger_detail(store, "CP-0001") is not None
