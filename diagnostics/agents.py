@@ -140,7 +140,8 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     # process with a Kafka consumer of its own (``diagnostics/view_writer.py``), so a flush
     # never holds the detectors' GIL nor keeps the interval's records in this process.
     writer = ViewWriter(ViewConfig(
-        kafka_bootstrap=settings.kafka_bootstrap, group_id=f"{settings.worker_app_id}-views",
+        kafka_bootstrap=settings.kafka_bootstrap,
+        group_id=topics.views_group(settings.worker_app_id),
         database_url=store.url, case_sla_hours=store.case_sla_hours,
         flush_s=settings.latest_flush_s, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         log_level=settings.log_level))
