@@ -133,3 +133,42 @@ def test_the_worker_replaces_a_dead_view_writer_and_stops_it(kafka_url: str,
         writer.stop()
     assert process.exitcode == 0  # SIGTERM: it wrote, committed and left, not killed
     assert writer.pid is None
+
+
+def test_a_new_group_starts_where_the_workers_group_committed(kafka_url: str,
+                                                              tmp_path: Path) -> None:
+    """Upgrading from a worker that wrote the views itself: the view writer's first start
+    takes over at the worker group's commit, not at the topic's start."""
+    config = _config(kafka_url, tmp_path)
+    worker_group = f"worker-{uuid.uuid4().hex[:8]}"
+    config = ViewConfig(**{**config.__dict__, "start_from_group": worker_group})
+    store = Store(config.database_url)
+
+    async def scenario() -> None:
+        await ensure_topics(config.kafka_bootstrap, 1,
+                            (config.vehicle_topic, config.charger_topic))
+        await _produce(config, config.vehicle_topic,
+                       [encode_batch([tele(T0 + i, **{FL: 250.0 - i})]) for i in range(4)])
+        committer = AIOKafkaConsumer(bootstrap_servers=config.kafka_bootstrap,
+                                     group_id=worker_group, enable_auto_commit=False)
+        await committer.start()
+        try:
+            tp = TopicPartition(config.vehicle_topic, 0)
+            committer.assign([tp])
+            await committer.commit({tp: 2})  # the old worker had written records 0 and 1
+        finally:
+            await committer.stop()
+        stopping = asyncio.Event()
+        task = asyncio.create_task(consume(config, stopping))
+        while await _committed(config, config.vehicle_topic) != 4:
+            assert not task.done(), task
+            await asyncio.sleep(0.1)
+        stopping.set()
+        await task
+
+    asyncio.run(scenario())
+    assert _fl(store) == (247.0, T0 + 3)
+    # Only records 2 and 3 were read: 248 and 247 kPa, nothing of the worker's share.
+    from tests.unit.test_views_store import stored_daily
+    assert stored_daily(store)[(VIN, "2026-01-01", "tire_pressure_row1_left_kpa")][:3] == (
+        2, 247.0, 248.0)
