@@ -142,7 +142,6 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     writer = ViewWriter(ViewConfig(
         kafka_bootstrap=settings.kafka_bootstrap,
         group_id=topics.views_group(settings.worker_app_id),
-        start_from_group=settings.worker_app_id,
         database_url=store.url, case_sla_hours=store.case_sla_hours,
         flush_s=settings.latest_flush_s, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         log_level=settings.log_level))

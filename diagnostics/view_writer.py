@@ -42,8 +42,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from api import views
 from api.store import Store
 from diagnostics.daily import DailyIndicators
@@ -71,11 +69,6 @@ class ViewConfig:
     log_level: str = "INFO"
     vehicle_topic: str = topics.VEHICLES
     charger_topic: str = topics.CHARGERS
-    # Where a partition this group never committed starts: this group's committed offset if
-    # it has one (the worker's Faust group), else the topic's start. So a deployment whose
-    # worker wrote the views itself (before this process existed) neither rereads its history
-    # (daily aggregates would count it twice) nor skips what its worker had not written yet.
-    start_from_group: str | None = None
 
 
 class ViewWriter:
@@ -173,38 +166,6 @@ def decode(raw: bytes) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------- the child process
 
 
-async def start_where_the_worker_was(config: ViewConfig) -> None:
-    """Commit, for this group, ``config.start_from_group``'s offset of every partition this
-    group never committed (see ``ViewConfig.start_from_group``). Done before joining the group
-    (a commit without joining): a seek at assignment would race the first fetch."""
-    if config.start_from_group is None:
-        return
-    mine = AIOKafkaConsumer(bootstrap_servers=config.kafka_bootstrap,
-                            group_id=config.group_id, enable_auto_commit=False)
-    theirs = AIOKafkaConsumer(bootstrap_servers=config.kafka_bootstrap,
-                              group_id=config.start_from_group, enable_auto_commit=False)
-    await mine.start()
-    await theirs.start()
-    try:
-        await mine.topics()  # metadata of every topic
-        seeds: dict[TopicPartition, int] = {}
-        for topic in (config.vehicle_topic, config.charger_topic):
-            for partition in sorted(mine.partitions_for_topic(topic) or ()):
-                tp = TopicPartition(topic, partition)
-                if await mine.committed(tp) is None:
-                    offset = await theirs.committed(tp)
-                    if offset is not None:
-                        seeds[tp] = offset
-        if seeds:
-            mine.assign(list(seeds))  # manual assignment: commits without joining the group
-            await mine.commit(seeds)
-            log.info("view_writer_starts_where_the_worker_was group=%s partitions=%s",
-                     config.start_from_group, len(seeds))
-    finally:
-        await theirs.stop()
-        await mine.stop()
-
-
 def run_child(config: ViewConfig, parent: int) -> None:  # pragma: no cover - child process
     logging.basicConfig(level=config.log_level,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -226,6 +187,7 @@ def _exit_with(parent: int) -> None:  # pragma: no cover - child process
 async def consume(config: ViewConfig, stopping: asyncio.Event | None = None) -> None:
     """Read both telemetry topics and write the views every ``flush_s`` until SIGTERM (or
     ``stopping``), then write what is merged, commit and leave the group."""
+    from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import CommitFailedError, KafkaError
 
     loop = asyncio.get_running_loop()
@@ -234,7 +196,6 @@ async def consume(config: ViewConfig, stopping: asyncio.Event | None = None) -> 
         loop.add_signal_handler(signal.SIGTERM, stopping.set)
     store = Store(config.database_url, case_sla_hours=config.case_sla_hours)
     daily = DailyIndicators()
-    await start_where_the_worker_was(config)
     consumer = AIOKafkaConsumer(
         config.vehicle_topic, config.charger_topic,
         bootstrap_servers=config.kafka_bootstrap, group_id=config.group_id,
