@@ -3,9 +3,8 @@
 * the bridge's and the worker's counters (ingest, dead letters by reason, detector records),
   read back from the ``ownercare.service-metrics`` topic each process reports to
   (see ``ingest.service_metrics``), labelled with service and instance;
-* the consumer lag of the worker's groups (its detectors, and ``<group>-views``: its view
-  writer) per topic and partition, asked of Kafka at scrape time (so it shows a stalled or
-  dead worker, which could not report it itself);
+* the worker's consumer lag per topic and partition, asked of Kafka at scrape time (so it
+  shows a stalled or dead worker, which could not report it itself);
 * what the database knows: alerts by type, severity and status.
 """
 
@@ -15,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -128,10 +127,10 @@ class Snapshot(Collector):
     """One scrape's figures, gathered beforehand (collect() itself must not block)."""
 
     def __init__(self, reports: list[service_metrics.Report],
-                 lag: Mapping[str, Mapping[tuple[str, int], int]] | None,
+                 lag: dict[tuple[str, int], int] | None, group: str,
                  alert_rows: list[tuple[str, str, str, int]], now_s: float,
                  extra: list[Metric] | None = None) -> None:
-        self.reports, self.lag = reports, lag  # lag: group -> (topic, partition) -> records
+        self.reports, self.lag, self.group = reports, lag, group
         self.alert_rows, self.now_s, self.extra = alert_rows, now_s, extra or []
 
     def collect(self) -> Iterator[Metric]:
@@ -160,12 +159,10 @@ class Snapshot(Collector):
         up.add_metric([], 0.0 if self.lag is None else 1.0)
         yield up
         lag = GaugeMetricFamily(PREFIX + "consumer_lag_records",
-                                "records not yet processed by a consumer group of the worker "
-                                "(its detectors; <group>-views: its view writer)",
+                                "records not yet processed by the worker's consumer group",
                                 labels=["group", "topic", "partition"])
-        for group, per_partition in sorted((self.lag or {}).items()):
-            for (topic, partition), n in sorted(per_partition.items()):
-                lag.add_metric([group, topic, str(partition)], n)
+        for (topic, partition), n in sorted((self.lag or {}).items()):
+            lag.add_metric([self.group, topic, str(partition)], n)
         yield lag
         alert_family = GaugeMetricFamily(PREFIX + "alerts", "alerts in the database",
                                          labels=["type", "severity", "status"])

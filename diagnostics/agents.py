@@ -12,9 +12,10 @@
 * ``attribute-charging``: the fleet's session outcomes (one partition) -> charging-fault
   attribution (``diagnostics/attribution.py``, state in ``charging-attribution``, same rules)
   -> ``charger_fault`` / ``charging_inlet_fault`` alert upserts.
-* not an agent: the view writer (``diagnostics/view_writer.py``), a child process with its
-  own consumer group, writes the newest value per signal for the API's views, the daily
-  health indicators, the charging sessions and the OTA reports.
+* not an agent: the view writer (``diagnostics/view_writer.py``), a child process that gets
+  the records ``diagnose`` and ``charger-silence`` process and writes the newest value per
+  signal for the API's views, the daily health indicators, the charging sessions and the OTA
+  reports; those agents' checkpoints wait for its writes.
 * ``charger-silence``: charger record batches -> charger silence (``charger_silent``; state,
   sweep clocks and positions in the changelogged table ``charger-silence``, same delivery
   order and catch-up as ``diagnose``). Vehicle silence runs inside ``diagnose``: its sweeps
@@ -33,6 +34,7 @@ Progress counters (records, newest event time processed, detector state size) ar
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -47,13 +49,13 @@ from api.store import Store
 from diagnostics.attribution import ChargingAttribution
 from diagnostics.charger_pipeline import ChargerPipeline
 from diagnostics.charger_silence import ChargerSilence
-from diagnostics.checkpoint import CheckpointedTable
+from diagnostics.checkpoint import CheckpointedTable, PositionCap
 from diagnostics.pipeline import (
     VehiclePipeline,
     catch_up_from,
     position_key,
 )
-from diagnostics.view_writer import ViewConfig, ViewWriter
+from diagnostics.view_writer import SHIP_EVERY_S, ViewConfig, ViewWriter
 from diagnostics.view_writer import decode as _decode
 from ingest import service_metrics, topics
 from ingest.kafka import read_range
@@ -103,8 +105,17 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     )
     pipeline = VehiclePipeline()
     charger_silence = ChargerSilence()
-    vehicle_states = checkpointed(app, table, topics.VEHICLES, settings)
-    silence_states = checkpointed(app, silence_table, topics.CHARGERS, settings)
+    # Latest values, daily indicators, charging sessions and OTA reports: the records these
+    # two agents process go to a child process that writes them (``diagnostics/view_writer.py``);
+    # their tables never checkpoint a position beyond what it has written.
+    writer = ViewWriter(
+        ViewConfig(store.url, store.case_sla_hours, settings.latest_flush_s),
+        lambda topic, partition, start, end: read_range(settings.kafka_bootstrap, topic,
+                                                        partition, start, end))
+    vehicle_states = checkpointed(app, table, topics.VEHICLES, settings,
+                                  cap=functools.partial(writer.durable, topics.VEHICLES))
+    silence_states = checkpointed(app, silence_table, topics.CHARGERS, settings,
+                                  cap=functools.partial(writer.durable, topics.CHARGERS))
     stats = WorkerStats()
 
     deliver = alert_sender(alerts, stats)
@@ -112,6 +123,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     async def apply(partition: int, offset: int, raw: bytes) -> None:
         records = _decode(raw)
         stats.count(records)
+        writer.add(topics.VEHICLES, partition, offset, raw)
         new_alerts, writes = pipeline.process_source(table, partition, offset, records)
         await deliver(new_alerts)
         # Changed vehicle states, the sweep clock, then the partition's position: in memory
@@ -119,6 +131,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         stats.state_writes += vehicle_states.write(partition, writes)
 
     async def apply_charger(partition: int, offset: int, raw: bytes) -> None:
+        writer.add(topics.CHARGERS, partition, offset, raw)
         new_alerts, writes = charger_silence.process_source(silence_table, partition, offset,
                                                             _decode(raw))
         await deliver(new_alerts)
@@ -136,27 +149,23 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
 
     _install_charger_agents(app, settings, chargers, alerts, stats)
 
-    # Latest values, daily indicators, charging sessions and OTA reports: written by a child
-    # process with a Kafka consumer of its own (``diagnostics/view_writer.py``), so a flush
-    # never holds the detectors' GIL nor keeps the interval's records in this process.
-    writer = ViewWriter(ViewConfig(
-        kafka_bootstrap=settings.kafka_bootstrap,
-        group_id=topics.views_group(settings.worker_app_id),
-        database_url=store.url, case_sla_hours=store.case_sla_hours,
-        flush_s=settings.latest_flush_s, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        log_level=settings.log_level))
+    @app.timer(SHIP_EVERY_S)  # type: ignore[untyped-decorator]
+    async def ship_views() -> None:
+        await writer.ship()
+
+    @app.timer(settings.latest_flush_s)  # type: ignore[untyped-decorator]
+    async def flush_views() -> None:
+        await writer.flush()
 
     @app.task  # type: ignore[untyped-decorator]
     async def start_view_writer() -> None:
-        writer.start()
-
-    @app.timer(VIEW_WRITER_CHECK_S)  # type: ignore[untyped-decorator]
-    async def check_view_writer() -> None:
-        writer.ensure_running()
+        await writer.start()  # a database it cannot open shows now, not at the first flush
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_view_writer(_app: Any, **_kwargs: Any) -> None:
-        await asyncio.to_thread(writer.stop)
+        # The agents have stopped: what they processed is written, then the child ends.
+        await writer.flush()
+        await asyncio.to_thread(writer.close)
 
     @app.agent(alerts, name="alert-sink")
     async def alert_sink(stream: faust.StreamT[bytes]) -> None:
@@ -249,11 +258,11 @@ def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: 
 Apply = Callable[[int, int, bytes], Awaitable[None]]
 
 
-def checkpointed(app: faust.App, table: Any, source_topic: str, settings: WorkerSettings
-                 ) -> CheckpointedTable:
+def checkpointed(app: faust.App, table: Any, source_topic: str, settings: WorkerSettings,
+                 cap: PositionCap | None = None) -> CheckpointedTable:
     """``table`` written at checkpoints (``diagnostics/checkpoint.py``), per partition of
     ``source_topic``; what was staged for a partition this worker loses is dropped."""
-    states = CheckpointedTable(table, settings.state_checkpoint_s, time.monotonic)
+    states = CheckpointedTable(table, settings.state_checkpoint_s, time.monotonic, cap)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(_app: Any, revoked: Any, **_kwargs: Any) -> None:
@@ -326,7 +335,6 @@ def limit_fetch_wait(max_wait_ms: int) -> None:
 
 
 STATS_EVERY_S = 30.0
-VIEW_WRITER_CHECK_S = 5.0  # how often the worker checks that its view writer is alive
 STATE_SAMPLE = 256  # vehicles whose serialised state is measured for the average
 
 

@@ -83,16 +83,29 @@ def _write_rank(key: str) -> int:
     return 1 if key.startswith("#") else 0
 
 
+PositionCap = Callable[[int], "int | None"]
+
+
 class CheckpointedTable:
     """A Faust table whose writes reach the changelog at checkpoints (see the module doc).
 
     ``write`` must be called while the agent processes a record of ``partition``: Faust sends
     a table's changelog records to the partition of the event being processed.
+
+    ``cap``: the partition's last offset whose effects *outside* the table are durable too
+    (None: none yet), for an agent whose records also feed something written elsewhere (the
+    view writer). The changelog's position never passes it, so a restart replays whatever the
+    outside effects may lack; the detectors drop the replayed records they already hold
+    (``VehiclePipeline`` by seq/ts). The in-memory position is not capped: it says what the
+    detectors hold. With no capped position to write yet, the checkpoint leaves the
+    changelog's position where it was and writes it next time.
     """
 
-    def __init__(self, table: Any, every_s: float, clock: Callable[[], float]) -> None:
+    def __init__(self, table: Any, every_s: float, clock: Callable[[], float],
+                 cap: PositionCap | None = None) -> None:
         self.table = table
         self.staged = StagedWrites(every_s, clock)
+        self.cap = cap
 
     def write(self, partition: int, writes: Mapping[str, Any]) -> int:
         """Apply ``writes`` in memory now; returns how many changelog records were sent."""
@@ -102,6 +115,20 @@ class CheckpointedTable:
         if not self.staged.stage(partition, writes):
             return 0
         keys = self.staged.take(partition)
+        sent = 0
         for key in keys:
-            self.table[key] = data[key]  # the changelog record (and the same value in memory)
-        return len(keys)
+            value = data[key]
+            if self.cap is not None and key.startswith(POSITION_PREFIX):
+                durable = self.cap(partition)
+                if durable is None:
+                    self.staged.stage(partition, [key])  # nothing durable outside yet
+                    continue
+                if durable < value:
+                    # Faust's ``table[key] = v`` sets memory too: put the true position back.
+                    self.table[key] = durable
+                    data[key] = value
+                    sent += 1
+                    continue
+            self.table[key] = value  # the changelog record (and the same value in memory)
+            sent += 1
+        return sent

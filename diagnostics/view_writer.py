@@ -1,44 +1,47 @@
-"""The view writer: telemetry into the API's views, from a child process of the worker.
+"""The view writer: telemetry into the API's views, in a child process of the worker.
 
 What it writes, once per ``OWNERCARE_LATEST_FLUSH_S`` (coalesced): the latest value per signal
 of every vehicle and charger (``GET /vehicles/{vin}``, ``/chargers/{id}``), the vehicles' daily
 health indicators (``diagnostics/daily.py``), the chargers' charging sessions
 (``diagnostics/charging.py``) and the cars' OTA status reports (``ota/store.py``).
 
-Why a process of its own, with a Kafka consumer of its own
-----------------------------------------------------------
+Why a process
+-------------
 At 10 000 vehicles a flush decodes, merges and upserts about 100 000 messages, roughly a
-second and a half of CPU in one go. As a Faust agent with the write in a thread, it held the
+second and a half of CPU in one go. As a Faust agent with the write in a thread it held the
 detectors' GIL at every flush and set them back by seconds (``ownercare bench --vehicles 10000
---rate 1 --duration 120``: publish->alert p99 4.4 s; 0.98 s with the flush switched off). And
-an agent that acknowledges its records only after the write must hold every record of the
-interval in the worker: with the records shipped to a helper process, the worker's memory grew
-with the interval (920 MiB at 10 s). This process reads the topics itself (consumer group
-``<OWNERCARE_WORKER_APP_ID>-views``), merges each record as it arrives (memory follows the
-fleet's size, not the interval) and runs on the other core.
+--rate 1 --duration 120``: publish->alert p99 4.4 s; 0.98 s with the flush switched off). The
+child has its own interpreter, so decoding, merging and writing run on the other core.
 
-Delivery: at least once. The consumer's offsets are committed only after the write, so a crash
-of either process (or a rebalance) rereads the records since the last flush. Rereading is
-harmless: the upserts keep the newest value per signal, sessions are keyed by their start;
-daily aggregates count a reread reading again (``diagnostics/daily.py``).
+How records get there, and why nothing is lost
+----------------------------------------------
+The detecting agents (``diagnose`` for vehicles, ``charger-silence`` for chargers) hand each
+Kafka record's raw bytes to ``add`` as they process it; every ``SHIP_EVERY_S`` the bytes
+gathered go to the child, which decodes and merges them at once (memory follows the fleet's
+size, not the interval), and every ``flush_s`` the child writes. The worker holds no records
+for the interval, and the records come from the detectors' own consumer (a second consumer of
+the topics doubled the embedded broker's work: at 10 000 vehicles Tansu went from 0.2 to 0.55
+of a core over 5 minutes and the pipeline fell behind).
 
-Lifecycle: the worker starts this process with its agents, checks every few seconds that it is
-alive (a dead one is logged and started again) and stops it on shutdown: the process then
-writes what it has merged, commits and leaves its group. If the worker is killed outright, this
-process notices within a second and exits without writing (its records are reread).
+Delivery is at least once through the detectors' checkpoints: ``durable(topic, partition)`` is
+the last offset whose view effects are written, and the agents' tables never checkpoint a
+position beyond it (``CheckpointedTable(cap=...)``). A restarted worker replays from that
+position; the views get the records again (upserts keep the newest value, sessions and OTA
+reports are idempotent, daily aggregates count a replayed reading again, see
+``diagnostics/daily.py``) and the detectors drop those they already hold. If the child dies,
+a new one starts and the worker reads the records since the last durable offsets back from
+Kafka into it (as the detectors' catch-up does), so a lost child loses nothing either.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import os
-import signal
-import threading
-import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,65 +55,113 @@ from ota import store as ota_store
 
 log = logging.getLogger(__name__)
 
-PARENT_CHECK_S = 1.0  # how often the child looks whether the worker is still there
-STOP_TIMEOUT_S = 30.0  # a final flush at 10 000 vehicles takes a few seconds
+SHIP_EVERY_S = 0.5  # how often gathered records go to the child (bytes; a pipe write)
+ReadRange = Callable[[str, int, int, int], AsyncIterator[tuple[int, bytes]]]
 
 
 @dataclass(frozen=True)
 class ViewConfig:
     """What the child needs (plain values: it is pickled into a spawned process)."""
 
-    kafka_bootstrap: str
-    group_id: str
     database_url: str
     case_sla_hours: Mapping[str, float] = field(default_factory=dict)
     flush_s: float = 10.0
-    fetch_max_wait_ms: int = 100
-    log_level: str = "INFO"
-    vehicle_topic: str = topics.VEHICLES
-    charger_topic: str = topics.CHARGERS
+    vehicle_topic: str = topics.VEHICLES  # any other topic's records are the chargers'
 
 
 class ViewWriter:
-    """The worker's handle on the view writer process."""
+    """The worker's side: gathers raw records, ships them, asks for writes, tracks what is
+    durable. Runs on the worker's event loop; the child is one ``ProcessPoolExecutor`` worker
+    (tasks run one at a time, in the order they were sent)."""
 
-    def __init__(self, config: ViewConfig) -> None:
+    def __init__(self, config: ViewConfig, read_range: ReadRange) -> None:
         self.config = config
-        self._process: Any = None
+        self.read_range = read_range  # (topic, partition, start, end) -> (offset, raw)...
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = asyncio.Lock()
+        self._gathered: list[tuple[str, bytes]] = []
+        self._added: dict[tuple[str, int], int] = {}  # newest offset given to add()
+        self._shipped: dict[tuple[str, int], int] = {}  # newest offset sent to the child
+        self._durable: dict[tuple[str, int], int] = {}  # newest offset written by the child
+        self.pid: int | None = None
         self.restarts = 0
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+    def add(self, topic: str, partition: int, offset: int, raw: bytes) -> None:
+        """A record the agent just processed (cheap: kept until the next ship)."""
+        self._gathered.append((topic, raw))
+        key = (topic, partition)
+        if offset > self._added.get(key, -1):
+            self._added[key] = offset
 
-    def start(self) -> None:
-        # spawn, not fork: the worker has threads (Kafka client, executors), and a forked copy
-        # of their locks can deadlock the child.
-        context = multiprocessing.get_context("spawn")
-        self._process = context.Process(target=run_child, args=(self.config, os.getpid()),
-                                        name="ownercare-views", daemon=False)
-        self._process.start()
-        log.info("view_writer_started pid=%s group=%s", self._process.pid, self.config.group_id)
+    def durable(self, topic: str, partition: int) -> int | None:
+        return self._durable.get((topic, partition))
 
-    def ensure_running(self) -> None:
-        """Start the process again if it died (its unwritten records are reread)."""
-        if self._process is not None and not self._process.is_alive():
-            log.error("view_writer_died pid=%s exitcode=%s: starting a new one",
-                      self._process.pid, self._process.exitcode)
-            self.restarts += 1
-            self.start()
+    async def start(self) -> None:
+        async with self._lock:
+            self.pid = await self._run(os.getpid)
 
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Ask the process to write, commit and leave (SIGTERM); kill it after ``timeout_s``."""
-        process, self._process = self._process, None
-        if process is None or not process.is_alive():
+    async def ship(self) -> None:
+        """Send what was gathered to the child (it merges it at once)."""
+        async with self._lock:
+            await self._ship()
+
+    async def flush(self) -> None:
+        """Ship, then have the child write; what was shipped before is durable after."""
+        async with self._lock:
+            await self._ship()
+            shipped = dict(self._shipped)
+            await self._run(_child_write)
+            self._durable.update(shipped)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    async def _ship(self) -> None:
+        if not self._gathered:
             return
-        process.terminate()
-        process.join(timeout_s)
-        if process.is_alive():
-            log.error("view_writer_stop_timeout pid=%s: killed", process.pid)
-            process.kill()
-            process.join()
+        chunk, self._gathered = self._gathered, []
+        added = dict(self._added)
+        await self._run(_child_add, chunk)
+        self._shipped.update(added)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._started(), fn, *args)
+        except BrokenProcessPool:
+            # The child died (killed, out of memory) with what it had merged: a new one gets
+            # every record since the last write back from Kafka, then this call again.
+            log.error("view_writer_died pid=%s: starting a new one and rereading", self.pid)
+            self._pool = None
+            self.restarts += 1
+            self.pid = await loop.run_in_executor(self._started(), os.getpid)
+            await self._reread()
+            return await loop.run_in_executor(self._started(), fn, *args)
+
+    async def _reread(self) -> None:
+        loop = asyncio.get_running_loop()
+        pool = self._started()
+        for (topic, partition), last in sorted(self._shipped.items()):
+            start = self._durable.get((topic, partition), -1) + 1
+            chunk: list[tuple[str, bytes]] = []
+            async for _offset, raw in self.read_range(topic, partition, start, last + 1):
+                chunk.append((topic, raw))
+                if len(chunk) >= 1000:
+                    await loop.run_in_executor(pool, _child_add, chunk)
+                    chunk = []
+            if chunk:
+                await loop.run_in_executor(pool, _child_add, chunk)
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the worker has threads (Kafka client, executors), and a forked
+            # copy of their locks can deadlock the child.
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_child_start, initargs=(self.config,))
+        return self._pool
 
 
 # ------------------------------------------------------------------------- the merging
@@ -163,67 +214,33 @@ def decode(raw: bytes) -> list[dict[str, Any]]:
         return []
 
 
-# ------------------------------------------------------------------------- the child process
+# ------------------------------------------------------------------------- in the child
+
+_store: Store | None = None
+_batch: ViewBatch | None = None
 
 
-def run_child(config: ViewConfig, parent: int) -> None:  # pragma: no cover - child process
-    logging.basicConfig(level=config.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # Ctrl-C reaches the whole process group: the worker stops first and then stops this
-    # process (SIGTERM), so a flush is finished and committed, not interrupted.
+def _child_start(config: ViewConfig) -> None:  # pragma: no cover - runs in the child
+    global _store, _batch
+    import signal
+
+    # Ctrl-C reaches the whole process group: the worker stops first and then shuts this
+    # process down, so a write in progress is finished, not interrupted.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True,
-                     name="views-parent-watch").start()
-    asyncio.run(consume(config))
+    _store = Store(config.database_url, case_sla_hours=config.case_sla_hours)
+    _batch = ViewBatch(DailyIndicators(), config.vehicle_topic)
 
 
-def _exit_with(parent: int) -> None:  # pragma: no cover - child process
-    """A worker killed outright never stops this process: do not outlive it."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_S)
-    os._exit(0)
+def _child_add(chunk: list[tuple[str, bytes]]) -> int:  # pragma: no cover - child
+    assert _batch is not None, "the child was not started"
+    for topic, raw in chunk:
+        _batch.add(topic, raw)
+    return os.getpid()
 
 
-async def consume(config: ViewConfig, stopping: asyncio.Event | None = None) -> None:
-    """Read both telemetry topics and write the views every ``flush_s`` until SIGTERM (or
-    ``stopping``), then write what is merged, commit and leave the group."""
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.errors import CommitFailedError, KafkaError
-
-    loop = asyncio.get_running_loop()
-    stopping = stopping or asyncio.Event()
-    with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-        loop.add_signal_handler(signal.SIGTERM, stopping.set)
-    store = Store(config.database_url, case_sla_hours=config.case_sla_hours)
-    daily = DailyIndicators()
-    consumer = AIOKafkaConsumer(
-        config.vehicle_topic, config.charger_topic,
-        bootstrap_servers=config.kafka_bootstrap, group_id=config.group_id,
-        enable_auto_commit=False, auto_offset_reset="earliest",
-        fetch_max_wait_ms=config.fetch_max_wait_ms,
-        # As the worker's Faust consumer: Tansu rebalances slowly when a member vanishes.
-        session_timeout_ms=10_000, heartbeat_interval_ms=1_000)
-    await consumer.start()
-    log.info("view_writer_consuming group=%s flush_s=%s", config.group_id, config.flush_s)
-    try:
-        while not stopping.is_set():
-            batch = ViewBatch(daily, config.vehicle_topic)
-            deadline = loop.time() + config.flush_s
-            while not stopping.is_set() and (left := deadline - loop.time()) > 0:
-                fetched = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) + 1)
-                for tp, messages in fetched.items():
-                    for message in messages:
-                        batch.add(tp.topic, message.value or b"")
-            if batch.kafka_records == 0:
-                continue
-            # Off the event loop, so the consumer keeps its heartbeats while SQL runs.
-            await asyncio.to_thread(batch.write, store)
-            try:
-                await consumer.commit()
-            except (CommitFailedError, KafkaError) as exc:
-                # A rebalance took partitions away mid-flush: their new owner rereads them.
-                log.warning("view_writer_commit_failed error=%r", exc)
-    finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-        store.close()
+def _child_write() -> int:  # pragma: no cover - child
+    global _batch
+    assert _store is not None and _batch is not None, "the child was not started"
+    batch, _batch = _batch, ViewBatch(_batch.daily, _batch.vehicle_topic)
+    batch.write(_store)
+    return os.getpid()

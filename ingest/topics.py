@@ -18,8 +18,3 @@ CHARGING_OUTCOMES: Final = "ownercare.charging-outcomes"
 ALL: Final = (VEHICLES, CHARGERS, DEAD_LETTER, ALERTS, OTA_COMMANDS, SERVICE_METRICS,
               CHARGING_OUTCOMES)
 SINGLE_PARTITION: Final = frozenset({CHARGING_OUTCOMES})
-
-
-def views_group(worker_app_id: str) -> str:
-    """The consumer group of the worker's view writer (``diagnostics/view_writer.py``)."""
-    return f"{worker_app_id}-views"

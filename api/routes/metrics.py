@@ -13,7 +13,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from api.auth import Viewer
 from api.deps import SettingsDep, StoreDep
 from api.metrics import KAFKA_TIMEOUT_S, ServiceReports, Snapshot, alert_counts, consumer_lag
-from ingest import topics
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["metrics"])
@@ -25,25 +24,21 @@ router = APIRouter(tags=["metrics"])
 async def metrics(request: Request, store: StoreDep, settings: SettingsDep,
                   _who: Viewer) -> Response:
     """Ingest and dead-letter counters of every bridge, detector counters of every worker,
-    the consumer lag of the worker's groups (detectors, view writer), alerts by type,
-    severity and status, and webhook deliveries by webhook and state with this replica's
-    failed-attempt counter.
+    the worker group's consumer lag, alerts by type, severity and status, and webhook
+    deliveries by webhook and state with this replica's failed-attempt counter.
 
     Scrape with a key: Prometheus' ``authorization: {credentials: <key>}``.
     """
     reports: ServiceReports = request.app.state.service_reports
-    groups = (settings.worker_app_id, topics.views_group(settings.worker_app_id))
-    lag: dict[str, dict[tuple[str, int], int]] | None
     try:
-        found = await asyncio.wait_for(asyncio.gather(
-            *(consumer_lag(settings.kafka_bootstrap, group) for group in groups)),
-            KAFKA_TIMEOUT_S)
-        lag = dict(zip(groups, found, strict=True))
+        lag: dict[tuple[str, int], int] | None = await asyncio.wait_for(
+            consumer_lag(settings.kafka_bootstrap, settings.worker_app_id), KAFKA_TIMEOUT_S)
     except Exception as exc:  # Kafka away: everything else is still worth serving
         log.warning("metrics_lag_unavailable error=%r", exc)
         lag = None
     rows = await asyncio.to_thread(alert_counts, store)
     webhooks = await asyncio.to_thread(request.app.state.webhook_dispatcher.metrics)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Snapshot(reports.current(), lag, rows, time.time(), extra=webhooks))
+    registry.register(Snapshot(reports.current(), lag, settings.worker_app_id, rows,
+                               time.time(), extra=webhooks))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

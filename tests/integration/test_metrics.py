@@ -25,8 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 async def produce_and_commit(bootstrap: str, group: str, instance: str) -> None:
-    """A bridge's report, 5 vehicle records of which the group has processed 2 and its view
-    writer's group 4."""
+    """A bridge's report, 5 vehicle records of which the group has processed 2."""
     await ensure_topics(bootstrap, 2)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
@@ -40,17 +39,16 @@ async def produce_and_commit(bootstrap: str, group: str, instance: str) -> None:
             await producer.send_and_wait(topics.VEHICLES, b"x%d" % i, partition=1)
     finally:
         await producer.stop()
-    for group_id, behind in ((group, 3), (topics.views_group(group), 1)):
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id,
-                                    enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tp = TopicPartition(topics.VEHICLES, 1)
-            consumer.assign([tp])  # manual assignment: commits without joining the group
-            end = (await consumer.end_offsets([tp]))[tp]
-            await consumer.commit({tp: end - behind})
-        finally:
-            await consumer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topics.VEHICLES, 1)
+        consumer.assign([tp])  # manual assignment: commits without joining the group
+        end = (await consumer.end_offsets([tp]))[tp]
+        await consumer.commit({tp: end - 3})
+    finally:
+        await consumer.stop()
 
 
 def scrape(url: str, headers: dict[str, str]) -> dict[tuple[str, tuple[tuple[str, str], ...]],
@@ -85,9 +83,6 @@ def test_metrics_show_service_reports_lag_and_alerts(kafka_url: str, tmp_path: P
                    (("instance", instance), ("reason", "bad_json"), ("service", "bridge")))] == 5
     assert values[("ownercare_consumer_lag_records", (
         ("group", group), ("partition", "1"), ("topic", topics.VEHICLES)))] == 3
-    assert values[("ownercare_consumer_lag_records", (
-        ("group", topics.views_group(group)), ("partition", "1"),
-        ("topic", topics.VEHICLES)))] == 1
     assert values[("ownercare_kafka_lag_available", ())] == 1
     assert values[("ownercare_alerts", (("severity", "info"), ("status", "open"),
                                         ("type", "weak_12v_battery")))] == 1

@@ -1,5 +1,6 @@
-"""The view writer (``diagnostics/view_writer.py``) against a real Tansu broker and a real
-SQLite file: it writes, commits after writing, and the worker's handle replaces a dead one."""
+"""The view writer (``diagnostics/view_writer.py``): a real spawned child writing a real SQLite
+file; durable offsets only after a write; a killed child replaced and fed again from a real
+Tansu broker."""
 
 from __future__ import annotations
 
@@ -8,46 +9,21 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+import psutil
+from aiokafka import AIOKafkaProducer
 
 from api.store import Store
-from diagnostics.view_writer import ViewConfig, ViewWriter, consume
+from diagnostics.view_writer import ViewConfig, ViewWriter
 from ingest.contract import encode_batch
-from ingest.kafka import ensure_topics
+from ingest.kafka import ensure_topics, read_range
 from tests.integration.helpers import bootstrap_of
 from tests.unit.test_charging import Charger, normal_session
-from tests.unit.test_views_store import FL, T0, VIN, sessions, tele
+from tests.unit.test_views_store import FL, T0, VIN, sessions, stored_daily, tele
 
-
-def _config(kafka_url: str, tmp_path: Path) -> ViewConfig:
-    tag = uuid.uuid4().hex[:8]  # the session's broker is shared: topics and group of our own
-    return ViewConfig(kafka_bootstrap=bootstrap_of(kafka_url), group_id=f"views-{tag}",
-                      database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", flush_s=0.3,
-                      vehicle_topic=f"vehicles-{tag}", charger_topic=f"chargers-{tag}")
-
-
-async def _produce(config: ViewConfig, topic: str, raws: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=config.kafka_bootstrap)
-    await producer.start()
-    try:
-        for raw in raws:
-            await producer.send_and_wait(topic, raw, partition=0)
-    finally:
-        await producer.stop()
-
-
-async def _committed(config: ViewConfig, topic: str) -> int | None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka_bootstrap,
-                                group_id=config.group_id, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return await consumer.committed(TopicPartition(topic, 0))
-    finally:
-        await consumer.stop()
+CHARGERS = "chargers-of-this-test"  # any topic but the vehicle topic is the chargers'
 
 
 def _fl(store: Store) -> tuple[Any, Any] | None:
@@ -56,80 +32,88 @@ def _fl(store: Store) -> tuple[Any, Any] | None:
     return (signals[FL]["value"], signals[FL]["ts"]) if FL in signals else None
 
 
-def _eventually(check: Callable[[], bool], timeout: float = 60.0) -> None:
+def _gone(pid: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "not written in time"
-        time.sleep(0.1)
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return True
+        time.sleep(0.05)
+    return False
 
 
-def test_it_writes_then_commits_and_a_restart_rereads_nothing(kafka_url: str,
-                                                               tmp_path: Path) -> None:
-    config = _config(kafka_url, tmp_path)
-    store = Store(config.database_url)
+def _unreadable(*_args: Any) -> Any:
+    raise AssertionError("nothing should be reread")
+
+
+def test_records_are_durable_only_once_written(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = Store(url)  # the schema, as the worker creates it before its agents start
+    writer = ViewWriter(ViewConfig(url, vehicle_topic="vehicles"), _unreadable)
 
     async def scenario() -> None:
-        await ensure_topics(config.kafka_bootstrap, 1,
-                            (config.vehicle_topic, config.charger_topic))
-        await _produce(config, config.vehicle_topic,
-                       [encode_batch([tele(T0 + 1, **{FL: 250.0})]),
-                        encode_batch([tele(T0 + 2, **{FL: 240.0})])])
-        await _produce(config, config.charger_topic,
-                       [encode_batch(normal_session(Charger(), T0))])
-        stopping = asyncio.Event()
-        task = asyncio.create_task(consume(config, stopping))
-        while _fl(store) is None or not sessions(store):
-            assert not task.done(), task
-            await asyncio.sleep(0.1)
-        stopping.set()
-        await task
-        assert await _committed(config, config.vehicle_topic) == 2
-        assert await _committed(config, config.charger_topic) == 1
-        # A new consumer of the group starts after the committed records: an older reading
-        # published now is the only thing it writes (and the newest-wins upsert ignores it).
-        await _produce(config, config.vehicle_topic,
-                       [encode_batch([tele(T0 + 3, **{FL: 230.0})])])
-        stopping = asyncio.Event()
-        task = asyncio.create_task(consume(config, stopping))
-        while await _committed(config, config.vehicle_topic) != 3:
-            assert not task.done(), task
-            await asyncio.sleep(0.1)
-        stopping.set()
-        await task
+        await writer.start()
+        assert writer.pid not in (None, os.getpid())  # a process of its own
+        writer.add("vehicles", 3, 10, encode_batch([tele(T0 + 1, **{FL: 250.0})]))
+        writer.add("vehicles", 3, 11, encode_batch([tele(T0 + 2, **{FL: 240.0})]))
+        writer.add(CHARGERS, 0, 5, encode_batch(normal_session(Charger(), T0)))
+        await writer.ship()
+        assert writer.durable("vehicles", 3) is None and _fl(store) is None  # merged only
+        writer.add("vehicles", 3, 12, b"not a batch")  # logged and skipped in the child
+        await writer.flush()
+        assert (writer.durable("vehicles", 3), writer.durable(CHARGERS, 0)) == (12, 5)
+        assert writer.durable("vehicles", 0) is None
 
-    asyncio.run(scenario())
-    assert _fl(store) == (230.0, T0 + 3)
+    try:
+        asyncio.run(scenario())
+    finally:
+        writer.close()
+    assert writer.pid is not None and _gone(writer.pid)  # close() ends the child
+    assert _fl(store) == (240.0, T0 + 2)
+    assert stored_daily(store)[(VIN, "2026-01-01", "tire_pressure_row1_left_kpa")][:3] == (
+        2, 240.0, 250.0)
     (session,) = sessions(store).values()
     assert session["end_status"] == "Finishing"
-    # Each reading counted once: nothing was reread after the restart.
-    from tests.unit.test_views_store import stored_daily
-    assert stored_daily(store)[(VIN, "2026-01-01", "tire_pressure_row1_left_kpa")][:3] == (
-        3, 230.0, 250.0)
 
 
-def test_the_worker_replaces_a_dead_view_writer_and_stops_it(kafka_url: str,
-                                                              tmp_path: Path) -> None:
-    config = _config(kafka_url, tmp_path)
-    store = Store(config.database_url)
-    asyncio.run(ensure_topics(config.kafka_bootstrap, 1,
-                              (config.vehicle_topic, config.charger_topic)))
-    writer = ViewWriter(config)
-    writer.start()
-    try:
+def test_a_killed_child_is_replaced_and_fed_again_from_kafka(kafka_url: str,
+                                                            tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = Store(url)
+    bootstrap = bootstrap_of(kafka_url)
+    topic = f"vehicles-{uuid.uuid4().hex[:8]}"
+    raws = [encode_batch([tele(T0 + i, **{FL: 250.0 - i})]) for i in range(4)]
+    writer = ViewWriter(ViewConfig(url, vehicle_topic=topic),
+                        lambda t, p, start, end: read_range(bootstrap, t, p, start, end))
+
+    async def scenario() -> None:
+        await ensure_topics(bootstrap, 1, (topic,))
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            for raw in raws:
+                await producer.send_and_wait(topic, raw, partition=0)
+        finally:
+            await producer.stop()
+        await writer.start()
+        writer.add(topic, 0, 0, raws[0])
+        await writer.flush()  # offset 0 written
+        writer.add(topic, 0, 1, raws[1])
+        writer.add(topic, 0, 2, raws[2])
+        await writer.ship()  # 1 and 2 merged in the child, not written
         first = writer.pid
-        assert first is not None and first != os.getpid()
-        asyncio.run(_produce(config, config.vehicle_topic,
-                             [encode_batch([tele(T0 + 1, **{FL: 250.0})])]))
-        _eventually(lambda: _fl(store) == (250.0, T0 + 1))
+        assert first is not None
         os.kill(first, signal.SIGKILL)
-        _eventually(lambda: not writer._process.is_alive())
-        writer.ensure_running()
+        assert _gone(first)
+        writer.add(topic, 0, 3, raws[3])
+        await writer.flush()  # a new child: 1 and 2 read back from Kafka, then 3
         assert writer.pid not in (None, first) and writer.restarts == 1
-        asyncio.run(_produce(config, config.vehicle_topic,
-                             [encode_batch([tele(T0 + 2, **{FL: 240.0})])]))
-        _eventually(lambda: _fl(store) == (240.0, T0 + 2))
-        process = writer._process
+        assert writer.durable(topic, 0) == 3
+
+    try:
+        asyncio.run(scenario())
     finally:
-        writer.stop()
-    assert process.exitcode == 0  # SIGTERM: it wrote, committed and left, not killed
-    assert writer.pid is None
+        writer.close()
+    assert _fl(store) == (247.0, T0 + 3)
+    # Every reading once: 0 from the first child, 1-3 from the second (1 and 2 reread).
+    assert stored_daily(store)[(VIN, "2026-01-01", "tire_pressure_row1_left_kpa")][:3] == (
+        4, 247.0, 250.0)

@@ -91,3 +91,35 @@ def test_partitions_that_start_together_checkpoint_apart() -> None:
     moments = sorted(due_at.values())
     assert moments[0] == 0.0  # partition 0 at its first record
     assert min(b - a for a, b in itertools.pairwise(moments)) >= 1.0  # never two at once
+
+
+class ChangelogTable:
+    """A Faust table's two faces: ``data`` (memory only) and item assignment (memory and a
+    changelog record, noted here)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, object] = {}
+        self.changelog: list[tuple[str, object]] = []
+
+    def __setitem__(self, key: str, value: object) -> None:
+        self.data[key] = value
+        self.changelog.append((key, value))
+
+
+def test_a_capped_position_never_passes_what_is_durable_outside_the_table() -> None:
+    from diagnostics.checkpoint import CheckpointedTable
+
+    durable: dict[int, int] = {}
+    table = ChangelogTable()
+    states = CheckpointedTable(table, 0.0, Clock(), cap=durable.get)
+    # Nothing durable outside yet: the states go out, the position waits (stays staged).
+    assert states.write(0, {"A": 1, position_key(0): 10}) == 1
+    assert table.changelog == [("A", 1)]
+    durable[0] = 7
+    assert states.write(0, {"B": 2, position_key(0): 11}) == 2
+    assert table.changelog[1:] == [("B", 2), (position_key(0), 7)]
+    # The detectors' own position stays in memory: catch-up and redelivery read it.
+    assert table.data[position_key(0)] == 11
+    durable[0] = 20  # durable beyond the detectors: the detectors' position is the bound
+    assert states.write(0, {position_key(0): 12}) == 1
+    assert table.changelog[-1] == (position_key(0), 12)

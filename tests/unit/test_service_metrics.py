@@ -69,9 +69,8 @@ def test_snapshot_renders_valid_prometheus_text() -> None:
         Report("bridge", "h:2", 11_000, [Sample("bridge_messages_total", 8)]),
     ]
     registry = CollectorRegistry(auto_describe=False)
-    lag = {"ownercare": {("ownercare.vehicles", 0): 12},
-           "ownercare-views": {("ownercare.vehicles", 0): 30}}
-    registry.register(Snapshot(reports, lag, [("dtc", "critical", "open", 2)], now_s=20.0))
+    registry.register(Snapshot(reports, {("ownercare.vehicles", 0): 12}, "ownercare",
+                               [("dtc", "critical", "open", 2)], now_s=20.0))
     text = generate_latest(registry).decode()
     values = {(s.name, tuple(sorted(s.labels.items()))): s.value
               for family in text_string_to_metric_families(text) for s in family.samples}
@@ -87,8 +86,6 @@ def test_snapshot_renders_valid_prometheus_text() -> None:
                    (("instance", "h:1"), ("service", "bridge")))] == 10
     assert values[("ownercare_consumer_lag_records", (
         ("group", "ownercare"), ("partition", "0"), ("topic", "ownercare.vehicles")))] == 12
-    assert values[("ownercare_consumer_lag_records", (
-        ("group", "ownercare-views"), ("partition", "0"), ("topic", "ownercare.vehicles")))] == 30
     assert values[("ownercare_alerts", (("severity", "critical"), ("status", "open"),
                                         ("type", "dtc")))] == 2
     assert values[("ownercare_kafka_lag_available", ())] == 1
