@@ -155,7 +155,10 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
 
     @app.timer(settings.latest_flush_s)  # type: ignore[untyped-decorator]
     async def flush_views() -> None:
-        await writer.flush()
+        try:
+            await writer.flush()
+        except Exception as exc:  # the database away: the records are reread, try again
+            log.warning("view_write_failed error=%r", exc)
 
     @app.task  # type: ignore[untyped-decorator]
     async def start_view_writer() -> None:

@@ -39,6 +39,9 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -56,6 +59,7 @@ from ota import store as ota_store
 log = logging.getLogger(__name__)
 
 SHIP_EVERY_S = 0.5  # how often gathered records go to the child (bytes; a pipe write)
+PARENT_CHECK_S = 1.0  # how often the child looks whether the worker is still there
 ReadRange = Callable[[str, int, int, int], AsyncIterator[tuple[int, bytes]]]
 
 
@@ -110,7 +114,15 @@ class ViewWriter:
         async with self._lock:
             await self._ship()
             shipped = dict(self._shipped)
-            await self._run(_child_write)
+            try:
+                await self._run(_child_write)
+            except BrokenProcessPool:
+                raise
+            except Exception:
+                # The database refused the write (away, locked for too long). The child's
+                # failed batch is gone: read its records back from Kafka for the next flush.
+                await self._reread()
+                raise
             self._durable.update(shipped)
 
     def close(self) -> None:
@@ -160,7 +172,7 @@ class ViewWriter:
             # copy of their locks can deadlock the child.
             self._pool = ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_child_start, initargs=(self.config,))
+                initializer=_child_start, initargs=(self.config, os.getpid()))
         return self._pool
 
 
@@ -220,15 +232,23 @@ _store: Store | None = None
 _batch: ViewBatch | None = None
 
 
-def _child_start(config: ViewConfig) -> None:  # pragma: no cover - runs in the child
+def _child_start(config: ViewConfig, parent: int) -> None:  # pragma: no cover - child
     global _store, _batch
-    import signal
-
     # Ctrl-C reaches the whole process group: the worker stops first and then shuts this
     # process down, so a write in progress is finished, not interrupted.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True,
+                     name="view-writer-parent").start()
     _store = Store(config.database_url, case_sla_hours=config.case_sla_hours)
     _batch = ViewBatch(DailyIndicators(), config.vehicle_topic)
+
+
+def _exit_with(parent: int) -> None:  # pragma: no cover - runs in the child
+    """A worker killed outright never shuts its pool down, and a pool process waiting for
+    work does not notice: do not outlive the worker (what was merged is replayed)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
 
 
 def _child_add(chunk: list[tuple[str, bytes]]) -> int:  # pragma: no cover - child

@@ -117,3 +117,83 @@ def test_a_killed_child_is_replaced_and_fed_again_from_kafka(kafka_url: str,
     # Every reading once: 0 from the first child, 1-3 from the second (1 and 2 reread).
     assert stored_daily(store)[(VIN, "2026-01-01", "tire_pressure_row1_left_kpa")][:3] == (
         4, 247.0, 250.0)
+
+
+def test_a_failed_write_is_retried_with_the_records_read_back(kafka_url: str,
+                                                               tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = Store(url)
+    bootstrap = bootstrap_of(kafka_url)
+    topic = f"vehicles-{uuid.uuid4().hex[:8]}"
+    raws = [encode_batch([tele(T0 + i, **{FL: 250.0 - i})]) for i in range(3)]
+    writer = ViewWriter(ViewConfig(url, vehicle_topic=topic),
+                        lambda t, p, start, end: read_range(bootstrap, t, p, start, end))
+
+    def rename(old: str, new: str) -> None:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+
+    async def scenario() -> None:
+        await ensure_topics(bootstrap, 1, (topic,))
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            for raw in raws:
+                await producer.send_and_wait(topic, raw, partition=0)
+        finally:
+            await producer.stop()
+        await writer.start()
+        writer.add(topic, 0, 0, raws[0])
+        await writer.flush()
+        rename("latest_signals", "latest_signals_away")  # the next write fails
+        writer.add(topic, 0, 1, raws[1])
+        try:
+            await writer.flush()
+        except Exception as exc:
+            assert "latest_signals" in str(exc)
+        else:
+            raise AssertionError("the write should have failed")
+        assert writer.durable(topic, 0) == 0
+        rename("latest_signals_away", "latest_signals")
+        writer.add(topic, 0, 2, raws[2])
+        await writer.flush()
+        assert writer.durable(topic, 0) == 2
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        writer.close()
+    assert _fl(store) == (248.0, T0 + 2)
+    # Reading 1 reached the views with the retry (read back from Kafka), reading 0 once.
+    (n, low, high) = stored_daily(store)[(VIN, "2026-01-01", "tire_pressure_row1_left_kpa")][:3]
+    assert (n, low, high) == (3, 248.0, 250.0)
+
+
+def test_the_child_does_not_outlive_a_killed_worker(tmp_path: Path) -> None:
+    """A worker killed outright (SIGKILL) cannot shut its pool down: the child exits alone."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    Store(url)
+    script = (
+        "import asyncio, sys\n"
+        "from diagnostics.view_writer import ViewConfig, ViewWriter\n"
+        "async def main():\n"
+        f"    writer = ViewWriter(ViewConfig({url!r}), None)\n"
+        "    await writer.start()\n"
+        "    print(writer.pid, flush=True)\n"
+        "    await asyncio.sleep(600)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n")
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              cwd=Path(__file__).parents[2])
+    try:
+        assert worker.stdout is not None
+        child = int(worker.stdout.readline())
+        assert psutil.Process(child).ppid() == worker.pid
+        worker.kill()
+        worker.wait()
+        assert _gone(child)
+    finally:
+        worker.kill()
