@@ -136,6 +136,7 @@ class DriveUnitCooling(Detector):
         min_drive_readings: int = 4,
         min_load_kw: float = 1.5,
         min_samples: int = 8,
+        urgent_min_samples: int = 6,
         min_span_days: float = 3.0,
         window_days: float = 21.0,
         max_history: int = 40,
@@ -170,6 +171,7 @@ class DriveUnitCooling(Detector):
         self.min_drive_readings = min_drive_readings
         self.min_load_kw = min_load_kw
         self.min_samples = min_samples
+        self.urgent_min_samples = urgent_min_samples
         self.min_span_days = min_span_days
         self.window_days = window_days
         self.max_history = max_history
@@ -192,6 +194,8 @@ class DriveUnitCooling(Detector):
         self.stale_days = stale_days
         if min_samples < 3:
             raise ValueError("a trend with its standard error needs min_samples >= 3")
+        if not 3 <= urgent_min_samples <= min_samples:
+            raise ValueError("urgent_min_samples must be between 3 and min_samples")
         if max_history < min_samples:
             raise ValueError("max_history must hold at least min_samples samples")
         if load_tau_s <= 0 or coolant_tau_s <= 0:
@@ -380,14 +384,15 @@ class DriveUnitCooling(Detector):
             "predicted_failure_ts": None, "predicted_failure_earliest_ts": None,
             "predicted_failure_latest_ts": None, "days_to_failure": None,
         })
-        if len(hist) < self.min_samples or span < self.min_span_days:
+        collecting = Assessment(
+            active=state["active"], title="Drive-unit cooling: collecting samples",
+            evidence=evidence,
+            abstain_reason=f"{len(hist)} samples of steady driving over {span:.1f} days; "
+                           f"need {self.min_samples} over {self.min_span_days:g} days "
+                           "for a trend (the car is not driven long enough)")
+        if len(hist) < self.urgent_min_samples or span < self.min_span_days:
             state["streak"] = [0, None, None]
-            return Assessment(
-                active=state["active"], title="Drive-unit cooling: collecting samples",
-                evidence=evidence,
-                abstain_reason=f"{len(hist)} samples of steady driving over {span:.1f} days; "
-                               f"need {self.min_samples} over {self.min_span_days:g} days "
-                               "for a trend (the car is not driven long enough)")
+            return collecting
         raw = np.asarray([h[1] for h in hist], dtype=np.float64)
         slope, level, stderr, dof, dropped = self._fit(t_days, raw)
         crit = t_critical(dof, self.z)
@@ -410,16 +415,17 @@ class DriveUnitCooling(Detector):
             degrading = False
             evidence["rise_rests_on_one_window"] = True
         at_limit = level >= b_limit
-        days_left = math.inf
+        days_left = soonest = math.inf  # the central estimate; the band's early end
         predicted: int | None = None
         if at_limit:
-            days_left = 0.0
+            days_left = soonest = 0.0
             predicted = now
         elif degrading:
             margin = b_limit - level
             days_left = margin / slope
             predicted = now + round(days_left * DAY_MS)
             fastest, slowest = slope + crit * stderr, slope - crit * stderr
+            soonest = margin / fastest
             evidence.update({
                 "predicted_failure_earliest_ts": now + round(margin / fastest * DAY_MS),
                 "predicted_failure_latest_ts": now + round(min(3650.0, margin / slowest)
@@ -442,6 +448,10 @@ class DriveUnitCooling(Detector):
         # drive each, so a run of hilly drives can fill two windows within a day. A failing
         # pump still reads high a day later, on the everyday roads. Unless the failure is
         # nearer than ``critical_days``: then waiting a day could outlast the warning.
+        urgent = flip and not state["active"] and soonest < self.critical_days
+        if len(hist) < self.min_samples and not urgent:
+            state["streak"] = [0, None, None]
+            return collecting
         count, counted_window, since = (list(state["streak"]) + [None])[:3]
         if not flip:
             count, since = 0, None
@@ -449,9 +459,8 @@ class DriveUnitCooling(Detector):
             count += 1
             since = now if since is None else since
         state["streak"] = [count, state["win"] if flip else None, since]
-        held = since is not None and (now - since >= self.persistence_h * 3_600_000
-                                      or days_left < self.critical_days)
-        if (count >= self.persistence and held) or (at_limit and not state["active"]):
+        held = since is not None and now - since >= self.persistence_h * 3_600_000
+        if (count >= self.persistence and held) or urgent:
             state["active"] = not state["active"]
             state["streak"] = [0, None, None]
         active = state["active"]
