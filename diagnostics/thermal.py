@@ -115,9 +115,9 @@ band's early end of the failure is within ``critical_days`` and the newest windo
 rise, from ``urgent_min_samples`` (7) windows on (eval seed 5: a car driven about once a
 day, its pump derating 8.5 days after the onset, had 7 windows before the derate and then
 none for 2.9 days; 1.2.0 waited for the 8th window and alerted a day after the failure;
-1.3.0 raises on the 7th, 2.8 days before it). The 1.2.0 waiver (the day skipped, the second
-window still awaited, when the central estimate was within ``critical_days``) is part of
-this rule.
+1.3.0 raises on the 7th, 2.8 days before it). It replaces the 1.2.0 waiver (the day
+skipped, the second window still awaited, when the central estimate was within
+``critical_days``).
 """
 
 from __future__ import annotations
