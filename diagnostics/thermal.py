@@ -71,15 +71,35 @@ the trend refitted: slope in (°C/kW)/day, level, standard error, Student-t crit
   back) and a weekend's windows often hold one drive each, so four hilly drives in a row can
   fill two or three windows within a day, and early in the history (few samples, the newest
   ones weigh most) that reads as a rise; a failing pump still reads high a day later, on
-  the everyday roads. The wait is waived when the failure is nearer than ``critical_days``
-  (a fast pump must not be warned after it failed). Severity: critical under
-  ``critical_days`` (or at the limit), warning under ``warning_days``, info otherwise.
+  the everyday roads. Severity: critical under ``critical_days`` (or at the limit), warning
+  under ``warning_days``, info otherwise.
+* Urgent: the persistence waits for windows, and a window is a drive: a car driven once a
+  day, or parked for days, gives its windows days apart, so any wait for more of them can
+  outlast a fast pump (15 %/day from a 0.8 °C/kW loop derates 6.4 days after the onset).
+  When the failure *could* come within ``critical_days`` (the band's early end, slope +
+  t*stderr: the fit's uncertainty counted against the owner), the alert is raised on the
+  first window that says so, and from ``urgent_min_samples`` (7) windows on instead of
+  ``min_samples`` (8): a once-a-day car is warned on the seventh day, before the fastest
+  pump derates. Everything else still holds (a significant rise of at least ``min_growth``,
+  not resting on one window, the neighbour rule, the outlier bar); only the waiting is cut.
+  What the wait would have confirmed, a rise that goes on, must show in the windows seen:
+  the newest half of them alone must grow at least half the trend's rate
+  (``recent_growth_per_day`` in the evidence). A wearing pump raises ``b`` window after
+  window; a run of hilly days (a week in the hills, early in a short history) is a step that
+  then stays flat. With few windows this lowers the risk but cannot remove it: a four-day
+  hilly run at the end of seven windows can still pass (a once-a-day car's hilly first week
+  raised in 1 of 28 noise seeds with 12 traps in the unit tests; 6 windows: 4 of 28). Why
+  the early end and not the central estimate: the next window may be days away, so the
+  question is whether the derate could come before it; and a healthy car cannot get there by
+  noise alone: its band's early end within 3 days of the limit needs a significant rise of
+  more than 0.12 °C/kW a day from a healthy level (0.8 at most).
 * Hysteresis: once raised, clear only after ``persistence`` windows in a row (over
   ``persistence_h`` too) in which the trend is confidently flat (slope + t*stderr below the
   minimum rate) and the level is below ``clear_fraction`` of ``b_limit``.
-* Abstain when there are too few samples for a trend (``min_samples`` over ``min_span_days``:
-  a car that is not driven long enough), and once per silence when no steady reading arrived
-  for more than ``stale_days`` (car not driven, ambient or temperatures missing).
+* Abstain when there are too few samples for a trend (``min_samples`` over ``min_span_days``,
+  ``urgent_min_samples`` for an urgent raise: a car that is not driven long enough), and
+  once per silence when no steady reading arrived for more than ``stale_days`` (car not
+  driven, ambient or temperatures missing).
 
 The filters make a driving car's state change with every message (a few numbers); parked
 cars cost no state writes. An assessment is returned when a drive changes its window's sample
@@ -90,7 +110,14 @@ the reference condition and at the latest ambient, the days to the derate limit 
 
 Versions: 1.2.0 adds the day (``persistence_h``) to the persistence (eval seed 4: a healthy
 commuter's hilly Saturday, Sunday and Monday-morning drives raised an alert within 17.6 h
-of the first flip, at sample 9).
+of the first flip, at sample 9). 1.3.0 raises at once (no second window, no day) when the
+band's early end of the failure is within ``critical_days`` and the newest windows still
+rise, from ``urgent_min_samples`` (7) windows on (eval seed 5: a car driven about once a
+day, its pump derating 8.5 days after the onset, had 7 windows before the derate and then
+none for 2.9 days; 1.2.0 waited for the 8th window and alerted a day after the failure;
+1.3.0 raises on the 7th, 2.8 days before it). It replaces the 1.2.0 waiver (the day
+skipped, the second window still awaited, when the central estimate was within
+``critical_days``).
 """
 
 from __future__ import annotations
@@ -119,7 +146,7 @@ class DriveUnitCooling(Detector):
     """Predicts the drive unit's thermal derate from the coolant's growing rise under load."""
 
     name: ClassVar[str] = "thermal"
-    version: ClassVar[str] = "1.2.0"
+    version: ClassVar[str] = "1.3.0"
 
     def __init__(
         self,
@@ -136,6 +163,8 @@ class DriveUnitCooling(Detector):
         min_drive_readings: int = 4,
         min_load_kw: float = 1.5,
         min_samples: int = 8,
+        urgent_min_samples: int = 7,
+        urgent_recent_share: float = 0.5,
         min_span_days: float = 3.0,
         window_days: float = 21.0,
         max_history: int = 40,
@@ -170,6 +199,8 @@ class DriveUnitCooling(Detector):
         self.min_drive_readings = min_drive_readings
         self.min_load_kw = min_load_kw
         self.min_samples = min_samples
+        self.urgent_min_samples = urgent_min_samples
+        self.urgent_recent_share = urgent_recent_share
         self.min_span_days = min_span_days
         self.window_days = window_days
         self.max_history = max_history
@@ -192,6 +223,10 @@ class DriveUnitCooling(Detector):
         self.stale_days = stale_days
         if min_samples < 3:
             raise ValueError("a trend with its standard error needs min_samples >= 3")
+        if not 3 <= urgent_min_samples <= min_samples:
+            raise ValueError("urgent_min_samples must be between 3 and min_samples")
+        if not 0 <= urgent_recent_share <= 1:
+            raise ValueError("urgent_recent_share must be between 0 and 1")
         if max_history < min_samples:
             raise ValueError("max_history must hold at least min_samples samples")
         if load_tau_s <= 0 or coolant_tau_s <= 0:
@@ -380,14 +415,15 @@ class DriveUnitCooling(Detector):
             "predicted_failure_ts": None, "predicted_failure_earliest_ts": None,
             "predicted_failure_latest_ts": None, "days_to_failure": None,
         })
-        if len(hist) < self.min_samples or span < self.min_span_days:
+        collecting = Assessment(
+            active=state["active"], title="Drive-unit cooling: collecting samples",
+            evidence=evidence,
+            abstain_reason=f"{len(hist)} samples of steady driving over {span:.1f} days; "
+                           f"need {self.min_samples} over {self.min_span_days:g} days "
+                           "for a trend (the car is not driven long enough)")
+        if len(hist) < self.urgent_min_samples or span < self.min_span_days:
             state["streak"] = [0, None, None]
-            return Assessment(
-                active=state["active"], title="Drive-unit cooling: collecting samples",
-                evidence=evidence,
-                abstain_reason=f"{len(hist)} samples of steady driving over {span:.1f} days; "
-                               f"need {self.min_samples} over {self.min_span_days:g} days "
-                               "for a trend (the car is not driven long enough)")
+            return collecting
         raw = np.asarray([h[1] for h in hist], dtype=np.float64)
         slope, level, stderr, dof, dropped = self._fit(t_days, raw)
         crit = t_critical(dof, self.z)
@@ -410,16 +446,17 @@ class DriveUnitCooling(Detector):
             degrading = False
             evidence["rise_rests_on_one_window"] = True
         at_limit = level >= b_limit
-        days_left = math.inf
+        days_left = soonest = math.inf  # the central estimate; the band's early end
         predicted: int | None = None
         if at_limit:
-            days_left = 0.0
+            days_left = soonest = 0.0
             predicted = now
         elif degrading:
             margin = b_limit - level
             days_left = margin / slope
             predicted = now + round(days_left * DAY_MS)
             fastest, slowest = slope + crit * stderr, slope - crit * stderr
+            soonest = margin / fastest
             evidence.update({
                 "predicted_failure_earliest_ts": now + round(margin / fastest * DAY_MS),
                 "predicted_failure_latest_ts": now + round(min(3650.0, margin / slowest)
@@ -435,13 +472,24 @@ class DriveUnitCooling(Detector):
             flip = flat and level < self.clear_fraction * b_limit
         else:
             flip = at_limit or (degrading and days_left <= self.horizon_days)
+        # Urgent: the failure could come (the band's early end) within ``critical_days``. The
+        # next window is the car's next drive, which can come after the derate: neither more
+        # samples nor a second window are waited for (module docstring). At the limit too.
+        urgent = flip and not state["active"] and soonest < self.critical_days
+        if urgent and not at_limit:
+            recent = self._recent_growth(t_days, raw)
+            evidence["recent_growth_per_day"] = round(recent, 5)
+            urgent = recent >= max(self.urgent_recent_share * slope,
+                                   self.min_rate_per_day * b_limit)
+        if len(hist) < self.min_samples and not urgent:
+            state["streak"] = [0, None, None]
+            return collecting
         # Persistence both ways: the state flips after ``persistence`` windows in a row that
-        # say so (at once at the limit), so one odd day neither raises nor clears an alert.
+        # say so (at once when urgent), so one odd day neither raises nor clears an alert.
         # The windows must also span ``persistence_h`` (a day): hilly trips come in runs (a
         # weekend outing, a route driven there and back), and a weekend's windows hold one
         # drive each, so a run of hilly drives can fill two windows within a day. A failing
-        # pump still reads high a day later, on the everyday roads. Unless the failure is
-        # nearer than ``critical_days``: then waiting a day could outlast the warning.
+        # pump still reads high a day later, on the everyday roads.
         count, counted_window, since = (list(state["streak"]) + [None])[:3]
         if not flip:
             count, since = 0, None
@@ -449,9 +497,8 @@ class DriveUnitCooling(Detector):
             count += 1
             since = now if since is None else since
         state["streak"] = [count, state["win"] if flip else None, since]
-        held = since is not None and (now - since >= self.persistence_h * 3_600_000
-                                      or days_left < self.critical_days)
-        if (count >= self.persistence and held) or (at_limit and not state["active"]):
+        held = since is not None and now - since >= self.persistence_h * 3_600_000
+        if (count >= self.persistence and held) or urgent:
             state["active"] = not state["active"]
             state["streak"] = [0, None, None]
         active = state["active"]
@@ -478,10 +525,30 @@ class DriveUnitCooling(Detector):
         (or two drives on hilly roads) is one high value, the lower neighbour stands for it; a
         failing pump raises both. The lower of the two keeps its own time, so a steady rise is
         not delayed a window."""
+        t_fit, y = self._neighbour_lower(t_days, raw)
+        return self._trend(t_fit, y)
+
+    @staticmethod
+    def _neighbour_lower(t_days: npt.NDArray[np.float64], raw: npt.NDArray[np.float64]
+                         ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Each window as the lower of itself and the window before, at that one's time."""
         prev, t_prev = (np.concatenate((a[:1], a[:-1])) for a in (raw, t_days))
         lower = raw <= prev
-        y, t_fit = np.where(lower, raw, prev), np.where(lower, t_days, t_prev)
-        return self._trend(t_fit, y)
+        return np.where(lower, t_days, t_prev), np.where(lower, raw, prev)
+
+    def _recent_growth(self, t_days: npt.NDArray[np.float64], raw: npt.NDArray[np.float64]
+                       ) -> float:
+        """The growth per day of the newest half of the windows alone (neighbour rule kept).
+
+        An urgent raise waits for no further window, so the continuing rise it would have
+        confirmed must already show in the windows seen: a wearing pump raises ``b`` window
+        after window, the newest ones too; a run of hilly days (a week away in the hills,
+        four days in a row) is a step that then stays flat."""
+        t_fit, y = self._neighbour_lower(t_days, raw)
+        recent = t_fit >= (float(t_days[0]) + float(t_days[-1])) / 2
+        slope, _level, _stderr, _dof = weighted_trend(t_fit[recent], y[recent],
+                                                      self.half_life_days)
+        return slope
 
     def _degrading(self, slope: float, stderr: float, crit: float, span: float) -> bool:
         b_limit = self.b_limit
