@@ -90,8 +90,9 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
     # The worker's memory is its own and its view writer's (a child process).
     rss = report["peak_rss_mib"]
     assert rss["worker"] > 10 and rss["views"] > 10
+    # (each figure is rounded to 0.1 MiB on its own, so the sum may differ by that much)
     assert max(rss["worker"], rss["views"]) < report["worker_peak_rss_mib"] <= (
-        rss["worker"] + rss["views"])
+        rss["worker"] + rss["views"] + 0.1)
     assert 100 < report["state_bytes_per_vehicle"]["mean"] < 16 * 1024
     assert report["state_bytes_per_vehicle"]["vehicles"] >= 30
     assert report["raw_broker"]["received"] == 2000 and report["raw_broker"]["rate"] > 0
