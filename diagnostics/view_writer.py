@@ -187,13 +187,11 @@ class ViewBatch:
         self.latest = LatestValues()
         self.charger_records: list[dict[str, Any]] = []
         self.ota_reports: list[dict[str, Any]] = []
-        self.kafka_records = 0
         self.vehicle_topic = vehicle_topic
 
     def add(self, topic: str, raw: bytes) -> None:
         """One Kafka record (a bridge batch) of the vehicle or the charger topic."""
         records = decode(raw)
-        self.kafka_records += 1
         self.latest.add(records)
         if topic == self.vehicle_topic:
             self.daily.add(records)

@@ -75,25 +75,35 @@ def test_records_are_durable_only_once_written(tmp_path: Path) -> None:
     assert session["end_status"] == "Finishing"
 
 
-def test_a_killed_child_is_replaced_and_fed_again_from_kafka(kafka_url: str,
-                                                            tmp_path: Path) -> None:
+async def _publish(bootstrap: str, topic: str, raws: list[bytes]) -> None:
+    """``raws`` as the records 0, 1, ... of a new topic's only partition."""
+    await ensure_topics(bootstrap, 1, (topic,))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for raw in raws:
+            await producer.send_and_wait(topic, raw, partition=0)
+    finally:
+        await producer.stop()
+
+
+def _kafka_fed_writer(kafka_url: str, tmp_path: Path) -> tuple[Store, str, str, ViewWriter]:
+    """A store, the broker, a topic of the test's own and a writer that rereads from it."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    store = Store(url)
     bootstrap = bootstrap_of(kafka_url)
     topic = f"vehicles-{uuid.uuid4().hex[:8]}"
-    raws = [encode_batch([tele(T0 + i, **{FL: 250.0 - i})]) for i in range(4)]
     writer = ViewWriter(ViewConfig(url, vehicle_topic=topic),
                         lambda t, p, start, end: read_range(bootstrap, t, p, start, end))
+    return Store(url), bootstrap, topic, writer
+
+
+def test_a_killed_child_is_replaced_and_fed_again_from_kafka(kafka_url: str,
+                                                            tmp_path: Path) -> None:
+    store, bootstrap, topic, writer = _kafka_fed_writer(kafka_url, tmp_path)
+    raws = [encode_batch([tele(T0 + i, **{FL: 250.0 - i})]) for i in range(4)]
 
     async def scenario() -> None:
-        await ensure_topics(bootstrap, 1, (topic,))
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-        await producer.start()
-        try:
-            for raw in raws:
-                await producer.send_and_wait(topic, raw, partition=0)
-        finally:
-            await producer.stop()
+        await _publish(bootstrap, topic, raws)
         await writer.start()
         writer.add(topic, 0, 0, raws[0])
         await writer.flush()  # offset 0 written
@@ -121,27 +131,15 @@ def test_a_killed_child_is_replaced_and_fed_again_from_kafka(kafka_url: str,
 
 def test_a_failed_write_is_retried_with_the_records_read_back(kafka_url: str,
                                                                tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    store = Store(url)
-    bootstrap = bootstrap_of(kafka_url)
-    topic = f"vehicles-{uuid.uuid4().hex[:8]}"
+    store, bootstrap, topic, writer = _kafka_fed_writer(kafka_url, tmp_path)
     raws = [encode_batch([tele(T0 + i, **{FL: 250.0 - i})]) for i in range(3)]
-    writer = ViewWriter(ViewConfig(url, vehicle_topic=topic),
-                        lambda t, p, start, end: read_range(bootstrap, t, p, start, end))
 
     def rename(old: str, new: str) -> None:
         with store.engine.begin() as conn:
             conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
 
     async def scenario() -> None:
-        await ensure_topics(bootstrap, 1, (topic,))
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-        await producer.start()
-        try:
-            for raw in raws:
-                await producer.send_and_wait(topic, raw, partition=0)
-        finally:
-            await producer.stop()
+        await _publish(bootstrap, topic, raws)
         await writer.start()
         writer.add(topic, 0, 0, raws[0])
         await writer.flush()
