@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError
 
 from ingest import contract, service_metrics, topics
 from ingest.kafka import ensure_topics, partition_for, wait_for_kafka
-from ingest.mqtt import make_client
+from ingest.mqtt import BatchedIoClient, make_client
 from ownercare.settings import BridgeSettings, mask_url
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class Bridge:
         self._disconnected_since: float | None = time.monotonic()
         self._last_mqtt_error = "not connected yet"
         self._stopping = asyncio.Event()
-        self._client: mqtt.Client | None = None
+        self._client: BatchedIoClient | None = None
         self._producer: AIOKafkaProducer | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -150,8 +150,9 @@ class Bridge:
         s = self.settings
         client, connect = make_client(
             s.mqtt_url, s.mqtt_client_id, s.mqtt_protocol, persistent=True, manual_ack=True,
-            receive_maximum=s.bridge_max_in_flight,
+            receive_maximum=s.bridge_max_in_flight, batched_io=True,
         )
+        assert isinstance(client, BatchedIoClient)
         client.max_inflight_messages_set(100)  # OTA commands we publish
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -268,9 +269,7 @@ class Bridge:
         while True:
             flush = await self._flushes.get()
             await self._produce(flush)
-            for mid, qos in flush.acks:
-                if qos > 0:
-                    self._client.ack(mid, qos)
+            self._client.ack_many(flush.acks)
             with self._in_flight_cv:
                 self._in_flight -= len(flush.acks)
                 self._in_flight_cv.notify_all()
