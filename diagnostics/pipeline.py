@@ -264,7 +264,8 @@ class LatestValues:
     """
 
     def __init__(self) -> None:
-        self._pending: dict[tuple[str, str], dict[str, tuple[int, object]]] = {}
+        # (kind, asset) -> [newest ts of the asset, {path: value}, {path: ts}]
+        self._pending: dict[tuple[str, str], list[Any]] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -287,21 +288,28 @@ class LatestValues:
                 values = {prefix + name: v for name, v in data["measurands"].items()}
             else:
                 continue
-            newest = pending.get(key)
             ts = int(r["ts"])
-            if newest is None:
-                pending[key] = {path: (ts, value) for path, value in values.items()}
-                continue
-            for path, value in values.items():
-                seen = newest.get(path)
-                if seen is None or ts >= seen[0]:
-                    newest[path] = (ts, value)
+            entry = pending.get(key)
+            if entry is None:
+                pending[key] = [ts, dict(values), dict.fromkeys(values, ts)]
+            elif ts >= entry[0]:
+                # In event-time order, the common case: newer than every value held, so each
+                # signal takes it; dict.update does that without a Python loop per signal.
+                entry[0] = ts
+                entry[1].update(values)
+                entry[2].update(dict.fromkeys(values, ts))
+            else:
+                newest, stamps = entry[1], entry[2]
+                for path, value in values.items():
+                    seen = stamps.get(path)
+                    if seen is None or ts >= seen:
+                        newest[path], stamps[path] = value, ts
 
     def drain(self) -> list[tuple[str, str, str, object, int]]:
         """Rows (asset_kind, asset_id, path, value, ts) and forget them."""
-        rows = [(kind, asset, path, value, ts)
-                for (kind, asset), newest in self._pending.items()
-                for path, (ts, value) in newest.items()]
+        rows = [(kind, asset, path, value, stamps[path])
+                for (kind, asset), (_ts, newest, stamps) in self._pending.items()
+                for path, value in newest.items()]
         self._pending = {}
         return rows
 
