@@ -111,3 +111,20 @@ def test_ack_many_acknowledges_exactly_the_given_messages(mosquitto_url: str) ->
         second.stop()
     assert sorted(m.payload for m in again) == sorted(p for _t, p in messages[200:])
     assert all(m.dup for m in again)
+
+
+def test_per_topic_callbacks_still_take_their_topics(mosquitto_url: str) -> None:
+    sub = Subscriber(mosquitto_url, "batched-io-topic-callback")
+    special: list[bytes] = []
+    sub.client.message_callback_add("t/special", lambda _c, _u, m: special.append(m.payload))
+    sub.start()
+    try:
+        publish_all(mosquitto_url, [("t/a", b"1"), ("t/special", b"2"), ("t/b", b"3")])
+        got = sub.wait_for(2)
+        deadline = time.monotonic() + 10
+        while not special and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sub.stop()
+    assert [m.payload for m in got] == [b"1", b"3"]
+    assert special == [b"2"]
