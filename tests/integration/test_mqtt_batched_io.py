@@ -128,3 +128,11 @@ def test_per_topic_callbacks_still_take_their_topics(mosquitto_url: str) -> None
         sub.stop()
     assert [m.payload for m in got] == [b"1", b"3"]
     assert special == [b"2"]
+
+
+def test_receive_bench_runs_and_drains_everything() -> None:
+    from simulators.paho_receive_bench import main
+
+    results = main(["--vehicles", "40", "--ticks", "3", "--rounds", "1"])
+    assert [r["client"] for r in results] == ["paho", "batched"]
+    assert all(r["messages"] == 120 and r["cpu_us_per_msg"] > 0 for r in results)
