@@ -89,16 +89,45 @@ class ChargerPipeline:
                     _, assessment = detector.update(det_state, ts, data)
                 else:
                     _, assessment = detector.on_event(det_state, ts, data)
+                alert_state = state["alerts"].setdefault(alert_type, alerting.new_alert_state())
                 if assessment is None:
-                    continue
-                alert = alerting.apply(
-                    state["alerts"].setdefault(alert_type, alerting.new_alert_state()),
-                    asset_kind="charger", asset_id=charger, alert_type=alert_type,
-                    detector=detector.name, detector_version=detector.version,
-                    assessment=assessment, ts_ms=ts, policy=detector.alarm_policy)
+                    # A pending opening or clearance (e.g. a flapping alert's recovery) falls
+                    # due with time: any later record of the charger, a heartbeat too.
+                    alert = self._due(alert_state, charger, alert_type, detector, ts)
+                else:
+                    alert = alerting.apply(
+                        alert_state, asset_kind="charger", asset_id=charger,
+                        alert_type=alert_type, detector=detector.name,
+                        detector_version=detector.version, assessment=assessment, ts_ms=ts,
+                        policy=detector.alarm_policy)
                 if alert is not None:
                     alerts.append(alert)
         return alerts, changed, outcomes
+
+    def due(self, states: Mapping[str, ChargerState], ts_ms: int) -> list[dict[str, Any]]:
+        """Alerts whose pending opening or clearance is due at event time ``ts_ms`` (the end
+        of a recorded stream: no later record of the charger will bring them)."""
+        alerts = []
+        for charger, state in states.items():
+            if charger.startswith("#"):  # the table's positions
+                continue
+            for alert_type, detector in self.detectors.items():
+                alert_state = state["alerts"].get(alert_type)
+                alert = (self._due(alert_state, charger, alert_type, detector, ts_ms)
+                         if alert_state is not None else None)
+                if alert is not None:
+                    alerts.append(alert)
+        return alerts
+
+    @staticmethod
+    def _due(alert_state: dict[str, Any], charger: str, alert_type: str, detector: Detector,
+             ts_ms: int) -> dict[str, Any] | None:
+        if alert_state.get("pending") is None:
+            return None
+        return alerting.due(alert_state, asset_kind="charger", asset_id=charger,
+                            alert_type=alert_type, detector=detector.name,
+                            detector_version=detector.version, ts_ms=ts_ms,
+                            policy=detector.alarm_policy)
 
     @staticmethod
     def _track(state: ChargerState, record: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -81,4 +81,6 @@ class OfflineDiagnostics:
             alerts.extend(self.vehicles.due(self.vehicle_states, ts_ms))
         if self.silence_states:
             alerts.extend(self.charger_silence.advance(ts_ms, self.silence_states)[0])
+        if self.charger_states:
+            alerts.extend(self.chargers.due(self.charger_states, ts_ms))
         return alerts

@@ -59,3 +59,35 @@ def test_offline_diagnostics_dispatch_charger_records_through_attribution() -> N
     assert {(a["asset_kind"], a["asset_id"], a["type"]) for a in alerts} == {
         ("vehicle", "BAD", "charging_inlet_fault")}
     assert len(offline.session_outcomes) == 3 * 2 * 3 + 2
+
+
+def _flapping_then_recovered(pipeline: ChargerPipeline, states: dict[str, Any]) -> tuple[
+        Charger, int, list[dict[str, Any]]]:
+    """Derating that opens three times in a day, then good sessions: a flapping alert that
+    may resolve only after ``flap_recovery_ms`` of clear, which no later session reports."""
+    c, t, alerts = Charger(), T0, []
+    for kind in "ffggggffggggffgggg":
+        profile = folding(100_000, 0.5) if kind == "f" else steady(100_000)
+        alerts += pipeline.process(c.session(t, 40, profile), states)[0]
+        t += 1_800_000
+    assert alerts[-1]["status"] == "open" and alerts[-1]["evidence"]["flapping"]
+    assert states["CP-0001"]["alerts"]["charger_derating"]["pending"] is not None
+    return c, t, alerts
+
+
+def test_a_pending_clearance_falls_due_on_a_later_heartbeat() -> None:
+    pipeline, states = ChargerPipeline(), {}
+    c, t, alerts = _flapping_then_recovered(pipeline, states)
+    recovery_ms = alerts[-1]["evidence"]["flapping"]["recovery_ms"]
+    early, _, _ = pipeline.process([c.status(t + recovery_ms // 2, "Available")], states)
+    assert early == []  # clear, but not for long enough yet
+    late, _, _ = pipeline.process([c.status(t + recovery_ms, "Available")], states)
+    assert [(a["id"], a["status"]) for a in late] == [(alerts[-1]["id"], "resolved")]
+
+
+def test_the_end_of_a_recorded_stream_settles_pending_charger_alerts() -> None:
+    offline = OfflineDiagnostics()
+    c, t, alerts = _flapping_then_recovered(offline.chargers, offline.charger_states)
+    recovery_ms = alerts[-1]["evidence"]["flapping"]["recovery_ms"]
+    settled = [a for a in offline.finish(t + recovery_ms) if a["asset_kind"] == "charger"]
+    assert [(a["id"], a["status"]) for a in settled] == [(alerts[-1]["id"], "resolved")]
