@@ -60,7 +60,7 @@ import numpy as np
 
 from diagnostics import alerting
 from diagnostics.base import Assessment
-from diagnostics.pipeline import position_key
+from diagnostics.pipeline import table_writes
 from diagnostics.trend import weighted_trend
 
 DAY_MS = 86_400_000
@@ -121,10 +121,7 @@ class ChargingAttribution:
         """
         local = _Overlay(states)
         alerts, changed = self.process(outcomes, local)
-        writes: dict[str, Any] = {key: local[key] for key in sorted(changed)}
-        position: int | None = states.get(position_key(partition))
-        writes[position_key(partition)] = offset if position is None else max(position, offset)
-        return alerts, writes
+        return alerts, table_writes(states, local, changed, partition, offset)
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _state(self, states: MutableMapping[str, AssetState], key: str,

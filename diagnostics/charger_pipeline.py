@@ -23,7 +23,7 @@ from typing import Any
 from diagnostics import alerting, charging
 from diagnostics.base import Detector
 from diagnostics.charger_derating import ChargerDerating
-from diagnostics.pipeline import position_key
+from diagnostics.pipeline import states_in, table_writes
 
 CHARGER_DETECTORS: dict[str, type[Detector]] = {
     "charger_derating": ChargerDerating,
@@ -148,15 +148,6 @@ class ChargerPipeline:
         """As ``VehiclePipeline.process_source``, plus the finished session outcomes (to be
         sent to the attributor before the writes, like the alerts)."""
         batch = list(records)
-        local: dict[str, ChargerState] = {}
-        for record in batch:
-            charger = record["id"]
-            if charger not in local:
-                state = states.get(charger)
-                if state is not None:
-                    local[charger] = state
+        local = states_in(states, batch)
         alerts, changed, outcomes = self.process(batch, local)
-        writes: dict[str, Any] = {c: local[c] for c in sorted(changed)}
-        position: int | None = states.get(position_key(partition))
-        writes[position_key(partition)] = offset if position is None else max(position, offset)
-        return alerts, writes, outcomes
+        return alerts, table_writes(states, local, changed, partition, offset), outcomes

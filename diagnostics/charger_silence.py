@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from diagnostics import alerting
 from diagnostics.base import Assessment
-from diagnostics.pipeline import position_key, sweep_key
+from diagnostics.pipeline import states_in, sweep_key, sweep_partition, table_writes
 from diagnostics.silence import SWEEP_INTERVAL_MS, Silence, new_clock, sweep_due
 
 ChargerState = dict[str, Any]
@@ -68,31 +68,19 @@ class ChargerSilence:
         writes nothing itself; the caller delivers the alerts, then makes the writes in order.
         """
         batch = [r for r in records if str(r["kind"]).startswith("charger_")]
-        local: dict[str, ChargerState] = {}
-        for record in batch:
-            state = states.get(record["id"])
-            if state is not None:
-                local[record["id"]] = state
+        local = states_in(states, batch)
         alerts, changed = self._reports(batch, local, partition)
         clock = dict(states.get(sweep_key(partition)) or new_clock())
         before = dict(clock)
         boundary = (sweep_due(clock, max(int(r["ts"]) for r in batch), self.interval_ms)
                     if batch else None)
         if boundary is not None:
-            mine = {key: value for key, value in states.items()
-                    if not key.startswith("#") and value is not None
-                    and value.get("part") == partition}
-            mine.update(local)
-            swept_alerts, swept = self._sweep(mine.items(), boundary)
+            swept_alerts, swept = sweep_partition(states, local, partition, boundary,
+                                                  self._sweep)
             alerts += swept_alerts
-            local.update((cid, mine[cid]) for cid in swept)
             changed |= swept
-        writes: dict[str, Any] = {cid: local[cid] for cid in sorted(changed)}
-        if clock != before:
-            writes[sweep_key(partition)] = clock
-        position: int | None = states.get(position_key(partition))
-        writes[position_key(partition)] = offset if position is None else max(position, offset)
-        return alerts, writes
+        return alerts, table_writes(states, local, changed, partition, offset,
+                                    clock if clock != before else None)
 
     def _reports(self, batch: list[Mapping[str, Any]], states: MutableMapping[str, ChargerState],
                  partition: int | None) -> tuple[list[dict[str, Any]], set[str]]:

@@ -35,7 +35,7 @@ written with the states and before the position, so it obeys the same prefix rul
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from diagnostics import alerting
@@ -66,6 +66,58 @@ def catch_up_from(position: int | None, offset: int) -> int | None:
     """
     first_missing = 0 if position is None else position + 1
     return first_missing if first_missing < offset else None
+
+
+# ------------------------------------------------------------- the worker's table step
+# Every ``process_source`` (vehicles, chargers, charger silence, attribution) works the same
+# way on the worker's table: read the states of the assets in the record, change them in
+# memory, return the writes -- the changed states, then the partition's position -- for the
+# caller to make after it delivered the alerts.
+
+
+def states_in(states: Mapping[str, Any], batch: Iterable[Mapping[str, Any]]
+              ) -> dict[str, Any]:
+    """The table's states of the assets in ``batch`` (a new asset is absent: the write
+    adds it)."""
+    local: dict[str, Any] = {}
+    for record in batch:
+        key = record["id"]
+        if key not in local:
+            state = states.get(key)
+            if state is not None:
+                local[key] = state
+    return local
+
+
+def sweep_partition(
+    states: Mapping[str, Any],
+    local: dict[str, Any],
+    partition: int,
+    boundary_ms: int,
+    sweep: Callable[[Iterable[tuple[str, Any]], int], tuple[list[dict[str, Any]], set[str]]],
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Sweep this partition's assets -- those in the table and those new in this record
+    (``local``) -- at ``boundary_ms``; the swept states join ``local``."""
+    mine = {key: value for key, value in states.items()
+            if not key.startswith("#") and value is not None and value.get("part") == partition}
+    mine.update(local)
+    alerts, swept = sweep(mine.items(), boundary_ms)
+    local.update((key, mine[key]) for key in swept)
+    return alerts, swept
+
+
+def table_writes(states: Mapping[str, Any], local: Mapping[str, Any], changed: Iterable[str],
+                 partition: int, offset: int, clock: Mapping[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """The writes of one source record, in the order to make them: the changed states, the
+    partition's sweep clock if given, then its position."""
+    writes: dict[str, Any] = {key: local[key] for key in sorted(changed)}
+    if clock is not None:
+        writes[sweep_key(partition)] = clock
+    # A redelivered record (at or below the position) leaves the position where it is.
+    position: int | None = states.get(position_key(partition))
+    writes[position_key(partition)] = offset if position is None else max(position, offset)
+    return writes
 
 
 def new_vehicle_state(detectors: Mapping[str, Detector]) -> VehicleState:
@@ -224,34 +276,18 @@ class VehiclePipeline:
         seen for the first time is not added: the write does that.
         """
         batch = list(records)
-        local: dict[str, VehicleState] = {}
-        for record in batch:
-            vin = record["id"]
-            if vin not in local:
-                state = states.get(vin)
-                if state is not None:
-                    local[vin] = state
+        local = states_in(states, batch)
         alerts, changed = self.process(batch, local, partition)
         clock = dict(states.get(sweep_key(partition)) or new_clock())
         before = dict(clock)
         boundary = self.advance_clock(clock, batch)
         if boundary is not None:
-            # This partition's vehicles: those in the table and those new in this batch.
-            mine = {key: value for key, value in states.items()
-                    if not key.startswith("#") and value is not None
-                    and value.get("part") == partition}
-            mine.update(local)
-            swept_alerts, swept = self.sweep(mine.items(), boundary)
+            swept_alerts, swept = sweep_partition(states, local, partition, boundary,
+                                                  self.sweep)
             alerts += swept_alerts
-            local.update((vin, mine[vin]) for vin in swept)
             changed |= swept
-        writes: dict[str, Any] = {vin: local[vin] for vin in sorted(changed)}
-        if clock != before:
-            writes[sweep_key(partition)] = clock
-        # A redelivered record (at or below the position) leaves the position where it is.
-        position: int | None = states.get(position_key(partition))
-        writes[position_key(partition)] = offset if position is None else max(position, offset)
-        return alerts, writes
+        return alerts, table_writes(states, local, changed, partition, offset,
+                                    clock if clock != before else None)
 
 
 class LatestValues:
