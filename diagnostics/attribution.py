@@ -34,6 +34,18 @@ Rules (the constructor defaults)
   ``min_assets`` distinct chargers that vouch. A car that was unlucky at two broken chargers
   is not blamed; those chargers do not vouch. Once raised it holds while the car still fails
   at ``min_assets`` chargers in its window.
+* **Inlet fault, one charger, separate visits**: or abnormal ends on at least ``min_assets``
+  separate visits (failed sessions ending ``visit_gap_h`` apart or more: the car left and
+  came back, not a re-plug within minutes) at one charger that *cleanly* vouches: at least
+  ``clean_others`` sessions of other cars in its window, none abnormal. A car whose inlet
+  fails charges rarely in public, and its retries go to the nearest charger, which can be the
+  same one on the next day (eval seed 7: two failures at one charger two days apart, ten
+  other cars' sessions there all fine, then no public session until the inlet had failed for
+  good). Separate visits are independent trials (the plug re-seated, the car and the charger
+  woken anew); a charger whose own fault hit the same car on both would have to fail a large
+  share of its sessions, and ``clean_others`` clean sessions in a row say it does not. A
+  re-plug within minutes is the same visit and still counts once (a charger that failed
+  just then may fail again). The charger is not blamed either way (one car fails there).
 * Retries: a driver whose session failed usually tries again within minutes, at another
   charger or re-plugged at the same one. A repeat at the same charger is the same charger
   (chargers and cars are counted distinct); a car that failed here and then charged normally
@@ -92,15 +104,22 @@ class ChargingAttribution:
     """Decides charger fault vs vehicle inlet fault from finished session outcomes."""
 
     name: ClassVar[str] = "charging_attribution"
-    version: ClassVar[str] = "2"  # 2: a car failing at one other vouching charger is excused
+    # 2: a car failing at one other vouching charger is excused; 3: a car failing on separate
+    # visits to one cleanly vouching charger is blamed
+    version: ClassVar[str] = "3"
 
     def __init__(self, window: int = 12, min_assets: int = 2, min_share: float = 0.2,
-                 min_others: int = 2, half_life_days: float = 7.0) -> None:
+                 min_others: int = 2, half_life_days: float = 7.0,
+                 visit_gap_h: float = 6.0, clean_others: int = 4) -> None:
         self.window = window
         self.min_assets = min_assets
         self.min_share = min_share
         self.min_others = min_others
         self.half_life_days = half_life_days
+        self.visit_gap_h = visit_gap_h
+        self.clean_others = clean_others
+        if visit_gap_h <= 0 or clean_others < 1:
+            raise ValueError("visit_gap_h must be > 0 and clean_others >= 1")
 
     def process(self, outcomes: Iterable[Mapping[str, Any]],
                 states: MutableMapping[str, AssetState]
@@ -210,6 +229,27 @@ class ChargingAttribution:
         abnormal: int = sum(e[2] for e in others)
         return abnormal <= self.min_share * len(others)
 
+    def _vouches_cleanly(self, charger: str, without_car: str,
+                         states: Mapping[str, AssetState]) -> bool:
+        """At least ``clean_others`` sessions of other cars in the charger's window, none
+        abnormal."""
+        cstate = states.get(charger_key(charger))
+        if cstate is None:
+            return False
+        others = [e for e in cstate["recent"] if e[1] != without_car]
+        return len(others) >= self.clean_others and not any(e[2] for e in others)
+
+    def _failed_visits(self, failed: list[list[Any]], charger: str) -> int:
+        """Separate visits with an abnormal end at ``charger``: failures at least
+        ``visit_gap_h`` after the previous one counted (a re-plug minutes later is the same
+        visit)."""
+        visits, last = 0, None
+        for ts in sorted(int(e[4]) for e in failed if e[1] == charger):
+            if last is None or ts - last >= self.visit_gap_h * 3_600_000:
+                visits += 1
+            last = ts
+        return visits
+
     def _judge_charger(self, charger: str, states: Mapping[str, AssetState], ts: int
                        ) -> Assessment:
         recent = states[charger_key(charger)]["recent"]
@@ -275,17 +315,25 @@ class ChargingAttribution:
         vouched = sorted({e[1] for e in failed if self._vouches(e[1], vin, states)})
         unvouched = sorted({e[1] for e in failed} - set(vouched))
         share = len(failed) / len(recent)
+        # One charger that serves every other car fine, failing with this one on separate
+        # visits (module docstring): the car, as much as failures at two chargers are.
+        revisited = sorted(c for c in vouched
+                           if self._failed_visits(failed, c) >= self.min_assets
+                           and self._vouches_cleanly(c, vin, states))
         was_open = states[vehicle_key(vin)]["alert"]["open"] is not None
         # Hysteresis: raised on vouching chargers, held while it still fails at several
-        # chargers (a voucher can lapse while the car is still faulty).
-        active = (len(vouched) >= self.min_assets
-                  or (was_open and len({e[1] for e in failed}) >= self.min_assets))
+        # chargers (a voucher can lapse while the car is still faulty), or on several visits.
+        active = (len(vouched) >= self.min_assets or bool(revisited)
+                  or (was_open and (len({e[1] for e in failed}) >= self.min_assets
+                                    or any(self._failed_visits(failed, c) >= self.min_assets
+                                           for c in {e[1] for e in failed}))))
         evidence: dict[str, Any] = {
             "sessions": len(recent),
             "abnormal_sessions": len(failed),
             "abnormal_share": round(share, 3),
             "chargers_failing_with_this_car": vouched,
             "chargers_failing_for_others_too": unvouched,
+            "chargers_failing_on_separate_visits": revisited,
             "error_codes": _codes(failed),
         }
         predicted, slope, stderr = self._predict(recent, ts)
@@ -294,15 +342,21 @@ class ChargingAttribution:
         if not active:
             return Assessment(active=False, title="The car's charging sessions end normally "
                               "again", evidence=evidence)
+        where = (f"at {len(vouched)} different chargers that work for other cars"
+                 if len(vouched) >= self.min_assets or not revisited else
+                 f"on separate visits to {revisited[0]}, which charges every other car fine")
         return Assessment(
             active=True, severity="critical" if share >= 0.5 else "warning",
-            title=f"Charging inlet / on-board charger fault: sessions fail at "
-                  f"{len(vouched)} chargers that charge other cars fine",
+            title=(f"Charging inlet / on-board charger fault: sessions fail at "
+                   f"{len(vouched)} chargers that charge other cars fine"
+                   if len(vouched) >= self.min_assets or not revisited else
+                   "Charging inlet / on-board charger fault: sessions fail on separate visits "
+                   "to a charger that charges other cars fine"),
             evidence=evidence, predicted_failure_ts=predicted,
             recommended_action=(
                 f"{len(failed)} of this car's last {len(recent)} public charging sessions "
-                f"ended abnormally at {len(vouched)} different chargers that work for other "
-                "cars, so the car's charging inlet or on-board charger is the likely cause. "
+                f"ended abnormally ({where}), so the car's charging inlet or on-board charger "
+                "is the likely cause. "
                 "Ask the owner whether charging stops early or the plug will not lock, and "
                 "book a workshop check of the inlet, its lock and the on-board charger before "
                 "the car can no longer charge at all."),

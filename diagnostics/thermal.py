@@ -83,7 +83,8 @@ the trend refitted: slope in (°C/kW)/day, level, standard error, Student-t crit
   pump derates. Everything else still holds (a significant rise of at least ``min_growth``,
   not resting on one window, the neighbour rule, the outlier bar); only the waiting is cut.
   What the wait would have confirmed, a rise that goes on, must show in the windows seen:
-  the newest half of them alone must grow at least half the trend's rate
+  the newest half of them alone (at least the newest three) must grow at least half the
+  trend's rate, and the newest window must stand above the one before it
   (``recent_growth_per_day`` in the evidence). A wearing pump raises ``b`` window after
   window; a run of hilly days (a week in the hills, early in a short history) is a step that
   then stays flat. With few windows this lowers the risk but cannot remove it: a four-day
@@ -117,7 +118,13 @@ day, its pump derating 8.5 days after the onset, had 7 windows before the derate
 none for 2.9 days; 1.2.0 waited for the 8th window and alerted a day after the failure;
 1.3.0 raises on the 7th, 2.8 days before it). It replaces the 1.2.0 waiver (the day
 skipped, the second window still awaited, when the central estimate was within
-``critical_days``).
+``critical_days``). 1.4.0 measures the newest windows' growth on at least the newest three
+windows, and on none when the newest window is not above the one before it (seed 6 of
+``ownercare backtest --vehicles 100 --days 45 --seeds 6-10 --faults coolant_pump:5``: a car
+driven once a day, parked two days before its seventh window, 0.7 days from the derate;
+the newest half of the time span held one point, "growth 0", and the alert came two days
+after the derate). The newest three alone would read a hilly run on the last windows
+around days parked as a rise: the newest window must also still rise.
 """
 
 from __future__ import annotations
@@ -146,7 +153,7 @@ class DriveUnitCooling(Detector):
     """Predicts the drive unit's thermal derate from the coolant's growing rise under load."""
 
     name: ClassVar[str] = "thermal"
-    version: ClassVar[str] = "1.3.0"
+    version: ClassVar[str] = "1.4.0"
 
     def __init__(
         self,
@@ -546,9 +553,16 @@ class DriveUnitCooling(Detector):
         four days in a row) is a step that then stays flat."""
         t_fit, y = self._neighbour_lower(t_days, raw)
         recent = t_fit >= (float(t_days[0]) + float(t_days[-1])) / 2
+        # At least the newest three: a car parked for days before its last drives leaves
+        # the newest half of the span one or two windows, and each stands at its lower
+        # neighbour's time, so that half can hold a single point, which has no slope at all
+        # (eval seed 6: a pump 0.7 days from its derate, 7 windows, recent growth 0).
+        recent[-3:] = True
         slope, _level, _stderr, _dof = weighted_trend(t_fit[recent], y[recent],
                                                       self.half_life_days)
-        return slope
+        # The rise must reach the newest window: a step (a run of hilly days) is flat after
+        # it, a wearing pump still rose between the last two windows.
+        return slope if y[-1] > y[-2] else min(slope, 0.0)
 
     def _degrading(self, slope: float, stderr: float, crit: float, span: float) -> bool:
         b_limit = self.b_limit

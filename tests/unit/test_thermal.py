@@ -541,3 +541,43 @@ def test_the_fault_leaves_every_other_car_unchanged_and_heats_its_own() -> None:
              if COOLANT in m.get("signals", {}) and PACK in m["signals"]]
     assert rises and max(rises) > 8.0
 
+
+
+def daily_then_parked_three_days(day: int) -> tuple[float, ...]:
+    """One drive a day (17:30) for six days, parked three days, then one more drive (eval
+    seed 6's car: its seventh window came two days after the sixth, and the newest half of
+    the windows' time span held one point, whose "growth" was 0)."""
+    return (17.5,) if day <= 5 or day == 9 else ()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_fast_pump_whose_last_window_comes_after_days_parked_is_raised(seed: int) -> None:
+    resistance, growth, onset = 0.7, 0.13, 1.0
+    fail = failure_day(resistance, onset, growth)
+    _det, _state, assessments, alerts = run(series(
+        12, resistance=resistance, growth_per_day=growth, onset_day=onset, seed=seed,
+        departures=daily_then_parked_three_days))
+    opened = [a for a in alerts if a["status"] == "open"]
+    assert opened and days_of(opened[0]["first_seen"]) < fail
+    # The trap: the newest half of the time span holds one window; the growth is measured
+    # on the newest three windows, and it rises.
+    urgent = [a for _ts, a in assessments if a.evidence.get("recent_growth_per_day")]
+    assert urgent and urgent[0].evidence["samples"] == 7
+    assert urgent[0].evidence["recent_growth_per_day"] > 0.5 * urgent[0].evidence[
+        "c_per_kw_growth_per_day"]
+
+
+@pytest.mark.parametrize("seed", [1, 5, 9])
+def test_hilly_days_around_days_parked_are_not_urgent(seed: int) -> None:
+    """The look-alike: the same driving, a healthy pump, the last two drives before the car
+    is parked and the first one after it on hilly roads (3 %): the newest three windows are
+    a step, not a rise. Measured on the newest three windows alone, these seeds read as an
+    urgent rise; the newest window is not above the one before it, so they are not."""
+    _det, state, assessments, alerts = run(series(
+        16, seed=seed, departures=lambda day: (17.5,) if day <= 5 or day >= 9 else (),
+        cruise_kmh=lambda day, k: 32.0, hill_period_min=10.0,
+        grade=lambda day, k: 0.03 if day in (4, 5, 9) else 0.0))
+    assert alerts == [] and not state["active"]
+    # The trap is there: on the seventh window the trend puts the failure's early end within
+    # critical_days.
+    assert any(a.evidence.get("recent_growth_per_day") is not None for _ts, a in assessments)
