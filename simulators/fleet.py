@@ -1258,8 +1258,11 @@ class Fleet:
                 if session.end - session.start < PUBLIC_MIN_SESSION_MS:
                     walk_in = (booking.unplug if booking else walk_in) + self._anon_gap(c)
                     continue
-                unplug = session.end + int(rng.uniform(1, 5) * MINUTE_MS)
+                linger = int(rng.uniform(1, 5) * MINUTE_MS)
                 self._charger_faults(c, session)
+                # After the faults, as for a fleet car (``_reserve``): a driver whose session
+                # stopped early unplugs minutes later, not at the planned end.
+                unplug = session.end + linger
                 yield from self._session(world, c, walk_in, session, unplug, None)
                 after = unplug
             else:

@@ -18,6 +18,7 @@ from ownercare.evaluate import (
     Scenario,
     default_fault_mix,
     format_report,
+    pool,
     run_scenario,
     score,
     score_run,
@@ -88,6 +89,37 @@ def test_a_fault_without_failure_time_is_detected_by_any_alert_but_has_no_lead_t
     row = format_report(report).splitlines()[1].split()
     assert row[:3] == ["slow_leak", "vehicle", "slow_tyre_leak"]
     assert row[-3:-1] == ["-", "-"]  # lead times not measurable: "-", never 0
+
+
+def test_pooled_runs_add_their_counts_and_take_medians_over_every_asset() -> None:
+    """``eval --seeds``: recall over every faulty car of every run, not a mean of ratios."""
+    one = score([leak(CAR_A, 1, 10), leak(CAR_B, 1, 10)],
+                [alert(CAR_A, "slow_tyre_leak", T0 + 4 * DAY),  # 144 h ahead
+                 alert(CAR_B, "slow_tyre_leak", T0 + 9 * DAY),  # 24 h ahead
+                 alert(CAR_C, "slow_tyre_leak", T0 + 2 * DAY)],  # healthy: false alert
+                vehicles=10, chargers=0, days=20, faults={"slow_leak": 2})
+    two = score([leak(CAR_A, 1, 10), leak(CAR_B, 1, 10), leak(CAR_C, 1, 10)],
+                [alert(CAR_A, "slow_tyre_leak", T0 + 8 * DAY),  # 48 h ahead
+                 alert(CAR_A, "slow_tyre_leak", T0 + 9 * DAY)],  # a duplicate
+                vehicles=10, chargers=0, days=20, faults={"slow_leak": 3})
+    one["scenario"], two["scenario"] = {"seed": 1}, {"seed": 2}
+    pooled = pool([one, two])
+    f = pooled["faults"]["slow_leak"]
+    assert (f["faulty"], f["detected"], f["missed"]) == (5, 3, 2)
+    assert f["recall"] == 0.6  # the runs' own recalls, 1.0 and 0.33, would average 0.67
+    assert (f["alerts"], f["alerts_on_faulty_assets"]) == (5, 4)
+    assert f["precision"] == 0.8
+    assert f["median_lead_time_h"] == 48.0 and f["worst_lead_time_h"] == 24.0
+    assert f["duplicate_alerts"] == pooled["duplicate_alerts"] == 1
+    assert pooled["false_alerts_on_healthy_vehicles"] == 1
+    assert pooled["healthy_vehicle_days"] == 8 * 20 + 7 * 20
+    assert pooled["false_alerts_per_1000_vehicle_days"] == round(1000 / 300, 3)
+    assert [d["seed"] for d in pooled["detections"]] == [1, 1, 2, 2, 2]
+    # One run pooled is that run.
+    alone = pool([one])
+    assert alone["faults"] == one["faults"]
+    assert {k: v for k, v in alone.items() if k != "detections"} == {
+        k: v for k, v in one.items() if k not in ("detections", "scenario")}
 
 
 @pytest.fixture
@@ -172,7 +204,30 @@ def test_eval_json_and_plots_on_a_tiny_fleet(tmp_path: Path,
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 
+def test_eval_over_a_seed_range_prints_every_run_and_writes_the_pooled_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "pooled.json"
+    code = main(["eval", "--seeds", "2-3", "--vehicles", "6", "--chargers", "1", "--days", "5",
+                 "--faults", "dtc:2", "--json", str(out), "--processes", "1"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "seed 2, 6 vehicles" in printed and "seed 3, 6 vehicles" in printed
+    assert "seeds 2-3 pooled (2 runs" in printed
+    report = json.loads(out.read_text())
+    runs = report["per_seed"]
+    assert [r["scenario"]["seed"] for r in runs] == [2, 3]
+    assert report["scenario"]["seeds"] == [2, 3]
+    assert report["faults"]["dtc"]["faulty"] == 4
+    assert report["faults"]["dtc"]["detected"] == sum(r["faults"]["dtc"]["detected"]
+                                                      for r in runs)
+    assert report["messages"] == sum(r["messages"] for r in runs) > 0
+
+
 @pytest.mark.parametrize(("argv", "message"), [
+    (["--seeds", "5-2"], "--seeds: '5-2': the last seed is before the first"),
+    (["--seeds", "one-two"], "--seeds: 'one-two' is not a seed range like 1-10"),
+    (["--seed", "1", "--seeds", "1-2"], "not allowed with argument"),
+    (["--seeds", "1-2", "--plot", "/tmp"], "--plot and --record draw one run"),
     (["--days", "0"], "--days: must be > 0"),
     (["--vehicles", "-3"], "--vehicles: must be >= 0"),
     (["--vehicles", "x"], "--vehicles: 'x' is not an integer"),

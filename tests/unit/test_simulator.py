@@ -559,6 +559,25 @@ def test_charging_faults_are_labelled_truthfully() -> None:
     assert len({s.charger_id for s in abnormal if s.vin == bad_vin}) >= 2
 
 
+def test_a_session_cut_short_is_unplugged_minutes_later_walk_ins_included() -> None:
+    """The driver's app says the session stopped: the connector is free 1-5 minutes after an
+    abnormal end, whoever's car it was (a walk-in left plugged into a Faulted charger for its
+    planned hours made the charger look silent: no heartbeat comes while a car is plugged)."""
+    _fleet, _done, messages = charging_fault_run()
+    ended: dict[str, int] = {}  # charger -> ts of its abnormal end awaiting the unplug
+    gaps = []
+    for ts, topic, payload in messages:
+        if not topic.endswith("/status"):
+            continue
+        charger, body = topic.split("/")[1], orjson.loads(payload)
+        if body["errorCode"] != "NoError":
+            ended[charger] = ts
+        elif body["status"] == "Available" and charger in ended:
+            gaps.append(ts - ended.pop(charger))
+    assert len(gaps) >= 5
+    assert all(60_000 <= gap <= 5 * 60_000 for gap in gaps), sorted(gaps)[-3:]
+
+
 def test_a_derating_charger_folds_back_within_its_sessions_after_the_onset() -> None:
     fleet, done = charging_fault_sessions()
     derating = next(t for t in fleet.truth() if t["fault"] == "charger_derating")
