@@ -55,6 +55,38 @@ class Assessment:
 Outcome = tuple[bool, Assessment | None]  # (state changed, assessment or None)
 
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+
+def first_silence(state: dict[str, Any], last_data_ts: int, ts_ms: int, stale_days: float
+                  ) -> float | None:
+    """Days without usable data since ``last_data_ts``, the first time they pass
+    ``stale_days``; None otherwise. Once per silence: this sets ``state["stale"]`` and the
+    detector clears it with its next sample, so a car parked for a month abstains once."""
+    if state["stale"]:
+        return None
+    silent_days = (ts_ms - last_data_ts) / DAY_MS
+    if silent_days <= stale_days:
+        return None
+    state["stale"] = True
+    return silent_days
+
+
+def data_missing(state: dict[str, Any], title: str, evidence: dict[str, Any], reason: str,
+                 silent_days: float, key: str = "days_since_sample") -> Assessment:
+    """A trend detector's abstention when its data stopped: the alert stays as it was
+    (``state["active"]``), the evidence says for how long."""
+    evidence[key] = round(silent_days, 2)
+    return Assessment(active=state["active"], title=title, evidence=evidence,
+                      abstain_reason=reason)
+
+
+def push_sample(state: dict[str, Any], sample: list[Any], max_history: int) -> None:
+    """Append a trend sample, keep the newest ``max_history``, and end a silence."""
+    hist: list[list[Any]] = state["hist"]
+    hist.append(sample)
+    del hist[: max(0, len(hist) - max_history)]
+    state["stale"] = False
 
 
 @dataclass(frozen=True, slots=True)

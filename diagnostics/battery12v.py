@@ -78,7 +78,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from diagnostics.base import Assessment, Detector, Outcome
+from diagnostics.base import (
+    Assessment,
+    Detector,
+    Outcome,
+    data_missing,
+    first_silence,
+    push_sample,
+)
 from diagnostics.trend import weighted_trend
 
 DAY_MS = 86_400_000
@@ -352,23 +359,17 @@ class WeakBattery12V(Detector):
         v25 = float(np.median(np.asarray([v for _, v in window], dtype=np.float64)))
         ts = int(window[-1][0])
         state["taken"] = int(window[0][0])  # windows of a long park start resample_s apart
-        hist: list[list[float]] = state["hist"]
-        hist.append([ts, round(v25, 4)])
-        del hist[: max(0, len(hist) - self.max_history)]
-        state["stale"] = False
+        push_sample(state, [ts, round(v25, 4)], self.max_history)
         return self._assess(state, ts)
 
     # ---------------------------------------------------------------- staleness
 
     def _staleness(self, state: dict[str, Any], ts_ms: int) -> Assessment | None:
-        if state["stale"]:
-            return None
         hist = state["hist"]
-        last = hist[-1][0] if hist else state["since"]
-        silent_days = (ts_ms - last) / DAY_MS
-        if silent_days <= self.stale_days:
+        silent_days = first_silence(state, hist[-1][0] if hist else state["since"], ts_ms,
+                                    self.stale_days)
+        if silent_days is None:
             return None
-        state["stale"] = True
         if hist:
             reason = (f"no resting 12 V sample for {silent_days:.1f} days (more than "
                       f"{self.stale_days:g}); the trend is out of date")
@@ -382,11 +383,8 @@ class WeakBattery12V(Detector):
             reason = (f"no resting 12 V sample in {silent_days:.1f} days: the car never stayed "
                       f"off for {self.rest_delay_s / 3600:g} h without a top-up, or reported no "
                       "voltage while parked")
-        evidence = self._summary(state)
-        evidence["days_since_sample"] = round(silent_days, 2)
-        return Assessment(active=state["active"],
-                          title="12 V battery: resting voltage data missing",
-                          evidence=evidence, abstain_reason=reason)
+        return data_missing(state, "12 V battery: resting voltage data missing",
+                            self._summary(state), reason, silent_days)
 
     # ---------------------------------------------------------------- trend and decision
 

@@ -55,7 +55,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from diagnostics.base import Assessment, Detector, Outcome
+from diagnostics.base import (
+    Assessment,
+    Detector,
+    Outcome,
+    data_missing,
+    first_silence,
+    push_sample,
+)
 from diagnostics.battery12v import OFF_STATES, ON_STATES, as_number, t_critical
 from diagnostics.trend import weighted_trend
 
@@ -247,23 +254,17 @@ class CellImbalance(Detector):
         cell = min(counts, key=lambda c: (-counts[c], c))
         ts = int(window[-1][0])
         state["taken"] = int(window[0][0])
-        hist: list[list[float]] = state["hist"]
-        hist.append([ts, round(spread, 2), cell])
-        del hist[: max(0, len(hist) - self.max_history)]
-        state["stale"] = False
+        push_sample(state, [ts, round(spread, 2), cell], self.max_history)
         return self._assess(state, ts)
 
     # ---------------------------------------------------------------- staleness
 
     def _staleness(self, state: dict[str, Any], ts_ms: int) -> Assessment | None:
-        if state["stale"]:
-            return None
         hist = state["hist"]
-        last = hist[-1][0] if hist else state["since"]
-        silent_days = (ts_ms - last) / DAY_MS
-        if silent_days <= self.stale_days:
+        silent_days = first_silence(state, hist[-1][0] if hist else state["since"], ts_ms,
+                                    self.stale_days)
+        if silent_days is None:
             return None
-        state["stale"] = True
         if hist:
             reason = (f"no resting cell-voltage sample for {silent_days:.1f} days (more than "
                       f"{self.stale_days:g}); the trend is out of date")
@@ -272,10 +273,8 @@ class CellImbalance(Detector):
                       f"{CELL_MIN}/{CELL_MAX} with SoC and air temperature while the car rested "
                       f"{self.rest_delay_s / 3600:g} h at {self.soc_low:g}-{self.soc_high:g} % "
                       "SoC")
-        evidence = self._summary(state)
-        evidence["days_since_sample"] = round(silent_days, 2)
-        return Assessment(active=state["active"], title="Cell balance: data missing",
-                          evidence=evidence, abstain_reason=reason)
+        return data_missing(state, "Cell balance: data missing", self._summary(state), reason,
+                            silent_days)
 
     # ---------------------------------------------------------------- trend and decision
 

@@ -136,7 +136,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from diagnostics.base import Assessment, Detector, Outcome
+from diagnostics.base import Assessment, Detector, Outcome, data_missing, first_silence
 from diagnostics.battery12v import as_number, t_critical
 from diagnostics.trend import weighted_trend
 
@@ -381,20 +381,15 @@ class DriveUnitCooling(Detector):
     # ---------------------------------------------------------------- staleness
 
     def _staleness(self, state: dict[str, Any], ts_ms: int) -> Assessment | None:
-        if state["stale"]:
-            return None
         last = state["last_reading"] if state["last_reading"] is not None else state["since"]
-        silent_days = (ts_ms - last) / DAY_MS
-        if silent_days <= self.stale_days:
+        silent_days = first_silence(state, last, ts_ms, self.stale_days)
+        if silent_days is None:
             return None
-        state["stale"] = True
         reason = (f"no steady driving reading with speed, motor coolant, pack and ambient "
                   f"temperature for {silent_days:.1f} days (more than {self.stale_days:g}); "
                   "the car was not driven or its temperature signals are missing")
-        evidence = self._summary(state)
-        evidence["days_since_reading"] = round(silent_days, 2)
-        return Assessment(active=state["active"], title="Drive-unit cooling: data missing",
-                          evidence=evidence, abstain_reason=reason)
+        return data_missing(state, "Drive-unit cooling: data missing", self._summary(state),
+                            reason, silent_days, key="days_since_reading")
 
     # ---------------------------------------------------------------- trend and decision
 

@@ -73,7 +73,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from diagnostics.base import Assessment, Detector, Outcome
+from diagnostics.base import (
+    Assessment,
+    Detector,
+    Outcome,
+    data_missing,
+    first_silence,
+    push_sample,
+)
 from diagnostics.battery12v import OFF_STATES, as_number, t_critical
 from diagnostics.trend import weighted_trend
 
@@ -268,31 +275,24 @@ class SlowTyreLeak(Detector):
                         for d, prev in zip(deficits, hist[-1][1:5], strict=True)):
             hist.clear()  # the owner reinflated: the loss so far is history
         # The reference level: the median wheel, i.e. what the healthy tyres are set to.
-        hist.append([ts, *deficits, round(float(np.median(levels)), 2)])
-        del hist[: max(0, len(hist) - self.max_history)]
-        state["stale"] = False
+        push_sample(state, [ts, *deficits, round(float(np.median(levels)), 2)], self.max_history)
         return self._assess(state, ts)
 
     # ---------------------------------------------------------------- staleness
 
     def _staleness(self, state: dict[str, Any], ts_ms: int) -> Assessment | None:
-        if state["stale"]:
-            return None
         hist, win = state["hist"], state["win"]
         last = hist[-1][0] if hist else state["since"]
         if win is not None:  # readings in the open window are data too
             last = max(last, win[1])
-        silent_days = (ts_ms - last) / DAY_MS
-        if silent_days <= self.stale_days:
+        silent_days = first_silence(state, last, ts_ms, self.stale_days)
+        if silent_days is None:
             return None
-        state["stale"] = True
         reason = (f"no tyre pressure sample with all four wheels and a temperature for "
                   f"{silent_days:.1f} days (more than {self.stale_days:g}); the car was not "
                   "driven or its tyre signals are missing")
-        evidence = self._summary(state)
-        evidence["days_since_sample"] = round(silent_days, 2)
-        return Assessment(active=state["active"], title="Tyre pressures: data missing",
-                          evidence=evidence, abstain_reason=reason)
+        return data_missing(state, "Tyre pressures: data missing", self._summary(state), reason,
+                            silent_days)
 
     # ---------------------------------------------------------------- trend and decision
 
