@@ -21,6 +21,16 @@ Signals (``DEFAULT_SIGNALS``: path -> (half-life in samples, smallest standard d
   (a failing pack cooling or heating circuit, a sensor fault). The coolant loop is the
   thermal detector's; this only watches the pack itself.
 
+Explained by the surroundings (``DEFAULT_EXPLAINED_BY``: path -> (reference path, margin))
+-----------------------------------------------------------------------------------------
+A parked pack takes the air's temperature, so a deep cold snap puts it colder than on any
+drive of the last weeks: unusual for the model, normal for physics. A scored value that lies
+between the model's mean and the reference signal of the same message (the pack temperature
+and ``Vehicle.Exterior.AirTemperature``, margin 3 °C) scores 0; the model still learns it.
+Without the reference in the message the value scores as usual. A pack far colder than the
+air (a sensor fault), or hotter than usual, is not explained. Version 1.1.0 adds this (eval
+seeds 7 and 8: one false alert each on a healthy car's -18 / -24 °C pack in a cold snap).
+
 Memory counts samples, not hours: these signals come only while the car is awake, and in
 event time a night parked would make the model forget the day's drives and learn the next
 morning's first reading as heavily as an hour of driving. So each scored sample advances the
@@ -53,6 +63,16 @@ DEFAULT_SIGNALS: dict[str, tuple[float, float]] = {
     "Vehicle.Powertrain.TractionBattery.StateOfHealth": (5000.0, 1.0),
     "Vehicle.Powertrain.TractionBattery.Temperature.Average": (1500.0, 4.0),
 }
+# Unusual values the car's surroundings explain: path -> (reference path, margin). A pack
+# colder than on any recent drive, yet no colder than the air around it (within the margin),
+# is a pack cold-soaked in a cold snap, not a fault: eval seeds 7 and 8 each raised a false
+# alert on a healthy car whose pack read -18 and -24 °C on the morning drive of a deep cold
+# snap. Only a value between the model's mean and the reference is explained; a pack far
+# colder than the air (a sensor fault) or hotter than usual still scores.
+DEFAULT_EXPLAINED_BY: dict[str, tuple[str, float]] = {
+    "Vehicle.Powertrain.TractionBattery.Temperature.Average":
+        ("Vehicle.Exterior.AirTemperature", 3.0),
+}
 SAMPLE_MS = 60_000  # the scorer's clock step per sample (only its ratio to the half-life counts)
 ACTION = (
     "No call needed yet: a signal of this car has left its usual range for a while and no "
@@ -63,12 +83,13 @@ ACTION = (
 
 class SignalAnomaly(Detector):
     name: ClassVar[str] = "signal_anomaly"
-    version: ClassVar[str] = "1.0.0"
+    version: ClassVar[str] = "1.1.0"
 
     def __init__(self, signals: Mapping[str, tuple[float, float]] | None = None,
                  warmup: int = 60, free_z: float = 2.0, enter_score: float = 0.95,
                  exit_score: float = 0.5, persist_n: int = 10, persist_s: float = 1800.0,
-                 min_gap_s: float = 60.0) -> None:
+                 min_gap_s: float = 60.0,
+                 explained_by: Mapping[str, tuple[str, float]] | None = None) -> None:
         table = {path: (float(h), float(s)) for path, (h, s)
                  in (DEFAULT_SIGNALS if signals is None else signals).items()}
         if not table or any(h <= 0 or s <= 0 for h, s in table.values()):
@@ -78,7 +99,12 @@ class SignalAnomaly(Detector):
                 and min_gap_s >= 0 and warmup >= 1):
             raise ValueError("need 0 < exit_score < enter_score <= 1, persist_n >= 1, "
                              "persist_s >= 0, min_gap_s >= 0 and warmup >= 1")
+        explained = {path: (str(ref), float(margin)) for path, (ref, margin)
+                     in (DEFAULT_EXPLAINED_BY if explained_by is None else explained_by).items()}
+        if any(margin < 0 or not math.isfinite(margin) for _, margin in explained.values()):
+            raise ValueError("explained_by margins must be finite and >= 0")
         self.signals = table
+        self.explained_by = explained
         self.warmup = warmup
         self.free_z = free_z
         self.enter_score = enter_score
@@ -113,12 +139,27 @@ class SignalAnomaly(Detector):
             entry["t"] = ts_ms
             mean, std = float(model["mean"]), scorer.scale(model)
             score = scorer.score_one(model, (int(model["n"]) + 1) * SAMPLE_MS, float(value))
+            if self._explained(path, float(value), mean, signals):
+                score = 0.0  # learned as usual, but not unusual: the surroundings explain it
             changed = True
             transition |= self._follow(state, entry, path, ts_ms, float(value), mean, std,
                                        score)
         if not transition:
             return changed, None
         return True, self._assess(state)
+
+    def _explained(self, path: str, value: float, mean: float,
+                   signals: Mapping[str, object]) -> bool:
+        """Whether ``value`` lies between the model's mean and the reference signal of the
+        same message (within the margin): e.g. a pack no colder than the air around it."""
+        rule = self.explained_by.get(path)
+        if rule is None:
+            return False
+        ref = signals.get(rule[0])
+        if isinstance(ref, bool) or not isinstance(ref, int | float) or not math.isfinite(ref):
+            return False
+        return ((value - mean) * (ref - mean) > 0
+                and abs(value - mean) <= abs(ref - mean) + rule[1])
 
     def _follow(self, state: dict[str, Any], entry: dict[str, Any], path: str, ts: int,
                 value: float, mean: float, std: float, score: float) -> bool:

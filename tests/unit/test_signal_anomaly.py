@@ -73,6 +73,41 @@ def test_a_cold_snap_is_not_an_anomaly() -> None:
     assert out == []
 
 
+AIR = "Vehicle.Exterior.AirTemperature"
+
+
+def deep_snap(air_offset: float | None) -> Iterator[tuple[int, dict]]:
+    """Thirty mild days, then three days at -22 °C where the pack, cold-soaked, stays near the
+    air for the whole drive (no pre-conditioning). ``air_offset``: the reported air
+    temperature relative to the pack (None: the car does not report it)."""
+    for ts, signals in drives(33, healthy_pack, steady_soh):
+        day = (ts - T0) // DAY
+        if day >= 30:
+            signals[PACK] = -22.0 + 0.02 * ((ts - T0) % DAY // MIN % 60)
+        if air_offset is not None:
+            signals[AIR] = round(signals[PACK] + air_offset, 2) if day >= 30 else 5.0
+        yield ts, signals
+
+
+def test_a_pack_as_cold_as_the_air_in_a_deep_cold_snap_is_explained() -> None:
+    _, out = run(SignalAnomaly(), deep_snap(air_offset=-1.0))
+    assert out == []
+    # What explains it: without the air temperature the same pack is unusual...
+    _, out = run(SignalAnomaly(), deep_snap(air_offset=None))
+    assert out and out[0][1].active and out[0][1].evidence["signal"] == PACK
+    # ...and so is a pack reading far colder than the air (a sensor fault).
+    _, out = run(SignalAnomaly(), deep_snap(air_offset=+15.0))
+    assert out and out[0][1].active
+    # The rule is a parameter: without it the air does not matter.
+    _, out = run(SignalAnomaly(explained_by={}), deep_snap(air_offset=-1.0))
+    assert out and out[0][1].active
+
+
+def test_explained_by_rejects_a_negative_margin() -> None:
+    with pytest.raises(ValueError, match="margins"):
+        SignalAnomaly(explained_by={PACK: (AIR, -1.0)})
+
+
 def test_soh_recalibration_steps_are_not_anomalies_but_a_collapse_is() -> None:
     def steps(day: int) -> float:
         return 94.2 - 1.5 * (day // 10)  # a 1.5 % step every ten days
