@@ -482,6 +482,19 @@ def format_report(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_shortfalls(runs: Sequence[Mapping[str, Any]]) -> str:
+    """One line: which runs missed which faulty assets (a pooled recall hides where)."""
+    parts = []
+    for run in runs:
+        missed = [f"{name} {f['detected']}/{f['faulty']}" for name, f in run["faults"].items()
+                  if f["detected"] < f["faulty"]]
+        if missed:
+            parts.append(f"seed {run['scenario']['seed']}: {', '.join(missed)}")
+    if not parts:
+        return "every run detected every faulty asset"
+    return "runs that missed faulty assets (detected/faulty): " + "; ".join(parts)
+
+
 # ------------------------------------------------------------------------------ CLI
 
 
@@ -589,6 +602,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ownercare eval: seeds {args.seeds[0]}-{args.seeds[-1]} pooled ({len(runs)} "
               f"runs, {final['messages']} messages, {final['alerts']} alerts)")
         print(format_report(final))
+        print(format_shortfalls(runs))
     if args.json:
         Path(args.json).write_bytes(
             json.dumps(final, indent=2, sort_keys=True).encode() + b"\n")

@@ -18,6 +18,7 @@ from ownercare.evaluate import (
     Scenario,
     default_fault_mix,
     format_report,
+    format_shortfalls,
     pool,
     run_scenario,
     score,
@@ -221,6 +222,18 @@ def test_eval_over_a_seed_range_prints_every_run_and_writes_the_pooled_json(
     assert report["faults"]["dtc"]["detected"] == sum(r["faults"]["dtc"]["detected"]
                                                       for r in runs)
     assert report["messages"] == sum(r["messages"] for r in runs) > 0
+    assert format_shortfalls(runs) in printed
+
+
+def test_the_shortfalls_line_names_each_run_that_missed_an_asset() -> None:
+    def run(seed: int, detected: int) -> dict[str, Any]:
+        return {"scenario": {"seed": seed}, "faults": {
+            "dtc": {"detected": 2, "faulty": 2},
+            "inlet_fault": {"detected": detected, "faulty": 4}}}
+    assert format_shortfalls([run(1, 4), run(2, 4)]) == "every run detected every faulty asset"
+    assert format_shortfalls([run(1, 4), run(2, 3), run(3, 2)]) == (
+        "runs that missed faulty assets (detected/faulty): seed 2: inlet_fault 3/4; "
+        "seed 3: inlet_fault 2/4")
 
 
 @pytest.mark.parametrize(("argv", "message"), [
