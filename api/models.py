@@ -144,6 +144,7 @@ charging_sessions = Table(
     Column("energy_wh", Float, nullable=True),
     Column("max_power_w", Float, nullable=True),
     Column("offered_w", Float, nullable=True),
+    Column("startup_ms", BigInteger, nullable=True),  # Preparing -> Charging (0010)
     # The worker loads each connector's newest session; the detail page lists recent ones.
     Index("ix_charging_sessions_connector", "charger_id", "connector", "start_ts"),
     # Fault attribution looks up the same car's sessions elsewhere around a date.

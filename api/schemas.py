@@ -175,6 +175,9 @@ class ChargingSessionPublic(BaseModel):
     energy_wh: float | None
     max_power_w: float | None = Field(description="largest Power.Active.Import")
     offered_w: float | None = Field(description="largest Power.Offered")
+    startup_ms: int | None = Field(
+        None, description="plug-in (Preparing) to energy flowing (Charging), ms; null if it "
+                          "never started")
 
 
 class FaultShare(BaseModel):

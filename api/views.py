@@ -302,7 +302,7 @@ def list_chargers(store: Store, *, limit: int = 50, cursor: str | None = None
 def _session_public(row: Any) -> dict[str, Any]:
     return {k: row[k] for k in ("session_id", "charger_id", "connector", "transaction_id", "vin",
                                 "start_ts", "end_ts", "end_status", "error_code", "abnormal",
-                                "energy_wh", "max_power_w", "offered_w")}
+                                "energy_wh", "max_power_w", "offered_w", "startup_ms")}
 
 
 def charger_detail(store: Store, charger_id: str, *, sessions: int = 20, alert_limit: int = 50

@@ -13,9 +13,10 @@ control-pilot line as a car's inlet. The cross pattern does settle it:
 
 Input: finished session outcomes from the charger pipeline (``session_id``, ``charger_id``,
 ``vin`` or None for a car outside the fleet, ``abnormal``, ``end_status``, ``error_code``,
-``ts`` = the session's end, event time). State: one small JSON dict per asset (keys
-``charger/<id>`` and ``vehicle/<vin>``), each with its last ``window`` outcomes and its alert
-state, so the worker keeps them in a changelogged table on a single-partition topic.
+``startup_ms`` (None when unknown), ``ts`` = the session's end, event time). State: one small
+JSON dict per asset (keys ``charger/<id>`` and ``vehicle/<vin>``), each with its last
+``window`` outcomes and its alert state, so the worker keeps them in a changelogged table on a
+single-partition topic.
 
 Rules (the constructor defaults)
 --------------------------------
@@ -46,6 +47,23 @@ Rules (the constructor defaults)
   share of its sessions, and ``clean_others`` clean sessions in a row say it does not. A
   re-plug within minutes is the same visit and still counts once (a charger that failed
   just then may fail again). The charger is not blamed either way (one car fails there).
+* **Inlet fault, slow starts**: or a worn score of at least ``min_worn`` (3) in the car's
+  window, from at least ``min_assets`` distinct chargers, with at least one slow start. A
+  session is worn when it ended abnormally at a charger that vouches, or when it started
+  slowly: its start-up (``startup_ms``, plug-in to energy flowing) took more than
+  ``slow_start_s`` (10 s) longer than the charger's typical start-up with other cars (their
+  median, from at least ``min_others`` sessions), at a charger that starts other cars quickly
+  (at most ``min_share`` of the other cars there slow by the same rule; counted by car, so one
+  other faulty car's visits do not make the charger look slow). A worn session scores 1; a
+  start-up more than ``very_slow_start_s`` (45 s) over the charger's typical repeated more
+  than one step and scores 2. Worn contacts in an inlet fail a start-up step (pilot, lock,
+  isolation check) as they fail sessions, and the charger repeats the step: clean sessions
+  carry the evidence too, so a car whose retry after its first failure went through is still
+  seen. A healthy car repeats one step now and then (one slow start, 15-30 s), which is why it
+  takes a score of three and two chargers; each charger's own pace (AC seconds, DC tens of
+  seconds) is why slowness is measured against the charger. A car's slow start at another
+  charger also excuses its failure at a charger, as a failure at a vouching one does: two
+  faulty cars failing at one good charger before either is known do not blame it.
 * Retries: a driver whose session failed usually tries again within minutes, at another
   charger or re-plugged at the same one. A repeat at the same charger is the same charger
   (chargers and cars are counted distinct); a car that failed here and then charged normally
@@ -96,7 +114,8 @@ def car_of(outcome: Mapping[str, Any]) -> str:
 
 
 def new_asset_state() -> AssetState:
-    # recent: [session_id, other asset (car or charger), abnormal 0/1, error code, ts]
+    # recent: [session_id, other asset (car or charger), abnormal 0/1, error code, ts,
+    #          startup ms or None]
     return {"recent": [], "alert": alerting.new_alert_state()}
 
 
@@ -105,12 +124,14 @@ class ChargingAttribution:
 
     name: ClassVar[str] = "charging_attribution"
     # 2: a car failing at one other vouching charger is excused; 3: a car failing on separate
-    # visits to one cleanly vouching charger is blamed
-    version: ClassVar[str] = "3"
+    # visits to one cleanly vouching charger is blamed; 4: slow starts count as evidence
+    version: ClassVar[str] = "4"
 
     def __init__(self, window: int = 12, min_assets: int = 2, min_share: float = 0.2,
                  min_others: int = 2, half_life_days: float = 7.0,
-                 visit_gap_h: float = 6.0, clean_others: int = 4) -> None:
+                 visit_gap_h: float = 6.0, clean_others: int = 4,
+                 slow_start_s: float = 10.0, very_slow_start_s: float = 45.0,
+                 min_worn: int = 3) -> None:
         self.window = window
         self.min_assets = min_assets
         self.min_share = min_share
@@ -118,8 +139,14 @@ class ChargingAttribution:
         self.half_life_days = half_life_days
         self.visit_gap_h = visit_gap_h
         self.clean_others = clean_others
+        self.slow_start_ms = slow_start_s * 1000.0
+        self.very_slow_start_ms = very_slow_start_s * 1000.0
+        self.min_worn = min_worn
         if visit_gap_h <= 0 or clean_others < 1:
             raise ValueError("visit_gap_h must be > 0 and clean_others >= 1")
+        if slow_start_s <= 0 or very_slow_start_s <= slow_start_s or min_worn < 2:
+            raise ValueError("need slow_start_s > 0, very_slow_start_s > slow_start_s and "
+                             "min_worn >= 2")
 
     def process(self, outcomes: Iterable[Mapping[str, Any]],
                 states: MutableMapping[str, AssetState]
@@ -156,27 +183,31 @@ class ChargingAttribution:
         sid, charger, car = str(outcome["session_id"]), str(outcome["charger_id"]), car_of(outcome)
         ts, abnormal = int(outcome["ts"]), int(bool(outcome["abnormal"]))
         code = outcome.get("error_code")
+        startup = outcome.get("startup_ms")
+        startup = int(startup) if startup is not None else None
         ckey = charger_key(charger)
         cstate = self._state(states, ckey, changed)
         if any(entry[0] == sid for entry in cstate["recent"]):
             return  # a redelivered outcome
-        cstate["recent"] = [*cstate["recent"], [sid, car, abnormal, code, ts]][-self.window:]
+        cstate["recent"] = [*cstate["recent"], [sid, car, abnormal, code, ts, startup]][
+            -self.window:]
         changed.add(ckey)
         vin = outcome.get("vin")
         judge: list[tuple[str, str]] = [("charger", charger)]
         if vin:
             vkey = vehicle_key(str(vin))
             vstate = self._state(states, vkey, changed)
-            vstate["recent"] = [*vstate["recent"], [sid, charger, abnormal, code, ts]][
+            vstate["recent"] = [*vstate["recent"], [sid, charger, abnormal, code, ts, startup]][
                 -self.window:]
             changed.add(vkey)
             judge.append(("vehicle", str(vin)))
             # The car's excuse at other chargers may have changed.
             judge += [("charger", e[1]) for e in vstate["recent"] if e[2] and e[1] != charger]
-        # This charger's voucher for the cars that failed here may have changed, and with it
-        # their excuse at the other chargers where they failed.
-        for failed_here in dict.fromkeys(e[1] for e in cstate["recent"] if e[2] and not
-                                         e[1].startswith("walk-in:") and e[1] != vin):
+        # This charger's voucher for the cars that failed (or started slowly) here may have
+        # changed, and with it their excuse at the other chargers where they failed.
+        for failed_here in dict.fromkeys(e[1] for e in cstate["recent"]
+                                         if (e[2] or self._slow_here(e, charger, states))
+                                         and not e[1].startswith("walk-in:") and e[1] != vin):
             judge.append(("vehicle", failed_here))
             other = states.get(vehicle_key(failed_here))
             if other is not None:
@@ -211,6 +242,11 @@ class ChargingAttribution:
         others = {e[1] for e in vstate["recent"] if e[2] and e[1] != at_charger}
         if len(others) >= self.min_assets:
             return True
+        # A slow start at another charger that starts other cars quickly is the car's own
+        # wear showing (the slow-start rule): it explains a failure here as a voucher does.
+        if any(e[1] != at_charger and (x := self._start_excess(e, car, states)) is not None
+               and x > self.slow_start_ms for e in vstate["recent"]):
+            return True
         # Fewer other chargers suffice when they serve other cars fine: two faulty cars that
         # both failed at the same two good chargers (retrying at the nearest one) explain each
         # other's failures there; a charger that fails with everyone does not vouch, so an
@@ -238,6 +274,44 @@ class ChargingAttribution:
             return False
         others = [e for e in cstate["recent"] if e[1] != without_car]
         return len(others) >= self.clean_others and not any(e[2] for e in others)
+
+    def _typical_startup(self, charger: str, without_car: str,
+                         states: Mapping[str, AssetState]) -> float | None:
+        """The charger's start-up time with other cars (median), when it starts them quickly:
+        None when it has fewer than ``min_others`` known start-ups of other cars or more than
+        ``min_share`` of them were slow (a charger slow with everyone says nothing of a car)."""
+        cstate = states.get(charger_key(charger))
+        if cstate is None:
+            return None
+        known = [(e[1], s) for e in cstate["recent"]
+                 if e[1] != without_car and (s := _startup(e)) is not None]
+        if len(known) < self.min_others:
+            return None
+        typical = float(np.median([s for _, s in known]))
+        # Counted by car: one other faulty car starting slowly on each of its visits here
+        # does not make the charger slow with everyone.
+        cars = {car for car, _ in known}
+        slow = {car for car, s in known if s > typical + self.slow_start_ms}
+        return typical if len(slow) <= self.min_share * len(cars) else None
+
+    def _slow_here(self, entry: list[Any], charger: str,
+                   states: Mapping[str, AssetState]) -> bool:
+        """A charger's entry: did that car start slowly here (against the other cars)?"""
+        startup = _startup(entry)
+        if startup is None:
+            return False
+        typical = self._typical_startup(charger, entry[1], states)
+        return typical is not None and startup > typical + self.slow_start_ms
+
+    def _start_excess(self, entry: list[Any], car: str,
+                      states: Mapping[str, AssetState]) -> float | None:
+        """A car's entry: how much longer than with other cars (ms) its start-up took, at a
+        charger that starts other cars quickly; None when that cannot be told."""
+        startup = _startup(entry)
+        if startup is None:
+            return None
+        typical = self._typical_startup(entry[1], car, states)
+        return None if typical is None else startup - typical
 
     def _failed_visits(self, failed: list[list[Any]], charger: str) -> int:
         """Separate visits with an abnormal end at ``charger``: failures at least
@@ -320,11 +394,23 @@ class ChargingAttribution:
         revisited = sorted(c for c in vouched
                            if self._failed_visits(failed, c) >= self.min_assets
                            and self._vouches_cleanly(c, vin, states))
+        excess = [self._start_excess(e, vin, states) for e in recent]
+        slow = [e for e, x in zip(recent, excess, strict=True)
+                if x is not None and x > self.slow_start_ms]
+        very_slow = [e for e, x in zip(recent, excess, strict=True)
+                     if x is not None and x > self.very_slow_start_ms]
+        worn = [e for e in recent if e in slow or (e[2] and e[1] in vouched)]
+        worn_chargers = sorted({e[1] for e in worn})
+        # A very slow start repeated several steps: it weighs as two worn sessions.
+        slow_starts = (bool(slow) and len(worn) + len(very_slow) >= self.min_worn
+                       and len(worn_chargers) >= self.min_assets)
         was_open = states[vehicle_key(vin)]["alert"]["open"] is not None
         # Hysteresis: raised on vouching chargers, held while it still fails at several
-        # chargers (a voucher can lapse while the car is still faulty), or on several visits.
-        active = (len(vouched) >= self.min_assets or bool(revisited)
+        # chargers (a voucher can lapse while the car is still faulty), or on several visits,
+        # or while it still fails or starts slowly at several chargers.
+        active = (len(vouched) >= self.min_assets or bool(revisited) or slow_starts
                   or (was_open and (len({e[1] for e in failed}) >= self.min_assets
+                                    or len(worn_chargers) >= self.min_assets
                                     or any(self._failed_visits(failed, c) >= self.min_assets
                                            for c in {e[1] for e in failed}))))
         evidence: dict[str, Any] = {
@@ -334,6 +420,12 @@ class ChargingAttribution:
             "chargers_failing_with_this_car": vouched,
             "chargers_failing_for_others_too": unvouched,
             "chargers_failing_on_separate_visits": revisited,
+            "slow_starts": len(slow),
+            "very_slow_starts": len(very_slow),
+            "start_up_excess_s": [round(x / 1000, 1) for x in excess if x is not None
+                                  and x > self.slow_start_ms],
+            "chargers_slow_to_start_with_this_car": sorted({e[1] for e in slow}),
+            "chargers_failing_or_slow_with_this_car": worn_chargers,
             "error_codes": _codes(failed),
         }
         predicted, slope, stderr = self._predict(recent, ts)
@@ -342,21 +434,32 @@ class ChargingAttribution:
         if not active:
             return Assessment(active=False, title="The car's charging sessions end normally "
                               "again", evidence=evidence)
-        where = (f"at {len(vouched)} different chargers that work for other cars"
-                 if len(vouched) >= self.min_assets or not revisited else
-                 f"on separate visits to {revisited[0]}, which charges every other car fine")
+        if len(vouched) >= self.min_assets:
+            title = (f"Charging inlet / on-board charger fault: sessions fail at "
+                     f"{len(vouched)} chargers that charge other cars fine")
+            what = (f"{len(failed)} of this car's last {len(recent)} public charging sessions "
+                    f"ended abnormally (at {len(vouched)} different chargers that work for "
+                    "other cars)")
+        elif revisited:
+            title = ("Charging inlet / on-board charger fault: sessions fail on separate "
+                     "visits to a charger that charges other cars fine")
+            what = (f"{len(failed)} of this car's last {len(recent)} public charging sessions "
+                    f"ended abnormally (on separate visits to {revisited[0]}, which charges "
+                    "every other car fine)")
+        else:
+            title = (f"Charging inlet / on-board charger fault: sessions start slowly or fail "
+                     f"at {len(worn_chargers)} chargers that start other cars quickly")
+            what = (f"{len(worn)} of this car's last {len(recent)} public charging sessions "
+                    f"were slow to start ({len(slow)}: the charger had to repeat start-up "
+                    "steps such as the plug lock or the isolation check) or ended abnormally "
+                    f"({len(failed)}), at {len(worn_chargers)} chargers that serve other cars "
+                    "fine")
         return Assessment(
             active=True, severity="critical" if share >= 0.5 else "warning",
-            title=(f"Charging inlet / on-board charger fault: sessions fail at "
-                   f"{len(vouched)} chargers that charge other cars fine"
-                   if len(vouched) >= self.min_assets or not revisited else
-                   "Charging inlet / on-board charger fault: sessions fail on separate visits "
-                   "to a charger that charges other cars fine"),
-            evidence=evidence, predicted_failure_ts=predicted,
+            title=title, evidence=evidence, predicted_failure_ts=predicted,
             recommended_action=(
-                f"{len(failed)} of this car's last {len(recent)} public charging sessions "
-                f"ended abnormally ({where}), so the car's charging inlet or on-board charger "
-                "is the likely cause. "
+                f"{what}, so the car's charging inlet or on-board charger is the likely "
+                "cause. "
                 "Ask the owner whether charging stops early or the plug will not lock, and "
                 "book a workshop check of the inlet, its lock and the on-board charger before "
                 "the car can no longer charge at all."),
@@ -379,6 +482,11 @@ class ChargingAttribution:
         if slope - stderr <= 0:
             return None, slope_r, stderr_r
         return ts + int((1.0 - level) / slope * DAY_MS), slope_r, stderr_r
+
+
+def _startup(entry: list[Any]) -> int | None:
+    """An entry's start-up time (ms); entries of version 3 states have none."""
+    return entry[5] if len(entry) > 5 else None
 
 
 def _codes(failed: list[list[Any]]) -> list[str]:

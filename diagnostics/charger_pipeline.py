@@ -47,7 +47,8 @@ def outcome_of(session: charging.Session) -> dict[str, Any]:
     return {"session_id": session.session_id, "charger_id": session.charger_id,
             "vin": session.vin, "abnormal": session.abnormal,
             "end_status": session.end_status, "error_code": session.error_code,
-            "start_ts": session.start_ts, "ts": session.end_ts}
+            "start_ts": session.start_ts, "startup_ms": session.startup_ms,
+            "ts": session.end_ts}
 
 
 class ChargerPipeline:

@@ -18,6 +18,10 @@ Rules (``track``):
 * ``energy_wh`` is the rise of ``Energy.Active.Import.Register`` since the session's first
   meter value; ``max_power_w`` / ``offered_w`` the largest ``Power.Active.Import`` /
   ``Power.Offered`` seen (delivered vs offered shows a derating charger).
+* ``startup_ms`` is the time from the session's start to its first ``Charging``: how long the
+  charger and the car took to start energy flowing (pilot, lock, isolation check). A session
+  whose ``Preparing`` went missing starts at ``Charging`` and reads 0 (never falsely slow);
+  one that never reached ``Charging`` has none.
 * Connector 0 is the charger as a whole in OCPP and never holds a session.
 
 Redelivery: the latest session of each connector remembers the (ts, seq) of the last record
@@ -64,6 +68,7 @@ class Session:
     energy_wh: float | None = None
     max_power_w: float | None = None
     offered_w: float | None = None
+    startup_ms: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -131,6 +136,8 @@ def _status(latest: MutableMapping[ConnectorKey, Session], key: ConnectorKey,
     session.last_ts, session.last_seq = ts, seq
     if error != NO_ERROR:
         session.error_code = error
+    if status == "Charging" and session.startup_ms is None and session.is_open:
+        session.startup_ms = ts - session.start_ts
     if status in END_STATUSES:
         session._close(ts, status)
     return [session]

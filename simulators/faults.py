@@ -333,7 +333,7 @@ FAULTS: dict[str, FaultSpec] = {
             "from an onset in the first five days 15-35 % of the charger's sessions end "
             "Faulted with a charger error code (GroundFailure, HighTemperature, "
             "PowerMeterFailure, ConnectorLockFailure), rising 4-10 points a day until every "
-            "session fails (out of service)",
+            "session fails (out of service); as often a start-up step has to be repeated",
             _draw_session_faults("charger_fault", CHARGER_FAULT_INITIAL_PROB,
                                  CHARGER_FAULT_PROB_PER_DAY, CHARGER_FAULT_CODES),
             "Fleet._charger_faults (ChargeSession.fault_code)", "charger_fault",
@@ -343,8 +343,10 @@ FAULTS: dict[str, FaultSpec] = {
             "the car's charging inlet / on-board charger: from an onset in the first five days "
             "30-50 % of its public sessions end abnormally at whatever charger it uses "
             "(EVCommunicationError, ConnectorLockFailure, GroundFailure), rising 3-6 points a "
-            "day until it cannot charge; the car has no home wallbox and charges publicly "
-            "at most arrivals away from home, so it meets several chargers (and, like every "
+            "day until it cannot charge, and as often a start-up step (pilot, lock, isolation "
+            "check) has to be repeated, so sessions take longer to start; the car has no "
+            "home wallbox and charges publicly at most arrivals away from home, so it meets "
+            "several chargers (and, like every "
             "driver whose session failed, retries at another charger before driving off)",
             _draw_session_faults("inlet_fault", INLET_FAULT_INITIAL_PROB,
                                  INLET_FAULT_PROB_PER_DAY, INLET_FAULT_CODES),

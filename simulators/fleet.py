@@ -41,6 +41,10 @@ Charging faults (their draws come from RNGs of their own, so every other draw is
     publicly at 70 % of its arrivals away from home (``INLET_FAULT_PUBLIC_PROB``; healthy
     cars: 4 %, or below 30 % SoC); its home sessions are not simulated as failing. A
     session cut short is unplugged 1-5 minutes after it stopped (the driver's app says so).
+    Both faults also slow the start-up of every session on the worn side (``Preparing`` lasts
+    longer before ``Charging``): a start-up step fails as often as the fault's sessions fail
+    and is repeated, up to 3 times, 15-30 s each (``_startup_ms``; healthy equipment repeats
+    one step in 2 % of sessions, and each charger has its own pace, 6-14 s AC, 20-40 s DC).
 Retries (fleet cars; draws from the car's own ``charge-retry`` RNG, so a fleet without
 charging faults is unchanged to the byte)
     A driver whose public session ends abnormally and who still needs charge does not drive
@@ -236,7 +240,20 @@ PUBLIC_ANYWAY_PROB = 0.04
 INLET_FAULT_PUBLIC_PROB = 0.7  # cars with an inlet fault have no wallbox: public most days
 PUBLIC_MIN_SESSION_MS = 15 * MINUTE_MS
 PUBLIC_MAX_SESSION_MS = 3 * HOUR_MS
-PLUG_TO_CHARGE_MS = 30 * SECOND_MS
+PLUG_TO_CHARGE_MS = 30 * SECOND_MS  # the plan's start-up allowance (booking arithmetic)
+# Start-up, from plug-in (``Preparing``) to energy flowing (``Charging``): control pilot and
+# lock, and for DC the SLAC / ISO 15118 link, the cable's isolation check and the precharge.
+# Each charger has its own pace (drawn once), with seconds of jitter per session. Now and then
+# a step fails once on healthy equipment and the charger repeats it (``STARTUP_RETRY_PROB``,
+# either side: nobody is at fault). Worn contacts (``inlet_fault`` on the car,
+# ``charger_fault`` on the charger) fail a step as often as their sessions fail, and the step
+# is repeated up to ``STARTUP_MAX_RETRIES`` times; start-up then goes through.
+STARTUP_AC_S = (6.0, 14.0)
+STARTUP_DC_S = (20.0, 40.0)
+STARTUP_JITTER_S = 3.0
+STARTUP_RETRY_PROB = 0.02
+STARTUP_RETRY_S = (15.0, 30.0)
+STARTUP_MAX_RETRIES = 3
 CHARGER_GAP_MS = 5 * MINUTE_MS
 # A driver whose public session ends abnormally retries (see "Retries" in the module docstring).
 MAX_RETRIES_PER_STOP = 2
@@ -615,6 +632,13 @@ class _ChargerRun:
     energy_wh: float = 0.0
     transaction: int = 0
     fault_rng: random.Random | None = None  # draws of an injected fault, apart from ``rng``
+    startup_rng: random.Random | None = None  # start-up draws (``_startup_ms``), apart too
+    startup_s: float = 0.0  # this charger's start-up pace
+
+    def __post_init__(self) -> None:
+        if self.startup_rng is not None:
+            self.startup_s = self.startup_rng.uniform(
+                *(STARTUP_DC_S if self.spec.dc else STARTUP_AC_S))
 
 
 @dataclass
@@ -636,6 +660,7 @@ class _VehicleRun:
     model_reported: bool = False
     cells: CellPack | None = None
     fault_rng: random.Random | None = None  # draws of an injected fault, apart from ``rng``
+    startup_rng: random.Random | None = None  # inlet_fault: its start-up retries' draws
     thermal: Thermal | None = None
     # Retries after an abnormal public session: draws of their own (``retry_rng``), the
     # departure of the current stop and the retries it has left.
@@ -776,7 +801,8 @@ class Fleet:
             Weather(self.seed, self.start_ms),
             [_ChargerRun(c, random.Random(f"charger-run-{self.seed}-{c.index}"),
                          fault_rng=random.Random(f"charger-fault-run-{self.seed}-{c.index}")
-                         if c.fault is not None else None)
+                         if c.fault is not None else None,
+                         startup_rng=random.Random(f"charger-startup-{self.seed}-{c.index}"))
              for c in self.charger_specs],
         )
         streams = [_silenced(spec.fault, self._vehicle(world, spec)) for spec in self.vehicles]
@@ -805,6 +831,7 @@ class Fleet:
             run.dtc_pending = (fault.onset_ts, str(fault.params["code"]))
         elif fault is not None and fault.name == "inlet_fault":
             run.fault_rng = random.Random(f"vehicle-fault-run-{self.seed}-{spec.index}")
+            run.startup_rng = random.Random(f"vehicle-startup-{self.seed}-{spec.index}")
         run.retry_rng = random.Random(f"charge-retry-{self.seed}-{spec.index}")
         run.thermal = Thermal(spec.thermal_resistance, MASS_KG_BY_MODEL[spec.model],
                               random.Random(f"thermal-run-{self.seed}-{spec.index}"))
@@ -1118,8 +1145,10 @@ class Fleet:
         power *= rng.uniform(0.92, 0.98)
         latest = min(depart - 10 * MINUTE_MS, plug + PLUG_TO_CHARGE_MS + PUBLIC_MAX_SESSION_MS)
         linger = int(rng.uniform(1, 5) * MINUTE_MS)  # from the end of charging to unplugging
-        session = _new_session(plug + PLUG_TO_CHARGE_MS, v.soc, target, power,
-                               s.spec.capacity_kwh, latest, charger.spec.charger_id)
+        inlet = s.fault if s.fault is not None and s.fault.name == "inlet_fault" else None
+        session = _new_session(plug + _startup_ms(charger, plug, inlet, v.startup_rng), v.soc,
+                               target, power, s.spec.capacity_kwh, latest,
+                               charger.spec.charger_id)
         if session.end - session.start < min_session_ms:
             return None
         self._charger_faults(charger, session)
@@ -1253,7 +1282,8 @@ class Fleet:
                 latest = walk_in + PLUG_TO_CHARGE_MS + int(minutes * MINUTE_MS)
                 if booking is not None:  # a fleet car has booked: be gone before it comes
                     latest = min(latest, booking.plug - CHARGER_GAP_MS - 5 * MINUTE_MS)
-                session = _new_session(walk_in + PLUG_TO_CHARGE_MS, rng.uniform(10, 60), 95.0,
+                session = _new_session(walk_in + _startup_ms(c, walk_in), rng.uniform(10, 60),
+                                       95.0,
                                        power, rng.uniform(50, 90), latest)
                 if session.end - session.start < PUBLIC_MIN_SESSION_MS:
                     walk_in = (booking.unplug if booking else walk_in) + self._anon_gap(c)
@@ -1342,6 +1372,25 @@ class Fleet:
         else:
             yield self._status(c, session.end, "Finishing")
         yield self._status(c, unplug, "Available")
+
+
+def _startup_ms(c: _ChargerRun, plug: int, car_fault: FaultInstance | None = None,
+                car_rng: random.Random | None = None) -> int:
+    """Plug-in to energy flowing at ``c`` (see ``STARTUP_*``): the charger's pace, jitter, a
+    healthy repeat now and then, and the repeats worn contacts need on either side."""
+    rng = c.startup_rng
+    if rng is None:
+        return PLUG_TO_CHARGE_MS
+    seconds = c.startup_s + rng.uniform(-STARTUP_JITTER_S, STARTUP_JITTER_S)
+    retries = int(rng.random() < STARTUP_RETRY_PROB)
+    for fault, draws in ((c.spec.fault, rng), (car_fault, car_rng)):
+        if fault is None or draws is None or fault.name not in ("charger_fault", "inlet_fault"):
+            continue
+        worn = session_fault_prob(fault, plug)
+        while retries < STARTUP_MAX_RETRIES and draws.random() < worn:
+            retries += 1
+    seconds += sum(rng.uniform(*STARTUP_RETRY_S) for _ in range(retries))
+    return int(seconds * SECOND_MS)
 
 
 def _free_from(c: _ChargerRun, wanted: int) -> int:

@@ -63,6 +63,21 @@ def test_a_normal_session() -> None:
     assert latest[(CP, 1)] is s
 
 
+def test_start_up_is_timed_from_plug_in_to_the_first_charging() -> None:
+    c = Charger()
+    _, (s,) = run([c.status(0, "Preparing"), c.status(37_000, "Charging"),
+                   c.meter(40_000, 10.0, 50.0), c.status(41_000, "SuspendedEV"),
+                   c.status(50_000, "Charging"), c.status(60_000, "Finishing")])
+    assert s.startup_ms == 37_000  # the first Charging; a later resume changes nothing
+    # A session whose Preparing went missing starts at Charging: 0, never falsely slow.
+    _, (s,) = run([c.status(100_000, "Charging"), c.status(160_000, "Finishing")])
+    assert (s.start_ts, s.startup_ms) == (100_000, 0)
+    # Never charged (plugged in, then faulted): no start-up time.
+    _, (s,) = run([c.status(200_000, "Preparing"),
+                   c.status(230_000, "Faulted", "ConnectorLockFailure")])
+    assert s.startup_ms is None and s.abnormal
+
+
 def test_a_fault_ends_the_session_abnormally_with_its_error_code() -> None:
     c = Charger()
     _, (s,) = run([c.status(0, "Preparing"), c.status(5, "Charging"), c.meter(6, 10.0, 50.0),

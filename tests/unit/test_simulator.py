@@ -578,6 +578,51 @@ def test_a_session_cut_short_is_unplugged_minutes_later_walk_ins_included() -> N
     assert all(60_000 <= gap <= 5 * 60_000 for gap in gaps), sorted(gaps)[-3:]
 
 
+def test_worn_contacts_slow_the_start_up_of_sessions_on_their_side() -> None:
+    """Start-up (Preparing -> Charging): each charger keeps its own pace; healthy equipment
+    repeats a step now and then; the inlet-fault car starts slowly at every charger after its
+    onset, and the faulty charger with every car."""
+    fleet, done = charging_fault_sessions()
+    truth = {t["fault"]: t for t in fleet.truth()}
+    bad_charger, bad_vin = truth["charger_fault"]["charger_id"], truth["inlet_fault"]["vin"]
+    pace = {c.charger_id: c for c in fleet.charger_specs}
+    healthy = [s for s in done if s.startup_ms is not None and s.charger_id != bad_charger
+               and s.vin != bad_vin]
+    assert len(healthy) > 100
+    by_charger: dict[str, list[int]] = defaultdict(list)
+    for s in healthy:
+        by_charger[s.charger_id].append(s.startup_ms)
+    lo_s, hi_s = fleet_module.STARTUP_AC_S[0], fleet_module.STARTUP_DC_S[1]
+    repeated = 0
+    for charger, startups in by_charger.items():
+        typical = sorted(startups)[len(startups) // 2]
+        ac_or_dc = (fleet_module.STARTUP_DC_S if pace[charger].dc
+                    else fleet_module.STARTUP_AC_S)
+        assert ac_or_dc[0] - 3 <= typical / 1000 <= ac_or_dc[1] + 3, charger
+        for ms in startups:
+            assert lo_s - 3 <= ms / 1000 <= hi_s + 3 + fleet_module.STARTUP_RETRY_S[1]
+            repeated += ms > typical + 2 * fleet_module.STARTUP_JITTER_S * 1000
+    assert repeated <= 0.06 * len(healthy)  # a step repeated in about 2 % of sessions
+    # The faulty car after its onset, against the other cars at the same charger.
+    onset = truth["inlet_fault"]["onset_ts"]
+    excess = []
+    for s in done:
+        if s.vin == bad_vin and s.start_ts > onset and s.charger_id != bad_charger:
+            others = sorted(by_charger[s.charger_id])
+            excess.append(s.startup_ms - others[len(others) // 2])
+    assert len(excess) >= 4
+    # Slow as often as its sessions fail (30-50 % at the onset, rising), healthy ones 2 %.
+    slow = sum(x > 10_000 for x in excess)
+    assert slow >= 2 and slow / len(excess) > 5 * max(repeated / len(healthy), 0.02)
+    onset = truth["charger_fault"]["onset_ts"]
+    at_bad = [s.startup_ms for s in done if s.charger_id == bad_charger and s.start_ts > onset]
+    before = [s.startup_ms for s in done if s.charger_id == bad_charger and s.start_ts < onset]
+    assert before and len(at_bad) >= 5
+    typical = sorted(before)[len(before) // 2]
+    slow = sum(ms > typical + 10_000 for ms in at_bad)
+    assert slow >= 2 and slow / len(at_bad) > 5 * 0.02
+
+
 def test_a_derating_charger_folds_back_within_its_sessions_after_the_onset() -> None:
     fleet, done = charging_fault_sessions()
     derating = next(t for t in fleet.truth() if t["fault"] == "charger_derating")

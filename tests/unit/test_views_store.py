@@ -225,6 +225,17 @@ def test_attributed_fault_share(store: Store) -> None:
     assert detail["recent_sessions"][0]["start_ts"] == 30 * day
 
 
+def test_the_start_up_time_is_stored_and_listed(store: Store) -> None:
+    c = Charger("CP-0001")
+    views.track_charging_sessions(store, normal_session(c, 5 * DAY_MS, tx=1)[:3])
+    views.track_charging_sessions(store, normal_session(c, 5 * DAY_MS, tx=1)[3:])
+    store.upsert_signals([("charger", "CP-0001", "OCPP.Connector1.Status", "Available", 1)])
+    detail = views.charger_detail(store, "CP-0001")
+    assert detail is not None
+    (session,) = detail["recent_sessions"]
+    assert (session["startup_ms"], session["end_status"]) == (10, "Finishing")
+
+
 def test_fleet_overview(store: Store) -> None:
     seed_fleet(store)
     c = Charger("CP-0001")
