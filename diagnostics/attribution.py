@@ -446,7 +446,7 @@ class ChargingAttribution:
             what = (f"{len(failed)} of this car's last {len(recent)} public charging sessions "
                     f"ended abnormally (on separate visits to {revisited[0]}, which charges "
                     "every other car fine)")
-        else:
+        elif slow_starts:
             title = (f"Charging inlet / on-board charger fault: sessions start slowly or fail "
                      f"at {len(worn_chargers)} chargers that start other cars quickly")
             what = (f"{len(worn)} of this car's last {len(recent)} public charging sessions "
@@ -454,6 +454,12 @@ class ChargingAttribution:
                     "steps such as the plug lock or the isolation check) or ended abnormally "
                     f"({len(failed)}), at {len(worn_chargers)} chargers that serve other cars "
                     "fine")
+        else:  # held (hysteresis): the rule that raised it may no longer hold on its own
+            title = ("Charging inlet / on-board charger fault: sessions still fail or start "
+                     "slowly")
+            what = (f"{len(failed)} of this car's last {len(recent)} public charging sessions "
+                    f"ended abnormally and {len(slow)} were slow to start, at "
+                    f"{len({e[1] for e in failed} | set(worn_chargers))} chargers")
         return Assessment(
             active=True, severity="critical" if share >= 0.5 else "warning",
             title=title, evidence=evidence, predicted_failure_ts=predicted,
