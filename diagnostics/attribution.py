@@ -405,12 +405,12 @@ class ChargingAttribution:
         slow_starts = (bool(slow) and len(worn) + len(very_slow) >= self.min_worn
                        and len(worn_chargers) >= self.min_assets)
         was_open = states[vehicle_key(vin)]["alert"]["open"] is not None
-        # Hysteresis: raised on vouching chargers, held while it still fails at several
-        # chargers (a voucher can lapse while the car is still faulty), or on several visits,
-        # or while it still fails or starts slowly at several chargers.
+        # Hysteresis: raised on vouching chargers, held while it still fails or starts slowly
+        # at several chargers (a voucher can lapse while the car is still faulty: another
+        # faulty car failing at the same charger), or fails on several visits to one.
         active = (len(vouched) >= self.min_assets or bool(revisited) or slow_starts
-                  or (was_open and (len({e[1] for e in failed}) >= self.min_assets
-                                    or len(worn_chargers) >= self.min_assets
+                  or (was_open and (len({e[1] for e in failed} | {e[1] for e in slow})
+                                    >= self.min_assets
                                     or any(self._failed_visits(failed, c) >= self.min_assets
                                            for c in {e[1] for e in failed}))))
         evidence: dict[str, Any] = {

@@ -460,3 +460,23 @@ def test_slow_start_parameters_are_checked() -> None:
             assert "need slow_start_s > 0, very_slow_start_s > slow_start_s" in str(exc)
         else:
             raise AssertionError(f"{kwargs} accepted")
+
+
+def test_an_inlet_alert_holds_when_another_faulty_car_takes_a_voucher_away() -> None:
+    # Eval seed 6: raised on a slow start at DC-1 and a failure at AC-1; then another faulty
+    # car failed at AC-1 twice, so AC-1 no longer vouched, and the alert resolved only to be
+    # raised again four days later (a duplicate). It holds while the car still fails or starts
+    # slowly at two chargers.
+    o = Outcomes()
+    attribution = ChargingAttribution()
+    states: dict[str, Any] = {}
+    stream = paced_traffic(o, list(PACE_S))
+    stream += [o("DC-1", "BAD", startup_s=85), o("AC-1", "BAD", True, "GroundFailure",
+                                                  startup_s=9)]
+    first, _ = attribution.process(stream, states)
+    assert opened(first) == {("vehicle", "BAD", "charging_inlet_fault")}
+    later, _ = attribution.process(
+        [o("AC-1", "OTHER-BAD", True, "GroundFailure", startup_s=40),
+         o("AC-1", "OTHER-BAD", True, "ConnectorLockFailure", startup_s=45)], states)
+    assert not any(a["asset_id"] == "BAD" and a["status"] == "resolved" for a in later)
+    assert states["vehicle/BAD"]["alert"]["open"] is not None
