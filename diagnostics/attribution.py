@@ -48,7 +48,9 @@ Rules (the constructor defaults)
   re-plug within minutes is the same visit and still counts once (a charger that failed
   just then may fail again). The charger is not blamed either way (one car fails there).
 * **Inlet fault, slow starts**: or a worn score of at least ``min_worn`` (3) in the car's
-  window, from at least ``min_assets`` distinct chargers, with at least one slow start. A
+  window, from at least ``min_assets`` distinct chargers, with at least one slow start and at
+  least one abnormal end at a charger that vouches (slow starts alone could be a driver's
+  habit of starting the session late, see below; one failure alone a glitch). A
   session is worn when it ended abnormally at a charger that vouches, or when it started
   slowly: its start-up (``startup_ms``, plug-in to energy flowing) took more than
   ``slow_start_s`` (10 s) longer than the charger's typical start-up with other cars (their
@@ -63,7 +65,12 @@ Rules (the constructor defaults)
   takes a score of three and two chargers; each charger's own pace (AC seconds, DC tens of
   seconds) is why slowness is measured against the charger. A car's slow start at another
   charger also excuses its failure at a charger, as a failure at a vouching one does: two
-  faulty cars failing at one good charger before either is known do not blame it.
+  faulty cars failing at one good charger before either is known do not blame it. A start-up
+  longer than ``max_start_up_s`` (3 min) is not counted at all: that is a driver who has not
+  started the session yet (``Preparing`` lasts until the charger is authorised) or a car
+  waiting for its charging schedule, not repeated steps. Shorter waits of that kind are
+  measured too (the contract carries no transaction-start time); requiring a failure is what
+  keeps a habitually late driver from being blamed.
 * Retries: a driver whose session failed usually tries again within minutes, at another
   charger or re-plugged at the same one. A repeat at the same charger is the same charger
   (chargers and cars are counted distinct); a car that failed here and then charged normally
@@ -131,7 +138,7 @@ class ChargingAttribution:
                  min_others: int = 2, half_life_days: float = 7.0,
                  visit_gap_h: float = 6.0, clean_others: int = 4,
                  slow_start_s: float = 10.0, very_slow_start_s: float = 45.0,
-                 min_worn: int = 3) -> None:
+                 min_worn: int = 3, max_start_up_s: float = 180.0) -> None:
         self.window = window
         self.min_assets = min_assets
         self.min_share = min_share
@@ -142,11 +149,13 @@ class ChargingAttribution:
         self.slow_start_ms = slow_start_s * 1000.0
         self.very_slow_start_ms = very_slow_start_s * 1000.0
         self.min_worn = min_worn
+        self.max_start_up_ms = max_start_up_s * 1000.0
         if visit_gap_h <= 0 or clean_others < 1:
             raise ValueError("visit_gap_h must be > 0 and clean_others >= 1")
-        if slow_start_s <= 0 or very_slow_start_s <= slow_start_s or min_worn < 2:
-            raise ValueError("need slow_start_s > 0, very_slow_start_s > slow_start_s and "
-                             "min_worn >= 2")
+        if (slow_start_s <= 0 or very_slow_start_s <= slow_start_s or min_worn < 2
+                or max_start_up_s <= very_slow_start_s):
+            raise ValueError("need slow_start_s > 0, very_slow_start_s > slow_start_s, "
+                             "max_start_up_s > very_slow_start_s and min_worn >= 2")
 
     def process(self, outcomes: Iterable[Mapping[str, Any]],
                 states: MutableMapping[str, AssetState]
@@ -284,7 +293,7 @@ class ChargingAttribution:
         if cstate is None:
             return None
         known = [(e[1], s) for e in cstate["recent"]
-                 if e[1] != without_car and (s := _startup(e)) is not None]
+                 if e[1] != without_car and (s := self._startup(e)) is not None]
         if len(known) < self.min_others:
             return None
         typical = float(np.median([s for _, s in known]))
@@ -297,7 +306,7 @@ class ChargingAttribution:
     def _slow_here(self, entry: list[Any], charger: str,
                    states: Mapping[str, AssetState]) -> bool:
         """A charger's entry: did that car start slowly here (against the other cars)?"""
-        startup = _startup(entry)
+        startup = self._startup(entry)
         if startup is None:
             return False
         typical = self._typical_startup(charger, entry[1], states)
@@ -307,11 +316,19 @@ class ChargingAttribution:
                       states: Mapping[str, AssetState]) -> float | None:
         """A car's entry: how much longer than with other cars (ms) its start-up took, at a
         charger that starts other cars quickly; None when that cannot be told."""
-        startup = _startup(entry)
+        startup = self._startup(entry)
         if startup is None:
             return None
         typical = self._typical_startup(entry[1], car, states)
         return None if typical is None else startup - typical
+
+    def _startup(self, entry: list[Any]) -> int | None:
+        """An entry's start-up time (ms), None when unknown (entries of version 3 states have
+        none) or longer than ``max_start_up_s``: minutes between plug-in and energy are a
+        driver who has not started the session yet or a car waiting for its charging
+        schedule, not repeated steps."""
+        startup = entry[5] if len(entry) > 5 else None
+        return startup if startup is not None and startup <= self.max_start_up_ms else None
 
     def _failed_visits(self, failed: list[list[Any]], charger: str) -> int:
         """Separate visits with an abnormal end at ``charger``: failures at least
@@ -401,8 +418,11 @@ class ChargingAttribution:
                      if x is not None and x > self.very_slow_start_ms]
         worn = [e for e in recent if e in slow or (e[2] and e[1] in vouched)]
         worn_chargers = sorted({e[1] for e in worn})
-        # A very slow start repeated several steps: it weighs as two worn sessions.
-        slow_starts = (bool(slow) and len(worn) + len(very_slow) >= self.min_worn
+        # A very slow start repeated several steps: it weighs as two worn sessions. Slow
+        # starts alone never raise: a driver who habitually starts the session late is slow
+        # at every charger too, but their sessions do not fail.
+        slow_starts = (bool(slow) and bool(vouched)
+                       and len(worn) + len(very_slow) >= self.min_worn
                        and len(worn_chargers) >= self.min_assets)
         was_open = states[vehicle_key(vin)]["alert"]["open"] is not None
         # Hysteresis: raised on vouching chargers, held while it still fails or starts slowly
@@ -488,11 +508,6 @@ class ChargingAttribution:
         if slope - stderr <= 0:
             return None, slope_r, stderr_r
         return ts + int((1.0 - level) / slope * DAY_MS), slope_r, stderr_r
-
-
-def _startup(entry: list[Any]) -> int | None:
-    """An entry's start-up time (ms); entries of version 3 states have none."""
-    return entry[5] if len(entry) > 5 else None
 
 
 def _codes(failed: list[list[Any]]) -> list[str]:

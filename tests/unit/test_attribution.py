@@ -395,7 +395,7 @@ def test_each_charger_is_judged_at_its_own_pace() -> None:
                o("DC-1", "CAR", startup_s=35), o("DC-2", "CAR", startup_s=40)]
     assert opened(run(stream)) == set()
     stream += [o("AC-1", "CAR", startup_s=35), o("AC-2", "CAR", startup_s=35),
-               o("AC-1", "CAR", startup_s=36)]
+               o("AC-1", "CAR", True, "GroundFailure", startup_s=36)]
     alerts = run(stream)
     assert opened(alerts) == {("vehicle", "CAR", "charging_inlet_fault")}
     ev = next(a for a in alerts if a["asset_id"] == "CAR")["evidence"]
@@ -426,14 +426,16 @@ def test_a_charger_slow_with_everyone_says_nothing_of_a_car() -> None:
     stream = paced_traffic(o, ["AC-1", "DC-1"])
     stream += [o("AC-2", f"OTHER{k}", startup_s=11 + (25 if k % 2 else 0)) for k in range(6)]
     stream += [o("AC-2", "CAR", startup_s=40), o("AC-2", "CAR", startup_s=45),
-               o("AC-1", "CAR", startup_s=40), o("DC-1", "CAR", startup_s=30)]
+               o("AC-1", "CAR", True, "GroundFailure", startup_s=40),
+               o("DC-1", "CAR", startup_s=30)]
     alerts = run(stream)
     assert ("vehicle", "CAR", "charging_inlet_fault") not in opened(alerts)
     # With a quick AC-2 the same four sessions are three slow starts at two chargers.
     o = Outcomes()
     stream = paced_traffic(o, ["AC-1", "AC-2", "DC-1"])
     stream += [o("AC-2", "CAR", startup_s=40), o("AC-2", "CAR", startup_s=45),
-               o("AC-1", "CAR", startup_s=40), o("DC-1", "CAR", startup_s=30)]
+               o("AC-1", "CAR", True, "GroundFailure", startup_s=40),
+               o("DC-1", "CAR", startup_s=30)]
     assert opened(run(stream)) == {("vehicle", "CAR", "charging_inlet_fault")}
 
 
@@ -453,11 +455,13 @@ def test_states_of_the_previous_version_without_start_ups_still_judge() -> None:
 
 
 def test_slow_start_parameters_are_checked() -> None:
-    for kwargs in ({"slow_start_s": 0}, {"min_worn": 1}, {"very_slow_start_s": 10}):
+    for kwargs in ({"slow_start_s": 0}, {"min_worn": 1}, {"very_slow_start_s": 10},
+                   {"max_start_up_s": 40}):
         try:
             ChargingAttribution(**kwargs)
         except ValueError as exc:
-            assert "need slow_start_s > 0, very_slow_start_s > slow_start_s" in str(exc)
+            assert "need slow_start_s > 0, very_slow_start_s > slow_start_s, " \
+                "max_start_up_s > very_slow_start_s and min_worn >= 2" in str(exc)
         else:
             raise AssertionError(f"{kwargs} accepted")
 
@@ -480,3 +484,34 @@ def test_an_inlet_alert_holds_when_another_faulty_car_takes_a_voucher_away() -> 
          o("AC-1", "OTHER-BAD", True, "ConnectorLockFailure", startup_s=45)], states)
     assert not any(a["asset_id"] == "BAD" and a["status"] == "resolved" for a in later)
     assert states["vehicle/BAD"]["alert"]["open"] is not None
+
+
+def test_minutes_before_energy_flows_are_a_waiting_driver_not_a_worn_inlet() -> None:
+    # A driver who starts the session in the app minutes after plugging in, or a car waiting
+    # for its off-peak schedule: Preparing lasts minutes at every charger. Not slow starts.
+    o = Outcomes()
+    stream = paced_traffic(o, list(PACE_S))
+    stream += [o(c, "HABIT", startup_s=PACE_S[c] + 200) for c in PACE_S]
+    stream += [o("AC-1", "SCHEDULE", startup_s=4 * 3600), o("AC-2", "SCHEDULE", startup_s=3 * 3600),
+               o("DC-1", "SCHEDULE", startup_s=2 * 3600)]
+    # ... and one glitch each at a good charger, which alone is no alert either.
+    stream += [o("DC-2", "HABIT", True, "OtherError", startup_s=PACE_S["DC-2"]),
+               o("AC-2", "SCHEDULE", True, "OtherError", startup_s=PACE_S["AC-2"])]
+    assert opened(run(stream)) == set()
+    # Without the cap the same sessions would blame both cars.
+    loose = ChargingAttribution(max_start_up_s=1e6).process(stream, {})[0]
+    assert opened(loose) == {("vehicle", "HABIT", "charging_inlet_fault"),
+                             ("vehicle", "SCHEDULE", "charging_inlet_fault")}
+
+
+def test_a_driver_who_starts_late_is_not_blamed_until_a_session_fails() -> None:
+    # 60 s between plug-in and energy at every charger (the driver taps the card late): slow
+    # starts everywhere, under the cap. Without an abnormal end that is not a worn inlet.
+    o = Outcomes()
+    stream = paced_traffic(o, list(PACE_S))
+    late = [o(c, "LATE", startup_s=PACE_S[c] + 60) for c in PACE_S]
+    assert opened(run(stream + late)) == set()
+    # One failure at a good charger on top of them, and the pattern is the car's.
+    failed = [o("AC-1", "LATE", True, "EVCommunicationError", startup_s=PACE_S["AC-1"] + 60)]
+    assert opened(run(stream + late + failed)) == {
+        ("vehicle", "LATE", "charging_inlet_fault")}
