@@ -215,7 +215,8 @@ class ChargingAttribution:
         # This charger's voucher for the cars that failed (or started slowly) here may have
         # changed, and with it their excuse at the other chargers where they failed.
         for failed_here in dict.fromkeys(e[1] for e in cstate["recent"]
-                                         if (e[2] or self._slow_here(e, charger, states))
+                                         if (e[2] or self._slow(
+                                             self._start_excess(e, charger, e[1], states)))
                                          and not e[1].startswith("walk-in:") and e[1] != vin):
             judge.append(("vehicle", failed_here))
             other = states.get(vehicle_key(failed_here))
@@ -253,8 +254,8 @@ class ChargingAttribution:
             return True
         # A slow start at another charger that starts other cars quickly is the car's own
         # wear showing (the slow-start rule): it explains a failure here as a voucher does.
-        if any(e[1] != at_charger and (x := self._start_excess(e, car, states)) is not None
-               and x > self.slow_start_ms for e in vstate["recent"]):
+        if any(e[1] != at_charger and self._slow(self._start_excess(e, e[1], car, states))
+               for e in vstate["recent"]):
             return True
         # Fewer other chargers suffice when they serve other cars fine: two faulty cars that
         # both failed at the same two good chargers (retrying at the nearest one) explain each
@@ -303,24 +304,19 @@ class ChargingAttribution:
         slow = {car for car, s in known if s > typical + self.slow_start_ms}
         return typical if len(slow) <= self.min_share * len(cars) else None
 
-    def _slow_here(self, entry: list[Any], charger: str,
-                   states: Mapping[str, AssetState]) -> bool:
-        """A charger's entry: did that car start slowly here (against the other cars)?"""
-        startup = self._startup(entry)
-        if startup is None:
-            return False
-        typical = self._typical_startup(charger, entry[1], states)
-        return typical is not None and startup > typical + self.slow_start_ms
-
-    def _start_excess(self, entry: list[Any], car: str,
+    def _start_excess(self, entry: list[Any], charger: str, car: str,
                       states: Mapping[str, AssetState]) -> float | None:
-        """A car's entry: how much longer than with other cars (ms) its start-up took, at a
-        charger that starts other cars quickly; None when that cannot be told."""
+        """How much longer than with other cars (ms) ``car``'s start-up in ``entry`` (from
+        the car's or the charger's list) took at ``charger``, when that charger starts other
+        cars quickly; None when that cannot be told."""
         startup = self._startup(entry)
         if startup is None:
             return None
-        typical = self._typical_startup(entry[1], car, states)
+        typical = self._typical_startup(charger, car, states)
         return None if typical is None else startup - typical
+
+    def _slow(self, excess: float | None) -> bool:
+        return excess is not None and excess > self.slow_start_ms
 
     def _startup(self, entry: list[Any]) -> int | None:
         """An entry's start-up time (ms), None when unknown (entries of version 3 states have
@@ -411,9 +407,8 @@ class ChargingAttribution:
         revisited = sorted(c for c in vouched
                            if self._failed_visits(failed, c) >= self.min_assets
                            and self._vouches_cleanly(c, vin, states))
-        excess = [self._start_excess(e, vin, states) for e in recent]
-        slow = [e for e, x in zip(recent, excess, strict=True)
-                if x is not None and x > self.slow_start_ms]
+        excess = [self._start_excess(e, e[1], vin, states) for e in recent]
+        slow = [e for e, x in zip(recent, excess, strict=True) if self._slow(x)]
         very_slow = [e for e, x in zip(recent, excess, strict=True)
                      if x is not None and x > self.very_slow_start_ms]
         worn = [e for e in recent if e in slow or (e[2] and e[1] in vouched)]
@@ -442,8 +437,8 @@ class ChargingAttribution:
             "chargers_failing_on_separate_visits": revisited,
             "slow_starts": len(slow),
             "very_slow_starts": len(very_slow),
-            "start_up_excess_s": [round(x / 1000, 1) for x in excess if x is not None
-                                  and x > self.slow_start_ms],
+            "start_up_excess_s": [round(x / 1000, 1) for x in excess
+                                  if x is not None and self._slow(x)],
             "chargers_slow_to_start_with_this_car": sorted({e[1] for e in slow}),
             "chargers_failing_or_slow_with_this_car": worn_chargers,
             "error_codes": _codes(failed),
