@@ -15,8 +15,6 @@ from fastapi.openapi.utils import get_openapi
 
 from api import problems
 from api.auth import RateLimiter
-from api.case_store import CaseStore
-from api.keys import KeyStore
 from api.limits import BodySizeLimit, no_nul_characters
 from api.metrics import ServiceReports
 from api.routes import (
@@ -32,9 +30,11 @@ from api.routes import (
     vehicles,
     webhooks,
 )
-from api.store import Store
 from api.webhook_dispatch import Dispatcher
-from ownercare.settings import ApiSettings, mask_url
+from config.settings import ApiSettings, mask_url
+from storage.cases import CaseStore
+from storage.core import Store
+from storage.keys import KeyStore
 
 log = logging.getLogger(__name__)
 

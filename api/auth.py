@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.keys import KeyStore, Principal, roles_with
+from storage.keys import KeyStore, Principal, roles_with
 
 log = logging.getLogger(__name__)
 

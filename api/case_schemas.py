@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from api.casework import CaseState, Outcome
 from api.schemas import AlertPublic, Problem, Severity
+from care.casework import CaseState, Outcome
 
 _MAX_INT = 2_147_483_647  # case ids and versions are 32-bit integers in the database
 

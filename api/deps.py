@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.store import Store
-from ownercare.settings import ApiSettings
+from config.settings import ApiSettings
+from storage.core import Store
 
 
 def get_store(request: Request) -> Store:

@@ -22,9 +22,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from api.models import alerts
-from api.store import Store
 from ingest import service_metrics, topics
+from storage.core import Store
+from storage.models import alerts
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The webhook dispatcher: an asyncio task of the API that sends due deliveries.
 
 Every API replica runs one. Each poll claims due deliveries with a lease (see
-``api.webhook_store.claim_due``), POSTs them signed (``api.webhooks``), and records the
+``storage.outbox.claim_due``), POSTs them signed (``care.webhooks``), and records the
 outcome: 2xx is delivered; anything else (other status, timeout, refused connection) is
 retried after min(cap, base·2^(attempt-1)) seconds, and after the last try the delivery is
 dead, listed by ``GET /webhooks/{id}/deliveries?state=dead`` until someone retries it.
@@ -23,9 +23,10 @@ from typing import Any
 import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from api import webhook_store, webhooks
-from api.store import Store
-from ownercare.settings import WebhookSettings
+from care import webhooks
+from config.settings import WebhookSettings
+from storage import outbox as webhook_store
+from storage.core import Store
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ numbers it was not seeded with. Per-asset state is a small JSON-serialisable dic
 owns (the worker keeps it in a changelogged Faust table with a JSON serializer), which is what
 makes restarts, replays and back-tests reproduce the same results.
 
-Contract (checked for every registered detector by ``tests/unit/test_detector_contract.py``):
+Contract (checked for every registered detector by ``tests/diagnostics/test_detector_contract.py``):
 
 * ``new_state()`` returns plain JSON (dict/list/str/int/float/bool/None), well under 16 KiB
   per asset however long the asset streams (bounded histories only).

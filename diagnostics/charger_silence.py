@@ -8,7 +8,7 @@ own sweep clock, so a charger pipeline can adopt it as it is:
 
 * ``process`` for one in-memory stream (``diagnostics/offline.py``): the clock lives in the
   tracker;
-* ``process_source`` for the worker (``diagnostics/agents.py``, agent ``charger-silence``): the
+* ``process_source`` for the worker (``worker/agents.py``, agent ``charger-silence``): the
   states, one sweep clock per source partition and the partition's last applied offset live
   in the changelogged table, with the write order and catch-up rules of
   ``diagnostics/pipeline.py`` (alerts first, then the changed charger states, the clock, the

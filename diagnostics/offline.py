@@ -3,7 +3,7 @@
 ``ownercare backtest``, ``ownercare eval`` and ``ownercare replay`` all feed recorded or
 simulated telemetry through this one class, so what they score is exactly what the worker
 runs: the same pipelines, the same alarm hygiene, the same event-time rules. The worker splits
-the same work across Faust agents (``diagnostics/agents.py``); here it runs in one process:
+the same work across Faust agents (``worker/agents.py``); here it runs in one process:
 vehicle records go to the vehicle pipeline, charger records to the charger pipeline, and the
 charging sessions the charger pipeline sees finish go on to the fleet's charging-fault
 attribution (in the worker: through the ``ownercare.charging-outcomes`` topic).

@@ -8,7 +8,7 @@ silent. Care staff should see one problem (the battery), not three.
 
 So when an alert *opens* while an alert of a cause type is open on the same asset, the new
 alert carries ``root_cause_id``, the id of the root of that chain (the cause's own
-``root_cause_id`` if it has one, else the cause's id). ``api.case_intake`` then files it in the
+``root_cause_id`` if it has one, else the cause's id). ``storage.case_intake`` then files it in the
 cause's case without announcing it as a new problem (see the README's "Alarm hygiene").
 
 Rules of the table (``LINKS``):
@@ -21,7 +21,7 @@ Rules of the table (``LINKS``):
 * Only links with a physical mechanism belong here; ``evidence_codes`` narrows a link to the
   trouble codes that mechanism produces (a catalyst code is no consequence of a weak battery).
 * Types nobody raises yet are harmless: a link only fires when both alerts exist. To add one,
-  append a ``Link`` (and a test in ``tests/unit/test_rootcause.py``).
+  append a ``Link`` (and a test in ``tests/diagnostics/test_rootcause.py``).
 """
 
 from __future__ import annotations

@@ -35,9 +35,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from influxdb_client import Point, WritePrecision
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
+from config.settings import ArchiveSettings, mask_url
 from ingest import topics
 from ingest.contract import decode_batch
-from ownercare.settings import ArchiveSettings, mask_url
 
 log = logging.getLogger(__name__)
 STATS_EVERY_S = 30.0

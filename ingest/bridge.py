@@ -30,10 +30,10 @@ import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from config.settings import BridgeSettings, mask_url
 from ingest import contract, service_metrics, topics
 from ingest.kafka import ensure_topics, partition_for, wait_for_kafka
 from ingest.mqtt import BatchedIoClient, make_client
-from ownercare.settings import BridgeSettings, mask_url
 
 log = logging.getLogger(__name__)
 

@@ -214,7 +214,7 @@ class Targets:
     """Which cars a campaign is for: the named VINs plus the cars of the named models (every
     car in the regions when only regions are named), narrowed by every other criterion given:
     in one of ``regions`` by last known position (``ota/regions.py``), on one of
-    ``from_versions``. Resolved once, when the campaign starts (``ota.store``)."""
+    ``from_versions``. Resolved once, when the campaign starts (``storage.ota``)."""
 
     models: frozenset[str] = frozenset()
     from_versions: frozenset[str] = frozenset()

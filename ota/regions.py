@@ -20,7 +20,7 @@ telemetry, but it has every car's position, so the operator defines the markets 
   ``location_unknown``), instead of guessing its market. A position is used however old it
   is, because a parked car reports no position, and its time goes into the report.
 
-Everything here is pure data and geometry; ``ota.store`` reads positions and stores regions.
+Everything here is pure data and geometry; ``storage.ota`` reads positions and stores regions.
 """
 
 from __future__ import annotations

@@ -30,9 +30,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from config.settings import RunSettings
 from ownercare import embedded
 from ownercare.benchreport import Sample, plot, render_text, summarise
-from ownercare.settings import RunSettings
 from ownercare.stack import Stack
 
 log = logging.getLogger(__name__)
@@ -209,8 +209,8 @@ class Bench:
         settings = RunSettings(**overrides)
         protocol = self.args.mqtt_protocol
         self.stack = BenchStack(settings, embedded.free_port(), protocol)
-        from api.keys import KeyStore
-        from api.store import Store
+        from storage.core import Store
+        from storage.keys import KeyStore
 
         store = Store(settings.effective_database_url)
         try:  # the SSE watcher needs a key; the bench's database is its own, so is the key

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from ownercare import settings as cfg
+from config import settings as cfg
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def cmd_archive(_args: argparse.Namespace) -> int:
 def cmd_worker(_args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
-    from diagnostics.agents import create_app
+    from worker.agents import create_app
 
     settings = cfg.WorkerSettings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -122,8 +122,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     """API keys in the database of OWNERCARE_DATABASE_URL: create (shown once), list, revoke."""
-    from api.keys import KeyStore, check_name
-    from api.store import Store
+    from storage.core import Store
+    from storage.keys import KeyStore, check_name
 
     settings = cfg.DatabaseSettings()
     if args.action == "create":

@@ -22,8 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.settings import ArchiveSettings, RunSettings
 from ownercare import embedded
-from ownercare.settings import ArchiveSettings, RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,8 @@ class Stack:
         self.ensure_ota_keys()
         # Create the schema once, before the worker and the API both open the database, and
         # the session's admin key (in run.json, so a newcomer can call the API at once).
-        from api.keys import KeyStore
-        from api.store import Store
+        from storage.core import Store
+        from storage.keys import KeyStore
 
         store = await asyncio.to_thread(Store, s.effective_database_url)
         try:
@@ -288,8 +288,8 @@ class Stack:
             await asyncio.to_thread(self._revoke_session_key)
 
     def _revoke_session_key(self) -> None:
-        from api.keys import KeyStore
-        from api.store import Store
+        from storage.core import Store
+        from storage.keys import KeyStore
 
         try:
             store = Store(self.settings.effective_database_url)

@@ -152,7 +152,7 @@ class Report:
 
     @property
     def action_id(self) -> str | None:
-        """``"<campaign id>:<attempt>"``: how the cloud (``ota.store.apply_reports``) tells
+        """``"<campaign id>:<attempt>"``: how the cloud (``storage.ota.apply_reports``) tells
         which attempt a report is about; also signed into the manifest as ``action_id``."""
         if self.campaign_id is None or self.attempt is None:
             return None

@@ -8,10 +8,10 @@ import time
 import uvicorn
 
 from api.app import create_app
-from api.keys import KeyStore
-from api.store import Store
+from config.settings import ApiSettings
 from ownercare import embedded
-from ownercare.settings import ApiSettings
+from storage.core import Store
+from storage.keys import KeyStore
 
 
 class Server:

@@ -20,11 +20,11 @@ from api.case_schemas import (
     CaseTransition,
     TransitionProblem,
 )
-from api.case_store import CaseConflict, CaseNotFound, CaseSort, CaseStore, InvalidOutcomes
-from api.casework import CaseState, IllegalTransition, allowed
 from api.deps import SettingsDep
 from api.problems import instance, invalid, problem
 from api.schemas import Problem, Severity
+from care.casework import CaseState, IllegalTransition, allowed
+from storage.cases import CaseConflict, CaseNotFound, CaseSort, CaseStore, InvalidOutcomes
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from api import views
 from api.auth import Viewer
 from api.deps import SettingsDep, StoreDep
 from api.problems import invalid
@@ -22,6 +21,7 @@ from api.schemas import (
     SignalPublic,
 )
 from ingest.contract import CHARGER_ID_RE
+from storage import views
 
 router = APIRouter(prefix="/chargers", tags=["chargers"])
 

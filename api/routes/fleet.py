@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api import views
 from api.auth import Viewer
 from api.deps import StoreDep
 from api.routes.cases import CasesDep
 from api.schemas import FleetOverview, Problem
+from storage import views
 
 router = APIRouter(prefix="/fleet", tags=["fleet"])
 

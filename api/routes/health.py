@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse
 from api.deps import SettingsDep, StoreDep
 from api.problems import instance, problem
 from api.schemas import CheckPublic, HealthPublic, ReadinessProblem
-from api.store import Store
-from ownercare.settings import ApiSettings, mask_url
+from config.settings import ApiSettings, mask_url
+from storage.core import Store
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/health", tags=["health"])

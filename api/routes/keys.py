@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Admin
-from api.keys import KeyStore
 from api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, Problem
+from storage.keys import KeyStore
 
 router = APIRouter(prefix="/keys", tags=["keys"])
 

@@ -17,7 +17,6 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import OtaManager, Viewer
 from api.deps import StoreDep
-from api.keys import wall_ms
 from api.ota_schemas import (
     UUID,
     CampaignChange,
@@ -34,9 +33,7 @@ from api.ota_schemas import (
 )
 from api.problems import invalid
 from api.schemas import Problem
-from api.store import Store
 from ingest.contract import VIN_RE
-from ota import store as ota_store
 from ota.model import (
     Campaign,
     CampaignStatus,
@@ -47,6 +44,9 @@ from ota.model import (
     Wave,
 )
 from ota.regions import NAME_RE, region_of
+from storage import ota as ota_store
+from storage.core import Store
+from storage.keys import wall_ms
 
 router = APIRouter(prefix="/ota", tags=["ota"])
 _UUID = re.compile(UUID)

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from api import views
 from api.auth import Viewer
 from api.case_schemas import CasePublic
 from api.deps import SettingsDep, StoreDep
@@ -21,9 +20,10 @@ from api.schemas import (
     VehiclePublic,
     VehicleSummary,
 )
-from api.store import Store
 from ingest.contract import VIN_RE
-from ota import store as ota_store
+from storage import ota as ota_store
+from storage import views
+from storage.core import Store
 
 router = APIRouter(prefix="/vehicles", tags=["vehicles"])
 

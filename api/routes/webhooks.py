@@ -1,5 +1,5 @@
 """Webhooks (admin only): register a receiver of alert and case events, list, pause, resume,
-delete; inspect its deliveries and retry dead ones. Signing and retries: ``api.webhooks``,
+delete; inspect its deliveries and retry dead ones. Signing and retries: ``care.webhooks``,
 ``api.webhook_dispatch``."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api import webhook_store
 from api.auth import Admin
 from api.deps import SettingsDep, StoreDep
 from api.problems import invalid
@@ -22,9 +21,10 @@ from api.schemas import (
     WebhookDeliveryPublic,
     WebhookPublic,
 )
-from api.store import Store
 from api.webhook_dispatch import Dispatcher
-from api.webhooks import check_event_patterns, check_url
+from care.webhooks import check_event_patterns, check_url
+from storage import outbox as webhook_store
+from storage.core import Store
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 

@@ -1,0 +1,245 @@
+"""Settings from the environment (``OWNERCARE_*``), one object per service.
+
+Nothing is created at import time: each service calls ``XSettings()`` at start-up, so a bad
+value fails there with pydantic's precise message (``ownercare`` turns it into exit code 2).
+Defaults point at the embedded stack that ``ownercare run`` starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from care.casework import parse_sla_hours
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for logs and ``ownercare config``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _check_scheme(url: str, schemes: tuple[str, ...], name: str) -> str:
+    scheme = urlsplit(url).scheme
+    if scheme not in schemes:
+        raise ValueError(f"{name} must start with {' or '.join(s + '://' for s in schemes)}")
+    if not urlsplit(url).hostname and scheme not in ("sqlite",):
+        raise ValueError(f"{name} needs a host, e.g. {schemes[0]}://127.0.0.1")
+    return url
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OWNERCARE_", extra="ignore")
+
+    state_dir: Path = Field(Path(".ownercare"), description="Where run.json and SQLite live.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class KafkaSettings(CommonSettings):
+    kafka_url: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap server(s).")
+    partitions: int = Field(8, ge=1, le=1024, description="Partitions of the ownercare topics.")
+
+    @field_validator("kafka_url")
+    @classmethod
+    def _kafka_url(cls, v: str) -> str:
+        for part in v.split(";"):
+            _check_scheme(part, ("kafka",), "OWNERCARE_KAFKA_URL")
+        return v
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """host:port[,host:port] for aiokafka."""
+        return ",".join(urlsplit(u).netloc for u in self.kafka_url.split(";"))
+
+
+class DatabaseSettings(CommonSettings):
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means sqlite:///<state_dir>/ownercare.db."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, v: str) -> str:
+        if v and urlsplit(v).scheme.split("+")[0] not in ("sqlite", "postgresql"):
+            raise ValueError("OWNERCARE_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        return v
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.state_dir / 'ownercare.db').resolve()}"
+
+
+class BridgeSettings(KafkaSettings):
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker, mqtt[s]://[user:pass@]host:port")
+    mqtt_protocol: Literal["3.1.1", "5"] = "3.1.1"
+    mqtt_client_id: str = "ownercare-bridge"
+    mqtt_shared_group: str = Field(
+        "", description="If set, subscribe with $share/<group>/... so bridges split the load."
+    )
+    max_payload_bytes: int = Field(64 * 1024, ge=256, le=16 * 1024 * 1024)
+    bridge_batch_max: int = Field(
+        500, ge=1, le=100_000, description="Canonical records packed into one Kafka record."
+    )
+    bridge_linger_ms: int = Field(50, ge=0, le=10_000, description="Max wait to fill a batch.")
+    bridge_max_in_flight: int = Field(
+        10_000, ge=1, description="Unacknowledged MQTT messages before the bridge stops reading."
+    )
+    broker_give_up_s: float = Field(
+        60.0, gt=0, description="Exit non-zero when a broker stays unreachable this long."
+    )
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, v: str) -> str:
+        return _check_scheme(v, ("mqtt", "mqtts"), "OWNERCARE_MQTT_URL")
+
+
+class CaseSettings(CommonSettings):
+    """Care cases: the SLA (hours until due) per severity. Read by the worker, which opens
+    and escalates cases as alerts arrive, and by the API."""
+
+    case_sla_hours: str = Field(
+        "critical=4,warning=24,info=72",
+        description="Hours from a case's first alert until it is due, per severity.")
+
+    @field_validator("case_sla_hours")
+    @classmethod
+    def _case_sla_hours(cls, v: str) -> str:
+        parse_sla_hours(v)
+        return v
+
+    @property
+    def case_sla(self) -> dict[str, float]:
+        return parse_sla_hours(self.case_sla_hours)
+
+
+class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
+    worker_app_id: str = Field("ownercare", description="Faust app id (consumer group prefix).")
+    worker_web_port: int = Field(0, ge=0, le=65535, description="Faust web port; 0 = disabled.")
+    kafka_fetch_max_wait_ms: int = Field(
+        100, ge=1, le=10_000,
+        description="Longest a Kafka fetch waits for data (Faust's own default is 1500 ms).")
+    latest_flush_s: float = Field(
+        10.0, ge=0.05, le=300,
+        description="How often the latest signal values (vehicle view) are written, seconds.")
+    state_checkpoint_s: float = Field(
+        30.0, ge=0, le=300,
+        description="How often each partition's changed detector states are written to the "
+                    "table changelog, seconds (a restart replays what came after); 0 = after "
+                    "every record.")
+    ota_signing_key: str = Field(
+        "", description="PEM file of the ed25519 key that signs OTA manifests "
+        "(`ownercare ota keygen`); empty = the worker runs no OTA campaigns.")
+    ota_step_s: float = Field(10.0, ge=0.1, le=3600,
+                              description="How often the OTA engine steps, seconds.")
+
+    @field_validator("ota_signing_key")
+    @classmethod
+    def _signing_key(cls, v: str) -> str:
+        if v and not Path(v).is_file():
+            raise ValueError(f"OWNERCARE_OTA_SIGNING_KEY: no such file {v!r}")
+        return v
+
+
+class WebhookSettings(CommonSettings):
+    """Webhook delivery (the API runs the dispatcher). Retry n waits
+    min(cap, base * 2**(n-1)) seconds; after ``webhook_max_attempts`` tries a delivery is dead."""
+
+    webhook_allow_http: bool = Field(
+        False, description="Accept plain http:// webhook URLs (tests, local development).")
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Per-request timeout.")
+    webhook_max_attempts: int = Field(8, ge=1, le=50, description="Tries before dead-letter.")
+    webhook_backoff_base_s: float = Field(
+        30.0, gt=0, le=86_400, description="Wait before the first retry, seconds.")
+    webhook_backoff_cap_s: float = Field(
+        6 * 3600.0, gt=0, le=7 * 86_400, description="Longest wait between retries, seconds.")
+    webhook_poll_s: float = Field(
+        1.0, gt=0, le=300, description="How often the dispatcher looks for due deliveries.")
+    webhook_lease_s: float = Field(
+        60.0, gt=0, le=3600,
+        description="How long a claimed delivery is reserved for one API replica; must "
+                    "exceed the timeout, or another replica could send it again meanwhile.")
+    webhook_batch: int = Field(20, ge=1, le=1000, description="Deliveries sent concurrently.")
+    webhook_retention_days: float = Field(
+        7.0, gt=0, le=3650, description="Delivered deliveries are forgotten after this long; "
+                                         "dead ones stay until retried or deleted.")
+
+    @model_validator(mode="after")
+    def _webhook_consistent(self) -> WebhookSettings:
+        if self.webhook_backoff_cap_s < self.webhook_backoff_base_s:
+            raise ValueError("OWNERCARE_WEBHOOK_BACKOFF_CAP_S must be at least "
+                             "OWNERCARE_WEBHOOK_BACKOFF_BASE_S")
+        if self.webhook_lease_s <= self.webhook_timeout_s:
+            raise ValueError("OWNERCARE_WEBHOOK_LEASE_S must be longer than "
+                             "OWNERCARE_WEBHOOK_TIMEOUT_S")
+        return self
+
+
+class ApiSettings(KafkaSettings, DatabaseSettings, CaseSettings, WebhookSettings):
+    worker_app_id: str = Field("ownercare", description="The worker's Faust app id: its "
+                               "consumer group, whose lag GET /metrics reports.")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_page_max: int = Field(500, ge=1, le=10_000, description="Largest page size allowed.")
+    api_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="Larger request bodies get 413 before they are read.")
+    api_rate_limit_per_s: float = Field(
+        50.0, ge=0, description="Requests per second per API key on average; 0 = no limit.")
+    api_rate_limit_burst: int = Field(200, ge=1, description="Requests a key may burst.")
+    api_cors_origins: str = Field(
+        "", description="Comma-separated browser origins allowed by CORS, e.g. "
+        "https://console.example.com; empty = no cross-origin access.")
+
+    @field_validator("api_cors_origins")
+    @classmethod
+    def _cors(cls, v: str) -> str:
+        for origin in filter(None, (o.strip() for o in v.split(","))):
+            parts = urlsplit(origin)
+            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname
+                                  or parts.path not in ("", "/")):
+                raise ValueError(f"OWNERCARE_API_CORS_ORIGINS: {origin!r} is not an origin "
+                                 "like https://console.example.com (or *)")
+        return v
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.api_cors_origins.split(",") if o.strip()]
+
+
+class ArchiveSettings(KafkaSettings):
+    """The telemetry archive: Kafka -> InfluxDB (v2 write API). Off unless a URL is set."""
+
+    influx_url: str = Field("", description="InfluxDB URL, e.g. http://127.0.0.1:8086; "
+                            "empty = archive off")
+    influx_token: SecretStr = Field(SecretStr(""), description="InfluxDB API token")
+    influx_org: str = "ownercare"
+    influx_bucket: str = "telemetry"
+    archive_group: str = Field("ownercare-archive", description="Kafka consumer group")
+    archive_batch_max: int = Field(
+        2000, ge=1, le=100_000,
+        description="Kafka records (each a batch of telemetry) per InfluxDB write; bounds memory")
+    archive_retry_max_s: float = Field(30.0, gt=0, description="Longest backoff between retries")
+
+    @field_validator("influx_url")
+    @classmethod
+    def _influx_url(cls, v: str) -> str:
+        return _check_scheme(v, ("http", "https"), "OWNERCARE_INFLUX_URL") if v else v
+
+
+class RunSettings(BridgeSettings, WorkerSettings, ApiSettings):
+    """`ownercare run`: the embedded stack takes the ports from here."""
+
+    mqtt_port: int = Field(1883, ge=1, le=65535, description="Embedded amqtt broker port.")
+    kafka_port: int = Field(9092, ge=1, le=65535, description="Embedded Tansu broker port.")

@@ -1,0 +1,164 @@
+"""Alerts into care cases, on the alert write path (``Store.upsert_alert`` calls the hook in
+the same transaction as the alert itself, so an alert never exists without its case).
+
+* Every alert belongs to exactly one case: the first change of an alert the store has not
+  linked yet (normally its creation) joins the asset's open case, or opens a new one
+  (state ``new``, the alert's severity, ``opened_at`` = the alert's ``first_seen``).
+* A case's severity is the worst severity its alerts reached (see ``casework.escalated``);
+  escalation moves ``due_at`` to ``opened_at`` + the SLA of the new severity.
+* A closed case stays closed: its alerts' later updates (a reopening too) change nothing, and
+  a new alert of the asset opens a new case.
+* A consequence (an alert with ``root_cause_id``) joins its cause's case while that case is
+  open (the asset's open case, as causes and consequences share an asset); its audit entry
+  names the cause. It can still raise the case's severity: a car that now also lost
+  communication is more urgent.
+* Audit entries are written by actor ``system`` at the alert's event time.
+* Idempotent: ``case_alerts.alert_id`` is the primary key and the link is looked up first,
+  so a redelivered alert (which ``upsert_alert`` already turns into "no change") can never
+  open a second case or link twice.
+* Every audit entry (``record``, also used by the staff actions in ``storage.cases``) is
+  announced to webhooks as ``case.<action>`` through the outbox, in the same transaction.
+
+No import of ``storage.core`` here: the store imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
+
+from care import casework
+from care.webhooks import matches
+from storage.models import assets, case_alerts, case_events, cases, webhooks
+from storage.outbox import enqueue
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "system"
+
+
+def public_case(row: Any, fleet_now: int | None) -> dict[str, Any]:
+    """A case row as the API shows it: with ``overdue`` (open and due before the fleet's
+    event-time now). Plain str keys: SQLAlchemy's are ``quoted_name``s, which orjson (the
+    JSON columns' serializer, e.g. the webhook outbox's payload) refuses."""
+    case = {str(key): value for key, value in row.items()}
+    case["overdue"] = (fleet_now is not None and case["state"] not in casework.TERMINAL
+                       and case["due_at"] < fleet_now)
+    return case
+
+
+def record(conn: Connection, case_id: int, at: int, actor: str, action: str,
+           from_state: str | None = None, to_state: str | None = None,
+           **detail: Any) -> int:
+    """Append one audit entry and announce it to webhooks; return its id.
+
+    Call it after the case row is updated: the webhook payload carries the case as it is
+    after the change.
+    """
+    result = conn.execute(case_events.insert().values(
+        case_id=case_id, at=at, actor=actor, action=action, from_state=from_state,
+        to_state=to_state, detail=detail))
+    event_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    _announce(conn, {"id": event_id, "case_id": case_id, "at": at, "actor": actor,
+                     "action": action, "from_state": from_state, "to_state": to_state,
+                     "detail": detail})
+    return event_id
+
+
+def _announce(conn: Connection, entry: dict[str, Any]) -> None:
+    """``case.<action>`` to the webhooks that want it: ``{"change", "case", "event"}``.
+
+    The cheap question first (one small query): most audit entries, on the alert write path
+    too, have no webhook that wants them.
+    """
+    event_type = f"case.{entry['action']}"
+    filters = conn.execute(select(webhooks.c.events).where(webhooks.c.state == "active"))
+    if not any(matches(events, event_type) for (events,) in filters):
+        return
+    row = conn.execute(select(cases).where(cases.c.id == entry["case_id"])).mappings().one()
+    fleet_now = conn.execute(select(func.max(assets.c.last_seen))).scalar_one_or_none()
+    enqueue(conn, event_type, {"change": entry["action"], "case": public_case(row, fleet_now),
+                               "event": entry}, at=entry["at"])
+
+
+def open_case_of(conn: Connection, asset_kind: str, asset_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(cases).where(
+        cases.c.asset_kind == asset_kind, cases.c.asset_id == asset_id,
+        cases.c.state.not_in(sorted(casework.TERMINAL)))).mappings().first()
+    return dict(row) if row else None
+
+
+def on_alert_change(conn: Connection, change: str | None, alert: Mapping[str, Any],
+                    sla_hours: Mapping[str, float]) -> int | None:
+    """Keep the cases in step with one alert change; return the alert's case id.
+
+    ``change`` is what ``upsert_alert`` reports ("created", "updated", "resolved",
+    "reopened"; None, a duplicate, changes nothing); ``alert`` is the alert as stored.
+    """
+    if change is None:
+        return None
+    linked = conn.execute(select(cases).join(case_alerts, case_alerts.c.case_id == cases.c.id)
+                          .where(case_alerts.c.alert_id == alert["id"])).mappings().first()
+    if linked is not None:
+        if linked["state"] not in casework.TERMINAL:
+            _escalate(conn, dict(linked), alert, alert["last_seen"], sla_hours)
+        return int(linked["id"])
+    # Not linked yet: normally a created alert; also an alert stored before cases existed.
+    at = alert["first_seen"] if change == "created" else alert["last_seen"]
+    root_cause_id = alert.get("root_cause_id")
+    case = (_open_case_of_alert(conn, root_cause_id) if root_cause_id is not None else None) \
+        or open_case_of(conn, alert["asset_kind"], alert["asset_id"])
+    if case is None:
+        case = _open(conn, alert, sla_hours)
+    conn.execute(case_alerts.insert().values(alert_id=alert["id"], case_id=case["id"]))
+    case["version"] += 1
+    conn.execute(update(cases).where(cases.c.id == case["id"])
+                 .values(version=case["version"], updated_at=at))
+    record(conn, case["id"], at, SYSTEM, "alert_linked", alert_id=alert["id"],
+           alert_type=alert["type"], severity=alert["severity"], root_cause_id=root_cause_id)
+    _escalate(conn, case, alert, at, sla_hours)
+    return int(case["id"])
+
+
+def _open_case_of_alert(conn: Connection, alert_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(cases).join(case_alerts, case_alerts.c.case_id == cases.c.id)
+                       .where(case_alerts.c.alert_id == alert_id,
+                              cases.c.state.not_in(sorted(casework.TERMINAL)))).mappings().first()
+    return dict(row) if row else None
+
+
+def _open(conn: Connection, alert: Mapping[str, Any],
+          sla_hours: Mapping[str, float]) -> dict[str, Any]:
+    opened_at = alert["first_seen"]
+    values = {
+        "asset_kind": alert["asset_kind"], "asset_id": alert["asset_id"], "state": "new",
+        "severity": alert["severity"], "assignee": None, "opened_at": opened_at,
+        "due_at": casework.due_at(opened_at, alert["severity"], sla_hours),
+        "closed_at": None, "updated_at": opened_at, "version": 1,
+    }
+    result = conn.execute(cases.insert().values(**values))
+    case = {"id": int(result.inserted_primary_key[0]), **values}  # type: ignore[index]
+    record(conn, case["id"], opened_at, SYSTEM, "opened", None, "new", alert_id=alert["id"],
+           severity=case["severity"], due_at=case["due_at"])
+    log.info("case_opened id=%s asset=%s severity=%s due_at=%s", case["id"],
+             alert["asset_id"], case["severity"], case["due_at"])
+    return case
+
+
+def _escalate(conn: Connection, case: dict[str, Any], alert: Mapping[str, Any], at: int,
+              sla_hours: Mapping[str, float]) -> None:
+    severity = casework.escalated(case["severity"], alert["severity"])
+    if severity == case["severity"]:
+        return
+    due = casework.due_at(case["opened_at"], severity, sla_hours)
+    conn.execute(update(cases).where(cases.c.id == case["id"]).values(
+        severity=severity, due_at=due, updated_at=at, version=case["version"] + 1))
+    record(conn, case["id"], at, SYSTEM, "severity_changed", alert_id=alert["id"],
+           severity_from=case["severity"], severity_to=severity, due_at_from=case["due_at"],
+           due_at_to=due)
+    log.info("case_escalated id=%s severity=%s due_at=%s", case["id"], severity, due)
+    case.update(severity=severity, due_at=due, updated_at=at, version=case["version"] + 1)

@@ -1,0 +1,294 @@
+"""Webhooks in the database: registrations, and the transactional outbox of deliveries.
+
+:func:`enqueue` writes deliveries in the caller's transaction, so a change and the webhook
+deliveries announcing it commit together or not at all (no event sent for a rolled-back
+change, none lost for a committed one). The dispatcher (``api.webhook_dispatch``) then claims
+due deliveries with a lease: a conditional UPDATE that only one API replica can win, so two
+replicas never send the same delivery at the same time.
+
+Event payloads (``data`` of the signed body, see ``care.webhooks``):
+
+* ``alert.created | alert.updated | alert.resolved | alert.superseded``:
+  ``{"change": <the suffix>, "alert": <the alert as GET /alerts/{id} returns it>}`` — the
+  same as the SSE stream's data. ``created_at`` is the change's event time (epoch ms).
+* ``case.*`` (wired by the cases module): ``{"change": <the suffix>, "case": <the case as
+  the API returns it>, ...}`` with ``created_at`` the staff action's time (epoch ms).
+  Call ``enqueue(conn, "case.opened", {...}, at=now_ms)`` inside the case write transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from care.webhooks import matches, new_secret
+from storage.models import webhook_deliveries, webhooks
+
+if TYPE_CHECKING:
+    from storage.core import Store
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_STATES = ("active", "paused")
+DELIVERY_STATES = ("pending", "delivered", "dead")
+# Every column but the secret: what listings show.
+_PUBLIC = [c for c in webhooks.c if c.name != "secret"]
+
+
+def _is_id(value: str) -> bool:
+    """Could this be one of our uuid ids? Anything else cannot exist, so lookups answer
+    "not found" without asking the database (which refuses, e.g., NUL characters)."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+class DeliveryStateError(ValueError):
+    """The delivery is not in a state that allows the operation (a 409)."""
+
+
+# ---------------------------------------------------------------------------- the outbox
+
+
+def enqueue(conn: Connection, event_type: str, payload: Mapping[str, Any], *, at: int,
+            event_id: str | None = None) -> int:
+    """Add one pending delivery of this event for every active webhook whose filter matches.
+
+    Runs in the caller's transaction (``conn``); commit or roll back with it. ``at`` is the
+    event's time (epoch ms), sent as the body's ``created_at``. Returns the deliveries added.
+    """
+    event_id = event_id or str(uuid.uuid4())
+    targets = [row.id for row in conn.execute(
+        select(webhooks.c.id, webhooks.c.events).where(webhooks.c.state == "active"))
+        if matches(row.events, event_type)]
+    if not targets:
+        return 0
+    conn.execute(insert(webhook_deliveries), [
+        {"id": str(uuid.uuid4()), "webhook_id": webhook_id, "event_id": event_id,
+         "event_type": event_type, "payload": dict(payload), "state": "pending",
+         "attempts": 0, "next_attempt_at": 0, "lease_until": None, "last_status_code": None,
+         "last_error": None, "created_at": at, "delivered_at": None}
+        for webhook_id in targets])
+    return len(targets)
+
+
+def enqueue_alert_change(conn: Connection, change: str, snapshot: Mapping[str, Any],
+                         at: int) -> int:
+    """The outbox hook of ``Store.upsert_alert``: ``alert.<change>`` with the snapshot."""
+    return enqueue(conn, f"alert.{change}", {"change": change, "alert": dict(snapshot)}, at=at)
+
+
+# ---------------------------------------------------------------------------- registrations
+
+
+def create_webhook(store: Store, *, url: str, events: list[str], description: str,
+                   created_by: str, now_ms: int) -> dict[str, Any]:
+    """Register an active webhook; the returned dict is the only one holding the secret.
+
+    ``url`` and ``events`` must already be checked (``care.webhooks.check_url`` and
+    ``check_event_patterns``)."""
+    row = {"id": str(uuid.uuid4()), "url": url, "secret": new_secret(), "events": events,
+           "state": "active", "description": description, "created_at": now_ms,
+           "created_by": created_by}
+    with store._write() as conn:
+        conn.execute(insert(webhooks).values(**row))
+    log.info("webhook_created id=%s by=%s events=%s", row["id"], created_by, ",".join(events))
+    return row
+
+
+def list_webhooks(store: Store) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            select(*_PUBLIC).order_by(webhooks.c.created_at, webhooks.c.id)).mappings()]
+
+
+def get_webhook(store: Store, webhook_id: str) -> dict[str, Any] | None:
+    if not _is_id(webhook_id):
+        return None
+    with store.engine.connect() as conn:
+        row = conn.execute(select(*_PUBLIC).where(webhooks.c.id == webhook_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def set_webhook_state(store: Store, webhook_id: str, state: str) -> dict[str, Any] | None:
+    """Pause or resume; None when there is no such webhook. Pending deliveries of a paused
+    webhook wait (they go out after resume); events while paused are not recorded for it."""
+    if state not in WEBHOOK_STATES:
+        raise ValueError(f"state must be one of {', '.join(WEBHOOK_STATES)}")
+    if not _is_id(webhook_id):
+        return None
+    with store._write() as conn:
+        done = conn.execute(update(webhooks).where(webhooks.c.id == webhook_id)
+                            .values(state=state)).rowcount
+    if not done:
+        return None
+    log.info("webhook_state id=%s state=%s", webhook_id, state)
+    return get_webhook(store, webhook_id)
+
+
+def delete_webhook(store: Store, webhook_id: str) -> bool:
+    """Delete a webhook and its deliveries (also on SQLite, which ignores the cascade)."""
+    if not _is_id(webhook_id):
+        return False
+    with store._write() as conn:
+        conn.execute(delete(webhook_deliveries)
+                     .where(webhook_deliveries.c.webhook_id == webhook_id))
+        done = conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id)).rowcount
+    if done:
+        log.info("webhook_deleted id=%s", webhook_id)
+    return bool(done)
+
+
+# ---------------------------------------------------------------------------- deliveries
+
+
+def list_deliveries(store: Store, webhook_id: str, state: str | None = None,
+                    limit: int = 100, cursor: str | None = None,
+                    ) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a webhook's deliveries, newest event first (created_at desc, id desc),
+    and the next page's cursor; ``state="dead"`` is the dead-letter list.
+
+    Raises ValueError for a cursor this store did not issue."""
+    # Here, not at the top: storage.core imports this module (the outbox hook).
+    from storage.core import decode_cursor, encode_cursor
+
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    if not _is_id(webhook_id):
+        return [], None
+    d = webhook_deliveries.c
+    query = select(webhook_deliveries).where(d.webhook_id == webhook_id)
+    if state is not None:
+        query = query.where(d.state == state)
+    if cursor:
+        created_at, last_id = decode_cursor(cursor)
+        query = query.where(or_(d.created_at < created_at,
+                                and_(d.created_at == created_at, d.id < last_id)))
+    query = query.order_by(d.created_at.desc(), d.id.desc()).limit(limit + 1)
+    with store.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
+
+
+def get_delivery(store: Store, webhook_id: str, delivery_id: str) -> dict[str, Any] | None:
+    if not (_is_id(webhook_id) and _is_id(delivery_id)):
+        return None
+    with store.engine.connect() as conn:
+        row = conn.execute(select(webhook_deliveries).where(
+            webhook_deliveries.c.id == delivery_id,
+            webhook_deliveries.c.webhook_id == webhook_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def retry_delivery(store: Store, webhook_id: str, delivery_id: str,
+                   now_ms: int) -> dict[str, Any] | None:
+    """Put a dead delivery back to pending with a fresh set of tries, due now.
+
+    None when there is no such delivery; DeliveryStateError when it is not dead."""
+    if not (_is_id(webhook_id) and _is_id(delivery_id)):
+        return None
+    with store._write() as conn:
+        done = conn.execute(update(webhook_deliveries).where(
+            webhook_deliveries.c.id == delivery_id,
+            webhook_deliveries.c.webhook_id == webhook_id,
+            webhook_deliveries.c.state == "dead",
+        ).values(state="pending", attempts=0, next_attempt_at=now_ms, lease_until=None)).rowcount
+    row = get_delivery(store, webhook_id, delivery_id)
+    if row is None:
+        return None
+    if not done:
+        raise DeliveryStateError(f"delivery {delivery_id} is {row['state']}; only dead "
+                                 "deliveries can be retried")
+    log.info("webhook_delivery_retry id=%s webhook=%s", delivery_id, webhook_id)
+    return row
+
+
+def claim_due(store: Store, now_ms: int, lease_ms: int, limit: int) -> list[dict[str, Any]]:
+    """Claim up to ``limit`` due deliveries of active webhooks for this dispatcher.
+
+    Each row comes with its webhook's ``url`` and ``secret`` and the ``lease`` it was claimed
+    with, to pass to :func:`record_attempt`. The claim is a conditional UPDATE (still
+    pending, lease free): when replicas race for a row exactly one UPDATE changes it.
+    """
+    due = (select(webhook_deliveries, webhooks.c.url, webhooks.c.secret)
+           .join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
+           .where(webhook_deliveries.c.state == "pending",
+                  webhook_deliveries.c.next_attempt_at <= now_ms,
+                  or_(webhook_deliveries.c.lease_until.is_(None),
+                      webhook_deliveries.c.lease_until <= now_ms),
+                  webhooks.c.state == "active")
+           .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.created_at,
+                     webhook_deliveries.c.id)
+           .limit(limit))
+    with store.engine.connect() as conn:  # a plain read: an idle poll takes no write lock
+        candidates = [dict(r) for r in conn.execute(due).mappings()]
+    if not candidates:
+        return []
+    lease = now_ms + lease_ms
+    claimed = []
+    with store._write() as conn:
+        for row in candidates:
+            won = conn.execute(update(webhook_deliveries).where(
+                webhook_deliveries.c.id == row["id"],
+                webhook_deliveries.c.state == "pending",
+                webhook_deliveries.c.attempts == row["attempts"],
+                or_(webhook_deliveries.c.lease_until.is_(None),
+                    webhook_deliveries.c.lease_until <= now_ms),
+            ).values(lease_until=lease)).rowcount
+            if won:
+                claimed.append({**row, "lease": lease})
+    return claimed
+
+
+def record_attempt(store: Store, delivery_id: str, lease: int, *, delivered: bool,
+                   status_code: int | None, error: str | None, now_ms: int,
+                   retry_at: int | None) -> bool:
+    """Record one try of a claimed delivery and release the lease.
+
+    Delivered, or pending again until ``retry_at``, or dead when ``retry_at`` is None.
+    False when the lease was lost meanwhile (expired and claimed by another dispatcher, or
+    the webhook was deleted): then that one's outcome counts, not ours.
+    """
+    values: dict[str, Any] = {"attempts": webhook_deliveries.c.attempts + 1,
+                              "lease_until": None, "last_status_code": status_code,
+                              "last_error": error}
+    if delivered:
+        values |= {"state": "delivered", "delivered_at": now_ms}
+    elif retry_at is not None:
+        values |= {"state": "pending", "next_attempt_at": retry_at}
+    else:
+        values |= {"state": "dead"}
+    with store._write() as conn:
+        done = conn.execute(update(webhook_deliveries).where(
+            webhook_deliveries.c.id == delivery_id,
+            webhook_deliveries.c.lease_until == lease).values(**values)).rowcount
+    return bool(done)
+
+
+def delivery_counts(store: Store) -> dict[tuple[str, str], int]:
+    """{(webhook_id, state): deliveries} for /metrics."""
+    query = (select(webhook_deliveries.c.webhook_id, webhook_deliveries.c.state, func.count())
+             .group_by(webhook_deliveries.c.webhook_id, webhook_deliveries.c.state))
+    with store.engine.connect() as conn:
+        return {(w, s): int(n) for w, s, n in conn.execute(query)}
+
+
+def prune_delivered(store: Store, before_ms: int) -> int:
+    """Forget deliveries delivered before ``before_ms`` (wall clock); dead ones stay until
+    retried or their webhook is deleted. Returns how many went."""
+    with store._write() as conn:
+        gone = conn.execute(delete(webhook_deliveries).where(
+            webhook_deliveries.c.state == "delivered",
+            webhook_deliveries.c.delivered_at < before_ms)).rowcount
+    if gone:
+        log.info("webhook_deliveries_pruned count=%s", gone)
+    return int(gone)

@@ -1,0 +1,144 @@
+"""The OTA timer's work: step every active campaign and sign the commands it decides.
+
+Runs in the worker (``worker/agents.py`` calls ``OtaRunner.step_all`` from a Faust timer,
+in a thread) and returns ``(vin, command bytes)`` pairs for the ``ownercare.ota.commands``
+topic; the bridge publishes them to ``vehicles/{vin}/ota/command`` with QoS 1. "Now" is the
+fleet's event time (the newest timestamp any device reported), never the wall clock, so a
+simulated or replayed fleet rolls out exactly as a real one would.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+
+from diagnostics.daily import PARKED_DRAW_12V, RESTING_12V, utc_day
+from ota.engine import Command, StepResult, cancel, step
+from ota.manifest import offer_manifest, sign
+from ota.model import CANCELABLE, Action, ActionState, Campaign, CampaignStatus, Release
+from ota.regression import VehicleHealth
+from storage import ota as ota_store
+from storage.core import Store
+from storage.models import alerts, daily_indicators
+
+log = logging.getLogger(__name__)
+DAY_MS = 86_400_000
+
+
+def action_id(campaign_id: str, attempt: int) -> str:
+    """What a vehicle echoes in its status reports: the campaign and the attempt."""
+    return f"{campaign_id}:{attempt}"
+
+
+class OtaRunner:
+    def __init__(self, store: Store, signing_key: Ed25519PrivateKey) -> None:
+        self.store = store
+        self.key = signing_key
+
+    def step_all(self) -> list[tuple[str, bytes]]:
+        now = self.store.fleet_now_ms()
+        if now is None:
+            return []
+        out: list[tuple[str, bytes]] = []
+        for campaign in ota_store.active_campaigns(self.store):
+            actions = ota_store.load_actions(self.store, campaign.id)
+            result = self.step_one(campaign, actions, now)
+            if result is None:
+                continue
+            ota_store.save_step(self.store, actions, result, now)
+            for event in result.events:
+                log.info("ota_%s campaign=%s %s", event["event"], campaign.id, " ".join(
+                    f"{k}={v}" for k, v in event.items() if k not in ("event", "evidence")))
+            out += [(cmd.vin, self.signed(cmd, now)) for cmd in result.commands]
+        return out
+
+    def step_one(self, campaign: Campaign, actions: Mapping[str, Action], now: int
+                 ) -> StepResult | None:
+        if campaign.status is CampaignStatus.CANCELED:
+            if not any(a.state in CANCELABLE for a in actions.values()):
+                return None
+            return cancel(campaign, actions, now)
+        waves_open = campaign.current_wave
+        pending = [vin for vin, a in actions.items()
+                   if a.state is ActionState.SCHEDULED and a.wave <= waves_open]
+        vehicles = ota_store.vehicle_snapshots(self.store, pending)
+        health = cohort_health(self.store, campaign, actions, now) \
+            if any(a.state is ActionState.SUCCEEDED for a in actions.values()) else None
+        return step(campaign, actions, vehicles, now, health)
+
+    def signed(self, command: Command, now: int) -> bytes:
+        if command.kind == "offer":
+            assert command.release is not None and command.expires_at is not None
+            manifest = offer_manifest(Release(**command.release), vin=command.vin,
+                                      campaign_id=command.campaign_id,
+                                      attempt=command.attempt, issued_at=now,
+                                      ttl_ms=command.expires_at - now)
+        else:
+            manifest = {"type": "ota.cancel", "vin": command.vin,
+                        "campaign_id": command.campaign_id, "attempt": command.attempt,
+                        "issued_at": now, "expires_at": now + DAY_MS}
+        manifest["action_id"] = action_id(command.campaign_id, command.attempt)
+        return orjson.dumps(sign(self.key, manifest))
+
+
+def cohort_health(store: Store, campaign: Campaign, actions: Mapping[str, Action], now: int
+                  ) -> list[VehicleHealth]:
+    """Per vehicle of the campaign, since it updated (or, for cars not updated yet, since the
+    first car updated): days observed, new alerts by type, mean 12 V resting voltage and mean
+    12 V draw while parked (Ah per parked day). Cohort = the car's model."""
+    updated_at = {vin: a.updated_at for vin, a in actions.items()
+                  if a.state is ActionState.SUCCEEDED}
+    if not updated_at:
+        return []
+    first = min(updated_at.values())
+    since = {vin: updated_at.get(vin, first) for vin in actions}
+    snapshots = ota_store.vehicle_snapshots(store, actions)
+    vins = sorted(actions)
+    # indicator -> vin -> the daily means after the update
+    daily: dict[str, dict[str, list[float]]] = {RESTING_12V: {}, PARKED_DRAW_12V: {}}
+    alert_counts: dict[str, dict[str, int]] = {}
+    with store.engine.connect() as conn:
+        for start in range(0, len(vins), 500):
+            chunk = vins[start:start + 500]
+            for vin, indicator, day, total, n in conn.execute(select(
+                    daily_indicators.c.asset_id, daily_indicators.c.indicator,
+                    daily_indicators.c.day, daily_indicators.c.sum, daily_indicators.c.n).where(
+                    daily_indicators.c.asset_kind == "vehicle",
+                    daily_indicators.c.asset_id.in_(chunk),
+                    daily_indicators.c.indicator.in_(tuple(daily)))):
+                # Whole days after the update only: the install day mixes before and after.
+                if day > utc_day(since[vin]) and n:
+                    daily[indicator].setdefault(vin, []).append(total / n)
+            for vin, alert_type, first_seen in conn.execute(select(
+                    alerts.c.asset_id, alerts.c.type, alerts.c.first_seen).where(
+                    alerts.c.asset_kind == "vehicle", alerts.c.asset_id.in_(chunk))):
+                if first_seen >= since[vin]:
+                    per_type = alert_counts.setdefault(vin, {})
+                    per_type[alert_type] = per_type.get(alert_type, 0) + 1
+    health = []
+    for vin in vins:
+        days = max(0.0, (now - since[vin]) / DAY_MS)
+        snapshot = snapshots.get(vin)
+        health.append(VehicleHealth(
+            vin, vin in updated_at, days, alerts=alert_counts.get(vin, {}),
+            v12_rest_volts=_mean(daily[RESTING_12V].get(vin)),
+            parked_12v_ah_per_day=_mean(daily[PARKED_DRAW_12V].get(vin)),
+            cohort=snapshot.model if snapshot else ""))
+    return health
+
+
+def _mean(values: list[float] | None) -> float | None:
+    """The mean of a car's daily means (each whole day counts once), None without any."""
+    return sum(values) / len(values) if values else None
+
+
+def load_signing_key(path: str) -> Ed25519PrivateKey:
+    from pathlib import Path
+
+    from ota.manifest import load_private_key
+
+    return load_private_key(Path(path).read_bytes())
