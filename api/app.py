@@ -33,8 +33,8 @@ from api.routes import (
 from api.webhook_dispatch import Dispatcher
 from config.settings import ApiSettings, mask_url
 from storage.cases import CaseStore
-from storage.core import Store
 from storage.keys import KeyStore
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from config.settings import ApiSettings
-from storage.core import Store
+from storage.store import Store
 
 
 def get_store(request: Request) -> Store:

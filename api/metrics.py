@@ -23,8 +23,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from ingest import service_metrics, topics
-from storage.core import Store
 from storage.models import alerts
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-Severity = Literal["info", "warning", "critical"]
+from vocab.severity import Severity
+
 AlertStatus = Literal["open", "resolved"]
 
 
@@ -122,7 +123,7 @@ class ApiKeyCreated(ApiKeyPublic):
 
 
 # ---------------------------------------------------------------------------------------------
-# Vehicle list, chargers, fleet overview (issue 5 views).
+# Vehicle list, chargers, fleet overview.
 
 
 class VehicleSummary(BaseModel):

@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from care import webhooks
 from config.settings import WebhookSettings
 from storage import outbox as webhook_store
-from storage.core import Store
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

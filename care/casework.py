@@ -26,9 +26,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Literal
 
+from vocab.eventtime import HOUR_MS
+from vocab.severity import SEVERITIES
+
 CaseState = Literal["new", "acknowledged", "owner_contacted", "service_booked", "resolved",
                     "false_positive", "no_action_needed"]
-Severity = Literal["info", "warning", "critical"]
 Outcome = Literal["confirmed", "false_positive"]
 
 STATES: Final[tuple[CaseState, ...]] = (
@@ -49,11 +51,9 @@ _MOVES: Final[dict[str, tuple[CaseState, ...]]] = {
     "service_booked": ("owner_contacted", "resolved"),
 }
 
-SEVERITIES: Final[tuple[Severity, ...]] = ("info", "warning", "critical")
 _RANK: Final[dict[str, int]] = {s: i for i, s in enumerate(SEVERITIES)}
 DEFAULT_SLA_HOURS: Final[dict[str, float]] = {"critical": 4.0, "warning": 24.0, "info": 72.0}
 DEFAULT_SLA_TEXT: Final[str] = "critical=4,warning=24,info=72"
-_HOUR_MS: Final[int] = 3_600_000
 _MAX_SLA_HOURS: Final[float] = 24.0 * 366  # a year: anything longer is a typo, not an SLA
 
 
@@ -134,7 +134,7 @@ def escalated(current: str, incoming: str) -> str:
 def due_at(opened_at_ms: int, severity: str, sla_hours: Mapping[str, float]) -> int:
     """When a case of ``severity`` opened at ``opened_at_ms`` (event time) is due."""
     severity_rank(severity)
-    return opened_at_ms + round(sla_hours[severity] * _HOUR_MS)
+    return opened_at_ms + round(sla_hours[severity] * HOUR_MS)
 
 
 def parse_sla_hours(text: str, name: str = "OWNERCARE_CASE_SLA_HOURS") -> dict[str, float]:

@@ -209,7 +209,7 @@ class Bench:
         settings = RunSettings(**overrides)
         protocol = self.args.mqtt_protocol
         self.stack = BenchStack(settings, embedded.free_port(), protocol)
-        from storage.core import Store
+        from storage.store import Store
         from storage.keys import KeyStore
 
         store = Store(settings.effective_database_url)

@@ -122,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     """API keys in the database of OWNERCARE_DATABASE_URL: create (shown once), list, revoke."""
-    from storage.core import Store
+    from storage.store import Store
     from storage.keys import KeyStore, check_name
 
     settings = cfg.DatabaseSettings()

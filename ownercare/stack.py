@@ -147,7 +147,7 @@ class Stack:
         self.ensure_ota_keys()
         # Create the schema once, before the worker and the API both open the database, and
         # the session's admin key (in run.json, so a newcomer can call the API at once).
-        from storage.core import Store
+        from storage.store import Store
         from storage.keys import KeyStore
 
         store = await asyncio.to_thread(Store, s.effective_database_url)
@@ -288,7 +288,7 @@ class Stack:
             await asyncio.to_thread(self._revoke_session_key)
 
     def _revoke_session_key(self) -> None:
-        from storage.core import Store
+        from storage.store import Store
         from storage.keys import KeyStore
 
         try:

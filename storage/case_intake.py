@@ -19,7 +19,7 @@ the same transaction as the alert itself, so an alert never exists without its c
 * Every audit entry (``record``, also used by the staff actions in ``storage.cases``) is
   announced to webhooks as ``case.<action>`` through the outbox, in the same transaction.
 
-No import of ``storage.core`` here: the store imports this module.
+No import of ``storage.store`` here: the store imports this module.
 """
 
 from __future__ import annotations

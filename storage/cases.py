@@ -27,9 +27,10 @@ from sqlalchemy.engine import Connection
 
 from care import casework
 from storage.case_intake import public_case, record
-from storage.core import _PG_LOCK_ALERTS, Store
+from storage.database import PG_LOCK_ALERTS
 from storage.keys import wall_ms
 from storage.models import alert_outcomes, alerts, case_alerts, case_events, cases
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class CaseStore:
             if given not in casework.OUTCOMES:
                 raise InvalidOutcomes(f"outcome for alert {alert_id!r} must be one of "
                                       f"{', '.join(casework.OUTCOMES)}, not {given!r}")
-        with self.store._write(_PG_LOCK_ALERTS) as conn:
+        with self.store.write(PG_LOCK_ALERTS) as conn:
             case = _load(conn, case_id, expected_version)
             new_state = casework.transition(case["state"], to)
             final = casework.is_terminal(new_state)
@@ -241,7 +242,7 @@ class CaseStore:
                     expected_version: int | None = None) -> dict[str, Any]:
         """Give an open case to ``assignee`` (None: nobody). Assigning the current assignee
         again changes nothing. A closed case cannot be reassigned (CaseConflict)."""
-        with self.store._write(_PG_LOCK_ALERTS) as conn:
+        with self.store.write(PG_LOCK_ALERTS) as conn:
             case = _load(conn, case_id, expected_version)
             if case["state"] in casework.TERMINAL:
                 raise CaseConflict(f"case {case_id} is closed ({case['state']}); a closed "
@@ -258,7 +259,7 @@ class CaseStore:
     def add_note(self, case_id: int, text: str, *, actor: str) -> dict[str, Any]:
         """Append a note to the audit trail (closed cases too: what staff learn later belongs
         with the case); return the audit entry. The case's version is unchanged."""
-        with self.store._write(_PG_LOCK_ALERTS) as conn:
+        with self.store.write(PG_LOCK_ALERTS) as conn:
             case = _load(conn, case_id, None)
             now = self.clock()
             event_id = record(conn, case_id, now, actor, "note", text=text)

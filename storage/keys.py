@@ -18,8 +18,8 @@ from typing import Any, Final, Literal, get_args
 
 from sqlalchemy import select, update
 
-from storage.core import Store
 from storage.models import api_keys
+from storage.store import Store
 
 Role = Literal["viewer", "agent", "ota_manager", "admin"]
 ROLES: Final[tuple[str, ...]] = get_args(Role)
@@ -90,7 +90,7 @@ class KeyStore:
         secret = secrets.token_urlsafe(32)
         row = {"id": key_id, "name": name, "role": role, "secret_sha256": _digest(secret),
                "created_at": self.clock(), "revoked_at": None}
-        with self.store._write() as conn:
+        with self.store.write() as conn:
             conn.execute(api_keys.insert().values(**row))
         return _public(row), f"oc_{key_id}_{secret}"
 
@@ -118,7 +118,7 @@ class KeyStore:
 
     def revoke(self, key_id: str) -> dict[str, Any] | None:
         """Revoke a key (idempotent); None when no such key exists."""
-        with self.store._write() as conn:
+        with self.store.write() as conn:
             conn.execute(update(api_keys).where(api_keys.c.id == key_id,
                                                 api_keys.c.revoked_at.is_(None))
                          .values(revoked_at=self.clock()))

@@ -105,8 +105,8 @@ api_keys = Table(
 )
 
 # ---------------------------------------------------------------------------------------------
-# Health-card trends and charging sessions (issue 5: vehicle, charger and fleet views).
-# Written by the worker (diagnostics/daily.py, diagnostics/charging.py via storage/core.py).
+# Health-card trends and charging sessions (behind the vehicle, charger and fleet views).
+# Written by the worker (diagnostics/daily.py, diagnostics/charging.py via storage/store.py).
 
 # One mergeable aggregate per (asset, UTC day of the event time, indicator); the worker's
 # upsert merges each flush into it (n and sum add up, min/max widen, last follows last_ts).

@@ -1,6 +1,6 @@
 """OTA persistence: releases, campaigns and actions in the relational store.
 
-Functions over ``storage.core.Store`` (its engine and serialised write transactions). The worker's
+Functions over ``storage.store.Store`` (its engine and serialised write transactions). The worker's
 OTA timer loads running campaigns, runs the pure engine, and saves what it decided; the API
 creates releases and campaigns and changes their status; vehicle progress reports are folded
 into their actions here. Campaign and action times are event time (the fleet's clock).
@@ -38,7 +38,6 @@ from ota.regions import (
     position_of,
     region_of,
 )
-from storage.core import Store
 from storage.models import (
     alerts,
     assets,
@@ -48,6 +47,7 @@ from storage.models import (
     ota_regions,
     ota_releases,
 )
+from storage.store import Store
 
 SPEED = "Vehicle.Speed"
 SYSTEM_STATE = "Vehicle.LowVoltageSystemState"
@@ -77,7 +77,7 @@ def create_release(store: Store, release: Release, *, created_by: str, now_ms: i
     row = {"id": str(uuid.uuid4()), **release.as_dict(), "created_at": now_ms,
            "created_by": created_by}
     try:
-        with store._write() as conn:
+        with store.write() as conn:
             conn.execute(ota_releases.insert().values(**row))
     except IntegrityError:
         raise Conflict(f"release {release.component} {release.version} exists") from None
@@ -140,7 +140,7 @@ def create_campaign(store: Store, campaign: Campaign, *, name: str, release_id: 
            "current_wave": 0, "wave_succeeded_at": None, "pause_reason": None,
            "pause_evidence": {}, "events": [], "created_at": now_ms, "created_by": created_by,
            "updated_at": now_ms}
-    with store._write() as conn:
+    with store.write() as conn:
         conn.execute(ota_campaigns.insert().values(**row))
     return row
 
@@ -251,7 +251,7 @@ def create_region(store: Store, region: Region, *, created_by: str, now_ms: int
     row = {"name": region.name, "description": region.description, "areas": region.areas(),
            "created_at": now_ms, "created_by": created_by}
     try:
-        with store._write() as conn:
+        with store.write() as conn:
             conn.execute(ota_regions.insert().values(**row))
     except IntegrityError:
         raise Conflict(f"region {region.name!r} exists") from None
@@ -289,7 +289,7 @@ def unknown_regions(store: Store, names: Iterable[str]) -> list[str]:
 def delete_region(store: Store, name: str) -> None:
     """Delete a region no draft campaign targets (a started campaign resolved its targets
     at start and keeps the region's areas in its log). ``KeyError`` if it does not exist."""
-    with store._write() as conn:
+    with store.write() as conn:
         drafts = conn.execute(select(ota_campaigns.c.name, ota_campaigns.c.config).where(
             ota_campaigns.c.status == CampaignStatus.DRAFT.value)).all()
         users = sorted(n for n, config in drafts if name in config["targets"].get("regions", []))
@@ -342,7 +342,7 @@ def start_campaign(store: Store, campaign_id: str, now: int) -> tuple[Campaign, 
         else "campaign_scheduled", "at": now, **targeting.summary()}
     if targeting.regions:
         event["regions"] = {region.name: region.areas() for region in targeting.regions}
-    with store._write() as conn:
+    with store.write() as conn:
         conn.execute(ota_actions.insert(), [_action_row(a) for a in actions.values()])
         _save_campaign(conn, started, now, [event])
     return started, len(vins)
@@ -362,7 +362,7 @@ def change_status(store: Store, campaign_id: str, to: CampaignStatus, now: int,
                                else campaign.pause_evidence)
     except ValueError as exc:
         raise Conflict(str(exc)) from None
-    with store._write() as conn:
+    with store.write() as conn:
         _save_campaign(conn, moved, now, [{"event": f"campaign_{to.value}", "at": now,
                                            "reason": reason}])
     return moved
@@ -415,7 +415,7 @@ def save_step(store: Store, before: Mapping[str, Action], result: StepResult, no
     """Persist what one engine step changed; returns the number of action rows written."""
     changed = [a for vin, a in result.actions.items()
                if a != before.get(vin) or result.waiting.get(vin) is not None]
-    with store._write() as conn:
+    with store.write() as conn:
         for action in changed:
             row = _action_row(action, result.waiting.get(action.vin))
             conn.execute(update(ota_actions).where(
@@ -447,7 +447,7 @@ def apply_reports(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
         if found is None:
             continue
         _row, campaign = found
-        with store._write() as conn:
+        with store.write() as conn:
             row = conn.execute(select(ota_actions).where(
                 ota_actions.c.campaign_id == campaign_id,
                 ota_actions.c.vin == record["id"])).mappings().first()

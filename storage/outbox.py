@@ -21,16 +21,15 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from care.webhooks import matches, new_secret
+from storage.cursor import decode_cursor, encode_cursor
+from storage.database import Database
 from storage.models import webhook_deliveries, webhooks
-
-if TYPE_CHECKING:
-    from storage.core import Store
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ def enqueue_alert_change(conn: Connection, change: str, snapshot: Mapping[str, A
 # ---------------------------------------------------------------------------- registrations
 
 
-def create_webhook(store: Store, *, url: str, events: list[str], description: str,
+def create_webhook(store: Database, *, url: str, events: list[str], description: str,
                    created_by: str, now_ms: int) -> dict[str, Any]:
     """Register an active webhook; the returned dict is the only one holding the secret.
 
@@ -96,19 +95,19 @@ def create_webhook(store: Store, *, url: str, events: list[str], description: st
     row = {"id": str(uuid.uuid4()), "url": url, "secret": new_secret(), "events": events,
            "state": "active", "description": description, "created_at": now_ms,
            "created_by": created_by}
-    with store._write() as conn:
+    with store.write() as conn:
         conn.execute(insert(webhooks).values(**row))
     log.info("webhook_created id=%s by=%s events=%s", row["id"], created_by, ",".join(events))
     return row
 
 
-def list_webhooks(store: Store) -> list[dict[str, Any]]:
+def list_webhooks(store: Database) -> list[dict[str, Any]]:
     with store.engine.connect() as conn:
         return [dict(r) for r in conn.execute(
             select(*_PUBLIC).order_by(webhooks.c.created_at, webhooks.c.id)).mappings()]
 
 
-def get_webhook(store: Store, webhook_id: str) -> dict[str, Any] | None:
+def get_webhook(store: Database, webhook_id: str) -> dict[str, Any] | None:
     if not _is_id(webhook_id):
         return None
     with store.engine.connect() as conn:
@@ -116,14 +115,14 @@ def get_webhook(store: Store, webhook_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def set_webhook_state(store: Store, webhook_id: str, state: str) -> dict[str, Any] | None:
+def set_webhook_state(store: Database, webhook_id: str, state: str) -> dict[str, Any] | None:
     """Pause or resume; None when there is no such webhook. Pending deliveries of a paused
     webhook wait (they go out after resume); events while paused are not recorded for it."""
     if state not in WEBHOOK_STATES:
         raise ValueError(f"state must be one of {', '.join(WEBHOOK_STATES)}")
     if not _is_id(webhook_id):
         return None
-    with store._write() as conn:
+    with store.write() as conn:
         done = conn.execute(update(webhooks).where(webhooks.c.id == webhook_id)
                             .values(state=state)).rowcount
     if not done:
@@ -132,11 +131,11 @@ def set_webhook_state(store: Store, webhook_id: str, state: str) -> dict[str, An
     return get_webhook(store, webhook_id)
 
 
-def delete_webhook(store: Store, webhook_id: str) -> bool:
+def delete_webhook(store: Database, webhook_id: str) -> bool:
     """Delete a webhook and its deliveries (also on SQLite, which ignores the cascade)."""
     if not _is_id(webhook_id):
         return False
-    with store._write() as conn:
+    with store.write() as conn:
         conn.execute(delete(webhook_deliveries)
                      .where(webhook_deliveries.c.webhook_id == webhook_id))
         done = conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id)).rowcount
@@ -148,16 +147,13 @@ def delete_webhook(store: Store, webhook_id: str) -> bool:
 # ---------------------------------------------------------------------------- deliveries
 
 
-def list_deliveries(store: Store, webhook_id: str, state: str | None = None,
+def list_deliveries(store: Database, webhook_id: str, state: str | None = None,
                     limit: int = 100, cursor: str | None = None,
                     ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of a webhook's deliveries, newest event first (created_at desc, id desc),
     and the next page's cursor; ``state="dead"`` is the dead-letter list.
 
     Raises ValueError for a cursor this store did not issue."""
-    # Here, not at the top: storage.core imports this module (the outbox hook).
-    from storage.core import decode_cursor, encode_cursor
-
     if limit < 1:
         raise ValueError("limit must be at least 1")
     if not _is_id(webhook_id):
@@ -179,7 +175,7 @@ def list_deliveries(store: Store, webhook_id: str, state: str | None = None,
     return rows, encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
 
 
-def get_delivery(store: Store, webhook_id: str, delivery_id: str) -> dict[str, Any] | None:
+def get_delivery(store: Database, webhook_id: str, delivery_id: str) -> dict[str, Any] | None:
     if not (_is_id(webhook_id) and _is_id(delivery_id)):
         return None
     with store.engine.connect() as conn:
@@ -189,14 +185,14 @@ def get_delivery(store: Store, webhook_id: str, delivery_id: str) -> dict[str, A
     return dict(row) if row else None
 
 
-def retry_delivery(store: Store, webhook_id: str, delivery_id: str,
+def retry_delivery(store: Database, webhook_id: str, delivery_id: str,
                    now_ms: int) -> dict[str, Any] | None:
     """Put a dead delivery back to pending with a fresh set of tries, due now.
 
     None when there is no such delivery; DeliveryStateError when it is not dead."""
     if not (_is_id(webhook_id) and _is_id(delivery_id)):
         return None
-    with store._write() as conn:
+    with store.write() as conn:
         done = conn.execute(update(webhook_deliveries).where(
             webhook_deliveries.c.id == delivery_id,
             webhook_deliveries.c.webhook_id == webhook_id,
@@ -212,7 +208,7 @@ def retry_delivery(store: Store, webhook_id: str, delivery_id: str,
     return row
 
 
-def claim_due(store: Store, now_ms: int, lease_ms: int, limit: int) -> list[dict[str, Any]]:
+def claim_due(store: Database, now_ms: int, lease_ms: int, limit: int) -> list[dict[str, Any]]:
     """Claim up to ``limit`` due deliveries of active webhooks for this dispatcher.
 
     Each row comes with its webhook's ``url`` and ``secret`` and the ``lease`` it was claimed
@@ -235,7 +231,7 @@ def claim_due(store: Store, now_ms: int, lease_ms: int, limit: int) -> list[dict
         return []
     lease = now_ms + lease_ms
     claimed = []
-    with store._write() as conn:
+    with store.write() as conn:
         for row in candidates:
             won = conn.execute(update(webhook_deliveries).where(
                 webhook_deliveries.c.id == row["id"],
@@ -249,7 +245,7 @@ def claim_due(store: Store, now_ms: int, lease_ms: int, limit: int) -> list[dict
     return claimed
 
 
-def record_attempt(store: Store, delivery_id: str, lease: int, *, delivered: bool,
+def record_attempt(store: Database, delivery_id: str, lease: int, *, delivered: bool,
                    status_code: int | None, error: str | None, now_ms: int,
                    retry_at: int | None) -> bool:
     """Record one try of a claimed delivery and release the lease.
@@ -267,14 +263,14 @@ def record_attempt(store: Store, delivery_id: str, lease: int, *, delivered: boo
         values |= {"state": "pending", "next_attempt_at": retry_at}
     else:
         values |= {"state": "dead"}
-    with store._write() as conn:
+    with store.write() as conn:
         done = conn.execute(update(webhook_deliveries).where(
             webhook_deliveries.c.id == delivery_id,
             webhook_deliveries.c.lease_until == lease).values(**values)).rowcount
     return bool(done)
 
 
-def delivery_counts(store: Store) -> dict[tuple[str, str], int]:
+def delivery_counts(store: Database) -> dict[tuple[str, str], int]:
     """{(webhook_id, state): deliveries} for /metrics."""
     query = (select(webhook_deliveries.c.webhook_id, webhook_deliveries.c.state, func.count())
              .group_by(webhook_deliveries.c.webhook_id, webhook_deliveries.c.state))
@@ -282,10 +278,10 @@ def delivery_counts(store: Store) -> dict[tuple[str, str], int]:
         return {(w, s): int(n) for w, s, n in conn.execute(query)}
 
 
-def prune_delivered(store: Store, before_ms: int) -> int:
+def prune_delivered(store: Database, before_ms: int) -> int:
     """Forget deliveries delivered before ``before_ms`` (wall clock); dead ones stay until
     retried or their webhook is deleted. Returns how many went."""
-    with store._write() as conn:
+    with store.write() as conn:
         gone = conn.execute(delete(webhook_deliveries).where(
             webhook_deliveries.c.state == "delivered",
             webhook_deliveries.c.delivered_at < before_ms)).rowcount

@@ -20,8 +20,9 @@ from sqlalchemy.sql.dml import Insert
 
 from diagnostics import charging
 from diagnostics.daily import DAY_MS, IndicatorRow, utc_day
-from storage.core import Store, _insert_for
+from storage.dialect import insert_for
 from storage.models import alerts, assets, charging_sessions, daily_indicators, latest_signals
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def decode_key_cursor(cursor: str) -> str:
 def daily_indicators_upsert_statement(dialect: str) -> Insert:
     """INSERT ... ON CONFLICT that merges a flush's aggregate into the stored one
     (the SQL form of ``DayAggregate.merge``)."""
-    ins = _insert_for(dialect)(daily_indicators)
+    ins = insert_for(dialect)(daily_indicators)
     t, new = daily_indicators.c, ins.excluded
     lo, hi = (func.min, func.max) if dialect == "sqlite" else (func.least, func.greatest)
     stmt: Insert = ins.on_conflict_do_update(
@@ -116,7 +117,7 @@ def upsert_daily_indicators(store: Store, rows: Sequence[IndicatorRow]) -> int:
     params: list[Any] = (ordered if keys is None
                          else [dict(zip(keys, row, strict=True)) for row in ordered])
     for start in range(0, len(params), ROWS_PER_TRANSACTION):
-        with store._write() as conn:  # noqa: SLF001 - the store's own write discipline
+        with store.write() as conn:  # noqa: SLF001 - the store's own write discipline
             conn.exec_driver_sql(sql, params[start:start + ROWS_PER_TRANSACTION])
     return len(ordered)
 
@@ -131,11 +132,11 @@ def track_charging_sessions(store: Store, records: Iterable[Mapping[str, Any]]) 
     if not batch:
         return 0
     chargers = sorted({r["id"] for r in batch})
-    with store._write() as conn:  # noqa: SLF001
+    with store.write() as conn:  # noqa: SLF001
         latest = _latest_sessions(conn, chargers)
         changed = charging.track(latest, batch)
         if changed:
-            ins = _insert_for(store.dialect)(charging_sessions)
+            ins = insert_for(store.dialect)(charging_sessions)
             keep = {"session_id", "charger_id", "connector", "start_ts"}
             stmt = ins.on_conflict_do_update(
                 index_elements=["session_id"],

@@ -10,7 +10,7 @@ import uvicorn
 from api.app import create_app
 from config.settings import ApiSettings
 from ownercare import embedded
-from storage.core import Store
+from storage.store import Store
 from storage.keys import KeyStore
 
 

@@ -56,7 +56,7 @@ from diagnostics.pipeline import (
 )
 from ingest import service_metrics, topics
 from ingest.kafka import read_range
-from storage.core import Store
+from storage.store import Store
 from worker.checkpoint import CheckpointedTable, PositionCap
 from worker.view_writer import SHIP_EVERY_S, ViewConfig, ViewWriter
 from worker.view_writer import decode as _decode

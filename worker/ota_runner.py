@@ -22,7 +22,7 @@ from ota.manifest import offer_manifest, sign
 from ota.model import CANCELABLE, Action, ActionState, Campaign, CampaignStatus, Release
 from ota.regression import VehicleHealth
 from storage import ota as ota_store
-from storage.core import Store
+from storage.store import Store
 from storage.models import alerts, daily_indicators
 
 log = logging.getLogger(__name__)

@@ -54,7 +54,7 @@ from ingest import topics
 from ingest.contract import decode_batch
 from storage import ota as ota_store
 from storage import views
-from storage.core import Store
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from api.auth import Viewer
 from api.deps import SettingsDep, StoreDep
 from api.problems import invalid
 from api.schemas import AlertPage, AlertPublic, AlertStatus, Problem, Severity
-from storage.core import Store
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/alerts", tags=["alerts"])

@@ -13,7 +13,7 @@ from api.deps import SettingsDep, StoreDep
 from api.problems import instance, problem
 from api.schemas import CheckPublic, HealthPublic, ReadinessProblem
 from config.settings import ApiSettings, mask_url
-from storage.core import Store
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/health", tags=["health"])

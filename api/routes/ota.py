@@ -45,8 +45,8 @@ from ota.model import (
 )
 from ota.regions import NAME_RE, region_of
 from storage import ota as ota_store
-from storage.core import Store
 from storage.keys import wall_ms
+from storage.store import Store
 
 router = APIRouter(prefix="/ota", tags=["ota"])
 _UUID = re.compile(UUID)

@@ -23,7 +23,7 @@ from api.schemas import (
 from ingest.contract import VIN_RE
 from storage import ota as ota_store
 from storage import views
-from storage.core import Store
+from storage.store import Store
 
 router = APIRouter(prefix="/vehicles", tags=["vehicles"])
 

@@ -24,7 +24,7 @@ from api.schemas import (
 from api.webhook_dispatch import Dispatcher
 from care.webhooks import check_event_patterns, check_url
 from storage import outbox as webhook_store
-from storage.core import Store
+from storage.store import Store
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 

@@ -13,7 +13,7 @@ from storage.models import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("ownercare migrations run through storage.core.Store (it opens the "
+    raise RuntimeError("ownercare migrations run through storage.store.Store (it opens the "
                        "database and holds the schema lock); there is no offline mode")
 context.configure(connection=connection, target_metadata=metadata,
                   render_as_batch=connection.dialect.name == "sqlite")

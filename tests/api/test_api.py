@@ -15,7 +15,7 @@ import pytest
 from api.routes import alerts as alert_routes
 from config.settings import ApiSettings
 from ownercare import embedded
-from storage.core import Store
+from storage.store import Store
 from tests.apikit import Server, headers_for
 from tests.storage.test_store import alert
 

@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from config.settings import ApiSettings
-from storage.core import Store
+from storage.store import Store
 from tests.apikit import Server, headers_for
 from tests.storage.test_store import alert
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from config.settings import ApiSettings
-from storage.core import Store
+from storage.store import Store
 from storage.keys import KeyStore
 from tests.apikit import Server, headers_for
 

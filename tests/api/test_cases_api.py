@@ -12,7 +12,7 @@ import pytest
 
 from config.settings import ApiSettings
 from storage.cases import CaseStore
-from storage.core import Store
+from storage.store import Store
 from tests.api.test_webhooks_http import Receiver, api_settings, wait_for
 from tests.apikit import Server, headers_for
 from tests.storage.test_store import alert

@@ -17,7 +17,7 @@ from config.settings import ApiSettings
 from ingest import service_metrics, topics
 from ingest.kafka import ensure_topics
 from ingest.service_metrics import Report, Sample
-from storage.core import Store
+from storage.store import Store
 from tests.apikit import Server, headers_for
 from tests.storage.test_store import alert
 

@@ -18,7 +18,7 @@ from diagnostics.daily import PARKED_DRAW_12V, RESTING_12V, utc_day
 from ota.manifest import generate_keypair, load_private_key, load_public_key, verify
 from storage import ota as ota_store
 from storage import views
-from storage.core import Store
+from storage.store import Store
 from tests.apikit import Server, headers_for
 from worker.ota_runner import OtaRunner
 

@@ -12,7 +12,7 @@ import pytest
 
 from config.settings import ApiSettings
 from diagnostics.daily import DAY_MS, DailyIndicators
-from storage.core import Store
+from storage.store import Store
 from storage.keys import KeyStore
 from storage.views import encode_key_cursor, track_charging_sessions, upsert_daily_indicators
 from tests.apikit import Server, headers_for

@@ -23,7 +23,7 @@ from care.webhooks import InvalidSignature, verify
 from config.settings import ApiSettings, WebhookSettings
 from ownercare import embedded
 from storage import outbox as ws
-from storage.core import Store
+from storage.store import Store
 from tests.apikit import Server, headers_for
 from tests.storage.test_store import alert
 

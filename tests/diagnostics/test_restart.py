@@ -12,7 +12,7 @@ committed offset. Two things can differ after a restart, and both are exercised 
 
 ``Worker`` below does what ``worker/agents.py``'s ``diagnose`` agent does, record for record,
 with a list of (key, JSON) per partition standing in for the changelog topic and a dict for the
-alert store (which keeps the delivery with the newest ``last_seen`` per id, as ``storage/core.py``).
+alert store (which keeps the delivery with the newest ``last_seen`` per id, as ``storage/store.py``).
 """
 
 from __future__ import annotations

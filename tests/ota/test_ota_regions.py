@@ -24,7 +24,7 @@ from ota.regions import (
     region_of,
 )
 from storage import ota as ota_store
-from storage.core import Store
+from storage.store import Store
 
 T0 = 1_767_225_600_000
 OSLO = (59.91, 10.75)

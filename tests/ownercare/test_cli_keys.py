@@ -9,7 +9,7 @@ import pytest
 from ota.manifest import load_private_key, load_public_key, offer_manifest, sign, verify
 from ota.model import Release
 from ownercare.cli import main
-from storage.core import Store
+from storage.store import Store
 from storage.keys import KeyStore
 
 

@@ -12,7 +12,7 @@ from ota.manifest import generate_keypair, load_private_key, load_public_key, of
 from simulators.fleet import DAY_MS, HOUR_MS, Fleet
 from simulators.ota_client import ClientConfig, simulated_release
 from simulators.ota_runtime import OtaFleet, OtaSettings
-from storage.core import Store
+from storage.store import Store
 from storage.ota import _report_target
 from worker.ota_runner import OtaRunner
 

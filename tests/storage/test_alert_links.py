@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from storage.core import Store, validate_alert
+from storage.alert_contract import validate_alert
 from storage.models import case_alerts, case_events, cases, webhook_deliveries
 from storage.outbox import create_webhook
+from storage.store import Store
 from tests.storage.test_store import alert
 
 
@@ -82,7 +83,7 @@ def test_a_consequence_is_linked_not_announced_as_a_new_problem(store: Store) ->
 
 def test_a_consequence_whose_cause_case_was_closed_opens_a_case(store: Store) -> None:
     store.upsert_alert(alert(id="battery"))
-    with store._write() as conn:
+    with store.write() as conn:
         conn.execute(cases.update().values(state="resolved", closed_at=1500))
     store.upsert_alert(alert(id="comm", type="dtc", first_seen=2000, last_seen=2000,
                              root_cause_id="battery"))

@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from care.casework import IllegalTransition, allowed
 from storage import case_intake
 from storage.cases import CaseConflict, CaseNotFound, CaseStore, InvalidOutcomes
-from storage.core import Store
 from storage.models import alert_outcomes, case_alerts, case_events, cases, webhook_deliveries
 from storage.outbox import create_webhook
+from storage.store import Store
 from tests.storage.test_store import alert
 
 VIN = "WCRAAAAAAAAAAAAA1"
@@ -148,7 +148,7 @@ def test_the_hook_itself_is_idempotent(store: Store, desk: CaseStore) -> None:
     alert would not link twice nor open another case."""
     store.upsert_alert(alert())
     (case,), _, _ = desk.list_cases()
-    with store._write() as conn:
+    with store.write() as conn:
         for change in ("created", "created", "updated"):
             assert case_intake.on_alert_change(conn, change, alert(), SLA) == case["id"]
     assert (count(store, cases), count(store, case_alerts), count(store, case_events)) \
@@ -197,9 +197,9 @@ def test_the_database_allows_one_open_case_per_asset(store: Store, desk: CaseSto
     case = open_case(store, desk)
     row = {k: case[k] for k in ("asset_kind", "asset_id", "severity", "opened_at", "due_at",
                                 "updated_at")}
-    with pytest.raises(IntegrityError), store._write() as conn:
+    with pytest.raises(IntegrityError), store.write() as conn:
         conn.execute(cases.insert().values(**row, state="acknowledged", version=1))
-    with store._write() as conn:  # a closed one alongside is fine
+    with store.write() as conn:  # a closed one alongside is fine
         conn.execute(cases.insert().values(**row, state="resolved", version=1))
 
 

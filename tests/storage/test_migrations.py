@@ -12,9 +12,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select
 
-from storage import core as store_module
-from storage.core import BASELINE_REVISION, Store
+from storage import migrate as store_module
+from storage.migrate import BASELINE_REVISION
 from storage.models import alerts, metadata
+from storage.store import Store
 from tests.storage.test_store import alert
 
 BASELINE_TABLES = ("alerts", "alert_events", "assets", "latest_signals")

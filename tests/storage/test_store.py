@@ -14,14 +14,10 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex
 
-from storage.core import (
-    Store,
-    assets_upsert_statement,
-    decode_cursor,
-    encode_cursor,
-    signals_upsert_statement,
-)
+from storage.cursor import decode_cursor, encode_cursor
+from storage.dialect import assets_upsert_statement, signals_upsert_statement
 from storage.models import alerts
+from storage.store import Store
 
 VIN = "WCRAAAAAAAAAAAAA1"
 

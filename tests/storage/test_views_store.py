@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from diagnostics.daily import DAY_MS, DailyIndicators, DayAggregate
 from ingest.contract import TIRE_PRESSURE_SIGNALS
 from storage import views
-from storage.core import Store
+from storage.store import Store
 from tests.diagnostics.test_charging import Charger, normal_session
 from tests.storage.test_store import alert
 

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from storage import outbox as ws
-from storage.core import Store
 from storage.models import alerts
+from storage.store import Store
 from tests.storage.test_store import alert
 
 URL = "https://crm.example.com/hook"
@@ -74,11 +74,11 @@ def test_a_rolled_back_change_leaves_no_delivery(store: Store) -> None:
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom), store._write() as conn:
+    with pytest.raises(Boom), store.write() as conn:
         assert ws.enqueue(conn, "alert.created", {"n": 1}, at=1) == 1
         raise Boom
     assert deliveries(store, webhook) == []
-    with store._write() as conn:
+    with store.write() as conn:
         assert ws.enqueue(conn, "alert.created", {"n": 2}, at=2) == 1
     assert [r["payload"] for r in deliveries(store, webhook)] == [{"n": 2}]
 
@@ -88,7 +88,7 @@ def test_a_change_the_database_refuses_leaves_no_delivery(store: Store) -> None:
     second open alert of the same (asset, type), and its delivery rolls back with it."""
     webhook = hook(store)
     store.upsert_alert(alert(id="a"))
-    with pytest.raises(IntegrityError), store._write() as conn:
+    with pytest.raises(IntegrityError), store.write() as conn:
         ws.enqueue(conn, "alert.created", {"alert": {"id": "b"}}, at=3)
         conn.execute(alerts.insert().values(**alert(id="b")))
     assert [r["payload"]["alert"]["id"] for r in deliveries(store, webhook)] == ["a"]
@@ -101,7 +101,7 @@ def test_filters_and_pauses_decide_who_gets_a_delivery(store: Store) -> None:
     everything = hook(store, ["*"])
     paused = hook(store, ["*"])
     ws.set_webhook_state(store, paused["id"], "paused")
-    with store._write() as conn:
+    with store.write() as conn:
         assert ws.enqueue(conn, "alert.created", {}, at=1) == 2
         assert ws.enqueue(conn, "case.opened", {"case": {"id": "c"}}, at=2) == 2
         assert ws.enqueue(conn, "alert.resolved", {}, at=3) == 3
@@ -177,7 +177,7 @@ def test_a_claimed_delivery_is_leased_to_one_dispatcher(store: Store) -> None:
 
 def test_racing_dispatchers_never_claim_the_same_delivery(store: Store) -> None:
     webhook = hook(store)
-    with store._write() as conn:
+    with store.write() as conn:
         for i in range(60):
             ws.enqueue(conn, "alert.created", {"i": i}, at=i)
     results: list[list[dict[str, Any]]] = [[], [], []]
@@ -232,7 +232,7 @@ def test_only_dead_deliveries_can_be_retried(store: Store) -> None:
 
 def test_delivery_pages_are_complete_and_stable(store: Store) -> None:
     webhook = hook(store)
-    with store._write() as conn:
+    with store.write() as conn:
         for at in (5, 3, 3, 9, 1, 3, 7):
             ws.enqueue(conn, "alert.updated", {"at": at}, at=at)
     everything, cursor = ws.list_deliveries(store, webhook["id"], limit=100)
@@ -243,7 +243,7 @@ def test_delivery_pages_are_complete_and_stable(store: Store) -> None:
         page, cursor = ws.list_deliveries(store, webhook["id"], limit=3, cursor=cursor)
         seen += [r["id"] for r in page]
         if len(seen) == 3:  # a newer event arrives between pages: later pages are unmoved
-            with store._write() as conn:
+            with store.write() as conn:
                 ws.enqueue(conn, "alert.updated", {"at": 10}, at=10)
         if cursor is None:
             break
@@ -254,7 +254,7 @@ def test_delivery_pages_are_complete_and_stable(store: Store) -> None:
 
 def test_old_delivered_deliveries_are_pruned_dead_ones_stay(store: Store) -> None:
     webhook = hook(store)
-    with store._write() as conn:
+    with store.write() as conn:
         for i in range(3):
             ws.enqueue(conn, "alert.created", {"i": i}, at=i)
     a, b, c = ws.claim_due(store, 1000, LEASE_MS, 10)

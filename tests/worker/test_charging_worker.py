@@ -28,7 +28,7 @@ from ingest import topics
 from ingest.contract import encode_batch, validate
 from ingest.kafka import ensure_topics, partition_for
 from simulators.fleet import DAY_MS, Fleet
-from storage.core import Store
+from storage.store import Store
 from tests.stackkit import bootstrap_of, start_service, wait_for_log
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from ingest.contract import encode_batch
 from ingest.kafka import ensure_topics, read_range
-from storage.core import Store
+from storage.store import Store
 from tests.diagnostics.test_charging import Charger, normal_session
 from tests.stackkit import bootstrap_of
 from tests.storage.test_views_store import FL, T0, VIN, sessions, stored_daily, tele

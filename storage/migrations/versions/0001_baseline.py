@@ -1,7 +1,7 @@
 """Baseline: alerts, their change log, assets and latest signal values.
 
 The schema before migrations existed; a database created by that version is stamped at this
-revision instead of running it (see ``storage.core.Store._migrate``).
+revision instead of running it (see ``storage.store.Store._migrate``).
 
 Revision ID: 0001
 Revises:
