@@ -7,10 +7,10 @@ PIP_VERSION := 26.0.1
 RUN_ARGS ?= --vehicles 20 --chargers 4 --speed 3600 --faults weak_12v:3,dtc:2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint lock clean
+.PHONY: help install run test test-unit lint fmt lock reset clean
 
 help: ## Show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,16 @@ run: $(STAMP) ## Start the whole service on the embedded stack with a simulated 
 test: $(STAMP) ## Run the whole test suite (unit + real brokers + end to end)
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
-lint: $(STAMP) ## ruff and mypy
+test-unit: $(STAMP) ## The fast subset: everything but the tests that start real brokers
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff, mypy (strict, every package) and the layer contracts (lint-imports)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy ingest/contract.py diagnostics ota
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: $(STAMP) ## Fix what ruff can fix (imports, idioms) in place
+	$(VENV)/bin/ruff check --fix .
 
 lock: ## Re-pin every dependency into constraints.txt (needs network access to PyPI)
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
@@ -37,5 +44,8 @@ lock: ## Re-pin every dependency into constraints.txt (needs network access to P
 	.lockenv/bin/pip freeze --exclude-editable | grep -v '^ownercare' > constraints.txt
 	rm -rf .lockenv
 
-clean: ## Remove the virtual environment and local state
-	rm -rf $(VENV) .ownercare .pytest_cache
+reset: ## Forget the local state of `make run` (keeps .venv)
+	rm -rf .ownercare .ownercare-bench
+
+clean: reset ## Remove the virtual environment and local state
+	rm -rf $(VENV) .pytest_cache

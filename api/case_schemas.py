@@ -6,8 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from api.schemas import AlertPublic, Problem, Severity
+from api.schemas import AlertPublic, Problem
 from care.casework import CaseState, Outcome
+from vocab.severity import Severity
 
 _MAX_INT = 2_147_483_647  # case ids and versions are 32-bit integers in the database
 

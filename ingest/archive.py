@@ -32,8 +32,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from influxdb_client import Point, WritePrecision
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.client.write.point import Point
+from influxdb_client.domain.write_precision import WritePrecision
 
 from config.settings import ArchiveSettings, mask_url
 from ingest import topics
@@ -86,10 +87,11 @@ def points_for_record(record: dict[str, Any], models: dict[str, str] | None = No
 
 
 def point_for_alert(alert: dict[str, Any]) -> Point:
-    return (Point("alert").tag("asset_id", alert["asset_id"]).tag("type", alert["type"])
+    point: Point = (Point("alert").tag("asset_id", alert["asset_id"]).tag("type", alert["type"])
             .tag("severity", alert["severity"]).tag("status", alert["status"])
             .field("title", alert["title"]).field("id", alert["id"])
             .time(alert["last_seen"], WritePrecision.MS))
+    return point
 
 
 def points_for_messages(messages: Iterable[tuple[str, bytes]],

@@ -121,14 +121,14 @@ class Bridge:
             for name in (topics.VEHICLES, topics.CHARGERS):
                 self._partitions[name] = len(await self._producer.partitions_for(name))
             self._start_mqtt()
-            tasks = [
+            tasks: list[asyncio.Task[Any]] = [
                 asyncio.create_task(self._collect(), name="collect"),
                 asyncio.create_task(self._flush_loop(), name="flush"),
                 asyncio.create_task(self._watchdog(), name="watchdog"),
                 asyncio.create_task(self._forward_ota_commands(), name="ota"),
                 asyncio.create_task(self._stats_loop(), name="stats"),
             ]
-            stop = asyncio.create_task(self._stopping.wait(), name="stop")
+            stop: asyncio.Task[Any] = asyncio.create_task(self._stopping.wait(), name="stop")
             done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
                 task.cancel()
@@ -213,7 +213,8 @@ class Bridge:
             self._in_flight += 1
             self._handoff.append(item)
 
-    def _classify(self, mqtt_topic: str, payload: bytes, mid: int, qos: int) -> Inbound:
+    def _classify(self, mqtt_topic: str, payload: bytes | bytearray, mid: int, qos: int,
+                  ) -> Inbound:
         try:
             record = contract.validate(mqtt_topic, payload, self.settings.max_payload_bytes)
         except contract.ContractError as exc:

@@ -1,4 +1,4 @@
-"""The MQTT telemetry contract (DESIGN.md section 2), in one place.
+"""The MQTT telemetry contract, in one place.
 
 Topic patterns, payload schemas, the VSS signal catalogue (type, unit, plausible range) and the
 OCPP 1.6 charger vocabulary. The bridge validates with it, the simulator publishes with it, the
@@ -564,7 +564,8 @@ _VALIDATORS: Final = {
 }
 
 
-def validate(topic: str, payload: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
+def validate(topic: str, payload: bytes | bytearray,
+             max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
     """Validate one MQTT message and return its canonical record, or raise ContractError."""
     kind, asset_id = parse_topic(topic)
     if len(payload) > max_bytes:
@@ -584,7 +585,9 @@ def validate(topic: str, payload: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> 
 
 # --------------------------------------------------------------------------------------------
 # Kafka codec: one Kafka record carries a micro-batch of canonical records of one partition.
-# Amortising the per-record cost is what lets one worker keep up with a large fleet (DESIGN §5).
+# Amortising the per-record cost is what lets one worker keep up with a large fleet: a Faust
+# agent costs ~100 us per event, so one Kafka record per message could not carry 10 000
+# vehicles at 1 Hz on two cores.
 
 BATCH_VERSION: Final = 1
 

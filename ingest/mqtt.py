@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -41,7 +42,7 @@ class MqttTarget:
         )
 
 
-def protocol_of(version: str) -> mqtt.MQTTProtocolVersion:
+def protocol_of(version: str) -> MQTTProtocolVersion:
     return mqtt.MQTTv5 if version == "5" else mqtt.MQTTv311
 
 
@@ -67,7 +68,7 @@ def make_client(
     if version == mqtt.MQTTv311:
         kwargs["clean_session"] = not persistent
     client_class = BatchedIoClient if batched_io else mqtt.Client
-    client = client_class(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
+    client = client_class(CallbackAPIVersion.VERSION2, **kwargs)
     if target.username is not None:
         client.username_pw_set(target.username, target.password)
     if target.tls:
@@ -141,7 +142,7 @@ class BatchedIoClient(mqtt.Client):
         chunk, self._rbuf = self._rbuf[:bufsize], self._rbuf[bufsize:]
         return chunk.tobytes()
 
-    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         # paho reads one packet per select(); drain what one recv brought before returning,
         # or select() would not know that buffered packets are waiting.
         rc = super().loop_read(max_packets)

@@ -19,10 +19,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 
 from diagnostics import charging
-from diagnostics.daily import DAY_MS, IndicatorRow, utc_day
+from diagnostics.daily import IndicatorRow, utc_day
 from storage.dialect import insert_for
 from storage.models import alerts, assets, charging_sessions, daily_indicators, latest_signals
 from storage.store import Store
+from vocab.eventtime import DAY_MS
 
 log = logging.getLogger(__name__)
 

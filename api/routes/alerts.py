@@ -15,8 +15,9 @@ from fastapi.responses import StreamingResponse
 from api.auth import Viewer
 from api.deps import SettingsDep, StoreDep
 from api.problems import invalid
-from api.schemas import AlertPage, AlertPublic, AlertStatus, Problem, Severity
+from api.schemas import AlertPage, AlertPublic, AlertStatus, Problem
 from storage.store import Store
+from vocab.severity import Severity
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/alerts", tags=["alerts"])

@@ -22,9 +22,10 @@ from api.case_schemas import (
 )
 from api.deps import SettingsDep
 from api.problems import instance, invalid, problem
-from api.schemas import Problem, Severity
+from api.schemas import Problem
 from care.casework import CaseState, IllegalTransition, allowed
 from storage.cases import CaseConflict, CaseNotFound, CaseSort, CaseStore, InvalidOutcomes
+from vocab.severity import Severity
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
@@ -56,7 +56,8 @@ def _known_id(value: str, what: str) -> None:
     """Ids are UUIDs: anything else is unknown, answered without asking the database."""
     if not _UUID.fullmatch(value):
         raise HTTPException(404, f"no {what} with id {value!r}")
-ERRORS = {404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}}
 
 
 @router.post("/releases", status_code=201, response_model=ReleasePublic, responses=ERRORS)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from ingest.contract import encode_batch
@@ -22,6 +23,8 @@ from tests.diagnostics.test_charging import Charger, normal_session
 from tests.stackkit import bootstrap_of
 from tests.storage.test_views_store import FL, T0, VIN, sessions, stored_daily, tele
 from worker.view_writer import ViewConfig, ViewWriter
+
+pytestmark = pytest.mark.integration
 
 CHARGERS = "chargers-of-this-test"  # any topic but the vehicle topic is the chargers'
 
