@@ -209,8 +209,8 @@ class Bench:
         settings = RunSettings(**overrides)
         protocol = self.args.mqtt_protocol
         self.stack = BenchStack(settings, embedded.free_port(), protocol)
-        from storage.store import Store
         from storage.keys import KeyStore
+        from storage.store import Store
 
         store = Store(settings.effective_database_url)
         try:  # the SSE watcher needs a key; the bench's database is its own, so is the key

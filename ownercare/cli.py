@@ -122,8 +122,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     """API keys in the database of OWNERCARE_DATABASE_URL: create (shown once), list, revoke."""
-    from storage.store import Store
     from storage.keys import KeyStore, check_name
+    from storage.store import Store
 
     settings = cfg.DatabaseSettings()
     if args.action == "create":
@@ -230,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulator_arguments(sim)
     sim.set_defaults(func=cmd_simulate)
 
-    back = sub.add_parser("backtest", help="score the detectors on simulated fleets (no brokers)")
+    back = sub.add_parser(
+        "backtest", help="alias of `eval --seeds` (to be removed): score the detectors on "
+        "simulated fleets over a range of seeds (no brokers)")
     from ownercare import backtest
 
     backtest.add_arguments(back)
@@ -239,10 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation = sub.add_parser(
         "eval", help="detection quality per fault type on a labelled simulated fleet "
         "(no brokers)")
-    from ownercare import evaluate
+    from ownercare.evaluation import cli as evaluation_cli
 
-    evaluate.add_arguments(evaluation)
-    evaluation.set_defaults(func=evaluate.run)
+    evaluation_cli.add_arguments(evaluation)
+    evaluation.set_defaults(func=evaluation_cli.run)
 
     replay = sub.add_parser(
         "replay", help="recorded telemetry (JSON lines or CSV) through the detectors; alerts "

@@ -17,8 +17,8 @@ The back-testing tool for a fleet engineer's own history. Two input formats:
 Every message is validated with ``ingest.contract`` exactly as the bridge would. A bad line is
 reported on stderr with its line number and the reason and counted, never dropped silently.
 Valid records are sorted by event time (stable, so equal times keep the file's order) and
-run through :func:`ownercare.evaluate.detect`; the stream ends at ``--until`` (default: one
-millisecond after the last record).
+run through :func:`ownercare.evaluation.run.detect`; the stream ends at ``--until``
+(default: one millisecond after the last record).
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ownercare.evaluate import detect
+    from ownercare.evaluation.run import detect
 
     path = Path(args.file)
     fmt = args.format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")

@@ -147,8 +147,8 @@ class Stack:
         self.ensure_ota_keys()
         # Create the schema once, before the worker and the API both open the database, and
         # the session's admin key (in run.json, so a newcomer can call the API at once).
-        from storage.store import Store
         from storage.keys import KeyStore
+        from storage.store import Store
 
         store = await asyncio.to_thread(Store, s.effective_database_url)
         try:
@@ -288,8 +288,8 @@ class Stack:
             await asyncio.to_thread(self._revoke_session_key)
 
     def _revoke_session_key(self) -> None:
-        from storage.store import Store
         from storage.keys import KeyStore
+        from storage.store import Store
 
         try:
             store = Store(self.settings.effective_database_url)

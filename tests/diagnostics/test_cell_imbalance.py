@@ -184,11 +184,14 @@ def test_the_fleet_is_unchanged_for_cars_without_the_fault() -> None:
     assert truth["failure_ts"] > truth["onset_ts"]
 
 
-def test_backtest_scores_the_cell_drift_fault() -> None:
-    from ownercare.backtest import backtest_fleet
+def test_eval_scores_the_cell_drift_fault() -> None:
+    from ownercare.evaluation.run import run_scenario
+    from ownercare.evaluation.scenario import Scenario
+    from ownercare.evaluation.scoring import score_run
 
-    result = backtest_fleet(seed=2, vehicles=8, days=30, faults={"cell_drift": 2},
-                            drive_interval_s=120, parked_interval_s=1800)
-    assert result["detected"] == 2 and result["missed"] == 0
-    assert result["false_alarms"] == 0 and result["duplicate_alerts"] == 0
-    assert min(result["lead_days"]) >= 7
+    report = score_run(run_scenario(Scenario(2, 8, 0, 30, {"cell_drift": 2}, 120, 1800),
+                                    processes=1))
+    f = report["faults"]["cell_drift"]
+    assert f["detected"] == 2 and f["missed"] == 0
+    assert report["false_alerts_on_healthy_vehicles"] == 0 and report["duplicate_alerts"] == 0
+    assert f["worst_lead_time_h"] >= 7 * 24

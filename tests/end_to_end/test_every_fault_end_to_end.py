@@ -23,7 +23,9 @@ import pytest
 
 from ingest.kafka import partition_for
 from ownercare import embedded
-from ownercare.evaluate import Scenario, run_scenario, score_run
+from ownercare.evaluation.run import run_scenario
+from ownercare.evaluation.scenario import Scenario
+from ownercare.evaluation.scoring import score_run
 from simulators.faults import FAULTS
 from tests.end_to_end.test_end_to_end import all_alerts, wait_for
 

@@ -9,8 +9,8 @@ import pytest
 from ota.manifest import load_private_key, load_public_key, offer_manifest, sign, verify
 from ota.model import Release
 from ownercare.cli import main
-from storage.store import Store
 from storage.keys import KeyStore
+from storage.store import Store
 
 
 def test_keys_create_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

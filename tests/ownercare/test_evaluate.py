@@ -13,21 +13,15 @@ from hypothesis import strategies as st
 
 from diagnostics import tyre_leak
 from ownercare.cli import main
-from ownercare.evaluate import (
-    HOUR_MS,
-    Scenario,
-    default_fault_mix,
-    format_report,
-    format_shortfalls,
-    pool,
-    run_scenario,
-    score,
-    score_run,
-)
+from ownercare.evaluation.pooling import pool
+from ownercare.evaluation.report import format_report, format_shortfalls
+from ownercare.evaluation.run import run_scenario
+from ownercare.evaluation.scenario import Scenario, default_fault_mix
+from ownercare.evaluation.scoring import score, score_run
 from simulators.faults import FAULTS, FaultInstance, FaultSpec
+from vocab.eventtime import DAY_MS, HOUR_MS
 
 T0 = 1_767_571_200_000
-DAY = 24 * HOUR_MS
 CAR_A, CAR_B, CAR_C, CAR_D = ("WCRBE2C73RF0361" + s for s in ("01", "02", "03", "04"))
 
 
@@ -39,20 +33,20 @@ def alert(asset: str, alert_type: str, first_seen: int, *, kind: str = "vehicle"
 
 
 def leak(vin: str, onset_days: float, failure_days: float | None) -> dict[str, Any]:
-    return {"vin": vin, "fault": "slow_leak", "onset_ts": T0 + int(onset_days * DAY),
-            "failure_ts": None if failure_days is None else T0 + int(failure_days * DAY),
+    return {"vin": vin, "fault": "slow_leak", "onset_ts": T0 + int(onset_days * DAY_MS),
+            "failure_ts": None if failure_days is None else T0 + int(failure_days * DAY_MS),
             "params": {}}
 
 
 def test_recall_precision_lead_time_and_duplicates_per_fault() -> None:
     truth = [leak(CAR_A, 1, 10), leak(CAR_B, 1, 10), leak(CAR_C, 1, 4)]
     alerts = [
-        alert(CAR_A, "slow_tyre_leak", T0 + 4 * DAY),  # 6 days = 144 h ahead
-        alert(CAR_A, "slow_tyre_leak", T0 + 4 * DAY, status="resolved"),  # same alert again
-        alert(CAR_A, "slow_tyre_leak", T0 + 6 * DAY),  # a second opening: a duplicate
-        alert(CAR_B, "slow_tyre_leak", T0 + 9 * DAY),  # 24 h ahead
-        alert(CAR_C, "slow_tyre_leak", T0 + 5 * DAY),  # after the failure: missed
-        alert(CAR_D, "slow_tyre_leak", T0 + 2 * DAY),  # a healthy car: a false alert
+        alert(CAR_A, "slow_tyre_leak", T0 + 4 * DAY_MS),  # 6 days = 144 h ahead
+        alert(CAR_A, "slow_tyre_leak", T0 + 4 * DAY_MS, status="resolved"),  # same alert again
+        alert(CAR_A, "slow_tyre_leak", T0 + 6 * DAY_MS),  # a second opening: a duplicate
+        alert(CAR_B, "slow_tyre_leak", T0 + 9 * DAY_MS),  # 24 h ahead
+        alert(CAR_C, "slow_tyre_leak", T0 + 5 * DAY_MS),  # after the failure: missed
+        alert(CAR_D, "slow_tyre_leak", T0 + 2 * DAY_MS),  # a healthy car: a false alert
     ]
     report = score(truth, alerts, vehicles=10, chargers=0, days=20, faults={"slow_leak": 3})
     f = report["faults"]["slow_leak"]
@@ -71,7 +65,7 @@ def test_recall_precision_lead_time_and_duplicates_per_fault() -> None:
 
 def test_an_alert_of_another_type_on_a_faulty_car_is_neither_a_detection_nor_healthy() -> None:
     truth = [leak(CAR_A, 1, 10)]
-    alerts = [alert(CAR_A, "weak_12v_battery", T0 + 3 * DAY)]
+    alerts = [alert(CAR_A, "weak_12v_battery", T0 + 3 * DAY_MS)]
     report = score(truth, alerts, vehicles=2, chargers=0, days=10, faults={"slow_leak": 1})
     assert report["faults"]["slow_leak"]["detected"] == 0
     assert report["faults"]["slow_leak"]["precision"] is None  # no alert of its type at all
@@ -81,7 +75,7 @@ def test_an_alert_of_another_type_on_a_faulty_car_is_neither_a_detection_nor_hea
 
 def test_a_fault_without_failure_time_is_detected_by_any_alert_but_has_no_lead_time() -> None:
     truth = [leak(CAR_A, 1, None), leak(CAR_B, 1, None)]
-    alerts = [alert(CAR_A, "slow_tyre_leak", T0 + 30 * DAY)]
+    alerts = [alert(CAR_A, "slow_tyre_leak", T0 + 30 * DAY_MS)]
     report = score(truth, alerts, vehicles=2, chargers=0, days=40, faults={"slow_leak": 2})
     f = report["faults"]["slow_leak"]
     assert f["detected"] == 1 and f["recall"] == 0.5
@@ -95,13 +89,13 @@ def test_a_fault_without_failure_time_is_detected_by_any_alert_but_has_no_lead_t
 def test_pooled_runs_add_their_counts_and_take_medians_over_every_asset() -> None:
     """``eval --seeds``: recall over every faulty car of every run, not a mean of ratios."""
     one = score([leak(CAR_A, 1, 10), leak(CAR_B, 1, 10)],
-                [alert(CAR_A, "slow_tyre_leak", T0 + 4 * DAY),  # 144 h ahead
-                 alert(CAR_B, "slow_tyre_leak", T0 + 9 * DAY),  # 24 h ahead
-                 alert(CAR_C, "slow_tyre_leak", T0 + 2 * DAY)],  # healthy: false alert
+                [alert(CAR_A, "slow_tyre_leak", T0 + 4 * DAY_MS),  # 144 h ahead
+                 alert(CAR_B, "slow_tyre_leak", T0 + 9 * DAY_MS),  # 24 h ahead
+                 alert(CAR_C, "slow_tyre_leak", T0 + 2 * DAY_MS)],  # healthy: false alert
                 vehicles=10, chargers=0, days=20, faults={"slow_leak": 2})
     two = score([leak(CAR_A, 1, 10), leak(CAR_B, 1, 10), leak(CAR_C, 1, 10)],
-                [alert(CAR_A, "slow_tyre_leak", T0 + 8 * DAY),  # 48 h ahead
-                 alert(CAR_A, "slow_tyre_leak", T0 + 9 * DAY)],  # a duplicate
+                [alert(CAR_A, "slow_tyre_leak", T0 + 8 * DAY_MS),  # 48 h ahead
+                 alert(CAR_A, "slow_tyre_leak", T0 + 9 * DAY_MS)],  # a duplicate
                 vehicles=10, chargers=0, days=20, faults={"slow_leak": 3})
     one["scenario"], two["scenario"] = {"seed": 1}, {"seed": 2}
     pooled = pool([one, two])
@@ -136,12 +130,12 @@ def charger_fault(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_charging_attribution_counts_alerts_raised_on_the_wrong_asset(charger_fault: str) -> None:
     truth = [{"charger_id": "CP-0001", "fault": charger_fault, "onset_ts": T0,
-              "failure_ts": T0 + 5 * DAY, "params": {}}]
+              "failure_ts": T0 + 5 * DAY_MS, "params": {}}]
     alerts = [
-        alert("CP-0001", "test_charger_alert", T0 + DAY, kind="charger"),  # right asset
-        alert("CP-0002", "test_charger_alert", T0 + DAY, kind="charger"),  # healthy charger
-        alert(CAR_A, "test_charger_alert", T0 + 2 * DAY),  # the car blamed for the charger
-        alert(CAR_B, "slow_tyre_leak", T0 + 2 * DAY),  # not a charging type: not counted
+        alert("CP-0001", "test_charger_alert", T0 + DAY_MS, kind="charger"),  # right asset
+        alert("CP-0002", "test_charger_alert", T0 + DAY_MS, kind="charger"),  # healthy charger
+        alert(CAR_A, "test_charger_alert", T0 + 2 * DAY_MS),  # the car blamed for the charger
+        alert(CAR_B, "slow_tyre_leak", T0 + 2 * DAY_MS),  # not a charging type: not counted
     ]
     report = score(truth, alerts, vehicles=4, chargers=3, days=10, faults={charger_fault: 1})
     assert report["charging_alerts"] == 3
@@ -281,15 +275,15 @@ def test_a_fault_scored_by_delay_is_detected_after_its_onset_and_reports_the_del
     # ``silent``: the truth's failure is the onset (the car goes quiet); an alert can only come
     # after it, and the figure is how long after.
     def silent(vin: str, onset_days: float) -> dict[str, Any]:
-        onset = T0 + int(onset_days * DAY)
+        onset = T0 + int(onset_days * DAY_MS)
         return {"vin": vin, "fault": "silent", "onset_ts": onset, "failure_ts": onset,
                 "params": {}}
 
     truth = [silent(CAR_A, 1), silent(CAR_B, 2), silent(CAR_C, 3)]
     alerts = [
-        alert(CAR_A, "vehicle_silent", T0 + DAY + 3 * HOUR_MS),
-        alert(CAR_B, "vehicle_silent", T0 + 2 * DAY + 5 * HOUR_MS),
-        alert(CAR_C, "vehicle_silent", T0 + 2 * DAY),  # before the onset: not this fault
+        alert(CAR_A, "vehicle_silent", T0 + DAY_MS + 3 * HOUR_MS),
+        alert(CAR_B, "vehicle_silent", T0 + 2 * DAY_MS + 5 * HOUR_MS),
+        alert(CAR_C, "vehicle_silent", T0 + 2 * DAY_MS),  # before the onset: not this fault
     ]
     report = score(truth, alerts, vehicles=10, chargers=0, days=20, faults={"silent": 3})
     f = report["faults"]["silent"]
@@ -297,3 +291,61 @@ def test_a_fault_scored_by_delay_is_detected_after_its_onset_and_reports_the_del
     assert (f["median_delay_h"], f["worst_delay_h"]) == (4.0, 5.0)
     assert f["median_lead_time_h"] is None
     assert "detection delay after the onset: median 4.00 h, worst 5.00 h" in format_report(report)
+
+
+# ------------------------------------------- the real pipeline against the simulator's truth
+
+
+def scored(seed: int, vehicles: int, days: int, faults: dict[str, int], *, chargers: int = 0,
+           drive_interval_s: float = 300, parked_interval_s: float = 3600) -> dict[str, Any]:
+    scenario = Scenario(seed, vehicles, chargers, days, faults, drive_interval_s,
+                        parked_interval_s)
+    return score_run(run_scenario(scenario, processes=1))
+
+
+def false_alerts(report: dict[str, Any]) -> int:
+    return report["false_alerts_on_healthy_vehicles"] + report["false_alerts_on_healthy_chargers"]
+
+
+def test_the_injected_weak_batteries_are_detected_days_ahead_and_nothing_else() -> None:
+    report = scored(3, 12, 30, {"weak_12v": 3})
+    f = report["faults"]["weak_12v"]
+    assert (f["faulty"], f["detected"], f["missed"]) == (3, 3, 0)
+    assert false_alerts(report) == 0 and report["duplicate_alerts"] == 0
+    assert f["worst_lead_time_h"] >= 2 * 24
+
+
+def test_trouble_codes_are_alerted_at_the_next_transmission() -> None:
+    report = scored(6, 10, 8, {"dtc": 2, "weak_12v": 1})
+    assert sum(f["faulty"] for f in report["faults"].values()) == 3
+    assert false_alerts(report) == 0 and report["duplicate_alerts"] == 0
+    # Both codes are alerted as soon as the car reports them (at its next transmission, at
+    # most one parked interval after the onset), i.e. about 2 days before it would stop.
+    leads = [d["lead_time_h"] for d in report["detections"] if d["fault"] == "dtc"]
+    assert sum(1 for lead in leads if lead is not None and 48 - 1 <= lead <= 48) == 2
+
+
+def test_a_scenario_scores_the_same_every_time() -> None:
+    assert scored(4, 4, 6, {"weak_12v": 1}) == scored(4, 4, 6, {"weak_12v": 1})
+
+
+def test_charger_faults_are_detected_and_attributed_to_the_asset_at_fault() -> None:
+    report = scored(31, 30, 20, {"charger_derating": 1, "charger_fault": 1, "inlet_fault": 1},
+                    chargers=6)
+    assert {name: (f["faulty"], f["detected"]) for name, f in report["faults"].items()} == {
+        "charger_derating": (1, 1), "charger_fault": (1, 1), "inlet_fault": (1, 1)}
+    assert false_alerts(report) == 0 and report["duplicate_alerts"] == 0
+    assert report["healthy_vehicle_days"] + report["healthy_charger_days"] == (30 + 6 - 3) * 20
+    # Every charging-fault alert (the derating charger's included) is on the asset that really
+    # is at fault.
+    assert report["charging_alerts"] == 3 and report["charging_alerts_rightly_attributed"] == 3
+    assert 1 <= report["faults"]["charger_derating"]["worst_sessions_to_alert"] <= 2
+
+
+def test_a_failing_coolant_pump_is_detected_days_ahead() -> None:
+    # Every car of the fleet heats with load and hills; three pumps wear out.
+    report = scored(3, 12, 30, {"coolant_pump": 3}, drive_interval_s=120)
+    f = report["faults"]["coolant_pump"]
+    assert (f["faulty"], f["detected"], f["missed"]) == (3, 3, 0)
+    assert false_alerts(report) == 0 and report["duplicate_alerts"] == 0
+    assert f["worst_lead_time_h"] >= 5 * 24

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from ingest.contract import SIGNALS, SignalType
 from ownercare.cli import main
-from ownercare.evaluate import Scenario, run_scenario
+from ownercare.evaluation.run import run_scenario
+from ownercare.evaluation.scenario import Scenario
 from ownercare.replay import parse_csv, parse_jsonl, parse_timestamp
 
 VIN = "WCRBE2C73RF036187"

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ingest.contract import TIRE_PRESSURE_SIGNALS
+from ownercare.evaluation.scoring import asset_key
+from vocab.eventtime import DAY_MS
 
 DETECTED_PER_FAULT = 3
 MISSED_PER_FAULT = 1
-HOUR_MS = 3_600_000
 _CELL = "Vehicle.Powertrain.TractionBattery.CellVoltage."
 
 DERIVED: dict[str, Callable[[Mapping[str, Any]], float | None]] = {
@@ -50,9 +51,7 @@ class SeriesRecorder:
     """Collects, while the scenario runs, the plotted series of every faulty asset."""
 
     def __init__(self, truth: list[dict[str, Any]]) -> None:
-        self.fault_of: dict[tuple[str, str], str] = {
-            ("vehicle", t["vin"]) if "vin" in t else ("charger", t["charger_id"]): t["fault"]
-            for t in truth}
+        self.fault_of: dict[tuple[str, str], str] = {asset_key(t): t["fault"] for t in truth}
         # (asset kind, asset id) -> series name -> [(ts, value)]
         self.series: dict[tuple[str, str], dict[str, list[tuple[int, float]]]] = {}
 
@@ -109,7 +108,7 @@ def plot_detections(report: Mapping[str, Any], recorder: SeriesRecorder,
             (pts[0][0] for pts in series.values() if pts), default=d["onset_ts"] or 0)
 
         def days(ts: int, origin: int = origin) -> float:
-            return (ts - origin) / (24 * HOUR_MS)
+            return (ts - origin) / DAY_MS
 
         fig, ax = plt.subplots(figsize=(9, 4))
         for name, points in sorted(series.items()):
