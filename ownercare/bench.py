@@ -172,7 +172,7 @@ class Bench:
                     sink: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         assert proc.stdout is not None
         for line in proc.stdout:
-            event = json.loads(line)
+            event: dict[str, Any] = json.loads(line)
             if sink is not None:
                 sink.append(event)
             if event.get("event") == until:
@@ -341,8 +341,9 @@ class Bench:
         stats = self.worker_stats() or {}
         sent = acked = 0
         for events in self.load_events:
-            progress = next((e for e in reversed(events)
-                             if e.get("event") in ("progress", "published", "done")), {})
+            progress: dict[str, Any] = next(
+                (e for e in reversed(events)
+                 if e.get("event") in ("progress", "published", "done")), {})
             sent += int(progress.get("sent", 0))
             acked += int(progress.get("acked", 0))
         cpu: dict[str, float] = {}
