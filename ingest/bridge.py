@@ -247,7 +247,8 @@ class Bridge:
         per message: at fleet rates the wake-ups (a syscall each) cost more than validating
         the messages, and 5 ms is small next to the linger.
         """
-        assert self._flushes is not None and self._loop is not None
+        assert self._flushes is not None
+        assert self._loop is not None
         linger = self.settings.bridge_linger_ms / 1000
         batch_max = self.settings.bridge_batch_max
         flush = Flush()
@@ -266,7 +267,8 @@ class Bridge:
             await asyncio.sleep(HANDOFF_POLL_S)
 
     async def _flush_loop(self) -> None:
-        assert self._flushes is not None and self._client is not None
+        assert self._flushes is not None
+        assert self._client is not None
         while True:
             flush = await self._flushes.get()
             await self._produce(flush)

@@ -282,7 +282,8 @@ class Bench:
 
     def paced_phase(self, samples: list[Sample]) -> tuple[float, float, bool, dict[str, Any]]:
         a = self.args
-        assert self.stack is not None and self.broker is not None
+        assert self.stack is not None
+        assert self.broker is not None
         warmup = a.warmup if a.warmup is not None else min(20.0, a.duration / 5)
         pids = {"broker": self.broker.pid, "tansu": self.stack.tansu.pid if self.stack.tansu
                 else None, **{c.name: c.proc.pid for c in self.stack.children}}

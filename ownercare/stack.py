@@ -176,8 +176,8 @@ class Stack:
         await asyncio.to_thread(self.wait_for_api)
         self.write_run_json()
 
-    async def wait_for_bridge_subscription(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_for_bridge_subscription(self, within_s: float = 60) -> None:
+        deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             subscriptions = getattr(self.broker, "_subscriptions", None)
             if subscriptions is None:  # amqtt internals changed: fall back to a grace period
@@ -187,7 +187,7 @@ class Stack:
                 return
             self.check_children()
             await asyncio.sleep(0.1)
-        raise RuntimeError(f"the bridge did not subscribe within {timeout:.0f} s; "
+        raise RuntimeError(f"the bridge did not subscribe within {within_s:.0f} s; "
                            f"see {self.log_dir / 'bridge.log'}")
 
     def api_request(self, path: str) -> urllib.request.Request:

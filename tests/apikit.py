@@ -10,8 +10,8 @@ import uvicorn
 from api.app import create_app
 from config.settings import ApiSettings
 from ownercare import embedded
-from storage.store import Store
 from storage.keys import KeyStore
+from storage.store import Store
 
 
 class Server:
@@ -30,7 +30,8 @@ class Server:
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn failed"
+            assert time.monotonic() < deadline, "uvicorn did not start in 10 s"
+            assert self.thread.is_alive(), "uvicorn failed"
             time.sleep(0.02)
         return self
 

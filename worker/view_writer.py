@@ -258,7 +258,8 @@ def _child_add(chunk: list[tuple[str, bytes]]) -> int:  # pragma: no cover - chi
 
 def _child_write() -> int:  # pragma: no cover - child
     global _batch
-    assert _store is not None and _batch is not None, "the child was not started"
+    assert _store is not None, "the child was not started"
+    assert _batch is not None, "the child was not started"
     batch, _batch = _batch, ViewBatch(_batch.daily, _batch.vehicle_topic)
     batch.write(_store)
     return os.getpid()

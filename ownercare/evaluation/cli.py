@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=_positive, default=45,
                         help="simulated days (default 45)")
     parser.add_argument("--faults", default=None,
-                        help="fault mix like weak_12v:5,charger_faulted:1 (default: every "
+                        help="fault mix like weak_12v:5,charger_fault:1 (default: every "
                         "registered fault on 2%% of its asset kind, at least one each, at most "
                         "half the assets faulty)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON here")

@@ -63,7 +63,9 @@ def is_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
     assert resp.headers["content-type"].startswith("application/problem+json")
     body = resp.json()
     assert body["type"] == "about:blank"
-    assert body["status"] == status and body["title"] and body["detail"]
+    assert body["status"] == status
+    assert body["title"]
+    assert body["detail"]
     assert body["instance"] == resp.request.url.raw_path.decode().split("?")[0]
     return body
 
@@ -78,7 +80,8 @@ def test_alert_list_detail_and_filters(api: str, store: Store, http: httpx.Clien
     store.upsert_alert(alert(id="c", asset_id=VIN2, type="dtc", status="resolved",
                              first_seen=500, last_seen=1500))
     page = http.get(f"{api}/alerts").json()
-    assert [a["id"] for a in page["items"]] == ["b", "c", "a-1"] and page["next_cursor"] is None
+    assert [a["id"] for a in page["items"]] == ["b", "c", "a-1"]
+    assert page["next_cursor"] is None
 
     def ids(**params: Any) -> list[str]:
         resp = http.get(f"{api}/alerts", params=params)
@@ -168,7 +171,8 @@ def test_every_sort_pages_through_all_alerts_exactly_once(api: str, store: Store
         if cursor is None:
             break
     everything = http.get(f"{api}/alerts", params={"sort": sort, "limit": 100}).json()["items"]
-    assert seen == [a["id"] for a in everything] and sorted(seen) == [f"a-{i}" for i in
+    assert seen == [a["id"] for a in everything]
+    assert sorted(seen) == [f"a-{i}" for i in
                                                                        range(9)]
     key = sort.lstrip("-")
     pairs = [(a[key], a["id"]) for a in everything]
@@ -292,7 +296,8 @@ def read_events(http: httpx.Client, api: str, n: int, headers: dict[str, str] | 
             elif line.startswith("event: "):
                 kind = line[7:]
             elif line.startswith("data: "):
-                assert event_id is not None and kind == "alert"
+                assert event_id is not None
+                assert kind == "alert"
                 events.append((event_id, orjson.loads(line[6:])))
                 event_id, kind = None, None
             if len(events) >= n and deadline is None:
@@ -375,7 +380,8 @@ def test_readiness_checks_kafka_and_database(api: str, store: Store, tmp_path: P
     assert ok.status_code == 200, ok.text
     body = ok.json()
     assert body["status"] == "ok"
-    assert body["checks"]["kafka"]["ok"] and body["checks"]["database"]["ok"]
+    assert body["checks"]["kafka"]["ok"]
+    assert body["checks"]["database"]["ok"]
     assert "1 broker(s)" in body["checks"]["kafka"]["detail"]
     assert httpx.get(f"{api}/health/live").json()["status"] == "ok"
     closed = f"kafka://127.0.0.1:{embedded.free_port()}"
@@ -384,8 +390,10 @@ def test_readiness_checks_kafka_and_database(api: str, store: Store, tmp_path: P
         started = time.monotonic()
         body = is_problem(httpx.get(f"{down.url}/health/ready", timeout=15), 503)
         assert time.monotonic() - started < 5
-        assert body["checks"]["kafka"]["ok"] is False and body["checks"]["database"]["ok"]
-        assert "kafka" in body["detail"] and "database" not in body["detail"]
+        assert body["checks"]["kafka"]["ok"] is False
+        assert body["checks"]["database"]["ok"]
+        assert "kafka" in body["detail"]
+        assert "database" not in body["detail"]
         assert httpx.get(f"{down.url}/health/live").status_code == 200
 
 
@@ -396,8 +404,10 @@ def test_readiness_names_a_failing_database(settings: ApiSettings, tmp_path: Pat
 
     with Server(settings, DownStore(f"sqlite:///{tmp_path / 'd.sqlite'}")) as server:
         body = is_problem(httpx.get(f"{server.url}/health/ready", timeout=10), 503)
-        assert body["checks"]["database"]["ok"] is False and body["checks"]["kafka"]["ok"]
-        assert "database" in body["detail"] and "went away" in body["detail"]
+        assert body["checks"]["database"]["ok"] is False
+        assert body["checks"]["kafka"]["ok"]
+        assert "database" in body["detail"]
+        assert "went away" in body["detail"]
 
 
 def test_the_app_opens_and_closes_its_own_store(settings: ApiSettings) -> None:

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from config.settings import ApiSettings
-from storage.store import Store
 from storage.keys import KeyStore
+from storage.store import Store
 from tests.apikit import Server, headers_for
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,8 @@ def test_every_secured_route_needs_a_valid_key(api: str, store: Store) -> None:
     spec = httpx.get(f"{api}/openapi.json").json()
     gets = [p for p, item in spec["paths"].items() if "get" in item and "security" in item["get"]
             and "{" not in p and not p.endswith("/stream")]
-    assert "/alerts" in gets and "/keys" in gets
+    assert "/alerts" in gets
+    assert "/keys" in gets
     for path in gets:
         missing = problem(httpx.get(f"{api}{path}"), 401)
         assert "Authorization: Bearer" in missing["detail"]
@@ -69,7 +70,8 @@ def test_roles_are_enforced(api: str, store: Store) -> None:
             assert keys.status_code == 200
         else:
             body = problem(keys, 403)
-            assert f"role {role!r}" in body["detail"] and "admin" in body["detail"]
+            assert f"role {role!r}" in body["detail"]
+            assert "admin" in body["detail"]
     # X-API-Key works as well as the bearer header.
     _row, key = KeyStore(store).create("header-user", "viewer")
     assert httpx.get(f"{api}/alerts", headers={"X-API-Key": key}).status_code == 200
@@ -82,7 +84,8 @@ def test_keys_are_created_once_listed_without_secrets_and_revoked(api: str,
                          headers=admin)
     assert created.status_code == 201, created.text
     body = created.json()
-    assert body["role"] == "agent" and body["created_by"] == "root"
+    assert body["role"] == "agent"
+    assert body["created_by"] == "root"
     agent = {"Authorization": f"Bearer {body['key']}"}
     assert httpx.get(f"{api}/alerts", headers=agent).status_code == 200
     listed = httpx.get(f"{api}/keys", headers=admin).json()
@@ -94,7 +97,8 @@ def test_keys_are_created_once_listed_without_secrets_and_revoked(api: str,
         dumped = str(conn.exec_driver_sql("SELECT * FROM api_keys").fetchall())
     assert body["key"].split("_", 2)[2] not in dumped
     revoked = httpx.delete(f"{api}/keys/{body['id']}", headers=admin)
-    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked_at"] is not None
     problem(httpx.get(f"{api}/alerts", headers=agent), 401)
     problem(httpx.delete(f"{api}/keys/nope", headers=admin), 404)
     for bad in ({"name": "", "role": "agent"}, {"name": "x", "role": "root"},
@@ -112,7 +116,8 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(kafka_url: str, tmp_path:
         assert codes == [200, 200, 200, 429]
         limited = httpx.get(f"{server.url}/alerts", headers=busy)
         body = problem(limited, 429)
-        assert int(limited.headers["retry-after"]) >= 1 and "0.5 requests/s" in body["detail"]
+        assert int(limited.headers["retry-after"]) >= 1
+        assert "0.5 requests/s" in body["detail"]
         # The limit is per key: another key is unaffected.
         assert httpx.get(f"{server.url}/alerts", headers=calm).status_code == 200
 

@@ -53,7 +53,9 @@ def problem(resp: httpx.Response, status: int) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
     body: dict[str, Any] = resp.json()
-    assert body["status"] == status and body["title"] and body["detail"]
+    assert body["status"] == status
+    assert body["title"]
+    assert body["detail"]
     assert body["instance"] == resp.request.url.raw_path.decode().split("?")[0]
     return body
 
@@ -91,7 +93,8 @@ def test_every_case_endpoint_needs_a_key_and_the_right_role(api: str, store: Sto
         for role in ("viewer", "ota_manager"):
             refused = problem(httpx.request(method, f"{api}{path.format(id=case_id)}",
                                             json=body, headers=keys[role]), 403)
-            assert f"role {role!r}" in refused["detail"] and "agent" in refused["detail"]
+            assert f"role {role!r}" in refused["detail"]
+            assert "agent" in refused["detail"]
         for role in ("agent", "admin"):
             resp = httpx.request(method, f"{api}{path.format(id=case_id)}", json=body,
                                  headers=keys[role])
@@ -109,7 +112,8 @@ def test_working_a_case_from_alert_to_quality(api: str, store: Store, agent: dic
     store.upsert_alert(alert(id="tyre", type="slow_tyre_leak", detector="tyres",
                              first_seen=2000, last_seen=2000))
     page = httpx.get(f"{api}/cases", headers=viewer).json()
-    assert page["next_cursor"] is None and page["fleet_now"] is None
+    assert page["next_cursor"] is None
+    assert page["fleet_now"] is None
     (case,) = page["items"]
     assert {k: case[k] for k in ("asset_kind", "asset_id", "state", "severity", "opened_at",
                                  "due_at", "assignee", "overdue")} == {
@@ -147,7 +151,8 @@ def test_working_a_case_from_alert_to_quality(api: str, store: Store, agent: dic
         "to": "resolved", "outcomes": {"tyre": "false_positive"}, "version": None})
     assert done.status_code == 200, done.text
     closed = done.json()
-    assert closed["state"] == "resolved" and closed["closed_at"] == STAFF_NOW
+    assert closed["state"] == "resolved"
+    assert closed["closed_at"] == STAFF_NOW
     assert closed["allowed_transitions"] == []
     assert {a["id"]: a["outcome"] for a in closed["alerts"]} == {"a-1": "confirmed",
                                                                  "tyre": "false_positive"}
@@ -177,7 +182,8 @@ def test_a_stale_version_is_a_409_with_the_allowed_moves(api: str, store: Store,
     url = f"{api}/cases/{case['id']}"
     ok = httpx.post(f"{url}/transition", json={"to": "acknowledged", "version": case["version"]},
                     headers=agent)
-    assert ok.status_code == 200 and ok.json()["version"] == case["version"] + 1
+    assert ok.status_code == 200
+    assert ok.json()["version"] == case["version"] + 1
     stale = problem(httpx.post(f"{url}/transition", headers=agent,
                                json={"to": "false_positive", "version": case["version"]}), 409)
     assert "someone changed it" in stale["detail"]
@@ -193,15 +199,18 @@ def test_overdue_cases_are_listable(api: str, store: Store, viewer: dict[str, st
     store.upsert_signals([("vehicle", VIN2, "Vehicle.Speed", 0, 1000 + 5 * HOUR)])
     page = httpx.get(f"{api}/cases", params={"overdue": "true"}, headers=viewer).json()
     assert [c["asset_id"] for c in page["items"]] == [VIN]
-    assert page["items"][0]["overdue"] is True and page["fleet_now"] == 1000 + 5 * HOUR
+    assert page["items"][0]["overdue"] is True
+    assert page["fleet_now"] == 1000 + 5 * HOUR
     others = httpx.get(f"{api}/cases", params={"overdue": "false"}, headers=viewer).json()
     assert [c["asset_id"] for c in others["items"]] == [VIN2]
     queue = httpx.get(f"{api}/cases", params={"sort": "due", "limit": 1},
                       headers=viewer).json()
-    assert [c["asset_id"] for c in queue["items"]] == [VIN] and queue["next_cursor"]
+    assert [c["asset_id"] for c in queue["items"]] == [VIN]
+    assert queue["next_cursor"]
     rest = httpx.get(f"{api}/cases", params={"sort": "due", "cursor": queue["next_cursor"]},
                      headers=viewer).json()
-    assert [c["asset_id"] for c in rest["items"]] == [VIN2] and rest["next_cursor"] is None
+    assert [c["asset_id"] for c in rest["items"]] == [VIN2]
+    assert rest["next_cursor"] is None
 
 
 def test_pages_are_complete_while_cases_open(api: str, store: Store,
@@ -276,7 +285,9 @@ def test_bad_requests_are_precise_problems(api: str, store: Store,
         ["query", "assignee"])
     # Nothing of the above changed the case.
     case = httpx.get(url, headers=agent).json()
-    assert case["state"] == "new" and case["version"] == 2 and len(case["events"]) == 2
+    assert case["state"] == "new"
+    assert case["version"] == 2
+    assert len(case["events"]) == 2
 
 
 # ---------------------------------------------------------------------------- webhooks

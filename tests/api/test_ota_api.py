@@ -78,7 +78,8 @@ def test_releases_and_campaigns_need_the_ota_role(api: str, store: Store) -> Non
     assert httpx.post(f"{api}/ota/releases", json=RELEASE, headers=manager).status_code == 409
     bad = httpx.post(f"{api}/ota/releases", json={**RELEASE, "version": "2.0"},
                      headers=manager)
-    assert bad.status_code == 422 and "semantic version" in bad.json()["detail"]
+    assert bad.status_code == 422
+    assert "semantic version" in bad.json()["detail"]
     assert [r["id"] for r in httpx.get(f"{api}/ota/releases", headers=viewer).json()] == [
         created.json()["id"]]
     campaign = {"name": "bms 2.0", "release_id": created.json()["id"],
@@ -87,7 +88,8 @@ def test_releases_and_campaigns_need_the_ota_role(api: str, store: Store) -> Non
                       headers=agent).status_code == 403
     bad_waves = httpx.post(f"{api}/ota/campaigns", headers=manager, json={
         **campaign, "waves": [{"percent": 50}, {"percent": 20}]})
-    assert bad_waves.status_code == 422 and "rise strictly" in bad_waves.json()["detail"]
+    assert bad_waves.status_code == 422
+    assert "rise strictly" in bad_waves.json()["detail"]
     no_targets = httpx.post(f"{api}/ota/campaigns", headers=manager,
                             json={**campaign, "targets": {}})
     assert no_targets.status_code == 422
@@ -133,7 +135,8 @@ def test_a_campaign_rolls_out_through_the_gate_and_cancels_cleanly(api: str,
     for vin in offered:
         progress_reports(store, vin, cid, 1, T0 + 1000)
     card = httpx.get(f"{api}/vehicles/{offered[0]}", headers=viewer).json()
-    assert card["ota"]["campaign_id"] == cid and card["ota"]["state"] == "succeeded"
+    assert card["ota"]["campaign_id"] == cid
+    assert card["ota"]["state"] == "succeeded"
     assert httpx.get(f"{api}/vehicles/{driver}", headers=viewer).json()["ota"]["waiting"] == [
         "not_parked", "ignition_on"]
     history = httpx.get(f"{api}/ota/vehicles/{offered[0]}", headers=viewer).json()
@@ -150,7 +153,8 @@ def test_a_campaign_rolls_out_through_the_gate_and_cancels_cleanly(api: str,
 
     paused = httpx.post(f"{api}/ota/campaigns/{cid}/pause", headers=manager,
                         json={"reason": "holiday freeze"})
-    assert paused.json()["status"] == "paused" and paused.json()["pause_reason"] == \
+    assert paused.json()["status"] == "paused"
+    assert paused.json()["pause_reason"] == \
         "holiday freeze"
     assert runner.step_all() == []  # paused: nothing offered
     assert httpx.post(f"{api}/ota/campaigns/{cid}/resume",
@@ -197,13 +201,16 @@ def test_a_bad_release_is_paused_by_the_regression_stop_with_evidence(
     report(store, T0 + 2 * DAY + 3_600_000, **{v: {} for v in VINS})
     assert runner.step_all() == []
     detail = httpx.get(f"{api}/ota/campaigns/{cid}", headers=viewer).json()
-    assert detail["status"] == "paused" and detail["pause_reason"] == "regression"
+    assert detail["status"] == "paused"
+    assert detail["pause_reason"] == "regression"
     finding, draw_finding = detail["pause_evidence"]["findings"]
     assert finding["indicator"] == "v12_rest_volts"
     assert finding["updated_mean"] < finding["baseline_mean"] - 0.3
-    assert finding["cohorts"] == 1 and finding["worse_by_within_cohorts"] > 0.3
+    assert finding["cohorts"] == 1
+    assert finding["worse_by_within_cohorts"] > 0.3
     assert draw_finding["indicator"] == "parked_12v_ah_per_day"
-    assert draw_finding["updated_mean"] > 25 and draw_finding["baseline_mean"] < 2
+    assert draw_finding["updated_mean"] > 25
+    assert draw_finding["baseline_mean"] < 2
     trends = httpx.get(f"{api}/vehicles/{canary[0]}", headers=viewer).json()["trends"]
     assert trends[PARKED_DRAW_12V][-1]["mean"] > 25  # on the health card too
     assert detail["current_wave"] == 0  # never advanced past the canary
@@ -235,7 +242,8 @@ def test_from_versions_targets_only_cars_known_to_run_them(api: str, store: Stor
     bad_zone = httpx.post(f"{api}/ota/campaigns", headers=manager, json={
         "name": "x", "release_id": second["id"], "targets": {"vins": VINS[:1]},
         "window": {"timezone": "Mars/Olympus"}})
-    assert bad_zone.status_code == 422 and "IANA" in bad_zone.json()["detail"]
+    assert bad_zone.status_code == 422
+    assert "IANA" in bad_zone.json()["detail"]
 
 
 # ---------------------------------------------------------------------------- regions
@@ -314,7 +322,8 @@ def test_a_campaign_targets_by_region_frozen_at_start(api: str, store: Store) ->
     started = httpx.post(f"{api}/ota/campaigns/{cid}/start", headers=manager).json()
     assert set(ota_store.load_actions(store, cid)) == {oslo, bergen}
     (event,) = [e for e in started["events"] if e["event"] == "campaign_started"]
-    assert event["vehicles"] == 2 and event["location_unknown"] == [unknown]
+    assert event["vehicles"] == 2
+    assert event["location_unknown"] == [unknown]
     assert event["not_targeted"] == {"location_unknown": 1, "outside_regions": 1}
     assert event["regions"]["norway"]["boxes"] == NORWAY["boxes"]
     assert httpx.get(f"{api}/ota/campaigns/{cid}/targets",

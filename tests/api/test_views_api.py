@@ -12,8 +12,8 @@ import pytest
 
 from config.settings import ApiSettings
 from diagnostics.daily import DAY_MS, DailyIndicators
-from storage.store import Store
 from storage.keys import KeyStore
+from storage.store import Store
 from storage.views import encode_key_cursor, track_charging_sessions, upsert_daily_indicators
 from tests.apikit import Server, headers_for
 from tests.diagnostics.test_charging import Charger, normal_session
@@ -70,7 +70,8 @@ def problem(resp: httpx.Response, status: int) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
     body: dict[str, Any] = resp.json()
-    assert body["status"] == status and body["detail"]
+    assert body["status"] == status
+    assert body["detail"]
     return body
 
 

@@ -207,7 +207,8 @@ def test_an_always_failing_receiver_ends_in_the_dead_letter_list(
     (dead,) = ws.list_deliveries(store, webhook["id"], "dead")[0]
     assert (dead["attempts"], dead["last_status_code"], dead["last_error"]) == (
         3, 500, "HTTP 500: boom")
-    assert len(receiver.requests) == 3 and dispatcher.dead_total == 1
+    assert len(receiver.requests) == 3
+    assert dispatcher.dead_total == 1
     assert ws.delivery_counts(store) == {(webhook["id"], "dead"): 1}
     # Staff fixed the receiver and retry: a fresh set of tries, delivered at once.
     receiver.always_fail = False
@@ -215,7 +216,8 @@ def test_an_always_failing_receiver_ends_in_the_dead_letter_list(
     assert run(dispatcher, clock, [0, 0]) == [1, 0]
     (row,) = ws.list_deliveries(store, webhook["id"])[0]
     assert (row["state"], row["attempts"]) == ("delivered", 1)
-    assert len(receiver.requests) == 4 and receiver.requests[-1].verified == "ok"
+    assert len(receiver.requests) == 4
+    assert receiver.requests[-1].verified == "ok"
 
 
 def test_pause_stops_deliveries_and_resume_sends_them(store: Store, receiver: Receiver) -> None:
@@ -242,9 +244,12 @@ def test_unreachable_and_slow_receivers_are_failures(tmp_path: Path, receiver: R
     assert run(dispatcher, clock, [0]) == [2]
     (a,) = ws.list_deliveries(store, refused["id"])[0]
     (b,) = ws.list_deliveries(store, slow["id"])[0]
-    assert a["state"] == b["state"] == "pending" and a["attempts"] == b["attempts"] == 1
-    assert a["last_status_code"] is None and a["last_error"].startswith("ConnectError")
-    assert b["last_status_code"] is None and b["last_error"] == "timed out after 0.2 s"
+    assert a["state"] == b["state"] == "pending"
+    assert a["attempts"] == b["attempts"] == 1
+    assert a["last_status_code"] is None
+    assert a["last_error"].startswith("ConnectError")
+    assert b["last_status_code"] is None
+    assert b["last_error"] == "timed out after 0.2 s"
     assert dispatcher.failed_attempts_total == 2
 
 
@@ -290,7 +295,8 @@ def is_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
     body: dict[str, Any] = resp.json()
-    assert body["status"] == status and body["detail"]
+    assert body["status"] == status
+    assert body["detail"]
     return body
 
 
@@ -359,7 +365,8 @@ def test_dead_letters_are_listed_and_retried_over_http(api: str, api_store: Stor
     assert resp.status_code == 200, resp.text
     assert (resp.json()["state"], resp.json()["attempts"]) == ("pending", 0)
     (row,) = wait_for(lambda: items(deliveries, admin, state="delivered"), "re-delivery")
-    assert row["id"] == dead["id"] and row["attempts"] == 1
+    assert row["id"] == dead["id"]
+    assert row["attempts"] == 1
     assert [r.verified for r in receiver.requests] == ["ok"] * 3
     assert httpx.get(deliveries, headers=admin, params={"state": "dead"}).json() == {
         "items": [], "next_cursor": None}
@@ -381,7 +388,7 @@ def test_dead_letters_are_listed_and_retried_over_http(api: str, api_store: Stor
     assert bad_state["errors"][0]["loc"] == ["query", "state"]
 
 
-@pytest.mark.parametrize("body, field, message", [
+@pytest.mark.parametrize(("body", "field", "message"), [
     ({"url": "http://crm.example.com/h", "events": ["alert.*"]}, "url",
      "OWNERCARE_WEBHOOK_ALLOW_HTTP"),
     ({"url": "https://u:p@crm.example.com/h", "events": ["alert.*"]}, "url", "credentials"),
@@ -440,7 +447,8 @@ def test_every_webhook_endpoint_is_admin_only(api: str, api_store: Store) -> Non
         for role, headers in weak.items():
             denied = httpx.request(method, api + path, json=body, headers=headers)
             problem = is_problem(denied, 403)
-            assert role in problem["detail"] and "admin" in problem["detail"], (method, path)
+            assert role in problem["detail"], (method, path)
+            assert "admin" in problem["detail"], (method, path)
     assert ws.get_webhook(api_store, webhook["id"]) is not None  # nothing was changed
     assert len(ws.list_webhooks(api_store)) == 1
 
@@ -499,4 +507,5 @@ def test_the_polling_loop_follows_the_retry_schedule(store: Store, receiver: Rec
     assert [r.headers["X-Ownercare-Timestamp"] for r in receiver.requests] == [
         str(NOW_MS // 1000), str(NOW_MS // 1000 + 10), str(NOW_MS // 1000 + 25)]
     assert [r.verified for r in receiver.requests] == ["ok"] * 3
-    assert dispatcher.delivered_total == 1 and dispatcher.failed_attempts_total == 2
+    assert dispatcher.delivered_total == 1
+    assert dispatcher.failed_attempts_total == 2

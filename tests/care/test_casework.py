@@ -48,7 +48,8 @@ def test_every_open_state_may_end_as_false_positive_or_no_action() -> None:
 def test_an_illegal_move_names_the_legal_ones() -> None:
     with pytest.raises(IllegalTransition) as caught:
         transition("new", "resolved")
-    assert caught.value.state == "new" and caught.value.to == "resolved"
+    assert caught.value.state == "new"
+    assert caught.value.to == "resolved"
     assert caught.value.allowed == allowed("new")
     assert "'new' cannot move to 'resolved'" in str(caught.value)
     with pytest.raises(IllegalTransition, match="none: resolved is final"):
@@ -89,7 +90,8 @@ def test_random_walks_never_leave_a_terminal_state(moves: list[str]) -> None:
             assert exc.allowed == allowed(before)
             assert to not in exc.allowed
             continue
-        assert state == to and to in allowed(before)
+        assert state == to
+        assert to in allowed(before)
         assert before not in TERMINAL, "a terminal state moved"
 
 

@@ -102,7 +102,7 @@ def test_verify_accepts_any_header_case_and_rotated_signatures() -> None:
     verify("new", headers, payload, now=NOW)
 
 
-@pytest.mark.parametrize("headers, reason", [
+@pytest.mark.parametrize(("headers", "reason"), [
     ({}, "missing"),
     ({"X-Ownercare-Timestamp": str(NOW)}, "missing"),
     ({"X-Ownercare-Timestamp": "soon", "X-Ownercare-Signature": "v1=00"}, "unix seconds"),
@@ -123,13 +123,14 @@ def test_the_body_is_canonical() -> None:
 
 def test_secrets_are_long_and_unique() -> None:
     made = {webhooks.new_secret() for _ in range(50)}
-    assert len(made) == 50 and all(s.startswith("whsec_") and len(s) >= 40 for s in made)
+    assert len(made) == 50
+    assert all(s.startswith("whsec_") and len(s) >= 40 for s in made)
 
 
 # ---------------------------------------------------------------------------- filters
 
 
-@pytest.mark.parametrize("patterns, event, expected", [
+@pytest.mark.parametrize(("patterns", "event", "expected"), [
     (["alert.*"], "alert.created", True),
     (["alert.*"], "case.opened", False),
     (["alert.resolved"], "alert.resolved", True),
@@ -149,7 +150,7 @@ def test_valid_filters_are_stored_sorted_without_duplicates(patterns: list[str])
     assert check_event_patterns(patterns) == sorted(set(patterns))
 
 
-@pytest.mark.parametrize("patterns, message", [
+@pytest.mark.parametrize(("patterns", "message"), [
     ([], "at least one"),
     (["alert.created", "alert.creatd"], "'alert.creatd' is not an alert event"),
     (["vehicle.*"], "unknown event family 'vehicle'"),
@@ -171,7 +172,7 @@ def test_https_urls_are_accepted(url: str) -> None:
     assert check_url(url, allow_http=False) == url
 
 
-@pytest.mark.parametrize("url, allow_http, message", [
+@pytest.mark.parametrize(("url", "allow_http", "message"), [
     ("http://crm.example.com/hooks", False, "OWNERCARE_WEBHOOK_ALLOW_HTTP"),
     ("ftp://crm.example.com/", True, "must start with https://"),
     ("crm.example.com/hooks", False, "must start with https://"),
@@ -206,7 +207,7 @@ def test_backoff_doubles_up_to_the_cap(base: float, factor: float, attempt: int)
 
 def test_backoff_schedule() -> None:
     assert [backoff_s(n, 30, 600) for n in range(1, 8)] == [30, 60, 120, 240, 480, 600, 600]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="attempt counts from 1"):
         backoff_s(0, 30, 600)
 
 

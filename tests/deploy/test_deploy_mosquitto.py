@@ -137,7 +137,8 @@ def test_anonymous_and_wrong_password_clients_are_refused(broker: Broker,
     assert not anonymous.wait_connected()
     assert anonymous.refused, "anonymous clients must be refused"
     wrong = Client(broker, vins[0], password="guess")
-    assert not wrong.wait_connected() and wrong.refused
+    assert not wrong.wait_connected()
+    assert wrong.refused
     anonymous.close()
     wrong.close()
 
@@ -164,7 +165,8 @@ def test_a_vehicle_reads_only_its_own_commands(broker: Broker, vins: tuple[str, 
     a, b = vins
     car_a = Client(broker, a)
     car_b = Client(broker, b, protocol=mqtt.MQTTv5)
-    assert car_a.wait_connected() and car_b.wait_connected()
+    assert car_a.wait_connected()
+    assert car_b.wait_connected()
     car_a.subscribe(f"vehicles/{a}/ota/command")
     # B tries to read A's commands. Mosquitto 2.0 may grant the subscription; the ACL is
     # enforced when a message is delivered, which is what matters.

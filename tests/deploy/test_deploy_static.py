@@ -90,7 +90,8 @@ def test_each_service_settings_validate_with_the_example_env(
     if spec["command"][0] in ("worker", "api"):
         assert settings.effective_database_url.startswith("postgresql+psycopg://")
     if spec["command"][0] == "bridge":
-        assert settings.mqtt_url.startswith("mqtt://") and settings.mqtt_shared_group
+        assert settings.mqtt_url.startswith("mqtt://")
+        assert settings.mqtt_shared_group
 
 
 def test_bridges_have_distinct_persistent_session_ids(compose: dict[str, Any]) -> None:
@@ -153,5 +154,6 @@ def test_dockerfile_copies_every_package() -> None:
     packages = re.search(r'include = \[([^\]]+)\]', pyproject).group(1)
     for package in re.findall(r'"(\w+)\*"', packages):
         assert f"COPY {package} {package}" in dockerfile, package
-    assert "-c constraints.txt" in dockerfile and "[postgres]" in dockerfile
+    assert "-c constraints.txt" in dockerfile
+    assert "[postgres]" in dockerfile
     assert "embedded" not in dockerfile.split("RUN pip")[1].split("\n")[0]

@@ -172,7 +172,8 @@ def test_weak_12v_batteries_are_flagged_before_they_fail(tmp_path: Path) -> None
         publisher.close()
         dtc = wait_for(lambda: all_alerts(api, auth, type="dtc", vin=healthy), 60,
                        "the DTC alert", proc)
-        assert dtc[0]["severity"] == "critical" and dtc[0]["asset_id"] == healthy
+        assert dtc[0]["severity"] == "critical"
+        assert dtc[0]["asset_id"] == healthy
     finally:
         pids = []
         if (state / "run.json").exists():
@@ -182,5 +183,6 @@ def test_weak_12v_batteries_are_flagged_before_they_fail(tmp_path: Path) -> None
         code = proc.wait(90)
         out.close()
     assert code == 0, (tmp_path / "run.out").read_text()[-3000:]
-    assert pids and not [p for p in pids if alive(p)], "ownercare run left processes behind"
+    assert pids, "run.json named no services"
+    assert not [p for p in pids if alive(p)], "ownercare run left processes behind"
     assert not (state / "run.json").exists()

@@ -109,7 +109,8 @@ def test_a_good_release_rolls_out_and_a_bad_one_is_stopped_after_the_canary(
         # voltage needs 4 h of rest and the battery run down, so whether it is significant yet
         # at the step that pauses depends on timing; when it is, it points the same way.
         draw = found.get("parked_12v_ah_per_day")
-        assert draw and draw["updated_mean"] > draw["baseline_mean"] + 10, findings
+        assert draw, findings
+        assert draw["updated_mean"] > draw["baseline_mean"] + 10, findings
         rest = found.get("v12_rest_volts")
         assert rest is None or rest["updated_mean"] < rest["baseline_mean"], findings
         waves = paused["progress"]["waves"]

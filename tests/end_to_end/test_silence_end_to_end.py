@@ -84,7 +84,8 @@ def test_silent_cars_and_chargers_are_found_by_the_fleet_clock(tmp_path: Path) -
             (alert,) = by_asset[asset]
             assert alert["type"] == ("charger_silent" if fault["fault"] == "charger_silent"
                                      else "vehicle_silent")
-            assert alert["status"] == "open" and alert["recommended_action"]
+            assert alert["status"] == "open"
+            assert alert["recommended_action"]
             delay = alert["first_seen"] - fault["onset_ts"]
             assert 0 < delay <= 6 * HOUR_MS, (asset, delay / HOUR_MS)
     finally:

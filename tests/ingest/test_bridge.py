@@ -219,7 +219,8 @@ def test_bridge_rejects_invalid_settings(tmp_path: Path) -> None:
                                     "OWNERCARE_BRIDGE_BATCH_MAX": "0"}, log)
     assert proc.wait(30) == 2
     text = log.read_text()
-    assert "OWNERCARE_MQTT_URL" in text and "mqtt://" in text
+    assert "OWNERCARE_MQTT_URL" in text
+    assert "mqtt://" in text
     assert "OWNERCARE_BRIDGE_BATCH_MAX" in text
 
 

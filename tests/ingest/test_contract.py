@@ -114,25 +114,30 @@ def test_error_message_names_the_field_and_the_range() -> None:
     with pytest.raises(ContractError) as info:
         validate(T, tele(**{"Vehicle.LowVoltageBattery.CurrentVoltage": 48.0}))
     text = str(info.value)
-    assert "Vehicle.LowVoltageBattery.CurrentVoltage" in text and "[0, 20]" in text
+    assert "Vehicle.LowVoltageBattery.CurrentVoltage" in text
+    assert "[0, 20]" in text
 
 
 def test_charger_messages_follow_ocpp() -> None:
     status = validate("chargers/CP-1/status", orjson.dumps(
         {"ts": TS, "connectorId": 1, "status": "Faulted", "errorCode": "GroundFailure",
          "vendorErrorCode": "E42"}))
-    assert status["kind"] == Kind.CHARGER_STATUS and status["seq"] == TS
+    assert status["kind"] == Kind.CHARGER_STATUS
+    assert status["seq"] == TS
     meter = validate("chargers/CP-1/meter", orjson.dumps(
         {"ts": TS, "seq": 3, "connectorId": 1, "transactionId": 9, "vin": VIN,
          "measurands": {"Power.Active.Import": 7200, "Power.Offered": 11000, "SoC": 55.5}}))
-    assert meter["data"]["vin"] == VIN and meter["data"]["measurands"]["SoC"] == 55.5
+    assert meter["data"]["vin"] == VIN
+    assert meter["data"]["measurands"]["SoC"] == 55.5
 
 
 def test_every_catalogue_signal_has_a_unit_or_is_dimensionless() -> None:
     for signal in contract.SIGNALS.values():
         assert signal.path.startswith("Vehicle.")
         if signal.type in (contract.SignalType.FLOAT, contract.SignalType.FLOAT_LIST):
-            assert signal.unit and signal.min is not None and signal.max is not None
+            assert signal.unit
+            assert signal.min is not None
+            assert signal.max is not None
             assert signal.min < signal.max
 
 
@@ -164,7 +169,9 @@ def test_any_valid_message_validates_to_what_was_sent(
 ) -> None:
     record = validate(f"vehicles/{vin}/telemetry",
                       orjson.dumps({"ts": ts, "seq": seq, "signals": signals}))
-    assert record["id"] == vin and record["ts"] == ts and record["seq"] == seq
+    assert record["id"] == vin
+    assert record["ts"] == ts
+    assert record["seq"] == seq
     assert record["data"]["signals"] == signals
 
 

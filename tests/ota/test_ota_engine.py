@@ -148,9 +148,10 @@ def test_action_states_only_move_forward(reports: list[tuple[str, int, str]]) ->
         at += 1000
         action = apply_report(c, action, reported, at, attempt, detail)
     progress = [(1, 0)] + [(t.attempt, RANK[ActionState(t.state)]) for t in action.history]
-    assert progress == sorted(progress) and len(set(progress)) == len(progress), progress
+    assert progress == sorted(progress), progress
+    assert len(set(progress)) == len(progress), progress
     assert action.attempt <= c.max_attempts
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot (go|become)|a retry starts"):
         action.moved(ActionState.SCHEDULED, at, "back")  # never backwards
 
 
@@ -163,7 +164,8 @@ def test_rejections_retry_with_backoff_until_the_attempts_run_out() -> None:
     assert apply_report(c, retried, "rejected", NOW + 2, 1) == retried  # an old attempt's
     again = retried.moved(ActionState.OFFERED, NOW + 70_000, "gate passed")
     failed = apply_report(c, again, "rejected", NOW + 70_001, 2, "busy")
-    assert failed.state is ActionState.FAILED and "gave up after 2 attempts" in \
+    assert failed.state is ActionState.FAILED
+    assert "gave up after 2 attempts" in \
         failed.history[-1].reason
     # A security refusal is final at once: a retry would be refused again.
     tampered = apply_report(c, offered, "rejected", NOW + 1, 1, "bad_signature: tampered")
@@ -201,7 +203,8 @@ def test_a_good_rollout_goes_wave_by_wave_to_completion() -> None:
             break
         now += HOUR // 2
     assert c.status is CampaignStatus.COMPLETED
-    assert seen_waves == sorted(seen_waves) and set(seen_waves) == {0, 1, 2}
+    assert seen_waves == sorted(seen_waves)
+    assert set(seen_waves) == {0, 1, 2}
     assert all(a.state is ActionState.SUCCEEDED for a in actions.values())
 
 
@@ -220,7 +223,8 @@ def test_a_wave_at_its_error_threshold_never_advances(outcomes: list[str]) -> No
     errors = sum(o != "succeeded" for o in outcomes)
     if errors / 4 >= 0.2:
         assert after.campaign.status is CampaignStatus.PAUSED
-        assert after.campaign.current_wave == 0 and not after.commands
+        assert after.campaign.current_wave == 0
+        assert not after.commands
         assert after.campaign.pause_evidence["failed_or_rolled_back"] == errors
     else:
         assert after.campaign.current_wave == 1
@@ -240,7 +244,8 @@ def test_a_regression_during_soak_pauses_with_its_evidence() -> None:
     assert result.campaign.status is CampaignStatus.PAUSED
     assert result.campaign.pause_reason == "regression"
     (finding,) = result.campaign.pause_evidence["findings"]
-    assert finding["indicator"] == "v12_rest_volts" and finding["p_value"] < 0.01
+    assert finding["indicator"] == "v12_rest_volts"
+    assert finding["p_value"] < 0.01
 
 
 def test_cancel_reaches_only_cars_that_have_not_started_installing() -> None:
@@ -267,7 +272,8 @@ def test_paused_and_draft_campaigns_offer_nothing() -> None:
     assert not step(scheduled, plan(scheduled, VINS, NOW), {}, NOW).commands
     started = step(scheduled, plan(scheduled, VINS, NOW), {v: parked(v, ts=NOW + HOUR)
                                                           for v in VINS}, NOW + HOUR)
-    assert started.campaign.status is CampaignStatus.RUNNING and started.commands
+    assert started.campaign.status is CampaignStatus.RUNNING
+    assert started.commands
 
 
 # ------------------------------------------------------------------------ regression
@@ -288,7 +294,8 @@ def test_no_regression_between_cohorts_from_one_distribution() -> None:
                             parked_12v_ah_per_day=float(rng.normal(1.2, 0.3)))
               for i in range(60)]
     verdict = compare(cohort)
-    assert not verdict.regressed and verdict.findings == []
+    assert not verdict.regressed
+    assert verdict.findings == []
     assert compare(cohort) == verdict  # deterministic
 
 
@@ -307,7 +314,8 @@ def test_cohorts_are_compared_within_themselves_even_with_few_canary_cars_each()
     verdict = compare(cohort)
     assert verdict.regressed
     (finding,) = verdict.findings
-    assert finding["cohorts"] == 3 and finding["worse_by_within_cohorts"] == pytest.approx(
+    assert finding["cohorts"] == 3
+    assert finding["worse_by_within_cohorts"] == pytest.approx(
         0.25, abs=0.02)
     healthy = [replace(v, v12_rest_volts=base[v.cohort] + 0.01 * (int(v.vin[1:]) % 3))
                for v in cohort]
@@ -323,7 +331,8 @@ def test_alert_rate_regression_is_found_and_too_few_cars_decide_nothing() -> Non
     assert verdict.regressed
     assert verdict.findings[0]["alert_type"] == "weak_12v_battery"
     few = compare(cohort[:2] + cohort[5:])
-    assert not few.regressed and "too few" in few.reason
+    assert not few.regressed
+    assert "too few" in few.reason
 
 
 def test_parked_draw_regression_is_found_within_models() -> None:
@@ -337,8 +346,10 @@ def test_parked_draw_regression_is_found_within_models() -> None:
     assert verdict.regressed
     (finding,) = verdict.findings
     assert finding["indicator"] == "parked_12v_ah_per_day"
-    assert finding["updated_mean"] > 25 and finding["baseline_mean"] < 3
-    assert finding["cohorts"] == 2 and finding["p_value"] < 0.01
+    assert finding["updated_mean"] > 25
+    assert finding["baseline_mean"] < 3
+    assert finding["cohorts"] == 2
+    assert finding["p_value"] < 0.01
 
 
 def test_a_model_that_normally_draws_more_is_no_parked_draw_regression() -> None:

@@ -38,16 +38,20 @@ NORWAY_BOX = {"min_lat": 57.9, "min_lon": 4.5, "max_lat": 71.2, "max_lon": 12.5}
 
 def test_a_box_contains_its_inside_and_boundary_only() -> None:
     box = Box(**NORWAY_BOX)
-    assert box.contains(*OSLO) and box.contains(*BERGEN)
+    assert box.contains(*OSLO)
+    assert box.contains(*BERGEN)
     assert not box.contains(*STOCKHOLM)
-    assert box.contains(57.9, 4.5) and box.contains(71.2, 12.5)  # corners are inside
+    assert box.contains(57.9, 4.5)
+    assert box.contains(71.2, 12.5)
     assert not box.contains(57.89, 5.0)
 
 
 def test_a_box_with_min_lon_above_max_lon_wraps_the_antimeridian() -> None:
     fiji = Box(min_lat=-21.0, min_lon=176.0, max_lat=-12.0, max_lon=-178.0)
-    assert fiji.contains(-17.8, 178.4) and fiji.contains(-16.0, -179.9)
-    assert not fiji.contains(-17.8, 0.0) and not fiji.contains(-17.8, 170.0)
+    assert fiji.contains(-17.8, 178.4)
+    assert fiji.contains(-16.0, -179.9)
+    assert not fiji.contains(-17.8, 0.0)
+    assert not fiji.contains(-17.8, 170.0)
 
 
 @pytest.mark.parametrize(("box", "message"), [
@@ -68,10 +72,14 @@ def test_malformed_boxes_are_refused_with_what_is_wrong(box: dict[str, Any],
 def test_a_concave_polygon_is_tested_by_its_outline_not_its_bounding_box() -> None:
     # An L: the notch at the top right is inside the bounding box but not the polygon.
     ell = Polygon(((0.0, 0.0), (0.0, 2.0), (1.0, 2.0), (1.0, 1.0), (2.0, 1.0), (2.0, 0.0)))
-    assert ell.contains(0.5, 0.5) and ell.contains(0.5, 1.5) and ell.contains(1.5, 0.5)
+    assert ell.contains(0.5, 0.5)
+    assert ell.contains(0.5, 1.5)
+    assert ell.contains(1.5, 0.5)
     assert not ell.contains(1.5, 1.5)
-    assert ell.contains(1.0, 1.5) and ell.contains(0.0, 0.0)  # on an edge, on a vertex
-    assert not ell.contains(-0.1, 0.5) and not ell.contains(0.5, 2.1)
+    assert ell.contains(1.0, 1.5)
+    assert ell.contains(0.0, 0.0)
+    assert not ell.contains(-0.1, 0.5)
+    assert not ell.contains(0.5, 2.1)
 
 
 def test_a_closed_ring_is_the_same_polygon_as_an_open_one() -> None:
@@ -140,7 +148,8 @@ def test_cars_of_unknown_position_are_left_out_and_say_why() -> None:
         "STOCKHOLM": {"reason": OUTSIDE_REGIONS, "lat": STOCKHOLM[0], "lon": STOCKHOLM[1],
                       "located_at": T0 - 5}}
     assert position_of("59.9", 10.7, T0) is None  # not a number: unknown, not guessed
-    assert position_of(None, 10.7, T0) is None and position_of(91.0, 0.0, T0) is None
+    assert position_of(None, 10.7, T0) is None
+    assert position_of(91.0, 0.0, T0) is None
 
 
 # ---------------------------------------------------------------------------- targeting
@@ -201,7 +210,8 @@ def test_explicit_vins_are_filtered_by_regions_too(store: Store) -> None:
 def test_without_regions_targeting_is_unchanged_and_a_missing_region_is_named(
         store: Store) -> None:
     plain = ota_store.resolve_targets(store, Targets(models=frozenset({"Volt"})), "bms")
-    assert plain.vins == [V_OSLO, V_BERGEN, V_STOCKHOLM, V_PARKED] and plain.excluded == {}
+    assert plain.vins == [V_OSLO, V_BERGEN, V_STOCKHOLM, V_PARKED]
+    assert plain.excluded == {}
     with pytest.raises(KeyError, match="atlantis"):
         ota_store.resolve_targets(store, Targets(regions=frozenset({"norway", "atlantis"})),
                                   "bms")
@@ -231,7 +241,8 @@ def test_a_star_shaped_outline_is_a_valid_polygon_around_its_centre(
         return
     polygon = Polygon(points)
     assert polygon.contains(c_lat, c_lon)
-    assert not polygon.contains(c_lat + 5.5, c_lon) and not polygon.contains(c_lat, c_lon - 6)
+    assert not polygon.contains(c_lat + 5.5, c_lon)
+    assert not polygon.contains(c_lat, c_lon - 6)
 
 
 def test_a_region_with_too_many_points_is_refused_before_validating_them() -> None:

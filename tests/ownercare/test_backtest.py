@@ -61,4 +61,5 @@ def test_backtest_rejects_what_eval_cannot_run(argv: list[str], message: str,
         code = int(exc.code or 0)
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith(NOTICE) and message in err
+    assert err.startswith(NOTICE)
+    assert message in err

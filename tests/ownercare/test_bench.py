@@ -75,13 +75,15 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "publish->alert" in result.stdout
     report = json.loads(report_path.read_text())
-    assert report["config"]["vehicles"] == 30 and report["offered_msgs_per_s"] == 60
+    assert report["config"]["vehicles"] == 30
+    assert report["offered_msgs_per_s"] == 60
     # Nothing published was lost on the way to the detectors.
     assert report["drained"] is True
     assert report["processed_msgs_per_s"] > 0
     # Every injected trouble code became an alert readable at the API, after its publish.
     latency = report["latency_s"]
-    assert latency["injected"] >= 5 and latency["missing"] == 0
+    assert latency["injected"] >= 5
+    assert latency["missing"] == 0
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
     assert all(s["latency_s"] > 0 for s in report["latency_samples"])
     # The cost figures cover every process of the pipeline.
@@ -89,13 +91,15 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
         assert report["cpu_s_per_1000_msgs"][name] >= 0, name
     # The worker's memory is its own and its view writer's (a child process).
     rss = report["peak_rss_mib"]
-    assert rss["worker"] > 10 and rss["views"] > 10
+    assert rss["worker"] > 10
+    assert rss["views"] > 10
     # (each figure is rounded to 0.1 MiB on its own, so the sum may differ by that much)
     assert max(rss["worker"], rss["views"]) < report["worker_peak_rss_mib"] <= (
         rss["worker"] + rss["views"] + 0.1)
     assert 100 < report["state_bytes_per_vehicle"]["mean"] < 16 * 1024
     assert report["state_bytes_per_vehicle"]["vehicles"] >= 30
-    assert report["raw_broker"]["received"] == 2000 and report["raw_broker"]["rate"] > 0
+    assert report["raw_broker"]["received"] == 2000
+    assert report["raw_broker"]["rate"] > 0
     assert report["ownercare_over_raw"] == pytest.approx(
         report["processed_msgs_per_s"] / report["raw_broker"]["rate"], rel=0.01)
     assert len(report["timeseries"]) >= 10

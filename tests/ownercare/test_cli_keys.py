@@ -20,10 +20,13 @@ def test_keys_create_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     key = capsys.readouterr().out.strip()
     store = Store(f"sqlite:///{tmp_path / 'ownercare.db'}")
     principal = KeyStore(store).authenticate(key)
-    assert principal is not None and (principal.name, principal.role) == ("desk 7", "agent")
+    assert principal is not None
+    assert (principal.name, principal.role) == ("desk 7", "agent")
     assert main(["keys", "list"]) == 0
     listed = capsys.readouterr().out
-    assert principal.key_id in listed and "active" in listed and key not in listed
+    assert principal.key_id in listed
+    assert "active" in listed
+    assert key not in listed
     assert main(["keys", "revoke", principal.key_id]) == 0
     assert KeyStore(store).authenticate(key) is None
     assert main(["keys", "revoke", "nope"]) == 1

@@ -54,7 +54,8 @@ def test_recall_precision_lead_time_and_duplicates_per_fault() -> None:
     assert f["recall"] == round(2 / 3, 4)
     # 5 alert ids of this type, 4 of them on leaking cars (C's late one is still its own).
     assert (f["alerts"], f["alerts_on_faulty_assets"], f["precision"]) == (5, 4, 0.8)
-    assert f["median_lead_time_h"] == 84.0 and f["worst_lead_time_h"] == 24.0
+    assert f["median_lead_time_h"] == 84.0
+    assert f["worst_lead_time_h"] == 24.0
     assert f["duplicate_alerts"] == 1 + 0 + 0
     assert report["duplicate_alerts"] == 1
     assert report["false_alerts_on_healthy_vehicles"] == 1
@@ -78,8 +79,10 @@ def test_a_fault_without_failure_time_is_detected_by_any_alert_but_has_no_lead_t
     alerts = [alert(CAR_A, "slow_tyre_leak", T0 + 30 * DAY_MS)]
     report = score(truth, alerts, vehicles=2, chargers=0, days=40, faults={"slow_leak": 2})
     f = report["faults"]["slow_leak"]
-    assert f["detected"] == 1 and f["recall"] == 0.5
-    assert f["median_lead_time_h"] is None and f["worst_lead_time_h"] is None
+    assert f["detected"] == 1
+    assert f["recall"] == 0.5
+    assert f["median_lead_time_h"] is None
+    assert f["worst_lead_time_h"] is None
     assert f["lead_times_measured"] == 0
     row = format_report(report).splitlines()[1].split()
     assert row[:3] == ["slow_leak", "vehicle", "slow_tyre_leak"]
@@ -104,7 +107,8 @@ def test_pooled_runs_add_their_counts_and_take_medians_over_every_asset() -> Non
     assert f["recall"] == 0.6  # the runs' own recalls, 1.0 and 0.33, would average 0.67
     assert (f["alerts"], f["alerts_on_faulty_assets"]) == (5, 4)
     assert f["precision"] == 0.8
-    assert f["median_lead_time_h"] == 48.0 and f["worst_lead_time_h"] == 24.0
+    assert f["median_lead_time_h"] == 48.0
+    assert f["worst_lead_time_h"] == 24.0
     assert f["duplicate_alerts"] == pooled["duplicate_alerts"] == 1
     assert pooled["false_alerts_on_healthy_vehicles"] == 1
     assert pooled["healthy_vehicle_days"] == 8 * 20 + 7 * 20
@@ -141,7 +145,9 @@ def test_charging_attribution_counts_alerts_raised_on_the_wrong_asset(charger_fa
     assert report["charging_alerts"] == 3
     assert report["charging_attribution_accuracy"] == round(1 / 3, 4)
     f = report["faults"][charger_fault]
-    assert f["asset"] == "charger" and f["detected"] == 1 and f["worst_lead_time_h"] == 96.0
+    assert f["asset"] == "charger"
+    assert f["detected"] == 1
+    assert f["worst_lead_time_h"] == 96.0
     assert report["false_alerts_on_healthy_chargers"] == 1
     assert report["false_alerts_per_1000_charger_days"] == round(1000 / 20, 3)
     assert report["false_alerts_on_healthy_vehicles"] == 2
@@ -172,7 +178,8 @@ def test_detection_is_identical_with_the_simulator_in_its_own_process() -> None:
     one = run_scenario(scenario, processes=1)
     two = run_scenario(scenario, processes=2)
     assert one.messages == two.messages > 1000
-    assert one.alerts == two.alerts and one.alerts
+    assert one.alerts == two.alerts
+    assert one.alerts
     assert score_run(one) == score_run(two)
 
 
@@ -184,7 +191,8 @@ def test_eval_json_and_plots_on_a_tiny_fleet(tmp_path: Path,
                  "--record", str(tmp_path / "fleet.jsonl"), "--processes", "1"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "dtc " in printed and "false alerts:" in printed
+    assert "dtc " in printed
+    assert "false alerts:" in printed
     report = json.loads(out.read_text())
     assert report["faults"]["dtc"]["faulty"] == 2
     assert report["faults"]["dtc"]["recall"] == 1.0
@@ -206,7 +214,8 @@ def test_eval_over_a_seed_range_prints_every_run_and_writes_the_pooled_json(
                  "--faults", "dtc:2", "--json", str(out), "--processes", "1"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "seed 2, 6 vehicles" in printed and "seed 3, 6 vehicles" in printed
+    assert "seed 2, 6 vehicles" in printed
+    assert "seed 3, 6 vehicles" in printed
     assert "seeds 2-3 pooled (2 runs" in printed
     report = json.loads(out.read_text())
     runs = report["per_seed"]
@@ -311,14 +320,16 @@ def test_the_injected_weak_batteries_are_detected_days_ahead_and_nothing_else() 
     report = scored(3, 12, 30, {"weak_12v": 3})
     f = report["faults"]["weak_12v"]
     assert (f["faulty"], f["detected"], f["missed"]) == (3, 3, 0)
-    assert false_alerts(report) == 0 and report["duplicate_alerts"] == 0
+    assert false_alerts(report) == 0
+    assert report["duplicate_alerts"] == 0
     assert f["worst_lead_time_h"] >= 2 * 24
 
 
 def test_trouble_codes_are_alerted_at_the_next_transmission() -> None:
     report = scored(6, 10, 8, {"dtc": 2, "weak_12v": 1})
     assert sum(f["faulty"] for f in report["faults"].values()) == 3
-    assert false_alerts(report) == 0 and report["duplicate_alerts"] == 0
+    assert false_alerts(report) == 0
+    assert report["duplicate_alerts"] == 0
     # Both codes are alerted as soon as the car reports them (at its next transmission, at
     # most one parked interval after the onset), i.e. about 2 days before it would stop.
     leads = [d["lead_time_h"] for d in report["detections"] if d["fault"] == "dtc"]
@@ -334,11 +345,13 @@ def test_charger_faults_are_detected_and_attributed_to_the_asset_at_fault() -> N
                     chargers=6)
     assert {name: (f["faulty"], f["detected"]) for name, f in report["faults"].items()} == {
         "charger_derating": (1, 1), "charger_fault": (1, 1), "inlet_fault": (1, 1)}
-    assert false_alerts(report) == 0 and report["duplicate_alerts"] == 0
+    assert false_alerts(report) == 0
+    assert report["duplicate_alerts"] == 0
     assert report["healthy_vehicle_days"] + report["healthy_charger_days"] == (30 + 6 - 3) * 20
     # Every charging-fault alert (the derating charger's included) is on the asset that really
     # is at fault.
-    assert report["charging_alerts"] == 3 and report["charging_alerts_rightly_attributed"] == 3
+    assert report["charging_alerts"] == 3
+    assert report["charging_alerts_rightly_attributed"] == 3
     assert 1 <= report["faults"]["charger_derating"]["worst_sessions_to_alert"] <= 2
 
 
@@ -347,5 +360,6 @@ def test_a_failing_coolant_pump_is_detected_days_ahead() -> None:
     report = scored(3, 12, 30, {"coolant_pump": 3}, drive_interval_s=120)
     f = report["faults"]["coolant_pump"]
     assert (f["faulty"], f["detected"], f["missed"]) == (3, 3, 0)
-    assert false_alerts(report) == 0 and report["duplicate_alerts"] == 0
+    assert false_alerts(report) == 0
+    assert report["duplicate_alerts"] == 0
     assert f["worst_lead_time_h"] >= 5 * 24

@@ -108,7 +108,8 @@ def test_a_line_the_csv_module_cannot_read_is_reported_and_the_rest_still_parsed
 def test_a_csv_without_the_header_is_refused() -> None:
     parsed = parse_csv(io.StringIO(f"{T0},{VIN},{VOLTS},12.6\n"))
     assert parsed.records == []
-    assert parsed.errors[0][0] == 1 and "header must be timestamp,vin,signal,value" in \
+    assert parsed.errors[0][0] == 1
+    assert "header must be timestamp,vin,signal,value" in \
         parsed.errors[0][1]
 
 
@@ -229,7 +230,8 @@ def test_csv_parser_accounts_for_every_row_of_any_input(rows: list[list[str]]) -
     # Every non-blank row is either an error naming its line or one signal of a record:
     # nothing is dropped without a word, nothing counted twice.
     reported = [n for n, _reason in parsed.errors]
-    assert len(reported) == len(set(reported)) and set(reported) <= set(data_lines)
+    assert len(reported) == len(set(reported))
+    assert set(reported) <= set(data_lines)
     signals = sum(len(r["data"]["signals"]) for _n, r in parsed.records)
     assert len(reported) + signals == len(data_lines)
 

@@ -107,7 +107,7 @@ def test_a_reopened_alert_is_one_alert_in_one_case(store: Store) -> None:
         assert conn.execute(select(case_alerts.c.alert_id)).scalars().all() == ["a-1"]
 
 
-@pytest.mark.parametrize("bad, message", [
+@pytest.mark.parametrize(("bad", "message"), [
     ({"root_cause_id": 7}, "'root_cause_id' must be a string"),
     ({"root_cause_id": ""}, "'root_cause_id' is empty"),
     ({"root_cause_id": "x" * 37}, "'root_cause_id' is longer than 36"),

@@ -98,7 +98,8 @@ def test_alerts_of_one_asset_share_its_open_case(store: Store, desk: CaseStore) 
     store.upsert_alert(alert(id="tyre", type="slow_tyre_leak", first_seen=2000, last_seen=2000))
     store.upsert_alert(alert(id="other", asset_id=VIN2, first_seen=3000, last_seen=3000))
     case = desk.get_case(first["id"])
-    assert case is not None and [a["id"] for a in case["alerts"]] == ["a-1", "tyre"]
+    assert case is not None
+    assert [a["id"] for a in case["alerts"]] == ["a-1", "tyre"]
     assert case["opened_at"] == 1000  # the first alert's event time, not the latest
     rows, _, _ = desk.list_cases()
     assert [(r["asset_id"], r["state"]) for r in rows] == [(VIN2, "new"), (VIN, "new")]
@@ -115,7 +116,8 @@ def test_a_more_severe_alert_escalates_the_case_and_moves_its_due_time(
                              first_seen=9000, last_seen=9000))
     after = desk.get_case(case["id"])
     assert after is not None
-    assert after["severity"] == "critical" and after["due_at"] == 1000 + 4 * HOUR
+    assert after["severity"] == "critical"
+    assert after["due_at"] == 1000 + 4 * HOUR
     escalations = [e for e in after["events"] if e["action"] == "severity_changed"]
     assert [(e["at"], e["actor"], e["detail"]["severity_from"], e["detail"]["severity_to"],
              e["detail"]["due_at_to"]) for e in escalations] == [
@@ -125,7 +127,8 @@ def test_a_more_severe_alert_escalates_the_case_and_moves_its_due_time(
     store.upsert_alert(alert(id="cell", type="cell_drift", severity="info",
                              first_seen=9000, last_seen=9500))
     calmer = desk.get_case(case["id"])
-    assert calmer is not None and calmer["severity"] == "critical"
+    assert calmer is not None
+    assert calmer["severity"] == "critical"
     assert calmer["due_at"] == 1000 + 4 * HOUR
 
 
@@ -173,7 +176,8 @@ def test_concurrent_deliveries_of_the_same_alerts_make_one_case(store: Store) ->
     for t in threads:
         t.join()
     assert errors == []
-    assert count(store, cases) == 1 and count(store, case_alerts) == 8
+    assert count(store, cases) == 1
+    assert count(store, case_alerts) == 8
 
 
 def test_a_new_alert_after_the_case_closed_opens_a_new_case(
@@ -183,14 +187,17 @@ def test_a_new_alert_after_the_case_closed_opens_a_new_case(
     # The closed case's alert escalating later changes nothing on the closed case.
     store.upsert_alert(alert(severity="critical", last_seen=5000))
     closed = desk.get_case(first["id"])
-    assert closed is not None and closed["severity"] == "info" and closed["state"] == \
+    assert closed is not None
+    assert closed["severity"] == "info"
+    assert closed["state"] == \
         "no_action_needed"
     store.upsert_alert(alert(id="again", first_seen=8000, last_seen=8000, severity="warning"))
     rows, _, _ = desk.list_cases(asset_id=VIN)
     assert [(r["state"], r["opened_at"], r["severity"]) for r in rows] == [
         ("new", 8000, "warning"), ("no_action_needed", 1000, "info")]
     newest = desk.get_case(rows[0]["id"])
-    assert newest is not None and [a["id"] for a in newest["alerts"]] == ["again"]
+    assert newest is not None
+    assert [a["id"] for a in newest["alerts"]] == ["again"]
 
 
 def test_the_database_allows_one_open_case_per_asset(store: Store, desk: CaseStore) -> None:
@@ -215,8 +222,10 @@ def test_working_a_case_down_the_main_path(store: Store, desk: CaseStore,
         after = desk.transition_case(case["id"], to, actor="ann",
                                      note="booked for Tuesday" if to == "service_booked"
                                      else None)
-        assert after["state"] == to and after["updated_at"] == STAFF_NOW + i
-    assert after["closed_at"] == STAFF_NOW + 3 and after["allowed_transitions"] == []
+        assert after["state"] == to
+        assert after["updated_at"] == STAFF_NOW + i
+    assert after["closed_at"] == STAFF_NOW + 3
+    assert after["allowed_transitions"] == []
     assert [(a["id"], a["outcome"]) for a in after["alerts"]] == [("a-1", "confirmed"),
                                                                   ("b", "confirmed")]
     trail = [e for e in after["events"] if e["action"] == "transitioned"]
@@ -242,8 +251,10 @@ def test_an_illegal_transition_changes_nothing(store: Store, desk: CaseStore) ->
         desk.transition_case(case["id"], "resolved", actor="ann")
     assert caught.value.allowed == allowed("new")
     after = desk.get_case(case["id"])
-    assert after is not None and after["state"] == "new"
-    assert after["version"] == case["version"] and after["events"] == case["events"]
+    assert after is not None
+    assert after["state"] == "new"
+    assert after["version"] == case["version"]
+    assert after["events"] == case["events"]
     with pytest.raises(CaseNotFound, match="no case with id 999"):
         desk.transition_case(999, "acknowledged", actor="ann")
 
@@ -281,7 +292,9 @@ def test_outcomes_only_for_the_case_alerts_and_only_when_it_ends(
         desk.transition_case(case["id"], "false_positive", actor="ann",
                              outcomes={"a-1": "maybe"})
     after = desk.get_case(case["id"])
-    assert after is not None and after["state"] == "new" and count(store, alert_outcomes) == 0
+    assert after is not None
+    assert after["state"] == "new"
+    assert count(store, alert_outcomes) == 0
 
 
 def test_a_stale_version_is_refused(store: Store, desk: CaseStore) -> None:
@@ -300,7 +313,8 @@ def test_a_stale_version_is_refused(store: Store, desk: CaseStore) -> None:
 def test_assign_and_notes(store: Store, desk: CaseStore, clock: Clock) -> None:
     case = open_case(store, desk)
     assigned = desk.assign_case(case["id"], "ann", actor="lead")
-    assert assigned["assignee"] == "ann" and assigned["version"] == case["version"] + 1
+    assert assigned["assignee"] == "ann"
+    assert assigned["version"] == case["version"] + 1
     again = desk.assign_case(case["id"], "ann", actor="lead")  # no change, no entry
     assert again["version"] == assigned["version"]
     clock.now += 60_000
@@ -336,10 +350,13 @@ def test_overdue_is_judged_by_the_fleet_event_time(store: Store, desk: CaseStore
     store.upsert_signals([("vehicle", VIN, "Vehicle.Speed", 0, 1000 + 5 * HOUR)])
     rows, _, fleet_now = desk.list_cases(overdue=True)
     assert fleet_now == 1000 + 5 * HOUR
-    assert [r["id"] for r in rows] == [critical["id"]] and rows[0]["overdue"] is True
+    assert [r["id"] for r in rows] == [critical["id"]]
+    assert rows[0]["overdue"] is True
     assert [r["id"] for r in desk.list_cases(overdue=False)[0]] == [info["id"]]
     detail = desk.get_case(critical["id"])
-    assert detail is not None and detail["overdue"] and detail["fleet_now"] == fleet_now
+    assert detail is not None
+    assert detail["overdue"]
+    assert detail["fleet_now"] == fleet_now
     desk.transition_case(critical["id"], "false_positive", actor="ann")  # closed: not late
     assert desk.list_cases(overdue=True)[0] == []
     assert {r["id"] for r in desk.list_cases(overdue=False)[0]} == {critical["id"], info["id"]}
@@ -414,7 +431,8 @@ def test_pagination_under_a_concurrent_writer(store: Store, desk: CaseStore) -> 
         stop.set()
         thread.join()
     assert [i for i in seen if i in before] == before
-    assert len(seen) == len(set(seen)) and seen == sorted(seen, reverse=True)
+    assert len(seen) == len(set(seen))
+    assert seen == sorted(seen, reverse=True)
 
 
 def test_a_foreign_cursor_is_refused(store: Store, desk: CaseStore) -> None:
@@ -454,8 +472,10 @@ def test_quality_per_detector_version(store: Store, desk: CaseStore) -> None:
 
 def test_summary_for_the_fleet_overview(store: Store, desk: CaseStore) -> None:
     empty = desk.summary()
-    assert empty["by_state"] == dict.fromkeys(empty["by_state"], 0) and empty["open"] == 0
-    assert empty["overdue"] == 0 and empty["fleet_now"] is None
+    assert empty["by_state"] == dict.fromkeys(empty["by_state"], 0)
+    assert empty["open"] == 0
+    assert empty["overdue"] == 0
+    assert empty["fleet_now"] is None
     late = open_case(store, desk, severity="critical")  # due 1000 + 4 h
     open_case(store, desk, id="b", asset_id=VIN2)  # due 1000 + 72 h
     done = open_case(store, desk, id="c", asset_id="V3", severity="critical")
@@ -493,7 +513,8 @@ def test_open_cases_of_an_asset(store: Store, desk: CaseStore) -> None:
     assert desk.open_cases_of("vehicle", VIN) == []
     store.upsert_alert(alert(id="again", first_seen=5000, last_seen=5000))
     (again,) = desk.open_cases_of("vehicle", VIN)
-    assert again["opened_at"] == 5000 and again["overdue"] is False
+    assert again["opened_at"] == 5000
+    assert again["overdue"] is False
 
 
 def test_case_changes_reach_the_webhooks_that_want_them(store: Store, desk: CaseStore,
@@ -518,8 +539,10 @@ def test_case_changes_reach_the_webhooks_that_want_them(store: Store, desk: Case
         ("case.alert_linked", 1000), ("case.opened", 1000), ("case.transitioned", STAFF_NOW)]
     _, _, moved = sent[2]
     assert moved["change"] == "transitioned"
-    assert moved["case"]["state"] == "acknowledged" and moved["case"]["id"] == case["id"]
-    assert moved["case"]["overdue"] is False and moved["case"]["severity"] == "warning"
+    assert moved["case"]["state"] == "acknowledged"
+    assert moved["case"]["id"] == case["id"]
+    assert moved["case"]["overdue"] is False
+    assert moved["case"]["severity"] == "warning"
     assert {k: moved["event"][k] for k in ("actor", "from_state", "to_state", "detail")} == {
         "actor": "ann", "from_state": "new", "to_state": "acknowledged",
         "detail": {"note": "mine"}}

@@ -64,7 +64,8 @@ def test_alert_lifecycle_is_recorded_once_per_change(store: Store) -> None:
     assert events[1]["snapshot"] == {**alert(last_seen=2000, severity="warning"),
                                      "root_cause_id": None}
     stored = store.get_alert("a-1")
-    assert stored is not None and stored["status"] == "resolved"
+    assert stored is not None
+    assert stored["status"] == "resolved"
     assert stored["evidence"] == {"slope_v_per_day": -0.05}
     assert store.last_event_id() == events[-1]["id"]
     assert store.alert_events_after(events[0]["id"]) == events[1:]
@@ -189,7 +190,8 @@ def test_signal_batches_of_thousands_are_fast(store: Store) -> None:
     assert elapsed < 10, f"two 5000-row batches took {elapsed:.1f}s"
     assert store.fleet_now_ms() == 10_000 + 4999 + 1
     view = store.asset("vehicle", "V00499")
-    assert view is not None and len(view["signals"]) == 10
+    assert view is not None
+    assert len(view["signals"]) == 10
     assert view["signals"][9] == {"path": "Vehicle.S9", "value": 4999.0, "ts": 15_000}
 
 

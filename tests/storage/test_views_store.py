@@ -160,12 +160,15 @@ def seed_fleet(store: Store) -> None:
 def test_vehicle_list_searches_pages_and_summarises_health(store: Store) -> None:
     seed_fleet(store)
     items, cursor = views.list_vehicles(store, limit=2)
-    assert [i["vin"] for i in items] == [VIN, VIN2] and cursor is not None
+    assert [i["vin"] for i in items] == [VIN, VIN2]
+    assert cursor is not None
     assert items[0] == {"vin": VIN, "model": "Model Y", "first_seen": T0, "last_seen": T0,
                         "open_alerts": 2, "worst_severity": "critical"}
-    assert items[1]["open_alerts"] == 0 and items[1]["worst_severity"] is None
+    assert items[1]["open_alerts"] == 0
+    assert items[1]["worst_severity"] is None
     rest, end = views.list_vehicles(store, limit=2, cursor=cursor)
-    assert [i["vin"] for i in rest] == [VIN3] and end is None
+    assert [i["vin"] for i in rest] == [VIN3]
+    assert end is None
     assert rest[0]["model"] is None
     assert [i["vin"] for i in views.list_vehicles(store, vin_prefix="WCR")[0]] == [VIN, VIN2]
     assert [i["vin"] for i in views.list_vehicles(store, model="Model 3")[0]] == [VIN2]
@@ -187,7 +190,8 @@ def test_charger_list_and_detail(store: Store) -> None:
     assert [c["charger_id"] for c in views.list_chargers(store, cursor=cursor)[0]] == [
         "CP-0002"]
     detail = views.charger_detail(store, "CP-0002")
-    assert detail is not None and [a["id"] for a in detail["alerts"]] == ["c1"]
+    assert detail is not None
+    assert [a["id"] for a in detail["alerts"]] == ["c1"]
     assert views.charger_detail(store, "CP-9999") is None
 
 
@@ -221,7 +225,8 @@ def test_attributed_fault_share(store: Store) -> None:
                                   "attributed_sessions", "share")} == {
         "abnormal_sessions": 4, "judged_sessions": 3, "attributed_sessions": 1,
         "share": pytest.approx(1 / 3)}
-    assert len(detail["faults"]) == 4 and all(f["abnormal"] for f in detail["faults"])
+    assert len(detail["faults"]) == 4
+    assert all(f["abnormal"] for f in detail["faults"])
     assert detail["recent_sessions"][0]["start_ts"] == 30 * day
 
 

@@ -74,9 +74,13 @@ def test_a_rolled_back_change_leaves_no_delivery(store: Store) -> None:
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom), store.write() as conn:
-        assert ws.enqueue(conn, "alert.created", {"n": 1}, at=1) == 1
-        raise Boom
+    def enqueue_then_fail() -> None:
+        with store.write() as conn:
+            assert ws.enqueue(conn, "alert.created", {"n": 1}, at=1) == 1
+            raise Boom
+
+    with pytest.raises(Boom):
+        enqueue_then_fail()
     assert deliveries(store, webhook) == []
     with store.write() as conn:
         assert ws.enqueue(conn, "alert.created", {"n": 2}, at=2) == 1
@@ -88,9 +92,13 @@ def test_a_change_the_database_refuses_leaves_no_delivery(store: Store) -> None:
     second open alert of the same (asset, type), and its delivery rolls back with it."""
     webhook = hook(store)
     store.upsert_alert(alert(id="a"))
-    with pytest.raises(IntegrityError), store.write() as conn:
-        ws.enqueue(conn, "alert.created", {"alert": {"id": "b"}}, at=3)
-        conn.execute(alerts.insert().values(**alert(id="b")))
+    def enqueue_then_insert_a_second_open_alert() -> None:
+        with store.write() as conn:
+            ws.enqueue(conn, "alert.created", {"alert": {"id": "b"}}, at=3)
+            conn.execute(alerts.insert().values(**alert(id="b")))
+
+    with pytest.raises(IntegrityError):
+        enqueue_then_insert_a_second_open_alert()
     assert [r["payload"]["alert"]["id"] for r in deliveries(store, webhook)] == ["a"]
 
 
@@ -124,17 +132,21 @@ def test_filters_and_pauses_decide_who_gets_a_delivery(store: Store) -> None:
 
 def test_webhook_registration_pause_resume_delete(store: Store) -> None:
     created = hook(store, ["case.*", "alert.*"])
-    assert created["secret"].startswith("whsec_") and created["state"] == "active"
+    assert created["secret"].startswith("whsec_")
+    assert created["state"] == "active"
     public = ws.get_webhook(store, created["id"])
-    assert public is not None and "secret" not in public
+    assert public is not None
+    assert "secret" not in public
     assert public == {k: v for k, v in created.items() if k != "secret"}
     assert ws.list_webhooks(store) == [public]
     paused = ws.set_webhook_state(store, created["id"], "paused")
-    assert paused is not None and paused["state"] == "paused"
+    assert paused is not None
+    assert paused["state"] == "paused"
     resumed = ws.set_webhook_state(store, created["id"], "active")
-    assert resumed is not None and resumed["state"] == "active"
+    assert resumed is not None
+    assert resumed["state"] == "active"
     assert ws.set_webhook_state(store, "nope", "paused") is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="state must be one of"):
         ws.set_webhook_state(store, created["id"], "deleted")
     store.upsert_alert(alert())
     # alert.created, and the case it opened: case.opened and case.alert_linked.
@@ -152,7 +164,8 @@ def test_a_claimed_delivery_is_leased_to_one_dispatcher(store: Store) -> None:
     webhook = hook(store)
     store.upsert_alert(alert())
     (claimed,) = ws.claim_due(store, 1000, LEASE_MS, 10)
-    assert claimed["url"] == URL and claimed["secret"] == webhook["secret"]
+    assert claimed["url"] == URL
+    assert claimed["secret"] == webhook["secret"]
     assert ws.claim_due(store, 1000, LEASE_MS, 10) == []  # leased
     assert ws.claim_due(store, 1000 + LEASE_MS - 1, LEASE_MS, 10) == []
     # The lease expired (its dispatcher died): another one takes it over...
@@ -218,7 +231,8 @@ def test_only_dead_deliveries_can_be_retried(store: Store) -> None:
     ws.record_attempt(store, claimed["id"], claimed["lease"], delivered=False, status_code=None,
                       error="ConnectError", now_ms=1500, retry_at=None)
     (dead,) = deliveries(store, webhook, "dead")
-    assert dead["attempts"] == 1 and ws.delivery_counts(store) == {(webhook["id"], "dead"): 1}
+    assert dead["attempts"] == 1
+    assert ws.delivery_counts(store) == {(webhook["id"], "dead"): 1}
     assert ws.retry_delivery(store, webhook["id"], "nope", 2000) is None
     assert ws.retry_delivery(store, "other-webhook", dead["id"], 2000) is None
     retried = ws.retry_delivery(store, webhook["id"], dead["id"], 2000)
@@ -236,7 +250,8 @@ def test_delivery_pages_are_complete_and_stable(store: Store) -> None:
         for at in (5, 3, 3, 9, 1, 3, 7):
             ws.enqueue(conn, "alert.updated", {"at": at}, at=at)
     everything, cursor = ws.list_deliveries(store, webhook["id"], limit=100)
-    assert cursor is None and [r["created_at"] for r in everything] == [9, 7, 5, 3, 3, 3, 1]
+    assert cursor is None
+    assert [r["created_at"] for r in everything] == [9, 7, 5, 3, 3, 3, 1]
     seen: list[str] = []
     cursor = None
     while True:

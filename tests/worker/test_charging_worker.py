@@ -62,7 +62,7 @@ async def produce(kafka_url: str, batches: list[list[dict[str, Any]]]) -> None:
         await producer.stop()
 
 
-async def wait_for_commits(kafka_url: str, group: str, timeout: float = 60) -> None:
+async def wait_for_commits(kafka_url: str, group: str, within_s: float = 60) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_of(kafka_url), group_id=group,
                                 enable_auto_commit=False)
     await consumer.start()
@@ -70,7 +70,7 @@ async def wait_for_commits(kafka_url: str, group: str, timeout: float = 60) -> N
         partitions = [TopicPartition(topics.CHARGERS, p) for p in range(PARTITIONS)]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             committed = [await consumer.committed(tp) for tp in partitions]
             if all((c or 0) >= ends[tp] for c, tp in zip(committed, partitions, strict=True)):

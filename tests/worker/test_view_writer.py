@@ -60,7 +60,8 @@ def test_records_are_durable_only_once_written(tmp_path: Path) -> None:
         writer.add("vehicles", 3, 11, encode_batch([tele(T0 + 2, **{FL: 240.0})]))
         writer.add(CHARGERS, 0, 5, encode_batch(normal_session(Charger(), T0)))
         await writer.ship()
-        assert writer.durable("vehicles", 3) is None and _fl(store) is None  # merged only
+        assert writer.durable("vehicles", 3) is None
+        assert _fl(store) is None
         writer.add("vehicles", 3, 12, b"not a batch")  # logged and skipped in the child
         await writer.flush()
         assert (writer.durable("vehicles", 3), writer.durable(CHARGERS, 0)) == (12, 5)
@@ -70,7 +71,8 @@ def test_records_are_durable_only_once_written(tmp_path: Path) -> None:
         asyncio.run(scenario())
     finally:
         writer.close()
-    assert writer.pid is not None and _gone(writer.pid)  # close() ends the child
+    assert writer.pid is not None
+    assert _gone(writer.pid)
     assert _fl(store) == (240.0, T0 + 2)
     assert stored_daily(store)[(VIN, "2026-01-01", "tire_pressure_row1_left_kpa")][:3] == (
         2, 240.0, 250.0)
@@ -119,7 +121,8 @@ def test_a_killed_child_is_replaced_and_fed_again_from_kafka(kafka_url: str,
         assert _gone(first)
         writer.add(topic, 0, 3, raws[3])
         await writer.flush()  # a new child: 1 and 2 read back from Kafka, then 3
-        assert writer.pid not in (None, first) and writer.restarts == 1
+        assert writer.pid not in (None, first)
+        assert writer.restarts == 1
         assert writer.durable(topic, 0) == 3
 
     try:

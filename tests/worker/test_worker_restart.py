@@ -1,4 +1,5 @@
-"""A worker killed mid-stream loses no alert and duplicates none (DESIGN.md section 3).
+"""A worker killed mid-stream loses no alert and duplicates none (the delivery rules of
+docs/architecture.md).
 
 The fleet's records go straight to Kafka (as the bridge would write them); the Faust worker
 is SIGKILLed halfway and restarted with the same app id, so it resumes from its committed
@@ -55,7 +56,7 @@ def fleet_batches(seed: int) -> tuple[list[list[dict[str, Any]]], dict[str, tupl
     return batches, expected
 
 
-async def wait_for_commits(kafka_url: str, group: str, timeout: float = 30) -> None:
+async def wait_for_commits(kafka_url: str, group: str, within_s: float = 30) -> None:
     # A consumer that is given partitions by hand never joins the group: it only reads the
     # group's committed offsets, without triggering a rebalance of the worker.
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_of(kafka_url), group_id=group,
@@ -65,7 +66,7 @@ async def wait_for_commits(kafka_url: str, group: str, timeout: float = 30) -> N
         partitions = [TopicPartition(topics.VEHICLES, p) for p in range(PARTITIONS)]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             committed = [await consumer.committed(tp) for tp in partitions]
             # Nothing to commit on a partition that never received a record.
