@@ -21,9 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest.contract import MAX_TS_MS, MIN_TS_MS
 from simulators.faults import FAULTS, parse_fault_spec
-from simulators.fleet import Fleet
+from simulators.fleet import (
+    DEFAULT_DRIVE_INTERVAL_S,
+    DEFAULT_PARKED_INTERVAL_S,
+    DEFAULT_START,
+    Fleet,
+)
 from simulators.publisher import Publisher, PublishError, publish_paced
+from vocab.eventtime import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 
 if TYPE_CHECKING:
     from simulators.ota_runtime import OtaSettings
@@ -35,7 +42,8 @@ DRAIN_TIMEOUT_S = 120.0  # at the end, wait this long for the last QoS 1 acknowl
 INTERRUPTED_DRAIN_S = 5.0  # after SIGINT / SIGTERM, a short grace for in-flight messages
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([dhms])$")
-_UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_UNIT_S = {"d": DAY_MS // SECOND_MS, "h": HOUR_MS // SECOND_MS, "m": MINUTE_MS // SECOND_MS,
+           "s": 1}
 
 
 def duration_s(text: str) -> float:
@@ -50,11 +58,11 @@ def start_time(text: str) -> int:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{text!r} is not an ISO 8601 time like 2026-01-05T00:00:00Z") from None
+        raise ValueError(f"{text!r} is not an ISO 8601 time like {DEFAULT_START}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    ms = int(moment.timestamp() * 1000)
-    if not 946_684_800_000 <= ms < 4_102_444_800_000:
+    ms = int(moment.timestamp() * SECOND_MS)
+    if not MIN_TS_MS <= ms < MAX_TS_MS:
         raise ValueError(f"{text!r} is outside 2000-2099 (the contract's time window)")
     return ms
 
@@ -129,8 +137,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the same seed gives the same fleet and message stream (default 1)")
     parser.add_argument("--speed", type=positive_float, default=1.0,
                         help="simulated seconds per wall-clock second (3600: an hour a second)")
-    parser.add_argument("--start", type=_checked(start_time), default="2026-01-05T00:00:00Z",
-                        help="simulated start time, ISO 8601 (default 2026-01-05T00:00:00Z)")
+    parser.add_argument("--start", type=_checked(start_time), default=DEFAULT_START,
+                        help=f"simulated start time, ISO 8601 (default {DEFAULT_START})")
     parser.add_argument("--duration", type=_checked(duration_s), default=None,
                         help="simulated duration (20d, 36h, 90m, 600s); default: until stopped")
     faults = parser.add_argument(
@@ -140,12 +148,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for action in (vehicles, chargers, faults):
         assert isinstance(action, _FleetCheck)
         action.faults_action = faults
-    parser.add_argument("--drive-interval", type=positive_float, default=60.0, metavar="S",
+    parser.add_argument("--drive-interval", type=positive_float,
+                        default=DEFAULT_DRIVE_INTERVAL_S, metavar="S",
                         help="simulated seconds between telemetry messages while driving "
-                        "(default 60)")
-    parser.add_argument("--parked-interval", type=positive_float, default=1800.0, metavar="S",
+                        f"(default {DEFAULT_DRIVE_INTERVAL_S:g})")
+    parser.add_argument("--parked-interval", type=positive_float,
+                        default=DEFAULT_PARKED_INTERVAL_S, metavar="S",
                         help="simulated seconds between telemetry messages while parked "
-                        "(default 1800)")
+                        f"(default {DEFAULT_PARKED_INTERVAL_S:g})")
     parser.add_argument("--truth", type=Path, default=None, metavar="FILE",
                         help="write the ground truth (faulty assets, onset, failure) as JSON")
     parser.add_argument("--print-truth", action="store_true",
@@ -154,7 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MQTT QoS of the publishes (default 1)")
     ota = parser.add_argument_group("OTA (the cars' update client)")
     ota.add_argument("--ota-public-key", type=Path, default=None, metavar="FILE",
-                     help="PEM ed25519 public key the cars pin to verify OTA commands (from "
+                     help="PEM Ed25519 public key the cars pin to verify OTA commands (from "
                      "`ownercare ota keygen`); without it the simulator ignores OTA commands")
     ota.add_argument("--ota-bad-releases", type=_checked(parse_version_set), default="",
                      metavar="LIST", help="releases that, once installed, make a car's 12 V "
@@ -231,7 +241,7 @@ def until_ms(args: argparse.Namespace) -> int | None:
     """End of the simulated run (exclusive), or None to run until stopped."""
     if args.duration is None:
         return None
-    return start_time(args.start) + int(duration_s(args.duration) * 1000)
+    return start_time(args.start) + int(duration_s(args.duration) * SECOND_MS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,17 +4,16 @@ Each fault is labelled: the simulator writes the ground truth (which asset, whic
 started, when the asset would fail, the drawn parameters) so tests and ``ownercare backtest``
 can score the detectors.
 
-Adding a fault (issue 3 added ``slow_leak``, ``cell_drift``, ``charger_derating``,
-``charger_fault`` and ``inlet_fault``) takes two steps:
+Adding a fault takes two steps:
 
 1. here, a ``draw`` function that turns the asset's seeded RNG into a :class:`FaultInstance`
    (onset, analytic failure time, parameters) and a :class:`FaultSpec` entry in ``FAULTS``;
    ``parse_fault_spec``, ``assign_faults``, the CLI's error messages and the truth file pick
    it up from the registry;
-2. in ``simulators/fleet.py``, the device model reads ``instance.params`` at the hook named
-   in the spec's ``hook`` (e.g. the tyre model for ``slow_leak``, the charger session for
-   ``charger_derating``). Until that hook exists the spec is not registered, so the CLI never
-   accepts a fault the fleet would silently ignore.
+2. in the device model (``simulators.vehicle``, ``simulators.charger`` and the modules they
+   read), the part named in the spec's ``hook`` reads ``instance.params`` (e.g. the tyre model
+   for ``slow_leak``, the charger session for ``charger_derating``). A spec is registered only
+   with its hook in place, so the CLI never accepts a fault the fleet would silently ignore.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-DAY_MS = 86_400_000
+from vocab.eventtime import DAY_MS, MINUTE_MS
 
 # 12 V battery physics shared with the fleet model. The detector (diagnostics.battery12v) is
 # written against the same physics but must not import it: the simulator is the ground truth.
@@ -87,7 +86,7 @@ DERATING_ONSET_DAYS = (0.0, 5.0)
 DERATING_INITIAL_FRACTION = (0.65, 0.85)
 DERATING_RATE_PER_DAY = (0.02, 0.05)
 DERATING_USEFUL_FRACTION = 0.3
-DERATING_FOLDBACK_AFTER_MS = 5 * 60_000  # minutes of load before the stage is too hot
+DERATING_FOLDBACK_AFTER_MS = 5 * MINUTE_MS  # minutes of load before the stage is too hot
 # Charging faults: from the onset a share of sessions ends abnormally, rising linearly; when
 # every session fails the asset is out of service (the truth's failure). The error codes
 # overlap on purpose: a GroundFailure or ConnectorLockFailure can be the charger's or the car's
@@ -126,7 +125,7 @@ class FaultSpec:
     asset: Asset
     description: str
     draw: Draw
-    hook: str  # the device-model part that follows the fault (documentation, see fleet.py)
+    hook: str  # the device-model part that follows the fault (documentation: simulators.*)
     # The alert type a detector raises for this fault on the faulty asset: how back-tests
     # and ``ownercare eval`` match alerts with the ground truth.
     alert_type: str = ""
@@ -250,6 +249,8 @@ def session_fault_prob(fault: FaultInstance, ts: int) -> float:
 def session_fault_failure_ts(onset_ts: int, initial_prob: float, prob_per_day: float) -> int:
     """When every session fails (analytic): the asset is out of service."""
     return onset_ts + int((1.0 - initial_prob) / prob_per_day * DAY_MS)
+
+
 def _draw_coolant_pump(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]
                        ) -> FaultInstance:
     onset = start_ms + int(rng.uniform(*COOLANT_PUMP_ONSET_DAYS) * DAY_MS)
@@ -283,33 +284,35 @@ FAULTS: dict[str, FaultSpec] = {
             "weak_12v", "vehicle",
             "12 V battery losing capacity: resting voltage declines 0.02-0.08 V/day from an "
             "onset in the first two days until the car cannot wake (V25 = 11.9 V)",
-            _draw_weak_12v, "Battery12V (fault_onset, fault_rate_v_per_day)", "weak_12v_battery",
+            _draw_weak_12v, "physics.battery12v.Battery12V (fault_onset, fault_rate_v_per_day)",
+            "weak_12v_battery",
         ),
         FaultSpec(
             "dtc", "vehicle",
             "the car sets a diagnostic trouble code at its first report after an onset in the "
             "first five days; left alone, the fault stops the car two days later",
-            _draw_dtc, "_VehicleRun.dtc_pending", "dtc",
+            _draw_dtc, "state.VehicleRun.dtc_pending (vehicle.VehicleSim.due_dtc)", "dtc",
         ),
         FaultSpec(
             "slow_leak", "vehicle",
             "one tyre loses 2-8 kPa/day (at 20 °C) from an onset in the first five days until "
             "the car's own low-pressure warning at 25 % below the placard",
-            _draw_slow_leak, "Fleet._tire_cold_kpa (tyre model in _drive)", "slow_tyre_leak",
+            _draw_slow_leak, "physics.tyres.cold_pressures (tyre model of VehicleSim.drive)",
+            "slow_tyre_leak",
         ),
         FaultSpec(
             "cell_drift", "vehicle",
             "one traction-battery cell self-discharges: from an onset in the first five days "
             "it drifts 2.5-6 mV/day below the pack until the max-min cell spread at rest "
             "reaches the BMS limit (100 mV at 25 °C, mid SoC) and the BMS derates the car",
-            _draw_cell_drift, "CellPack (cell_voltages)", "cell_imbalance",
+            _draw_cell_drift, "physics.cells.CellPack (drift_*)", "cell_imbalance",
         ),
         FaultSpec(
             "silent", "vehicle",
             "the car's telematics unit stops sending at an onset in the first five days (the "
             "car itself keeps being driven and charged); failure_ts = onset, scored on the "
             "detection delay",
-            _draw_silent, "Fleet.messages (the car's stream ends at the onset)",
+            _draw_silent, "stream.silenced (the car's stream ends at the onset)",
             "vehicle_silent", "delay",
         ),
         FaultSpec(
@@ -317,7 +320,7 @@ FAULTS: dict[str, FaultSpec] = {
             "the charger stops its heartbeats, status and meter messages at an onset in the "
             "first five days (cars may still charge there); failure_ts = onset, scored on the "
             "detection delay",
-            _draw_charger_silent, "Fleet.messages (the charger's stream ends at the onset)",
+            _draw_charger_silent, "stream.silenced (the charger's stream ends at the onset)",
             "charger_silent", "delay",
         ),
         FaultSpec(
@@ -325,7 +328,7 @@ FAULTS: dict[str, FaultSpec] = {
             "thermal foldback: from an onset in the first five days, five minutes into every "
             "session the charger delivers only 65-85 % of what the car draws, falling "
             "0.02-0.05 per day, until it delivers less than 30 % (no longer useful)",
-            _draw_charger_derating, "Fleet._charger_faults (ChargeSession.fold_*)",
+            _draw_charger_derating, "public_charging.apply_charger_fault (ChargeSession.fold_*)",
             "charger_derating",
         ),
         FaultSpec(
@@ -336,7 +339,7 @@ FAULTS: dict[str, FaultSpec] = {
             "session fails (out of service); as often a start-up step has to be repeated",
             _draw_session_faults("charger_fault", CHARGER_FAULT_INITIAL_PROB,
                                  CHARGER_FAULT_PROB_PER_DAY, CHARGER_FAULT_CODES),
-            "Fleet._charger_faults (ChargeSession.fault_code)", "charger_fault",
+            "public_charging.apply_charger_fault (ChargeSession.fault_code)", "charger_fault",
         ),
         FaultSpec(
             "inlet_fault", "vehicle",
@@ -350,14 +353,15 @@ FAULTS: dict[str, FaultSpec] = {
             "driver whose session failed, retries at another charger before driving off)",
             _draw_session_faults("inlet_fault", INLET_FAULT_INITIAL_PROB,
                                  INLET_FAULT_PROB_PER_DAY, INLET_FAULT_CODES),
-            "Fleet._reserve / _plug_in (ChargeSession.fault_code)", "charging_inlet_fault",
+            "booking.reserve / plug_in (ChargeSession.fault_code)", "charging_inlet_fault",
         ),
         FaultSpec(
             "coolant_pump", "vehicle",
             "the drive unit's coolant pump wears: from an onset in the first five days the "
             "coolant's rise above the pack under load grows 5-15 %/day until, at a sustained "
             "motorway load on a 30 °C day, the coolant would reach the derate limit (90 °C)",
-            _draw_coolant_pump, "Thermal (coolant model in _drive)", "thermal",
+            _draw_coolant_pump, "physics.thermal.Thermal (coolant model of VehicleSim.drive)",
+            "thermal",
         ),
     )
 }

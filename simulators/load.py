@@ -36,11 +36,12 @@ import paho.mqtt.client as mqtt
 
 from ingest.contract import TIRE_PRESSURE_SIGNALS, TIRE_TEMPERATURE_SIGNALS, Kind, topic_for
 from ingest.mqtt import MqttTarget, make_client
+from simulators.vin import VIN_CHARS
+from vocab.eventtime import SECOND_MS
 
 IDLE_END_S = 5.0  # the counting subscriber ends after this long without a message
 SLICES_PER_S = 20  # a tick's messages are spread over the tick, not sent as one burst
 DTC_CODE = "P0AA6"  # hybrid/EV battery isolation fault: a code the DTC detector rates high
-_VIN_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"  # VINs never use I, O or Q
 
 
 def bench_vins(n: int) -> list[str]:
@@ -49,8 +50,8 @@ def bench_vins(n: int) -> list[str]:
     for i in range(n):
         digits, k = [], i
         for _ in range(8):
-            k, r = divmod(k, len(_VIN_CHARS))
-            digits.append(_VIN_CHARS[r])
+            k, r = divmod(k, len(VIN_CHARS))
+            digits.append(VIN_CHARS[r])
         vins.append("WBENCH000" + "".join(reversed(digits)))
     return vins
 
@@ -134,8 +135,8 @@ class LeanPublisher:
     """A minimal MQTT 3.1.1 publisher (CONNECT, PUBLISH at QoS 0/1, PUBACK) for load only.
 
     Real vehicles are not Python processes sharing the benchmark's two cores. paho spends about
-    60 us of CPU per QoS 1 publish, so a paho-driven 10 000 msg/s fleet took half the machine
-    from the system it was measuring; this client writes whole slices of pre-encoded PUBLISH
+    60 us of CPU per QoS 1 publish, so a paho-driven 10 000 msg/s fleet would take half the
+    machine from the system it measures; this client writes whole slices of pre-encoded PUBLISH
     packets with one system call and counts PUBACKs on a reader thread. The broker and
     everything behind it see ordinary MQTT; the test suite checks a paho subscriber receives
     every message intact.
@@ -287,7 +288,7 @@ def run_paced(args: argparse.Namespace) -> None:
             delay = due - time.time()
             if delay > 0:
                 time.sleep(delay)
-            ts = int(due * 1000)
+            ts = int(due * SECOND_MS)
             for topic, payload in fleet.payloads(columns, range(bounds[s], bounds[s + 1]), ts):
                 pub.publish(topic, payload)
             while (injected < len(inject_order)
@@ -317,10 +318,10 @@ def run_raw(args: argparse.Namespace) -> None:
     pub = LeanPublisher(args.mqtt_url, f"bench-raw-{args.seed}", args.qos, args.max_in_flight)
     n = len(fleet.vins)
     start = time.time()
-    ts = int(start * 1000)
+    ts = int(start * SECOND_MS)
     while pub.sent < args.count:
         columns = fleet.tick(1.0)
-        ts += 1000
+        ts += SECOND_MS
         todo = min(n, args.count - pub.sent)
         for topic, payload in fleet.payloads(columns, range(todo), ts):
             pub.publish(topic, payload)

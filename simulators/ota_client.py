@@ -27,7 +27,7 @@ What the car does (after Uptane / TUF, see ``ota.manifest``):
 
 Versions: a release marked bad in ``ClientConfig.bad_releases`` (``"2.0.0"`` or
 ``"bms@2.0.0"``) sets ``bad_since`` when installed; the fleet model reads it to drain that
-car's 12 V battery faster while parked (``simulators.fleet.Battery12V``).
+car's 12 V battery faster while parked (``simulators.physics.battery12v.Battery12V``).
 """
 
 from __future__ import annotations
@@ -46,12 +46,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ota.manifest import ManifestRejected, canonical, check_artifact, verify
 from ota.model import Release
+from vocab.eventtime import HOUR_MS, MINUTE_MS, SECOND_MS
 
 log = logging.getLogger(__name__)
 
-SECOND_MS: Final = 1000
-MINUTE_MS: Final = 60_000
-HOUR_MS: Final = 3_600_000
 PARKED_STATES: Final = frozenset({"OFF", "LOCK"})  # VSS LowVoltageSystemState, car off
 MAX_ID_LEN: Final = 64  # the status contract's limit for campaign_id / action_id
 MAX_DETAIL_LEN: Final = 500
@@ -273,7 +271,8 @@ class OtaClient:
             claimed = f" (claimed campaign {campaign_id!r} attempt {attempt})"
             return [self._report(now, "rejected", None, None, None,
                                  detail=str(exc) + claimed)]
-        assert campaign_id is not None and attempt is not None
+        assert campaign_id is not None
+        assert attempt is not None
         release = accepted.release
         # Authentic from here on: it counts as seen (a replay of it changes nothing).
         self.seen.add((campaign_id, attempt))

@@ -31,14 +31,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ingest.contract import OTA_COMMAND_TOPIC, VIN_RE, Kind, topic_for
 from ingest.mqtt import make_client
 from simulators.fleet import Fleet
-from simulators.ota_client import ArtifactStore, CarState, ClientConfig, OtaClient, Report
-from simulators.publisher import MIN_SLEEP_S, PROGRESS_EVERY_S, Publisher
+from simulators.ota_client import (
+    PARKED_STATES,
+    ArtifactStore,
+    CarState,
+    ClientConfig,
+    OtaClient,
+    Report,
+)
+from simulators.publisher import MIN_SLEEP_S, PROGRESS_EVERY_S, Publisher, sim_time
+from simulators.stream import Message
+from vocab.eventtime import SECOND_MS
 
 log = logging.getLogger(__name__)
 
 COMMAND_SUBSCRIPTION = OTA_COMMAND_TOPIC.format(id="+")
 WAIT_SLICE_S = 0.25  # longest sleep before looking at the stop flag again
-Message = tuple[int, str, bytes]
 
 _SPEED = "Vehicle.Speed"
 _KEY = "Vehicle.LowVoltageSystemState"
@@ -73,7 +81,7 @@ class CarTracker:
                 # Key on: about to drive (its first telemetry follows); key off: stopped.
                 state = body.get("state")
                 self.cars[vin] = replace(car, ts=ts, system_state=state,
-                                         speed_kmh=0.0 if state in ("OFF", "LOCK")
+                                         speed_kmh=0.0 if state in PARKED_STATES
                                          else car.speed_kmh)
             elif body.get("type") in ("charge_start", "charge_end"):
                 self.cars[vin] = replace(car, ts=ts, charging=body["type"] == "charge_start")
@@ -202,10 +210,10 @@ def publish_paced_ota(publisher: Publisher, messages: Iterable[Message], start_m
     arrived: list[tuple[float, str, bytes]] = []
 
     def wall_of(ts: int) -> float:
-        return wall_start + (ts - start_ms) / 1000 / speed
+        return wall_start + (ts - start_ms) / SECOND_MS / speed
 
     def sim_of(wall: float) -> int:
-        return start_ms + int((wall - wall_start) * speed * 1000)
+        return start_ms + int((wall - wall_start) * speed * SECOND_MS)
 
     def wait_until(wall: float) -> bool:
         """Sleep until ``wall``; True when woken early by a command or the stop flag."""
@@ -264,7 +272,5 @@ def publish_paced_ota(publisher: Publisher, messages: Iterable[Message], start_m
         if wall_now >= next_report:
             next_report = wall_now + PROGRESS_EVERY_S
             log.info("simulator_progress messages=%s ota_reports=%s sim_time=%s pending=%s",
-                     count, ota.reports,
-                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts / 1000)),
-                     publisher.pending)
+                     count, ota.reports, sim_time(ts), publisher.pending)
     return count

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 import paho.mqtt.client as mqtt
 
 from ingest.mqtt import MqttTarget, make_client
+from simulators.stream import Message
+from vocab.eventtime import SECOND_MS
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,11 @@ PROGRESS_EVERY_S = 10.0
 # CONNACK reason codes not worth retrying: unsupported protocol, client id not valid, bad user
 # name or password, not authorized, bad authentication method.
 FINAL_REFUSALS = frozenset({132, 133, 134, 135, 140})
+
+
+def sim_time(ts: int) -> str:
+    """An event time for the progress log: ISO 8601, UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts / SECOND_MS))
 
 
 class PublishError(RuntimeError):
@@ -149,7 +156,7 @@ class Publisher:
 
 def publish_paced(
     publisher: Publisher,
-    messages: Iterable[tuple[int, str, bytes]],
+    messages: Iterable[Message],
     start_ms: int,
     speed: float,
     stop: threading.Event,
@@ -161,7 +168,7 @@ def publish_paced(
     for ts, topic, payload in messages:
         if stop.is_set():
             break
-        delay = wall_start + (ts - start_ms) / 1000 / speed - time.monotonic()
+        delay = wall_start + (ts - start_ms) / SECOND_MS / speed - time.monotonic()
         if delay > MIN_SLEEP_S and stop.wait(delay):
             break
         publisher.publish(topic, payload, stop)
@@ -171,7 +178,6 @@ def publish_paced(
             next_report = now + PROGRESS_EVERY_S
             behind = max(0.0, -delay)
             log.info("simulator_progress messages=%s sim_time=%s rate=%.0f/s behind_s=%.1f "
-                     "pending=%s", count, time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                        time.gmtime(ts / 1000)),
-                     count / (now - wall_start), behind, publisher.pending)
+                     "pending=%s", count, sim_time(ts), count / (now - wall_start), behind,
+                     publisher.pending)
     return count

@@ -18,13 +18,7 @@ from ota.engine import PERMANENT_REJECTIONS
 from ota.manifest import generate_keypair, load_private_key, load_public_key, offer_manifest, sign
 from ota.model import RANK, ActionState, Release
 from ota.regression import VehicleHealth, compare
-from simulators.fleet import (
-    BAD_RELEASE_DRAIN_V_PER_DAY,
-    DAY_MS,
-    HOUR_MS,
-    Battery12V,
-    Fleet,
-)
+from simulators.fleet import Fleet
 from simulators.ota_client import (
     ArtifactStore,
     CarState,
@@ -35,6 +29,8 @@ from simulators.ota_client import (
     simulated_artifact,
     simulated_release,
 )
+from simulators.physics.battery12v import BAD_RELEASE_DRAIN_V_PER_DAY, Battery12V
+from vocab.eventtime import DAY_MS, HOUR_MS
 
 VIN = "WCRAE1B50NA123456"
 OTHER_VIN = "WCRBE2C70NA654321"
@@ -76,7 +72,8 @@ def assert_valid(reports: list[Report]) -> None:
     for r in reports:
         record = validate(topic_for(Kind.VEHICLE_OTA_STATUS, VIN), orjson.dumps(r.payload()))
         assert record["data"]["status"] == r.status
-        assert record["ts"] == r.ts and record["seq"] == r.seq
+        assert record["ts"] == r.ts
+        assert record["seq"] == r.seq
 
 
 def test_accepted_offer_downloads_installs_and_succeeds_over_simulated_time() -> None:
@@ -92,7 +89,8 @@ def test_accepted_offer_downloads_installs_and_succeeds_over_simulated_time() ->
     assert [r.seq for r in reports] == [1, 2, 3, 4, 5]
     assert {(r.campaign_id, r.attempt, r.version) for r in reports} == {("c1", 1, "2.0.0")}
     assert reports[-1].payload()["action_id"] == "c1:1"  # what storage.ota.apply_reports reads
-    assert car.installed == {"bms": "2.0.0"} and car.job is None
+    assert car.installed == {"bms": "2.0.0"}
+    assert car.job is None
     assert car.bad_since is None
     assert_valid(reports)
 
@@ -125,7 +123,8 @@ def test_security_refusals_are_reported_with_their_reason(
     else:
         assert (reports[0].campaign_id, reports[0].attempt) == (None, None)
         assert "claimed campaign" in detail
-    assert car.job is None and car.installed == {"bms": installed}
+    assert car.job is None
+    assert car.installed == {"bms": installed}
     assert_valid(reports)
 
 
@@ -200,7 +199,8 @@ def test_cancel_before_installing_ends_the_attempt() -> None:
     car.on_command(offer(), NOW, PARKED)
     reports = car.on_command(cancel(), NOW + 1_000, PARKED)
     assert states(reports) == [(1_000, "canceled")]
-    assert car.job is None and car.advance(NOW + DAY_MS, PARKED) == []
+    assert car.job is None
+    assert car.advance(NOW + DAY_MS, PARKED) == []
     assert car.installed == {"bms": "1.0.0"}
     assert_valid(reports)
 
@@ -245,7 +245,8 @@ def test_redelivered_and_replayed_commands_change_nothing() -> None:
     car2 = client()
     car2.on_command(offer(attempt=2), NOW, PARKED)
     assert car2.on_command(offer(attempt=1), NOW + 1, PARKED) == []
-    assert car2.job is not None and car2.job.attempt == 2
+    assert car2.job is not None
+    assert car2.job.attempt == 2
 
 
 def test_a_newer_attempt_replaces_a_download_and_another_campaign_is_refused_as_busy() -> None:
@@ -290,13 +291,15 @@ def test_installing_a_bad_release_marks_the_car_and_a_fix_clears_it() -> None:
     car = client(ClientConfig(bad_releases=frozenset({"bms@2.0.0"})))
     car.on_command(offer(), NOW, PARKED)
     done = car.advance(NOW + DAY_MS, PARKED)[-1]
-    assert done.status == "succeeded" and car.bad_since == done.ts
+    assert done.status == "succeeded"
+    assert car.bad_since == done.ts
     fix = simulated_release("2.0.1", "bms", "https://updates.example.com/bms-2.0.1.bin")
     accepted = car.on_command(offer(fix, campaign="c2", issued_at=NOW + DAY_MS), NOW + DAY_MS,
                               PARKED)
     assert accepted[0].status == "accepted"
     assert car.advance(NOW + 2 * DAY_MS, PARKED)[-1].status == "succeeded"
-    assert car.installed == {"bms": "2.0.1"} and car.bad_since is None
+    assert car.installed == {"bms": "2.0.1"}
+    assert car.bad_since is None
 
 
 def test_a_bad_release_drains_the_parked_12v_battery_markedly_faster() -> None:

@@ -9,11 +9,12 @@ import orjson
 from ingest.contract import validate
 from ota.engine import Command
 from ota.manifest import generate_keypair, load_private_key, load_public_key, offer_manifest, sign
-from simulators.fleet import DAY_MS, HOUR_MS, Fleet
+from simulators.fleet import Fleet
 from simulators.ota_client import ClientConfig, simulated_release
 from simulators.ota_runtime import OtaFleet, OtaSettings
-from storage.store import Store
 from storage.ota import _report_target
+from storage.store import Store
+from vocab.eventtime import DAY_MS, HOUR_MS
 from worker.ota_runner import OtaRunner
 
 PRIVATE_PEM, PUBLIC_PEM = generate_keypair()

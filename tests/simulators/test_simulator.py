@@ -14,18 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.contract import CHARGER_ID_RE, VIN_RE, validate
-from simulators import cli, faults
-from simulators import fleet as fleet_module
+from simulators import booking, cli, faults, public_charging
 from simulators.faults import FAILURE_V25, FaultInstance, FaultSpec, parse_fault_spec
-from simulators.fleet import (
-    DAY_MS,
-    HOUR_MS,
-    MODELS,
-    Battery12V,
-    Fleet,
-    Weather,
-    vin_check_digit,
-)
+from simulators.fleet import Fleet
+from simulators.physics.battery12v import Battery12V
+from simulators.physics.weather import Weather
+from simulators.spec import MODELS
+from simulators.vin import vin_check_digit
+from vocab.eventtime import DAY_MS, HOUR_MS
 
 Message = tuple[int, str, bytes]
 VOLTS = "Vehicle.LowVoltageBattery.CurrentVoltage"
@@ -162,7 +158,8 @@ def test_trips_follow_a_daily_routine(start_hour: int) -> None:
         elif body["type"] == "trip_end":
             durations.append(body["duration_ms"] / 60_000)
             assert 0 < body["distance_m"] < 130_000
-    assert min(starts) >= 6.5 and max(starts) < 21  # the clock, not the start of the run
+    assert min(starts) >= 6.5  # the clock, not the start of the run
+    assert max(starts) < 21
     assert all(10 <= d <= 60 for d in durations)
     trips_per_driving_day = len(durations) / len(driving_days)
     assert 1.5 < trips_per_driving_day <= 3
@@ -225,7 +222,8 @@ def test_weak_12v_truth_matches_the_battery_model() -> None:
         if v.vin not in faulty:
             rest = deep_rest_readings(decoded(messages, v.vin))
             assert abs(slope_v_per_day(rest)) < 0.012, v.vin  # weather and drain only
-            assert min(r[1] for r in rest) > 12.2 and max(r[1] for r in rest) < 12.9
+            assert min(r[1] for r in rest) > 12.2
+            assert max(r[1] for r in rest) < 12.9
 
 
 def test_a_failed_battery_stops_the_car() -> None:
@@ -236,9 +234,11 @@ def test_a_failed_battery_stops_the_car() -> None:
     after = [(ts, body) for ts, kind, body in messages if ts >= t["failure_ts"]]
     assert not [b for _, b in after if b.get("type") == "ignition"], "a dead car cannot wake"
     cranks = [b for _, b in after if b.get("type") == "crank"]
-    assert len(cranks) == 1 and cranks[0]["voltage_min"] < 12.0
+    assert len(cranks) == 1
+    assert cranks[0]["voltage_min"] < 12.0
     parked = [b["signals"] for _, b in after if "signals" in b]
-    assert parked and all(s[KEY] == "OFF" for s in parked)
+    assert parked
+    assert all(s[KEY] == "OFF" for s in parked)
     assert max(s[VOLTS] for s in parked if VOLTS in s) < 12.0
     assert not any(s[VOLTS] > 13 for s in parked if VOLTS in s), "no more top-ups"
 
@@ -276,7 +276,8 @@ def test_driving_and_parked_signals_are_plausible() -> None:
                         assert placard - 10 < at_20c < placard + 10, (s[path], kelvin)
                 assert 0 <= s.get("Vehicle.Speed", 0) <= 180
             else:
-                assert s["Vehicle.Speed"] == 0 and s["Vehicle.IsMoving"] is False
+                assert s["Vehicle.Speed"] == 0
+                assert s["Vehicle.IsMoving"] is False
                 if AMPS in s and s[AMPS] < 1:
                     assert s[AMPS] == pytest.approx(-0.05, abs=0.03)
 
@@ -322,7 +323,8 @@ def test_weather_daily_cycle_and_season() -> None:
     january = np.mean([weather.ambient(start + h * HOUR_MS) for h in range(0, 24 * 28, 3)])
     july = np.mean([weather.ambient(start + 182 * DAY_MS + h * HOUR_MS)
                     for h in range(0, 24 * 28, 3)])
-    assert -10 < january < 8 and july > january + 10
+    assert -10 < january < 8
+    assert july > january + 10
     # Consecutive hours never jump: the weather drifts, it does not teleport.
     hourly = [weather.ambient(start + h * HOUR_MS) for h in range(24 * 90)]
     assert max(abs(a - b) for a, b in zip(hourly, hourly[1:], strict=False)) < 4.0
@@ -337,7 +339,8 @@ def test_dtc_fault_is_reported_once_after_its_onset() -> None:
     assert len(events) == 2
     for t in truth:
         (ts, _, body), = [e for e in events if e[1] == f"vehicles/{t['vin']}/events"]
-        assert body["code"] == t["params"]["code"] and body["state"] == "active"
+        assert body["code"] == t["params"]["code"]
+        assert body["state"] == "active"
         assert t["onset_ts"] <= ts < t["failure_ts"]
 
 
@@ -357,7 +360,8 @@ def test_public_charging_sessions_match_on_both_sides() -> None:
                                                "Current.Import", "Voltage", "SoC",
                                                "Energy.Active.Import.Register"}
         elif topic.endswith("/status"):
-            assert body["errorCode"] == "NoError" and body["connectorId"] == 1
+            assert body["errorCode"] == "NoError"
+            assert body["connectorId"] == 1
             statuses[topic.split("/")[1]].append((ts, body["status"]))
     # OCPP status sequence per charger; idle heartbeats every parked interval.
     allowed = {("Available", "Available"), ("Available", "Preparing"),
@@ -415,7 +419,7 @@ def test_fault_spec_parses() -> None:
 
 
 def test_a_charger_fault_can_be_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The registry takes charger faults (issue 3) without touching the parser or the truth."""
+    """The registry takes charger faults without touching the parser or the truth."""
 
     def draw(rng, start_ms, ctx):  # type: ignore[no-untyped-def]
         onset = start_ms + int(rng.uniform(0, 3) * DAY_MS)
@@ -428,7 +432,8 @@ def test_a_charger_fault_can_be_registered(monkeypatch: pytest.MonkeyPatch) -> N
     fleet = Fleet(3, 2, seed=1, faults={"charger_test": 1, "weak_12v": 3})
     truth = fleet.truth()
     (charger,) = [t for t in truth if t["fault"] == "charger_test"]
-    assert charger["charger_id"] in fleet.chargers and "vin" not in charger
+    assert charger["charger_id"] in fleet.chargers
+    assert "vin" not in charger
     assert charger["failure_ts"] - charger["onset_ts"] == DAY_MS
     assert sum(1 for t in truth if t["fault"] == "weak_12v") == 3
 
@@ -445,7 +450,9 @@ def test_cli_defaults_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert args.mqtt_url == "mqtt://sim:secret@broker:1884"
     assert (args.vehicles, args.chargers, args.seed, args.speed, args.qos) == (20, 4, 1, 1.0, 1)
     assert (args.drive_interval, args.parked_interval) == (60.0, 1800.0)
-    assert args.mqtt_protocol == "3.1.1" and args.duration is None and args.faults == ""
+    assert args.mqtt_protocol == "3.1.1"
+    assert args.duration is None
+    assert args.faults == ""
     assert cli.until_ms(args) is None
     args = parser().parse_args(["--duration", "36h", "--start", "2026-02-01T00:00:00Z",
                                 "--speed", "3600", "--faults", "weak_12v:3",
@@ -455,7 +462,8 @@ def test_cli_defaults_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli.until_ms(args) == 1_769_904_000_000 + 36 * HOUR_MS
     assert {cli.duration_s(d) for d in ("20d", "480h", "28800m", "1728000s")} == {1_728_000}
     fleet = cli.build_fleet(args)
-    assert fleet.start_ms == 1_769_904_000_000 and len(fleet.truth()) == 3
+    assert fleet.start_ms == 1_769_904_000_000
+    assert len(fleet.truth()) == 3
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -483,13 +491,15 @@ def test_a_silent_car_stops_at_its_onset_and_the_others_are_unchanged() -> None:
     silent = Fleet(6, 0, seed=2, faults={"silent": 1})
     healthy = Fleet(6, 0, seed=2)
     (truth,) = silent.truth()
-    assert truth["fault"] == "silent" and truth["failure_ts"] == truth["onset_ts"]
+    assert truth["fault"] == "silent"
+    assert truth["failure_ts"] == truth["onset_ts"]
     assert silent.start_ms + DAY_MS // 2 <= truth["onset_ts"] <= silent.start_ms + 5 * DAY_MS
     vin = truth["vin"]
     days = 7
     ours = stream(silent, days)
     own = [ts for ts, topic, _ in ours if vin in topic]
-    assert own and max(own) < truth["onset_ts"]
+    assert own
+    assert max(own) < truth["onset_ts"]
     others = [m for m in ours if vin not in m[1]]
     assert others == [m for m in stream(healthy, days) if vin not in m[1]]
 
@@ -499,7 +509,8 @@ def test_a_silent_charger_stops_at_its_onset() -> None:
     (truth,) = fleet.truth()
     cid = truth["charger_id"]
     own = [ts for ts, topic, _ in stream(fleet, 6) if cid in topic]
-    assert own and max(own) < truth["onset_ts"]
+    assert own
+    assert max(own) < truth["onset_ts"]
     assert faults.FAULTS["charger_silent"].scored_by == "delay"
     assert faults.FAULTS["charger_silent"].alert_type == "charger_silent"
 
@@ -592,16 +603,16 @@ def test_worn_contacts_slow_the_start_up_of_sessions_on_their_side() -> None:
     by_charger: dict[str, list[int]] = defaultdict(list)
     for s in healthy:
         by_charger[s.charger_id].append(s.startup_ms)
-    lo_s, hi_s = fleet_module.STARTUP_AC_S[0], fleet_module.STARTUP_DC_S[1]
+    lo_s, hi_s = public_charging.STARTUP_AC_S[0], public_charging.STARTUP_DC_S[1]
     repeated = 0
     for charger, startups in by_charger.items():
         typical = sorted(startups)[len(startups) // 2]
-        ac_or_dc = (fleet_module.STARTUP_DC_S if pace[charger].dc
-                    else fleet_module.STARTUP_AC_S)
+        ac_or_dc = (public_charging.STARTUP_DC_S if pace[charger].dc
+                    else public_charging.STARTUP_AC_S)
         assert ac_or_dc[0] - 3 <= typical / 1000 <= ac_or_dc[1] + 3, charger
         for ms in startups:
-            assert lo_s - 3 <= ms / 1000 <= hi_s + 3 + fleet_module.STARTUP_RETRY_S[1]
-            repeated += ms > typical + 2 * fleet_module.STARTUP_JITTER_S * 1000
+            assert lo_s - 3 <= ms / 1000 <= hi_s + 3 + public_charging.STARTUP_RETRY_S[1]
+            repeated += ms > typical + 2 * public_charging.STARTUP_JITTER_S * 1000
     assert repeated <= 0.06 * len(healthy)  # a step repeated in about 2 % of sessions
     # The faulty car after its onset, against the other cars at the same charger.
     onset = truth["inlet_fault"]["onset_ts"]
@@ -613,14 +624,17 @@ def test_worn_contacts_slow_the_start_up_of_sessions_on_their_side() -> None:
     assert len(excess) >= 4
     # Slow as often as its sessions fail (30-50 % at the onset, rising), healthy ones 2 %.
     slow = sum(x > 10_000 for x in excess)
-    assert slow >= 2 and slow / len(excess) > 5 * max(repeated / len(healthy), 0.02)
+    assert slow >= 2
+    assert slow / len(excess) > 5 * max(repeated / len(healthy), 0.02)
     onset = truth["charger_fault"]["onset_ts"]
     at_bad = [s.startup_ms for s in done if s.charger_id == bad_charger and s.start_ts > onset]
     before = [s.startup_ms for s in done if s.charger_id == bad_charger and s.start_ts < onset]
-    assert before and len(at_bad) >= 5
+    assert before
+    assert len(at_bad) >= 5
     typical = sorted(before)[len(before) // 2]
     slow = sum(ms > typical + 10_000 for ms in at_bad)
-    assert slow >= 2 and slow / len(at_bad) > 5 * 0.02
+    assert slow >= 2
+    assert slow / len(at_bad) > 5 * 0.02
 
 
 def test_a_derating_charger_folds_back_within_its_sessions_after_the_onset() -> None:
@@ -628,7 +642,8 @@ def test_a_derating_charger_folds_back_within_its_sessions_after_the_onset() -> 
     derating = next(t for t in fleet.truth() if t["fault"] == "charger_derating")
     onset = derating["onset_ts"]
     mine = [s for s in done if s.charger_id == derating["charger_id"]]
-    assert any(s.start_ts < onset for s in mine) and any(s.start_ts > onset for s in mine)
+    assert any(s.start_ts < onset for s in mine)
+    assert any(s.start_ts > onset for s in mine)
     # Power.Offered stays the rating: the charger does not know it folds back.
     assert len({s.offered_w for s in mine}) == 1
 
@@ -673,7 +688,7 @@ def test_a_driver_whose_session_failed_retries_before_driving_off_at_most_twice(
         stops.append(stop)
     assert len(retries) >= 2
     assert any(a.charger_id != b.charger_id for a, b in retries)  # mostly another charger
-    assert max(len(stop) for stop in stops) <= 1 + fleet_module.MAX_RETRIES_PER_STOP
+    assert max(len(stop) for stop in stops) <= 1 + booking.MAX_RETRIES_PER_STOP
     for stop in stops:  # never back to a charger that failed earlier at this stop
         for k in range(2, len(stop)):
             assert stop[k].charger_id not in {s.charger_id for s in stop[:k - 1]}

@@ -88,7 +88,8 @@ def test_a_signed_offer_makes_the_simulated_car_report_its_update(
         while "succeeded" not in subscriber.statuses() and time.monotonic() < deadline:
             time.sleep(0.1)
         simulator.join(60)
-        assert not simulator.is_alive() and exit_code == [0]
+        assert not simulator.is_alive()
+        assert exit_code == [0]
         time.sleep(0.2)  # the last QoS 1 deliveries to the subscriber (already acknowledged)
     finally:
         commander.disconnect()
@@ -102,7 +103,9 @@ def test_a_signed_offer_makes_the_simulated_car_report_its_update(
                and r["data"]["version"] == "2.0.0" and r["id"] == vin for r in records)
     ts = [r["ts"] for r in records]
     seq = [r["seq"] for r in records]
-    assert ts == sorted(ts) and seq == sorted(seq) and len(set(seq)) == len(seq)
+    assert ts == sorted(ts)
+    assert seq == sorted(seq)
+    assert len(set(seq)) == len(seq)
     assert start_ms <= ts[0] < start_ms + 5 * 3_600_000
     assert ts[-1] - ts[2] == 10 * 60_000  # installing takes 10 simulated minutes
 

@@ -1,0 +1,87 @@
+"""What the seed decides once: the car models and each vehicle's and charger's description.
+
+Why it matters
+--------------
+Detectors must not assume one car's numbers: real fleets mix pack sizes, consumption,
+charging power, tyre placards and cell counts, and every car has its own habits and its own
+healthy baseline (12 V resting voltage, tyre pressures, cell spread, cooling). These are fixed
+for the life of the run and written nowhere else: the device models read them from here, the
+ground truth reports the injected fault from here.
+
+Rules
+-----
+* Specs are frozen: what changes during a run lives in the run state (``simulators.state``,
+  ``simulators.public_charging.ChargerRun``).
+* ``MODELS`` holds every per-model number (pack, consumption, AC / DC charging power, the
+  VIN's model descriptor, tyre placard, cells in series, mass); a car's model is
+  ``MODELS[index % len(MODELS)]``.
+* The draws that fill a ``VehicleSpec`` / ``ChargerSpec`` are in ``simulators.population``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulators.faults import FaultInstance
+from simulators.geo import Point
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    capacity_kwh: float
+    kwh_per_km: float
+    ac_kw: float
+    dc_kw: float
+    vds: str  # VIN characters 4-8 of this model
+    placard_kpa: float  # cold tyre pressure on the door placard (at 20 °C)
+    cells: int  # traction-battery cells in series
+    mass_kg: float
+
+
+# The models differ in pack size, consumption, charging power, tyre placard (a heavy car runs
+# its tyres harder), cell count and mass, as real fleets do.
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("Aurora EV", 64.0, 0.17, 11.0, 120.0, "AE1B5", placard_kpa=250.0, cells=96,
+              mass_kg=1950.0),
+    ModelSpec("Borealis EV", 82.0, 0.20, 11.0, 150.0, "BE2C7", placard_kpa=280.0, cells=108,
+              mass_kg=2250.0),
+    ModelSpec("Cirrus EV", 52.0, 0.15, 7.4, 80.0, "CE3A1", placard_kpa=230.0, cells=88,
+              mass_kg=1700.0),
+)
+
+
+@dataclass(frozen=True)
+class VehicleSpec:
+    index: int
+    vin: str
+    model: str
+    spec: ModelSpec
+    home: Point
+    work: Point
+    commuter: bool
+    commute_min: float
+    kwh_per_km: float
+    v25_initial: float
+    soc: float
+    odometer_m: float
+    soh: float
+    tire_cold_kpa: tuple[float, float, float, float]
+    charge_below_soc: float
+    charge_target_soc: float
+    home_kw: float
+    fault: FaultInstance | None = None
+    reports_cells: bool = False  # CellPack signals (cell_drift cars + cell_report_fraction)
+    cell_spread_mv: float = 0.0
+    thermal_resistance: float = 0.6  # °C coolant rise per kW of traction power (healthy)
+
+
+@dataclass(frozen=True)
+class ChargerSpec:
+    index: int
+    charger_id: str
+    dc: bool
+    power_kw: float
+    location: Point
+    mean_gap_h: float  # between sessions of cars outside the fleet
+    fault: FaultInstance | None = None
