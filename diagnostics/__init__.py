@@ -1,1 +1,2 @@
-"""Pure detectors (numpy, no I/O) and the thin Faust agents that feed them."""
+"""Pure detectors and the pipelines that run them per asset (numpy, event time, no I/O);
+the Faust worker that feeds them is ``worker/``."""

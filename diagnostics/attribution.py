@@ -40,9 +40,9 @@ Rules (the constructor defaults)
   came back, not a re-plug within minutes) at one charger that *cleanly* vouches: at least
   ``clean_others`` sessions of other cars in its window, none abnormal. A car whose inlet
   fails charges rarely in public, and its retries go to the nearest charger, which can be the
-  same one on the next day (eval seed 7: two failures at one charger two days apart, ten
-  other cars' sessions there all fine, then no public session until the inlet had failed for
-  good). Separate visits are independent trials (the plug re-seated, the car and the charger
+  same one on the next day (two failures at one charger two days apart, other cars'
+  sessions there all fine, then no public session until the inlet has failed for good).
+  Separate visits are independent trials (the plug re-seated, the car and the charger
   woken anew); a charger whose own fault hit the same car on both would have to fail a large
   share of its sessions, and ``clean_others`` clean sessions in a row say it does not. A
   re-plug within minutes is the same visit and still counts once (a charger that failed
@@ -99,8 +99,8 @@ from diagnostics import alerting
 from diagnostics.base import Assessment
 from diagnostics.pipeline import table_writes
 from diagnostics.trend import weighted_trend
+from vocab.eventtime import DAY_MS, HOUR_MS
 
-DAY_MS = 86_400_000
 CHARGER_FAULT = "charger_fault"
 INLET_FAULT = "charging_inlet_fault"
 AssetState = dict[str, Any]
@@ -332,7 +332,7 @@ class ChargingAttribution:
         visit)."""
         visits, last = 0, None
         for ts in sorted(int(e[4]) for e in failed if e[1] == charger):
-            if last is None or ts - last >= self.visit_gap_h * 3_600_000:
+            if last is None or ts - last >= self.visit_gap_h * HOUR_MS:
                 visits += 1
             last = ts
         return visits

@@ -6,7 +6,8 @@ numbers it was not seeded with. Per-asset state is a small JSON-serialisable dic
 owns (the worker keeps it in a changelogged Faust table with a JSON serializer), which is what
 makes restarts, replays and back-tests reproduce the same results.
 
-Contract (checked for every registered detector by ``tests/diagnostics/test_detector_contract.py``):
+Contract (checked for every detector in ``diagnostics.registry``, of every asset kind, by
+``tests/diagnostics/test_detector_contract.py``):
 
 * ``new_state()`` returns plain JSON (dict/list/str/int/float/bool/None), well under 16 KiB
   per asset however long the asset streams (bounded histories only).
@@ -15,6 +16,14 @@ Contract (checked for every registered detector by ``tests/diagnostics/test_dete
   state was mutated (the caller writes a changelog record only then); the assessment is None
   unless the detector has something *new* to say, so callers are not flooded per message.
 * "Now" is ``ts_ms``, the event time of the message, never the wall clock.
+
+Optional capability, sweeps (``Detector.sweeps``, False by default): a detector that can tell
+something from the *absence* of messages (silence) sets ``sweeps = True`` and overrides
+``sweep(state, ts_ms)``, which has the same ``(state_changed, assessment)`` contract. The
+pipelines ask such a detector about every asset of a partition whenever the event time of the
+fleet passes a sweep boundary (``diagnostics/silence.py``), the boundary being ``ts_ms``; the
+default ``sweep`` changes nothing and says nothing, and pipelines only call it on detectors
+that declare the capability.
 """
 
 from __future__ import annotations
@@ -24,7 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-SEVERITIES = ("info", "warning", "critical")
+from vocab.eventtime import DAY_MS, HOUR_MS
+from vocab.severity import SEVERITIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +63,6 @@ class Assessment:
 
 
 Outcome = tuple[bool, Assessment | None]  # (state changed, assessment or None)
-
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 
 
 def first_silence(state: dict[str, Any], last_data_ts: int, ts_ms: int, stale_days: float
@@ -136,6 +143,9 @@ class Detector:
     version: ClassVar[str] = "0"
     # Alarm hygiene for this detector's alerts (hold-off, flapping, minimum persistence).
     alarm_policy: ClassVar[AlarmPolicy] = DEFAULT_ALARM_POLICY
+    # The optional sweep capability (see the module docstring): True means ``sweep`` is
+    # overridden and the pipelines call it at every sweep boundary.
+    sweeps: ClassVar[bool] = False
 
     def new_state(self) -> dict[str, Any]:
         return {}
@@ -147,6 +157,11 @@ class Detector:
 
     def on_event(self, state: dict[str, Any], ts_ms: int, event: Mapping[str, Any]) -> Outcome:
         """Vehicle events (ignition, dtc, trip_end...); by default they change nothing."""
+        return False, None
+
+    def sweep(self, state: dict[str, Any], ts_ms: int) -> Outcome:
+        """Asked at a sweep boundary ``ts_ms`` with no message of the asset (only when
+        ``sweeps`` is True); by default it changes nothing and says nothing."""
         return False, None
 
     def params(self) -> dict[str, Any]:

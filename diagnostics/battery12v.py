@@ -86,43 +86,12 @@ from diagnostics.base import (
     first_silence,
     push_sample,
 )
+from diagnostics.helpers import OFF_STATES, ON_STATES, as_number, t_critical
+from diagnostics.signals import AMBIENT, CURRENT, KEY_STATE, VOLTAGE
 from diagnostics.trend import weighted_trend
+from vocab.eventtime import DAY_MS
 
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
 STATE_VERSION = 2  # bump when the state layout changes; older states are upgraded in place
-VOLTAGE = "Vehicle.LowVoltageBattery.CurrentVoltage"
-CURRENT = "Vehicle.LowVoltageBattery.CurrentCurrent"
-AMBIENT = "Vehicle.Exterior.AirTemperature"
-KEY_STATE = "Vehicle.LowVoltageSystemState"
-# VSS LowVoltageSystemState: ACC / ON / START power the car (the DC-DC may charge);
-# OFF / LOCK mean parked. UNDEFINED tells us nothing and keeps the last known state.
-ON_STATES = frozenset({"ON", "START", "ACC"})
-OFF_STATES = frozenset({"OFF", "LOCK"})
-
-# Student-t 97.5 % quantiles for 1..20 degrees of freedom (two-sided 95 %).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086)
-
-
-def t_critical(dof: float, floor: float) -> float:
-    """Student-t 97.5 % quantile for (possibly fractional) ``dof``, never below ``floor``."""
-    if dof <= 1.0:
-        return max(floor, _T975[0])
-    if dof >= len(_T975):
-        return max(floor, 1.96)
-    lo = int(dof)
-    frac = dof - lo
-    value = _T975[lo - 1] * (1 - frac) + _T975[lo] * frac
-    return max(floor, value)
-
-
-def as_number(value: object) -> float | None:
-    # bool is an int subclass; a boolean is never a voltage or a temperature.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    as_float = float(value)
-    return as_float if math.isfinite(as_float) else None
 
 
 class WeakBattery12V(Detector):

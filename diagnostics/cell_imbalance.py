@@ -63,19 +63,14 @@ from diagnostics.base import (
     first_silence,
     push_sample,
 )
-from diagnostics.battery12v import OFF_STATES, ON_STATES, as_number, t_critical
+from diagnostics.helpers import OFF_STATES, ON_STATES, as_number, t_critical
+from diagnostics.signals import AMBIENT, CELL_MAX, CELL_MIN, CHARGING, KEY_STATE, SPEED
 from diagnostics.trend import weighted_trend
+from vocab.eventtime import DAY_MS
 
-DAY_MS = 86_400_000
 STATE_VERSION = 1
-CELL_MIN = "Vehicle.Powertrain.TractionBattery.CellVoltage.Min"
-CELL_MAX = "Vehicle.Powertrain.TractionBattery.CellVoltage.Max"
 CELL_ID_MIN = "Vehicle.Powertrain.TractionBattery.CellVoltage.IdMin"
 SOC = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
-CHARGING = "Vehicle.Powertrain.TractionBattery.Charging.IsCharging"
-AMBIENT = "Vehicle.Exterior.AirTemperature"
-SPEED = "Vehicle.Speed"
-KEY_STATE = "Vehicle.LowVoltageSystemState"
 
 
 class CellImbalance(Detector):

@@ -63,11 +63,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from diagnostics.base import Assessment, Detector, Outcome
-from diagnostics.battery12v import as_number
 from diagnostics.charging import END_STATUSES, OFFERED, POWER
+from diagnostics.helpers import as_number
 from diagnostics.trend import weighted_trend
+from vocab.eventtime import DAY_MS
 
-DAY_MS = 86_400_000
 SOC = "SoC"
 
 

@@ -5,10 +5,11 @@ charger id (the worker keeps it in its own changelogged table, with the same sou
 and catch-up as the vehicles' table, see ``diagnostics/pipeline.py``). For each record it
 
 * drops redeliveries (``seq`` / ``ts`` as for vehicles),
-* runs the charger detectors (``CHARGER_DETECTORS``): meter values go to ``update`` (the
-  record's ``data``: ``connectorId``, ``transactionId``, ``measurands``), status notifications
-  to ``on_event`` (``connectorId``, ``status``, ``errorCode``), and their assessments through
-  alarm hygiene (``alerting.apply`` with ``asset_kind="charger"``);
+* runs the charger detectors of ``diagnostics.registry`` that do not sweep (the sweeping one,
+  silence, runs in ``diagnostics.charger_silence.ChargerSilencePipeline``): meter values go to
+  ``update`` (the record's ``data``: ``connectorId``, ``transactionId``, ``measurands``),
+  status notifications to ``on_event`` (``connectorId``, ``status``, ``errorCode``), and their
+  assessments through alarm hygiene (``alerting.apply`` with ``asset_kind="charger"``);
 * rebuilds the charging sessions (``diagnostics.charging.track``, the latest session of each
   connector kept in the state) and returns every session that finished as an *outcome* for the
   fleet attributor (``diagnostics.attribution``), which needs all chargers and cars at once to
@@ -20,14 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-from diagnostics import alerting, charging
+from diagnostics import alerting, charging, registry
 from diagnostics.base import Detector
-from diagnostics.charger_derating import ChargerDerating
 from diagnostics.pipeline import states_in, table_writes
-
-CHARGER_DETECTORS: dict[str, type[Detector]] = {
-    "charger_derating": ChargerDerating,
-}
 
 ChargerState = dict[str, Any]
 
@@ -57,7 +53,7 @@ class ChargerPipeline:
     def __init__(self, detectors: Mapping[str, Detector] | None = None) -> None:
         self.detectors: dict[str, Detector] = (
             dict(detectors) if detectors is not None
-            else {t: cls() for t, cls in CHARGER_DETECTORS.items()})
+            else registry.build("charger", sweeps=False))
         self.duplicates = 0
 
     def process(

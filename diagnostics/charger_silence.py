@@ -1,13 +1,14 @@
 """Charger silence (alert type ``charger_silent``) on charger records, keyed by charger id.
 
-The physics and the rules are those of ``diagnostics/silence.py`` (a charger heartbeats every
-few minutes while idle and sends meter values while charging, so a long session is not a
-silence). This module is self-contained, with its own per-charger states
-(``{"det": detector state, "alert": alarm-hygiene state, "part": source partition}``) and its
-own sweep clock, so a charger pipeline can adopt it as it is:
+The detector is the charger detector of ``diagnostics.registry`` that sweeps
+(``Detector.sweeps``): ``diagnostics.silence.ChargerSilence``, whose physics and rules are
+those of ``diagnostics/silence.py``. Its sweeps need a clock per source partition, which the
+charger pipeline's table does not keep, so it runs in this pipeline, with its own per-charger
+states (``{"det": detector state, "alert": alarm-hygiene state, "part": source partition}``)
+and its own sweep clock:
 
 * ``process`` for one in-memory stream (``diagnostics/offline.py``): the clock lives in the
-  tracker;
+  pipeline;
 * ``process_source`` for the worker (``worker/agents.py``, agent ``charger-silence``): the
   states, one sweep clock per source partition and the partition's last applied offset live
   in the changelogged table, with the write order and catch-up rules of
@@ -18,29 +19,36 @@ own sweep clock, so a charger pipeline can adopt it as it is:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any, ClassVar
+from typing import Any
 
-from diagnostics import alerting
-from diagnostics.base import Assessment
+from diagnostics import alerting, registry
+from diagnostics.base import Assessment, Detector
 from diagnostics.pipeline import states_in, sweep_key, sweep_partition, table_writes
-from diagnostics.silence import SWEEP_INTERVAL_MS, Silence, new_clock, sweep_due
+from diagnostics.silence import SWEEP_INTERVAL_MS, new_clock, sweep_due
 
-ChargerState = dict[str, Any]
+SilenceState = dict[str, Any]  # one charger's: {"det": ..., "alert": ..., "part": ...}
 
 
-class ChargerSilence:
-    """Charger silence tracker; call with the charger records in event-time order."""
+class ChargerSilencePipeline:
+    """Runs the sweeping charger detector; call with the charger records in event-time order.
 
-    alert_type: ClassVar[str] = "charger_silent"
+    ``detectors`` (alert type -> detector) defaults to the charger detectors of the registry
+    that sweep; a charger's state holds one detector's, so there must be exactly one.
+    """
 
-    def __init__(self, detector: Silence | None = None,
+    def __init__(self, detectors: Mapping[str, Detector] | None = None,
                  interval_ms: int = SWEEP_INTERVAL_MS) -> None:
-        self.detector = detector or Silence(asset="charger")
+        chosen = (dict(detectors) if detectors is not None
+                  else registry.build("charger", sweeps=True))
+        if len(chosen) != 1:
+            raise ValueError("the charger silence pipeline runs exactly one detector, "
+                             f"got {sorted(chosen)}")
+        ((self.alert_type, self.detector),) = chosen.items()
         self.interval_ms = interval_ms
         self.clock = new_clock()  # the in-memory stream's clock (``process``/``advance``)
 
     def process(self, records: Iterable[Mapping[str, Any]],
-                states: MutableMapping[str, ChargerState]
+                states: MutableMapping[str, SilenceState]
                 ) -> tuple[list[dict[str, Any]], set[str]]:
         """Return (alert upserts, charger ids whose state changed)."""
         batch = [r for r in records if str(r["kind"]).startswith("charger_")]
@@ -51,7 +59,7 @@ class ChargerSilence:
             changed |= swept
         return alerts, changed
 
-    def advance(self, ts_ms: int, states: MutableMapping[str, ChargerState]
+    def advance(self, ts_ms: int, states: MutableMapping[str, SilenceState]
                 ) -> tuple[list[dict[str, Any]], set[str]]:
         """Move the in-memory clock to ``ts_ms``; sweep every charger if a boundary passed."""
         boundary = sweep_due(self.clock, ts_ms, self.interval_ms)
@@ -82,7 +90,7 @@ class ChargerSilence:
         return alerts, table_writes(states, local, changed, partition, offset,
                                     clock if clock != before else None)
 
-    def _reports(self, batch: list[Mapping[str, Any]], states: MutableMapping[str, ChargerState],
+    def _reports(self, batch: list[Mapping[str, Any]], states: MutableMapping[str, SilenceState],
                  partition: int | None) -> tuple[list[dict[str, Any]], set[str]]:
         alerts: list[dict[str, Any]] = []
         changed: set[str] = set()
@@ -96,29 +104,38 @@ class ChargerSilence:
             if partition is not None and state.get("part") != partition:
                 state["part"] = partition
                 changed.add(cid)
-            state_changed, assessment = self.detector.report(state["det"], ts)
+            # Any record is a report: meter values to ``update``, status notifications to
+            # ``on_event``, as in the charger pipeline.
+            if record["kind"] == "charger_meter":
+                state_changed, assessment = self.detector.update(state["det"], ts,
+                                                                 record["data"])
+            else:
+                state_changed, assessment = self.detector.on_event(state["det"], ts,
+                                                                   record["data"])
             if state_changed:
                 changed.add(cid)
             self._apply(state, cid, assessment, ts, alerts, changed)
         return alerts, changed
 
-    def _sweep(self, states: Iterable[tuple[str, ChargerState]], boundary: int
+    def _sweep(self, states: Iterable[tuple[str, SilenceState]], boundary: int
                ) -> tuple[list[dict[str, Any]], set[str]]:
         alerts: list[dict[str, Any]] = []
         changed: set[str] = set()
         for cid, state in sorted(states, key=lambda item: item[0]):
-            _, assessment = self.detector.sweep(state["det"], boundary)
+            state_changed, assessment = self.detector.sweep(state["det"], boundary)
+            if state_changed:
+                changed.add(cid)
             self._apply(state, cid, assessment, boundary, alerts, changed)
         return alerts, changed
 
-    def _apply(self, state: ChargerState, cid: str, assessment: Assessment | None, ts: int,
+    def _apply(self, state: SilenceState, cid: str, assessment: Assessment | None, ts: int,
                alerts: list[dict[str, Any]], changed: set[str]) -> None:
         if assessment is None:
             return
         alert = alerting.apply(state["alert"], asset_kind="charger", asset_id=cid,
                                alert_type=self.alert_type, detector=self.detector.name,
                                detector_version=self.detector.version, assessment=assessment,
-                               ts_ms=ts)
+                               ts_ms=ts, policy=self.detector.alarm_policy)
         if alert is not None:
             alerts.append(alert)
             changed.add(cid)

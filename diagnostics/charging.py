@@ -1,6 +1,6 @@
 """Charging sessions from OCPP status notifications and meter values (pure, event time only).
 
-A session on one charger connector, as chargers report it (``simulators/fleet.py`` follows
+A session on one charger connector, as chargers report it (``simulators/charger.py`` follows
 OCPP 1.6): ``Preparing`` (plugged in) -> ``Charging`` with ``MeterValues`` carrying the
 transaction id (and the VIN when the charger knows the car) -> ``Finishing`` -> ``Available``.
 

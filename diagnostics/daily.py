@@ -54,27 +54,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from diagnostics.battery12v import (
+from diagnostics.battery12v import WeakBattery12V
+from diagnostics.helpers import OFF_STATES, ON_STATES, as_number
+from diagnostics.signals import (
+    CELL_MAX,
+    CELL_MIN,
+    CHARGING,
     CURRENT,
     KEY_STATE,
-    OFF_STATES,
-    ON_STATES,
+    STATE_OF_HEALTH,
     VOLTAGE,
-    WeakBattery12V,
-    as_number,
 )
 from ingest.contract import TIRE_PRESSURE_SIGNALS
+from vocab.eventtime import DAY_MS
 
-DAY_MS: Final = 86_400_000
 RESTING_12V: Final = "battery12v_resting_v"
 CELL_SPREAD: Final = "cell_spread_v"
 SOH: Final = "soh_percent"
 PARKED_DRAW_12V: Final = "parked_12v_draw_ah_per_day"
 PARKED_SETTLE_S: Final = 30 * 60
-HV_CHARGING: Final = "Vehicle.Powertrain.TractionBattery.Charging.IsCharging"
-CELL_MAX: Final = "Vehicle.Powertrain.TractionBattery.CellVoltage.Max"
-CELL_MIN: Final = "Vehicle.Powertrain.TractionBattery.CellVoltage.Min"
-SOH_SIGNAL: Final = "Vehicle.Powertrain.TractionBattery.StateOfHealth"
 
 
 def _tire_indicator(path: str) -> str:
@@ -89,8 +87,8 @@ INDICATORS: Final = (RESTING_12V, PARKED_DRAW_12V, *TIRE_INDICATORS.values(), CE
 
 # (asset_kind, asset_id, day, indicator, n, min, max, sum, last, last_ts)
 # Every signal ``_readings`` looks at (the rest are dropped when a record is filed).
-READ_SIGNALS: Final = (KEY_STATE, CURRENT, VOLTAGE, HV_CHARGING, *TIRE_PRESSURE_SIGNALS,
-                       CELL_MAX, CELL_MIN, SOH_SIGNAL)
+READ_SIGNALS: Final = (KEY_STATE, CURRENT, VOLTAGE, CHARGING, *TIRE_PRESSURE_SIGNALS,
+                       CELL_MAX, CELL_MIN, STATE_OF_HEALTH)
 IndicatorRow = tuple[str, str, str, str, int, float, float, float, float, int]
 
 
@@ -156,8 +154,8 @@ class DailyIndicators:
             kind = r["kind"]
             if kind == "vehicle_telemetry":
                 # Only the signals the indicators read: a flush holds every message of the
-                # fleet until it drains, and the whole signal dicts were most of the worker's
-                # memory at 10 000 vehicles.
+                # fleet until it drains, and the whole signal dicts would be most of the
+                # worker's memory at 10 000 vehicles.
                 signals = r["data"]["signals"]
                 entry = (int(r["ts"]), {k: signals[k] for k in READ_SIGNALS if k in signals},
                          False)
@@ -233,8 +231,8 @@ class DailyIndicators:
             hi, lo = as_number(get(CELL_MAX)), as_number(get(CELL_MIN))
             if hi is not None and lo is not None:
                 out.append((CELL_SPREAD, round(hi - lo, 6)))
-        if SOH_SIGNAL in signals:
-            soh = as_number(get(SOH_SIGNAL))
+        if STATE_OF_HEALTH in signals:
+            soh = as_number(get(STATE_OF_HEALTH))
             if soh is not None:
                 out.append((SOH, soh))
         return out
@@ -271,7 +269,7 @@ class DailyIndicators:
             amps = as_number(amps)
             if amps is None:
                 return None
-        if amps > 0 or signals.get(HV_CHARGING) is True:
+        if amps > 0 or signals.get(CHARGING) is True:
             return None  # the 12 V is being charged, or the car is awake to charge
         volts = as_number(signals.get(VOLTAGE))
         if volts is not None and self._battery.is_top_up(volts, amps):

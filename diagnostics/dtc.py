@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from diagnostics.base import SEVERITIES, Assessment, Detector, Outcome
+from diagnostics.base import Assessment, Detector, Outcome
+from vocab.severity import SEVERITIES
 
 DEFAULT_SEVERITY_BY_PREFIX: dict[str, str] = {
     "P0A": "critical",
@@ -83,7 +84,7 @@ class DiagnosticTroubleCodes(Detector):
         if not active:
             return Assessment(active=False, title="no active trouble codes",
                               evidence={"active_codes": []})
-        order = {s: i for i, s in enumerate(SEVERITIES)}
+        order: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
         codes = sorted(active, key=lambda c: (-order[self.severity(c)], c))
         worst = self.severity(codes[0])
         evidence = {"active_codes": [{"code": c, "severity": self.severity(c),

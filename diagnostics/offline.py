@@ -4,9 +4,10 @@
 simulated telemetry through this one class, so what they score is exactly what the worker
 runs: the same pipelines, the same alarm hygiene, the same event-time rules. The worker splits
 the same work across Faust agents (``worker/agents.py``); here it runs in one process:
-vehicle records go to the vehicle pipeline, charger records to the charger pipeline, and the
-charging sessions the charger pipeline sees finish go on to the fleet's charging-fault
-attribution (in the worker: through the ``ownercare.charging-outcomes`` topic).
+vehicle records go to the vehicle pipeline, charger records to the charger silence pipeline
+and the charger pipeline, and the charging sessions the charger pipeline sees finish go on to
+the fleet's charging-fault attribution (in the worker: through the
+``ownercare.charging-outcomes`` topic).
 
 Records are the canonical dicts of ``ingest.contract.validate`` (``kind``, ``id``, ``ts``,
 ``seq``, ``data``), in event-time order.
@@ -19,7 +20,7 @@ from typing import Any
 
 from diagnostics.attribution import AssetState, ChargingAttribution
 from diagnostics.charger_pipeline import ChargerPipeline, ChargerState
-from diagnostics.charger_silence import ChargerSilence
+from diagnostics.charger_silence import ChargerSilencePipeline
 from diagnostics.pipeline import VehiclePipeline, VehicleState
 from diagnostics.silence import new_clock
 
@@ -28,13 +29,13 @@ class OfflineDiagnostics:
     """All the worker's pipelines over one record stream; keeps every asset's state in memory.
 
     The whole stream is one source partition here: one sweep clock for the vehicles (silence,
-    see ``diagnostics/silence.py``) and one in the charger silence tracker.
+    see ``diagnostics/silence.py``) and one in the charger silence pipeline.
     """
 
     def __init__(self, vehicle_pipeline: VehiclePipeline | None = None,
                  charger_pipeline: ChargerPipeline | None = None,
                  attribution: ChargingAttribution | None = None,
-                 charger_silence: ChargerSilence | None = None) -> None:
+                 charger_silence: ChargerSilencePipeline | None = None) -> None:
         self.vehicles = vehicle_pipeline or VehiclePipeline()
         self.vehicle_states: dict[str, VehicleState] = {}
         self.vehicle_clock = new_clock()
@@ -43,7 +44,7 @@ class OfflineDiagnostics:
         self.attribution = attribution or ChargingAttribution()
         self.attribution_states: dict[str, AssetState] = {}
         # Charger silence has its own per-charger states (as in the worker: its own table).
-        self.charger_silence = charger_silence or ChargerSilence()
+        self.charger_silence = charger_silence or ChargerSilencePipeline()
         self.silence_states: dict[str, dict[str, Any]] = {}
         # Every finished charging session the charger pipeline reported (for scoring).
         self.session_outcomes: list[dict[str, Any]] = []

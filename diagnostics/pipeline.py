@@ -5,8 +5,8 @@ per-vehicle state table; the pipeline drops duplicates, runs every detector and 
 assessments into alert upserts through the alarm-hygiene state machine. Keeping this out of
 the agent makes it testable without brokers and reusable for replay and back-testing.
 
-Restarts (DESIGN.md section 3: state survives restarts, a killed worker loses no alert)
--------------------------------------------------------------------------------------
+Restarts (state survives restarts, a killed worker loses no alert)
+------------------------------------------------------------------
 The per-vehicle states live in a changelogged Faust table, and the consumer resumes from its
 committed offset. Nothing in Faust guarantees that the table a restarted worker recovers is as
 new as that offset: recovery stops at the changelog's high watermark as the broker reports it,
@@ -26,8 +26,9 @@ again), so the result is that of an uninterrupted run whatever part of the chang
 
 Sweeps (silence, ``diagnostics/silence.py``)
 --------------------------------------------
-Detectors with a ``sweep(state, ts_ms)`` method are also asked about every vehicle when the
-event time of the fleet passes a sweep boundary: the table keeps one clock per source partition
+Detectors that declare the sweep capability (``Detector.sweeps``, ``diagnostics/base.py``) are
+also asked about every vehicle (``sweep(state, ts_ms)``) when the event time of the fleet passes
+a sweep boundary: the table keeps one clock per source partition
 (``sweep_key``: the watermark and the last boundary swept), and each vehicle state names its
 partition (``part``), so a partition's sweep covers exactly its own vehicles. The clock is
 written with the states and before the position, so it obeys the same prefix rule.
@@ -38,9 +39,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from diagnostics import alerting
+from diagnostics import alerting, registry
 from diagnostics.base import Assessment, Detector
-from diagnostics.registry import DETECTORS
 from diagnostics.silence import SWEEP_INTERVAL_MS, new_clock, sweep_due
 
 VehicleState = dict[str, Any]
@@ -126,7 +126,8 @@ def new_vehicle_state(detectors: Mapping[str, Detector]) -> VehicleState:
         "ts": 0,
         "det": {alert_type: d.new_state() for alert_type, d in detectors.items()},
         # An alert type's hygiene state appears with its first assessment: most vehicles
-        # never have one, and seven empty states were half of every state's bytes.
+        # never have one, and an empty state per alert type would be half of every state's
+        # bytes.
         "alerts": {},
     }
 
@@ -137,9 +138,8 @@ class VehiclePipeline:
     def __init__(self, detectors: Mapping[str, Detector] | None = None,
                  sweep_interval_ms: int = SWEEP_INTERVAL_MS) -> None:
         self.detectors: dict[str, Detector] = (
-            dict(detectors) if detectors is not None else {t: cls() for t, cls in DETECTORS.items()}
-        )
-        self.sweepers = {t: d for t, d in self.detectors.items() if hasattr(d, "sweep")}
+            dict(detectors) if detectors is not None else registry.build("vehicle"))
+        self.sweepers = {t: d for t, d in self.detectors.items() if d.sweeps}
         self.sweep_interval_ms = sweep_interval_ms
         self.duplicates = 0
 

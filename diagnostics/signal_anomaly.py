@@ -28,8 +28,7 @@ drive of the last weeks: unusual for the model, normal for physics. A scored val
 between the model's mean and the reference signal of the same message (the pack temperature
 and ``Vehicle.Exterior.AirTemperature``, margin 3 °C) scores 0; the model still learns it.
 Without the reference in the message the value scores as usual. A pack far colder than the
-air (a sensor fault), or hotter than usual, is not explained. Version 1.1.0 adds this (eval
-seeds 7 and 8: one false alert each on a healthy car's -18 / -24 °C pack in a cold snap).
+air (a sensor fault), or hotter than usual, is not explained.
 
 Memory counts samples, not hours: these signals come only while the car is awake, and in
 event time a night parked would make the model forget the day's drives and learn the next
@@ -57,23 +56,24 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from diagnostics.base import Assessment, Detector, Outcome
+from diagnostics.signals import AMBIENT, PACK, STATE_OF_HEALTH
 from diagnostics.streaming import StreamingScorer
+from vocab.eventtime import MINUTE_MS
 
 DEFAULT_SIGNALS: dict[str, tuple[float, float]] = {
-    "Vehicle.Powertrain.TractionBattery.StateOfHealth": (5000.0, 1.0),
-    "Vehicle.Powertrain.TractionBattery.Temperature.Average": (1500.0, 4.0),
+    STATE_OF_HEALTH: (5000.0, 1.0),
+    PACK: (1500.0, 4.0),
 }
 # Unusual values the car's surroundings explain: path -> (reference path, margin). A pack
 # colder than on any recent drive, yet no colder than the air around it (within the margin),
-# is a pack cold-soaked in a cold snap, not a fault: eval seeds 7 and 8 each raised a false
-# alert on a healthy car whose pack read -18 and -24 °C on the morning drive of a deep cold
-# snap. Only a value between the model's mean and the reference is explained; a pack far
-# colder than the air (a sensor fault) or hotter than usual still scores.
+# is a pack cold-soaked in a cold snap, not a fault: a healthy car's pack can read -18 or
+# -24 °C on the morning drive of a deep cold snap, and without this rule each such morning
+# would be a false alert. Only a value between the model's mean and the reference is
+# explained; a pack far colder than the air (a sensor fault) or hotter than usual still scores.
 DEFAULT_EXPLAINED_BY: dict[str, tuple[str, float]] = {
-    "Vehicle.Powertrain.TractionBattery.Temperature.Average":
-        ("Vehicle.Exterior.AirTemperature", 3.0),
+    PACK: (AMBIENT, 3.0),
 }
-SAMPLE_MS = 60_000  # the scorer's clock step per sample (only its ratio to the half-life counts)
+SAMPLE_MS = MINUTE_MS  # the scorer's clock step per sample (only its ratio to the half-life counts)
 ACTION = (
     "No call needed yet: a signal of this car has left its usual range for a while and no "
     "specific diagnosis covers it. Look at the signal's history in the vehicle view; if it "

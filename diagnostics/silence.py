@@ -53,10 +53,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from diagnostics.base import Assessment, Detector, Outcome
+from vocab.eventtime import DAY_MS, HOUR_MS, MINUTE_MS
 
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
-SWEEP_INTERVAL_MS = 15 * 60_000  # event time between sweeps: the detection delay's granularity
+SWEEP_INTERVAL_MS = 15 * MINUTE_MS  # event time between sweeps: the detection delay's granularity
 
 VEHICLE_ACTION = (
     "Ask the owner whether the car is in use and where it is: it has stopped reporting. If it "
@@ -74,22 +73,23 @@ REPORTING = Assessment(active=False, title="Reporting within its usual pattern")
 
 
 class Silence(Detector):
-    """Per-asset silence against its own learned reporting pattern (see the module docstring)."""
+    """Silence against the asset's own learned reporting pattern (see the module docstring):
+    a car's; ``ChargerSilence`` is a charger's."""
 
     name: ClassVar[str] = "silence"
     version: ClassVar[str] = "1.0.0"
+    sweeps: ClassVar[bool] = True  # a silent asset sends nothing: only a sweep can tell
+    asset: ClassVar[str] = "vehicle"  # what the titles and the recommended action speak of
 
     def __init__(self, floor_s: float = 3 * 3600.0, factor: float = 4.0,
                  ceiling_s: float = 48 * 3600.0, gap_half_life_days: float = 14.0,
                  min_gaps: int = 3, quantum_s: float = 600.0,
-                 critical_after_s: float = 24 * 3600.0, asset: str = "vehicle") -> None:
+                 critical_after_s: float = 24 * 3600.0) -> None:
         if not (0 < floor_s <= ceiling_s and factor >= 1 and gap_half_life_days > 0
                 and min_gaps >= 1 and 0 < quantum_s < floor_s and critical_after_s > 0):
             raise ValueError("need 0 < floor_s <= ceiling_s, factor >= 1, "
                              "gap_half_life_days > 0, min_gaps >= 1, 0 < quantum_s < floor_s "
                              "and critical_after_s > 0")
-        if asset not in ("vehicle", "charger"):
-            raise ValueError(f"asset must be 'vehicle' or 'charger', got {asset!r}")
         self.floor_s = floor_s
         self.factor = factor
         self.ceiling_s = ceiling_s
@@ -97,7 +97,6 @@ class Silence(Detector):
         self.min_gaps = min_gaps
         self.quantum_s = quantum_s
         self.critical_after_s = critical_after_s
-        self.asset = asset
 
     def new_state(self) -> dict[str, Any]:
         # last: stored report time; gap: learned normal gap (ms) as of last; n: gaps learned
@@ -170,6 +169,17 @@ class Silence(Detector):
                       "normal_gap_hours": round(self.normal_gap_ms(state, last) / HOUR_MS, 2),
                       "gaps_learned": int(state["n"])},
             recommended_action=VEHICLE_ACTION if self.asset == "vehicle" else CHARGER_ACTION)
+
+
+class ChargerSilence(Silence):
+    """A charger's silence (alert ``charger_silent``): the same rules and parameters as a car's.
+
+    A charger heartbeats every few minutes while idle and sends meter values while charging,
+    so any record counts as a report and a long session is not a silence. It runs in the
+    charger silence pipeline (``diagnostics/charger_silence.py``), not the charger pipeline.
+    """
+
+    asset: ClassVar[str] = "charger"
 
 
 def sweep_due(clock: dict[str, Any], ts_ms: int,

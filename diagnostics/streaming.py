@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-MS_PER_S = 1000.0
+from vocab.eventtime import SECOND_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ class StreamingScorer:
         # Learn: event-time decay, but never less than the running average's weight while the
         # model is young (the first values are averaged, not decayed from zero).
         last = state["ts"]
-        dt_s = 0.0 if last is None else max(0.0, (ts_ms - float(last)) / MS_PER_S)
+        dt_s = 0.0 if last is None else max(0.0, (ts_ms - float(last)) / SECOND_MS)
         alpha = max(1.0 - 0.5 ** (dt_s / self.half_life_s), 1.0 / (n + 1))
         learned = value
         if n >= self.warmup and z > self.clip_z:

@@ -108,23 +108,6 @@ or staleness is first noticed.
 
 Evidence: the latest ``b`` and its trend, the healthy-looking level, the coolant predicted at
 the reference condition and at the latest ambient, the days to the derate limit with its band.
-
-Versions: 1.2.0 adds the day (``persistence_h``) to the persistence (eval seed 4: a healthy
-commuter's hilly Saturday, Sunday and Monday-morning drives raised an alert within 17.6 h
-of the first flip, at sample 9). 1.3.0 raises at once (no second window, no day) when the
-band's early end of the failure is within ``critical_days`` and the newest windows still
-rise, from ``urgent_min_samples`` (7) windows on (eval seed 5: a car driven about once a
-day, its pump derating 8.5 days after the onset, had 7 windows before the derate and then
-none for 2.9 days; 1.2.0 waited for the 8th window and alerted a day after the failure;
-1.3.0 raises on the 7th, 2.8 days before it). It replaces the 1.2.0 waiver (the day
-skipped, the second window still awaited, when the central estimate was within
-``critical_days``). 1.4.0 measures the newest windows' growth on at least the newest three
-windows, and on none when the newest window is not above the one before it (seed 6 of
-``ownercare backtest --vehicles 100 --days 45 --seeds 6-10 --faults coolant_pump:5``: a car
-driven once a day, parked two days before its seventh window, 0.7 days from the derate;
-the newest half of the time span held one point, "growth 0", and the alert came two days
-after the derate). The newest three alone would read a hilly run on the last windows
-around days parked as a rise: the newest window must also still rise.
 """
 
 from __future__ import annotations
@@ -137,16 +120,13 @@ import numpy as np
 import numpy.typing as npt
 
 from diagnostics.base import Assessment, Detector, Outcome, data_missing, first_silence
-from diagnostics.battery12v import as_number, t_critical
+from diagnostics.helpers import as_number, t_critical
+from diagnostics.signals import AMBIENT, CHARGING, PACK, SPEED
 from diagnostics.trend import weighted_trend
+from vocab.eventtime import DAY_MS, HOUR_MS
 
-DAY_MS = 86_400_000
 STATE_VERSION = 1
-SPEED = "Vehicle.Speed"
-AMBIENT = "Vehicle.Exterior.AirTemperature"
 COOLANT = "Vehicle.Powertrain.ElectricMotor.EngineCoolant.Temperature"
-PACK = "Vehicle.Powertrain.TractionBattery.Temperature.Average"
-CHARGING = "Vehicle.Powertrain.TractionBattery.Charging.IsCharging"
 
 
 class DriveUnitCooling(Detector):
@@ -499,7 +479,7 @@ class DriveUnitCooling(Detector):
             count += 1
             since = now if since is None else since
         state["streak"] = [count, state["win"] if flip else None, since]
-        held = since is not None and now - since >= self.persistence_h * 3_600_000
+        held = since is not None and now - since >= self.persistence_h * HOUR_MS
         if (count >= self.persistence and held) or urgent:
             state["active"] = not state["active"]
             state["streak"] = [0, None, None]
@@ -551,7 +531,7 @@ class DriveUnitCooling(Detector):
         # At least the newest three: a car parked for days before its last drives leaves
         # the newest half of the span one or two windows, and each stands at its lower
         # neighbour's time, so that half can hold a single point, which has no slope at all
-        # (eval seed 6: a pump 0.7 days from its derate, 7 windows, recent growth 0).
+        # (and a pump days from its derate would read "growth 0").
         recent[-3:] = True
         slope, _level, _stderr, _dof = weighted_trend(t_fit[recent], y[recent],
                                                       self.half_life_days)

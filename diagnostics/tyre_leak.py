@@ -37,7 +37,7 @@ write every few minutes, not every message). Closing at key-off matters: otherwi
 assessed only when the car next drives, days later if it then stands. The last
 ``max_history`` samples within ``window_days`` are fitted per wheel with weighted least
 squares (weights halve every ``half_life_days``) giving a slope in kPa/day, its standard error
-and a Student-t critical value (``battery12v.t_critical``).
+and a Student-t critical value (``helpers.t_critical``).
 
 * Leaking wheel: slope below ``-min_rate_kpa_per_day``, significant (slope + t*stderr < 0) and
   the fitted loss over the window at least ``min_loss_kpa`` (a real loss, not a tilt of noise).
@@ -81,20 +81,14 @@ from diagnostics.base import (
     first_silence,
     push_sample,
 )
-from diagnostics.battery12v import OFF_STATES, as_number, t_critical
+from diagnostics.helpers import OFF_STATES, as_number, t_critical
+from diagnostics.signals import AMBIENT
 from diagnostics.trend import weighted_trend
+from ingest.contract import TIRE_PRESSURE_SIGNALS, TIRE_TEMPERATURE_SIGNALS
+from vocab.eventtime import DAY_MS
 
-DAY_MS = 86_400_000
 STATE_VERSION = 1
-AMBIENT = "Vehicle.Exterior.AirTemperature"
-_WHEEL_PATHS = (
-    "Vehicle.Chassis.Axle.Row1.Wheel.Left",
-    "Vehicle.Chassis.Axle.Row1.Wheel.Right",
-    "Vehicle.Chassis.Axle.Row2.Wheel.Left",
-    "Vehicle.Chassis.Axle.Row2.Wheel.Right",
-)
-PRESSURES = tuple(f"{w}.Tire.Pressure" for w in _WHEEL_PATHS)
-TEMPERATURES = tuple(f"{w}.Tire.Temperature" for w in _WHEEL_PATHS)
+# The wheels of TIRE_PRESSURE_SIGNALS / TIRE_TEMPERATURE_SIGNALS, in their order.
 WHEEL_NAMES = ("front left", "front right", "rear left", "rear right")
 
 
@@ -250,7 +244,7 @@ class SlowTyreLeak(Detector):
         """Per wheel: (deficit against the median of the other three, compensated pressure)."""
         ambient = as_number(signals.get(AMBIENT))
         levels: list[float] = []
-        for p_path, t_path in zip(PRESSURES, TEMPERATURES, strict=True):
+        for p_path, t_path in zip(TIRE_PRESSURE_SIGNALS, TIRE_TEMPERATURE_SIGNALS, strict=True):
             pressure = as_number(signals.get(p_path))
             temp = as_number(signals.get(t_path))
             temp = ambient if temp is None else temp

@@ -51,11 +51,7 @@ from simulators.spec import ChargerSpec, VehicleSpec
 from simulators.state import RunSettings, VehicleRun, World
 from simulators.stream import Message, silenced
 from simulators.vehicle import VehicleSim
-from vocab.eventtime import DAY_MS, HOUR_MS, SECOND_MS
-
-# DAY_MS and HOUR_MS are re-exported for importers outside simulators/; their home is
-# vocab.eventtime, where new code imports them from.
-__all__ = ["DAY_MS", "DEFAULT_START", "DEFAULT_START_MS", "HOUR_MS", "Fleet"]
+from vocab.eventtime import SECOND_MS
 
 DEFAULT_START = "2026-01-05T00:00:00Z"  # a Monday, midnight: every car is parked at home
 DEFAULT_START_MS = int(datetime.fromisoformat(DEFAULT_START.replace("Z", "+00:00")).timestamp()

@@ -16,10 +16,11 @@
   the records ``diagnose`` and ``charger-silence`` process and writes the newest value per
   signal for the API's views, the daily health indicators, the charging sessions and the OTA
   reports; those agents' checkpoints wait for its writes.
-* ``charger-silence``: charger record batches -> charger silence (``charger_silent``; state,
-  sweep clocks and positions in the changelogged table ``charger-silence``, same delivery
-  order and catch-up as ``diagnose``). Vehicle silence runs inside ``diagnose``: its sweeps
-  follow each partition's event time (``diagnostics/pipeline.py``).
+* ``charger-silence``: charger record batches -> the charger detector that sweeps, silence
+  (``charger_silent``, ``diagnostics/charger_silence.py``; state, sweep clocks and positions
+  in the changelogged table ``charger-silence``, same delivery order and catch-up as
+  ``diagnose``). Vehicle silence runs inside ``diagnose``: its sweeps follow each
+  partition's event time (``diagnostics/pipeline.py``).
 * ``alert-sink``: alert upserts -> database (idempotent by alert id).
 
 The four stateful agents write their tables at checkpoints (``worker/checkpoint.py``,
@@ -48,7 +49,7 @@ import orjson
 from config.settings import WorkerSettings
 from diagnostics.attribution import ChargingAttribution
 from diagnostics.charger_pipeline import ChargerPipeline
-from diagnostics.charger_silence import ChargerSilence
+from diagnostics.charger_silence import ChargerSilencePipeline
 from diagnostics.pipeline import (
     VehiclePipeline,
     catch_up_from,
@@ -96,7 +97,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
     # Charger silence keeps its own table (the charger pipeline's is ``charger-diagnostics``):
-    # the two trackers were built apart and their states have different shapes.
+    # its states have their own shape and the table holds its sweep clocks.
     silence_table = app.Table(
         "charger-silence",
         default=None,
@@ -104,7 +105,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
     pipeline = VehiclePipeline()
-    charger_silence = ChargerSilence()
+    charger_silence = ChargerSilencePipeline()
     # Latest values, daily indicators, charging sessions and OTA reports: the records these
     # two agents process go to a child process that writes them (``worker/view_writer.py``);
     # their tables never checkpoint a position beyond what it has written.
@@ -314,7 +315,7 @@ def limit_fetch_wait(max_wait_ms: int) -> None:
 
     faust-streaming 0.15 hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Apache Kafka
     answers a waiting fetch as soon as data arrives, but Tansu (the embedded broker) holds it
-    for the whole wait, which put up to 1.5 s on every hop (vehicle batch -> detectors ->
+    for the whole wait, which puts up to 1.5 s on every hop (vehicle batch -> detectors ->
     alert -> sink). There is no Faust setting for it, so the consumer Faust creates is
     adjusted before it starts.
     """

@@ -2,9 +2,9 @@
 
 Why: at 1 Hz a driving car changes its detector state with every message (the thermal
 detector sums each reading into the drive's estimate), so writing each changed state after
-each source record sent one changelog record per vehicle message: 10 000 records/s of ~2.5 kB
-at 10 000 vehicles, more than the embedded Kafka broker (Tansu) takes, and the worker stalled
-on its producer buffer. The restart design (``diagnostics/pipeline.py``) already lets the
+each source record would send one changelog record per vehicle message: 10 000 records/s of
+~2.5 kB at 10 000 vehicles, more than the embedded Kafka broker (Tansu) takes, and the worker
+would stall on its producer buffer. The restart design (``diagnostics/pipeline.py``) lets the
 changelog lag the source: the table's per-partition position says which source records the
 changelog's states hold, and a restarted worker replays the rest from Kafka. So the worker
 keeps its writes in the table's in-memory store (where the detectors read them) and sends them

@@ -22,11 +22,11 @@ from ota.manifest import offer_manifest, sign
 from ota.model import CANCELABLE, Action, ActionState, Campaign, CampaignStatus, Release
 from ota.regression import VehicleHealth
 from storage import ota as ota_store
-from storage.store import Store
 from storage.models import alerts, daily_indicators
+from storage.store import Store
+from vocab.eventtime import DAY_MS
 
 log = logging.getLogger(__name__)
-DAY_MS = 86_400_000
 
 
 def action_id(campaign_id: str, attempt: int) -> str:
@@ -72,7 +72,8 @@ class OtaRunner:
 
     def signed(self, command: Command, now: int) -> bytes:
         if command.kind == "offer":
-            assert command.release is not None and command.expires_at is not None
+            assert command.release is not None
+            assert command.expires_at is not None
             manifest = offer_manifest(Release(**command.release), vin=command.vin,
                                       campaign_id=command.campaign_id,
                                       attempt=command.attempt, issued_at=now,

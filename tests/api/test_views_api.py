@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from config.settings import ApiSettings
-from diagnostics.daily import DAY_MS, DailyIndicators
+from diagnostics.daily import DailyIndicators
 from storage.keys import KeyStore
 from storage.store import Store
 from storage.views import encode_key_cursor, track_charging_sessions, upsert_daily_indicators
@@ -19,6 +19,7 @@ from tests.apikit import Server, headers_for
 from tests.diagnostics.test_charging import Charger, normal_session
 from tests.storage.test_store import alert
 from tests.storage.test_views_store import FL, MODEL, T0, VIN, VIN2, VIN3, tele
+from vocab.eventtime import DAY_MS
 
 pytestmark = pytest.mark.integration
 

@@ -44,16 +44,22 @@ def due(state: dict[str, Any], ts: int, policy: AlarmPolicy = POLICY) -> dict[st
 def test_a_condition_back_within_the_hold_off_reopens_the_same_alert() -> None:
     state = alerting.new_alert_state()
     first = apply(state, active(code=1), 0)
-    assert first is not None and first["status"] == "open"
+    assert first is not None
+    assert first["status"] == "open"
     resolved = apply(state, CLEAR, 1 * H)
-    assert resolved is not None and resolved["status"] == "resolved"
+    assert resolved is not None
+    assert resolved["status"] == "resolved"
     again = apply(state, active(code=1), 1 * H + 6 * H)  # exactly at the end of the hold-off
-    assert again is not None and again["status"] == "open"
-    assert again["id"] == first["id"] and again["first_seen"] == 0
+    assert again is not None
+    assert again["status"] == "open"
+    assert again["id"] == first["id"]
+    assert again["first_seen"] == 0
     assert "flapping" not in again["evidence"]  # two opens in a day is not flapping
     assert apply(state, CLEAR, 8 * H) is not None
     later = apply(state, active(code=1), 8 * H + 6 * H + 1)  # just past the hold-off
-    assert later is not None and later["id"] != first["id"] and later["first_seen"] == 14 * H + 1
+    assert later is not None
+    assert later["id"] != first["id"]
+    assert later["first_seen"] == 14 * H + 1
     assert later["id"] == alerting.alert_id("vehicle", "V1", "dtc", 14 * H + 1)
 
 
@@ -63,7 +69,9 @@ def test_without_hold_off_a_return_is_a_new_alert() -> None:
     first = apply(state, active(), 0, policy)
     apply(state, CLEAR, 10, policy)
     again = apply(state, active(), 20, policy)
-    assert first is not None and again is not None and again["id"] != first["id"]
+    assert first is not None
+    assert again is not None
+    assert again["id"] != first["id"]
 
 
 def test_a_return_in_the_millisecond_of_the_resolution_reopens_on_the_next_message() -> None:
@@ -74,8 +82,10 @@ def test_a_return_in_the_millisecond_of_the_resolution_reopens_on_the_next_messa
     assert apply(state, active(), 200) is None
     assert due(state, 200) is None
     reopened = due(state, 201)
-    assert first is not None and reopened is not None
-    assert reopened["id"] == first["id"] and reopened["status"] == "open"
+    assert first is not None
+    assert reopened is not None
+    assert reopened["id"] == first["id"]
+    assert reopened["status"] == "open"
     assert reopened["last_seen"] == 201
 
 
@@ -84,12 +94,15 @@ def test_flapping_is_marked_and_resolves_only_after_the_recovery_period() -> Non
     ids = set()
     for ts in (0, 2 * H):  # open, clear, reopen, clear: two opens, not flapping yet
         alert = apply(state, active(code="U0100"), ts)
-        assert alert is not None and "flapping" not in alert["evidence"]
+        assert alert is not None
+        assert "flapping" not in alert["evidence"]
         ids.add(alert["id"])
         resolved = apply(state, CLEAR, ts + H)
-        assert resolved is not None and resolved["status"] == "resolved"
+        assert resolved is not None
+        assert resolved["status"] == "resolved"
     third = apply(state, active(code="U0100"), 4 * H)
-    assert third is not None and third["status"] == "open"
+    assert third is not None
+    assert third["status"] == "open"
     assert third["evidence"]["flapping"] == {"opens": 3, "window_ms": 24 * H,
                                              "recovery_ms": 12 * H}
     ids.add(third["id"])
@@ -103,14 +116,17 @@ def test_flapping_is_marked_and_resolves_only_after_the_recovery_period() -> Non
     assert due(state, 7 * H + 12 * H - 1) is None  # clear for not quite the recovery period
     assert state == before, "a message before the due time changes nothing"
     resolved = due(state, 7 * H + 12 * H)
-    assert resolved is not None and resolved["status"] == "resolved"
-    assert resolved["id"] == third["id"] and resolved["last_seen"] == 19 * H
+    assert resolved is not None
+    assert resolved["status"] == "resolved"
+    assert resolved["id"] == third["id"]
+    assert resolved["last_seen"] == 19 * H
     assert resolved["evidence"]["active_codes"] == []
     assert resolved["evidence"]["flapping"]["clear_since"] == 7 * H
     # Recovered: the next clear of a later alert resolves at once again.
     assert not state["flapping"]
     fresh = apply(state, active(code="U0100"), 40 * H)
-    assert fresh is not None and fresh["id"] != third["id"]
+    assert fresh is not None
+    assert fresh["id"] != third["id"]
     assert "flapping" not in fresh["evidence"]
     assert apply(state, CLEAR, 41 * H) is not None
 
@@ -123,8 +139,10 @@ def test_a_severity_change_during_the_clearance_is_emitted_and_cancels_it() -> N
     apply(state, active(), 4 * H)
     assert apply(state, CLEAR, 5 * H) is None
     escalated = apply(state, active("critical"), 6 * H)
-    assert escalated is not None and escalated["severity"] == "critical"
-    assert escalated["status"] == "open" and state["pending"] is None
+    assert escalated is not None
+    assert escalated["severity"] == "critical"
+    assert escalated["status"] == "open"
+    assert state["pending"] is None
     assert due(state, 30 * H) is None  # nothing pending: it never cleared for long
 
 
@@ -133,7 +151,8 @@ def test_opens_spread_wider_than_the_window_are_not_flapping() -> None:
     state = alerting.new_alert_state()
     for day in range(6):
         opened = apply(state, active(), day * 25 * H)
-        assert opened is not None and "flapping" not in opened["evidence"]
+        assert opened is not None
+        assert "flapping" not in opened["evidence"]
         assert apply(state, CLEAR, day * 25 * H + H) is not None
 
 
@@ -149,8 +168,10 @@ def test_minimum_persistence() -> None:
     assert due(state, 5 * H - 1, policy) is None
     assert state == before
     opened = due(state, 5 * H, policy)
-    assert opened is not None and opened["status"] == "open"
-    assert opened["first_seen"] == 3 * H and opened["last_seen"] == 5 * H
+    assert opened is not None
+    assert opened["status"] == "open"
+    assert opened["first_seen"] == 3 * H
+    assert opened["last_seen"] == 5 * H
     assert opened["id"] == alerting.alert_id("vehicle", "V1", "dtc", 3 * H)
     assert due(state, 6 * H, policy) is None
 
@@ -160,15 +181,19 @@ def test_the_latest_assessment_of_a_pending_opening_is_the_one_raised() -> None:
     state = alerting.new_alert_state()
     apply(state, active("warning", v=1), 0, policy)
     opened = apply(state, active("critical", v=2), 2 * H, policy)
-    assert opened is not None and opened["severity"] == "critical"
-    assert opened["evidence"] == {"v": 2} and opened["first_seen"] == 0
+    assert opened is not None
+    assert opened["severity"] == "critical"
+    assert opened["evidence"] == {"v": 2}
+    assert opened["first_seen"] == 0
 
 
 def test_states_from_before_the_hygiene_rules_still_work() -> None:
     old = {"open": "x", "first_seen": 100, "severity": "warning", "last_seen": 100,
            "digest": "d", "last_first_seen": 100}
     resolved = apply(old, CLEAR, 200)
-    assert resolved is not None and resolved["id"] == "x" and resolved["status"] == "resolved"
+    assert resolved is not None
+    assert resolved["id"] == "x"
+    assert resolved["status"] == "resolved"
     assert resolved["root_cause_id"] is None
     assert apply(old, CLEAR, 150) is None  # still a replay guard from last_seen
 
@@ -257,7 +282,8 @@ def test_one_open_alert_severity_follows_and_hold_off_is_kept(sequence: list[Ste
         assert state["open"] == open_id
         if kind in ("info", "warning", "critical") and open_id is not None:
             shown = last[open_id]
-            assert shown["severity"] == kind and shown["evidence"].get("v") == value, \
+            assert shown["severity"] == kind, "an open alert must show the latest assessment"
+            assert shown["evidence"].get("v") == value, \
                 "an open alert must show the latest assessment"
 
 
@@ -311,7 +337,8 @@ def test_a_pending_opening_falls_due_on_a_later_message_or_at_the_end_of_a_recor
     offline = OfflineDiagnostics(VehiclePipeline({"dtc": PersistentCodes()}))
     assert offline.process([code(1, 0, "active"), telemetry(2, H - 1)]) == []
     (opened,) = offline.process([telemetry(3, H)])  # the detector says nothing new here
-    assert opened["status"] == "open" and opened["first_seen"] == 0
+    assert opened["status"] == "open"
+    assert opened["first_seen"] == 0
     assert opened["last_seen"] == H
     # A code that clears within the hour never becomes an alert (a look-alike blip).
     blip = OfflineDiagnostics(VehiclePipeline({"dtc": PersistentCodes()}))
@@ -323,4 +350,5 @@ def test_a_pending_opening_falls_due_on_a_later_message_or_at_the_end_of_a_recor
     assert quiet.process([code(1, 0, "active")]) == []
     assert quiet.finish(H - 1) == []
     (at_end,) = quiet.finish(2 * H)
-    assert at_end["id"] == opened["id"] and at_end["last_seen"] == 2 * H
+    assert at_end["id"] == opened["id"]
+    assert at_end["last_seen"] == 2 * H

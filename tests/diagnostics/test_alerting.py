@@ -37,23 +37,35 @@ def apply(state: dict[str, Any], assessment: Assessment, ts: int,
 def test_open_update_resolve_reopen() -> None:
     state = alerting.new_alert_state()
     a1 = apply(state, active(v=1), 100)
-    assert a1 is not None and a1["status"] == "open" and a1["first_seen"] == 100
+    assert a1 is not None
+    assert a1["status"] == "open"
+    assert a1["first_seen"] == 100
     assert tuple(a1) == alerting.ALERT_KEYS
     a2 = apply(state, active("critical", v=2), 200)  # escalates
-    assert a2 is not None and a2["id"] == a1["id"] and a2["severity"] == "critical"
-    assert a2["first_seen"] == 100 and a2["last_seen"] == 200
+    assert a2 is not None
+    assert a2["id"] == a1["id"]
+    assert a2["severity"] == "critical"
+    assert a2["first_seen"] == 100
+    assert a2["last_seen"] == 200
     a3 = apply(state, active("warning", v=3), 300)  # de-escalates
-    assert a3 is not None and a3["id"] == a1["id"] and a3["severity"] == "warning"
+    assert a3 is not None
+    assert a3["id"] == a1["id"]
+    assert a3["severity"] == "warning"
     assert apply(state, ABSTAIN, 350) is None
     assert apply(state, ABSTAIN_ACTIVE, 360) is None
     r = apply(state, CLEAR, 400)
-    assert r is not None and r["status"] == "resolved" and r["id"] == a1["id"]
+    assert r is not None
+    assert r["status"] == "resolved"
+    assert r["id"] == a1["id"]
     assert r["severity"] == "warning"  # the severity it reached, not the clearing "info"
-    assert r["first_seen"] == 100 and r["last_seen"] == 400
+    assert r["first_seen"] == 100
+    assert r["last_seen"] == 400
     assert r["evidence"] == {"latest_v25": 12.7}
     assert apply(state, CLEAR, 500) is None
     again = apply(state, active(v=4), 600)
-    assert again is not None and again["id"] != a1["id"] and again["first_seen"] == 600
+    assert again is not None
+    assert again["id"] != a1["id"]
+    assert again["first_seen"] == 600
     assert again["id"] == alerting.alert_id("vehicle", "V1", "weak_12v_battery", 600)
 
 
@@ -71,7 +83,8 @@ def test_ids_are_deterministic_and_replays_are_ignored() -> None:
     a = apply(s1, active(), 100)
     b = apply(s2, active(), 100)
     assert a == b
-    assert a is not None and a["id"] == alerting.alert_id("vehicle", "V1", "weak_12v_battery", 100)
+    assert a is not None
+    assert a["id"] == alerting.alert_id("vehicle", "V1", "weak_12v_battery", 100)
     assert apply(s1, active("critical", v=9), 50) is None  # older than what was reported
     assert apply(s1, CLEAR, 99) is None
     # Another asset or type never shares an id.
@@ -85,7 +98,9 @@ def test_no_reopen_in_the_millisecond_the_previous_alert_was_opened() -> None:
     assert apply(state, CLEAR, 100) is not None
     assert apply(state, active(v=1), 100) is None  # would reuse the resolved alert's id
     later = apply(state, active(v=1), 101)
-    assert first is not None and later is not None and later["id"] != first["id"]
+    assert first is not None
+    assert later is not None
+    assert later["id"] != first["id"]
 
 
 def test_state_is_json() -> None:
@@ -153,7 +168,8 @@ def test_state_machine_invariants(sequence: list[tuple[str, int, int]]) -> None:
                 assert ts == last_first_seen, "an active assessment did not open an alert"
             continue
         assert tuple(alert) == alerting.ALERT_KEYS
-        assert alert["last_seen"] == ts and alert["first_seen"] <= ts
+        assert alert["last_seen"] == ts
+        assert alert["first_seen"] <= ts
         assert alert["id"] == alerting.alert_id("vehicle", "V1", "weak_12v_battery",
                                                 alert["first_seen"])
         assert alert["id"] not in closed, "a resolved alert was reopened or updated"
@@ -169,8 +185,8 @@ def test_state_machine_invariants(sequence: list[tuple[str, int, int]]) -> None:
             open_id = alert["id"]
         else:
             assert kind == "clear"
-            assert open_id is not None and alert["id"] == open_id, \
-                "resolved an alert that was not open"
+            assert open_id is not None, "resolved an alert that was not open"
+            assert alert["id"] == open_id, "resolved an alert that was not open"
             assert alert["severity"] == last_emitted[open_id]["severity"]
             closed.add(alert["id"])
             open_id = None

@@ -71,7 +71,8 @@ def test_one_charger_failing_with_several_cars_is_the_charger() -> None:
     alerts = run(stream)
     assert opened(alerts) == {("charger", "CP-1", "charger_fault")}
     ev = next(a for a in alerts if a["asset_id"] == "CP-1")["evidence"]
-    assert ev["fleet_cars_failing_here"] == ["CAR-A"] and ev["walk_in_cars_failing_here"] == 1
+    assert ev["fleet_cars_failing_here"] == ["CAR-A"]
+    assert ev["walk_in_cars_failing_here"] == 1
     assert ev["abnormal_sessions"] == 2
 
 
@@ -130,9 +131,11 @@ def test_a_redelivered_outcome_is_ignored_and_the_alert_resolves_when_failures_a
     first, _ = attribution.process(stream, states)
     again, changed = attribution.process(stream[-2:], states)
     assert opened(first) == {("charger", "CP-1", "charger_fault")}
-    assert again == [] and changed == set()
+    assert again == []
+    assert changed == set()
     repaired, _ = attribution.process([o("CP-1", None) for _ in range(12)], states)
-    assert repaired[-1]["status"] == "resolved" and repaired[-1]["asset_id"] == "CP-1"
+    assert repaired[-1]["status"] == "resolved"
+    assert repaired[-1]["asset_id"] == "CP-1"
 
 
 def test_a_charger_failing_more_and_more_predicts_out_of_service() -> None:
@@ -191,7 +194,8 @@ def test_a_retry_at_the_same_charger_is_not_a_second_charger() -> None:
     assert opened(first) == set()
     then, _ = attribution.process([o("CP-2", "BAD", True, "GroundFailure")], states)
     alert = [a for a in then if a["asset_id"] == "BAD"][-1]
-    assert alert["status"] == "open" and alert["type"] == "charging_inlet_fault"
+    assert alert["status"] == "open"
+    assert alert["type"] == "charging_inlet_fault"
     assert alert["evidence"]["chargers_failing_with_this_car"] == ["CP-1", "CP-2"]
 
 
@@ -346,7 +350,8 @@ def test_an_alert_on_separate_visits_holds_while_they_stay_in_the_window() -> No
     assert not any(a["asset_id"] == "BAD" and a["status"] == "resolved" for a in later)
     # The title says it is held, not a rule that no longer holds ("at 1 chargers").
     held = [a for a in later if a["asset_id"] == "BAD"]
-    assert held and held[-1]["title"] == (
+    assert held
+    assert held[-1]["title"] == (
         "Charging inlet / on-board charger fault: sessions still fail or start slowly")
 
 

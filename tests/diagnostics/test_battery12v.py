@@ -126,12 +126,15 @@ def test_evidence_is_complete_plain_json() -> None:
     assert json.loads(json.dumps(ev, allow_nan=False)) == ev
     assert all(v is None or (isinstance(v, int | float) and math.isfinite(v))
                for v in ev.values())
-    assert ev["failure_v25"] == 11.9 and ev["temp_coeff_v_per_c"] == 0.0025
-    assert ev["samples"] >= 3 and ev["window_days"] >= 2
+    assert ev["failure_v25"] == 11.9
+    assert ev["temp_coeff_v_per_c"] == 0.0025
+    assert ev["samples"] >= 3
+    assert ev["window_days"] >= 2
     assert ev["predicted_failure_ts"] == alert["predicted_failure_ts"]
     assert ev["days_to_failure"] == pytest.approx(
         (ev["predicted_failure_ts"] - ev["last_sample_ts"]) / DAY_MS, abs=0.01)
-    assert "about" in alert["recommended_action"] and "days" in alert["recommended_action"]
+    assert "about" in alert["recommended_action"]
+    assert "days" in alert["recommended_action"]
 
 
 def test_severity_escalates_as_failure_approaches() -> None:
@@ -155,7 +158,8 @@ def test_ignition_events_work_as_well_as_the_key_state_signal() -> None:
                                       ignition_events=True, key_in_telemetry=False))
     with_signal = Run().feed(messages(days, weakening(v0, 0.05, onset), seed=6))
     for run in (with_events, with_signal):
-        assert run.opened and fail_ts - run.opened[0]["first_seen"] >= 2 * DAY_MS
+        assert run.opened
+        assert fail_ts - run.opened[0]["first_seen"] >= 2 * DAY_MS
 
 
 def test_failure_already_reached_is_critical_and_says_so_today() -> None:
@@ -259,7 +263,8 @@ def test_stale_data_neither_raises_nor_clears_an_open_alert() -> None:
 def test_too_few_samples_is_an_abstention_not_an_alert() -> None:
     run = Run().feed(messages(1.5, lambda _d: 11.95, seed=3))  # already very weak
     assert run.alerts == []
-    assert run.abstentions and all("resting samples over" in r for r in run.abstentions)
+    assert run.abstentions
+    assert all("resting samples over" in r for r in run.abstentions)
     assert all(not a.active for _, a in run.assessments)
 
 
@@ -271,7 +276,8 @@ def test_abstains_with_a_reason_when_signals_are_missing(options: dict[str, Any]
                                                          ) -> None:
     run = Run().feed(messages(10, weakening(12.5, 0.08, 0.0), seed=3, **options))
     assert run.alerts == []
-    assert len(run.abstentions) == 1 and why in run.abstentions[0], run.abstentions
+    assert len(run.abstentions) == 1, run.abstentions
+    assert why in run.abstentions[0], run.abstentions
 
 
 # ------------------------------------------------------------------------- hysteresis
@@ -282,7 +288,8 @@ def test_battery_replacement_resolves_the_alert() -> None:
     swap_day = onset + (v0 - 12.15) / 0.06  # replaced when V25 is down to 12.15 V
     run = Run().feed(messages(30, replaced(weakening(v0, 0.06, onset), swap_day), seed=9))
     statuses = [a["status"] for a in run.alerts]
-    assert statuses[0] == "open" and statuses[-1] == "resolved"
+    assert statuses[0] == "open"
+    assert statuses[-1] == "resolved"
     assert statuses.count("resolved") == 1, "the alert flapped after the replacement"
     assert len({a["id"] for a in run.alerts}) == 1
     resolved = run.alerts[-1]
@@ -327,16 +334,19 @@ def test_one_resting_sample_per_overnight_park_is_the_compensated_median() -> No
     assert state["hist"] == [[pytest.approx(state["hist"][0][0]), pytest.approx(12.61, abs=1e-3)]]
     # Sampled between 4 h and 10 h after key-off.
     assert 4 * HOUR_MS <= state["hist"][0][0] - START_MS <= 10 * HOUR_MS
-    assert assessment.abstain_reason and "1 resting samples" in assessment.abstain_reason
+    assert assessment.abstain_reason
+    assert "1 resting samples" in assessment.abstain_reason
 
 
 def test_low_but_flat_battery_is_raised_as_info_and_clears_with_hysteresis() -> None:
     detector = WeakBattery12V()
     state = detector.new_state()
     low = days_of_parks(detector, state, [12.15, 12.15, 12.15])
-    assert low[-1].active and low[-1].severity == "info"
+    assert low[-1].active
+    assert low[-1].severity == "info"
     assert low[-1].predicted_failure_ts is None
-    assert "low" in low[-1].title and "test" in low[-1].recommended_action
+    assert "low" in low[-1].title
+    assert "test" in low[-1].recommended_action
     # Recovering a little is not enough: within warn_v25 + clear_margin_v it stays raised.
     (mid,) = days_of_parks(detector, state, [12.28], first_day=3)
     assert mid.active
@@ -348,7 +358,8 @@ def test_below_critical_voltage_is_critical_even_without_a_trend() -> None:
     detector = WeakBattery12V()
     state = detector.new_state()
     out = days_of_parks(detector, state, [11.98, 11.97, 11.98])
-    assert out[-1].active and out[-1].severity == "critical"
+    assert out[-1].active
+    assert out[-1].severity == "critical"
 
 
 def test_a_noisy_downward_fit_that_is_not_significant_does_not_raise() -> None:
@@ -362,7 +373,8 @@ def test_a_noisy_downward_fit_that_is_not_significant_does_not_raise() -> None:
     last = out[-1]
     assert last.evidence["slope_v_per_day"] < -0.01
     assert last.evidence["slope_v_per_day"] + 2 * last.evidence["slope_stderr"] > 0
-    assert not last.active and last.evidence["predicted_failure_ts"] is None
+    assert not last.active
+    assert last.evidence["predicted_failure_ts"] is None
 
 
 def test_three_samples_need_more_than_two_standard_errors() -> None:
@@ -400,7 +412,8 @@ def test_severity_follows_the_days_to_failure(rate: float, severity: str) -> Non
     # Seven clean daily samples ending at 12.20 V: 15, 6 and 2.5 days from 11.9 V.
     out = days_of_parks(detector, state, [round(12.20 + rate * (6 - i), 4) for i in range(7)])
     last = out[-1]
-    assert last.active and last.severity == severity
+    assert last.active
+    assert last.severity == severity
     assert last.evidence["days_to_failure"] == pytest.approx(0.30 / rate, rel=0.05)
 
 
@@ -425,10 +438,13 @@ def test_top_up_while_parked_restarts_the_rest_clock_and_is_not_a_key_on() -> No
     assert state["rest"] == t0
     t1 = t0 + 3 * HOUR_MS
     changed, _ = detector.update(state, t1, {KEY: "OFF", VOLTS: 12.6, AMPS: 5.0})
-    assert changed and state["rest"] == t1 and state["on"] is False  # current alone: top-up
+    assert changed
+    assert state["rest"] == t1
+    assert state["on"] is False
     t2 = t1 + HOUR_MS // 2
     detector.update(state, t2, {KEY: "OFF", VOLTS: 14.0})
-    assert state["rest"] == t2 and state["on"] is False
+    assert state["rest"] == t2
+    assert state["on"] is False
     # Within the rest delay after the top-up nothing is sampled ...
     detector.update(state, t2 + 3 * HOUR_MS, {KEY: "OFF", VOLTS: 12.7, AIR: 10.0})
     assert state["win"] == []
@@ -468,7 +484,8 @@ def test_late_and_malformed_messages_are_ignored() -> None:
     restored = json.loads(snapshot)
     assert {k: v for k, v in state.items() if k not in ("ts", "tb", "tb_ts", "amb")} == \
         {k: v for k, v in restored.items() if k not in ("ts", "tb", "tb_ts", "amb")}
-    assert state["on"] is False and state["win"] == []
+    assert state["on"] is False
+    assert state["win"] == []
 
 
 def test_state_from_an_older_detector_version_is_upgraded() -> None:
@@ -476,8 +493,10 @@ def test_state_from_an_older_detector_version_is_upgraded() -> None:
     old = {"on": False, "rest": 1, "win": [], "taken": True, "tb": 5.0, "tb_ts": 1,
            "hist": [[START_MS, 12.5], [START_MS + DAY_MS, 12.4]], "active": True}
     changed, _ = detector.update(old, START_MS + 2 * DAY_MS, {KEY: "OFF", VOLTS: 12.8})
-    assert changed and set(old) == set(detector.new_state())
-    assert old["hist"] == [[START_MS, 12.5], [START_MS + DAY_MS, 12.4]] and old["active"]
+    assert changed
+    assert set(old) == set(detector.new_state())
+    assert old["hist"] == [[START_MS, 12.5], [START_MS + DAY_MS, 12.4]]
+    assert old["active"]
 
 
 def test_parameters_are_validated() -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from diagnostics.base import Assessment
-from diagnostics.cell_imbalance import CELL_ID_MIN, CELL_MAX, CELL_MIN, CellImbalance
+from diagnostics.cell_imbalance import CELL_ID_MIN, CellImbalance
+from diagnostics.signals import CELL_MAX, CELL_MIN
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -96,11 +97,12 @@ def test_a_drifting_cell_is_raised_well_before_the_bms_limit() -> None:
     assert ev["predicted_failure_earliest_ts"] <= ev["predicted_failure_ts"] <= ev[
         "predicted_failure_latest_ts"]
     # Severity escalates as the limit approaches, and the state stays small.
-    assert out[-1][1].active and out[-1][1].severity == "critical"
+    assert out[-1][1].active
+    assert out[-1][1].severity == "critical"
     assert len(json.dumps(state)) < 16 * 1024
 
 
-@pytest.mark.parametrize("name, options", [
+@pytest.mark.parametrize(("name", "options"), [
     ("cold snap", {"ambient": lambda d: 12.0 if d < 8 or d > 14 else -15.0}),
     ("winter getting colder", {"ambient": lambda d: 15.0 - 1.5 * d}),
     ("low SoC week", {"soc": lambda d: 60.0 - 6.0 * d if d < 9 else 10.0}),
@@ -133,11 +135,13 @@ def test_abstains_without_cell_signals_and_with_too_few_samples() -> None:
             del signals[CELL_MIN]
             yield ts, signals
     _, state, out = run(no_cells())
-    assert out and all(a.abstain_reason is not None for _, a in out)
+    assert out
+    assert all(a.abstain_reason is not None for _, a in out)
     assert "no resting cell-voltage sample" in (out[-1][1].abstain_reason or "")
     assert state["hist"] == []
     _, _, early = run(car(1.2))
-    assert early and early[0][1].abstain_reason is not None
+    assert early
+    assert early[0][1].abstain_reason is not None
     assert "need 4" in (early[0][1].abstain_reason or "")
 
 
@@ -150,7 +154,8 @@ def test_clears_after_the_pack_is_repaired() -> None:
             yield ts, signals
     _, state, out = run(repaired())
     assert first_raise(out) is not None
-    assert not out[-1][1].active and not state["active"]
+    assert not out[-1][1].active
+    assert not state["active"]
 
 
 def test_constant_input_gives_finite_evidence() -> None:
@@ -180,7 +185,8 @@ def test_the_fleet_is_unchanged_for_cars_without_the_fault() -> None:
     assert others(plain) == others(faulty)
     assert not any(b"CellVoltage" in m[2] for m in plain.messages(end))
     cells = [m for m in faulty.messages(end) if b"CellVoltage" in m[2]]
-    assert cells and all(truth["vin"] in m[1] for m in cells)
+    assert cells
+    assert all(truth["vin"] in m[1] for m in cells)
     assert truth["failure_ts"] > truth["onset_ts"]
 
 
@@ -192,6 +198,8 @@ def test_eval_scores_the_cell_drift_fault() -> None:
     report = score_run(run_scenario(Scenario(2, 8, 0, 30, {"cell_drift": 2}, 120, 1800),
                                     processes=1))
     f = report["faults"]["cell_drift"]
-    assert f["detected"] == 2 and f["missed"] == 0
-    assert report["false_alerts_on_healthy_vehicles"] == 0 and report["duplicate_alerts"] == 0
+    assert f["detected"] == 2
+    assert f["missed"] == 0
+    assert report["false_alerts_on_healthy_vehicles"] == 0
+    assert report["duplicate_alerts"] == 0
     assert f["worst_lead_time_h"] >= 7 * 24

@@ -50,18 +50,22 @@ def test_a_folding_charger_is_flagged_at_its_second_session() -> None:
     alerts = opened(run(first + second))
     assert len(alerts) == 1
     alert = alerts[0]
-    assert alert["asset_kind"] == "charger" and alert["asset_id"] == "CP-0001"
-    assert alert["type"] == "charger_derating" and alert["severity"] == "warning"
+    assert alert["asset_kind"] == "charger"
+    assert alert["asset_id"] == "CP-0001"
+    assert alert["type"] == "charger_derating"
+    assert alert["severity"] == "warning"
     assert alert["first_seen"] == second[-2]["ts"]  # at the end of the second session
     ev = alert["evidence"]
-    assert 0.65 < ev["ratio"] < 0.75 and ev["derated_sessions"] == 2
+    assert 0.65 < ev["ratio"] < 0.75
+    assert ev["derated_sessions"] == 2
     assert ev["offered_w"] == 150_000
 
 
 def test_walk_in_cars_without_vin_are_enough() -> None:
     c = Charger(offered_w=22_000)
     alerts = opened(run(list(sessions(c, 3, folding(11_000, 0.6)))))
-    assert len(alerts) >= 1 and alerts[0]["evidence"]["derated_sessions"] == 2
+    assert len(alerts) >= 1
+    assert alerts[0]["evidence"]["derated_sessions"] == 2
 
 
 def test_one_car_limiting_itself_mid_session_among_healthy_ones_is_no_alert() -> None:
@@ -99,7 +103,8 @@ def test_a_repaired_charger_resolves_the_alert() -> None:
     records = list(sessions(c, 3, folding(120_000, 0.6)))
     records += list(sessions(c, 4, steady(120_000), start=T0 + 5 * DAY_MS))
     alerts = run(records)
-    assert [a["status"] for a in alerts][0] == "open" and alerts[-1]["status"] == "resolved"
+    assert [a["status"] for a in alerts][0] == "open"
+    assert alerts[-1]["status"] == "resolved"
 
 
 def test_a_missed_session_end_is_judged_at_the_next_transaction() -> None:
@@ -118,5 +123,9 @@ def test_redelivered_records_change_nothing() -> None:
     states: dict[str, Any] = {}
     first, _, outcomes = pipeline.process(records, states)
     again, changed, outcomes_again = pipeline.process(records, states)
-    assert first and again == [] and outcomes_again == [] and changed == set()
-    assert len(outcomes) == 3 and pipeline.duplicates == len(records)
+    assert first
+    assert again == []
+    assert outcomes_again == []
+    assert changed == set()
+    assert len(outcomes) == 3
+    assert pipeline.duplicates == len(records)

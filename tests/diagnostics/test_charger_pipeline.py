@@ -5,9 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from diagnostics.charger_pipeline import ChargerPipeline
+from diagnostics.charger_silence import ChargerSilencePipeline
 from diagnostics.offline import OfflineDiagnostics
 from diagnostics.pipeline import position_key
+from diagnostics.registry import DETECTORS
 from tests.diagnostics.charger_series import DAY_MS, T0, Charger, folding, steady
+
+
+def test_every_registered_charger_detector_runs_in_exactly_one_charger_pipeline() -> None:
+    """The charger pipeline runs those that do not sweep, the silence pipeline the one that
+    does (with its own states and sweep clocks)."""
+    charger_pipeline, silence = ChargerPipeline(), ChargerSilencePipeline()
+    assert not any(d.sweeps for d in charger_pipeline.detectors.values())
+    assert silence.detector.sweeps
+    assert sorted([*charger_pipeline.detectors, silence.alert_type]) == sorted(
+        DETECTORS["charger"])
 
 
 def test_finished_sessions_become_outcomes_with_vin_or_none() -> None:
@@ -29,8 +41,10 @@ def test_process_source_writes_states_then_the_position_and_leaves_the_table_alo
     records = list(c.session(T0, 30, folding(100_000, 0.5)))
     alerts, writes, outcomes = pipeline.process_source(table, 3, 41, records)
     assert table == {}  # the caller writes
-    assert list(writes) == ["CP-0001", position_key(3)] and writes[position_key(3)] == 41
-    assert len(outcomes) == 1 and alerts == []
+    assert list(writes) == ["CP-0001", position_key(3)]
+    assert writes[position_key(3)] == 41
+    assert len(outcomes) == 1
+    assert alerts == []
     table.update(writes)
     more = list(c.session(T0 + DAY_MS, 30, folding(100_000, 0.5)))
     alerts, writes, _ = pipeline.process_source(table, 3, 42, more)
@@ -70,7 +84,8 @@ def _flapping_then_recovered(pipeline: ChargerPipeline, states: dict[str, Any]) 
         profile = folding(100_000, 0.5) if kind == "f" else steady(100_000)
         alerts += pipeline.process(c.session(t, 40, profile), states)[0]
         t += 1_800_000
-    assert alerts[-1]["status"] == "open" and alerts[-1]["evidence"]["flapping"]
+    assert alerts[-1]["status"] == "open"
+    assert alerts[-1]["evidence"]["flapping"]
     assert states["CP-0001"]["alerts"]["charger_derating"]["pending"] is not None
     return c, t, alerts
 

@@ -75,7 +75,8 @@ def test_start_up_is_timed_from_plug_in_to_the_first_charging() -> None:
     # Never charged (plugged in, then faulted): no start-up time.
     _, (s,) = run([c.status(200_000, "Preparing"),
                    c.status(230_000, "Faulted", "ConnectorLockFailure")])
-    assert s.startup_ms is None and s.abnormal
+    assert s.startup_ms is None
+    assert s.abnormal
 
 
 def test_a_fault_ends_the_session_abnormally_with_its_error_code() -> None:
@@ -117,7 +118,8 @@ def test_meter_values_after_the_end_do_not_reopen_the_session() -> None:
     records = normal_session(c, 0)
     records.insert(-1, c.meter(35, 4000.0, 0.0))  # same transaction, after Finishing
     _, changed = run(records)
-    assert len(changed) == 1 and changed[0].end_status == "Finishing"
+    assert len(changed) == 1
+    assert changed[0].end_status == "Finishing"
 
 
 def test_connectors_are_tracked_separately_and_connector_0_never_holds_a_session() -> None:

@@ -7,23 +7,27 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diagnostics.battery12v import CURRENT, KEY_STATE, VOLTAGE
 from diagnostics.daily import (
-    CELL_MAX,
-    CELL_MIN,
     CELL_SPREAD,
-    DAY_MS,
-    HV_CHARGING,
     PARKED_DRAW_12V,
     RESTING_12V,
     SOH,
-    SOH_SIGNAL,
     TIRE_INDICATORS,
     DailyIndicators,
     DayAggregate,
     utc_day,
 )
+from diagnostics.signals import (
+    CELL_MAX,
+    CELL_MIN,
+    CHARGING,
+    CURRENT,
+    KEY_STATE,
+    STATE_OF_HEALTH,
+    VOLTAGE,
+)
 from ingest.contract import TIRE_PRESSURE_SIGNALS
+from vocab.eventtime import DAY_MS
 
 VIN = "WCRAAAAAAAAAAAAA1"
 HOUR = 3_600_000
@@ -38,7 +42,8 @@ def tele(ts: int, vin: str = VIN, **signals: Any) -> dict[str, Any]:
 
 def sig(**named: Any) -> dict[str, Any]:
     names = {"key": KEY_STATE, "volts": VOLTAGE, "amps": CURRENT, "fl": FRONT_LEFT,
-             "cmax": CELL_MAX, "cmin": CELL_MIN, "soh": SOH_SIGNAL, "hv_charging": HV_CHARGING}
+             "cmax": CELL_MAX, "cmin": CELL_MIN, "soh": STATE_OF_HEALTH,
+             "hv_charging": CHARGING}
     return {names[k]: v for k, v in named.items()}
 
 
@@ -136,7 +141,8 @@ def test_a_module_kept_awake_shows_in_the_parked_draw_but_a_long_drive_does_not(
               + [tele(T0 + h * HOUR, **sig(volts=12.5, amps=-1.2)) for h in range(1, 20)])
     healthy_row = by_indicator(healthy.drain())[("2026-01-01", PARKED_DRAW_12V)]
     awake_row = by_indicator(awake.drain())[("2026-01-01", PARKED_DRAW_12V)]
-    assert healthy_row[2] == 1.2 and healthy_row[0] == 8
+    assert healthy_row[2] == 1.2
+    assert healthy_row[0] == 8
     assert abs(awake_row[3] / awake_row[0] - 28.8) < 1e-9
 
 

@@ -46,11 +46,13 @@ def test_codes_join_one_alert_that_escalates_and_resolves() -> None:
     # A code set again within the detector's hold-off reopens the same alert (alarm hygiene:
     # one problem, not a new one per flicker); one set after it is a new alert.
     soon, _ = pipeline.process([event(6, "U0100")], states)
-    assert soon[0]["id"] == first[0]["id"] and soon[0]["severity"] == "warning"
+    assert soon[0]["id"] == first[0]["id"]
+    assert soon[0]["severity"] == "warning"
     pipeline.process([event(7, "U0100", "cleared")], states)
     hold_off_s = DiagnosticTroubleCodes.alarm_policy.hold_off_ms // 1000
     again, _ = pipeline.process([event(8 + hold_off_s, "U0100")], states)
-    assert again[0]["id"] != first[0]["id"] and again[0]["severity"] == "warning"
+    assert again[0]["id"] != first[0]["id"]
+    assert again[0]["severity"] == "warning"
 
 
 def test_unknown_clear_and_telemetry_change_nothing() -> None:

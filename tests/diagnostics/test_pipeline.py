@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diagnostics.pipeline import LatestValues, VehiclePipeline, latest_signal_rows
+from diagnostics.registry import DETECTORS
 from tests.diagnostics.battery_series import DAY_MS, START_MS, failure_day, series, weakening
 
 VIN = "WCRAAAAAAAAAAAAA1"
@@ -43,7 +44,8 @@ def test_redelivered_records_are_dropped_and_do_not_dirty_state() -> None:
     pipeline.process(recs, states)
     snapshot = repr(states)
     out, changed = pipeline.process(recs[-20:], states)  # at-least-once redelivery
-    assert out == [] and changed == set()
+    assert out == []
+    assert changed == set()
     assert pipeline.duplicates == 20
     assert repr(states) == snapshot
 
@@ -55,7 +57,8 @@ def test_device_counter_reset_is_not_mistaken_for_duplicates() -> None:
                        "data": {"signals": {"Vehicle.Speed": 1.0}}}], states)
     pipeline.process([{"kind": "vehicle_telemetry", "id": VIN, "ts": 2000, "seq": 1,
                        "data": {"signals": {"Vehicle.Speed": 2.0}}}], states)
-    assert pipeline.duplicates == 0 and states[VIN]["seq"] == 1
+    assert pipeline.duplicates == 0
+    assert states[VIN]["seq"] == 1
 
 
 def test_latest_rows_are_coalesced_per_batch() -> None:
@@ -95,7 +98,8 @@ def test_latest_values_merge_by_event_time_per_signal() -> None:
         ("vehicle", VIN, "Vehicle.Exterior.AirTemperature", 5.0, 3),
         ("charger", "CP-1", "OCPP.Connector2.Power.Active.Import", 7000.0, 4),
     ])
-    assert latest.drain() == [] and len(latest) == 0
+    assert latest.drain() == []
+    assert len(latest) == 0
 
 
 @settings(max_examples=200, deadline=None)
@@ -121,3 +125,10 @@ def test_latest_values_keep_per_signal_the_newest_value_whatever_the_flush_split
     assert {(a, p): (ts, v) for _k, a, p, v, ts in rows} == expected
     assert len(rows) == len(expected)
     assert latest.drain() == []
+
+
+def test_the_vehicle_pipeline_runs_the_registered_vehicle_detectors() -> None:
+    pipeline = VehiclePipeline()
+    assert list(pipeline.detectors) == list(DETECTORS["vehicle"])  # the order alerts come in
+    assert set(pipeline.sweepers) == {t for t, cls in DETECTORS["vehicle"].items() if cls.sweeps}
+    assert set(pipeline.sweepers) == {"vehicle_silent"}

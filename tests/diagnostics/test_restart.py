@@ -12,7 +12,8 @@ committed offset. Two things can differ after a restart, and both are exercised 
 
 ``Worker`` below does what ``worker/agents.py``'s ``diagnose`` agent does, record for record,
 with a list of (key, JSON) per partition standing in for the changelog topic and a dict for the
-alert store (which keeps the delivery with the newest ``last_seen`` per id, as ``storage/store.py``).
+alert store (which keeps the delivery with the newest ``last_seen`` per id, as
+``storage/store.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from diagnostics.pipeline import (
 )
 from ingest.contract import validate
 from ingest.kafka import partition_for
-from simulators.fleet import DAY_MS, Fleet
+from simulators.fleet import Fleet
+from vocab.eventtime import DAY_MS
 
 PARTITIONS = 2
 BATCH = 40  # records per bridge flush, split into one Kafka record per partition
@@ -227,7 +229,8 @@ def test_a_redelivered_record_leaves_the_position_where_it_is() -> None:
     before = orjson.dumps(states)
     alerts, writes = pipeline.process_source(states, partition, offset,
                                              partitions[partition][offset])
-    assert alerts == [] and list(writes) == [position_key(partition)]
+    assert alerts == []
+    assert list(writes) == [position_key(partition)]
     assert writes[position_key(partition)] == states[position_key(partition)] > offset
     assert orjson.dumps(states) == before
 

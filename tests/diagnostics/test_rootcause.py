@@ -45,7 +45,8 @@ def test_links_point_at_the_root_of_a_chain() -> None:
 
 def test_every_link_is_explained_and_not_circular() -> None:
     for link in rootcause.LINKS:
-        assert link.effect != link.cause and len(link.why) > 20
+        assert link.effect != link.cause
+        assert len(link.why) > 20
     pairs = {(link.effect, link.cause) for link in rootcause.LINKS}
     assert not {(cause, effect) for effect, cause in pairs} & pairs
 
@@ -63,29 +64,35 @@ def test_a_consequence_opened_while_its_cause_is_open_carries_the_link() -> None
     states = {"weak_12v_battery": alerting.new_alert_state(), "dtc": alerting.new_alert_state()}
     cause = alerting.apply(states["weak_12v_battery"], assessment=ACTIVE, ts_ms=0,
                            related=states, **kw("weak_12v_battery"))
-    assert cause is not None and cause["root_cause_id"] is None
+    assert cause is not None
+    assert cause["root_cause_id"] is None
     lost = Assessment(active=True, severity="warning", title="U0100", evidence=codes("U0100"))
     effect = alerting.apply(states["dtc"], assessment=lost, ts_ms=H, related=states,
                             **kw("dtc"))
-    assert effect is not None and effect["root_cause_id"] == cause["id"]
+    assert effect is not None
+    assert effect["root_cause_id"] == cause["id"]
     # The battery resolves; the code's alert keeps its history (it arose from the battery).
     alerting.apply(states["weak_12v_battery"], assessment=CLEAR, ts_ms=2 * H, related=states,
                    **kw("weak_12v_battery"))
     more = Assessment(active=True, severity="warning", title="2", evidence=codes("U0100", "B1"))
     update = alerting.apply(states["dtc"], assessment=more, ts_ms=3 * H, related=states,
                             **kw("dtc"))
-    assert update is not None and update["root_cause_id"] == cause["id"]
+    assert update is not None
+    assert update["root_cause_id"] == cause["id"]
     # Resolved and back within the hold-off: the same alert, the same link.
     alerting.apply(states["dtc"], assessment=CLEAR, ts_ms=4 * H, related=states, **kw("dtc"))
     reopened = alerting.apply(states["dtc"], assessment=lost, ts_ms=5 * H, related=states,
                               **kw("dtc"))
-    assert reopened is not None and reopened["id"] == effect["id"]
+    assert reopened is not None
+    assert reopened["id"] == effect["id"]
     assert reopened["root_cause_id"] == cause["id"]
     # Later than the hold-off, with the battery resolved: a problem of its own.
     alerting.apply(states["dtc"], assessment=CLEAR, ts_ms=6 * H, related=states, **kw("dtc"))
     new = alerting.apply(states["dtc"], assessment=lost, ts_ms=20 * H, related=states,
                          **kw("dtc"))
-    assert new is not None and new["id"] != effect["id"] and new["root_cause_id"] is None
+    assert new is not None
+    assert new["id"] != effect["id"]
+    assert new["root_cause_id"] is None
 
 
 def test_a_cause_that_opens_later_does_not_link_retroactively() -> None:
@@ -98,7 +105,9 @@ def test_a_cause_that_opens_later_does_not_link_retroactively() -> None:
     more = Assessment(active=True, severity="warning", title="2", evidence=codes("U0100", "B1"))
     update = alerting.apply(states["dtc"], assessment=more, ts_ms=2 * H, related=states,
                             **kw("dtc"))
-    assert effect is not None and update is not None and update["root_cause_id"] is None
+    assert effect is not None
+    assert update is not None
+    assert update["root_cause_id"] is None
 
 
 class AlwaysWeak(DiagnosticTroubleCodes):

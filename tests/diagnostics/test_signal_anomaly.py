@@ -94,13 +94,17 @@ def test_a_pack_as_cold_as_the_air_in_a_deep_cold_snap_is_explained() -> None:
     assert out == []
     # What explains it: without the air temperature the same pack is unusual...
     _, out = run(SignalAnomaly(), deep_snap(air_offset=None))
-    assert out and out[0][1].active and out[0][1].evidence["signal"] == PACK
+    assert out
+    assert out[0][1].active
+    assert out[0][1].evidence["signal"] == PACK
     # ...and so is a pack reading far colder than the air (a sensor fault).
     _, out = run(SignalAnomaly(), deep_snap(air_offset=+15.0))
-    assert out and out[0][1].active
+    assert out
+    assert out[0][1].active
     # The rule is a parameter: without it the air does not matter.
     _, out = run(SignalAnomaly(explained_by={}), deep_snap(air_offset=-1.0))
-    assert out and out[0][1].active
+    assert out
+    assert out[0][1].active
 
 
 def test_explained_by_rejects_a_negative_margin() -> None:
@@ -119,11 +123,15 @@ def test_soh_recalibration_steps_are_not_anomalies_but_a_collapse_is() -> None:
     _, out = run(SignalAnomaly(), drives(40, healthy_pack, collapse))
     assert out, "a 14 % SoH drop must be flagged"
     ts, first = out[0]
-    assert first.active and first.severity == "info" and first.recommended_action
+    assert first.active
+    assert first.severity == "info"
+    assert first.recommended_action
     assert T0 + 20 * DAY <= ts < T0 + 21 * DAY
-    assert first.evidence["signal"] == SOH and first.evidence["value"] == 80.0
+    assert first.evidence["signal"] == SOH
+    assert first.evidence["value"] == 80.0
     assert abs(first.evidence["mean"] - 94.2) < 0.5  # the first high samples were learned
-    assert first.evidence["std"] == 1.0 and first.evidence["score"] >= 0.95
+    assert first.evidence["std"] == 1.0
+    assert first.evidence["score"] >= 0.95
     assert first.evidence["signals"] == [SOH]
 
 
@@ -140,10 +148,12 @@ def test_an_overheating_pack_is_flagged_and_clears_with_hysteresis() -> None:
     _, out = run(SignalAnomaly(), drives(40, hot, steady_soh))
     assert [a.active for _, a in out] == [True, False]
     (opened, raised), (closed, cleared) = out
-    assert raised.evidence["signal"] == PACK and raised.evidence["value"] > 40
+    assert raised.evidence["signal"] == PACK
+    assert raised.evidence["value"] > 40
     # Persistence: ten high samples spanning 30 minutes, so within the first day's drives.
     assert T0 + 25 * DAY + 8 * HOUR + 29 * MIN <= opened < T0 + 26 * DAY
-    assert closed >= T0 + 28 * DAY and cleared.evidence == {"signals": []}
+    assert closed >= T0 + 28 * DAY
+    assert cleared.evidence == {"signals": []}
 
 
 def test_at_most_one_state_write_per_signal_and_minute_and_the_state_stays_small() -> None:

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diagnostics.charger_silence import ChargerSilence
+from diagnostics.charger_silence import ChargerSilencePipeline
 from diagnostics.offline import OfflineDiagnostics
 from diagnostics.pipeline import VehiclePipeline, position_key, sweep_key
-from diagnostics.silence import SWEEP_INTERVAL_MS, Silence, new_clock, sweep_due
+from diagnostics.silence import SWEEP_INTERVAL_MS, ChargerSilence, Silence, new_clock, sweep_due
 
 T0 = 1_767_571_200_000
 MIN = 60_000
@@ -57,12 +57,15 @@ def test_lost_messages_do_not_alert_but_a_stopped_car_does_within_hours() -> Non
     assert 7.5 * HOUR < threshold < 8 * HOUR
     assert not active(detector, state, last + int(threshold))
     _, assessment = detector.sweep(state, last + int(threshold) + 15 * MIN)
-    assert assessment is not None and assessment.active and assessment.severity == "warning"
+    assert assessment is not None
+    assert assessment.active
+    assert assessment.severity == "warning"
     assert assessment.evidence["last_report_ts"] == last
     assert assessment.evidence["threshold_hours"] == round(threshold / HOUR, 2)
     assert assessment.recommended_action
     _, later = detector.sweep(state, last + 25 * HOUR)
-    assert later is not None and later.severity == "critical"
+    assert later is not None
+    assert later.severity == "critical"
 
 
 def test_a_clean_half_hour_pattern_alerts_after_the_three_hour_floor() -> None:
@@ -88,7 +91,8 @@ def test_abstains_before_the_pattern_is_known() -> None:
     state = feed(detector, [T0, T0 + 30 * MIN])
     changed, assessment = detector.sweep(state, T0 + DAY)
     assert not changed
-    assert assessment is not None and assessment.abstain_reason is not None
+    assert assessment is not None
+    assert assessment.abstain_reason is not None
 
 
 def test_report_after_a_silence_resolves_and_learns_the_gap_only_up_to_the_threshold() -> None:
@@ -96,7 +100,9 @@ def test_report_after_a_silence_resolves_and_learns_the_gap_only_up_to_the_thres
     state = feed(detector, every(T0, 30 * MIN, T0 + DAY))
     last = state["last"]
     changed, assessment = detector.report(state, last + 3 * DAY)
-    assert changed and assessment is not None and not assessment.active
+    assert changed
+    assert assessment is not None
+    assert not assessment.active
     assert assessment.evidence["silent_hours"] == 72.0
     # The 3-day outage is learned as a 3 h gap (the threshold), not as 3 days.
     assert state["gap"] == 3 * HOUR
@@ -121,8 +127,22 @@ def test_late_messages_change_nothing() -> None:
 def test_bad_parameters_are_named() -> None:
     with pytest.raises(ValueError, match="floor_s"):
         Silence(floor_s=0)
-    with pytest.raises(ValueError, match="asset"):
-        Silence(asset="boat")
+
+
+def test_a_charger_s_silence_has_the_car_s_rules_and_the_charger_s_words() -> None:
+    assert ChargerSilence().params() == Silence().params()
+    assert (ChargerSilence.name, ChargerSilence.version) == (Silence.name, Silence.version)
+    state = feed(ChargerSilence(), every(T0, 30 * MIN, T0 + DAY))
+    _, assessment = ChargerSilence().sweep(state, T0 + 2 * DAY)
+    assert assessment is not None
+    assert assessment.title == "Charger has stopped reporting"
+
+
+def test_the_charger_silence_pipeline_runs_one_detector() -> None:
+    assert isinstance(ChargerSilencePipeline().detector, ChargerSilence)
+    assert ChargerSilencePipeline().alert_type == "charger_silent"
+    with pytest.raises(ValueError, match="exactly one"):
+        ChargerSilencePipeline({"a": ChargerSilence(), "b": ChargerSilence()})
 
 
 def test_sweeps_happen_once_per_boundary_of_event_time() -> None:
@@ -168,8 +188,10 @@ def test_the_fleet_clock_finds_the_silent_car_and_its_return_resolves_the_alert(
     # are the only clock, so the sweep comes within 30 min (not 15) after the threshold.
     assert opened["first_seen"] % SWEEP_INTERVAL_MS == 0
     assert last_report + 3 * HOUR < opened["first_seen"] <= last_report + 3 * HOUR + 30 * MIN
-    assert opened["type"] == "vehicle_silent" and opened["asset_kind"] == "vehicle"
-    assert resolved["id"] == opened["id"] and resolved["last_seen"] == back_at + 11 * MIN
+    assert opened["type"] == "vehicle_silent"
+    assert opened["asset_kind"] == "vehicle"
+    assert resolved["id"] == opened["id"]
+    assert resolved["last_seen"] == back_at + 11 * MIN
     assert run_offline(two_cars(silent_from, back_at)) == alerts  # a replay: same alerts
 
 
@@ -234,14 +256,15 @@ def charger_records() -> list[dict[str, Any]]:
 
 
 def test_a_charger_busy_in_a_long_session_is_not_silent_and_a_dead_one_is() -> None:
-    tracker = ChargerSilence()
+    pipeline = ChargerSilencePipeline()
     states: dict[str, Any] = {}
-    alerts = [a for r in charger_records() for a in tracker.process([r], states)[0]]
+    alerts = [a for r in charger_records() for a in pipeline.process([r], states)[0]]
     # One alert: a warning, escalated to critical after a day of silence.
     assert [(a["asset_id"], a["type"], a["status"], a["severity"]) for a in alerts] == [
         ("CP-3", "charger_silent", "open", "warning"),
         ("CP-3", "charger_silent", "open", "critical")]
-    assert alerts[0]["asset_kind"] == "charger" and alerts[0]["id"] == alerts[1]["id"]
+    assert alerts[0]["asset_kind"] == "charger"
+    assert alerts[0]["id"] == alerts[1]["id"]
     assert T0 + DAY + 2 * HOUR < alerts[0]["first_seen"] <= T0 + DAY + 2 * HOUR + 45 * MIN
 
 
@@ -252,19 +275,20 @@ def test_the_worker_step_for_chargers_survives_a_restart_with_the_same_alerts(
     worker restarts from its table (JSON, as the changelog gives it back)."""
     records = charger_records()
     batches = [records[i:i + 10] for i in range(0, len(records), 10)]
-    tracker = ChargerSilence()
+    pipeline = ChargerSilencePipeline()
     table: dict[str, Any] = {}
     alerts: list[dict[str, Any]] = []
     for offset, batch in enumerate(batches):
         if offset == restart_at:
-            tracker, table = ChargerSilence(), json.loads(json.dumps(table))
-        new, writes = tracker.process_source(table, 0, offset, batch)
+            pipeline, table = ChargerSilencePipeline(), json.loads(json.dumps(table))
+        new, writes = pipeline.process_source(table, 0, offset, batch)
         alerts += new
         assert list(writes)[-1] == position_key(0)
         table.update(writes)
     assert [(a["asset_id"], a["status"], a["severity"]) for a in alerts] == [
         ("CP-3", "open", "warning"), ("CP-3", "open", "critical")]
-    assert sweep_key(0) in table and table["CP-1"]["part"] == 0
+    assert sweep_key(0) in table
+    assert table["CP-1"]["part"] == 0
 
 
 # ---------------------------------------------------------------- properties

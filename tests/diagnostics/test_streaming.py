@@ -92,5 +92,7 @@ def test_the_readme_example_runs_as_written() -> None:
     namespace: dict[str, object] = {}
     exec(block.group(1), namespace)  # noqa: S102 - our own README
     scores = namespace["scores"]
-    assert isinstance(scores, list) and len(scores) == 241
-    assert scores[-1] > 0.99 and max(scores[:-1]) < 0.9
+    assert isinstance(scores, list)
+    assert len(scores) == 241
+    assert scores[-1] > 0.99
+    assert max(scores[:-1]) < 0.9

@@ -21,14 +21,16 @@ import pytest
 
 from diagnostics import alerting
 from diagnostics.base import Assessment
-from diagnostics.thermal import AMBIENT, COOLANT, PACK, SPEED, DriveUnitCooling
+from diagnostics.signals import AMBIENT, PACK, SPEED
+from diagnostics.thermal import COOLANT, DriveUnitCooling
 from simulators.faults import (
     COOLANT_DERATE_C,
     FAULTS,
     coolant_pump_failure_ts,
     reference_coolant_c,
 )
-from simulators.fleet import DAY_MS, Fleet
+from simulators.fleet import Fleet
+from vocab.eventtime import DAY_MS
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -204,9 +206,11 @@ def test_sparse_winter_readings_with_one_low_window_do_not_raise() -> None:
     # The trap is there: the first window's sample is far below the car's own level.
     first, *rest = [h[1] for h in state["hist"]]
     assert first < 0.5 * float(np.median(rest))
-    assert alerts == [] and not state["active"]
+    assert alerts == []
+    assert not state["active"]
     decided = [a for _ts, a in assessments if a.abstain_reason is None]
-    assert len(decided) >= 20 and all(not a.active for a in decided)
+    assert len(decided) >= 20
+    assert all(not a.active for a in decided)
 
 
 def test_the_look_alikes_do_fool_a_naive_detector() -> None:
@@ -273,7 +277,8 @@ ONCE_A_DAY_HILLY_FIRST_WEEK: dict[str, Any] = {
 @pytest.mark.parametrize("seed", [1, 5, 6, 7])
 def test_a_hilly_week_early_in_a_once_a_day_history_is_not_urgent(seed: int) -> None:
     det, state, assessments, alerts = run(series(30, seed=seed, **ONCE_A_DAY_HILLY_FIRST_WEEK))
-    assert alerts == [] and not state["active"]
+    assert alerts == []
+    assert not state["active"]
     # The trap is there: the trend of the first windows puts the failure's early end within
     # critical_days, on fewer windows than min_samples; the newest windows do not rise.
     urgent_looking = [a for ts, a in assessments
@@ -296,7 +301,8 @@ def test_a_failing_pump_is_raised_before_the_derate_and_escalates(
     _det, state, assessments, alerts = run(series(
         math.ceil(fail) + 2, resistance=resistance, growth_per_day=growth, onset_day=onset))
     opened = [a for a in alerts if a["status"] == "open"]
-    assert opened and len({a["id"] for a in alerts}) == 1  # one alert, never resolved
+    assert opened
+    assert len({a["id"] for a in alerts}) == 1
     first = days_of(opened[0]["first_seen"])
     assert onset < first < fail - 2  # a few days' notice at least
     severities = [a["severity"] for a in opened]
@@ -342,7 +348,8 @@ def test_a_pump_near_its_failure_is_raised_without_waiting_a_day() -> None:
 
     fail = failure_day(0.6, 4.0, 0.15)
     flips, raised = first_raise(DriveUnitCooling(horizon_days=2.5))
-    assert len(flips) >= 2 and flips[1] - flips[0] < DAY_MS  # two windows within a day
+    assert len(flips) >= 2
+    assert flips[1] - flips[0] < DAY_MS
     assert raised == flips[0]  # raised on the first: the failure could come before the next
     assert days_of(raised) < fail
     # Without the urgency (critical_days 0) the same windows wait for a second one a day on.
@@ -391,14 +398,16 @@ def test_a_failing_pump_on_a_hot_motorway_commuter_with_gaps() -> None:
         math.ceil(fail), resistance=0.6, growth_per_day=0.08, onset_day=3.0, lost=0.1,
         ambient=heat_wave, cruise_kmh=lambda day, k: 120.0 if k else 50.0, seed=3))
     opened = [a for a in alerts if a["status"] == "open"]
-    assert opened and days_of(opened[0]["first_seen"]) < fail - 2
+    assert opened
+    assert days_of(opened[0]["first_seen"]) < fail - 2
 
 
 def test_a_repaired_pump_resolves_the_alert_once() -> None:
     _det, state, _assessments, alerts = run(series(40, growth_per_day=0.1, onset_day=2.0,
                                                    repair_day=14))
     assert [a["status"] for a in alerts].count("resolved") == 1
-    assert alerts[-1]["status"] == "resolved" and not state["active"]
+    assert alerts[-1]["status"] == "resolved"
+    assert not state["active"]
     assert len({a["id"] for a in alerts}) == 1
     assert 14 < days_of(alerts[-1]["last_seen"]) < 30
 
@@ -423,9 +432,11 @@ def test_the_severity_follows_the_days_left() -> None:
 
 def test_no_ambient_means_no_reading_and_an_abstention() -> None:
     _det, state, assessments, alerts = run(series(20, drop_ambient=True, growth_per_day=0.15))
-    assert alerts == [] and state["hist"] == []
+    assert alerts == []
+    assert state["hist"] == []
     reasons = [a.abstain_reason for _ts, a in assessments]
-    assert reasons and all(r is not None for r in reasons)
+    assert reasons
+    assert all(r is not None for r in reasons)
     assert "ambient" in str(reasons[0])
 
 
@@ -433,7 +444,8 @@ def test_short_drives_are_not_enough_to_judge() -> None:
     # 6 min drives: the loop never settles after the warm-up, so no sample, only abstentions
     # (and a pump failing fast is not raised from warm-up readings).
     _det, state, assessments, alerts = run(series(20, drive_min=6.0, growth_per_day=0.15))
-    assert alerts == [] and state["hist"] == []
+    assert alerts == []
+    assert state["hist"] == []
     assert all(a.abstain_reason is not None for _ts, a in assessments)
 
 
@@ -454,7 +466,8 @@ def test_staleness_is_reported_once_per_silence() -> None:
     stale = [det.update(state, last + h * HOUR_MS, {SPEED: 0.0, AMBIENT: 5.0})[1]
              for h in range(1, 24 * 10)]
     flagged = [a for a in stale if a is not None]
-    assert len(flagged) == 1 and flagged[0].abstain_reason is not None
+    assert len(flagged) == 1
+    assert flagged[0].abstain_reason is not None
     assert "7.0" in flagged[0].abstain_reason or "days" in flagged[0].abstain_reason
 
 
@@ -539,7 +552,8 @@ def test_the_fault_leaves_every_other_car_unchanged_and_heats_its_own() -> None:
     late = [orjson.loads(p) for p in faulty[vin][-600:]]
     rises = [m["signals"][COOLANT] - m["signals"][PACK] for m in late
              if COOLANT in m.get("signals", {}) and PACK in m["signals"]]
-    assert rises and max(rises) > 8.0
+    assert rises
+    assert max(rises) > 8.0
 
 
 
@@ -558,11 +572,13 @@ def test_a_fast_pump_whose_last_window_comes_after_days_parked_is_raised(seed: i
         12, resistance=resistance, growth_per_day=growth, onset_day=onset, seed=seed,
         departures=daily_then_parked_three_days))
     opened = [a for a in alerts if a["status"] == "open"]
-    assert opened and days_of(opened[0]["first_seen"]) < fail
+    assert opened
+    assert days_of(opened[0]["first_seen"]) < fail
     # The trap: the newest half of the time span holds one window; the growth is measured
     # on the newest three windows, and it rises.
     urgent = [a for _ts, a in assessments if a.evidence.get("recent_growth_per_day")]
-    assert urgent and urgent[0].evidence["samples"] == 7
+    assert urgent
+    assert urgent[0].evidence["samples"] == 7
     assert urgent[0].evidence["recent_growth_per_day"] > 0.5 * urgent[0].evidence[
         "c_per_kw_growth_per_day"]
 
@@ -577,7 +593,8 @@ def test_hilly_days_around_days_parked_are_not_urgent(seed: int) -> None:
         16, seed=seed, departures=lambda day: (17.5,) if day <= 5 or day >= 9 else (),
         cruise_kmh=lambda day, k: 32.0, hill_period_min=10.0,
         grade=lambda day, k: 0.03 if day in (4, 5, 9) else 0.0))
-    assert alerts == [] and not state["active"]
+    assert alerts == []
+    assert not state["active"]
     # The trap is there: on the seventh window the trend puts the failure's early end within
     # critical_days.
     assert any(a.evidence.get("recent_growth_per_day") is not None for _ts, a in assessments)

@@ -17,9 +17,12 @@ import orjson
 
 from diagnostics import alerting
 from diagnostics.base import Assessment
-from diagnostics.tyre_leak import PRESSURES, TEMPERATURES, SlowTyreLeak, compensate
+from diagnostics.tyre_leak import SlowTyreLeak, compensate
+from ingest.contract import TIRE_PRESSURE_SIGNALS as PRESSURES
+from ingest.contract import TIRE_TEMPERATURE_SIGNALS as TEMPERATURES
 from simulators.faults import PLACARD_KPA, TPMS_WARNING_FRACTION
-from simulators.fleet import DAY_MS, Fleet
+from simulators.fleet import Fleet
+from vocab.eventtime import DAY_MS
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -200,7 +203,8 @@ def test_a_fast_leak_on_a_car_that_stood_for_days_is_raised_before_the_warning()
     json.dumps(raised.evidence)
     # Once there is a trend, the same alert carries the leak rate.
     later = [a for ts, a in assessments if a.active and a.evidence["leak_rate_kpa_per_day"]]
-    assert later and abs(later[-1].evidence["leak_rate_kpa_per_day"] - rate) < 0.5
+    assert later
+    assert abs(later[-1].evidence["leak_rate_kpa_per_day"] - rate) < 0.5
     assert len({a["id"] for a in alerts}) == 1
 
 
@@ -234,7 +238,8 @@ def test_key_off_after_a_drive_too_short_for_a_sample_changes_nothing() -> None:
         if "type" not in signals:
             detector.update(state, ts, signals)
     before = json.dumps(state)
-    assert state["win"] is not None and state["win"][2] < detector.min_window_readings
+    assert state["win"] is not None
+    assert state["win"][2] < detector.min_window_readings
     off = {"type": "ignition", "state": "OFF"}
     assert detector.on_event(state, START_MS + 66 * MINUTE_MS, off) == (False, None)
     assert detector.on_event(state, START_MS + 67 * MINUTE_MS,
@@ -285,7 +290,8 @@ def test_a_tyre_set_lower_first_seen_after_a_long_park_is_not_raised_without_a_t
                                         departures=(11 * 60,), parked_days=(0, 6)))
     assert alerts == []
     early = [a for _, a in assessments if a.evidence.get("samples", 0) < 4]
-    assert early and all(a.abstain_reason for a in early)
+    assert early
+    assert all(a.abstain_reason for a in early)
 
 
 def test_a_model_with_a_lower_placard_is_not_a_leak() -> None:
@@ -319,7 +325,8 @@ def test_abstains_with_a_reason_until_it_has_a_trend() -> None:
 
 def test_a_tyre_already_far_below_the_others_is_raised() -> None:
     _, _, alerts = run(series(10, steady((250.0, 250.0, 250.0, 215.0))))
-    assert alerts and alerts[0]["status"] == "open"
+    assert alerts
+    assert alerts[0]["status"] == "open"
     assert alerts[0]["evidence"]["wheel"] == "rear right"
 
 
@@ -360,7 +367,8 @@ def test_slow_leak_leaves_every_other_car_unchanged_and_follows_its_truth() -> N
     (truth,) = faulty.truth()
     assert truth["fault"] == "slow_leak"
     params = truth["params"]
-    assert 2.0 <= params["rate_kpa_per_day"] <= 8.0 and params["wheel"] in range(4)
+    assert 2.0 <= params["rate_kpa_per_day"] <= 8.0
+    assert params["wheel"] in range(4)
     assert params["placard_kpa"] == PLACARD_KPA
     margin = params["cold_kpa_initial"] - TPMS_WARNING_FRACTION * PLACARD_KPA
     expected = truth["onset_ts"] + int(margin / params["rate_kpa_per_day"] * DAY_MS)

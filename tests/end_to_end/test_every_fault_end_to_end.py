@@ -32,7 +32,7 @@ from tests.end_to_end.test_end_to_end import all_alerts, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 # A fleet whose every fault the offline evaluation finds in time (the premise below). Since
-# drivers retry after a failed session (simulators/fleet.py), seeds 2 and 3 no longer qualify:
+# drivers retry after a failed session (simulators/booking.py), seeds 2 and 3 no longer qualify:
 # their inlet-fault car charges once between the onset and its failure.
 VEHICLES, CHARGERS, SEED, DAYS, PARTITIONS = 24, 8, 4, 30, 2
 DRIVE_S, PARKED_S = 300, 1800

@@ -21,8 +21,9 @@ import pytest
 
 from ingest.kafka import partition_for
 from ownercare import embedded
-from simulators.fleet import HOUR_MS, Fleet
+from simulators.fleet import Fleet
 from tests.end_to_end.test_end_to_end import all_alerts, wait_for
+from vocab.eventtime import HOUR_MS
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diagnostics.daily import DAY_MS, DailyIndicators, DayAggregate
+from diagnostics.daily import DailyIndicators, DayAggregate
 from ingest.contract import TIRE_PRESSURE_SIGNALS
 from storage import views
 from storage.store import Store
 from tests.diagnostics.test_charging import Charger, normal_session
 from tests.storage.test_store import alert
+from vocab.eventtime import DAY_MS
 
 VIN = "WCRAAAAAAAAAAAAA1"
 VIN2 = "WCRBBBBBBBBBBBBB2"

@@ -28,9 +28,10 @@ from diagnostics.pipeline import VehiclePipeline
 from ingest import topics
 from ingest.contract import encode_batch, validate
 from ingest.kafka import ensure_topics, partition_for
-from simulators.fleet import DAY_MS, Fleet
+from simulators.fleet import Fleet
 from storage.store import Store
 from tests.stackkit import bootstrap_of, start_service, wait_for_log
+from vocab.eventtime import DAY_MS
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 8  # as the other tests create ownercare.vehicles on the shared broker

@@ -1,0 +1,39 @@
+"""Small pieces every detector shares: reading a signal value, the key state, the Student-t bar.
+
+They belong to no single detector: a detector that needs one imports it from here, so each
+is defined once and no detector depends on another.
+"""
+
+from __future__ import annotations
+
+import math
+
+# VSS LowVoltageSystemState (``signals.KEY_STATE``): ACC / ON / START power the car (the DC-DC
+# may charge); OFF / LOCK mean parked. UNDEFINED tells us nothing and keeps the last known state.
+ON_STATES = frozenset({"ON", "START", "ACC"})
+OFF_STATES = frozenset({"OFF", "LOCK"})
+
+# Student-t 97.5 % quantiles for 1..20 degrees of freedom (two-sided 95 %).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086)
+
+
+def t_critical(dof: float, floor: float) -> float:
+    """Student-t 97.5 % quantile for (possibly fractional) ``dof``, never below ``floor``."""
+    if dof <= 1.0:
+        return max(floor, _T975[0])
+    if dof >= len(_T975):
+        return max(floor, 1.96)
+    lo = int(dof)
+    frac = dof - lo
+    value = _T975[lo - 1] * (1 - frac) + _T975[lo] * frac
+    return max(floor, value)
+
+
+def as_number(value: object) -> float | None:
+    """A finite number as float; None for anything else (missing, NaN, text, a boolean)."""
+    # bool is an int subclass; a boolean is never a voltage or a temperature.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    as_float = float(value)
+    return as_float if math.isfinite(as_float) else None
