@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from ingest.kafka import ensure_topics
 from ownercare import embedded
 
 # The suite shares two cores with real brokers; time-based health checks would be flaky.
@@ -26,12 +27,19 @@ settings.register_profile("ci", parent=settings.get_profile("ownercare"), derand
 settings.load_profile("ci" if os.environ.get("CI") else "ownercare")
 
 
+# Partitions of the ownercare topics on the session's shared Kafka broker.
+SHARED_PARTITIONS = 8
+
+
 @pytest.fixture(scope="session")
 def kafka_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Tansu broker for the whole session; tests isolate themselves by topic/app id."""
     port = embedded.free_port()
     log_path = tmp_path_factory.mktemp("tansu") / "tansu.log"
     proc = embedded.start_tansu(port, log_path)
+    # The ownercare topics exist before any test runs, all with the same partition count:
+    # whichever test comes first must not decide it for the others.
+    asyncio.run(ensure_topics(f"127.0.0.1:{port}", SHARED_PARTITIONS))
     yield f"kafka://127.0.0.1:{port}"
     embedded.stop_process(proc)
 

@@ -22,6 +22,7 @@ from functools import cache
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -149,6 +150,7 @@ def test_the_fleet_exercises_the_restart_hazards() -> None:
     assert kinds == ["dtc", "weak_12v_battery", "weak_12v_battery"]
 
 
+@pytest.mark.slow
 @given(seed=st.sampled_from([3, 5, 21]), split=st.floats(0.0, 1.0))
 def test_state_json_round_trip_at_any_point_changes_nothing(seed: int, split: float) -> None:
     """The detectors' and the alarm hygiene's state survive serialisation exactly."""
@@ -165,6 +167,7 @@ def test_state_json_round_trip_at_any_point_changes_nothing(seed: int, split: fl
     assert json_round_trip(states) == json_round_trip(whole)
 
 
+@pytest.mark.slow
 @given(
     seed=st.sampled_from([3, 5, 21]),
     kill=st.floats(0.0, 1.0),

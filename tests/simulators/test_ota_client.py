@@ -261,6 +261,7 @@ def test_a_newer_attempt_replaces_a_download_and_another_campaign_is_refused_as_
     assert "busy" not in PERMANENT_REJECTIONS
 
 
+@pytest.mark.slow
 def test_failures_and_rollbacks_follow_the_configured_rate_reproducibly() -> None:
     config = ClientConfig(failure_rate=0.3)
 
