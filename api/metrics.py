@@ -2,10 +2,15 @@
 
 * the bridge's and the worker's counters (ingest, dead letters by reason, detector records),
   read back from the ``ownercare.service-metrics`` topic each process reports to
-  (see ``ingest.service_metrics``), labelled with service and instance;
+  (see ``ingest.service_metrics``), labelled ``service`` and ``replica`` (the reporting
+  process; Prometheus keeps ``instance`` for the scrape target, the API replica);
 * the worker's consumer lag per topic and partition, asked of Kafka at scrape time (so it
   shows a stalled or dead worker, which could not report it itself);
 * what the database knows: alerts by type, severity and status.
+
+These series are the same on every API replica (they come from Kafka and the database);
+dashboards aggregate them with ``max without (instance)`` before summing. The HTTP metrics
+(``api.http_metrics``) and the webhook dispatcher's counters are each replica's own.
 """
 
 from __future__ import annotations
@@ -138,7 +143,7 @@ class Snapshot(Collector):
         for report in sorted(self.reports, key=lambda r: (r.service, r.instance)):
             for sample in report.samples:
                 name = PREFIX + sample.name
-                label_names = ["service", "instance", *(k for k, _ in sample.labels)]
+                label_names = ["service", "replica", *(k for k, _ in sample.labels)]
                 family = families.get(name)
                 if family is None:
                     cls = CounterMetricFamily if sample.kind == "counter" else GaugeMetricFamily
@@ -149,7 +154,7 @@ class Snapshot(Collector):
         yield from families.values()
         age = GaugeMetricFamily(PREFIX + "service_report_age_seconds",
                                 "seconds since each process last reported its counters",
-                                labels=["service", "instance"])
+                                labels=["service", "replica"])
         for report in self.reports:
             age.add_metric([report.service, report.instance],
                            max(0.0, self.now_s - report.sent_at_ms / 1000))

@@ -374,23 +374,17 @@ class Bridge:
 
     def metrics_samples(self) -> list[service_metrics.Sample]:
         """The bridge's counters for GET /metrics (cumulative since this process started)."""
-        sample = service_metrics.Sample
+        m = service_metrics
         return [
-            sample("bridge_messages_total", self.stats["records"], help="valid MQTT messages "
-                   "forwarded to Kafka"),
-            sample("bridge_kafka_records_total", self.stats["kafka_records"],
-                   help="Kafka records produced (each a micro-batch of messages)"),
-            sample("bridge_acked_total", self.stats["acked"], help="MQTT messages acknowledged "
-                   "after Kafka acknowledged them"),
-            *(sample("bridge_dead_letters_total", n, labels=(("reason", reason),),
-                     help="invalid MQTT messages dead-lettered, by reason")
-              for reason, n in sorted(self.dead_letter_reasons.items())),
-            sample("bridge_ota_commands_total", self.stats["ota_commands"],
-                   help="OTA commands published to vehicles"),
-            sample("bridge_in_flight", self._in_flight, "gauge",
-                   help="MQTT messages received and not yet acknowledged"),
-            sample("bridge_mqtt_connected", float(self._connected.is_set()), "gauge",
-                   help="1 while connected to the MQTT broker"),
+            m.BRIDGE_MESSAGES.sample(self.stats["records"]),
+            m.BRIDGE_KAFKA_RECORDS.sample(self.stats["kafka_records"]),
+            m.BRIDGE_MESSAGES_ACKED.sample(self.stats["acked"]),
+            *(m.BRIDGE_DEAD_LETTERS.sample(self.dead_letter_reasons[reason.value], reason.value)
+              for reason in contract.Reason),
+            m.BRIDGE_OTA_COMMANDS.sample(self.stats["ota_commands"]),
+            m.BRIDGE_OTA_COMMANDS_DROPPED.sample(self.stats["ota_commands_invalid"]),
+            m.BRIDGE_MESSAGES_IN_FLIGHT.sample(self._in_flight),
+            m.BRIDGE_MQTT_CONNECTED.sample(float(self._connected.is_set())),
         ]
 
     async def _report_metrics(self, instance: str) -> None:

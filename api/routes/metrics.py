@@ -24,8 +24,9 @@ router = APIRouter(tags=["metrics"])
 async def metrics(request: Request, store: StoreDep, settings: SettingsDep,
                   _who: Viewer) -> Response:
     """Ingest and dead-letter counters of every bridge, detector counters of every worker,
-    the worker group's consumer lag, alerts by type, severity and status, and webhook
-    deliveries by webhook and state with this replica's failed-attempt counter.
+    the worker group's consumer lag, alerts by type, severity and status, webhook
+    deliveries by webhook and state with this replica's delivery counters, and this
+    replica's HTTP request counts and durations by route (docs/operations.md lists them all).
 
     Scrape with a key: Prometheus' ``authorization: {credentials: <key>}``.
     """
@@ -40,5 +41,6 @@ async def metrics(request: Request, store: StoreDep, settings: SettingsDep,
     webhooks = await asyncio.to_thread(request.app.state.webhook_dispatcher.metrics)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot(reports.current(), lag, settings.worker_app_id, rows,
-                               time.time(), extra=webhooks))
+                               time.time(), extra=[*webhooks,
+                                                   *request.app.state.http_metrics.collect()]))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
