@@ -14,7 +14,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from api import problems
-from api.auth import RateLimiter
+from api.auth import SECURITY, SECURITY_SCHEMES, RateLimiter
+from api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from api.limits import BodySizeLimit, no_nul_characters
 from api.metrics import ServiceReports
 from api.routes import (
@@ -89,8 +90,10 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
         version="0.1.0",
         description="For owner-experience (customer-care) staff: proactive-care alerts with "
                     "evidence, vehicle health, a live alert stream. Every endpoint except "
-                    "/health needs an API key (`Authorization: Bearer <key>`) whose role "
-                    "allows it. Errors are RFC 9457 `application/problem+json`.",
+                    "/health needs an API key (`Authorization: Bearer <key>` or "
+                    "`X-API-Key: <key>`) whose role allows it. Times are epoch ms named for "
+                    "their clock: `*_event_ms` (the devices' event time), `*_wall_ms` (the "
+                    "server's). Errors are RFC 9457 `application/problem+json`.",
         openapi_tags=TAGS,
         lifespan=lifespan,
         dependencies=[Depends(no_nul_characters)],
@@ -109,6 +112,8 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
                            allow_methods=["*"], allow_headers=["*"],
                            expose_headers=["Retry-After"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.state.http_metrics = http_metrics = HttpMetrics()
+    app.add_middleware(HttpMetricsMiddleware, metrics=http_metrics)  # outermost: sees every answer
     app.include_router(alerts.router)
     app.include_router(cases.router)
     app.include_router(quality.router)
@@ -120,6 +125,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.include_router(webhooks.router)
     app.include_router(ota.router)
     app.include_router(health.router)
+    http_metrics.prime(app.routes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -140,13 +146,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     if schema.get("$ref", "").endswith("/HTTPValidationError"):
                         schema = problem_ref
                     response["content"] = {problems.MEDIA_TYPE: {"schema": schema}, **content}
-    spec.setdefault("components", {}).setdefault("securitySchemes", {})["apiKey"] = {
-        "type": "http", "scheme": "bearer",
-        "description": "an ownercare API key (`ownercare keys create`)"}
+    spec.setdefault("components", {}).setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
     for route_path, path in spec.get("paths", {}).items():
         if not route_path.startswith("/health"):
             for operation in path.values():
-                operation["security"] = [{"apiKey": []}]
+                operation["security"] = SECURITY
                 for code, why in (("401", "No valid API key"), ("403", "The key's role may "
                                   "not do this"), ("429", "Rate limit of the key exceeded")):
                     operation["responses"].setdefault(code, {

@@ -22,7 +22,19 @@ from storage.keys import KeyStore, Principal, roles_with
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Admin", "Agent", "OtaManager", "Principal", "RateLimiter", "Viewer", "require"]
+__all__ = ["SECURITY", "SECURITY_SCHEMES", "Admin", "Agent", "OtaManager", "Principal",
+           "RateLimiter", "Viewer", "require"]
+
+API_KEY_HEADER = "X-API-Key"
+# The two ways to present a key, as OpenAPI security schemes; an operation accepts either.
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "bearerKey": {"type": "http", "scheme": "bearer",
+                  "description": "an ownercare API key (`ownercare keys create`) as "
+                                 "`Authorization: Bearer <key>`"},
+    "headerKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER,
+                  "description": f"the same key as `{API_KEY_HEADER}: <key>`"},
+}
+SECURITY: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
 
 
 class RateLimiter:
@@ -63,7 +75,7 @@ def _presented_key(request: Request) -> str | None:
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
         return None
-    return request.headers.get("x-api-key")
+    return request.headers.get(API_KEY_HEADER)
 
 
 def require(permission: str) -> Callable[..., object]:
@@ -76,8 +88,9 @@ def require(permission: str) -> Callable[..., object]:
         principal = await run_in_threadpool(keys.authenticate, key) if key else None
         if principal is None:
             raise HTTPException(
-                401, "a valid API key is required: send 'Authorization: Bearer <key>' "
-                "(create one with `ownercare keys create`)" if key is None else
+                401, "a valid API key is required: send 'Authorization: Bearer <key>' or "
+                f"'{API_KEY_HEADER}: <key>' (create one with `ownercare keys create`)"
+                if key is None else
                 "the API key is unknown, malformed or revoked",
                 headers={"WWW-Authenticate": "Bearer"})
         if not principal.may(permission):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from api.schemas import AlertPublic, Problem
+from api.schemas import AlertPublic, NextCursor, Problem
 from care.casework import CaseState, Outcome
 from vocab.severity import Severity
 
@@ -40,19 +40,21 @@ class CasePublic(BaseModel):
     state: CaseState
     severity: Severity = Field(description="the worst severity any of its alerts reached")
     assignee: str | None
-    opened_at: int = Field(description="event time (epoch ms) of the alert that opened it")
-    due_at: int = Field(description="opened_at + the SLA of its severity (event time, ms)")
-    closed_at: int | None = Field(description="wall-clock ms when staff closed it")
-    updated_at: int = Field(description="time of the latest change (event time for changes "
-                                        "from alerts, wall clock for staff actions), ms")
+    opened_event_ms: int = Field(
+        description="event time (epoch ms) the alert that opened it was first seen")
+    due_event_ms: int = Field(
+        description="opened_event_ms + the SLA of its severity (event time, epoch ms)")
+    closed_wall_ms: int | None = Field(description="wall clock (epoch ms) when staff closed it")
+    updated_wall_ms: int = Field(description="wall clock (epoch ms) of the latest change, by "
+                                             "staff or by an alert")
     version: int = Field(description="grows with every change; send it back to guard writes")
-    overdue: bool = Field(description="open and due_at before the fleet's event-time now")
+    overdue: bool = Field(description="open and due_event_ms before fleet_now_event_ms")
 
 
 class CasePage(BaseModel):
     items: list[CasePublic]
-    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
-    fleet_now: int | None = Field(
+    next_cursor: NextCursor = None
+    fleet_now_event_ms: int | None = Field(
         description="the fleet's newest event time (epoch ms): the 'now' of overdue")
 
 
@@ -62,7 +64,12 @@ class CaseAlertPublic(AlertPublic):
 
 class CaseEventPublic(BaseModel):
     id: int
-    at: int = Field(description="epoch ms: event time for 'system', wall clock for staff")
+    at_event_ms: int | None = Field(
+        description="'system' entries: event time (epoch ms) of the alert change recorded; "
+                    "null for staff actions")
+    at_wall_ms: int | None = Field(
+        description="wall clock (epoch ms) when the entry was written; null only on system "
+                    "entries migrated from an older schema")
     actor: str = Field(description="'system' or the name of the API key that acted")
     action: Literal["opened", "alert_linked", "severity_changed", "transitioned", "assigned",
                     "note"]
@@ -72,7 +79,7 @@ class CaseEventPublic(BaseModel):
 
 
 class CaseDetail(CasePublic):
-    fleet_now: int | None
+    fleet_now_event_ms: int | None
     alerts: list[CaseAlertPublic]
     events: list[CaseEventPublic] = Field(description="the audit trail, oldest first")
     allowed_transitions: list[CaseState]

@@ -1,4 +1,9 @@
-"""Request and response models of the OTA endpoints (``api/routes/ota.py``)."""
+"""Request and response models of the OTA endpoints (``api/routes/ota.py``).
+
+Campaign and action times are event time (``*_event_ms``: the fleet's clock, which the
+rollout runs on); when staff created a release, campaign or region is wall clock
+(``created_wall_ms``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator
+
+from api.schemas import NextCursor
 
 # Text without NUL or other control characters (PostgreSQL refuses NUL in text columns).
 PLAIN = r"^[^\x00-\x1f\x7f]*$"
@@ -34,8 +41,13 @@ class ReleaseCreate(BaseModel):
 
 class ReleasePublic(ReleaseCreate):
     id: str
-    created_at: int = Field(description="wall clock, epoch ms")
+    created_wall_ms: int = Field(description="wall clock, epoch ms")
     created_by: str
+
+
+class ReleasePage(BaseModel):
+    items: list[ReleasePublic]
+    next_cursor: NextCursor = None
 
 
 class WaveIn(BaseModel):
@@ -89,7 +101,8 @@ class CampaignCreate(BaseModel):
     window: WindowIn = WindowIn()
     gate: GateIn = GateIn()
     soak_s: float = Field(24 * 3600, ge=0, le=90 * 86400)
-    start_at: int = Field(0, ge=0, description="event time (epoch ms) to start; 0 = at once")
+    start_event_ms: int = Field(0, ge=0, le=2**62,
+                                description="event time (epoch ms) to start; 0 = at once")
     max_attempts: int = Field(3, ge=1, le=20)
     retry_base_s: float = Field(900, gt=0, le=86400)
     offer_ttl_s: float = Field(3600, gt=0, le=30 * 86400)
@@ -101,18 +114,29 @@ class CampaignPublic(BaseModel):
     id: str
     name: str
     release_id: str
-    status: Literal["draft", "scheduled", "running", "paused", "completed", "canceled"]
-    config: dict[str, Any]
+    state: Literal["draft", "scheduled", "running", "paused", "completed", "canceled"]
+    config: dict[str, Any] = Field(description="the campaign as created (start_event_ms, "
+                                               "waves, window, gate, targets, ...)")
     current_wave: int
-    wave_succeeded_at: int | None
+    wave_succeeded_event_ms: int | None = Field(
+        description="event time (epoch ms) the current wave reached its success threshold")
     pause_reason: str | None
     pause_evidence: dict[str, Any]
-    events: list[dict[str, Any]]
-    created_at: int
+    events: list[dict[str, Any]] = Field(
+        description="the campaign's log, oldest first; each entry's at_event_ms is the fleet's "
+                    "event time when it happened")
+    created_wall_ms: int = Field(description="wall clock, epoch ms")
     created_by: str
-    updated_at: int
+    updated_event_ms: int | None = Field(
+        description="event time (epoch ms) of the latest change by the rollout or an "
+                    "operator; null for a draft nobody started")
     progress: dict[str, Any] | None = Field(
         None, description="vehicles per wave and state; waiting vehicles per gate")
+
+
+class CampaignPage(BaseModel):
+    items: list[CampaignPublic]
+    next_cursor: NextCursor = None
 
 
 class CampaignChange(BaseModel):
@@ -135,9 +159,10 @@ class OtaActionPublic(BaseModel):
     wave: int
     state: str
     attempt: int
-    next_attempt_at: int
-    updated_at: int
-    history: list[dict[str, Any]]
+    next_attempt_event_ms: int = Field(description="event time (epoch ms) of the next offer")
+    updated_event_ms: int = Field(description="event time (epoch ms) of the latest change")
+    history: list[dict[str, Any]] = Field(
+        description="its transitions, oldest first: {at_event_ms, state, attempt, reason}")
     waiting: list[str] | None
 
 
@@ -164,8 +189,13 @@ class RegionPublic(BaseModel):
     name: str
     description: str
     areas: dict[str, Any] = Field(description="{boxes: [...], polygons: [[[lat, lon], ...]]}")
-    created_at: int = Field(description="wall clock, epoch ms")
+    created_wall_ms: int = Field(description="wall clock, epoch ms")
     created_by: str
+
+
+class RegionPage(BaseModel):
+    items: list[RegionPublic]
+    next_cursor: NextCursor = None
 
 
 class ExcludedVehicle(BaseModel):
@@ -173,7 +203,8 @@ class ExcludedVehicle(BaseModel):
     reason: Literal["location_unknown", "outside_regions", "other_version"]
     lat: float | None = None
     lon: float | None = None
-    located_at: int | None = Field(None, description="event time of the position used")
+    located_event_ms: int | None = Field(
+        None, description="event time (epoch ms) of the position used")
     installed: str | None = Field(None, description="the installed version, if known")
 
 

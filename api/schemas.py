@@ -1,8 +1,13 @@
-"""Response models (``XPublic``) and the RFC 9457 problem document."""
+"""Response models (``XPublic``) and the RFC 9457 problem document.
+
+Every time is epoch ms, and its name says its clock: ``*_event_ms`` is event time (from the
+vehicles' and chargers' messages; ``fleet_now_event_ms`` is the newest of them), ``*_wall_ms``
+the server's wall clock.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -18,12 +23,14 @@ class AlertPublic(BaseModel):
     type: str = Field(description="alert type, e.g. weak_12v_battery")
     severity: Severity
     status: AlertStatus
-    first_seen: int = Field(description="event time (epoch ms) the condition was first raised")
-    last_seen: int = Field(description="event time (epoch ms) of the latest evidence")
+    first_seen_event_ms: int = Field(
+        description="event time (epoch ms) the condition was first raised")
+    last_seen_event_ms: int = Field(description="event time (epoch ms) of the latest evidence")
     title: str
     evidence: dict[str, Any] = Field(description="the numbers that triggered the alert")
-    predicted_failure_ts: int | None = Field(
-        None, description="predicted failure (epoch ms), when the detector can estimate it")
+    predicted_failure_event_ms: int | None = Field(
+        None, description="predicted failure, event time (epoch ms), when the detector can "
+                          "estimate it")
     recommended_action: str
     detector: str
     detector_version: str
@@ -32,17 +39,21 @@ class AlertPublic(BaseModel):
                           "alert joins its cause's case and is not announced as a new problem")
 
 
+NextCursor = Annotated[str | None, Field(
+    description="pass as ?cursor= (with the same filters) for the next page; null on the last")]
+
+
 class AlertPage(BaseModel):
     items: list[AlertPublic]
-    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
+    next_cursor: NextCursor = None
 
 
 class SignalPublic(BaseModel):
     path: str = Field(description="VSS path (vehicles) or OCPP name (chargers)")
     value: Any
-    ts: int = Field(description="event time of the value, epoch ms")
+    ts_event_ms: int = Field(description="event time of the value, epoch ms")
     age_s: float | None = Field(
-        description="seconds between this value and the fleet's newest event time")
+        description="seconds between this value and fleet_now_event_ms")
 
 
 class TrendPoint(BaseModel):
@@ -56,16 +67,17 @@ class TrendPoint(BaseModel):
 
 class VehiclePublic(BaseModel):
     vin: str
-    first_seen: int
-    last_seen: int
-    fleet_now: int | None = Field(description="the fleet's newest event time, epoch ms")
+    first_seen_event_ms: int = Field(description="event time of its first report, epoch ms")
+    last_seen_event_ms: int = Field(description="event time of its latest report, epoch ms")
+    fleet_now_event_ms: int | None = Field(
+        description="the fleet's newest event time, epoch ms")
     signals: list[SignalPublic]
     open_alerts: list[AlertPublic]
     trends: dict[str, list[TrendPoint]] = Field(
         default_factory=dict,
         description="per health indicator (battery12v_resting_v, tire_pressure_<row>_<side>_kpa, "
                     "cell_spread_v, soh_percent), daily points oldest first, over the ?days= "
-                    "ending on the day of last_seen")
+                    "ending on the day of last_seen_event_ms")
     ota: dict[str, Any] | None = Field(
         None, description="the newest OTA action of the car (campaign, wave, state, attempt, "
         "the gates it waits on); null when it was never targeted")
@@ -113,8 +125,13 @@ class ApiKeyPublic(BaseModel):
     id: str
     name: str
     role: Role
-    created_at: int = Field(description="wall-clock epoch ms")
-    revoked_at: int | None = None
+    created_wall_ms: int = Field(description="wall clock, epoch ms")
+    revoked_wall_ms: int | None = Field(None, description="wall clock, epoch ms")
+
+
+class ApiKeyPage(BaseModel):
+    items: list[ApiKeyPublic]
+    next_cursor: NextCursor = None
 
 
 class ApiKeyCreated(ApiKeyPublic):
@@ -129,28 +146,28 @@ class ApiKeyCreated(ApiKeyPublic):
 class VehicleSummary(BaseModel):
     vin: str
     model: str | None = Field(description="latest Vehicle.VehicleIdentification.Model")
-    first_seen: int
-    last_seen: int = Field(description="event time (epoch ms) of the latest report")
+    first_seen_event_ms: int = Field(description="event time (epoch ms) of the first report")
+    last_seen_event_ms: int = Field(description="event time (epoch ms) of the latest report")
     open_alerts: int
     worst_severity: Severity | None = Field(description="worst severity of the open alerts")
 
 
 class VehiclePage(BaseModel):
     items: list[VehicleSummary]
-    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
+    next_cursor: NextCursor = None
 
 
 class ConnectorStatus(BaseModel):
     connector: int
     status: str | None = Field(description="latest OCPP StatusNotification status")
     error_code: str | None
-    ts: int | None = Field(description="event time of the status, epoch ms")
+    ts_event_ms: int | None = Field(description="event time of the status, epoch ms")
 
 
 class ChargerSummary(BaseModel):
     charger_id: str
-    first_seen: int
-    last_seen: int
+    first_seen_event_ms: int = Field(description="event time (epoch ms) of the first report")
+    last_seen_event_ms: int = Field(description="event time (epoch ms) of the latest report")
     connectors: list[ConnectorStatus]
     open_alerts: int
     worst_severity: Severity | None
@@ -158,17 +175,18 @@ class ChargerSummary(BaseModel):
 
 class ChargerPage(BaseModel):
     items: list[ChargerSummary]
-    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
+    next_cursor: NextCursor = None
 
 
 class ChargingSessionPublic(BaseModel):
-    session_id: str = Field(description="<charger>:<connector>:<start ts>")
+    session_id: str = Field(description="<charger>:<connector>:<start_event_ms>")
     charger_id: str
     connector: int
     transaction_id: int | None
     vin: str | None = Field(description="when the charger reported the car")
-    start_ts: int
-    end_ts: int | None = Field(description="null while the session is open")
+    start_event_ms: int = Field(description="event time (epoch ms) the session began")
+    end_event_ms: int | None = Field(
+        description="event time (epoch ms) it ended; null while the session is open")
     end_status: str | None = Field(
         description="Finishing, Available, Faulted, Unavailable or superseded")
     error_code: str | None = Field(description="last OCPP error code other than NoError")
@@ -177,8 +195,8 @@ class ChargingSessionPublic(BaseModel):
     max_power_w: float | None = Field(description="largest Power.Active.Import")
     offered_w: float | None = Field(description="largest Power.Offered")
     startup_ms: int | None = Field(
-        None, description="plug-in (Preparing) to energy flowing (Charging), ms; null if it "
-                          "never started")
+        None, description="a duration: plug-in (Preparing) to energy flowing (Charging), ms; "
+                          "null if it never started")
 
 
 class FaultShare(BaseModel):
@@ -192,9 +210,9 @@ class FaultShare(BaseModel):
 
 class ChargerPublic(BaseModel):
     charger_id: str
-    first_seen: int
-    last_seen: int
-    fleet_now: int | None
+    first_seen_event_ms: int
+    last_seen_event_ms: int
+    fleet_now_event_ms: int | None
     connectors: list[ConnectorStatus]
     signals: list[SignalPublic]
     open_alerts: list[AlertPublic]
@@ -219,7 +237,7 @@ class FaultyCharger(BaseModel):
 
 
 class FleetOverview(BaseModel):
-    fleet_now: int | None
+    fleet_now_event_ms: int | None = Field(description="the fleet's newest event time, ms")
     vehicles: int
     chargers: int
     open_alerts: int
@@ -262,30 +280,39 @@ class WebhookPublic(BaseModel):
     events: list[str]
     state: WebhookState
     description: str
-    created_at: int = Field(description="wall-clock epoch ms")
+    created_wall_ms: int = Field(description="wall clock, epoch ms")
     created_by: str = Field(description="name of the API key that registered it")
 
 
+class WebhookPage(BaseModel):
+    items: list[WebhookPublic]
+    next_cursor: NextCursor = None
+
+
 class WebhookCreated(WebhookPublic):
-    secret: str = Field(description="the HMAC-SHA256 signing secret: shown only in this "
-                                    "response; verify X-Ownercare-Signature with it")
+    secret: str = Field(description="the Standard Webhooks signing secret, whsec_<base64 "
+                                    "key>: shown only in this response; verify the "
+                                    "webhook-signature header with it")
 
 
 class WebhookDeliveryPublic(BaseModel):
-    id: str = Field(description="delivery id (the X-Ownercare-Delivery header)")
+    id: str = Field(description="delivery id (the ownercare-delivery-id header)")
     webhook_id: str
-    event_id: str = Field(description="the body's id; the same for every webhook and retry")
+    event_id: str = Field(description="the body's id and the webhook-id header; the same for "
+                                      "every webhook and retry")
     event_type: str
     payload: dict[str, Any] = Field(description="the body's data")
     state: DeliveryState
     attempts: int
-    next_attempt_at: int = Field(description="wall-clock epoch ms of the next try (pending)")
+    next_attempt_wall_ms: int = Field(
+        description="wall clock, epoch ms, of the next try (pending)")
     last_status_code: int | None = None
     last_error: str | None = None
-    created_at: int = Field(description="the event's time, epoch ms")
-    delivered_at: int | None = Field(None, description="wall-clock epoch ms")
+    created_wall_ms: int = Field(description="wall clock, epoch ms, when the event was "
+                                             "recorded (the body's created_wall_ms)")
+    delivered_wall_ms: int | None = Field(None, description="wall clock, epoch ms")
 
 
 class WebhookDeliveryPage(BaseModel):
     items: list[WebhookDeliveryPublic]
-    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
+    next_cursor: NextCursor = None

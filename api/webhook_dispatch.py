@@ -1,13 +1,14 @@
 """The webhook dispatcher: an asyncio task of the API that sends due deliveries.
 
 Every API replica runs one. Each poll claims due deliveries with a lease (see
-``storage.outbox.claim_due``), POSTs them signed (``care.webhooks``), and records the
-outcome: 2xx is delivered; anything else (other status, timeout, refused connection) is
-retried after min(cap, base·2^(attempt-1)) seconds, and after the last try the delivery is
-dead, listed by ``GET /webhooks/{id}/deliveries?state=dead`` until someone retries it.
+``storage.outbox.claim_due``), POSTs them signed the Standard Webhooks way (``care.webhooks``:
+``webhook-id``, ``webhook-timestamp``, ``webhook-signature``), and records the outcome: 2xx
+is delivered; anything else (other status, timeout, refused connection) is retried after
+min(cap, base·2^(attempt-1)) seconds, and after the last try the delivery is dead, listed
+by ``GET /webhooks/{id}/deliveries?state=dead`` until someone retries it.
 
 Delivery is at least once: a replica stopped in the middle of a request leaves its lease to
-expire, and the delivery is sent again (same event id; receivers de-duplicate on it).
+expire, and the delivery is sent again (same ``webhook-id``; receivers de-duplicate on it).
 The clock and the sleep are injected, so tests run the retry schedule without waiting.
 """
 
@@ -118,11 +119,11 @@ class Dispatcher:
             raise RuntimeError("use `async with dispatcher.running():`")
         attempt = row["attempts"] + 1
         timestamp = int(self.clock())
-        payload = webhooks.body(row["event_id"], row["event_type"], row["created_at"],
+        payload = webhooks.body(row["event_id"], row["event_type"], row["created_wall_ms"],
                                 row["payload"])
-        headers = webhooks.headers(row["secret"], event_type=row["event_type"],
-                                   delivery_id=row["id"], timestamp=timestamp,
-                                   payload=payload)
+        headers = webhooks.headers(row["secret"], event_id=row["event_id"],
+                                   event_type=row["event_type"], delivery_id=row["id"],
+                                   timestamp=timestamp, payload=payload)
         status: int | None = None
         error: str | None = None
         try:

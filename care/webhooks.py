@@ -1,43 +1,50 @@
 """Webhooks, the pure part: event filters, URL policy, backoff, and the signature scheme.
 
-No I/O here (the outbox is ``storage.outbox``, the sender ``api.webhook_dispatch``), so a
-receiver can import :func:`verify` without a database, and the rules are property-tested.
+No I/O here (the outbox is ``storage.outbox``, the sender ``api.webhook_dispatch``), so the
+rules are property-tested and a receiver can import :func:`verify` without a database.
 
-What a receiver gets (Stripe / Standard Webhooks style)::
+Deliveries follow Standard Webhooks (https://www.standardwebhooks.com/), signed with its
+reference library, so any of its verifiers accepts them::
 
     POST <url>
-    Content-Type: application/json
-    X-Ownercare-Event: alert.created
-    X-Ownercare-Delivery: <delivery id; the same on every retry of this delivery>
-    X-Ownercare-Timestamp: <unix seconds when this attempt was signed>
-    X-Ownercare-Signature: v1=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>
+    content-type: application/json
+    webhook-id: <event id; the same on every retry and for every webhook>
+    webhook-timestamp: <unix seconds when this attempt was signed>
+    webhook-signature: v1,<base64 HMAC-SHA256(key, f"{webhook-id}.{timestamp}.{body}")>
+    ownercare-event-type: alert.created
+    ownercare-delivery-id: <this (event, webhook) delivery; the same on every retry>
 
-    {"created_at":<epoch ms>,"data":{...},"id":"<event id>","type":"alert.created"}
+    {"created_wall_ms":<epoch ms>,"data":{...},"id":"<event id>","type":"alert.created"}
 
-The body is canonical JSON (sorted keys, no whitespace, UTF-8). ``id`` is the event id: the
-same for every webhook the event goes to and on every retry, so receivers de-duplicate on it
-(delivery is at least once). The signature covers the timestamp, so a receiver that refuses
-old timestamps (:func:`verify` does) also refuses replayed requests.
+The secret reads ``whsec_<base64 of the key bytes>``. The body is canonical JSON (sorted
+keys, no whitespace, UTF-8). Receivers de-duplicate on ``webhook-id`` (delivery is at least
+once). The signature covers the timestamp, so a receiver that refuses old timestamps (the
+library's verifier and :func:`verify` do) also refuses replayed requests.
 """
 
 from __future__ import annotations
 
-import hashlib
+import base64
+import binascii
 import hmac
 import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from standardwebhooks import Webhook
 
-SCHEME = "v1"
-EVENT_HEADER = "X-Ownercare-Event"
-DELIVERY_HEADER = "X-Ownercare-Delivery"
-TIMESTAMP_HEADER = "X-Ownercare-Timestamp"
-SIGNATURE_HEADER = "X-Ownercare-Signature"
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+EVENT_TYPE_HEADER = "ownercare-event-type"
+DELIVERY_HEADER = "ownercare-delivery-id"
 DEFAULT_TOLERANCE_S = 300
 
 # Event types. The alert ones are the changes of the alert change log (the SSE stream's
@@ -145,49 +152,68 @@ def backoff_s(attempt: int, base_s: float, cap_s: float) -> float:
 
 
 def new_secret() -> str:
-    """A signing secret (256 bits of randomness); the whole string is the HMAC key."""
-    return "whsec_" + secrets.token_urlsafe(32)
+    """A signing secret: ``whsec_`` and the base64 of 256 random bits (the HMAC key)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def body(event_id: str, event_type: str, created_at: int, data: Any) -> bytes:
+def secret_key(secret: str) -> bytes:
+    """The HMAC key a ``whsec_`` secret encodes, or ValueError saying what is wrong."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"a webhook secret starts with {SECRET_PREFIX!r}")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"a webhook secret is {SECRET_PREFIX!r} followed by standard "
+                         "base64") from None
+    if not key:
+        raise ValueError("a webhook secret's key is empty")
+    return key
+
+
+def body(event_id: str, event_type: str, created_wall_ms: int, data: Any) -> bytes:
     """The canonical JSON body of an event: sorted keys, no whitespace, UTF-8."""
-    return orjson.dumps({"id": event_id, "type": event_type, "created_at": created_at,
+    return orjson.dumps({"id": event_id, "type": event_type, "created_wall_ms": created_wall_ms,
                          "data": data}, option=orjson.OPT_SORT_KEYS)
 
 
-def sign(secret: str, timestamp: int, payload: bytes) -> str:
-    """The ``X-Ownercare-Signature`` value: ``v1=`` + hex HMAC-SHA256 of
-    ``f"{timestamp}.".encode() + payload`` keyed with the secret's UTF-8 bytes."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
-    return f"{SCHEME}={mac.hexdigest()}"
+def sign(secret: str, msg_id: str, timestamp: int, payload: bytes) -> str:
+    """The ``webhook-signature`` value, ``v1,<base64>``, as the Standard Webhooks library
+    computes it: HMAC-SHA256 keyed with the secret's key bytes over
+    ``f"{msg_id}.{timestamp}."`` followed by the raw body."""
+    return Webhook(secret_key(secret)).sign(msg_id, datetime.fromtimestamp(timestamp, UTC),
+                                            payload)
 
 
-def headers(secret: str, *, event_type: str, delivery_id: str, timestamp: int,
+def headers(secret: str, *, event_id: str, event_type: str, delivery_id: str, timestamp: int,
             payload: bytes) -> dict[str, str]:
-    """Every header of one delivery attempt."""
+    """Every header of one delivery attempt (``timestamp``: unix seconds)."""
     return {
-        "Content-Type": "application/json",
-        EVENT_HEADER: event_type,
-        DELIVERY_HEADER: delivery_id,
+        "content-type": "application/json",
+        ID_HEADER: event_id,
         TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(secret, timestamp, payload),
+        SIGNATURE_HEADER: sign(secret, event_id, timestamp, payload),
+        EVENT_TYPE_HEADER: event_type,
+        DELIVERY_HEADER: delivery_id,
     }
 
 
 def verify(secret: str, request_headers: Mapping[str, str], payload: bytes,
            tolerance_s: float = DEFAULT_TOLERANCE_S, now: float | None = None) -> None:
-    """Raise :class:`InvalidSignature` unless the request is one ownercare signed with
-    ``secret`` less than ``tolerance_s`` seconds from ``now`` (unix seconds).
+    """Raise :class:`InvalidSignature` unless the request is one signed with ``secret`` less
+    than ``tolerance_s`` seconds from ``now`` (unix seconds; the wall clock by default).
 
+    What ``standardwebhooks.Webhook(secret).verify`` checks, with the clock and the
+    tolerance as parameters (that verifier has a fixed 5 minutes against the wall clock).
     ``payload`` is the raw request body, byte for byte (parse JSON only after verifying).
-    The signature header may hold several space-separated ``v1=`` values (secret rotation):
-    one match is enough. ``now`` defaults to the wall clock.
+    The signature header may hold several space-separated values (secret rotation): one
+    match is enough.
     """
     lower = {k.lower(): v for k, v in request_headers.items()}
-    raw_ts = lower.get(TIMESTAMP_HEADER.lower())
-    raw_sig = lower.get(SIGNATURE_HEADER.lower())
-    if raw_ts is None or raw_sig is None:
-        raise InvalidSignature(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
+    msg_id, raw_ts, raw_sig = (lower.get(h) for h in (ID_HEADER, TIMESTAMP_HEADER,
+                                                      SIGNATURE_HEADER))
+    if not (msg_id and raw_ts and raw_sig):
+        raise InvalidSignature(f"missing {ID_HEADER}, {TIMESTAMP_HEADER} or "
+                               f"{SIGNATURE_HEADER} header")
     if not raw_ts.isascii() or not raw_ts.isdigit() or len(raw_ts) > 12:
         raise InvalidSignature(f"{TIMESTAMP_HEADER} is not unix seconds")
     timestamp = int(raw_ts)
@@ -196,7 +222,7 @@ def verify(secret: str, request_headers: Mapping[str, str], payload: bytes,
     if abs(now - timestamp) > tolerance_s:
         raise InvalidSignature(f"timestamp {timestamp} is more than {tolerance_s} s from now "
                                "(a replayed or delayed request)")
-    expected = sign(secret, timestamp, payload)
-    offered = [v for v in raw_sig.split() if v.startswith(f"{SCHEME}=")]
-    if not any(hmac.compare_digest(expected.encode(), v.encode()) for v in offered):
-        raise InvalidSignature("signature does not match the body and timestamp")
+    expected = sign(secret, msg_id, timestamp, payload).encode()
+    if not any(hmac.compare_digest(expected, offered.encode("utf-8", "replace"))
+               for offered in raw_sig.split()):
+        raise InvalidSignature("signature does not match the id, timestamp and body")

@@ -1,6 +1,11 @@
 """The alert record as the worker sends it and the database stores it: its fields, their
 types and limits, and the check that turns a producer's dict into a row or a ValueError.
 
+The record on Kafka is an internal contract between the detectors and the sink, and keeps
+its short names (``first_seen``, ``last_seen``, ``predicted_failure_ts``); the row, and
+everything the API and the webhooks show, names each time's clock (``first_seen_event_ms``
+...). :data:`COLUMN_OF` maps one to the other, here and nowhere else.
+
 The message of every ValueError names the field and the problem, so a dead-lettered alert
 explains itself.
 """
@@ -39,11 +44,15 @@ _ALERT_FIELDS: dict[str, tuple[tuple[type, ...], str, int | None]] = {
 _OPTIONAL_FIELDS: dict[str, tuple[tuple[type, ...], str, int | None]] = {
     "root_cause_id": ((str, type(None)), "a string (an alert id) or null", 36),
 }
-ALERT_KEYS = tuple(_ALERT_FIELDS) + tuple(_OPTIONAL_FIELDS)
+RECORD_KEYS = tuple(_ALERT_FIELDS) + tuple(_OPTIONAL_FIELDS)
+# The record's times are event time, from the devices' messages: the row says so.
+COLUMN_OF = {"first_seen": "first_seen_event_ms", "last_seen": "last_seen_event_ms",
+             "predicted_failure_ts": "predicted_failure_event_ms"}
+ALERT_KEYS = tuple(COLUMN_OF.get(k, k) for k in RECORD_KEYS)  # the row's
 _NON_EMPTY = ("id", "asset_id", "type", "detector", "root_cause_id")
 # A delivery that differs from the stored alert only outside these fields is a duplicate.
-COMPARED = ("severity", "status", "last_seen", "title", "evidence", "predicted_failure_ts",
-             "recommended_action", "root_cause_id")
+COMPARED = ("severity", "status", "last_seen_event_ms", "title", "evidence",
+            "predicted_failure_event_ms", "recommended_action", "root_cause_id")
 
 def change_of(old_status: str, new_status: str) -> str:
     if old_status == "open" and new_status == "resolved":
@@ -57,7 +66,8 @@ def change_of(old_status: str, new_status: str) -> str:
 
 
 def validate_alert(alert: Any) -> dict[str, Any]:
-    """Check an alert upsert from Kafka; return its stored fields or raise ValueError.
+    """Check an alert upsert from Kafka; return its row (:data:`ALERT_KEYS`) or raise
+    ValueError.
 
     The message names the field and the problem, so a dead-lettered alert explains itself.
     Keys beyond the contract are ignored (a newer producer must not be dead-lettered).
@@ -92,7 +102,13 @@ def validate_alert(alert: Any) -> dict[str, Any]:
     if alert.get("root_cause_id") == alert["id"]:
         raise ValueError("alert field 'root_cause_id' names the alert itself")
     _check_json(alert["evidence"], "evidence", 0)
-    return {name: alert.get(name) for name in ALERT_KEYS}
+    return {COLUMN_OF.get(name, name): alert.get(name) for name in RECORD_KEYS}
+
+
+def record_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The Kafka record of a stored alert row (what ``validate_alert`` turned into it)."""
+    column_to_field = {column: field for field, column in COLUMN_OF.items()}
+    return {column_to_field.get(k, k): v for k, v in row.items() if k in ALERT_KEYS}
 
 
 def _check_json(value: Any, where: str, depth: int) -> None:

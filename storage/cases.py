@@ -1,15 +1,16 @@
 """Care cases for staff: list, detail, transition, assign, note; and detector quality.
 
-``CaseStore(store, clock)`` works on a ``Store`` (its engine, its serialised write
+``CaseStore(store)`` works on a ``Store`` (its engine, its serialised write
 transactions), like ``KeyStore``; the API keeps one on ``app.state.cases``.
 Cases open and escalate on the alert write path (``storage.case_intake``); here staff work them.
 
 * Staff writes take the same lock as alert upserts, so a case cannot close between the
   moment an arriving alert finds it open and the moment it links to it.
-* Times of staff actions come from ``clock`` (wall clock ms; injectable for tests).
-* "Overdue" means open and ``due_at`` before the fleet's event-time now
-  (``Store.fleet_now_ms()``, the newest timestamp any asset reported; the same "now" the
-  vehicle view ages signals by). ``due_at`` is event time too, so an accelerated simulation
+* Times of staff actions are wall clock (``*_wall_ms``), from ``clock`` (the store's by
+  default; injectable for tests).
+* "Overdue" means open and ``due_event_ms`` before the fleet's event-time now
+  (``fleet_now_event_ms``: the newest timestamp any asset reported; the same "now" the
+  vehicle view ages signals by). The due time is event time too, so an accelerated simulation
   or a replay shows the cases overdue that were overdue then; with no telemetry yet nothing
   is overdue.
 """
@@ -28,7 +29,6 @@ from sqlalchemy.engine import Connection
 from care import casework
 from storage.case_intake import public_case, record
 from storage.database import PG_LOCK_ALERTS
-from storage.keys import wall_ms
 from storage.models import alert_outcomes, alerts, case_alerts, case_events, cases
 from storage.store import Store
 
@@ -60,7 +60,7 @@ class InvalidOutcomes(ValueError):
 
 
 def encode_cursor(sort: CaseSort, row: Mapping[str, Any]) -> str:
-    key = [sort, row["id"]] if sort == "newest" else [sort, row["due_at"], row["id"]]
+    key = [sort, row["id"]] if sort == "newest" else [sort, row["due_event_ms"], row["id"]]
     return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
 
 
@@ -101,9 +101,9 @@ def _load(conn: Connection, case_id: int, expected_version: int | None) -> dict[
 class CaseStore:
     """Care cases in the relational store: what staff read and do."""
 
-    def __init__(self, store: Store, clock: Callable[[], int] = wall_ms) -> None:
+    def __init__(self, store: Store, clock: Callable[[], int] | None = None) -> None:
         self.store = store
-        self.clock = clock
+        self.clock = clock or store.clock
 
     def list_cases(
         self, *, state: str | None = None, assignee: str | None = None,
@@ -115,7 +115,7 @@ class CaseStore:
 
         ``sort="newest"``: most recently opened first (id descending; ids are assigned in commit
         order under the alert lock, so cases opened meanwhile sort before the cursor and pages
-        never repeat or skip). ``sort="due"``: the work queue, earliest ``due_at`` first; a case
+        never repeat or skip). ``sort="due"``: the work queue, earliest due first; a case
         that escalates while a client pages moves to its new place and may be seen twice or not
         at all in that pass.
         """
@@ -132,7 +132,7 @@ class CaseStore:
         if unassigned:
             query = query.where(cases.c.assignee.is_(None))
         is_overdue = and_(cases.c.state.not_in(sorted(casework.TERMINAL)),
-                          cases.c.due_at < (fleet_now if fleet_now is not None else -1))
+                          cases.c.due_event_ms < (fleet_now if fleet_now is not None else -1))
         if overdue is True:
             query = query.where(is_overdue)
         elif overdue is False:
@@ -145,9 +145,10 @@ class CaseStore:
         else:
             if cursor:
                 last_due, last_id = decode_cursor(cursor, sort)
-                query = query.where(or_(cases.c.due_at > last_due,
-                                        and_(cases.c.due_at == last_due, cases.c.id > last_id)))
-            query = query.order_by(cases.c.due_at, cases.c.id)
+                query = query.where(or_(cases.c.due_event_ms > last_due,
+                                        and_(cases.c.due_event_ms == last_due,
+                                             cases.c.id > last_id)))
+            query = query.order_by(cases.c.due_event_ms, cases.c.id)
         with self.store.engine.connect() as conn:
             found = conn.execute(query.limit(limit + 1)).mappings()
             rows = [public_case(r, fleet_now) for r in found]
@@ -170,12 +171,12 @@ class CaseStore:
                 .join(case_alerts, case_alerts.c.alert_id == alerts.c.id)
                 .outerjoin(alert_outcomes, alert_outcomes.c.alert_id == alerts.c.id)
                 .where(case_alerts.c.case_id == case_id)
-                .order_by(alerts.c.first_seen, alerts.c.id)).mappings()]
+                .order_by(alerts.c.first_seen_event_ms, alerts.c.id)).mappings()]
             events = [dict(r) for r in conn.execute(
                 select(case_events).where(case_events.c.case_id == case_id)
                 .order_by(case_events.c.id)).mappings()]
         case = public_case(row, fleet_now)
-        return {**case, "alerts": linked, "events": events, "fleet_now": fleet_now,
+        return {**case, "alerts": linked, "events": events, "fleet_now_event_ms": fleet_now,
                 "allowed_transitions": list(casework.allowed(case["state"]))}
 
     # ------------------------------------------------------------------ staff writes
@@ -214,8 +215,8 @@ class CaseStore:
                                       f"case {case_id}")
             now = self.clock()
             conn.execute(update(cases).where(cases.c.id == case_id).values(
-                state=new_state, updated_at=now, version=case["version"] + 1,
-                closed_at=now if final else None))
+                state=new_state, updated_wall_ms=now, version=case["version"] + 1,
+                closed_wall_ms=now if final else None))
             labels: dict[str, str] = {}
             if final:
                 default = casework.default_outcome(new_state)
@@ -227,13 +228,14 @@ class CaseStore:
                     conn.execute(alert_outcomes.insert().values(
                         alert_id=alert_id, case_id=case_id, alert_type=alert["type"],
                         detector=alert["detector"], detector_version=alert["detector_version"],
-                        outcome=label, labelled_at=now, labelled_by=actor))
+                        outcome=label, labelled_wall_ms=now, labelled_by=actor))
             detail: dict[str, Any] = {}
             if note:
                 detail["note"] = note
             if final:
                 detail["outcomes"] = labels
-            record(conn, case_id, now, actor, "transitioned", case["state"], new_state, **detail)
+            record(conn, case_id, None, now, actor, "transitioned", case["state"], new_state,
+                   **detail)
         log.info("case_transitioned id=%s from=%s to=%s actor=%s labels=%s", case_id,
                  case["state"], new_state, actor, len(labels))
         return self._reread(case_id)
@@ -250,8 +252,9 @@ class CaseStore:
             if case["assignee"] != assignee:
                 now = self.clock()
                 conn.execute(update(cases).where(cases.c.id == case_id).values(
-                    assignee=assignee, updated_at=now, version=case["version"] + 1))
-                record(conn, case_id, now, actor, "assigned", assignee_from=case["assignee"],
+                    assignee=assignee, updated_wall_ms=now, version=case["version"] + 1))
+                record(conn, case_id, None, now, actor, "assigned",
+                       assignee_from=case["assignee"],
                        assignee_to=assignee)
                 log.info("case_assigned id=%s assignee=%s actor=%s", case_id, assignee, actor)
         return self._reread(case_id)
@@ -262,7 +265,7 @@ class CaseStore:
         with self.store.write(PG_LOCK_ALERTS) as conn:
             case = _load(conn, case_id, None)
             now = self.clock()
-            event_id = record(conn, case_id, now, actor, "note", text=text)
+            event_id = record(conn, case_id, None, now, actor, "note", text=text)
             row = conn.execute(select(case_events).where(case_events.c.id == event_id)).mappings()
             entry = dict(row.one())
         log.info("case_note id=%s actor=%s state=%s", case_id, actor, case["state"])
@@ -297,10 +300,11 @@ class CaseStore:
                 conn.execute(select(cases.c.state, func.count()).group_by(cases.c.state)).all())
             overdue = 0 if fleet_now is None else int(conn.execute(
                 select(func.count()).select_from(cases).where(
-                    cases.c.state.in_(open_states), cases.c.due_at < fleet_now)).scalar_one())
+                    cases.c.state.in_(open_states),
+                    cases.c.due_event_ms < fleet_now)).scalar_one())
         counts = {state: int(by_state.get(state, 0)) for state in casework.STATES}
         return {"by_state": counts, "open": sum(counts[s] for s in open_states),
-                "overdue": overdue, "fleet_now": fleet_now}
+                "overdue": overdue, "fleet_now_event_ms": fleet_now}
 
     def events_after(self, after_id: int, limit: int = 100) -> list[dict[str, Any]]:
         """Audit entries of every case with id > ``after_id``, oldest first. Ids are in

@@ -37,6 +37,11 @@ PG_LOCK_SCHEMA = 0x6F63_0001
 PG_LOCK_ALERTS = 0x6F63_0002
 
 
+def wall_ms() -> int:
+    """The server's wall clock, epoch ms: for ``*_wall_ms`` times, never for detection."""
+    return time.time_ns() // 1_000_000
+
+
 class Database:
     """An engine on ``url`` with the schema at the newest revision."""
 

@@ -26,21 +26,22 @@ def signals_upsert_statement(dialect: str) -> Insert:
     ins = insert_for(dialect)(latest_signals)
     stmt: Insert = ins.on_conflict_do_update(
         index_elements=["asset_kind", "asset_id", "path"],
-        set_={"value": ins.excluded.value, "ts": ins.excluded.ts},
-        where=ins.excluded.ts > latest_signals.c.ts,
+        set_={"value": ins.excluded.value, "ts_event_ms": ins.excluded.ts_event_ms},
+        where=ins.excluded.ts_event_ms > latest_signals.c.ts_event_ms,
     )
     return stmt
 
 
 def assets_upsert_statement(dialect: str) -> Insert:
-    """INSERT ... ON CONFLICT that widens an asset's [first_seen, last_seen] span."""
+    """INSERT ... ON CONFLICT that widens an asset's [first seen, last seen] span."""
     ins = insert_for(dialect)(assets)
     lo, hi = (func.min, func.max) if dialect == "sqlite" else (func.least, func.greatest)
+    first, last = assets.c.first_seen_event_ms, assets.c.last_seen_event_ms
+    new_first, new_last = ins.excluded.first_seen_event_ms, ins.excluded.last_seen_event_ms
     stmt: Insert = ins.on_conflict_do_update(
         index_elements=["asset_kind", "asset_id"],
-        set_={"first_seen": lo(assets.c.first_seen, ins.excluded.first_seen),
-              "last_seen": hi(assets.c.last_seen, ins.excluded.last_seen)},
-        where=or_(ins.excluded.first_seen < assets.c.first_seen,
-                  ins.excluded.last_seen > assets.c.last_seen),
+        set_={"first_seen_event_ms": lo(first, new_first),
+              "last_seen_event_ms": hi(last, new_last)},
+        where=or_(new_first < first, new_last > last),
     )
     return stmt

@@ -2,7 +2,8 @@
 
 A key reads ``oc_<id>_<secret>``: the id finds the row, the secret proves possession. Only
 SHA-256 of the secret is stored, and the whole key is returned once, at creation. Times here
-are wall-clock (an operator created or revoked a key); detection never uses them.
+are wall clock (``*_wall_ms``: an operator created or revoked a key); detection never uses
+them.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
 from sqlalchemy import select, update
 
+from storage.cursor import after, check_limit, decode_cursor, page
+from storage.database import wall_ms
 from storage.models import api_keys
 from storage.store import Store
 
@@ -33,6 +35,7 @@ GRANTS: Final[dict[str, frozenset[str]]] = {
     "ota_manager": frozenset({"read", "ota"}),
     "admin": frozenset({"read", "cases", "ota", "admin"}),
 }
+KEY_SORT = "keys:created_wall_ms"
 KEY_RE: Final = re.compile(r"oc_([a-z0-9]{12})_([A-Za-z0-9_-]{43})")
 NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
 
@@ -70,10 +73,6 @@ def check_role(role: str) -> str:
     return role
 
 
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class KeyStore:
     """API key rows in the relational store (same database as alerts and cases)."""
 
@@ -89,7 +88,7 @@ class KeyStore:
                          for _ in range(12))
         secret = secrets.token_urlsafe(32)
         row = {"id": key_id, "name": name, "role": role, "secret_sha256": _digest(secret),
-               "created_at": self.clock(), "revoked_at": None}
+               "created_wall_ms": self.clock(), "revoked_wall_ms": None}
         with self.store.write() as conn:
             conn.execute(api_keys.insert().values(**row))
         return _public(row), f"oc_{key_id}_{secret}"
@@ -106,25 +105,43 @@ class KeyStore:
         expected = row["secret_sha256"] if row else _digest("")
         if not hmac.compare_digest(expected, _digest(secret)) or row is None:
             return None
-        if row["revoked_at"] is not None:
+        if row["revoked_wall_ms"] is not None:
             return None
         return Principal(key_id=row["id"], name=row["name"], role=row["role"])
 
-    def list(self) -> list[dict[str, Any]]:
+    def page(self, *, limit: int = 50, cursor: str | None = None
+             ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of keys, oldest first, and the next page's cursor (ValueError for a
+        cursor this store did not issue)."""
+        check_limit(limit)
+        order = (api_keys.c.created_wall_ms, api_keys.c.id)
+        query = select(api_keys).order_by(*order).limit(limit + 1)
+        if cursor:
+            query = query.where(after(order, decode_cursor(cursor, KEY_SORT)))
         with self.store.engine.connect() as conn:
-            rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at,
-                                                          api_keys.c.id)).mappings()
-            return [_public(dict(r)) for r in rows]
+            rows = [_public(dict(r)) for r in conn.execute(query).mappings()]
+        return page(rows, limit, lambda r: (r["created_wall_ms"], r["id"]), KEY_SORT)
+
+    def get(self, key_id: str) -> dict[str, Any] | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+        return _public(dict(row)) if row else None
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every key, oldest first (the CLI's listing)."""
+        rows, cursor = self.page(limit=2**31)
+        assert cursor is None
+        return rows
 
     def revoke(self, key_id: str) -> dict[str, Any] | None:
         """Revoke a key (idempotent); None when no such key exists."""
         with self.store.write() as conn:
             conn.execute(update(api_keys).where(api_keys.c.id == key_id,
-                                                api_keys.c.revoked_at.is_(None))
-                         .values(revoked_at=self.clock()))
+                                                api_keys.c.revoked_wall_ms.is_(None))
+                         .values(revoked_wall_ms=self.clock()))
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
         return _public(dict(row)) if row else None
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in ("id", "name", "role", "created_at", "revoked_at")}
+    return {k: row[k] for k in ("id", "name", "role", "created_wall_ms", "revoked_wall_ms")}

@@ -1,6 +1,8 @@
 """Relational schema (SQLAlchemy Core), shared by the worker's sinks and the API.
 
-Times are event-time epoch milliseconds (BigInteger), as in the messages they come from.
+Every time is epoch milliseconds (BigInteger) and its name says its clock: ``*_event_ms`` is
+event time, taken from the vehicles' and chargers' messages; ``*_wall_ms`` is the server's
+wall clock when it processed something (a staff action, a write, a delivery attempt).
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ alerts = Table(
     Column("type", String(64), nullable=False),
     Column("severity", String(16), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("first_seen", BigInteger, nullable=False),
-    Column("last_seen", BigInteger, nullable=False),
+    Column("first_seen_event_ms", BigInteger, nullable=False),
+    Column("last_seen_event_ms", BigInteger, nullable=False),
     Column("title", Text, nullable=False),
     Column("evidence", JSON, nullable=False),
-    Column("predicted_failure_ts", BigInteger, nullable=True),
+    Column("predicted_failure_event_ms", BigInteger, nullable=True),
     Column("recommended_action", Text, nullable=False),
     Column("detector", String(64), nullable=False),
     Column("detector_version", String(32), nullable=False),
@@ -44,8 +46,8 @@ alerts = Table(
     Column("root_cause_id", String(36), nullable=True),
     Index("ix_alerts_asset", "asset_kind", "asset_id"),
     Index("ix_alerts_root_cause", "root_cause_id"),  # ?root_cause_id= and a cause's effects
-    Index("ix_alerts_order", "last_seen", "id"),
-    Index("ix_alerts_first_seen", "first_seen", "id"),  # for ?sort=first_seen
+    Index("ix_alerts_order", "last_seen_event_ms", "id"),
+    Index("ix_alerts_first_seen", "first_seen_event_ms", "id"),  # ?sort=first_seen_event_ms
     # One open alert per (asset, type): the database enforces what the detector promises.
     Index(
         "ux_alerts_one_open",
@@ -65,7 +67,7 @@ alert_events = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("alert_id", String(36), nullable=False, index=True),
     Column("change", String(16), nullable=False),
-    Column("at", BigInteger, nullable=False),
+    Column("at_event_ms", BigInteger, nullable=False),  # the alert's last_seen_event_ms
     Column("snapshot", JSON, nullable=False),
 )
 
@@ -74,10 +76,10 @@ assets = Table(
     metadata,
     Column("asset_kind", String(16), primary_key=True),
     Column("asset_id", String(64), primary_key=True),
-    Column("first_seen", BigInteger, nullable=False),
-    Column("last_seen", BigInteger, nullable=False),
-    # fleet_now_ms() is MAX(last_seen): an index answers it without scanning the fleet.
-    Index("ix_assets_last_seen", "last_seen"),
+    Column("first_seen_event_ms", BigInteger, nullable=False),
+    Column("last_seen_event_ms", BigInteger, nullable=False),
+    # fleet_now_event_ms() is MAX(last_seen_event_ms): an index answers it without a scan.
+    Index("ix_assets_last_seen", "last_seen_event_ms"),
 )
 
 latest_signals = Table(
@@ -87,7 +89,7 @@ latest_signals = Table(
     Column("asset_id", String(64), primary_key=True),
     Column("path", String(160), primary_key=True),
     Column("value", JSON, nullable=True),
-    Column("ts", BigInteger, nullable=False),
+    Column("ts_event_ms", BigInteger, nullable=False),
 )
 
 # ---------------------------------------------------------------------------- API keys
@@ -100,8 +102,8 @@ api_keys = Table(
     Column("name", String(64), nullable=False),
     Column("role", String(16), nullable=False),
     Column("secret_sha256", String(64), nullable=False),
-    Column("created_at", BigInteger, nullable=False),  # wall clock, epoch ms
-    Column("revoked_at", BigInteger, nullable=True),
+    Column("created_wall_ms", BigInteger, nullable=False),
+    Column("revoked_wall_ms", BigInteger, nullable=True),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -109,7 +111,8 @@ api_keys = Table(
 # Written by the worker (diagnostics/daily.py, diagnostics/charging.py via storage/store.py).
 
 # One mergeable aggregate per (asset, UTC day of the event time, indicator); the worker's
-# upsert merges each flush into it (n and sum add up, min/max widen, last follows last_ts).
+# upsert merges each flush into it (n and sum add up, min/max widen, last follows
+# last_event_ms).
 daily_indicators = Table(
     "daily_indicators",
     metadata,
@@ -122,7 +125,7 @@ daily_indicators = Table(
     Column("max", Float, nullable=False),
     Column("sum", Float, nullable=False),
     Column("last", Float, nullable=False),
-    Column("last_ts", BigInteger, nullable=False),
+    Column("last_event_ms", BigInteger, nullable=False),
 )
 
 charging_sessions = Table(
@@ -133,9 +136,9 @@ charging_sessions = Table(
     Column("connector", Integer, nullable=False),
     Column("transaction_id", BigInteger, nullable=True),
     Column("vin", String(17), nullable=True),
-    Column("start_ts", BigInteger, nullable=False),
-    Column("end_ts", BigInteger, nullable=True),
-    Column("last_ts", BigInteger, nullable=False),  # the last record applied (redelivery)
+    Column("start_event_ms", BigInteger, nullable=False),
+    Column("end_event_ms", BigInteger, nullable=True),
+    Column("last_event_ms", BigInteger, nullable=False),  # the last record applied
     Column("last_seq", BigInteger, nullable=False),
     Column("end_status", String(20), nullable=True),
     Column("error_code", String(30), nullable=True),
@@ -144,11 +147,11 @@ charging_sessions = Table(
     Column("energy_wh", Float, nullable=True),
     Column("max_power_w", Float, nullable=True),
     Column("offered_w", Float, nullable=True),
-    Column("startup_ms", BigInteger, nullable=True),  # Preparing -> Charging (0010)
+    Column("startup_ms", BigInteger, nullable=True),  # a duration: Preparing -> Charging
     # The worker loads each connector's newest session; the detail page lists recent ones.
-    Index("ix_charging_sessions_connector", "charger_id", "connector", "start_ts"),
+    Index("ix_charging_sessions_connector", "charger_id", "connector", "start_event_ms"),
     # Fault attribution looks up the same car's sessions elsewhere around a date.
-    Index("ix_charging_sessions_vin", "vin", "start_ts"),
+    Index("ix_charging_sessions_vin", "vin", "start_event_ms"),
 )
 
 
@@ -156,8 +159,8 @@ charging_sessions = Table(
 # Every alert belongs to exactly one case of its asset (``case_alerts``). Staff work a case
 # through the workflow in ``care.casework``; ``case_events`` is its audit trail and
 # ``alert_outcomes`` the per-alert label (confirmed / false positive) behind GET /quality.
-# Times from the detection side (opened_at, due_at, system audit entries) are event time;
-# times of staff actions (closed_at, labelled_at, their audit entries) are wall-clock ms.
+# The detection side's times (opened, due, what an alert did) are event time; when ownercare
+# wrote a change (a staff action, or an alert's change filed by the sink) is wall clock.
 
 _CASE_OPEN = "state NOT IN ('resolved', 'false_positive', 'no_action_needed')"
 
@@ -170,13 +173,14 @@ cases = Table(
     Column("state", String(24), nullable=False),
     Column("severity", String(16), nullable=False),
     Column("assignee", String(128), nullable=True),
-    Column("opened_at", BigInteger, nullable=False),  # first_seen of the alert that opened it
-    Column("due_at", BigInteger, nullable=False),  # opened_at + SLA of its severity
-    Column("closed_at", BigInteger, nullable=True),
-    Column("updated_at", BigInteger, nullable=False),
+    # first_seen_event_ms of the alert that opened it
+    Column("opened_event_ms", BigInteger, nullable=False),
+    Column("due_event_ms", BigInteger, nullable=False),  # opened + the SLA of its severity
+    Column("closed_wall_ms", BigInteger, nullable=True),
+    Column("updated_wall_ms", BigInteger, nullable=False),
     Column("version", Integer, nullable=False),  # +1 per change: optimistic concurrency
     Index("ix_cases_asset", "asset_kind", "asset_id"),
-    Index("ix_cases_due", "due_at", "id"),
+    Index("ix_cases_due", "due_event_ms", "id"),
     Index("ix_cases_state", "state"),
     # One open case per asset: a new alert joins it; the database enforces that too.
     Index(
@@ -201,7 +205,11 @@ case_events = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
-    Column("at", BigInteger, nullable=False),
+    # An alert's change ("system" entries): the event time of that change.
+    Column("at_event_ms", BigInteger, nullable=True),
+    # When ownercare wrote the entry; null only on system entries migrated from a schema
+    # that kept one time per entry (its event time).
+    Column("at_wall_ms", BigInteger, nullable=True),
     Column("actor", String(128), nullable=False),  # "system" or the API key's name
     # opened | alert_linked | severity_changed | transitioned | assigned | note
     Column("action", String(24), nullable=False),
@@ -220,7 +228,7 @@ alert_outcomes = Table(
     Column("detector", String(64), nullable=False),
     Column("detector_version", String(32), nullable=False),
     Column("outcome", String(16), nullable=False),  # confirmed | false_positive
-    Column("labelled_at", BigInteger, nullable=False),
+    Column("labelled_wall_ms", BigInteger, nullable=False),
     Column("labelled_by", String(128), nullable=False),
     Index("ix_alert_outcomes_detector", "alert_type", "detector", "detector_version"),
 )
@@ -228,20 +236,21 @@ alert_outcomes = Table(
 
 # ---------------------------------------------------------------------------- webhooks
 # Staff-registered receivers of alert and case events (care.webhooks, storage.outbox).
-# Times here are epoch ms: created_at of a webhook is wall clock (a staff action); a
-# delivery's created_at is the time of its event (event time for alert events).
+# Every time here is wall clock: when staff registered it, when a delivery was queued, tried,
+# delivered.
 
 webhooks = Table(
     "webhooks",
     metadata,
     Column("id", String(36), primary_key=True),
     Column("url", Text, nullable=False),
-    # The HMAC key. Stored as is (signing needs it), shown to staff only at creation.
+    # "whsec_<base64 key>" (Standard Webhooks). Stored as is (signing needs it), shown to
+    # staff only at creation.
     Column("secret", String(128), nullable=False),
     Column("events", JSON, nullable=False),  # filter: event types, "family.*" or "*"
     Column("state", String(16), nullable=False),  # active | paused
     Column("description", Text, nullable=False),
-    Column("created_at", BigInteger, nullable=False),
+    Column("created_wall_ms", BigInteger, nullable=False),
     Column("created_by", String(128), nullable=False),
 )
 
@@ -259,22 +268,22 @@ webhook_deliveries = Table(
     Column("payload", JSON, nullable=False),
     Column("state", String(16), nullable=False),  # pending | delivered | dead
     Column("attempts", Integer, nullable=False),
-    Column("next_attempt_at", BigInteger, nullable=False),  # wall clock, epoch ms
-    # A dispatcher owns the delivery until then (wall clock, epoch ms); null = unclaimed.
-    Column("lease_until", BigInteger, nullable=True),
+    Column("next_attempt_wall_ms", BigInteger, nullable=False),
+    # A dispatcher owns the delivery until then; null = unclaimed.
+    Column("lease_until_wall_ms", BigInteger, nullable=True),
     Column("last_status_code", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
-    Column("created_at", BigInteger, nullable=False),
-    Column("delivered_at", BigInteger, nullable=True),
-    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
-    Index("ix_webhook_deliveries_list", "webhook_id", "state", "created_at"),
+    Column("created_wall_ms", BigInteger, nullable=False),  # the event's body says it too
+    Column("delivered_wall_ms", BigInteger, nullable=True),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_wall_ms"),
+    Index("ix_webhook_deliveries_list", "webhook_id", "state", "created_wall_ms"),
 )
 
 
 # ---------------------------------------------------------------------------- OTA
-# Releases, campaigns and per-vehicle actions (ota/). Statuses are stored by name; campaign
-# and action timestamps are event time (the fleet's clock, which the engine runs on); the
-# created_at of a release or campaign is wall clock (a staff action).
+# Releases, campaigns and per-vehicle actions (ota/). States are stored by name; campaign
+# and action times are event time (the fleet's clock, which the engine runs on); when staff
+# created a release, campaign or region is wall clock.
 
 ota_releases = Table(
     "ota_releases",
@@ -287,7 +296,7 @@ ota_releases = Table(
     Column("sha256", String(64), nullable=False),
     Column("notes", Text, nullable=False),
     Column("rollback", Boolean, nullable=False),
-    Column("created_at", BigInteger, nullable=False),
+    Column("created_wall_ms", BigInteger, nullable=False),
     Column("created_by", String(128), nullable=False),
     Index("ux_ota_releases_version", "component", "version", unique=True),
 )
@@ -298,17 +307,19 @@ ota_campaigns = Table(
     Column("id", String(36), primary_key=True),
     Column("name", String(128), nullable=False),
     Column("release_id", String(36), ForeignKey("ota_releases.id"), nullable=False),
-    Column("status", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # ota.model.CampaignStatus; API: state
     # Waves, window, gate policy, soak, retries, targets: the campaign as created (JSON).
     Column("config", JSON, nullable=False),
     Column("current_wave", Integer, nullable=False),
-    Column("wave_succeeded_at", BigInteger, nullable=True),
+    Column("wave_succeeded_event_ms", BigInteger, nullable=True),
     Column("pause_reason", String(64), nullable=True),
     Column("pause_evidence", JSON, nullable=False),
     Column("events", JSON, nullable=False),  # the campaign's own log (started, paused, ...)
-    Column("created_at", BigInteger, nullable=False),
+    Column("created_wall_ms", BigInteger, nullable=False),
     Column("created_by", String(128), nullable=False),
-    Column("updated_at", BigInteger, nullable=False),
+    # The last change by the engine or an operator, on the fleet's clock; null for a draft
+    # nobody started yet.
+    Column("updated_event_ms", BigInteger, nullable=True),
 )
 
 ota_actions = Table(
@@ -320,8 +331,8 @@ ota_actions = Table(
     Column("wave", Integer, nullable=False),
     Column("state", String(16), nullable=False),
     Column("attempt", Integer, nullable=False),
-    Column("next_attempt_at", BigInteger, nullable=False),
-    Column("updated_at", BigInteger, nullable=False),
+    Column("next_attempt_event_ms", BigInteger, nullable=False),
+    Column("updated_event_ms", BigInteger, nullable=False),
     Column("history", JSON, nullable=False),
     # Why the car was not offered the update at the last engine step (null: not waiting).
     Column("waiting", JSON(none_as_null=True), nullable=True),
@@ -329,13 +340,13 @@ ota_actions = Table(
 )
 
 # Operator-defined regions for campaign targeting (ota/regions.py): a name and its areas in
-# WGS84 (boxes and polygons, validated before they are stored). created_at is wall clock.
+# WGS84 (boxes and polygons, validated before they are stored).
 ota_regions = Table(
     "ota_regions",
     metadata,
     Column("name", String(64), primary_key=True),
     Column("description", Text, nullable=False),
     Column("areas", JSON, nullable=False),  # {"boxes": [...], "polygons": [[[lat, lon]...]]}
-    Column("created_at", BigInteger, nullable=False),
+    Column("created_wall_ms", BigInteger, nullable=False),
     Column("created_by", String(128), nullable=False),
 )

@@ -3,7 +3,10 @@
 Functions over ``storage.store.Store`` (its engine and serialised write transactions). The worker's
 OTA timer loads running campaigns, runs the pure engine, and saves what it decided; the API
 creates releases and campaigns and changes their status; vehicle progress reports are folded
-into their actions here. Campaign and action times are event time (the fleet's clock).
+into their actions here. Campaign and action times are event time (the fleet's clock,
+``*_event_ms`` columns); when staff created a release, campaign or region is wall clock
+(``created_wall_ms``). The ``ota`` model's own names (``updated_at``, ``next_attempt_at``,
+``wave_succeeded_at``) are mapped to the columns here.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from ota.regions import (
     position_of,
     region_of,
 )
+from storage.cursor import after, check_limit, decode_cursor, page
 from storage.models import (
     alerts,
     assets,
@@ -61,6 +65,9 @@ OTHER_VERSION = "other_version"
 # How many excluded VINs per reason a campaign's start event keeps (the counts are complete).
 EXCLUDED_LISTED = 1000
 GATE_SIGNALS = (SPEED, SYSTEM_STATE, SOC, V12, CHARGING, MODEL)
+RELEASE_SORT = "releases:component,created_wall_ms"
+CAMPAIGN_SORT = "campaigns:-created_wall_ms"
+REGION_SORT = "regions:name"
 ACTIVE = (CampaignStatus.SCHEDULED.value, CampaignStatus.RUNNING.value,
           CampaignStatus.CANCELED.value)
 
@@ -74,7 +81,7 @@ class Conflict(ValueError):
 
 def create_release(store: Store, release: Release, *, created_by: str, now_ms: int
                    ) -> dict[str, Any]:
-    row = {"id": str(uuid.uuid4()), **release.as_dict(), "created_at": now_ms,
+    row = {"id": str(uuid.uuid4()), **release.as_dict(), "created_wall_ms": now_ms,
            "created_by": created_by}
     try:
         with store.write() as conn:
@@ -84,10 +91,18 @@ def create_release(store: Store, release: Release, *, created_by: str, now_ms: i
     return row
 
 
-def list_releases(store: Store) -> list[dict[str, Any]]:
+def list_releases(store: Store, limit: int = 50, cursor: str | None = None
+                  ) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of releases by component, oldest first, and the next page's cursor."""
+    check_limit(limit)
+    order = (ota_releases.c.component, ota_releases.c.created_wall_ms, ota_releases.c.id)
+    query = select(ota_releases).order_by(*order).limit(limit + 1)
+    if cursor:
+        query = query.where(after(order, decode_cursor(cursor, RELEASE_SORT, (str, int, str))))
     with store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(ota_releases).order_by(
-            ota_releases.c.component, ota_releases.c.created_at)).mappings()]
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    return page(rows, limit, lambda r: (r["component"], r["created_wall_ms"], r["id"]),
+                RELEASE_SORT)
 
 
 def get_release(store: Store, release_id: str) -> dict[str, Any] | None:
@@ -127,7 +142,7 @@ def campaign_of(row: Any, release: Release) -> Campaign:
         window=MaintenanceWindow(**config["window"]), gate=GatePolicy(**gate),
         soak_s=config["soak_s"], start_at=config["start_at"],
         status=CampaignStatus(row["status"]), current_wave=row["current_wave"],
-        wave_succeeded_at=row["wave_succeeded_at"], pause_reason=row["pause_reason"],
+        wave_succeeded_at=row["wave_succeeded_event_ms"], pause_reason=row["pause_reason"],
         pause_evidence=row["pause_evidence"], max_attempts=config["max_attempts"],
         retry_base_s=config["retry_base_s"], offer_ttl_s=config["offer_ttl_s"],
         targets=Targets(**{k: frozenset(v) for k, v in config["targets"].items()}))
@@ -137,9 +152,9 @@ def create_campaign(store: Store, campaign: Campaign, *, name: str, release_id: 
                     created_by: str, now_ms: int) -> dict[str, Any]:
     row = {"id": campaign.id, "name": name, "release_id": release_id,
            "status": CampaignStatus.DRAFT.value, "config": campaign_config(campaign),
-           "current_wave": 0, "wave_succeeded_at": None, "pause_reason": None,
-           "pause_evidence": {}, "events": [], "created_at": now_ms, "created_by": created_by,
-           "updated_at": now_ms}
+           "current_wave": 0, "wave_succeeded_event_ms": None, "pause_reason": None,
+           "pause_evidence": {}, "events": [], "created_wall_ms": now_ms,
+           "created_by": created_by, "updated_event_ms": None}
     with store.write() as conn:
         conn.execute(ota_campaigns.insert().values(**row))
     return row
@@ -156,10 +171,18 @@ def get_campaign(store: Store, campaign_id: str) -> tuple[dict[str, Any], Campai
     return dict(row), campaign_of(row, release_of(release))
 
 
-def list_campaigns(store: Store) -> list[dict[str, Any]]:
+def list_campaigns(store: Store, limit: int = 50, cursor: str | None = None
+                   ) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of campaigns, newest first, and the next page's cursor."""
+    check_limit(limit)
+    order = (ota_campaigns.c.created_wall_ms, ota_campaigns.c.id)
+    query = select(ota_campaigns).order_by(*(c.desc() for c in order)).limit(limit + 1)
+    if cursor:
+        query = query.where(after(order, decode_cursor(cursor, CAMPAIGN_SORT),
+                                  descending=True))
     with store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(ota_campaigns).order_by(
-            ota_campaigns.c.created_at.desc(), ota_campaigns.c.id)).mappings()]
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    return page(rows, limit, lambda r: (r["created_wall_ms"], r["id"]), CAMPAIGN_SORT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +251,7 @@ def vehicle_positions(store: Store, vins: Iterable[str]) -> dict[str, Position]:
         for start in range(0, len(wanted), 500):
             for vin, path, value, ts in conn.execute(select(
                     latest_signals.c.asset_id, latest_signals.c.path, latest_signals.c.value,
-                    latest_signals.c.ts).where(
+                    latest_signals.c.ts_event_ms).where(
                     latest_signals.c.asset_kind == "vehicle",
                     latest_signals.c.asset_id.in_(wanted[start:start + 500]),
                     latest_signals.c.path.in_((LATITUDE, LONGITUDE)))):
@@ -249,7 +272,7 @@ def vehicle_positions(store: Store, vins: Iterable[str]) -> dict[str, Position]:
 def create_region(store: Store, region: Region, *, created_by: str, now_ms: int
                   ) -> dict[str, Any]:
     row = {"name": region.name, "description": region.description, "areas": region.areas(),
-           "created_at": now_ms, "created_by": created_by}
+           "created_wall_ms": now_ms, "created_by": created_by}
     try:
         with store.write() as conn:
             conn.execute(ota_regions.insert().values(**row))
@@ -258,10 +281,17 @@ def create_region(store: Store, region: Region, *, created_by: str, now_ms: int
     return row
 
 
-def list_regions(store: Store) -> list[dict[str, Any]]:
+def list_regions(store: Store, limit: int = 50, cursor: str | None = None
+                 ) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of regions by name, and the next page's cursor."""
+    check_limit(limit)
+    query = select(ota_regions).order_by(ota_regions.c.name).limit(limit + 1)
+    if cursor:
+        query = query.where(after((ota_regions.c.name,),
+                                  decode_cursor(cursor, REGION_SORT, (str,))))
     with store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(ota_regions).order_by(
-            ota_regions.c.name)).mappings()]
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    return page(rows, limit, lambda r: (r["name"],), REGION_SORT)
 
 
 def region_row(store: Store, name: str) -> dict[str, Any] | None:
@@ -303,12 +333,12 @@ def delete_region(store: Store, name: str) -> None:
 def installed_versions(store: Store, component: str) -> dict[str, str]:
     """Each car's installed version of ``component``: the release of its newest succeeded
     OTA action for that component."""
-    query = (select(ota_actions.c.vin, ota_releases.c.version, ota_actions.c.updated_at)
+    query = (select(ota_actions.c.vin, ota_releases.c.version, ota_actions.c.updated_event_ms)
              .join(ota_campaigns, ota_campaigns.c.id == ota_actions.c.campaign_id)
              .join(ota_releases, ota_releases.c.id == ota_campaigns.c.release_id)
              .where(ota_releases.c.component == component,
                     ota_actions.c.state == ActionState.SUCCEEDED.value)
-             .order_by(ota_actions.c.updated_at))
+             .order_by(ota_actions.c.updated_event_ms))
     with store.engine.connect() as conn:
         return {vin: version for vin, version, _at in conn.execute(query)}
 
@@ -374,8 +404,8 @@ def _save_campaign(conn: Any, campaign: Campaign, now: int,
         ota_campaigns.c.id == campaign.id)).scalar_one()
     conn.execute(update(ota_campaigns).where(ota_campaigns.c.id == campaign.id).values(
         status=campaign.status.value, current_wave=campaign.current_wave,
-        wave_succeeded_at=campaign.wave_succeeded_at, pause_reason=campaign.pause_reason,
-        pause_evidence=campaign.pause_evidence, events=[*old, *events], updated_at=now))
+        wave_succeeded_event_ms=campaign.wave_succeeded_at, pause_reason=campaign.pause_reason,
+        pause_evidence=campaign.pause_evidence, events=[*old, *events], updated_event_ms=now))
 
 
 # ---------------------------------------------------------------------------- actions
@@ -384,13 +414,14 @@ def _save_campaign(conn: Any, campaign: Campaign, now: int,
 def _action_row(action: Action, waiting: list[str] | None = None) -> dict[str, Any]:
     return {"campaign_id": action.campaign_id, "vin": action.vin, "wave": action.wave,
             "state": action.state.value, "attempt": action.attempt,
-            "next_attempt_at": action.next_attempt_at, "updated_at": action.updated_at,
+            "next_attempt_event_ms": action.next_attempt_at,
+            "updated_event_ms": action.updated_at,
             "history": [asdict(t) for t in action.history], "waiting": waiting}
 
 
 def action_of(row: Any) -> Action:
     return Action(row["campaign_id"], row["vin"], row["wave"], ActionState(row["state"]),
-                  row["attempt"], row["next_attempt_at"], row["updated_at"],
+                  row["attempt"], row["next_attempt_event_ms"], row["updated_event_ms"],
                   tuple(Transition(**t) for t in row["history"]))
 
 
@@ -406,9 +437,28 @@ def active_campaigns(store: Store) -> list[Campaign]:
     to tell."""
     with store.engine.connect() as conn:
         ids = [r[0] for r in conn.execute(select(ota_campaigns.c.id).where(
-            ota_campaigns.c.status.in_(ACTIVE)).order_by(ota_campaigns.c.created_at))]
+            ota_campaigns.c.status.in_(ACTIVE)).order_by(ota_campaigns.c.created_wall_ms))]
     found = [get_campaign(store, i) for i in ids]
     return [c for f in found if f is not None for c in (f[1],)]
+
+
+def active_marks(store: Store) -> list[tuple[str, str]]:
+    """(id, status) of every campaign the OTA timer steps: what tells it an operator
+    started, paused, resumed or canceled one (``ota.timing``)."""
+    with store.engine.connect() as conn:
+        return [(i, s) for i, s in conn.execute(select(
+            ota_campaigns.c.id, ota_campaigns.c.status).where(
+            ota_campaigns.c.status.in_(ACTIVE)))]
+
+
+def open_vins(store: Store, campaign_id: str, up_to_wave: int) -> list[str]:
+    """The cars of waves up to ``up_to_wave`` still to be offered the update or with an
+    offer open: those whose state the engine's step reads."""
+    with store.engine.connect() as conn:
+        return [vin for (vin,) in conn.execute(select(ota_actions.c.vin).where(
+            ota_actions.c.campaign_id == campaign_id, ota_actions.c.wave <= up_to_wave,
+            ota_actions.c.state.in_((ActionState.SCHEDULED.value,
+                                     ActionState.OFFERED.value))))]
 
 
 def save_step(store: Store, before: Mapping[str, Action], result: StepResult, now: int) -> int:
@@ -489,7 +539,7 @@ def vehicle_snapshots(store: Store, vins: Iterable[str]) -> dict[str, VehicleSna
             chunk = wanted[start:start + 500]
             for vin, path, value, ts in conn.execute(select(
                     latest_signals.c.asset_id, latest_signals.c.path, latest_signals.c.value,
-                    latest_signals.c.ts).where(
+                    latest_signals.c.ts_event_ms).where(
                     latest_signals.c.asset_kind == "vehicle",
                     latest_signals.c.asset_id.in_(chunk), latest_signals.c.path.in_(
                         GATE_SIGNALS))):
@@ -549,5 +599,5 @@ def vehicle_history(store: Store, vin: str) -> list[dict[str, Any]]:
         rows = conn.execute(select(ota_actions, ota_campaigns.c.name,
                                    ota_campaigns.c.release_id).join(
             ota_campaigns, ota_campaigns.c.id == ota_actions.c.campaign_id).where(
-            ota_actions.c.vin == vin).order_by(ota_actions.c.updated_at.desc())).mappings()
+            ota_actions.c.vin == vin).order_by(ota_actions.c.updated_event_ms.desc())).mappings()
         return [dict(r) for r in rows]

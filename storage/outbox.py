@@ -8,12 +8,13 @@ replicas never send the same delivery at the same time.
 
 Event payloads (``data`` of the signed body, see ``care.webhooks``):
 
-* ``alert.created | alert.updated | alert.resolved | alert.superseded``:
-  ``{"change": <the suffix>, "alert": <the alert as GET /alerts/{id} returns it>}`` — the
-  same as the SSE stream's data. ``created_at`` is the change's event time (epoch ms).
-* ``case.*`` (wired by the cases module): ``{"change": <the suffix>, "case": <the case as
-  the API returns it>, ...}`` with ``created_at`` the staff action's time (epoch ms).
-  Call ``enqueue(conn, "case.opened", {...}, at=now_ms)`` inside the case write transaction.
+* ``alert.<change>``: ``{"change": <the suffix>, "alert": <the alert as GET /alerts/{id}
+  returns it>}``, the same as the SSE stream's data.
+* ``case.<action>`` (``storage.case_intake.record``): ``{"change": <the action>, "case":
+  <the case as the API returns it>, "event": <the audit entry>}``.
+
+The body's ``created_wall_ms`` (and the delivery's) is the wall time of the write that
+queued it; the times the event is about (event time) are in ``data``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from care.webhooks import matches, new_secret
-from storage.cursor import decode_cursor, encode_cursor
+from storage.cursor import after, check_limit, decode_cursor, page
 from storage.database import Database
 from storage.models import webhook_deliveries, webhooks
 
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_STATES = ("active", "paused")
 DELIVERY_STATES = ("pending", "delivered", "dead")
+WEBHOOK_SORT = "webhooks:created_wall_ms"
+DELIVERY_SORT = "deliveries:-created_wall_ms"
 # Every column but the secret: what listings show.
 _PUBLIC = [c for c in webhooks.c if c.name != "secret"]
 
@@ -55,12 +58,13 @@ class DeliveryStateError(ValueError):
 # ---------------------------------------------------------------------------- the outbox
 
 
-def enqueue(conn: Connection, event_type: str, payload: Mapping[str, Any], *, at: int,
-            event_id: str | None = None) -> int:
+def enqueue(conn: Connection, event_type: str, payload: Mapping[str, Any], *,
+            now_wall_ms: int, event_id: str | None = None) -> int:
     """Add one pending delivery of this event for every active webhook whose filter matches.
 
-    Runs in the caller's transaction (``conn``); commit or roll back with it. ``at`` is the
-    event's time (epoch ms), sent as the body's ``created_at``. Returns the deliveries added.
+    Runs in the caller's transaction (``conn``); commit or roll back with it.
+    ``now_wall_ms`` is the wall time of that write, sent as the body's ``created_wall_ms``.
+    Returns the deliveries added.
     """
     event_id = event_id or str(uuid.uuid4())
     targets = [row.id for row in conn.execute(
@@ -71,16 +75,18 @@ def enqueue(conn: Connection, event_type: str, payload: Mapping[str, Any], *, at
     conn.execute(insert(webhook_deliveries), [
         {"id": str(uuid.uuid4()), "webhook_id": webhook_id, "event_id": event_id,
          "event_type": event_type, "payload": dict(payload), "state": "pending",
-         "attempts": 0, "next_attempt_at": 0, "lease_until": None, "last_status_code": None,
-         "last_error": None, "created_at": at, "delivered_at": None}
+         "attempts": 0, "next_attempt_wall_ms": 0, "lease_until_wall_ms": None,
+         "last_status_code": None, "last_error": None, "created_wall_ms": now_wall_ms,
+         "delivered_wall_ms": None}
         for webhook_id in targets])
     return len(targets)
 
 
 def enqueue_alert_change(conn: Connection, change: str, snapshot: Mapping[str, Any],
-                         at: int) -> int:
+                         now_wall_ms: int) -> int:
     """The outbox hook of ``Store.upsert_alert``: ``alert.<change>`` with the snapshot."""
-    return enqueue(conn, f"alert.{change}", {"change": change, "alert": dict(snapshot)}, at=at)
+    return enqueue(conn, f"alert.{change}", {"change": change, "alert": dict(snapshot)},
+                   now_wall_ms=now_wall_ms)
 
 
 # ---------------------------------------------------------------------------- registrations
@@ -93,7 +99,7 @@ def create_webhook(store: Database, *, url: str, events: list[str], description:
     ``url`` and ``events`` must already be checked (``care.webhooks.check_url`` and
     ``check_event_patterns``)."""
     row = {"id": str(uuid.uuid4()), "url": url, "secret": new_secret(), "events": events,
-           "state": "active", "description": description, "created_at": now_ms,
+           "state": "active", "description": description, "created_wall_ms": now_ms,
            "created_by": created_by}
     with store.write() as conn:
         conn.execute(insert(webhooks).values(**row))
@@ -101,10 +107,19 @@ def create_webhook(store: Database, *, url: str, events: list[str], description:
     return row
 
 
-def list_webhooks(store: Database) -> list[dict[str, Any]]:
+def list_webhooks(store: Database, limit: int = 100, cursor: str | None = None
+                  ) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of webhooks, oldest first (never their secrets), and the next page's cursor.
+
+    Raises ValueError for a cursor this store did not issue."""
+    check_limit(limit)
+    order = (webhooks.c.created_wall_ms, webhooks.c.id)
+    query = select(*_PUBLIC).order_by(*order).limit(limit + 1)
+    if cursor:
+        query = query.where(after(order, decode_cursor(cursor, WEBHOOK_SORT)))
     with store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(
-            select(*_PUBLIC).order_by(webhooks.c.created_at, webhooks.c.id)).mappings()]
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    return page(rows, limit, lambda r: (r["created_wall_ms"], r["id"]), WEBHOOK_SORT)
 
 
 def get_webhook(store: Database, webhook_id: str) -> dict[str, Any] | None:
@@ -150,12 +165,11 @@ def delete_webhook(store: Database, webhook_id: str) -> bool:
 def list_deliveries(store: Database, webhook_id: str, state: str | None = None,
                     limit: int = 100, cursor: str | None = None,
                     ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of a webhook's deliveries, newest event first (created_at desc, id desc),
+    """One page of a webhook's deliveries, newest first (created_wall_ms desc, id desc),
     and the next page's cursor; ``state="dead"`` is the dead-letter list.
 
     Raises ValueError for a cursor this store did not issue."""
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
+    check_limit(limit)
     if not _is_id(webhook_id):
         return [], None
     d = webhook_deliveries.c
@@ -163,16 +177,12 @@ def list_deliveries(store: Database, webhook_id: str, state: str | None = None,
     if state is not None:
         query = query.where(d.state == state)
     if cursor:
-        created_at, last_id = decode_cursor(cursor)
-        query = query.where(or_(d.created_at < created_at,
-                                and_(d.created_at == created_at, d.id < last_id)))
-    query = query.order_by(d.created_at.desc(), d.id.desc()).limit(limit + 1)
+        query = query.where(after((d.created_wall_ms, d.id),
+                                  decode_cursor(cursor, DELIVERY_SORT), descending=True))
+    query = query.order_by(d.created_wall_ms.desc(), d.id.desc()).limit(limit + 1)
     with store.engine.connect() as conn:
         rows = [dict(r) for r in conn.execute(query).mappings()]
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
+    return page(rows, limit, lambda r: (r["created_wall_ms"], r["id"]), DELIVERY_SORT)
 
 
 def get_delivery(store: Database, webhook_id: str, delivery_id: str) -> dict[str, Any] | None:
@@ -197,7 +207,8 @@ def retry_delivery(store: Database, webhook_id: str, delivery_id: str,
             webhook_deliveries.c.id == delivery_id,
             webhook_deliveries.c.webhook_id == webhook_id,
             webhook_deliveries.c.state == "dead",
-        ).values(state="pending", attempts=0, next_attempt_at=now_ms, lease_until=None)).rowcount
+        ).values(state="pending", attempts=0, next_attempt_wall_ms=now_ms,
+                 lease_until_wall_ms=None)).rowcount
     row = get_delivery(store, webhook_id, delivery_id)
     if row is None:
         return None
@@ -215,15 +226,13 @@ def claim_due(store: Database, now_ms: int, lease_ms: int, limit: int) -> list[d
     with, to pass to :func:`record_attempt`. The claim is a conditional UPDATE (still
     pending, lease free): when replicas race for a row exactly one UPDATE changes it.
     """
+    d = webhook_deliveries.c
     due = (select(webhook_deliveries, webhooks.c.url, webhooks.c.secret)
-           .join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
-           .where(webhook_deliveries.c.state == "pending",
-                  webhook_deliveries.c.next_attempt_at <= now_ms,
-                  or_(webhook_deliveries.c.lease_until.is_(None),
-                      webhook_deliveries.c.lease_until <= now_ms),
+           .join(webhooks, webhooks.c.id == d.webhook_id)
+           .where(d.state == "pending", d.next_attempt_wall_ms <= now_ms,
+                  or_(d.lease_until_wall_ms.is_(None), d.lease_until_wall_ms <= now_ms),
                   webhooks.c.state == "active")
-           .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.created_at,
-                     webhook_deliveries.c.id)
+           .order_by(d.next_attempt_wall_ms, d.created_wall_ms, d.id)
            .limit(limit))
     with store.engine.connect() as conn:  # a plain read: an idle poll takes no write lock
         candidates = [dict(r) for r in conn.execute(due).mappings()]
@@ -234,12 +243,9 @@ def claim_due(store: Database, now_ms: int, lease_ms: int, limit: int) -> list[d
     with store.write() as conn:
         for row in candidates:
             won = conn.execute(update(webhook_deliveries).where(
-                webhook_deliveries.c.id == row["id"],
-                webhook_deliveries.c.state == "pending",
-                webhook_deliveries.c.attempts == row["attempts"],
-                or_(webhook_deliveries.c.lease_until.is_(None),
-                    webhook_deliveries.c.lease_until <= now_ms),
-            ).values(lease_until=lease)).rowcount
+                d.id == row["id"], d.state == "pending", d.attempts == row["attempts"],
+                or_(d.lease_until_wall_ms.is_(None), d.lease_until_wall_ms <= now_ms),
+            ).values(lease_until_wall_ms=lease)).rowcount
             if won:
                 claimed.append({**row, "lease": lease})
     return claimed
@@ -255,18 +261,18 @@ def record_attempt(store: Database, delivery_id: str, lease: int, *, delivered: 
     the webhook was deleted): then that one's outcome counts, not ours.
     """
     values: dict[str, Any] = {"attempts": webhook_deliveries.c.attempts + 1,
-                              "lease_until": None, "last_status_code": status_code,
+                              "lease_until_wall_ms": None, "last_status_code": status_code,
                               "last_error": error}
     if delivered:
-        values |= {"state": "delivered", "delivered_at": now_ms}
+        values |= {"state": "delivered", "delivered_wall_ms": now_ms}
     elif retry_at is not None:
-        values |= {"state": "pending", "next_attempt_at": retry_at}
+        values |= {"state": "pending", "next_attempt_wall_ms": retry_at}
     else:
         values |= {"state": "dead"}
     with store.write() as conn:
         done = conn.execute(update(webhook_deliveries).where(
             webhook_deliveries.c.id == delivery_id,
-            webhook_deliveries.c.lease_until == lease).values(**values)).rowcount
+            webhook_deliveries.c.lease_until_wall_ms == lease).values(**values)).rowcount
     return bool(done)
 
 
@@ -284,7 +290,7 @@ def prune_delivered(store: Database, before_ms: int) -> int:
     with store.write() as conn:
         gone = conn.execute(delete(webhook_deliveries).where(
             webhook_deliveries.c.state == "delivered",
-            webhook_deliveries.c.delivered_at < before_ms)).rowcount
+            webhook_deliveries.c.delivered_wall_ms < before_ms)).rowcount
     if gone:
         log.info("webhook_deliveries_pruned count=%s", gone)
     return int(gone)

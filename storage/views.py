@@ -34,6 +34,11 @@ ATTRIBUTION_WINDOW_MS = 7 * DAY_MS
 _SEVERITY_RANK = {"info": 1, "warning": 2, "critical": 3}
 _RANK_SEVERITY = {v: k for k, v in _SEVERITY_RANK.items()}
 _CONNECTOR_PREFIX = "OCPP.Connector"
+# diagnostics.charging.Session's times -> the charging_sessions columns (which say their
+# clock: event time, from the chargers' messages).
+SESSION_COLUMN_OF = {"start_ts": "start_event_ms", "end_ts": "end_event_ms",
+                     "last_ts": "last_event_ms"}
+_SESSION_FIELD_OF = {column: field for field, column in SESSION_COLUMN_OF.items()}
 
 ATTRIBUTION_RULE = (
     "Of this charger's sessions that ended abnormally (Faulted/Unavailable, or an error code "
@@ -76,8 +81,8 @@ def daily_indicators_upsert_statement(dialect: str) -> Insert:
         index_elements=["asset_kind", "asset_id", "day", "indicator"],
         set_={"n": t.n + new.n, "sum": t.sum + new.sum, "min": lo(t.min, new.min),
               "max": hi(t.max, new.max),
-              "last": case((new.last_ts >= t.last_ts, new.last), else_=t.last),
-              "last_ts": hi(t.last_ts, new.last_ts)},
+              "last": case((new.last_event_ms >= t.last_event_ms, new.last), else_=t.last),
+              "last_event_ms": hi(t.last_event_ms, new.last_event_ms)},
     )
     return stmt
 
@@ -92,7 +97,7 @@ def _daily_sql(store: Store) -> tuple[str, tuple[str, ...] | None]:
     if cached is not None:
         return cached
     columns = ("asset_kind", "asset_id", "day", "indicator", "n", "min", "max", "sum", "last",
-               "last_ts")
+               "last_event_ms")
     compiled = daily_indicators_upsert_statement(store.dialect).compile(
         dialect=store.engine.dialect, column_keys=list(columns))
     if compiled.positional:
@@ -138,12 +143,13 @@ def track_charging_sessions(store: Store, records: Iterable[Mapping[str, Any]]) 
         changed = charging.track(latest, batch)
         if changed:
             ins = insert_for(store.dialect)(charging_sessions)
-            keep = {"session_id", "charger_id", "connector", "start_ts"}
+            keep = {"session_id", "charger_id", "connector", "start_event_ms"}
             stmt = ins.on_conflict_do_update(
                 index_elements=["session_id"],
                 set_={c.name: ins.excluded[c.name] for c in charging_sessions.c
                       if c.name not in keep})
-            conn.execute(stmt, [s.row() for s in sorted(changed, key=lambda s: s.session_id)])
+            conn.execute(stmt, [{SESSION_COLUMN_OF.get(k, k): v for k, v in s.row().items()}
+                                for s in sorted(changed, key=lambda s: s.session_id)])
     return len(changed)
 
 
@@ -153,13 +159,15 @@ def _latest_sessions(conn: Connection, chargers: Sequence[str]
     out: dict[charging.ConnectorKey, charging.Session] = {}
     for start in range(0, len(chargers), IN_CHUNK):
         ids = chargers[start:start + IN_CHUNK]
-        newest = (select(s.charger_id, s.connector, func.max(s.start_ts).label("start_ts"))
+        newest = (select(s.charger_id, s.connector,
+                         func.max(s.start_event_ms).label("start_event_ms"))
                   .where(s.charger_id.in_(ids)).group_by(s.charger_id, s.connector).subquery())
         query = select(charging_sessions).join(newest, and_(
             s.charger_id == newest.c.charger_id, s.connector == newest.c.connector,
-            s.start_ts == newest.c.start_ts))
+            s.start_event_ms == newest.c.start_event_ms))
         for row in conn.execute(query).mappings():
-            session = charging.Session(**dict(row))
+            session = charging.Session(**{_SESSION_FIELD_OF.get(k, k): v
+                                          for k, v in row.items()})
             out[(session.charger_id, session.connector)] = session
     return out
 
@@ -205,7 +213,8 @@ def list_vehicles(store: Store, *, vin_prefix: str | None = None, model: str | N
     model_row = latest_signals.alias("model")
     join_on = and_(model_row.c.asset_kind == "vehicle", model_row.c.asset_id == assets.c.asset_id,
                    model_row.c.path == MODEL_SIGNAL)
-    query = (select(assets.c.asset_id, assets.c.first_seen, assets.c.last_seen,
+    query = (select(assets.c.asset_id, assets.c.first_seen_event_ms,
+                    assets.c.last_seen_event_ms,
                     model_row.c.value.label("model"))
              .select_from(assets.outerjoin(model_row, join_on))
              .where(assets.c.asset_kind == "vehicle"))
@@ -225,17 +234,18 @@ def list_vehicles(store: Store, *, vin_prefix: str | None = None, model: str | N
     for r in rows:
         count, worst = summary.get(r["asset_id"], (0, None))
         items.append({"vin": r["asset_id"], "model": r["model"] if isinstance(r["model"], str)
-                      else None, "first_seen": r["first_seen"], "last_seen": r["last_seen"],
+                      else None, "first_seen_event_ms": r["first_seen_event_ms"],
+                      "last_seen_event_ms": r["last_seen_event_ms"],
                       "open_alerts": count, "worst_severity": worst})
     return items, next_cursor
 
 
-def vehicle_trends(store: Store, vin: str, until_ts: int, days: int
+def vehicle_trends(store: Store, vin: str, until_event_ms: int, days: int
                    ) -> dict[str, list[dict[str, Any]]]:
     """Per indicator, the daily points {day, n, min, max, mean, last} of the ``days`` UTC days
-    ending on the day of ``until_ts`` (event time: the vehicle's last report), oldest first."""
-    since = utc_day(until_ts - (days - 1) * DAY_MS)
-    until = utc_day(until_ts)
+    ending on the day of ``until_event_ms`` (the vehicle's last report), oldest first."""
+    since = utc_day(until_event_ms - (days - 1) * DAY_MS)
+    until = utc_day(until_event_ms)
     d = daily_indicators.c
     query = (select(d.indicator, d.day, d.n, d.min, d.max, d.sum, d.last)
              .where(d.asset_kind == "vehicle", d.asset_id == vin, d.day >= since, d.day <= until)
@@ -262,20 +272,20 @@ def _connectors(signals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if not number.isdigit() or name not in ("Status", "ErrorCode"):
             continue
         entry = found.setdefault(int(number), {"connector": int(number), "status": None,
-                                               "error_code": None, "ts": None})
+                                               "error_code": None, "ts_event_ms": None})
         entry["status" if name == "Status" else "error_code"] = s["value"]
         if name == "Status":
-            entry["ts"] = s["ts"]
+            entry["ts_event_ms"] = s["ts_event_ms"]
     return [found[k] for k in sorted(found)]
 
 
 def list_chargers(store: Store, *, limit: int = 50, cursor: str | None = None
                   ) -> tuple[list[dict[str, Any]], str | None]:
-    """Chargers by id (ascending) with connector status, last_seen and open alerts."""
+    """Chargers by id (ascending) with connector status, last report and open alerts."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    query = select(assets.c.asset_id, assets.c.first_seen, assets.c.last_seen).where(
-        assets.c.asset_kind == "charger")
+    query = select(assets.c.asset_id, assets.c.first_seen_event_ms,
+                   assets.c.last_seen_event_ms).where(assets.c.asset_kind == "charger")
     if cursor:
         query = query.where(assets.c.asset_id > decode_key_cursor(cursor))
     query = query.order_by(assets.c.asset_id).limit(limit + 1)
@@ -287,15 +297,16 @@ def list_chargers(store: Store, *, limit: int = 50, cursor: str | None = None
         signals: dict[str, list[dict[str, Any]]] = {}
         if ids:
             ls = latest_signals.c
-            for sig in conn.execute(select(ls.asset_id, ls.path, ls.value, ls.ts).where(
+            for sig in conn.execute(select(ls.asset_id, ls.path, ls.value, ls.ts_event_ms).where(
                     ls.asset_kind == "charger", ls.asset_id.in_(ids),
                     ls.path.like(f"{_CONNECTOR_PREFIX}%"))).mappings():
                 signals.setdefault(sig["asset_id"], []).append(dict(sig))
     items = []
     for r in rows:
         count, worst = summary.get(r["asset_id"], (0, None))
-        items.append({"charger_id": r["asset_id"], "first_seen": r["first_seen"],
-                      "last_seen": r["last_seen"],
+        items.append({"charger_id": r["asset_id"],
+                      "first_seen_event_ms": r["first_seen_event_ms"],
+                      "last_seen_event_ms": r["last_seen_event_ms"],
                       "connectors": _connectors(signals.get(r["asset_id"], [])),
                       "open_alerts": count, "worst_severity": worst})
     return items, next_cursor
@@ -303,7 +314,8 @@ def list_chargers(store: Store, *, limit: int = 50, cursor: str | None = None
 
 def _session_public(row: Any) -> dict[str, Any]:
     return {k: row[k] for k in ("session_id", "charger_id", "connector", "transaction_id", "vin",
-                                "start_ts", "end_ts", "end_status", "error_code", "abnormal",
+                                "start_event_ms", "end_event_ms", "end_status", "error_code",
+                                "abnormal",
                                 "energy_wh", "max_power_w", "offered_w", "startup_ms")}
 
 
@@ -318,18 +330,19 @@ def charger_detail(store: Store, charger_id: str, *, sessions: int = 20, alert_l
     with store.engine.connect() as conn:
         recent = [_session_public(r) for r in conn.execute(
             select(charging_sessions).where(s.charger_id == charger_id)
-            .order_by(s.start_ts.desc(), s.session_id.desc()).limit(sessions)).mappings()]
+            .order_by(s.start_event_ms.desc(), s.session_id.desc()).limit(sessions)).mappings()]
         faults = [_session_public(r) for r in conn.execute(
             select(charging_sessions).where(s.charger_id == charger_id, s.abnormal.is_(True))
-            .order_by(s.start_ts.desc(), s.session_id.desc()).limit(sessions)).mappings()]
+            .order_by(s.start_event_ms.desc(), s.session_id.desc()).limit(sessions)).mappings()]
         recent_alerts = [dict(r) for r in conn.execute(
             select(alerts).where(alerts.c.asset_kind == "charger",
                                  alerts.c.asset_id == charger_id)
-            .order_by(alerts.c.last_seen.desc(), alerts.c.id.desc()).limit(alert_limit))
+            .order_by(alerts.c.last_seen_event_ms.desc(), alerts.c.id.desc()).limit(alert_limit))
             .mappings()]
         share = _attributed_fault_share(conn, charger_id)
-    return {"charger_id": charger_id, "first_seen": asset["first_seen"],
-            "last_seen": asset["last_seen"], "connectors": _connectors(asset["signals"]),
+    return {"charger_id": charger_id, "first_seen_event_ms": asset["first_seen_event_ms"],
+            "last_seen_event_ms": asset["last_seen_event_ms"],
+            "connectors": _connectors(asset["signals"]),
             "signals": asset["signals"], "open_alerts": asset["open_alerts"],
             "alerts": recent_alerts, "recent_sessions": recent, "faults": faults,
             "attributed_fault_share": share}
@@ -341,9 +354,9 @@ def _attributed_fault_share(conn: Connection, charger_id: str) -> dict[str, Any]
     other = charging_sessions.alias("other")
     normal_elsewhere = exists().where(
         other.c.vin == s.c.vin, other.c.charger_id != s.c.charger_id,
-        other.c.abnormal.is_(False), other.c.end_ts.is_not(None),
-        other.c.start_ts >= s.c.start_ts - ATTRIBUTION_WINDOW_MS,
-        other.c.start_ts <= s.c.start_ts + ATTRIBUTION_WINDOW_MS)
+        other.c.abnormal.is_(False), other.c.end_event_ms.is_not(None),
+        other.c.start_event_ms >= s.c.start_event_ms - ATTRIBUTION_WINDOW_MS,
+        other.c.start_event_ms <= s.c.start_event_ms + ATTRIBUTION_WINDOW_MS)
     query = select(
         func.count(),
         func.count(s.c.vin),
@@ -375,7 +388,7 @@ def fleet_overview(store: Store, *, days: int = 30, top: int = 10) -> dict[str, 
                                 func.sum(case((s.abnormal.is_(True), 1), else_=0)))
                          .group_by(s.charger_id))
         if now is not None:
-            session_query = session_query.where(s.start_ts >= now - days * DAY_MS)
+            session_query = session_query.where(s.start_event_ms >= now - days * DAY_MS)
         sessions = {c: (int(n), int(bad or 0)) for c, n, bad in conn.execute(session_query)}
         open_by_charger = {c: int(n) for c, n in conn.execute(
             select(alerts.c.asset_id, func.count())
@@ -388,7 +401,7 @@ def fleet_overview(store: Store, *, days: int = 30, top: int = 10) -> dict[str, 
                        "open_alerts": open_by_charger.get(charger_id, 0)})
     faulty.sort(key=lambda f: (-f["abnormal_sessions"], -f["open_alerts"], f["charger_id"]))
     return {
-        "fleet_now": now,
+        "fleet_now_event_ms": now,
         "vehicles": counts.get("vehicle", 0),
         "chargers": counts.get("charger", 0),
         "open_alerts": sum(a["count"] for a in by_type),

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import Viewer
-from api.deps import SettingsDep, StoreDep
+from api.deps import PagingDep, StoreDep, bad_cursor
 from api.problems import invalid
 from api.schemas import AlertPage, AlertPublic, AlertStatus, Problem
 from storage.store import Store
@@ -29,13 +29,14 @@ RETRY_MS = 2000  # the reconnect delay the stream suggests to EventSource client
 BATCH = 100  # events read per poll
 
 
-AlertSort = Literal["-last_seen", "last_seen", "-first_seen", "first_seen"]
+AlertSort = Literal["-last_seen_event_ms", "last_seen_event_ms", "-first_seen_event_ms",
+                    "first_seen_event_ms"]
 
 
 @router.get("", response_model=AlertPage, responses={422: {"model": Problem}})
 def list_alerts(
     store: StoreDep,
-    settings: SettingsDep,
+    paging: PagingDep,
     _who: Viewer,
     vin: Annotated[str | None, Query(max_length=64, description="alerts of this vehicle")] = None,
     charger: Annotated[str | None, Query(max_length=64,
@@ -44,15 +45,14 @@ def list_alerts(
                                       description="alert type, e.g. weak_12v_battery")] = None,
     severity: Severity | None = None,
     status: AlertStatus | None = None,
-    since: Annotated[int | None, Query(ge=0, le=_MAX_MS, description=(
-        "event time, epoch ms: only alerts still active at or after it (last_seen >= since)"))
-    ] = None,
-    until: Annotated[int | None, Query(ge=0, le=_MAX_MS, description=(
-        "event time, epoch ms: only alerts raised at or before it (first_seen <= until)"))
-    ] = None,
-    sort: Annotated[AlertSort, Query(description="order; '-' = descending")] = "-last_seen",
-    limit: Annotated[int, Query(ge=1, description="page size (at most api_page_max)")] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    since_event_ms: Annotated[int | None, Query(ge=0, le=_MAX_MS, description=(
+        "event time, epoch ms: only alerts still active at or after it "
+        "(last_seen_event_ms >= since_event_ms)"))] = None,
+    until_event_ms: Annotated[int | None, Query(ge=0, le=_MAX_MS, description=(
+        "event time, epoch ms: only alerts raised at or before it "
+        "(first_seen_event_ms <= until_event_ms)"))] = None,
+    sort: Annotated[AlertSort, Query(description="order; '-' = descending")
+                    ] = "-last_seen_event_ms",
     root_cause_id: Annotated[str | None, Query(max_length=36, description=(
         "only the consequences of this alert (alerts linked to it as their root cause)"))
     ] = None,
@@ -65,22 +65,22 @@ def list_alerts(
     Pagination is by keyset: follow ``next_cursor`` (with the same filters and sort) until it
     is null. Alerts that arrive meanwhile never make later pages repeat or skip an alert.
     """
-    if limit > settings.api_page_max:
-        raise invalid("query", "limit", f"Input should be less than or equal to "
-                      f"{settings.api_page_max}", "less_than_equal")
     if vin is not None and charger is not None:
         raise invalid("query", "charger", "give vin or charger, not both")
-    if since is not None and until is not None and until < since:
-        raise invalid("query", "until", f"until={until} is before since={since}")
+    if since_event_ms is not None and until_event_ms is not None \
+            and until_event_ms < since_event_ms:
+        raise invalid("query", "until_event_ms", f"until_event_ms={until_event_ms} is before "
+                      f"since_event_ms={since_event_ms}")
     kind, asset_id = ("vehicle", vin) if vin is not None else (
         ("charger", charger) if charger is not None else (None, None))
     try:
         rows, next_cursor = store.list_alerts(
             asset_id=asset_id, asset_kind=kind, alert_type=type, severity=severity,
-            status=status, since=since, until=until, sort=sort, limit=limit, cursor=cursor,
-            root_cause_id=root_cause_id, linked=linked)
+            status=status, since_event_ms=since_event_ms, until_event_ms=until_event_ms,
+            sort=sort, limit=paging.limit, cursor=paging.cursor, root_cause_id=root_cause_id,
+            linked=linked)
     except ValueError as exc:
-        raise invalid("query", "cursor", str(exc)) from None
+        raise bad_cursor(exc) from None
     return AlertPage(items=[AlertPublic(**r) for r in rows], next_cursor=next_cursor)
 
 

@@ -20,7 +20,7 @@ from api.case_schemas import (
     CaseTransition,
     TransitionProblem,
 )
-from api.deps import SettingsDep
+from api.deps import PagingDep, bad_cursor
 from api.problems import instance, invalid, problem
 from api.schemas import Problem
 from care.casework import CaseState, IllegalTransition, allowed
@@ -45,7 +45,7 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 @router.get("", response_model=CasePage, responses={422: {"model": Problem}})
 def list_cases(
     cases: CasesDep,
-    settings: SettingsDep,
+    paging: PagingDep,
     _who: Viewer,
     state: CaseState | None = None,
     assignee: Annotated[str | None, Query(max_length=128, pattern=_NO_NUL)] = None,
@@ -54,31 +54,28 @@ def list_cases(
     asset_id: Annotated[str | None, Query(max_length=64, pattern=_NO_NUL,
                                           description="VIN or charger id")] = None,
     overdue: Annotated[bool | None, Query(
-        description="true: open cases past due_at (by the fleet's event-time now); "
+        description="true: open cases past due_event_ms (by the fleet's event-time now); "
                     "false: every other case")] = None,
     sort: Annotated[CaseSort, Query(
-        description="newest: latest opened first; due: earliest due_at first (a work "
+        description="newest: latest opened first; due: earliest due_event_ms first (a work "
                     "queue)")] = "newest",
-    limit: Annotated[int, Query(ge=1, description="page size (at most api_page_max)")] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> CasePage:
     """Cases one page at a time; follow ``next_cursor`` until it is null.
 
     With the default sort, cases opened while you page sort before the cursor, so pages never
-    repeat or skip. "Overdue" compares ``due_at`` with ``fleet_now``, the newest event time
-    any vehicle or charger reported (the same clock as the alerts), not the wall clock.
+    repeat or skip. "Overdue" compares ``due_event_ms`` with ``fleet_now_event_ms``, the
+    newest event time any vehicle or charger reported (the same clock as the alerts), not the
+    wall clock.
     """
-    if limit > settings.api_page_max:
-        raise invalid("query", "limit", f"Input should be less than or equal to "
-                      f"{settings.api_page_max}", "less_than_equal")
     try:
         rows, next_cursor, fleet_now = cases.list_cases(
             state=state, assignee=assignee, unassigned=unassigned, severity=severity,
-            asset_id=asset_id, overdue=overdue, sort=sort, limit=limit, cursor=cursor)
+            asset_id=asset_id, overdue=overdue, sort=sort, limit=paging.limit,
+            cursor=paging.cursor)
     except ValueError as exc:
-        raise invalid("query", "cursor", str(exc)) from None
+        raise bad_cursor(exc) from None
     return CasePage(items=[CasePublic(**r) for r in rows], next_cursor=next_cursor,
-                    fleet_now=fleet_now)
+                    fleet_now_event_ms=fleet_now)
 
 
 @router.get("/{case_id}", response_model=CaseDetail, responses=_NOT_FOUND)

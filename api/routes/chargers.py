@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from api.auth import Viewer
-from api.deps import SettingsDep, StoreDep
+from api.deps import PagingDep, StoreDep, bad_cursor
 from api.problems import invalid
+from api.routes.vehicles import signal_public
 from api.schemas import (
     AlertPublic,
     ChargerPage,
@@ -18,7 +19,6 @@ from api.schemas import (
     ConnectorStatus,
     FaultShare,
     Problem,
-    SignalPublic,
 )
 from ingest.contract import CHARGER_ID_RE
 from storage import views
@@ -29,20 +29,15 @@ router = APIRouter(prefix="/chargers", tags=["chargers"])
 @router.get("", response_model=ChargerPage, responses={422: {"model": Problem}})
 def list_chargers(
     store: StoreDep,
-    settings: SettingsDep,
+    paging: PagingDep,
     _who: Viewer,
-    limit: Annotated[int, Query(ge=1, description="page size (at most api_page_max)")] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> ChargerPage:
     """Chargers by id: each connector's latest status, last report, open alerts.
     Keyset pagination: follow ``next_cursor`` until it is null."""
-    if limit > settings.api_page_max:
-        raise invalid("query", "limit", f"Input should be less than or equal to "
-                      f"{settings.api_page_max}", "less_than_equal")
     try:
-        rows, next_cursor = views.list_chargers(store, limit=limit, cursor=cursor)
+        rows, next_cursor = views.list_chargers(store, limit=paging.limit, cursor=paging.cursor)
     except ValueError as exc:
-        raise invalid("query", "cursor", str(exc)) from None
+        raise bad_cursor(exc) from None
     return ChargerPage(items=[ChargerSummary(**r) for r in rows], next_cursor=next_cursor)
 
 
@@ -65,13 +60,11 @@ def get_charger(
     now = store.fleet_now_ms()
     return ChargerPublic(
         charger_id=charger_id,
-        first_seen=detail["first_seen"],
-        last_seen=detail["last_seen"],
-        fleet_now=now,
+        first_seen_event_ms=detail["first_seen_event_ms"],
+        last_seen_event_ms=detail["last_seen_event_ms"],
+        fleet_now_event_ms=now,
         connectors=[ConnectorStatus(**c) for c in detail["connectors"]],
-        signals=[SignalPublic(path=s["path"], value=s["value"], ts=s["ts"],
-                              age_s=None if now is None else (now - s["ts"]) / 1000)
-                 for s in detail["signals"]],
+        signals=[signal_public(s, now) for s in detail["signals"]],
         open_alerts=[AlertPublic(**a) for a in detail["open_alerts"]],
         alerts=[AlertPublic(**a) for a in detail["alerts"]],
         recent_sessions=[ChargingSessionPublic(**s) for s in detail["recent_sessions"]],

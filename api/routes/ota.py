@@ -3,7 +3,9 @@ draft would target, progress per wave and state, why each waiting car waits, and
 OTA history.
 
 Reading needs any key; changing needs the ``ota_manager`` (or ``admin``) role. Campaign times
-(start_at, the actions' timestamps) are event time, the fleet's clock the engine runs on.
+(``start_event_ms``, the actions' times) are event time, the fleet's clock the engine runs on.
+Lists are keyset-paginated (``{items, next_cursor}``); a creation answers 201 with the new
+resource's ``Location``.
 """
 
 from __future__ import annotations
@@ -12,21 +14,24 @@ import re
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import OtaManager, Viewer
-from api.deps import StoreDep
+from api.deps import PagingDep, StoreDep, bad_cursor
 from api.ota_schemas import (
     UUID,
     CampaignChange,
     CampaignCreate,
+    CampaignPage,
     CampaignPublic,
     ExcludedVehicle,
     OtaActionPublic,
     RegionCreate,
+    RegionPage,
     RegionPublic,
     ReleaseCreate,
+    ReleasePage,
     ReleasePublic,
     TargetsPreview,
     WaitingVehicle,
@@ -45,7 +50,7 @@ from ota.model import (
 )
 from ota.regions import NAME_RE, region_of
 from storage import ota as ota_store
-from storage.keys import wall_ms
+from storage.database import wall_ms
 from storage.store import Store
 
 router = APIRouter(prefix="/ota", tags=["ota"])
@@ -58,11 +63,36 @@ def _known_id(value: str, what: str) -> None:
         raise HTTPException(404, f"no {what} with id {value!r}")
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}}
+CREATED: dict[int | str, dict[str, Any]] = {**ERRORS, 201: {"headers": {"Location": {
+    "description": "the new resource", "schema": {"type": "string"}}}}}
+LIST_ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": Problem}}
 
 
-@router.post("/releases", status_code=201, response_model=ReleasePublic, responses=ERRORS)
-async def create_release(body: ReleaseCreate, store: StoreDep, who: OtaManager
-                         ) -> ReleasePublic:
+# ---------------------------------------------------------------------------- the API's names
+# The engine's log entries and transitions say "at"; the rollout runs on event time.
+
+
+def _at_event_ms(entry: dict[str, Any]) -> dict[str, Any]:
+    return {("at_event_ms" if k == "at" else k): v for k, v in entry.items()}
+
+
+def campaign_public(row: dict[str, Any], progress: dict[str, Any] | None = None
+                    ) -> CampaignPublic:
+    fields = {k: v for k, v in row.items() if k != "status"}
+    config = {("start_event_ms" if k == "start_at" else k): v
+              for k, v in row["config"].items()}
+    return CampaignPublic(**{**fields, "state": row["status"], "config": config,
+                             "events": [_at_event_ms(e) for e in row["events"]],
+                             "progress": progress})
+
+
+def action_public(row: dict[str, Any]) -> OtaActionPublic:
+    return OtaActionPublic(**{**row, "history": [_at_event_ms(t) for t in row["history"]]})
+
+
+@router.post("/releases", status_code=201, response_model=ReleasePublic, responses=CREATED)
+async def create_release(body: ReleaseCreate, store: StoreDep, who: OtaManager,
+                         response: Response) -> ReleasePublic:
     """Register a release. Vehicles verify every offer of it against the signed manifest."""
     try:
         release = Release(**body.model_dump())
@@ -73,13 +103,19 @@ async def create_release(body: ReleaseCreate, store: StoreDep, who: OtaManager
                                       created_by=who.name, now_ms=wall_ms())
     except ota_store.Conflict as exc:
         raise HTTPException(409, str(exc)) from None
+    response.headers["Location"] = f"/ota/releases/{row['id']}"
     return ReleasePublic(**row)
 
 
-@router.get("/releases", response_model=list[ReleasePublic])
-async def list_releases(store: StoreDep, _who: Viewer) -> list[ReleasePublic]:
-    return [ReleasePublic(**r) for r in await run_in_threadpool(ota_store.list_releases,
-                                                                store)]
+@router.get("/releases", response_model=ReleasePage, responses=LIST_ERRORS)
+async def list_releases(store: StoreDep, paging: PagingDep, _who: Viewer) -> ReleasePage:
+    """Releases by component, oldest first, one page at a time (follow ``next_cursor``)."""
+    try:
+        rows, next_cursor = await run_in_threadpool(
+            ota_store.list_releases, store, paging.limit, paging.cursor)
+    except ValueError as exc:
+        raise bad_cursor(exc) from None
+    return ReleasePage(items=[ReleasePublic(**r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/releases/{release_id}", response_model=ReleasePublic, responses=ERRORS)
@@ -91,9 +127,9 @@ async def get_release(release_id: str, store: StoreDep, _who: Viewer) -> Release
     return ReleasePublic(**row)
 
 
-@router.post("/campaigns", status_code=201, response_model=CampaignPublic, responses=ERRORS)
-async def create_campaign(body: CampaignCreate, store: StoreDep, who: OtaManager
-                          ) -> CampaignPublic:
+@router.post("/campaigns", status_code=201, response_model=CampaignPublic, responses=CREATED)
+async def create_campaign(body: CampaignCreate, store: StoreDep, who: OtaManager,
+                          response: Response) -> CampaignPublic:
     """A draft campaign for one release; ``POST .../start`` plans its waves and starts it."""
     release_row = await run_in_threadpool(ota_store.get_release, store, body.release_id)
     if release_row is None:
@@ -114,7 +150,7 @@ async def create_campaign(body: CampaignCreate, store: StoreDep, who: OtaManager
             window=MaintenanceWindow(**body.window.model_dump()),
             gate=GatePolicy(**{**body.gate.model_dump(), "blocking_alert_types":
                                frozenset(body.gate.blocking_alert_types)}),
-            soak_s=body.soak_s, start_at=body.start_at, max_attempts=body.max_attempts,
+            soak_s=body.soak_s, start_at=body.start_event_ms, max_attempts=body.max_attempts,
             retry_base_s=body.retry_base_s, offer_ttl_s=body.offer_ttl_s,
             targets=Targets(models=frozenset(body.targets.models),
                             from_versions=frozenset(body.targets.from_versions),
@@ -125,11 +161,13 @@ async def create_campaign(body: CampaignCreate, store: StoreDep, who: OtaManager
     row = await run_in_threadpool(ota_store.create_campaign, store, campaign, name=body.name,
                                   release_id=body.release_id, created_by=who.name,
                                   now_ms=wall_ms())
-    return CampaignPublic(**row)
+    response.headers["Location"] = f"/ota/campaigns/{row['id']}"
+    return campaign_public(row)
 
 
-@router.post("/regions", status_code=201, response_model=RegionPublic, responses=ERRORS)
-async def create_region(body: RegionCreate, store: StoreDep, who: OtaManager) -> RegionPublic:
+@router.post("/regions", status_code=201, response_model=RegionPublic, responses=CREATED)
+async def create_region(body: RegionCreate, store: StoreDep, who: OtaManager,
+                        response: Response) -> RegionPublic:
     """A named region (a market, a country, a pilot area) as WGS84 boxes and/or polygons.
     A car is in it when its last known position is in any of its areas."""
     try:
@@ -147,12 +185,19 @@ async def create_region(body: RegionCreate, store: StoreDep, who: OtaManager) ->
                                       created_by=who.name, now_ms=wall_ms())
     except ota_store.Conflict as exc:
         raise HTTPException(409, str(exc)) from None
+    response.headers["Location"] = f"/ota/regions/{row['name']}"
     return RegionPublic(**row)
 
 
-@router.get("/regions", response_model=list[RegionPublic])
-async def list_regions(store: StoreDep, _who: Viewer) -> list[RegionPublic]:
-    return [RegionPublic(**r) for r in await run_in_threadpool(ota_store.list_regions, store)]
+@router.get("/regions", response_model=RegionPage, responses=LIST_ERRORS)
+async def list_regions(store: StoreDep, paging: PagingDep, _who: Viewer) -> RegionPage:
+    """Regions by name, one page at a time (follow ``next_cursor``)."""
+    try:
+        rows, next_cursor = await run_in_threadpool(
+            ota_store.list_regions, store, paging.limit, paging.cursor)
+    except ValueError as exc:
+        raise bad_cursor(exc) from None
+    return RegionPage(items=[RegionPublic(**r) for r in rows], next_cursor=next_cursor)
 
 
 def _known_region(name: str) -> None:
@@ -169,8 +214,8 @@ async def get_region(name: str, store: StoreDep, _who: Viewer) -> RegionPublic:
     return RegionPublic(**row)
 
 
-@router.delete("/regions/{name}", status_code=204, responses=ERRORS)
-async def delete_region(name: str, store: StoreDep, _who: OtaManager) -> None:
+@router.delete("/regions/{name}", status_code=204, response_class=Response, responses=ERRORS)
+async def delete_region(name: str, store: StoreDep, _who: OtaManager) -> Response:
     """Delete a region no draft campaign targets (started campaigns resolved theirs)."""
     _known_region(name)
     try:
@@ -179,12 +224,18 @@ async def delete_region(name: str, store: StoreDep, _who: OtaManager) -> None:
         raise HTTPException(404, f"no region named {name!r}") from None
     except ota_store.Conflict as exc:
         raise HTTPException(409, str(exc)) from None
+    return Response(status_code=204)
 
 
-@router.get("/campaigns", response_model=list[CampaignPublic])
-async def list_campaigns(store: StoreDep, _who: Viewer) -> list[CampaignPublic]:
-    return [CampaignPublic(**r) for r in await run_in_threadpool(ota_store.list_campaigns,
-                                                                 store)]
+@router.get("/campaigns", response_model=CampaignPage, responses=LIST_ERRORS)
+async def list_campaigns(store: StoreDep, paging: PagingDep, _who: Viewer) -> CampaignPage:
+    """Campaigns, newest first, one page at a time (follow ``next_cursor``)."""
+    try:
+        rows, next_cursor = await run_in_threadpool(
+            ota_store.list_campaigns, store, paging.limit, paging.cursor)
+    except ValueError as exc:
+        raise bad_cursor(exc) from None
+    return CampaignPage(items=[campaign_public(r) for r in rows], next_cursor=next_cursor)
 
 
 def _campaign(store: Store, campaign_id: str) -> CampaignPublic:
@@ -192,7 +243,7 @@ def _campaign(store: Store, campaign_id: str) -> CampaignPublic:
     found = ota_store.get_campaign(store, campaign_id)
     if found is None:
         raise HTTPException(404, f"no campaign with id {campaign_id!r}")
-    return CampaignPublic(**found[0], progress=ota_store.progress(store, campaign_id))
+    return campaign_public(found[0], ota_store.progress(store, campaign_id))
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignPublic, responses=ERRORS)
@@ -245,8 +296,9 @@ async def preview_targets(campaign_id: str, store: StoreDep, _who: Viewer,
     return TargetsPreview(
         vehicles=len(targeting.vins), vins=targeting.vins[:limit],
         not_targeted=targeting.summary()["not_targeted"],
-        excluded=[ExcludedVehicle(vin=vin, **why) for vin, why in
-                  sorted(targeting.excluded.items())[:limit]])
+        excluded=[ExcludedVehicle(vin=vin, **{("located_event_ms" if k == "located_at" else k): v
+                                              for k, v in why.items()})
+                  for vin, why in sorted(targeting.excluded.items())[:limit]])
 
 
 async def _change(store: Store, campaign_id: str, to: CampaignStatus, reason: str
@@ -304,5 +356,5 @@ async def vehicle_history(vin: str, store: StoreDep, _who: Viewer) -> list[OtaAc
     """A vehicle's OTA actions across campaigns, newest first, each with its transitions."""
     if not VIN_RE.fullmatch(vin):
         raise invalid("path", "vin", f"{vin!r} is not a VIN", "string_pattern_mismatch")
-    return [OtaActionPublic(**r) for r in await run_in_threadpool(ota_store.vehicle_history,
-                                                                  store, vin)]
+    return [action_public(r) for r in await run_in_threadpool(ota_store.vehicle_history,
+                                                              store, vin)]

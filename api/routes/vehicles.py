@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from api.auth import Viewer
 from api.case_schemas import CasePublic
-from api.deps import SettingsDep, StoreDep
+from api.deps import PagingDep, StoreDep, bad_cursor
 from api.problems import invalid
 from api.routes.cases import CasesDep
 from api.schemas import (
@@ -36,7 +36,7 @@ MAX_TREND_DAYS = 366
 @router.get("", response_model=VehiclePage, responses={422: {"model": Problem}})
 def list_vehicles(
     store: StoreDep,
-    settings: SettingsDep,
+    paging: PagingDep,
     _who: Viewer,
     vin_prefix: Annotated[str | None, Query(
         pattern=VIN_PREFIX_PATTERN, description="VINs starting with this (VIN characters)")
@@ -44,20 +44,15 @@ def list_vehicles(
     model: Annotated[str | None, Query(
         min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$",
         description="exact latest Vehicle.VehicleIdentification.Model")] = None,
-    limit: Annotated[int, Query(ge=1, description="page size (at most api_page_max)")] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> VehiclePage:
     """Vehicles by VIN, each with its model and health summary (last report, open alerts and
     their worst severity). Keyset pagination: follow ``next_cursor`` until it is null;
     vehicles that appear meanwhile never shift later pages."""
-    if limit > settings.api_page_max:
-        raise invalid("query", "limit", f"Input should be less than or equal to "
-                      f"{settings.api_page_max}", "less_than_equal")
     try:
         rows, next_cursor = views.list_vehicles(store, vin_prefix=vin_prefix, model=model,
-                                                limit=limit, cursor=cursor)
+                                                limit=paging.limit, cursor=paging.cursor)
     except ValueError as exc:
-        raise invalid("query", "cursor", str(exc)) from None
+        raise bad_cursor(exc) from None
     return VehiclePage(items=[VehicleSummary(**r) for r in rows], next_cursor=next_cursor)
 
 
@@ -69,7 +64,8 @@ def get_vehicle(
     cases: CasesDep,
     _who: Viewer,
     days: Annotated[int, Query(ge=1, le=MAX_TREND_DAYS,
-                               description="days of daily trends, ending on last_seen's day")
+                               description="days of daily trends, ending on the day of "
+                                           "last_seen_event_ms")
                     ] = 30,
 ) -> VehiclePublic:
     """The health card: latest value of every signal with its age, open alerts, and the
@@ -85,20 +81,26 @@ def get_vehicle(
     if asset is None:
         raise HTTPException(404, f"vehicle {vin} has never reported")
     now = store.fleet_now_ms()
-    trends = views.vehicle_trends(store, vin, asset["last_seen"], days)
+    trends = views.vehicle_trends(store, vin, asset["last_seen_event_ms"], days)
     return VehiclePublic(
         vin=vin,
-        first_seen=asset["first_seen"],
-        last_seen=asset["last_seen"],
-        fleet_now=now,
-        signals=[SignalPublic(path=s["path"], value=s["value"], ts=s["ts"],
-                              age_s=None if now is None else (now - s["ts"]) / 1000)
-                 for s in asset["signals"]],
+        first_seen_event_ms=asset["first_seen_event_ms"],
+        last_seen_event_ms=asset["last_seen_event_ms"],
+        fleet_now_event_ms=now,
+        signals=[signal_public(s, now) for s in asset["signals"]],
         open_alerts=[AlertPublic(**a) for a in asset["open_alerts"]],
         trends={k: [TrendPoint(**p) for p in points] for k, points in trends.items()},
         ota=_ota_summary(store, vin),
         open_cases=[CasePublic(**c).model_dump() for c in cases.open_cases_of("vehicle", vin)],
     )
+
+
+def signal_public(signal: dict[str, Any], fleet_now_event_ms: int | None) -> SignalPublic:
+    """A latest value with its age against the fleet's event-time now."""
+    ts = signal["ts_event_ms"]
+    return SignalPublic(path=signal["path"], value=signal["value"], ts_event_ms=ts,
+                        age_s=None if fleet_now_event_ms is None
+                        else (fleet_now_event_ms - ts) / 1000)
 
 
 def _ota_summary(store: Store, vin: str) -> dict[str, Any] | None:
@@ -108,4 +110,4 @@ def _ota_summary(store: Store, vin: str) -> dict[str, Any] | None:
         return None
     newest = history[0]
     return {k: newest[k] for k in ("campaign_id", "name", "release_id", "wave", "state",
-                                   "attempt", "updated_at", "waiting")}
+                                   "attempt", "updated_event_ms", "waiting")}

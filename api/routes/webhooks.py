@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Admin
-from api.deps import SettingsDep, StoreDep
+from api.deps import PagingDep, SettingsDep, StoreDep, bad_cursor
 from api.problems import invalid
 from api.schemas import (
     DeliveryState,
@@ -19,6 +19,7 @@ from api.schemas import (
     WebhookCreated,
     WebhookDeliveryPage,
     WebhookDeliveryPublic,
+    WebhookPage,
     WebhookPublic,
 )
 from api.webhook_dispatch import Dispatcher
@@ -41,11 +42,15 @@ DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
 @router.post("", status_code=201, response_model=WebhookCreated,
-             responses={**AUTH_ERRORS, 422: {"model": Problem}})
+             responses={**AUTH_ERRORS, 422: {"model": Problem},
+                        201: {"headers": {"Location": {"description": "the new webhook",
+                                                       "schema": {"type": "string"}}}}})
 async def create_webhook(body: WebhookCreate, store: StoreDep, settings: SettingsDep,
-                         dispatcher: DispatcherDep, who: Admin) -> WebhookCreated:
-    """Register a webhook, active at once. The response's ``secret`` is the only time the
-    signing secret is shown: keep it to verify ``X-Ownercare-Signature``."""
+                         dispatcher: DispatcherDep, who: Admin,
+                         response: Response) -> WebhookCreated:
+    """Register a webhook, active at once. The response's ``secret`` (``whsec_...``) is the
+    only time the signing secret is shown: keep it to verify the Standard Webhooks
+    signature (``webhook-signature``) of every delivery."""
     try:
         url = check_url(body.url, allow_http=settings.webhook_allow_http)
     except ValueError as exc:
@@ -58,14 +63,20 @@ async def create_webhook(body: WebhookCreate, store: StoreDep, settings: Setting
         lambda: webhook_store.create_webhook(store, url=url, events=events,
                                              description=body.description,
                                              created_by=who.name, now_ms=dispatcher.now_ms()))
+    response.headers["Location"] = f"/webhooks/{row['id']}"
     return WebhookCreated(**row)
 
 
-@router.get("", response_model=list[WebhookPublic], responses=AUTH_ERRORS)
-async def list_webhooks(store: StoreDep, _who: Admin) -> list[WebhookPublic]:
-    """Every webhook, oldest first (never their secrets)."""
-    return [WebhookPublic(**r) for r in await run_in_threadpool(webhook_store.list_webhooks,
-                                                                store)]
+@router.get("", response_model=WebhookPage, responses={**AUTH_ERRORS, 422: {"model": Problem}})
+async def list_webhooks(store: StoreDep, paging: PagingDep, _who: Admin) -> WebhookPage:
+    """Every webhook, oldest first (never their secrets), one page at a time (follow
+    ``next_cursor``)."""
+    try:
+        rows, next_cursor = await run_in_threadpool(
+            webhook_store.list_webhooks, store, paging.limit, paging.cursor)
+    except ValueError as exc:
+        raise bad_cursor(exc) from None
+    return WebhookPage(items=[WebhookPublic(**r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/{webhook_id}", response_model=WebhookPublic, responses=NOT_FOUND)
@@ -98,20 +109,19 @@ async def delete_webhook(webhook_id: str, store: StoreDep, _who: Admin) -> Respo
 @router.get("/{webhook_id}/deliveries", response_model=WebhookDeliveryPage,
             responses={**NOT_FOUND, 422: {"model": Problem}})
 async def list_deliveries(
-    webhook_id: str, store: StoreDep, _who: Admin,
+    webhook_id: str, store: StoreDep, paging: PagingDep, _who: Admin,
     state: Annotated[DeliveryState | None, Query(
         description="only deliveries in this state; 'dead' is the dead-letter list")] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="page size")] = 100,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> WebhookDeliveryPage:
-    """The webhook's deliveries, newest event first, one page at a time (follow
-    ``next_cursor`` until it is null)."""
+    """The webhook's deliveries, newest first, one page at a time (follow ``next_cursor``
+    until it is null)."""
     await _webhook(store, webhook_id)
     try:
         rows, next_cursor = await run_in_threadpool(
-            lambda: webhook_store.list_deliveries(store, webhook_id, state, limit, cursor))
+            webhook_store.list_deliveries, store, webhook_id, state, paging.limit,
+            paging.cursor)
     except ValueError as exc:
-        raise invalid("query", "cursor", str(exc)) from None
+        raise bad_cursor(exc) from None
     return WebhookDeliveryPage(items=[WebhookDeliveryPublic(**r) for r in rows],
                                next_cursor=next_cursor)
 

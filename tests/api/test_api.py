@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from config.settings import ApiSettings
 from ownercare import embedded
 from storage.store import Store
 from tests.apikit import Server, headers_for
-from tests.storage.test_store import alert
+from tests.storage.test_store import alert, row
 
 pytestmark = pytest.mark.integration
 VIN = "WCRAAAAAAAAAAAAA1"
@@ -95,8 +96,11 @@ def test_alert_list_detail_and_filters(api: str, store: Store, http: httpx.Clien
     assert ids(vin=VIN2, status="resolved") == ["c"]
     assert ids(vin="WCRZZZZZZZZZZZZZ9") == []
     detail = http.get(f"{api}/alerts/a-1").json()
-    # Every field, evidence and recommended action included; no root cause known.
-    assert detail == {**alert(), "root_cause_id": None}
+    # Every field, evidence and recommended action included; no root cause known; every
+    # time named for its clock.
+    assert detail == row()
+    assert (detail["first_seen_event_ms"], detail["last_seen_event_ms"],
+            detail["predicted_failure_event_ms"]) == (1000, 1000, 9000)
 
 
 def test_consequences_carry_their_root_cause_and_can_be_hidden(api: str, store: Store,
@@ -141,20 +145,22 @@ def test_alert_filters_by_charger_time_range_and_sort(api: str, store: Store,
 
     assert ids(charger="CP-1") == ["ch"]
     assert ids(vin="CP-1") == []  # a vin filter only matches vehicles
-    assert ids(since=1000) == ["v", "ch"]  # "old" ended before the range
-    assert ids(until=1000) == ["v", "old"]  # "ch" started after it
-    assert ids(since=950, until=2000) == ["v"]
-    assert ids(sort="first_seen") == ["old", "v", "ch"]
-    assert ids(sort="-first_seen") == ["ch", "v", "old"]
-    assert ids(sort="last_seen") == ["old", "ch", "v"]
+    assert ids(since_event_ms=1000) == ["v", "ch"]  # "old" ended before the range
+    assert ids(until_event_ms=1000) == ["v", "old"]  # "ch" started after it
+    assert ids(since_event_ms=950, until_event_ms=2000) == ["v"]
+    assert ids(sort="first_seen_event_ms") == ["old", "v", "ch"]
+    assert ids(sort="-first_seen_event_ms") == ["ch", "v", "old"]
+    assert ids(sort="last_seen_event_ms") == ["old", "ch", "v"]
     for bad, where in (({"vin": VIN, "charger": "CP-1"}, "charger"),
-                       ({"since": 10, "until": 5}, "until"), ({"sort": "severity"}, "sort"),
-                       ({"since": -1}, "since")):
+                       ({"since_event_ms": 10, "until_event_ms": 5}, "until_event_ms"),
+                       ({"sort": "severity"}, "sort"), ({"sort": "-last_seen"}, "sort"),
+                       ({"since_event_ms": -1}, "since_event_ms")):
         body = is_problem(http.get(f"{api}/alerts", params=bad), 422)
         assert body["errors"][0]["loc"] == ["query", where], body
 
 
-@pytest.mark.parametrize("sort", ["-last_seen", "last_seen", "-first_seen", "first_seen"])
+@pytest.mark.parametrize("sort", ["-last_seen_event_ms", "last_seen_event_ms",
+                                  "-first_seen_event_ms", "first_seen_event_ms"])
 def test_every_sort_pages_through_all_alerts_exactly_once(api: str, store: Store,
                                                           http: httpx.Client, sort: str) -> None:
     for i in range(9):  # ties on the sort key are broken by id
@@ -177,7 +183,7 @@ def test_every_sort_pages_through_all_alerts_exactly_once(api: str, store: Store
     key = sort.lstrip("-")
     pairs = [(a[key], a["id"]) for a in everything]
     assert pairs == sorted(pairs, reverse=sort.startswith("-"))
-    other = "first_seen" if key == "last_seen" else "last_seen"
+    other = "first_seen_event_ms" if key == "last_seen_event_ms" else "last_seen_event_ms"
     first = http.get(f"{api}/alerts", params={"sort": sort, "limit": 2}).json()
     body = is_problem(http.get(f"{api}/alerts", params={"sort": other,
                                                         "cursor": first["next_cursor"]}), 422)
@@ -261,16 +267,17 @@ def test_vehicle_view_shows_latest_signals_with_event_time_age(
     store.upsert_alert(alert())
     store.upsert_alert(alert(id="gone", type="dtc", status="resolved"))
     view = http.get(f"{api}/vehicles/{VIN}").json()
-    assert (view["vin"], view["first_seen"], view["last_seen"]) == (VIN, 10_000, 40_000)
-    assert view["fleet_now"] == 70_000
-    signals = {s["path"]: (s["value"], s["ts"], s["age_s"]) for s in view["signals"]}
+    assert (view["vin"], view["first_seen_event_ms"], view["last_seen_event_ms"]) == (
+        VIN, 10_000, 40_000)
+    assert view["fleet_now_event_ms"] == 70_000
+    signals = {s["path"]: (s["value"], s["ts_event_ms"], s["age_s"]) for s in view["signals"]}
     assert signals == {
         "Vehicle.Speed": (0.0, 10_000, 60.0),
         "Vehicle.LowVoltageBattery.CurrentVoltage": (12.3, 40_000, 30.0),
         "Vehicle.Powertrain.TractionBattery.CellVoltage.CellVoltages": ([3.7, 3.71], 40_000,
                                                                          30.0),
     }
-    assert view["open_alerts"] == [{**alert(), "root_cause_id": None}]
+    assert view["open_alerts"] == [row()]
     body = is_problem(http.get(f"{api}/vehicles/WCRZZZZZZZZZZZZZ9"), 404)
     assert "never reported" in body["detail"]
 
@@ -322,8 +329,7 @@ def test_stream_delivers_changes_and_resumes_exactly_once(
     first = read_events(http, api, 2, linger=0.7)
     assert [(e["change"], e["alert"]["severity"]) for _, e in first] == [
         ("created", "info"), ("updated", "warning")]
-    assert first[1][1]["alert"] == {**alert(last_seen=2000, severity="warning"),
-                                    "root_cause_id": None}
+    assert first[1][1]["alert"] == row(last_seen=2000, severity="warning")
     assert first[1][0] > first[0][0]
     # Disconnected: changes happen meanwhile; resuming delivers exactly the missed ones.
     store.upsert_alert(alert(last_seen=3000, severity="critical"))
@@ -439,3 +445,31 @@ def test_openapi_docs_are_served(api: str) -> None:
             secured = "security" in operation
             assert secured != path.startswith("/health"), path
             assert not secured or {"401", "403", "429"} <= set(operation["responses"]), path
+            # Either way of presenting the key is declared, and either one is enough.
+            assert not secured or operation["security"] == [{"bearerKey": []},
+                                                            {"headerKey": []}], path
+    assert spec["components"]["securitySchemes"]["bearerKey"]["scheme"] == "bearer"
+    assert {k: v for k, v in spec["components"]["securitySchemes"]["headerKey"].items()
+            if k != "description"} == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+
+
+TIME_WORDS = re.compile(r"(^|_)(at|ts|time|seen|now|since|until|until_ts)$")
+DURATIONS = {"startup_ms"}  # lengths of time, not points in time
+
+
+def test_every_time_in_the_api_names_its_clock(api: str) -> None:
+    """Each timestamp field and parameter ends in _event_ms (the devices' event time) or
+    _wall_ms (the server's clock): the newcomer never has to guess which clock a time is."""
+    spec = httpx.get(f"{api}/openapi.json").json()
+    names = {(schema_name, prop) for schema_name, schema in spec["components"]["schemas"].items()
+             for prop in schema.get("properties", {})}
+    names |= {(f"{method.upper()} {path}", param["name"])
+              for path, item in spec["paths"].items() for method, op in item.items()
+              for param in op.get("parameters", [])}
+    wrong = sorted((where, name) for where, name in names
+                   if (TIME_WORDS.search(name) or name.endswith("_ms"))
+                   and not name.endswith(("_event_ms", "_wall_ms")) and name not in DURATIONS)
+    assert wrong == []
+    sorts = spec["paths"]["/alerts"]["get"]["parameters"]
+    (sort,) = [p for p in sorts if p["name"] == "sort"]
+    assert all(v.lstrip("-").endswith("_event_ms") for v in sort["schema"]["enum"])

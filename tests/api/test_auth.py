@@ -75,6 +75,8 @@ def test_roles_are_enforced(api: str, store: Store) -> None:
     # X-API-Key works as well as the bearer header.
     _row, key = KeyStore(store).create("header-user", "viewer")
     assert httpx.get(f"{api}/alerts", headers={"X-API-Key": key}).status_code == 200
+    assert "X-API-Key: <key>" in problem(httpx.get(f"{api}/alerts"), 401)["detail"]
+    problem(httpx.get(f"{api}/alerts", headers={"X-API-Key": "oc_nope"}), 401)
 
 
 def test_keys_are_created_once_listed_without_secrets_and_revoked(api: str,
@@ -88,7 +90,12 @@ def test_keys_are_created_once_listed_without_secrets_and_revoked(api: str,
     assert body["created_by"] == "root"
     agent = {"Authorization": f"Bearer {body['key']}"}
     assert httpx.get(f"{api}/alerts", headers=agent).status_code == 200
-    listed = httpx.get(f"{api}/keys", headers=admin).json()
+    assert created.headers["location"] == f"/keys/{body['id']}"
+    assert httpx.get(f"{api}{created.headers['location']}", headers=admin).json() == {
+        k: body[k] for k in ("id", "name", "role", "created_wall_ms", "revoked_wall_ms")}
+    page = httpx.get(f"{api}/keys", headers=admin).json()
+    assert page["next_cursor"] is None
+    listed = page["items"]
     assert body["id"] in {k["id"] for k in listed}
     assert all("key" not in k and "secret_sha256" not in k for k in listed)
     assert body["key"] not in httpx.get(f"{api}/keys", headers=admin).text
@@ -97,13 +104,39 @@ def test_keys_are_created_once_listed_without_secrets_and_revoked(api: str,
         dumped = str(conn.exec_driver_sql("SELECT * FROM api_keys").fetchall())
     assert body["key"].split("_", 2)[2] not in dumped
     revoked = httpx.delete(f"{api}/keys/{body['id']}", headers=admin)
-    assert revoked.status_code == 200
-    assert revoked.json()["revoked_at"] is not None
+    assert (revoked.status_code, revoked.content) == (204, b"")  # as every DELETE answers
+    assert httpx.get(f"{api}/keys/{body['id']}", headers=admin).json()[
+        "revoked_wall_ms"] is not None  # kept for the audit trail
+    assert httpx.delete(f"{api}/keys/{body['id']}", headers=admin).status_code == 204
     problem(httpx.get(f"{api}/alerts", headers=agent), 401)
     problem(httpx.delete(f"{api}/keys/nope", headers=admin), 404)
+    problem(httpx.get(f"{api}/keys/nope", headers=admin), 404)
     for bad in ({"name": "", "role": "agent"}, {"name": "x", "role": "root"},
                 {"name": "\nx", "role": "viewer"}, {"role": "viewer"}):
         problem(httpx.post(f"{api}/keys", json=bad, headers=admin), 422)
+
+
+def test_keys_are_listed_a_page_at_a_time(api: str, store: Store) -> None:
+    admin = headers_for(store, "admin", "root")
+    for i in range(4):
+        KeyStore(store).create(f"desk {i}", "viewer")
+    everything = httpx.get(f"{api}/keys", headers=admin).json()["items"]
+    assert len(everything) == 5
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = httpx.get(f"{api}/keys", headers=admin,
+                         params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+        assert len(page["items"]) <= 2
+        seen += [k["id"] for k in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [k["id"] for k in everything]
+    stamps = [(k["created_wall_ms"], k["id"]) for k in everything]
+    assert stamps == sorted(stamps)  # oldest first
+    body = problem(httpx.get(f"{api}/keys", headers=admin, params={"cursor": "x"}), 422)
+    assert body["errors"][0]["loc"] == ["query", "cursor"]
 
 
 def test_a_key_over_its_rate_gets_429_with_retry_after(kafka_url: str, tmp_path: Path) -> None:

@@ -113,20 +113,24 @@ def test_working_a_case_from_alert_to_quality(api: str, store: Store, agent: dic
                              first_seen=2000, last_seen=2000))
     page = httpx.get(f"{api}/cases", headers=viewer).json()
     assert page["next_cursor"] is None
-    assert page["fleet_now"] is None
+    assert page["fleet_now_event_ms"] is None
     (case,) = page["items"]
-    assert {k: case[k] for k in ("asset_kind", "asset_id", "state", "severity", "opened_at",
-                                 "due_at", "assignee", "overdue")} == {
+    assert {k: case[k] for k in ("asset_kind", "asset_id", "state", "severity",
+                                 "opened_event_ms", "due_event_ms", "assignee",
+                                 "overdue")} == {
         "asset_kind": "vehicle", "asset_id": VIN, "state": "new", "severity": "warning",
-        "opened_at": 1000, "due_at": 1000 + 24 * HOUR, "assignee": None, "overdue": False}
+        "opened_event_ms": 1000, "due_event_ms": 1000 + 24 * HOUR, "assignee": None,
+        "overdue": False}
+    assert case["updated_wall_ms"] > STAFF_NOW  # the store's real wall clock
     url = f"{api}/cases/{case['id']}"
     detail = httpx.get(url, headers=viewer).json()
     assert [a["id"] for a in detail["alerts"]] == ["a-1", "tyre"]
     assert detail["alerts"][0]["evidence"] == {"slope_v_per_day": -0.05}
     assert detail["allowed_transitions"] == ["acknowledged", "false_positive",
                                              "no_action_needed"]
-    assert [(e["actor"], e["action"]) for e in detail["events"]] == [
-        ("system", "opened"), ("system", "alert_linked"), ("system", "alert_linked")]
+    assert [(e["actor"], e["action"], e["at_event_ms"]) for e in detail["events"]] == [
+        ("system", "opened", 1000), ("system", "alert_linked", 1000),
+        ("system", "alert_linked", 2000)]
 
     # An illegal move: 409, and the legal ones in the body.
     illegal = problem(httpx.post(f"{url}/transition", json={"to": "resolved"},
@@ -142,8 +146,9 @@ def test_working_a_case_from_alert_to_quality(api: str, store: Store, agent: dic
     assert assigned["assignee"] == "ann"
     note = httpx.post(f"{url}/notes", json={"text": "left a voicemail"}, headers=agent)
     assert note.status_code == 201, note.text
-    assert {k: note.json()[k] for k in ("at", "actor", "action", "detail")} == {
-        "at": STAFF_NOW, "actor": "ann", "action": "note",
+    assert {k: note.json()[k] for k in ("at_event_ms", "at_wall_ms", "actor", "action",
+                                        "detail")} == {
+        "at_event_ms": None, "at_wall_ms": STAFF_NOW, "actor": "ann", "action": "note",
         "detail": {"text": "left a voicemail"}}
     httpx.post(f"{url}/transition", json={"to": "owner_contacted"}, headers=agent)
     # The call fixed the 12 V battery; the tyre alert was wrong.
@@ -152,7 +157,7 @@ def test_working_a_case_from_alert_to_quality(api: str, store: Store, agent: dic
     assert done.status_code == 200, done.text
     closed = done.json()
     assert closed["state"] == "resolved"
-    assert closed["closed_at"] == STAFF_NOW
+    assert closed["closed_wall_ms"] == closed["updated_wall_ms"] == STAFF_NOW
     assert closed["allowed_transitions"] == []
     assert {a["id"]: a["outcome"] for a in closed["alerts"]} == {"a-1": "confirmed",
                                                                  "tyre": "false_positive"}
@@ -200,7 +205,7 @@ def test_overdue_cases_are_listable(api: str, store: Store, viewer: dict[str, st
     page = httpx.get(f"{api}/cases", params={"overdue": "true"}, headers=viewer).json()
     assert [c["asset_id"] for c in page["items"]] == [VIN]
     assert page["items"][0]["overdue"] is True
-    assert page["fleet_now"] == 1000 + 5 * HOUR
+    assert page["fleet_now_event_ms"] == 1000 + 5 * HOUR
     others = httpx.get(f"{api}/cases", params={"overdue": "false"}, headers=viewer).json()
     assert [c["asset_id"] for c in others["items"]] == [VIN2]
     queue = httpx.get(f"{api}/cases", params={"sort": "due", "limit": 1},

@@ -75,13 +75,17 @@ def test_releases_and_campaigns_need_the_ota_role(api: str, store: Store) -> Non
                           headers=weak).status_code == 403
     created = httpx.post(f"{api}/ota/releases", json=RELEASE, headers=manager)
     assert created.status_code == 201, created.text
+    assert created.headers["location"] == f"/ota/releases/{created.json()['id']}"
+    assert httpx.get(f"{api}{created.headers['location']}", headers=viewer).json() == \
+        created.json()
+    assert created.json()["created_wall_ms"] > T0  # staff created it: the wall clock
     assert httpx.post(f"{api}/ota/releases", json=RELEASE, headers=manager).status_code == 409
     bad = httpx.post(f"{api}/ota/releases", json={**RELEASE, "version": "2.0"},
                      headers=manager)
     assert bad.status_code == 422
     assert "semantic version" in bad.json()["detail"]
-    assert [r["id"] for r in httpx.get(f"{api}/ota/releases", headers=viewer).json()] == [
-        created.json()["id"]]
+    assert httpx.get(f"{api}/ota/releases", headers=viewer).json() == {
+        "items": [created.json()], "next_cursor": None}
     campaign = {"name": "bms 2.0", "release_id": created.json()["id"],
                 "targets": {"vins": VINS[:2]}}
     assert httpx.post(f"{api}/ota/campaigns", json=campaign,
@@ -104,13 +108,18 @@ def test_a_campaign_rolls_out_through_the_gate_and_cancels_cleanly(api: str,
         "waves": [{"percent": 50, "success_threshold": 0.5}, {"percent": 100}],
         "soak_s": 0}).json()
     cid = created["id"]
-    assert created["status"] == "draft"
+    assert (created["state"], created["updated_event_ms"]) == ("draft", None)
+    assert created["config"]["start_event_ms"] == 0
     assert httpx.post(f"{api}/ota/campaigns/{cid}/start",
                       headers=manager).status_code == 409  # nobody has reported yet
     report(store, T0 - 1000, **{v: {} for v in VINS[:5]})
     started = httpx.post(f"{api}/ota/campaigns/{cid}/start", headers=manager)
     assert started.status_code == 200, started.text
-    assert started.json()["status"] == "running"
+    assert started.json()["state"] == "running"
+    assert started.json()["updated_event_ms"] == T0 - 1000  # the fleet's clock
+    (start_event,) = started.json()["events"]
+    assert (start_event["event"], start_event["at_event_ms"]) == ("campaign_started",
+                                                                  T0 - 1000)
     assert sum(started.json()["progress"]["waves"]["0"].values()) == 3  # ceil(50 % of 5)
     # One car of the first wave drives off before the engine's step.
     wave0 = sorted(v for v, a in ota_store.load_actions(store, cid).items() if a.wave == 0)
@@ -143,6 +152,10 @@ def test_a_campaign_rolls_out_through_the_gate_and_cancels_cleanly(api: str,
     assert history[0]["state"] == "succeeded"
     assert [h["state"] for h in history[0]["history"]] == [
         "offered", "downloading", "downloaded", "installing", "succeeded"]
+    assert [h["at_event_ms"] for h in history[0]["history"]] == sorted(
+        h["at_event_ms"] for h in history[0]["history"])
+    assert history[0]["updated_event_ms"] == history[0]["history"][-1]["at_event_ms"]
+    assert card["ota"]["updated_event_ms"] == history[0]["updated_event_ms"]
 
     # Wave 0 met its threshold with no soak: the next step advances and offers wave 1.
     report(store, T0 + 2000, **{v: {} for v in VINS[:5]})
@@ -153,14 +166,14 @@ def test_a_campaign_rolls_out_through_the_gate_and_cancels_cleanly(api: str,
 
     paused = httpx.post(f"{api}/ota/campaigns/{cid}/pause", headers=manager,
                         json={"reason": "holiday freeze"})
-    assert paused.json()["status"] == "paused"
+    assert paused.json()["state"] == "paused"
     assert paused.json()["pause_reason"] == \
         "holiday freeze"
     assert runner.step_all() == []  # paused: nothing offered
     assert httpx.post(f"{api}/ota/campaigns/{cid}/resume",
-                      headers=manager).json()["status"] == "running"
+                      headers=manager).json()["state"] == "running"
     canceled = httpx.post(f"{api}/ota/campaigns/{cid}/cancel", headers=manager).json()
-    assert canceled["status"] == "canceled"
+    assert canceled["state"] == "canceled"
     cancels = runner.step_all()
     for vin, raw in cancels:
         assert orjson.loads(raw)["manifest"]["type"] == "ota.cancel"
@@ -201,7 +214,7 @@ def test_a_bad_release_is_paused_by_the_regression_stop_with_evidence(
     report(store, T0 + 2 * DAY + 3_600_000, **{v: {} for v in VINS})
     assert runner.step_all() == []
     detail = httpx.get(f"{api}/ota/campaigns/{cid}", headers=viewer).json()
-    assert detail["status"] == "paused"
+    assert detail["state"] == "paused"
     assert detail["pause_reason"] == "regression"
     finding, draw_finding = detail["pause_evidence"]["findings"]
     assert finding["indicator"] == "v12_rest_volts"
@@ -239,6 +252,20 @@ def test_from_versions_targets_only_cars_known_to_run_them(api: str, store: Stor
     started = httpx.post(f"{api}/ota/campaigns/{c2['id']}/start", headers=manager).json()
     assert sum(started["progress"]["waves"]["0"].values()) == 2  # only the 2.0.0 cars
     assert set(ota_store.load_actions(store, c2["id"])) == set(VINS[:2])
+    viewer = headers_for(store, "viewer")
+    newest = httpx.get(f"{api}/ota/campaigns", headers=viewer, params={"limit": 1}).json()
+    oldest = httpx.get(f"{api}/ota/campaigns", headers=viewer,
+                       params={"limit": 1, "cursor": newest["next_cursor"]}).json()
+    assert [c["id"] for c in newest["items"] + oldest["items"]] == [c2["id"], c1]
+    assert oldest["next_cursor"] is None
+    releases = httpx.get(f"{api}/ota/releases", headers=viewer, params={"limit": 1}).json()
+    more = httpx.get(f"{api}/ota/releases", headers=viewer,
+                     params={"limit": 1, "cursor": releases["next_cursor"]}).json()
+    assert [r["version"] for r in releases["items"] + more["items"]] == ["2.0.0", "2.1.0"]
+    bad = httpx.get(f"{api}/ota/campaigns", headers=viewer,
+                    params={"cursor": releases["next_cursor"]})  # another list's cursor
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["loc"] == ["query", "cursor"]
     bad_zone = httpx.post(f"{api}/ota/campaigns", headers=manager, json={
         "name": "x", "release_id": second["id"], "targets": {"vins": VINS[:1]},
         "window": {"timezone": "Mars/Olympus"}})
@@ -263,6 +290,7 @@ def test_regions_are_created_validated_listed_and_deleted(api: str, store: Store
     assert httpx.post(f"{api}/ota/regions", json=NORWAY, headers=viewer).status_code == 403
     created = httpx.post(f"{api}/ota/regions", json=NORWAY, headers=manager)
     assert created.status_code == 201, created.text
+    assert created.headers["location"] == "/ota/regions/norway"
     assert created.json()["areas"]["boxes"] == NORWAY["boxes"]
     assert httpx.post(f"{api}/ota/regions", json=NORWAY, headers=manager).status_code == 409
     sweden = httpx.post(f"{api}/ota/regions", json=SWEDEN, headers=manager)
@@ -284,16 +312,20 @@ def test_regions_are_created_validated_listed_and_deleted(api: str, store: Store
         resp = httpx.post(f"{api}/ota/regions", json=body, headers=manager)
         assert resp.status_code == 422, what
         assert message in resp.json()["detail"], (what, resp.json()["detail"])
-    listed = httpx.get(f"{api}/ota/regions", headers=viewer).json()
-    assert [r["name"] for r in listed] == ["norway", "sweden"]
+    first = httpx.get(f"{api}/ota/regions", headers=viewer, params={"limit": 1}).json()
+    rest = httpx.get(f"{api}/ota/regions", headers=viewer,
+                     params={"limit": 1, "cursor": first["next_cursor"]}).json()
+    assert [r["name"] for r in first["items"] + rest["items"]] == ["norway", "sweden"]
+    assert rest["next_cursor"] is None
     assert httpx.get(f"{api}/ota/regions/norway", headers=viewer).json()["description"] == \
         "Norwegian market"
     assert httpx.get(f"{api}/ota/regions/atlantis", headers=viewer).status_code == 404
     assert httpx.delete(f"{api}/ota/regions/sweden", headers=viewer).status_code == 403
-    assert httpx.delete(f"{api}/ota/regions/sweden", headers=manager).status_code == 204
+    deleted = httpx.delete(f"{api}/ota/regions/sweden", headers=manager)
+    assert (deleted.status_code, deleted.content) == (204, b"")
     assert httpx.delete(f"{api}/ota/regions/sweden", headers=manager).status_code == 404
-    assert [r["name"] for r in httpx.get(f"{api}/ota/regions", headers=viewer).json()] == [
-        "norway"]
+    assert [r["name"] for r in httpx.get(f"{api}/ota/regions", headers=viewer).json()[
+        "items"]] == ["norway"]
 
 
 def test_a_campaign_targets_by_region_frozen_at_start(api: str, store: Store) -> None:
@@ -318,6 +350,8 @@ def test_a_campaign_targets_by_region_frozen_at_start(api: str, store: Store) ->
     assert preview["not_targeted"] == {"location_unknown": 1, "outside_regions": 1}
     assert {e["vin"]: e["reason"] for e in preview["excluded"]} == {
         unknown: "location_unknown", stockholm: "outside_regions"}
+    assert {e["vin"]: e["located_event_ms"] for e in preview["excluded"]} == {
+        unknown: None, stockholm: T0}
 
     started = httpx.post(f"{api}/ota/campaigns/{cid}/start", headers=manager).json()
     assert set(ota_store.load_actions(store, cid)) == {oslo, bergen}

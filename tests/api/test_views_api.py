@@ -98,8 +98,9 @@ def test_vehicle_list(api: str, store: Store, http: httpx.Client) -> None:
     seed(store)
     page = http.get(f"{api}/vehicles", params={"limit": 2}).json()
     assert [v["vin"] for v in page["items"]] == [VIN, VIN2]
-    assert page["items"][0] == {"vin": VIN, "model": "Model Y", "first_seen": T0 + 2 * DAY_MS,
-                                "last_seen": T0 + 2 * DAY_MS, "open_alerts": 1,
+    assert page["items"][0] == {"vin": VIN, "model": "Model Y",
+                                "first_seen_event_ms": T0 + 2 * DAY_MS,
+                                "last_seen_event_ms": T0 + 2 * DAY_MS, "open_alerts": 1,
                                 "worst_severity": "critical"}
     rest = http.get(f"{api}/vehicles", params={"limit": 2, "cursor": page["next_cursor"]})
     assert [v["vin"] for v in rest.json()["items"]] == [VIN3]
@@ -150,7 +151,7 @@ def test_chargers(api: str, store: Store, http: httpx.Client) -> None:
     assert [c["charger_id"] for c in page["items"]] == ["CP-0001", "CP-0002"]
     first = page["items"][0]
     assert first["connectors"] == [{"connector": 1, "status": "Faulted",
-                                    "error_code": "GroundFailure", "ts": T0 + 3}]
+                                    "error_code": "GroundFailure", "ts_event_ms": T0 + 3}]
     assert (first["open_alerts"], first["worst_severity"]) == (1, "warning")
     one = http.get(f"{api}/chargers", params={"limit": 1}).json()
     assert [c["charger_id"] for c in http.get(f"{api}/chargers", params={
@@ -161,6 +162,8 @@ def test_chargers(api: str, store: Store, http: httpx.Client) -> None:
     (session,) = detail["recent_sessions"]
     assert (session["end_status"], session["error_code"], session["abnormal"],
             session["vin"]) == ("Faulted", "GroundFailure", True, VIN)
+    assert session["session_id"] == f"CP-0001:1:{session['start_event_ms']}"
+    assert session["end_event_ms"] > session["start_event_ms"]
     assert detail["faults"] == [session]
     share = detail["attributed_fault_share"]
     # The car charged normally at CP-0002 a day later: the failure is this charger's.
@@ -181,6 +184,7 @@ def test_fleet_overview(api: str, store: Store, http: httpx.Client) -> None:
     seed(store)
     overview = http.get(f"{api}/fleet").json()
     assert (overview["vehicles"], overview["chargers"], overview["open_alerts"]) == (3, 2, 2)
+    assert overview["fleet_now_event_ms"] is not None
     assert overview["open_alerts_by_type"] == [
         {"type": "charger_faulted", "severity": "warning", "count": 1},
         {"type": "weak_12v_battery", "severity": "critical", "count": 1}]

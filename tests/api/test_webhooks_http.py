@@ -1,6 +1,7 @@
 """Webhook delivery over real HTTP: the dispatcher against a real local receiver that
 verifies every signature (retries, dead letters, pause), and the /webhooks API on a real
-uvicorn server with real keys."""
+uvicorn server with real keys. On the real clock the receiver verifies with the Standard
+Webhooks reference library (``standardwebhooks.Webhook.verify``), as a customer would."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from api.webhook_dispatch import Dispatcher
 from care.webhooks import InvalidSignature, verify
@@ -25,7 +27,7 @@ from ownercare import embedded
 from storage import outbox as ws
 from storage.store import Store
 from tests.apikit import Server, headers_for
-from tests.storage.test_store import alert
+from tests.storage.test_store import alert, row
 
 pytestmark = pytest.mark.integration
 NOW_MS = 1_780_000_000_000
@@ -44,14 +46,18 @@ class Received:
 class Receiver:
     """A real HTTP server (http.server, in a thread), the kind a customer would run: it
     verifies the signature of every request, fails the first ``fail_first`` requests (or all
-    while ``always_fail``) with 500, and answers 204 otherwise."""
+    while ``always_fail``) with 500, and answers 204 otherwise.
+
+    With ``now`` None (the real clock) it verifies with the reference library, exactly as a
+    customer's receiver would; with a test's clock, with ``care.webhooks.verify`` (the same
+    check, with the clock as a parameter)."""
 
     def __init__(self) -> None:
         self.secret = ""
         self.fail_first = 0
         self.always_fail = False
         self.delay_s = 0.0
-        self.now: Callable[[], float] = time.time
+        self.now: Callable[[], float] | None = None
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         receiver = self
@@ -61,9 +67,12 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 headers = dict(self.headers.items())
                 try:
-                    verify(receiver.secret, headers, body, now=receiver.now())
+                    if receiver.now is None:
+                        Webhook(receiver.secret).verify(body, headers)
+                    else:
+                        verify(receiver.secret, headers, body, now=receiver.now())
                     verified = "ok"
-                except InvalidSignature as exc:
+                except (InvalidSignature, WebhookVerificationError) as exc:
                     verified = str(exc)
                 with receiver._lock:
                     receiver.requests.append(Received(headers, body, verified))
@@ -173,26 +182,29 @@ def test_a_failing_receiver_gets_the_delivery_after_retries(
     # try 1 fails; 10 s backoff; try 2 fails; 15 s (the cap, not 20); try 3 succeeds.
     assert run(dispatcher, clock, [0, 0, 9.999, 0.001, 14.999, 0.001, 3600]) == [
         1, 0, 0, 1, 0, 1, 0]
-    (row,) = ws.list_deliveries(store, webhook["id"])[0]
-    assert (row["state"], row["attempts"], row["last_status_code"], row["last_error"],
-            row["delivered_at"]) == ("delivered", 3, 204, None, NOW_MS + 25_000)
+    (sent,) = ws.list_deliveries(store, webhook["id"])[0]
+    assert (sent["state"], sent["attempts"], sent["last_status_code"], sent["last_error"],
+            sent["delivered_wall_ms"]) == ("delivered", 3, 204, None, NOW_MS + 25_000)
     assert [r.verified for r in receiver.requests] == ["ok"] * 3
     assert {r.body for r in receiver.requests} == {receiver.requests[0].body}  # same body
-    assert [r.headers["X-Ownercare-Timestamp"] for r in receiver.requests] == [
+    assert [r.headers["webhook-timestamp"] for r in receiver.requests] == [
         str(NOW_MS // 1000), str(NOW_MS // 1000 + 10), str(NOW_MS // 1000 + 25)]
     first = receiver.requests[0]
-    assert first.headers["X-Ownercare-Delivery"] == row["id"]
-    assert first.headers["X-Ownercare-Event"] == "alert.created"
-    assert first.headers["Content-Type"] == "application/json"
-    assert orjson.loads(first.body) == {"id": row["event_id"], "type": "alert.created",
-                                        "created_at": 1000,
-                                        "data": {"change": "created", "alert": {
-                                            **alert(), "root_cause_id": None}}}
+    # Standard Webhooks headers (the id is the event's: receivers de-duplicate on it), and
+    # ours beside them.
+    assert first.headers["webhook-id"] == sent["event_id"]
+    assert first.headers["webhook-signature"].startswith("v1,")
+    assert first.headers["ownercare-delivery-id"] == sent["id"]
+    assert first.headers["ownercare-event-type"] == "alert.created"
+    assert first.headers["content-type"] == "application/json"
+    assert orjson.loads(first.body) == {"id": sent["event_id"], "type": "alert.created",
+                                        "created_wall_ms": sent["created_wall_ms"],
+                                        "data": {"change": "created", "alert": row()}}
     assert (dispatcher.failed_attempts_total, dispatcher.delivered_total,
             dispatcher.dead_total) == (2, 1, 0)
     failures = [r.getMessage() for r in caplog.records
                 if r.getMessage().startswith("webhook_delivery_failed")]
-    assert [f"id={row['id']}" in m and "status=500" in m and f"attempt={n}" in m
+    assert [f"id={sent['id']}" in m and "status=500" in m and f"attempt={n}" in m
             for n, m in enumerate(failures, 1)] == [True, True]
     assert webhook["secret"] not in caplog.text
 
@@ -214,8 +226,8 @@ def test_an_always_failing_receiver_ends_in_the_dead_letter_list(
     receiver.always_fail = False
     ws.retry_delivery(store, webhook["id"], dead["id"], clock.ms)
     assert run(dispatcher, clock, [0, 0]) == [1, 0]
-    (row,) = ws.list_deliveries(store, webhook["id"])[0]
-    assert (row["state"], row["attempts"]) == ("delivered", 1)
+    (redone,) = ws.list_deliveries(store, webhook["id"])[0]
+    assert (redone["state"], redone["attempts"]) == ("delivered", 1)
     assert len(receiver.requests) == 4
     assert receiver.requests[-1].verified == "ok"
 
@@ -312,20 +324,29 @@ def test_webhook_lifecycle_over_http(api: str, api_store: Store, receiver: Recei
     assert created["secret"].startswith("whsec_")
     assert (created["state"], created["events"], created["created_by"], created["url"]) == (
         "active", ["alert.*", "alert.created"], "ops-admin", receiver.url)
+    assert resp.headers["location"] == f"/webhooks/{created['id']}"
     public = {k: v for k, v in created.items() if k != "secret"}
-    assert httpx.get(f"{api}/webhooks", headers=admin).json() == [public]
-    assert httpx.get(f"{api}/webhooks/{created['id']}", headers=admin).json() == public
+    assert httpx.get(f"{api}/webhooks", headers=admin).json() == {"items": [public],
+                                                                 "next_cursor": None}
+    assert httpx.get(f"{api}{resp.headers['location']}", headers=admin).json() == public
     receiver.secret = created["secret"]
     receiver.fail_first = 1
 
     api_store.upsert_alert(alert())  # the worker's write; the API's dispatcher sends it
     deliveries = f"{api}/webhooks/{created['id']}/deliveries"
-    (row,) = wait_for(lambda: items(deliveries, admin, state="delivered"), "delivery")
-    assert (row["attempts"], row["last_status_code"], row["event_type"]) == (
+    (sent,) = wait_for(lambda: items(deliveries, admin, state="delivered"), "delivery")
+    assert (sent["attempts"], sent["last_status_code"], sent["event_type"]) == (
         2, 204, "alert.created")
-    assert [r.verified for r in receiver.requests] == ["ok", "ok"]  # real clock, real secret
-    assert receiver.bodies()[1]["data"] == {"change": "created",
-                                            "alert": {**alert(), "root_cause_id": None}}
+    # Real HTTP, real clock, real secret: the Standard Webhooks library's own verifier
+    # accepted both tries.
+    assert [r.verified for r in receiver.requests] == ["ok", "ok"]
+    assert Webhook(created["secret"]).verify(receiver.requests[1].body,
+                                             receiver.requests[1].headers)["data"] == {
+        "change": "created", "alert": row()}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(created["secret"]).verify(receiver.requests[1].body + b" ",
+                                          receiver.requests[1].headers)
+    assert receiver.bodies()[1]["created_wall_ms"] == sent["created_wall_ms"]
 
     paused = httpx.post(f"{api}/webhooks/{created['id']}/pause", headers=admin).json()
     assert paused["state"] == "paused"
@@ -341,7 +362,8 @@ def test_webhook_lifecycle_over_http(api: str, api_store: Store, receiver: Recei
     is_problem(httpx.post(f"{api}/webhooks/nope/pause", headers=admin), 404)
     # A NUL in any path parameter is refused before any query (api.limits).
     is_problem(httpx.get(f"{api}/webhooks/a%00b", headers=admin), 422)
-    assert httpx.get(f"{api}/webhooks", headers=admin).json() == []
+    assert httpx.get(f"{api}/webhooks", headers=admin).json() == {"items": [],
+                                                                 "next_cursor": None}
     assert created["secret"] not in caplog.text  # shown once, never logged
 
 
@@ -364,9 +386,9 @@ def test_dead_letters_are_listed_and_retried_over_http(api: str, api_store: Stor
     resp = httpx.post(retry, headers=admin)
     assert resp.status_code == 200, resp.text
     assert (resp.json()["state"], resp.json()["attempts"]) == ("pending", 0)
-    (row,) = wait_for(lambda: items(deliveries, admin, state="delivered"), "re-delivery")
-    assert row["id"] == dead["id"]
-    assert row["attempts"] == 1
+    (redone,) = wait_for(lambda: items(deliveries, admin, state="delivered"), "re-delivery")
+    assert redone["id"] == dead["id"]
+    assert redone["attempts"] == 1
     assert [r.verified for r in receiver.requests] == ["ok"] * 3
     assert httpx.get(deliveries, headers=admin, params={"state": "dead"}).json() == {
         "items": [], "next_cursor": None}
@@ -410,7 +432,7 @@ def test_bad_registrations_are_precise_422s(api_store: Store, tmp_path: Path,
     problem = is_problem(resp, 422)
     assert problem["errors"][0]["loc"] == ["body", field]
     assert message in problem["detail"]
-    assert ws.list_webhooks(api_store) == []
+    assert ws.list_webhooks(api_store) == ([], None)
 
 
 ENDPOINTS = [
@@ -450,7 +472,7 @@ def test_every_webhook_endpoint_is_admin_only(api: str, api_store: Store) -> Non
             assert role in problem["detail"], (method, path)
             assert "admin" in problem["detail"], (method, path)
     assert ws.get_webhook(api_store, webhook["id"]) is not None  # nothing was changed
-    assert len(ws.list_webhooks(api_store)) == 1
+    assert len(ws.list_webhooks(api_store)[0]) == 1
 
 
 def test_the_webhook_api_is_documented(api: str) -> None:
@@ -504,7 +526,7 @@ def test_the_polling_loop_follows_the_retry_schedule(store: Store, receiver: Rec
 
     asyncio.run(scenario())
     assert set(slept) == {1}
-    assert [r.headers["X-Ownercare-Timestamp"] for r in receiver.requests] == [
+    assert [r.headers["webhook-timestamp"] for r in receiver.requests] == [
         str(NOW_MS // 1000), str(NOW_MS // 1000 + 10), str(NOW_MS // 1000 + 25)]
     assert [r.verified for r in receiver.requests] == ["ok"] * 3
     assert dispatcher.delivered_total == 1

@@ -1,17 +1,21 @@
-"""Webhook signing, filters, URL policy and backoff: the pure rules, property-tested."""
+"""Webhook signing, filters, URL policy and backoff: the pure rules, property-tested. The
+signatures are checked against the Standard Webhooks reference library's own verifier."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import math
 import re
+import time
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from care import webhooks
 from care.webhooks import (
@@ -20,6 +24,7 @@ from care.webhooks import (
     check_event_patterns,
     check_url,
     matches,
+    secret_key,
     sign,
     verify,
 )
@@ -31,23 +36,35 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                 max_size=4),
     max_leaves=12)
-secrets_ = st.text(min_size=1, max_size=64)
+secrets_ = st.binary(min_size=1, max_size=64).map(
+    lambda key: "whsec_" + base64.b64encode(key).decode())
 
 
-def signed(secret: str, payload: bytes, timestamp: int = NOW) -> dict[str, str]:
-    return webhooks.headers(secret, event_type="alert.created", delivery_id="d-1",
-                            timestamp=timestamp, payload=payload)
+def signed(secret: str, payload: bytes, timestamp: int = NOW,
+           event_id: str = "evt-1") -> dict[str, str]:
+    return webhooks.headers(secret, event_id=event_id, event_type="alert.created",
+                            delivery_id="d-1", timestamp=timestamp, payload=payload)
 
 
 # ---------------------------------------------------------------------------- signing
 
 
-@given(secret=secrets_, data=json_values, created_at=st.integers(0, 2**62))
-def test_any_body_and_secret_round_trip(secret: str, data: object, created_at: int) -> None:
-    payload = webhooks.body("evt-1", "alert.created", created_at, data)
+@given(secret=secrets_, data=json_values, created=st.integers(0, 2**62))
+def test_any_body_and_secret_round_trip(secret: str, data: object, created: int) -> None:
+    payload = webhooks.body("evt-1", "alert.created", created, data)
     verify(secret, signed(secret, payload), payload, now=NOW)
     assert orjson.loads(payload) == {"id": "evt-1", "type": "alert.created",
-                                     "created_at": created_at, "data": data}
+                                     "created_wall_ms": created, "data": data}
+
+
+@given(secret=secrets_, data=json_values)
+def test_the_reference_library_accepts_what_we_sign(secret: str, data: object) -> None:
+    """Any Standard Webhooks verifier, not only ours: the library's own, on the wall clock."""
+    payload = webhooks.body("evt-1", "alert.created", 1, data)
+    headers = signed(secret, payload, timestamp=int(time.time()))
+    assert Webhook(secret).verify(payload, headers) == orjson.loads(payload)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(payload + b" ", headers)
 
 
 @given(secret=secrets_, payload=st.binary(min_size=1, max_size=200), data=st.data())
@@ -62,7 +79,7 @@ def test_any_tampered_byte_fails(secret: str, payload: bytes, data: st.DataObjec
 
 @given(secret=secrets_, other=secrets_, payload=st.binary(max_size=100))
 def test_another_secret_fails(secret: str, other: str, payload: bytes) -> None:
-    assume(secret != other)
+    assume(secret_key(secret) != secret_key(other))
     with pytest.raises(InvalidSignature, match="does not match"):
         verify(other, signed(secret, payload), payload, now=NOW)
 
@@ -70,61 +87,81 @@ def test_another_secret_fails(secret: str, other: str, payload: bytes) -> None:
 @given(age=st.integers(-10**6, 10**6), tolerance=st.integers(1, 3600))
 def test_timestamps_outside_the_tolerance_are_refused(age: int, tolerance: int) -> None:
     payload = b'{"x":1}'
-    headers = signed("s", payload, timestamp=NOW - age)
+    secret = webhooks.new_secret()
+    headers = signed(secret, payload, timestamp=NOW - age)
     if abs(age) <= tolerance:
-        verify("s", headers, payload, tolerance_s=tolerance, now=NOW)
+        verify(secret, headers, payload, tolerance_s=tolerance, now=NOW)
     else:
         with pytest.raises(InvalidSignature, match="replayed or delayed"):
-            verify("s", headers, payload, tolerance_s=tolerance, now=NOW)
+            verify(secret, headers, payload, tolerance_s=tolerance, now=NOW)
 
 
-def test_a_replayed_signature_with_a_fresh_timestamp_fails() -> None:
-    """The timestamp is signed: an attacker cannot refresh an old request's timestamp."""
+def test_a_replayed_signature_with_a_fresh_timestamp_or_another_id_fails() -> None:
+    """The timestamp and the id are signed: an attacker can refresh neither."""
     payload = b'{"x":1}'
-    old = signed("s", payload, timestamp=NOW - 3600)
-    replay = {**old, webhooks.TIMESTAMP_HEADER: str(NOW)}
+    secret = webhooks.new_secret()
+    old = signed(secret, payload, timestamp=NOW - 3600)
     with pytest.raises(InvalidSignature, match="does not match"):
-        verify("s", replay, payload, now=NOW)
+        verify(secret, {**old, webhooks.TIMESTAMP_HEADER: str(NOW)}, payload, now=NOW)
+    with pytest.raises(InvalidSignature, match="does not match"):
+        verify(secret, {**old, webhooks.ID_HEADER: "evt-2"}, payload, now=NOW - 3600)
 
 
 def test_the_signature_is_the_documented_hmac() -> None:
-    """Receivers in other languages implement exactly this."""
-    payload = b'{"created_at":1,"data":{},"id":"e","type":"alert.created"}'
-    expected = hmac.new(b"whsec_abc", b"1700000000." + payload, hashlib.sha256).hexdigest()
-    assert sign("whsec_abc", 1_700_000_000, payload) == f"v1={expected}"
+    """Receivers in other languages implement exactly this (the Standard Webhooks scheme)."""
+    key = b"0123456789abcdef0123456789abcdef"
+    secret = "whsec_" + base64.b64encode(key).decode()
+    payload = b'{"created_wall_ms":1,"data":{},"id":"e","type":"alert.created"}'
+    mac = hmac.new(key, b"e.1700000000." + payload, hashlib.sha256).digest()
+    assert sign(secret, "e", 1_700_000_000, payload) == "v1," + base64.b64encode(mac).decode()
 
 
 def test_verify_accepts_any_header_case_and_rotated_signatures() -> None:
     payload = b"{}"
-    good = sign("new", NOW, payload)
-    headers = {"x-ownercare-timestamp": str(NOW),
-               "X-OWNERCARE-SIGNATURE": f"{sign('old', NOW, payload)} {good}"}
-    verify("new", headers, payload, now=NOW)
+    old, new = webhooks.new_secret(), webhooks.new_secret()
+    headers = {"Webhook-Id": "e", "WEBHOOK-TIMESTAMP": str(NOW),
+               "webhook-signature": f"{sign(old, 'e', NOW, payload)} "
+                                    f"{sign(new, 'e', NOW, payload)}"}
+    verify(new, headers, payload, now=NOW)
+
+
+GOOD = {"webhook-id": "e", "webhook-timestamp": str(NOW)}
 
 
 @pytest.mark.parametrize(("headers", "reason"), [
     ({}, "missing"),
-    ({"X-Ownercare-Timestamp": str(NOW)}, "missing"),
-    ({"X-Ownercare-Timestamp": "soon", "X-Ownercare-Signature": "v1=00"}, "unix seconds"),
-    ({"X-Ownercare-Timestamp": "-5", "X-Ownercare-Signature": "v1=00"}, "unix seconds"),
-    ({"X-Ownercare-Timestamp": str(NOW), "X-Ownercare-Signature": "v0=00"}, "does not match"),
-    ({"X-Ownercare-Timestamp": str(NOW), "X-Ownercare-Signature": "é"}, "does not match"),
+    (GOOD, "missing"),
+    ({"webhook-timestamp": str(NOW), "webhook-signature": "v1,AA=="}, "missing"),
+    ({**GOOD, "webhook-timestamp": "soon", "webhook-signature": "v1,AA=="}, "unix seconds"),
+    ({**GOOD, "webhook-timestamp": "-5", "webhook-signature": "v1,AA=="}, "unix seconds"),
+    ({**GOOD, "webhook-signature": "v1a,AA=="}, "does not match"),
+    ({**GOOD, "webhook-signature": "é"}, "does not match"),
 ])
 def test_malformed_headers_are_refused(headers: dict[str, str], reason: str) -> None:
     with pytest.raises(InvalidSignature, match=reason):
-        verify("s", headers, b"{}", now=NOW)
+        verify(webhooks.new_secret(), headers, b"{}", now=NOW)
 
 
 def test_the_body_is_canonical() -> None:
     a = webhooks.body("e", "alert.created", 5, {"b": 1, "a": [1.5, "é"]})
     b = webhooks.body("e", "alert.created", 5, {"a": [1.5, "é"], "b": 1})
-    assert a == b == '{"created_at":5,"data":{"a":[1.5,"é"],"b":1},"id":"e","type":"alert.created"}'.encode()  # noqa: E501
+    assert a == b == '{"created_wall_ms":5,"data":{"a":[1.5,"é"],"b":1},"id":"e","type":"alert.created"}'.encode()  # noqa: E501
 
 
-def test_secrets_are_long_and_unique() -> None:
+def test_secrets_are_standard_webhooks_secrets_long_and_unique() -> None:
     made = {webhooks.new_secret() for _ in range(50)}
     assert len(made) == 50
-    assert all(s.startswith("whsec_") and len(s) >= 40 for s in made)
+    assert all(s.startswith("whsec_") and len(secret_key(s)) == 32 for s in made)
+
+
+@pytest.mark.parametrize(("secret", "message"), [
+    ("abc", "starts with 'whsec_'"),
+    ("whsec_not base64!", "standard base64"),
+    ("whsec_", "empty"),
+])
+def test_bad_secrets_say_what_is_wrong(secret: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        secret_key(secret)
 
 
 # ---------------------------------------------------------------------------- filters
@@ -213,7 +250,6 @@ def test_backoff_schedule() -> None:
 
 def test_the_readme_receiver_example_verifies_what_ownercare_signs() -> None:
     """The README's receiver code, run as written against a real signed delivery."""
-    import time
     from pathlib import Path
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
@@ -222,10 +258,10 @@ def test_the_readme_receiver_example_verifies_what_ownercare_signs() -> None:
     code = code[:code.index("```")]
     namespace: dict[str, Any] = {}
     exec(compile(code, "README.md#webhooks", "exec"), namespace)  # noqa: S102
-    secret = namespace["SECRET"]
+    assert namespace["SECRET"].startswith("whsec_")
+    namespace["SECRET"] = secret = webhooks.new_secret()  # what POST /webhooks returned
     payload = webhooks.body("e-1", "alert.created", 1, {"change": "created"})
-    signed = webhooks.headers(secret, event_type="alert.created", delivery_id="d-1",
-                              timestamp=int(time.time()), payload=payload)
-    assert namespace["verify"](signed, payload)["id"] == "e-1"
-    with pytest.raises(ValueError, match="bad signature"):
-        namespace["verify"](signed, payload.replace(b"created", b"resolved"))
+    headers = signed(secret, payload, timestamp=int(time.time()), event_id="e-1")
+    assert namespace["receive"](headers, payload)["id"] == "e-1"
+    with pytest.raises(WebhookVerificationError):
+        namespace["receive"](headers, payload.replace(b"created", b"resolved"))

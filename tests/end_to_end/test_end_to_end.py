@@ -110,7 +110,7 @@ def test_weak_12v_batteries_are_flagged_before_they_fail(tmp_path: Path) -> None
         def settled() -> list[dict[str, Any]] | None:
             # Settled when every faulty vehicle has its alert and nothing changed for a while.
             alerts = all_alerts(api, auth, type="weak_12v_battery")
-            key = sorted((a["id"], a["last_seen"]) for a in alerts)
+            key = sorted((a["id"], a["last_seen_event_ms"]) for a in alerts)
             settled.history.append(key)  # type: ignore[attr-defined]
             stable = len(settled.history) >= 8 and all(  # type: ignore[attr-defined]
                 h == key for h in settled.history[-8:])  # type: ignore[attr-defined]
@@ -127,7 +127,7 @@ def test_weak_12v_batteries_are_flagged_before_they_fail(tmp_path: Path) -> None
         for vin, fault in faulty.items():
             assert len(by_vin[vin]) == 1, f"{vin} got {len(by_vin[vin])} alerts, not one"
             (alert,) = by_vin[vin]
-            assert alert["first_seen"] < fault["failure_ts"], (vin, alert, fault)
+            assert alert["first_seen_event_ms"] < fault["failure_ts"], (vin, alert, fault)
             detail = httpx.get(f"{api}/alerts/{alert['id']}", headers=auth, timeout=10).json()
             assert detail["evidence"]["slope_v_per_day"] < 0
             assert detail["recommended_action"]
@@ -168,7 +168,8 @@ def test_weak_12v_batteries_are_flagged_before_they_fail(tmp_path: Path) -> None
         healthy = next(v for v in fleet_vins if v not in faulty)
         publisher = Publisher(info["mqtt_url"])
         publisher.publish(f"vehicles/{healthy}/events", json.dumps(
-            {"ts": view["last_seen"] + 1000, "seq": 10**9, "type": "dtc", "code": "P0AA6"}))
+            {"ts": view["last_seen_event_ms"] + 1000, "seq": 10**9, "type": "dtc",
+             "code": "P0AA6"}))
         publisher.close()
         dtc = wait_for(lambda: all_alerts(api, auth, type="dtc", vin=healthy), 60,
                        "the DTC alert", proc)

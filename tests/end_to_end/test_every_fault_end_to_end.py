@@ -86,7 +86,7 @@ def test_the_worker_finds_every_fault_type_the_offline_evaluation_finds(tmp_path
 
         def settled() -> list[dict[str, Any]] | None:
             alerts = all_alerts(api, auth)
-            history.append(sorted((a["id"], a["last_seen"]) for a in alerts))
+            history.append(sorted((a["id"], a["last_seen_event_ms"]) for a in alerts))
             missing.append(set(detections) - {(a["asset_id"], a["type"]) for a in alerts})
             stable = len(history) >= 8 and all(h == history[-1] for h in history[-8:])
             return alerts if stable and not missing[-1] else None
@@ -104,7 +104,7 @@ def test_the_worker_finds_every_fault_type_the_offline_evaluation_finds(tmp_path
     on_healthy = [(a["asset_id"], a["type"]) for a in alerts if a["asset_id"] not in faulty_assets]
     assert on_healthy == []
     for (asset, alert_type), detection in detections.items():
-        first_seen = min(a["first_seen"] for a in alerts
+        first_seen = min(a["first_seen_event_ms"] for a in alerts
                          if a["asset_id"] == asset and a["type"] == alert_type)
         if FAULTS[detection["fault"]].scored_by == "delay":
             assert first_seen >= detection["onset_ts"], (asset, alert_type)

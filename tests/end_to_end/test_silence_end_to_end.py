@@ -67,7 +67,7 @@ def test_silent_cars_and_chargers_are_found_by_the_fleet_clock(tmp_path: Path) -
         def settled() -> list[dict[str, Any]] | None:
             alerts = (all_alerts(api, auth, type="vehicle_silent")
                       + all_alerts(api, auth, type="charger_silent"))
-            key = sorted((a["id"], a["last_seen"]) for a in alerts)
+            key = sorted((a["id"], a["last_seen_event_ms"]) for a in alerts)
             settled.history.append(key)  # type: ignore[attr-defined]
             stable = len(settled.history) >= 8 and all(  # type: ignore[attr-defined]
                 h == key for h in settled.history[-8:])  # type: ignore[attr-defined]
@@ -87,7 +87,7 @@ def test_silent_cars_and_chargers_are_found_by_the_fleet_clock(tmp_path: Path) -
                                      else "vehicle_silent")
             assert alert["status"] == "open"
             assert alert["recommended_action"]
-            delay = alert["first_seen"] - fault["onset_ts"]
+            delay = alert["first_seen_event_ms"] - fault["onset_ts"]
             assert 0 < delay <= 6 * HOUR_MS, (asset, delay / HOUR_MS)
     finally:
         proc.send_signal(signal.SIGTERM)

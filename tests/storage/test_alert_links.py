@@ -13,14 +13,14 @@ from storage.alert_contract import validate_alert
 from storage.models import case_alerts, case_events, cases, webhook_deliveries
 from storage.outbox import create_webhook
 from storage.store import Store
-from tests.storage.test_store import alert
+from tests.storage.test_store import Tick, alert
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "sqlite":
-        return Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    return Store(request.getfixturevalue("postgres").new_database())
+        return Store(f"sqlite:///{tmp_path / 'db.sqlite'}", clock=Tick())
+    return Store(request.getfixturevalue("postgres").new_database(), clock=Tick())
 
 
 LOST_COMM = {"active_codes": [{"code": "U0100", "severity": "warning", "first_seen": 2000}]}
@@ -35,7 +35,7 @@ def outbox(store: Store, webhook_id: str) -> list[tuple[str, str]]:
     with store.engine.connect() as conn:
         return [(r.event_type, r.payload["alert"]["id"]) for r in conn.execute(
             select(webhook_deliveries).where(webhook_deliveries.c.webhook_id == webhook_id)
-            .order_by(webhook_deliveries.c.created_at, webhook_deliveries.c.event_type))]
+            .order_by(webhook_deliveries.c.created_wall_ms, webhook_deliveries.c.event_type))]
 
 
 def changes(store: Store) -> list[tuple[str, str]]:
@@ -84,7 +84,7 @@ def test_a_consequence_is_linked_not_announced_as_a_new_problem(store: Store) ->
 def test_a_consequence_whose_cause_case_was_closed_opens_a_case(store: Store) -> None:
     store.upsert_alert(alert(id="battery"))
     with store.write() as conn:
-        conn.execute(cases.update().values(state="resolved", closed_at=1500))
+        conn.execute(cases.update().values(state="resolved", closed_wall_ms=1500))
     store.upsert_alert(alert(id="comm", type="dtc", first_seen=2000, last_seen=2000,
                              root_cause_id="battery"))
     with store.engine.connect() as conn:

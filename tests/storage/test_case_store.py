@@ -18,7 +18,7 @@ from storage.cases import CaseConflict, CaseNotFound, CaseStore, InvalidOutcomes
 from storage.models import alert_outcomes, case_alerts, case_events, cases, webhook_deliveries
 from storage.outbox import create_webhook
 from storage.store import Store
-from tests.storage.test_store import alert
+from tests.storage.test_store import alert, row
 
 VIN = "WCRAAAAAAAAAAAAA1"
 VIN2 = "WCRAAAAAAAAAAAAA2"
@@ -37,28 +37,30 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "sqlite":
-        return Store(f"sqlite:///{tmp_path / 'db.sqlite'}", case_sla_hours=SLA)
-    return Store(request.getfixturevalue("postgres").new_database(), case_sla_hours=SLA)
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Store:
+    """The store's wall clock is the test's: alert writes and staff actions read it alike."""
+    if request.param == "sqlite":
+        return Store(f"sqlite:///{tmp_path / 'db.sqlite'}", case_sla_hours=SLA, clock=clock)
+    return Store(request.getfixturevalue("postgres").new_database(), case_sla_hours=SLA,
+                 clock=clock)
+
+
 @pytest.fixture
-def desk(store: Store, clock: Clock) -> CaseStore:
-    return CaseStore(store, clock)
+def desk(store: Store) -> CaseStore:
+    return CaseStore(store)
 
 
 def audit(desk: CaseStore, case_id: int) -> list[tuple[Any, ...]]:
     case = desk.get_case(case_id)
     assert case is not None
-    return [(e["at"], e["actor"], e["action"], e["from_state"], e["to_state"])
-            for e in case["events"]]
+    return [(e["at_event_ms"], e["at_wall_ms"], e["actor"], e["action"], e["from_state"],
+             e["to_state"]) for e in case["events"]]
 
 
 def count(store: Store, table: Any) -> int:
@@ -82,14 +84,16 @@ def open_case(store: Store, desk: CaseStore, **alert_fields: Any) -> dict[str, A
 def test_a_new_alert_opens_a_case(store: Store, desk: CaseStore) -> None:
     case = open_case(store, desk, severity="warning", first_seen=5000, last_seen=5000)
     assert {k: case[k] for k in ("asset_kind", "asset_id", "state", "severity", "assignee",
-                                 "opened_at", "due_at", "closed_at", "overdue")} == {
+                                 "opened_event_ms", "due_event_ms", "closed_wall_ms",
+                                 "updated_wall_ms", "overdue")} == {
         "asset_kind": "vehicle", "asset_id": VIN, "state": "new", "severity": "warning",
-        "assignee": None, "opened_at": 5000, "due_at": 5000 + 24 * HOUR, "closed_at": None,
-        "overdue": False}
+        "assignee": None, "opened_event_ms": 5000, "due_event_ms": 5000 + 24 * HOUR,
+        "closed_wall_ms": None, "updated_wall_ms": STAFF_NOW, "overdue": False}
     assert [a["id"] for a in case["alerts"]] == ["a-1"]
     assert case["alerts"][0]["outcome"] is None
-    assert audit(desk, case["id"]) == [(5000, "system", "opened", None, "new"),
-                                       (5000, "system", "alert_linked", None, None)]
+    # The alert's event time, and when ownercare wrote it down: two clocks, two names.
+    assert audit(desk, case["id"]) == [(5000, STAFF_NOW, "system", "opened", None, "new"),
+                                       (5000, STAFF_NOW, "system", "alert_linked", None, None)]
     assert case["allowed_transitions"] == list(allowed("new"))
 
 
@@ -100,7 +104,7 @@ def test_alerts_of_one_asset_share_its_open_case(store: Store, desk: CaseStore) 
     case = desk.get_case(first["id"])
     assert case is not None
     assert [a["id"] for a in case["alerts"]] == ["a-1", "tyre"]
-    assert case["opened_at"] == 1000  # the first alert's event time, not the latest
+    assert case["opened_event_ms"] == 1000  # the first alert's event time, not the latest
     rows, _, _ = desk.list_cases()
     assert [(r["asset_id"], r["state"]) for r in rows] == [(VIN2, "new"), (VIN, "new")]
 
@@ -108,7 +112,7 @@ def test_alerts_of_one_asset_share_its_open_case(store: Store, desk: CaseStore) 
 def test_a_more_severe_alert_escalates_the_case_and_moves_its_due_time(
         store: Store, desk: CaseStore) -> None:
     case = open_case(store, desk, severity="info")
-    assert case["due_at"] == 1000 + 72 * HOUR
+    assert case["due_event_ms"] == 1000 + 72 * HOUR
     # The same alert escalating...
     store.upsert_alert(alert(severity="warning", last_seen=4000))
     # ...and a critical alert joining.
@@ -117,10 +121,11 @@ def test_a_more_severe_alert_escalates_the_case_and_moves_its_due_time(
     after = desk.get_case(case["id"])
     assert after is not None
     assert after["severity"] == "critical"
-    assert after["due_at"] == 1000 + 4 * HOUR
+    assert after["due_event_ms"] == 1000 + 4 * HOUR
     escalations = [e for e in after["events"] if e["action"] == "severity_changed"]
-    assert [(e["at"], e["actor"], e["detail"]["severity_from"], e["detail"]["severity_to"],
-             e["detail"]["due_at_to"]) for e in escalations] == [
+    assert [(e["at_event_ms"], e["actor"], e["detail"]["severity_from"],
+             e["detail"]["severity_to"], e["detail"]["due_to_event_ms"])
+            for e in escalations] == [
         (4000, "system", "info", "warning", 1000 + 24 * HOUR),
         (9000, "system", "warning", "critical", 1000 + 4 * HOUR)]
     # A detector de-escalating does not relax the SLA staff are working to.
@@ -129,7 +134,7 @@ def test_a_more_severe_alert_escalates_the_case_and_moves_its_due_time(
     calmer = desk.get_case(case["id"])
     assert calmer is not None
     assert calmer["severity"] == "critical"
-    assert calmer["due_at"] == 1000 + 4 * HOUR
+    assert calmer["due_event_ms"] == 1000 + 4 * HOUR
 
 
 def test_redelivery_and_replay_never_open_a_second_case(store: Store, desk: CaseStore) -> None:
@@ -153,7 +158,8 @@ def test_the_hook_itself_is_idempotent(store: Store, desk: CaseStore) -> None:
     (case,), _, _ = desk.list_cases()
     with store.write() as conn:
         for change in ("created", "created", "updated"):
-            assert case_intake.on_alert_change(conn, change, alert(), SLA) == case["id"]
+            assert case_intake.on_alert_change(conn, change, row(), SLA, STAFF_NOW) \
+                == case["id"]
     assert (count(store, cases), count(store, case_alerts), count(store, case_events)) \
         == (1, 1, 2)
 
@@ -193,7 +199,7 @@ def test_a_new_alert_after_the_case_closed_opens_a_new_case(
         "no_action_needed"
     store.upsert_alert(alert(id="again", first_seen=8000, last_seen=8000, severity="warning"))
     rows, _, _ = desk.list_cases(asset_id=VIN)
-    assert [(r["state"], r["opened_at"], r["severity"]) for r in rows] == [
+    assert [(r["state"], r["opened_event_ms"], r["severity"]) for r in rows] == [
         ("new", 8000, "warning"), ("no_action_needed", 1000, "info")]
     newest = desk.get_case(rows[0]["id"])
     assert newest is not None
@@ -202,12 +208,12 @@ def test_a_new_alert_after_the_case_closed_opens_a_new_case(
 
 def test_the_database_allows_one_open_case_per_asset(store: Store, desk: CaseStore) -> None:
     case = open_case(store, desk)
-    row = {k: case[k] for k in ("asset_kind", "asset_id", "severity", "opened_at", "due_at",
-                                "updated_at")}
+    same = {k: case[k] for k in ("asset_kind", "asset_id", "severity", "opened_event_ms",
+                                 "due_event_ms", "updated_wall_ms")}
     with pytest.raises(IntegrityError), store.write() as conn:
-        conn.execute(cases.insert().values(**row, state="acknowledged", version=1))
+        conn.execute(cases.insert().values(**same, state="acknowledged", version=1))
     with store.write() as conn:  # a closed one alongside is fine
-        conn.execute(cases.insert().values(**row, state="resolved", version=1))
+        conn.execute(cases.insert().values(**same, state="resolved", version=1))
 
 
 # ---------------------------------------------------------------------------- staff work
@@ -223,17 +229,18 @@ def test_working_a_case_down_the_main_path(store: Store, desk: CaseStore,
                                      note="booked for Tuesday" if to == "service_booked"
                                      else None)
         assert after["state"] == to
-        assert after["updated_at"] == STAFF_NOW + i
-    assert after["closed_at"] == STAFF_NOW + 3
+        assert after["updated_wall_ms"] == STAFF_NOW + i
+    assert after["closed_wall_ms"] == STAFF_NOW + 3
     assert after["allowed_transitions"] == []
     assert [(a["id"], a["outcome"]) for a in after["alerts"]] == [("a-1", "confirmed"),
                                                                   ("b", "confirmed")]
     trail = [e for e in after["events"] if e["action"] == "transitioned"]
-    assert [(e["at"], e["actor"], e["from_state"], e["to_state"]) for e in trail] == [
-        (STAFF_NOW, "ann", "new", "acknowledged"),
-        (STAFF_NOW + 1, "ann", "acknowledged", "owner_contacted"),
-        (STAFF_NOW + 2, "ann", "owner_contacted", "service_booked"),
-        (STAFF_NOW + 3, "ann", "service_booked", "resolved")]
+    assert [(e["at_event_ms"], e["at_wall_ms"], e["actor"], e["from_state"], e["to_state"])
+            for e in trail] == [  # staff actions have no event time
+        (None, STAFF_NOW, "ann", "new", "acknowledged"),
+        (None, STAFF_NOW + 1, "ann", "acknowledged", "owner_contacted"),
+        (None, STAFF_NOW + 2, "ann", "owner_contacted", "service_booked"),
+        (None, STAFF_NOW + 3, "ann", "service_booked", "resolved")]
     assert trail[2]["detail"] == {"note": "booked for Tuesday"}
     assert trail[3]["detail"] == {"outcomes": {"a-1": "confirmed", "b": "confirmed"}}
     with store.engine.connect() as conn:
@@ -242,7 +249,7 @@ def test_working_a_case_down_the_main_path(store: Store, desk: CaseStore,
     assert labels[0] == {"alert_id": "a-1", "case_id": case["id"],
                          "alert_type": "weak_12v_battery", "detector": "battery12v",
                          "detector_version": "1.0.0", "outcome": "confirmed",
-                         "labelled_at": STAFF_NOW + 3, "labelled_by": "ann"}
+                         "labelled_wall_ms": STAFF_NOW + 3, "labelled_by": "ann"}
 
 
 def test_an_illegal_transition_changes_nothing(store: Store, desk: CaseStore) -> None:
@@ -319,9 +326,10 @@ def test_assign_and_notes(store: Store, desk: CaseStore, clock: Clock) -> None:
     assert again["version"] == assigned["version"]
     clock.now += 60_000
     note = desk.add_note(case["id"], "owner abroad until Friday", actor="ann")
-    assert {k: note[k] for k in ("case_id", "at", "actor", "action", "detail")} == {
-        "case_id": case["id"], "at": STAFF_NOW + 60_000, "actor": "ann", "action": "note",
-        "detail": {"text": "owner abroad until Friday"}}
+    assert {k: note[k] for k in ("case_id", "at_event_ms", "at_wall_ms", "actor", "action",
+                                 "detail")} == {
+        "case_id": case["id"], "at_event_ms": None, "at_wall_ms": STAFF_NOW + 60_000,
+        "actor": "ann", "action": "note", "detail": {"text": "owner abroad until Friday"}}
     unassigned = desk.assign_case(case["id"], None, actor="lead")
     assert unassigned["assignee"] is None
     assert [(e["actor"], e["action"], e["detail"]) for e in unassigned["events"][2:]] == [
@@ -356,7 +364,7 @@ def test_overdue_is_judged_by_the_fleet_event_time(store: Store, desk: CaseStore
     detail = desk.get_case(critical["id"])
     assert detail is not None
     assert detail["overdue"]
-    assert detail["fleet_now"] == fleet_now
+    assert detail["fleet_now_event_ms"] == fleet_now
     desk.transition_case(critical["id"], "false_positive", actor="ann")  # closed: not late
     assert desk.list_cases(overdue=True)[0] == []
     assert {r["id"] for r in desk.list_cases(overdue=False)[0]} == {critical["id"], info["id"]}
@@ -475,7 +483,7 @@ def test_summary_for_the_fleet_overview(store: Store, desk: CaseStore) -> None:
     assert empty["by_state"] == dict.fromkeys(empty["by_state"], 0)
     assert empty["open"] == 0
     assert empty["overdue"] == 0
-    assert empty["fleet_now"] is None
+    assert empty["fleet_now_event_ms"] is None
     late = open_case(store, desk, severity="critical")  # due 1000 + 4 h
     open_case(store, desk, id="b", asset_id=VIN2)  # due 1000 + 72 h
     done = open_case(store, desk, id="c", asset_id="V3", severity="critical")
@@ -486,7 +494,7 @@ def test_summary_for_the_fleet_overview(store: Store, desk: CaseStore) -> None:
     assert summary["by_state"] == {"new": 1, "acknowledged": 1, "owner_contacted": 0,
                                    "service_booked": 0, "resolved": 0, "false_positive": 1,
                                    "no_action_needed": 0}
-    assert (summary["open"], summary["overdue"], summary["fleet_now"]) == (
+    assert (summary["open"], summary["overdue"], summary["fleet_now_event_ms"]) == (
         2, 1, 1000 + 5 * HOUR)
 
 
@@ -513,7 +521,7 @@ def test_open_cases_of_an_asset(store: Store, desk: CaseStore) -> None:
     assert desk.open_cases_of("vehicle", VIN) == []
     store.upsert_alert(alert(id="again", first_seen=5000, last_seen=5000))
     (again,) = desk.open_cases_of("vehicle", VIN)
-    assert again["opened_at"] == 5000
+    assert again["opened_event_ms"] == 5000
     assert again["overdue"] is False
 
 
@@ -528,15 +536,23 @@ def test_case_changes_reach_the_webhooks_that_want_them(store: Store, desk: Case
 
     def outbox(webhook_id: str) -> list[tuple[str, int, dict[str, Any]]]:
         with store.engine.connect() as conn:
-            return [(r.event_type, r.created_at, r.payload) for r in conn.execute(
+            return [(r.event_type, r.created_wall_ms, r.payload) for r in conn.execute(
                 select(webhook_deliveries).where(webhook_deliveries.c.webhook_id == webhook_id)
-                .order_by(webhook_deliveries.c.created_at, webhook_deliveries.c.event_type))]
+                .order_by(webhook_deliveries.c.created_wall_ms,
+                          webhook_deliveries.c.event_type))]
 
     case = open_case(store, desk, severity="warning")
+    clock.now += 1000
     desk.transition_case(case["id"], "acknowledged", actor="ann", note="mine")
     sent = outbox(everything)
+    # Queued at the wall time of the write that made them; the event time is in the entry.
     assert [(t, at) for t, at, _ in sent] == [
-        ("case.alert_linked", 1000), ("case.opened", 1000), ("case.transitioned", STAFF_NOW)]
+        ("case.alert_linked", STAFF_NOW), ("case.opened", STAFF_NOW),
+        ("case.transitioned", STAFF_NOW + 1000)]
+    assert [(p["event"]["at_event_ms"], p["event"]["at_wall_ms"]) for _, _, p in sent] == [
+        (1000, STAFF_NOW), (1000, STAFF_NOW), (None, STAFF_NOW + 1000)]
+    assert sent[1][2]["event"]["detail"]["due_event_ms"] == 1000 + 24 * HOUR
+    assert sent[1][2]["case"]["opened_event_ms"] == 1000
     _, _, moved = sent[2]
     assert moved["change"] == "transitioned"
     assert moved["case"]["state"] == "acknowledged"

@@ -1,5 +1,8 @@
 """The store on a real SQLite file and a real PostgreSQL: idempotent alert upserts, latest
-values, pagination, the change log behind the SSE stream."""
+values, pagination, the change log behind the SSE stream.
+
+``alert()`` builds the record the worker sends on Kafka (its short names); ``row()`` the
+same alert as the store keeps and the API shows it (names that say their clock)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex
 
+from storage.alert_contract import COLUMN_OF, record_of
 from storage.cursor import decode_cursor, encode_cursor
 from storage.dialect import assets_upsert_statement, signals_upsert_statement
 from storage.models import alerts
@@ -33,12 +37,29 @@ def alert(**over: Any) -> dict[str, Any]:
     return {**base, **over}
 
 
+def row(**over: Any) -> dict[str, Any]:
+    """``alert(**over)`` as stored: the row the store returns, the API and webhooks show."""
+    return {COLUMN_OF.get(k, k): v for k, v in alert(**over).items()} | {
+        "root_cause_id": over.get("root_cause_id")}
+
+
+class Tick:
+    """A wall clock for the store that moves 1 ms per reading, from ``start``."""
+
+    def __init__(self, start: int = 1_780_000_000_000) -> None:
+        self.ms = start - 1
+
+    def __call__(self) -> int:
+        self.ms += 1
+        return self.ms
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     """The same tests on both databases ownercare supports (PostgreSQL: a real server)."""
     if request.param == "sqlite":
-        return Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    return Store(request.getfixturevalue("postgres").new_database())
+        return Store(f"sqlite:///{tmp_path / 'db.sqlite'}", clock=Tick())
+    return Store(request.getfixturevalue("postgres").new_database(), clock=Tick())
 
 
 def changes(store: Store) -> list[tuple[str, str, str]]:
@@ -60,12 +81,13 @@ def test_alert_lifecycle_is_recorded_once_per_change(store: Store) -> None:
     events = store.alert_events_after(0)
     assert [e["change"] for e in events] == ["created", "updated", "resolved"]
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
-    assert [e["at"] for e in events] == [1000, 2000, 3000]
-    assert events[1]["snapshot"] == {**alert(last_seen=2000, severity="warning"),
-                                     "root_cause_id": None}
+    assert [e["at_event_ms"] for e in events] == [1000, 2000, 3000]
+    assert events[1]["snapshot"] == row(last_seen=2000, severity="warning")
     stored = store.get_alert("a-1")
     assert stored is not None
-    assert stored["status"] == "resolved"
+    assert stored == row(last_seen=3000, status="resolved")
+    assert record_of(stored) == {**alert(last_seen=3000, status="resolved"),
+                                 "root_cause_id": None}  # the Kafka record it came from
     assert stored["evidence"] == {"slope_v_per_day": -0.05}
     assert store.last_event_id() == events[-1]["id"]
     assert store.alert_events_after(events[0]["id"]) == events[1:]
@@ -171,10 +193,10 @@ def test_latest_signals_keep_the_newest_value(store: Store) -> None:
     store.upsert_signals([])
     view = store.vehicle(VIN)
     assert view is not None
-    values = {s["path"]: (s["value"], s["ts"]) for s in view["signals"]}
+    values = {s["path"]: (s["value"], s["ts_event_ms"]) for s in view["signals"]}
     assert values == {path: (12.4, 3000), "Vehicle.Speed": (0.0, 2000),
                       cells: ([3.71, 3.7], 2900)}
-    assert (view["first_seen"], view["last_seen"]) == (1000, 3000)
+    assert (view["first_seen_event_ms"], view["last_seen_event_ms"]) == (1000, 3000)
     assert store.fleet_now_ms() == 3000
     assert store.asset("vehicle", "WCRAAAAAAAAAAAAA2") is None
     assert store.asset("charger", VIN) is None
@@ -192,7 +214,7 @@ def test_signal_batches_of_thousands_are_fast(store: Store) -> None:
     view = store.asset("vehicle", "V00499")
     assert view is not None
     assert len(view["signals"]) == 10
-    assert view["signals"][9] == {"path": "Vehicle.S9", "value": 4999.0, "ts": 15_000}
+    assert view["signals"][9] == {"path": "Vehicle.S9", "value": 4999.0, "ts_event_ms": 15_000}
 
 
 def test_empty_store_has_no_fleet_time(store: Store) -> None:
@@ -248,8 +270,12 @@ def test_filters_combine_with_pagination(store: Store) -> None:
 
 
 def test_cursors_are_opaque_and_checked(store: Store) -> None:
-    assert decode_cursor(encode_cursor(123, "a-1")) == (123, "a-1")
-    for bad in ("definitely-not-ours", encode_cursor(1, "x")[:-3], "WzEsMl0"):  # [1,2]
+    sort = "-last_seen_event_ms"
+    assert decode_cursor(encode_cursor((123, "a-1"), sort), sort) == (123, "a-1")
+    for bad in ("definitely-not-ours", encode_cursor((1, "x"), sort)[:-3], "WzEsMl0",  # [1,2]
+                encode_cursor((1, "x"), "first_seen_event_ms"),  # another sort's
+                encode_cursor(("1", "x"), sort), encode_cursor((1, "x\x00"), sort),
+                encode_cursor((2**63, "x"), sort), encode_cursor((True, "x"), sort)):
         with pytest.raises(ValueError, match="cursor"):
             store.list_alerts(cursor=bad)
 
@@ -373,12 +399,12 @@ def test_statements_compile_for_postgresql_and_sqlite() -> None:
     sql = str(signals_upsert_statement("postgresql").compile(dialect=pg))
     assert "ON CONFLICT (asset_kind, asset_id, path) DO UPDATE SET value = excluded.value" \
         in sql
-    assert "WHERE excluded.ts > latest_signals.ts" in sql
+    assert "WHERE excluded.ts_event_ms > latest_signals.ts_event_ms" in sql
     sql = str(assets_upsert_statement("postgresql").compile(dialect=pg))
-    assert "least(assets.first_seen, excluded.first_seen)" in sql
-    assert "greatest(assets.last_seen, excluded.last_seen)" in sql
+    assert "least(assets.first_seen_event_ms, excluded.first_seen_event_ms)" in sql
+    assert "greatest(assets.last_seen_event_ms, excluded.last_seen_event_ms)" in sql
     sql = str(assets_upsert_statement("sqlite").compile(dialect=sqlite.dialect()))
-    assert "min(assets.first_seen, excluded.first_seen)" in sql
+    assert "min(assets.first_seen_event_ms, excluded.first_seen_event_ms)" in sql
     index = next(i for i in alerts.indexes if i.name == "ux_alerts_one_open")
     for dialect in (pg, sqlite.dialect()):
         ddl = str(CreateIndex(index).compile(dialect=dialect))

@@ -44,7 +44,8 @@ def stored_daily(store: Store) -> dict[tuple[str, str, str], tuple[Any, ...]]:
 
     from storage.models import daily_indicators as d
     with store.engine.connect() as conn:
-        return {(r.asset_id, r.day, r.indicator): (r.n, r.min, r.max, r.sum, r.last, r.last_ts)
+        return {(r.asset_id, r.day, r.indicator): (r.n, r.min, r.max, r.sum, r.last,
+                                                   r.last_event_ms)
                 for r in conn.execute(select(d))}
 
 
@@ -129,7 +130,7 @@ def test_sessions_persist_across_flushes_and_redelivery_changes_nothing(store: S
                                         c.meter(2010, 50.0, 9000.0, tx=8),
                                         c.status(2020, "Faulted", "GroundFailure")]
     assert views.track_charging_sessions(store, records[:3]) == 1  # open, mid-session
-    assert sessions(store)["CP-0001:1:1000"]["end_ts"] is None
+    assert sessions(store)["CP-0001:1:1000"]["end_event_ms"] is None
     assert views.track_charging_sessions(store, records[3:]) == 2
     first = sessions(store)
     assert views.track_charging_sessions(store, records[2:]) == 0  # a replayed flush
@@ -163,8 +164,9 @@ def test_vehicle_list_searches_pages_and_summarises_health(store: Store) -> None
     items, cursor = views.list_vehicles(store, limit=2)
     assert [i["vin"] for i in items] == [VIN, VIN2]
     assert cursor is not None
-    assert items[0] == {"vin": VIN, "model": "Model Y", "first_seen": T0, "last_seen": T0,
-                        "open_alerts": 2, "worst_severity": "critical"}
+    assert items[0] == {"vin": VIN, "model": "Model Y", "first_seen_event_ms": T0,
+                        "last_seen_event_ms": T0, "open_alerts": 2,
+                        "worst_severity": "critical"}
     assert items[1]["open_alerts"] == 0
     assert items[1]["worst_severity"] is None
     rest, end = views.list_vehicles(store, limit=2, cursor=cursor)
@@ -183,7 +185,7 @@ def test_charger_list_and_detail(store: Store) -> None:
     items, cursor = views.list_chargers(store)
     assert cursor is None
     assert items[0]["connectors"] == [{"connector": 1, "status": "Faulted",
-                                       "error_code": "GroundFailure", "ts": T0 + 3}]
+                                       "error_code": "GroundFailure", "ts_event_ms": T0 + 3}]
     assert [c["status"] for c in items[1]["connectors"]] == ["Available", "Charging"]
     assert (items[1]["open_alerts"], items[1]["worst_severity"]) == (1, "warning")
     page, cursor = views.list_chargers(store, limit=1)
@@ -228,7 +230,7 @@ def test_attributed_fault_share(store: Store) -> None:
         "share": pytest.approx(1 / 3)}
     assert len(detail["faults"]) == 4
     assert all(f["abnormal"] for f in detail["faults"])
-    assert detail["recent_sessions"][0]["start_ts"] == 30 * day
+    assert detail["recent_sessions"][0]["start_event_ms"] == 30 * day
 
 
 def test_the_start_up_time_is_stored_and_listed(store: Store) -> None:
@@ -257,7 +259,7 @@ def test_fleet_overview(store: Store) -> None:
     assert overview["top_faulty_chargers"] == [
         {"charger_id": "CP-0001", "sessions": 1, "abnormal_sessions": 1, "open_alerts": 0},
         {"charger_id": "CP-0002", "sessions": 0, "abnormal_sessions": 0, "open_alerts": 1}]
-    assert overview["fleet_now"] == T0 + 7
+    assert overview["fleet_now_event_ms"] == T0 + 7
 
 
 # ---------------------------------------------------------------------------- the worker's flush
@@ -279,7 +281,7 @@ def test_the_view_writers_batch_writes_indicators_and_sessions(store: Store) -> 
     assert stored_daily(store)[(VIN, "2026-01-01", "tire_pressure_row1_left_kpa")][:3] == (
         2, 240.0, 250.0)
     signals = {s["path"]: s for s in store.vehicle(VIN)["signals"]}  # type: ignore[index]
-    assert (signals[FL]["value"], signals[FL]["ts"]) == (240.0, T0 + 2)
+    assert (signals[FL]["value"], signals[FL]["ts_event_ms"]) == (240.0, T0 + 2)
     batch = ViewBatch(daily)
     batch.add(topics.CHARGERS, encode_batch(normal_session(Charger(), T0)))
     batch.write(store)

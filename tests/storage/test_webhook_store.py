@@ -14,7 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from storage import outbox as ws
 from storage.models import alerts
 from storage.store import Store
-from tests.storage.test_store import alert
+from tests.storage.test_store import Tick, alert, row
+
+T0 = 1_780_000_000_000  # the stores' wall clock starts here, 1 ms per reading
 
 URL = "https://crm.example.com/hook"
 LEASE_MS = 60_000
@@ -23,8 +25,8 @@ LEASE_MS = 60_000
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "sqlite":
-        return Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    return Store(request.getfixturevalue("postgres").new_database())
+        return Store(f"sqlite:///{tmp_path / 'db.sqlite'}", clock=Tick(T0))
+    return Store(request.getfixturevalue("postgres").new_database(), clock=Tick(T0))
 
 
 def hook(store: Store, events: list[str] | None = None, **over: Any) -> dict[str, Any]:
@@ -49,9 +51,11 @@ def test_alert_changes_become_deliveries_with_the_alert_snapshot(store: Store) -
     rows = deliveries(store, webhook)
     assert [r["event_type"] for r in rows] == ["alert.resolved", "alert.updated",
                                                "alert.created"]
-    assert [r["created_at"] for r in rows] == [3000, 2000, 1000]  # event time
-    assert rows[-1]["payload"] == {"change": "created",
-                                   "alert": {**alert(), "root_cause_id": None}}
+    # Queued at the wall time of each write (one clock reading per alert upsert); the
+    # payload carries the alert's event times.
+    assert [r["created_wall_ms"] for r in rows] == [T0 + 3, T0 + 2, T0]
+    assert rows[-1]["payload"] == {"change": "created", "alert": row()}
+    assert rows[0]["payload"]["alert"]["last_seen_event_ms"] == 3000
     assert all(r["state"] == "pending" and r["attempts"] == 0 for r in rows)
     assert len({r["event_id"] for r in rows}) == 3
 
@@ -64,7 +68,7 @@ def test_a_superseded_alert_is_announced(store: Store) -> None:
     assert row["event_type"] == "alert.superseded"
     assert row["payload"]["alert"]["id"] == "old"
     assert row["payload"]["alert"]["status"] == "resolved"
-    assert row["created_at"] == 2000
+    assert row["created_wall_ms"] == T0 + 1
 
 
 def test_a_rolled_back_change_leaves_no_delivery(store: Store) -> None:
@@ -76,14 +80,14 @@ def test_a_rolled_back_change_leaves_no_delivery(store: Store) -> None:
 
     def enqueue_then_fail() -> None:
         with store.write() as conn:
-            assert ws.enqueue(conn, "alert.created", {"n": 1}, at=1) == 1
+            assert ws.enqueue(conn, "alert.created", {"n": 1}, now_wall_ms=1) == 1
             raise Boom
 
     with pytest.raises(Boom):
         enqueue_then_fail()
     assert deliveries(store, webhook) == []
     with store.write() as conn:
-        assert ws.enqueue(conn, "alert.created", {"n": 2}, at=2) == 1
+        assert ws.enqueue(conn, "alert.created", {"n": 2}, now_wall_ms=2) == 1
     assert [r["payload"] for r in deliveries(store, webhook)] == [{"n": 2}]
 
 
@@ -94,8 +98,8 @@ def test_a_change_the_database_refuses_leaves_no_delivery(store: Store) -> None:
     store.upsert_alert(alert(id="a"))
     def enqueue_then_insert_a_second_open_alert() -> None:
         with store.write() as conn:
-            ws.enqueue(conn, "alert.created", {"alert": {"id": "b"}}, at=3)
-            conn.execute(alerts.insert().values(**alert(id="b")))
+            ws.enqueue(conn, "alert.created", {"alert": {"id": "b"}}, now_wall_ms=3)
+            conn.execute(alerts.insert().values(**row(id="b")))
 
     with pytest.raises(IntegrityError):
         enqueue_then_insert_a_second_open_alert()
@@ -110,9 +114,9 @@ def test_filters_and_pauses_decide_who_gets_a_delivery(store: Store) -> None:
     paused = hook(store, ["*"])
     ws.set_webhook_state(store, paused["id"], "paused")
     with store.write() as conn:
-        assert ws.enqueue(conn, "alert.created", {}, at=1) == 2
-        assert ws.enqueue(conn, "case.opened", {"case": {"id": "c"}}, at=2) == 2
-        assert ws.enqueue(conn, "alert.resolved", {}, at=3) == 3
+        assert ws.enqueue(conn, "alert.created", {}, now_wall_ms=1) == 2
+        assert ws.enqueue(conn, "case.opened", {"case": {"id": "c"}}, now_wall_ms=2) == 2
+        assert ws.enqueue(conn, "alert.resolved", {}, now_wall_ms=3) == 3
     got = {name: [r["event_type"] for r in deliveries(store, w)] for name, w in [
         ("alerts_only", alerts_only), ("resolved_only", resolved_only), ("cases", cases),
         ("everything", everything), ("paused", paused)]}
@@ -138,7 +142,7 @@ def test_webhook_registration_pause_resume_delete(store: Store) -> None:
     assert public is not None
     assert "secret" not in public
     assert public == {k: v for k, v in created.items() if k != "secret"}
-    assert ws.list_webhooks(store) == [public]
+    assert ws.list_webhooks(store) == ([public], None)
     paused = ws.set_webhook_state(store, created["id"], "paused")
     assert paused is not None
     assert paused["state"] == "paused"
@@ -155,6 +159,23 @@ def test_webhook_registration_pause_resume_delete(store: Store) -> None:
     assert ws.delete_webhook(store, created["id"]) is False
     assert ws.get_webhook(store, created["id"]) is None
     assert ws.delivery_counts(store) == {}  # its deliveries went with it
+
+
+def test_webhook_pages_are_complete_oldest_first(store: Store) -> None:
+    made = [ws.create_webhook(store, url=URL, events=["*"], description=str(i),
+                              created_by="t", now_ms=10 + i // 2)["id"] for i in range(5)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = ws.list_webhooks(store, limit=2, cursor=cursor)
+        assert len(page) <= 2
+        seen += [w["id"] for w in page]
+        if cursor is None:
+            break
+    # Oldest first; webhooks registered in the same millisecond in id order.
+    assert seen == [i for _, i in sorted((10 + n // 2, i) for n, i in enumerate(made))]
+    with pytest.raises(ValueError, match="cursor"):
+        ws.list_webhooks(store, cursor="not-a-cursor")
 
 
 # ---------------------------------------------------------------------------- dispatching
@@ -176,15 +197,15 @@ def test_a_claimed_delivery_is_leased_to_one_dispatcher(store: Store) -> None:
     assert ws.record_attempt(store, again["id"], again["lease"], delivered=False,
                              status_code=500, error="HTTP 500", now_ms=70_000, retry_at=90_000)
     (row,) = deliveries(store, webhook)
-    assert (row["state"], row["attempts"], row["next_attempt_at"], row["lease_until"],
-            row["last_status_code"], row["last_error"]) == (
+    assert (row["state"], row["attempts"], row["next_attempt_wall_ms"],
+            row["lease_until_wall_ms"], row["last_status_code"], row["last_error"]) == (
         "pending", 1, 90_000, None, 500, "HTTP 500")
     assert ws.claim_due(store, 89_999, LEASE_MS, 10) == []  # not due yet
     (third,) = ws.claim_due(store, 90_000, LEASE_MS, 10)
     assert ws.record_attempt(store, third["id"], third["lease"], delivered=True,
                              status_code=204, error=None, now_ms=90_050, retry_at=None)
     (row,) = deliveries(store, webhook, "delivered")
-    assert (row["attempts"], row["delivered_at"], row["last_error"]) == (2, 90_050, None)
+    assert (row["attempts"], row["delivered_wall_ms"], row["last_error"]) == (2, 90_050, None)
     assert ws.claim_due(store, 10**12, LEASE_MS, 10) == []
 
 
@@ -192,7 +213,7 @@ def test_racing_dispatchers_never_claim_the_same_delivery(store: Store) -> None:
     webhook = hook(store)
     with store.write() as conn:
         for i in range(60):
-            ws.enqueue(conn, "alert.created", {"i": i}, at=i)
+            ws.enqueue(conn, "alert.created", {"i": i}, now_wall_ms=i)
     results: list[list[dict[str, Any]]] = [[], [], []]
     start = threading.Barrier(3)
 
@@ -237,7 +258,7 @@ def test_only_dead_deliveries_can_be_retried(store: Store) -> None:
     assert ws.retry_delivery(store, "other-webhook", dead["id"], 2000) is None
     retried = ws.retry_delivery(store, webhook["id"], dead["id"], 2000)
     assert retried is not None
-    assert (retried["state"], retried["attempts"], retried["next_attempt_at"]) == (
+    assert (retried["state"], retried["attempts"], retried["next_attempt_wall_ms"]) == (
         "pending", 0, 2000)
     assert retried["last_error"] == "ConnectError"  # kept until the next try says otherwise
     assert ws.claim_due(store, 1999, LEASE_MS, 10) == []
@@ -248,10 +269,10 @@ def test_delivery_pages_are_complete_and_stable(store: Store) -> None:
     webhook = hook(store)
     with store.write() as conn:
         for at in (5, 3, 3, 9, 1, 3, 7):
-            ws.enqueue(conn, "alert.updated", {"at": at}, at=at)
+            ws.enqueue(conn, "alert.updated", {"at": at}, now_wall_ms=at)
     everything, cursor = ws.list_deliveries(store, webhook["id"], limit=100)
     assert cursor is None
-    assert [r["created_at"] for r in everything] == [9, 7, 5, 3, 3, 3, 1]
+    assert [r["created_wall_ms"] for r in everything] == [9, 7, 5, 3, 3, 3, 1]
     seen: list[str] = []
     cursor = None
     while True:
@@ -259,7 +280,7 @@ def test_delivery_pages_are_complete_and_stable(store: Store) -> None:
         seen += [r["id"] for r in page]
         if len(seen) == 3:  # a newer event arrives between pages: later pages are unmoved
             with store.write() as conn:
-                ws.enqueue(conn, "alert.updated", {"at": 10}, at=10)
+                ws.enqueue(conn, "alert.updated", {"at": 10}, now_wall_ms=10)
         if cursor is None:
             break
     assert seen == [r["id"] for r in everything]
@@ -271,7 +292,7 @@ def test_old_delivered_deliveries_are_pruned_dead_ones_stay(store: Store) -> Non
     webhook = hook(store)
     with store.write() as conn:
         for i in range(3):
-            ws.enqueue(conn, "alert.created", {"i": i}, at=i)
+            ws.enqueue(conn, "alert.created", {"i": i}, now_wall_ms=i)
     a, b, c = ws.claim_due(store, 1000, LEASE_MS, 10)
     ws.record_attempt(store, a["id"], a["lease"], delivered=True, status_code=200, error=None,
                       now_ms=1000, retry_at=None)

@@ -28,12 +28,14 @@ from ingest import topics
 from ingest.contract import encode_batch, validate
 from ingest.kafka import ensure_topics, partition_for
 from simulators.fleet import Fleet
+from storage.alert_contract import record_of
 from storage.store import Store
+from tests.conftest import SHARED_PARTITIONS
 from tests.stackkit import bootstrap_of, start_service, wait_for_log
 from vocab.eventtime import DAY_MS
 
 pytestmark = pytest.mark.integration
-PARTITIONS = 8  # as the other tests create the topics on the shared broker
+PARTITIONS = SHARED_PARTITIONS  # the ownercare topics on the shared broker (conftest)
 ATTRIBUTED = ("charger_fault", "charging_inlet_fault")
 
 
@@ -126,7 +128,8 @@ def test_charger_alerts_and_attribution_survive_a_killed_worker(
     def stored() -> tuple[dict[str, tuple[Any, ...]], list[tuple[str, str]]]:
         rows, _ = store.list_alerts(limit=500)
         mine = [r for r in rows if r["asset_id"] in assets]
-        return ({r["id"]: summary(r) for r in mine if r["type"] == "charger_derating"},
+        return ({r["id"]: summary(record_of(r)) for r in mine
+                 if r["type"] == "charger_derating"},
                 sorted((r["asset_id"], r["type"]) for r in mine if r["type"] in ATTRIBUTED))
 
     wanted = (expected_derating, sorted(expected_attributed))

@@ -32,7 +32,7 @@ CHARGERS = "chargers-of-this-test"  # any topic but the vehicle topic is the cha
 def _fl(store: Store) -> tuple[Any, Any] | None:
     vehicle = store.vehicle(VIN)
     signals = {s["path"]: s for s in vehicle["signals"]} if vehicle else {}
-    return (signals[FL]["value"], signals[FL]["ts"]) if FL in signals else None
+    return (signals[FL]["value"], signals[FL]["ts_event_ms"]) if FL in signals else None
 
 
 def _gone(pid: int, timeout: float = 10.0) -> bool:

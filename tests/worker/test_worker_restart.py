@@ -29,12 +29,14 @@ from ingest import topics
 from ingest.contract import encode_batch, validate
 from ingest.kafka import ensure_topics, partition_for
 from simulators.fleet import Fleet
+from storage.alert_contract import record_of
 from storage.store import Store
+from tests.conftest import SHARED_PARTITIONS
 from tests.stackkit import bootstrap_of, start_service, wait_for_log
 from vocab.eventtime import DAY_MS
 
 pytestmark = pytest.mark.integration
-PARTITIONS = 8  # as the other tests create ownercare.vehicles on the shared broker
+PARTITIONS = SHARED_PARTITIONS  # the ownercare topics on the shared broker (conftest)
 
 
 def fleet_batches(seed: int) -> tuple[list[list[dict[str, Any]]], dict[str, tuple[Any, ...]]]:
@@ -126,7 +128,8 @@ def assert_settles_to(store: Store, fleet_vins: set[str],
     def stored() -> dict[str, tuple[Any, ...]]:
         # Other tests share the broker (and its alerts topic); look at this fleet only.
         rows, _ = store.list_alerts(limit=500)
-        return {row["id"]: summary(row) for row in rows if row["asset_id"] in fleet_vins}
+        return {row["id"]: summary(record_of(row)) for row in rows
+                if row["asset_id"] in fleet_vins}
 
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and stored() != expected:
