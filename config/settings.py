@@ -140,9 +140,16 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
                     "every record.")
     ota_signing_key: str = Field(
         "", description="PEM file of the ed25519 key that signs OTA manifests "
-        "(`ownercare ota keygen`); empty = the worker runs no OTA campaigns.")
-    ota_step_s: float = Field(10.0, ge=0.1, le=3600,
-                              description="How often the OTA engine steps, seconds.")
+        "(`ownercare ota keygen`); empty = the worker runs no OTA campaigns. `ownercare run` "
+        "sets it to the key pair it keeps in its state directory.")
+    ota_step_s: float = Field(
+        10.0, ge=0.1, le=3600,
+        description="How far the fleet's event time moves between two OTA engine steps, "
+                    "seconds of event time (checked every OWNERCARE_OTA_POLL_S).")
+    ota_poll_s: float = Field(
+        0.5, ge=0.05, le=60,
+        description="How often the leader worker looks whether an OTA step is due, "
+                    "wall-clock seconds.")
 
     @field_validator("ota_signing_key")
     @classmethod

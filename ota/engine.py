@@ -136,23 +136,38 @@ def wave_counts(actions: Mapping[str, Action], wave: int) -> tuple[int, int, int
 def step(campaign: Campaign, actions: Mapping[str, Action],
          vehicles: Mapping[str, VehicleSnapshot], now: int,
          health: list[VehicleHealth] | None = None) -> StepResult:
+    """One step at the fleet's event time ``now``. ``vehicles`` holds what the store knows of
+    the cars waiting for an offer (the gate) and of the cars with an open offer (whether it
+    went unanswered)."""
     result = StepResult(campaign, dict(actions))
     if campaign.status is CampaignStatus.SCHEDULED and now >= campaign.start_at:
         result.campaign = campaign.moved(CampaignStatus.RUNNING)
         result.events.append({"event": "campaign_started", "at": now})
     if result.campaign.status is not CampaignStatus.RUNNING:
         return result
-    _expire_offers(result, now)
+    _expire_offers(result, vehicles, now)
     if _check_wave(result, now, health):
         _offer(result, vehicles, now)
     return result
 
 
-def _expire_offers(result: StepResult, now: int) -> None:
-    ttl_ms = int(result.campaign.offer_ttl_s * 1000)
+def _expire_offers(result: StepResult, vehicles: Mapping[str, VehicleSnapshot], now: int
+                   ) -> None:
+    """Expire the offers shown to be unanswered. A car's messages arrive in the order it sent
+    them, so telemetry it sent after an offer's expiry, with the offer still unanswered, proves
+    the offer went unanswered in time, however far the cloud's view lags behind the car. A car
+    that stays silent is given up on once the fleet is ``max_state_age_s`` past the expiry
+    (its telemetry could no longer vouch for it anyway)."""
+    campaign = result.campaign
+    ttl_ms = int(campaign.offer_ttl_s * 1000)
+    silent_ms = int(campaign.gate.max_state_age_s * 1000)
     for vin, action in list(result.actions.items()):
-        if action.state is ActionState.OFFERED and now - action.updated_at > ttl_ms:
-            result.actions[vin] = _retry_or_fail(result.campaign, action, now,
+        if action.state is not ActionState.OFFERED:
+            continue
+        expires_at = action.updated_at + ttl_ms
+        car = vehicles.get(vin)
+        if (car is not None and car.ts > expires_at) or now > expires_at + silent_ms:
+            result.actions[vin] = _retry_or_fail(campaign, action, now,
                                                  "offer expired unanswered")
 
 
@@ -173,7 +188,9 @@ def _check_wave(result: StepResult, now: int, health: list[VehicleHealth] | None
             "wave": campaign.current_wave, "vehicles": n, "failed_or_rolled_back": errors,
             "error_threshold": wave.error_threshold})
         return False
-    if n == 0 or ok / n < wave.success_threshold:
+    if n == 0:  # a small fleet cut at small percentages: nothing to offer, judge or soak
+        return _move_on(result, now, health)
+    if ok / n < wave.success_threshold:
         return True
     if campaign.wave_succeeded_at is None:
         campaign = result.campaign = replace(campaign, wave_succeeded_at=now)
@@ -189,6 +206,13 @@ def _check_wave(result: StepResult, now: int, health: list[VehicleHealth] | None
     assert campaign.wave_succeeded_at is not None
     if (now - campaign.wave_succeeded_at) / 1000 < campaign.soak_s:
         return True  # soaking: the wave's own stragglers may still be offered
+    return _move_on(result, now, health)
+
+
+def _move_on(result: StepResult, now: int, health: list[VehicleHealth] | None) -> bool:
+    """Complete the campaign after its last wave, or open the next wave and judge it at once
+    (it may be empty too)."""
+    campaign = result.campaign
     if campaign.current_wave + 1 == len(campaign.waves):
         if all(a.state in TERMINAL for a in result.actions.values()):
             result.campaign = campaign.moved(CampaignStatus.COMPLETED)
@@ -199,7 +223,7 @@ def _check_wave(result: StepResult, now: int, health: list[VehicleHealth] | None
                               wave_succeeded_at=None)
     result.events.append({"event": "wave_advanced", "at": now,
                           "wave": campaign.current_wave + 1})
-    return True
+    return _check_wave(result, now, health)
 
 
 def _offer(result: StepResult, vehicles: Mapping[str, VehicleSnapshot], now: int) -> None:

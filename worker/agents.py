@@ -182,7 +182,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
             f"{k}={v}" for k, v in stats.snapshot(table, pipeline).items()))
 
     if settings.ota_signing_key:
-        _install_ota(app, settings, store)
+        _install_ota(app, settings, store, writer, stats)
     else:
         log.info("ota_off reason=OWNERCARE_OTA_SIGNING_KEY is not set (no campaigns run)")
 
@@ -373,19 +373,27 @@ class WorkerStats:
         }
 
 
-def _install_ota(app: faust.App, settings: WorkerSettings, store: Store) -> None:
+def _install_ota(app: faust.App, settings: WorkerSettings, store: Store, writer: ViewWriter,
+                 stats: WorkerStats) -> None:
     """The OTA engine on a timer. Only the leader worker steps campaigns, so a fleet of
-    workers sends each offer once."""
+    workers sends each offer once. The timer only polls: a step is due when the fleet's event
+    time has moved on by ``OWNERCARE_OTA_STEP_S`` (``ota.timing``), however fast the fleet's
+    clock runs against the wall clock."""
     from worker.ota_runner import OtaRunner, load_signing_key
 
-    runner = OtaRunner(store, load_signing_key(settings.ota_signing_key))
+    runner = OtaRunner(store, load_signing_key(settings.ota_signing_key), settings.ota_step_s)
     commands = app.topic(topics.OTA_COMMANDS, partitions=settings.partitions)
 
-    @app.timer(settings.ota_step_s, on_leader=True)  # type: ignore[untyped-decorator]
+    @app.timer(settings.ota_poll_s, on_leader=True)  # type: ignore[untyped-decorator]
     async def ota_step() -> None:
         # Offers are saved before they are sent: a crash in between leaves an "offered"
         # action whose offer expires unanswered and is retried (never a duplicate install).
         try:
+            if not await asyncio.to_thread(runner.step_due, stats.last_event_ts or None):
+                return
+            # Everything this worker has read goes to the store first: the gate then judges
+            # the cars' latest state, and their answers to offers are folded in.
+            await writer.flush()
             out = await asyncio.to_thread(runner.step_all)
         except Exception as exc:  # the database away: try again next tick
             log.warning("ota_step_failed error=%r", exc)
@@ -398,23 +406,17 @@ def _install_ota(app: faust.App, settings: WorkerSettings, store: Store) -> None
 
 def metrics_samples(snapshot: dict[str, Any]) -> list[service_metrics.Sample]:
     """The worker's counters for GET /metrics (cumulative since this process started)."""
-    sample = service_metrics.Sample
+    m = service_metrics
     return [
-        sample("worker_records_total", snapshot["records"],
-               help="telemetry records processed by the detectors"),
-        sample("worker_batches_total", snapshot["batches"], help="Kafka records processed"),
-        sample("worker_alert_changes_total", snapshot["alerts"],
-               help="alert upserts emitted by the detectors"),
-        sample("worker_state_writes_total", snapshot["state_writes"],
-               help="vehicle detector states written to the table changelog (checkpoints)"),
-        sample("worker_duplicates_total", snapshot["duplicates"],
-               help="redelivered records dropped by seq/ts"),
-        sample("worker_vehicles", snapshot["vehicles"], "gauge",
-               help="vehicles with detector state in this worker's partitions"),
-        sample("worker_state_bytes_mean", snapshot["state_bytes_mean"], "gauge",
-               help="mean serialised detector state per vehicle"),
-        sample("worker_last_event_timestamp_seconds", snapshot["last_event_ts"] / 1000,
-               "gauge", help="newest event time processed (time() minus this = event lag)"),
+        m.WORKER_RECORDS.sample(snapshot["records"]),
+        m.WORKER_KAFKA_RECORDS.sample(snapshot["batches"]),
+        m.WORKER_ALERT_CHANGES.sample(snapshot["alerts"]),
+        m.WORKER_STATE_WRITES.sample(snapshot["state_writes"]),
+        m.WORKER_DUPLICATE_RECORDS.sample(snapshot["duplicates"]),
+        m.WORKER_VEHICLES.sample(snapshot["vehicles"]),
+        m.WORKER_VEHICLE_STATE_MEAN_BYTES.sample(snapshot["state_bytes_mean"]),
+        m.WORKER_VEHICLE_STATE_MAX_BYTES.sample(snapshot["state_bytes_max"]),
+        m.WORKER_LAST_EVENT_TIMESTAMP.sample(snapshot["last_event_ts"] / 1000),
     ]
 
 

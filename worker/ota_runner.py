@@ -1,10 +1,14 @@
 """The OTA timer's work: step every active campaign and sign the commands it decides.
 
-Runs in the worker (``worker/agents.py`` calls ``OtaRunner.step_all`` from a Faust timer,
-in a thread) and returns ``(vin, command bytes)`` pairs for the ``ownercare.ota.commands``
-topic; the bridge publishes them to ``vehicles/{vin}/ota/command`` with QoS 1. "Now" is the
-fleet's event time (the newest timestamp any device reported), never the wall clock, so a
-simulated or replayed fleet rolls out exactly as a real one would.
+Runs in the leader worker: ``worker/agents.py`` polls ``OtaRunner.step_due`` from a Faust
+timer and, when a step is due, has the view writer flush (so the store holds everything this
+worker has read: the cars' latest state for the gate, their answers to offers) and calls
+``OtaRunner.step_all`` in a thread. That returns ``(vin, command bytes)`` pairs for the
+``ownercare.ota.commands`` topic; the bridge publishes them to ``vehicles/{vin}/ota/command``
+with QoS 1. "Now" is the fleet's event time (the newest timestamp any device reported), never
+the wall clock, and a step is due when that event time has moved on by the step interval
+(``ota.timing``), so a simulated fleet at 3600× or a replayed one rolls out exactly as a real
+one would.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from sqlalchemy import select
 
 from diagnostics.daily import PARKED_DRAW_12V, RESTING_12V, utc_day
 from ota.engine import Command, StepResult, cancel, step
+from ota.gate import VehicleSnapshot
 from ota.manifest import offer_manifest, sign
 from ota.model import CANCELABLE, Action, ActionState, Campaign, CampaignStatus, Release
 from ota.regression import VehicleHealth
+from ota.timing import StepClock
 from storage import ota as ota_store
 from storage.models import alerts, daily_indicators
 from storage.store import Store
@@ -35,9 +41,23 @@ def action_id(campaign_id: str, attempt: int) -> str:
 
 
 class OtaRunner:
-    def __init__(self, store: Store, signing_key: Ed25519PrivateKey) -> None:
+    def __init__(self, store: Store, signing_key: Ed25519PrivateKey, step_s: float = 10.0
+                 ) -> None:
         self.store = store
         self.key = signing_key
+        self.clock = StepClock(max(1, int(step_s * 1000)))
+
+    def step_due(self, newest_event_ms: int | None) -> bool:
+        """Whether a step is due (``ota.timing``), and if so it counts as taken.
+        ``newest_event_ms`` is the newest event time this worker has processed; without one
+        (no partitions yet) the store's fleet time stands in."""
+        marks = ota_store.active_marks(self.store)
+        at = newest_event_ms if newest_event_ms else self.store.fleet_now_ms()
+        if not self.clock.poll(at, marks):
+            return False
+        assert at is not None
+        self.clock.stepped(at)
+        return True
 
     def step_all(self) -> list[tuple[str, bytes]]:
         now = self.store.fleet_now_ms()
@@ -45,8 +65,14 @@ class OtaRunner:
             return []
         out: list[tuple[str, bytes]] = []
         for campaign in ota_store.active_campaigns(self.store):
+            # The cars' state is read before their actions: the view writer stores a car's
+            # reports before its telemetry, so telemetry sent after an offer's expiry, seen
+            # here, means the car's answer to that offer (if any) is in the actions read next.
+            # Up to the next wave: a step that advances the wave offers to its cars at once.
+            vehicles = ota_store.vehicle_snapshots(self.store, ota_store.open_vins(
+                self.store, campaign.id, campaign.current_wave + 1))
             actions = ota_store.load_actions(self.store, campaign.id)
-            result = self.step_one(campaign, actions, now)
+            result = self.step_one(campaign, actions, vehicles, now)
             if result is None:
                 continue
             ota_store.save_step(self.store, actions, result, now)
@@ -56,16 +82,12 @@ class OtaRunner:
             out += [(cmd.vin, self.signed(cmd, now)) for cmd in result.commands]
         return out
 
-    def step_one(self, campaign: Campaign, actions: Mapping[str, Action], now: int
-                 ) -> StepResult | None:
+    def step_one(self, campaign: Campaign, actions: Mapping[str, Action],
+                 vehicles: Mapping[str, VehicleSnapshot], now: int) -> StepResult | None:
         if campaign.status is CampaignStatus.CANCELED:
             if not any(a.state in CANCELABLE for a in actions.values()):
                 return None
             return cancel(campaign, actions, now)
-        waves_open = campaign.current_wave
-        pending = [vin for vin, a in actions.items()
-                   if a.state is ActionState.SCHEDULED and a.wave <= waves_open]
-        vehicles = ota_store.vehicle_snapshots(self.store, pending)
         health = cohort_health(self.store, campaign, actions, now) \
             if any(a.state is ActionState.SUCCEEDED for a in actions.values()) else None
         return step(campaign, actions, vehicles, now, health)
@@ -115,7 +137,7 @@ def cohort_health(store: Store, campaign: Campaign, actions: Mapping[str, Action
                 if day > utc_day(since[vin]) and n:
                     daily[indicator].setdefault(vin, []).append(total / n)
             for vin, alert_type, first_seen in conn.execute(select(
-                    alerts.c.asset_id, alerts.c.type, alerts.c.first_seen).where(
+                    alerts.c.asset_id, alerts.c.type, alerts.c.first_seen_event_ms).where(
                     alerts.c.asset_kind == "vehicle", alerts.c.asset_id.in_(chunk))):
                 if first_seen >= since[vin]:
                     per_type = alert_counts.setdefault(vin, {})

@@ -205,14 +205,16 @@ class ViewBatch:
         # Drained before any write: a failed write must not leave these readings pending in
         # memory, to be counted again with the reread records.
         daily_rows = self.daily.drain()
+        # OTA reports before the telemetry: a car's newer telemetry in the store then means
+        # its earlier reports are there too (what the OTA engine expires an offer on).
+        if self.ota_reports:
+            ota_store.apply_reports(store, self.ota_reports)
         if rows:
             store.upsert_signals(rows)
         if daily_rows:
             views.upsert_daily_indicators(store, daily_rows)
         if self.charger_records:
             views.track_charging_sessions(store, self.charger_records)
-        if self.ota_reports:
-            ota_store.apply_reports(store, self.ota_reports)
 
 
 def decode(raw: bytes) -> list[dict[str, Any]]:

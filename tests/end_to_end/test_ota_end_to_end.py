@@ -36,7 +36,7 @@ def campaign_body(release_id: str, vins: list[str], soak_s: float) -> dict[str, 
             "targets": {"vins": vins},
             "waves": [{"percent": 25, "success_threshold": 0.8, "error_threshold": 0.4},
                       {"percent": 100, "success_threshold": 0.8, "error_threshold": 0.4}],
-            "soak_s": soak_s, "offer_ttl_s": 6 * 3600, "retry_base_s": 1800,
+            "soak_s": soak_s, "retry_base_s": 1800,
             "max_attempts": 10, "gate": {"min_soc_percent": 10}}
 
 
@@ -49,8 +49,9 @@ def test_a_good_release_rolls_out_and_a_bad_one_is_stopped_after_the_canary(
            "--parked-interval", "900", "--ota-bad-releases", "bms@3.0.0",
            "--state-dir", str(state), "--api-port", str(api_port),
            "--mqtt-port", str(embedded.free_port()), "--kafka-port", str(embedded.free_port())]
-    env = {**os.environ, "OWNERCARE_PARTITIONS": "2", "OWNERCARE_OTA_STEP_S": "1",
-           "OWNERCARE_LATEST_FLUSH_S": "0.5", "OWNERCARE_WORKER_APP_ID": f"ota-{os.getpid()}"}
+    # The OTA engine's own timing as `make run` has it: it steps on the fleet's event time.
+    env = {**os.environ, "OWNERCARE_PARTITIONS": "2",
+           "OWNERCARE_WORKER_APP_ID": f"ota-{os.getpid()}"}
     out = open(tmp_path / "run.out", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     api = f"http://127.0.0.1:{api_port}"
@@ -80,9 +81,9 @@ def test_a_good_release_rolls_out_and_a_bad_one_is_stopped_after_the_canary(
         # --- a good release: every wave, every car ---------------------------------------
         good = post("/ota/campaigns", campaign_body(releases["2.0.0"], vins, 12 * 3600))["id"]
         post(f"/ota/campaigns/{good}/start")
-        done = wait_for(lambda: (lambda c: c if c["status"] in ("completed", "paused") else None)(
+        done = wait_for(lambda: (lambda c: c if c["state"] in ("completed", "paused") else None)(
             get(f"/ota/campaigns/{good}")), 420, "the good campaign to complete", proc)
-        assert done["status"] == "completed", done["pause_reason"]
+        assert done["state"] == "completed", done["pause_reason"]
         assert [e["event"] for e in done["events"] if e["event"] == "wave_advanced"] == [
             "wave_advanced"]
         for vin in vins:
@@ -97,9 +98,9 @@ def test_a_good_release_rolls_out_and_a_bad_one_is_stopped_after_the_canary(
         # --- a bad release: stopped after the canary, with the evidence -----------------
         bad = post("/ota/campaigns", campaign_body(releases["3.0.0"], vins, 6 * 86400))["id"]
         post(f"/ota/campaigns/{bad}/start")
-        paused = wait_for(lambda: (lambda c: c if c["status"] != "running" else None)(
+        paused = wait_for(lambda: (lambda c: c if c["state"] != "running" else None)(
             get(f"/ota/campaigns/{bad}")), 420, "the bad campaign to stop", proc)
-        assert paused["status"] == "paused", paused
+        assert paused["state"] == "paused", paused
         assert paused["pause_reason"] == "regression", paused
         assert paused["current_wave"] == 0
         findings = paused["pause_evidence"]["findings"]

@@ -374,3 +374,69 @@ def test_a_significant_but_tiny_rise_in_parked_draw_does_not_stop_a_rollout() ->
               if v.updated and v.parked_12v_ah_per_day is not None else v for v in cohort]
     (finding,) = compare(bigger).findings  # 35 mA more: relevant
     assert finding["indicator"] == "parked_12v_ah_per_day"
+
+
+# ------------------------------------------------------------------------ offer expiry
+
+
+def offered_campaign() -> tuple[Campaign, dict[str, Action]]:
+    """A running campaign (1 h offers, 6 h gate age) whose canary car has an open offer."""
+    c = campaign(offer_ttl_s=3600)
+    actions = plan(c, VINS, NOW)
+    canary = min(v for v, a in actions.items() if a.wave == 0)
+    actions[canary] = actions[canary].moved(ActionState.OFFERED, NOW, "gate passed")
+    return c, actions
+
+
+def test_an_offer_expires_when_the_car_reported_past_it_without_answering() -> None:
+    c, actions = offered_campaign()
+    (vin,) = [v for v, a in actions.items() if a.state is ActionState.OFFERED]
+    waiting = step(c, actions, {vin: parked(vin, ts=NOW + HOUR)}, NOW + HOUR + 1)
+    assert waiting.actions[vin].state is ActionState.OFFERED  # not past the expiry yet
+    expired = step(c, actions, {vin: parked(vin, ts=NOW + HOUR + 1)}, NOW + HOUR + 1)
+    after = expired.actions[vin]
+    assert (after.state, after.attempt) == (ActionState.SCHEDULED, 2)
+    assert after.history[-1].reason == "offer expired unanswered; retrying"
+
+
+@given(st.integers(0, 5 * HOUR), st.integers(0, HOUR))
+def test_a_cloud_behind_the_car_never_expires_an_offer_too_early(lag: int, heard: int) -> None:
+    """The store's view of the fleet may lag far behind the cars (a fleet simulated at 3600×
+    lags hours behind in event time): while nothing the car sent after the expiry is in, and
+    the fleet is within the gate's telemetry age of it, the offer stays open."""
+    c, actions = offered_campaign()
+    (vin,) = [v for v, a in actions.items() if a.state is ActionState.OFFERED]
+    now = NOW + HOUR + lag
+    result = step(c, actions, {vin: parked(vin, ts=NOW + heard)}, now)
+    assert result.actions[vin].state is ActionState.OFFERED
+    assert not [cmd for cmd in result.commands if cmd.vin == vin]
+
+
+def test_a_silent_car_s_offer_expires_once_its_telemetry_could_not_vouch_for_it() -> None:
+    c, actions = offered_campaign()
+    (vin,) = [v for v, a in actions.items() if a.state is ActionState.OFFERED]
+    limit = NOW + HOUR + int(c.gate.max_state_age_s * 1000)
+    assert step(c, actions, {}, limit).actions[vin].state is ActionState.OFFERED
+    assert step(c, actions, {}, limit + 1).actions[vin].state is ActionState.SCHEDULED
+
+
+@given(st.integers(1, 30))
+def test_a_small_fleet_with_the_default_waves_completes(n: int) -> None:
+    """1 %, 10 %, 100 % of fewer than eleven cars leaves the 10 % wave empty (the canary
+    already holds its one car): an empty wave is passed at once, never waited on."""
+    vins = VINS[:n]
+    c = replace(campaign(), waves=Campaign("d", RELEASE).waves, soak_s=3600)
+    cars = {vin: parked(vin) for vin in vins}
+    actions = plan(c, vins, NOW)
+    now = NOW
+    for _ in range(10):
+        cars = {vin: replace(car, ts=now) for vin, car in cars.items()}
+        result = step(c, actions, cars, now)
+        c = result.campaign
+        actions = run_wave(c, result.actions, dict.fromkeys(
+            (cmd.vin for cmd in result.commands), "succeeded"), now)
+        if c.status is CampaignStatus.COMPLETED:
+            break
+        now += HOUR
+    assert c.status is CampaignStatus.COMPLETED
+    assert all(a.state is ActionState.SUCCEEDED for a in actions.values())
