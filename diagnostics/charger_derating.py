@@ -148,12 +148,20 @@ class ChargerDerating(Detector):
         return True, self._judge(state, connector, ts_ms)
 
     # -- verdicts -----------------------------------------------------------------------
+    def session_ratio(self, session: Mapping[str, Any]) -> float | None:
+        """A measured session's ``sustained / early`` power, the figure its verdict is on;
+        None when it gives no verdict (too short, near full or without SoC)."""
+        early, tail = session["early"], session["tail"]
+        if early is None or early <= 0 or len(tail) < self.min_tail:
+            return None
+        return float(statistics.median(tail) / early)
+
     def _judge(self, state: dict[str, Any], connector: str, ts_ms: int) -> Assessment | None:
         session = state["open"].pop(connector)
         early, tail = session["early"], session["tail"]
-        if early is None or early <= 0 or len(tail) < self.min_tail:
+        ratio = self.session_ratio(session)
+        if ratio is None:
             return None  # too short, near full or without SoC: no verdict
-        ratio = statistics.median(tail) / early
         derated = ratio < self.derated_ratio
         state["verdicts"] = [*state["verdicts"], int(derated)][-self.window:]
         if derated:

@@ -8,6 +8,7 @@ Read top-down, one concern per module:
 * :mod:`.scoring`: one run's alerts scored against the simulator's ground truth;
 * :mod:`.pooling`: several runs' reports taken together (``--seeds``);
 * :mod:`.report`: the reports as text;
+* :mod:`.plotdata`: ``--plot``'s data, each fault's detector quantity from its own state;
 * :mod:`.plot`: ``--plot``, what sampled detections looked like;
 * :mod:`.cli`: the arguments of ``ownercare eval`` and the command itself.
 """

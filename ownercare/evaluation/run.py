@@ -13,7 +13,9 @@ from ownercare.evaluation.scenario import Scenario
 from ownercare.evaluation.simprocess import simulated_records
 
 Alert = dict[str, Any]
-Observer = Callable[[Mapping[str, Any]], None]
+# Called after each record went through the detectors: the record, the diagnostics (every
+# asset's detector states, as they are now) and the alert upserts that record caused.
+Observer = Callable[[Mapping[str, Any], OfflineDiagnostics, list[Alert]], None]
 
 
 @dataclass
@@ -40,9 +42,10 @@ def detect(records: Iterable[Mapping[str, Any]], end_ms: int,
     diagnostics = diagnostics or OfflineDiagnostics()
     alerts: list[Alert] = []
     for record in records:
+        caused = diagnostics.process([record])
+        alerts.extend(caused)
         if observe is not None:
-            observe(record)
-        alerts.extend(diagnostics.process([record]))
+            observe(record, diagnostics, caused)
     alerts.extend(diagnostics.finish(end_ms))
     return alerts
 
