@@ -7,7 +7,7 @@ PIP_VERSION := 26.0.1
 RUN_ARGS ?= --vehicles 20 --chargers 4 --speed 3600 --faults weak_12v:3,dtc:2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit lint fmt lock reset clean
+.PHONY: help install run test test-unit prereqs prereqs-unit lint fmt lock reset clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,14 +20,22 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## Create .venv and install ownercare with the embedded brokers and dev tools
 
+# RESUME=1: continue on the state an earlier run left in .ownercare (default: move it aside).
 run: $(STAMP) ## Start the whole service on the embedded stack with a simulated fleet
-	$(VENV)/bin/ownercare run $(RUN_ARGS)
+	$(VENV)/bin/ownercare run $(RUN_ARGS)$(if $(RESUME), --resume)
 
-test: $(STAMP) ## Run the whole test suite (unit + real brokers + end to end)
+# The servers checked first, before .venv is built: a missing one fails in a second.
+test: prereqs $(STAMP) ## Run the whole test suite (unit + real brokers + end to end)
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
-test-unit: $(STAMP) ## The fast subset: everything but the tests that start real brokers
-	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+test-unit: prereqs-unit $(STAMP) ## The fast subset: no real brokers, no long property runs
+	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
+prereqs: ## Check the Debian packages the tests run as servers (as root: install them)
+	@bash scripts/check-prereqs.sh all
+
+prereqs-unit:
+	@bash scripts/check-prereqs.sh unit
 
 lint: $(STAMP) ## ruff, mypy (strict, every package) and the layer contracts (lint-imports)
 	$(VENV)/bin/ruff check .
@@ -45,7 +53,7 @@ lock: ## Re-pin every dependency into constraints.txt (needs network access to P
 	rm -rf .lockenv
 
 reset: ## Forget the local state of `make run` (keeps .venv)
-	rm -rf .ownercare .ownercare-bench
+	rm -rf .ownercare .ownercare.old-* .ownercare-bench
 
 clean: reset ## Remove the virtual environment and local state
 	rm -rf $(VENV) .pytest_cache

@@ -1,8 +1,10 @@
 """``ownercare`` command line: run | bridge | worker | api | archive | simulate | backtest |
 eval | replay | bench | keys | ota | config.
 
-Each service reads its settings from ``OWNERCARE_*`` variables (see README); invalid settings
-or arguments exit with status 2 and a message naming the variable or flag.
+Each service reads its settings from ``OWNERCARE_*`` variables (see README). A user's mistake
+(invalid settings or arguments, a path that cannot be written, a database that cannot be
+opened) exits with status 2 and one line on stderr naming the variable, flag or path: never a
+traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from pydantic import ValidationError
 
@@ -26,7 +29,8 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("aiokafka", "amqtt", "transitions", "faust", "mode"):
+    # alembic logs its migration context at INFO each time a database is opened.
+    for noisy in ("aiokafka", "amqtt", "transitions", "faust", "mode", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
@@ -108,6 +112,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ownercare run: --faults: {exc}", file=sys.stderr)
         return 2
+    for flag, default, instead in RUN_REFUSED:
+        if getattr(args, flag.lstrip("-").replace("-", "_")) != default:
+            print(f"ownercare run: {flag} does not apply: {instead}", file=sys.stderr)
+            return 2
 
     overrides = {k: v for k, v in {
         "state_dir": args.state_dir,
@@ -122,6 +130,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     """API keys in the database of OWNERCARE_DATABASE_URL: create (shown once), list, revoke."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from storage.keys import KeyStore, check_name
     from storage.store import Store
 
@@ -132,8 +142,16 @@ def cmd_keys(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"ownercare keys create: --name: {exc}", file=sys.stderr)
             return 2
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.effective_database_url)
+    if not settings.database_url:
+        try:
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"OWNERCARE_STATE_DIR={settings.state_dir}: {exc.strerror or exc}"
+                            ) from None
+    try:
+        store = Store(settings.effective_database_url)
+    except SQLAlchemyError as exc:
+        raise UserError(database_error(settings, exc)) from None
     try:
         keys = KeyStore(store)
         if args.action == "create":
@@ -143,7 +161,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
                   "is shown only now: store it safely", file=sys.stderr)
         elif args.action == "list":
             for row in keys.list():
-                state = "revoked" if row["revoked_at"] is not None else "active"
+                state = "revoked" if row["revoked_wall_ms"] is not None else "active"
                 print(f"{row['id']}  {row['role']:<11}  {state:<7}  {row['name']}")
         else:
             if keys.revoke(args.key_id) is None:
@@ -170,12 +188,18 @@ def cmd_ota_keygen(args: argparse.Namespace) -> int:
               "vehicle pinned to the old public key (use --force to replace it)",
               file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"ownercare ota keygen: --out {out} exists and is not a directory")
     private_pem, public_pem = generate_keypair()
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private_pem)
-    public_path.write_bytes(public_pem)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(private_pem)
+        public_path.write_bytes(public_pem)
+    except OSError as exc:
+        raise UserError(f"ownercare ota keygen: --out {out}: cannot write the key pair there "
+                        f"({exc.strerror or exc})") from None
     print(f"private key: {private_path} (mode 0600; keep it off the API hosts' logs and "
           f"backups)\npublic key:  {public_path} (pin this in the vehicles)")
     return 0
@@ -203,19 +227,30 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ownercare",
         description="Connected-vehicle ownership monitoring: ingest, diagnostics, OTA, care API.",
     )
+    parser.add_argument("--version", action="version", version=f"ownercare {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
-        "run", help="start everything on the embedded stack with a simulated fleet")
+        "run", help="start everything on the embedded stack with a simulated fleet",
+        description=RUN_DESCRIPTION)
     add_simulator_arguments(run)
-    run.add_argument("--state-dir", help="where logs, the SQLite database and run.json go "
-                     "(default: OWNERCARE_STATE_DIR or .ownercare)")
+    run.add_argument("--state-dir", help="where logs, the SQLite database, the demo OTA keys "
+                     "and run.json go (default: OWNERCARE_STATE_DIR or .ownercare)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue on the state an earlier run left in the state dir (default: "
+                     "move it aside to <state dir>.old-<time> and start fresh). What resumes is "
+                     "the database: alerts, cases, API keys, OTA campaigns; the embedded Kafka is "
+                     "in memory, so the detectors start with empty state, and the fleet starts "
+                     "at the midnight after the database's latest event")
     run.add_argument("--api-port", type=_port,
                      help="API port (default: OWNERCARE_API_PORT or 8000)")
-    run.add_argument("--mqtt-port", type=_port, help="embedded MQTT port (default 1883)")
-    run.add_argument("--kafka-port", type=_port, help="embedded Kafka port (default 9092)")
+    run.add_argument("--mqtt-port", type=_port,
+                     help="embedded MQTT port (default: OWNERCARE_MQTT_PORT or 1883)")
+    run.add_argument("--kafka-port", type=_port,
+                     help="embedded Kafka port (default: OWNERCARE_KAFKA_PORT or 9092)")
     run.add_argument("--no-simulator", action="store_true",
-                     help="start the stack without the simulated fleet")
+                     help="start the stack without the simulated fleet (default: with it)")
+    _state_run_defaults(run)
     run.set_defaults(func=cmd_run)
 
     sub.add_parser("bridge", help="MQTT -> Kafka bridge (OWNERCARE_MQTT_URL, OWNERCARE_KAFKA_URL)"
@@ -276,17 +311,101 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     keys.set_defaults(func=cmd_keys)
 
+    from ownercare import ota_cli
+
     ota = sub.add_parser("ota", help="over-the-air updates")
-    ota_sub = ota.add_subparsers(dest="action", required=True, metavar="keygen")
+    ota_sub = ota.add_subparsers(dest="action", required=True, metavar="keygen|release",
+                                 parser_class=ota_cli.OneLineParser)
     keygen = ota_sub.add_parser("keygen", help="new ed25519 key pair for signed manifests")
     keygen.add_argument("--out", default=".ownercare/keys", help="directory for the key pair")
     keygen.add_argument("--force", action="store_true", help="replace an existing key pair")
     keygen.set_defaults(func=cmd_ota_keygen)
+    ota_cli.add_release_parser(ota_sub)
 
     conf = sub.add_parser("config", help="print the effective settings (secrets masked)")
     conf.add_argument("service", choices=["bridge", "worker", "api", "archive", "run"])
     conf.set_defaults(func=cmd_config)
     return parser
+
+
+RUN_DESCRIPTION = (
+    "Start every service (MQTT and Kafka brokers, bridge, worker, API) on this machine, and a "
+    "simulated fleet publishing to it. With no flags: 20 vehicles, 4 chargers, no faults, in "
+    "real time (--speed 1: a simulated day takes a day); `make run` uses --speed 3600 (an hour "
+    "a second) and --faults weak_12v:3,dtc:2. An earlier run's state dir is moved aside "
+    "unless --resume is given. Every default is given below.")
+
+# Simulator flags that `ownercare run` takes no value for: (flag, its run default, why).
+RUN_REFUSED = (
+    ("--mqtt-url", None, "the fleet publishes to the embedded broker (its port: --mqtt-port); "
+     "`ownercare simulate --mqtt-url` publishes to another broker"),
+    ("--mqtt-protocol", None, "the fleet speaks MQTT 3.1.1 to the embedded broker; "
+     "`ownercare simulate --mqtt-protocol 5` speaks 5 to another broker"),
+    ("--print-truth", False, "the simulator's output goes to its log; write the ground truth "
+     "to a file with --truth FILE"),
+)
+
+# Help of the simulator's flags as `ownercare run` uses them: every default stated.
+RUN_HELP = {
+    "speed": "simulated seconds per wall-clock second (default 1: real time, a simulated day "
+             "takes a day; 3600: an hour a second, what `make run` uses)",
+    "start": "simulated start time, ISO 8601 (default {start}; with --resume, the midnight "
+             "after the database's latest event)",
+    "faults": "labelled faults to inject, fault:count[,fault:count...], e.g. weak_12v:3 "
+              "(default: none; known: {known})",
+    "truth": "write the ground truth (faulty assets, onset, failure) as JSON (default: not "
+             "written)",
+    "ota_public_key": "PEM Ed25519 public key the cars pin to verify OTA commands (default: "
+                      "the demo key in the state dir, keys/ota-signing.pub.pem, which the "
+                      "worker signs with)",
+    "ota_bad_releases": "releases that, once installed, make a car's 12 V battery drain fast "
+                        "while parked: 2.0.0 or component@2.0.0, comma-separated (default: "
+                        "none)",
+}
+
+
+def _state_run_defaults(run: argparse.ArgumentParser) -> None:
+    """Give the simulator's flags the help and defaults `ownercare run` has for them."""
+    from simulators.faults import FAULTS
+    from simulators.fleet import DEFAULT_START
+
+    refused = {flag.lstrip("-").replace("-", "_"): default for flag, default, _ in RUN_REFUSED}
+    for action in run._actions:
+        if action.dest in RUN_HELP:
+            action.help = RUN_HELP[action.dest].format(
+                known=", ".join(sorted(FAULTS)), start=DEFAULT_START).replace("%", "%%")
+        elif action.dest in refused:
+            action.help = argparse.SUPPRESS
+    # None: the simulator's own default, or (resuming) where the database left off.
+    run.set_defaults(start=None, **refused)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("ownercare")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "(not installed)"
+
+
+class UserError(Exception):
+    """A mistake of the user's: its message is the whole line ``main`` prints (exit 2)."""
+
+
+def database_error(settings: cfg.DatabaseSettings, exc: Exception) -> str:
+    """One line for a database that cannot be opened: where its URL came from, the URL (its
+    password masked) and the driver's reason."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    source = "OWNERCARE_DATABASE_URL" if settings.database_url else "in OWNERCARE_STATE_DIR"
+    return (f"cannot open the database {cfg.mask_url(settings.effective_database_url)} "
+            f"({source}): {reason[0] if reason else type(exc).__name__}")
+
+
+def _command(args: argparse.Namespace) -> str:
+    """``ownercare keys list``: the words of the command that failed, for its error line."""
+    words = ["ownercare", args.command]
+    if isinstance(getattr(args, "action", None), str):
+        words.append(args.action)
+    return " ".join(words)
 
 
 def _port(text: str) -> int:
@@ -305,6 +424,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ValidationError as exc:
         return _settings_error(exc)
+    except UserError as exc:
+        print(exc if str(exc).startswith("ownercare") else f"{_command(args)}: {exc}",
+              file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not a path of the user's: a fault worth its traceback
+            raise
+        print(f"{_command(args)}: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # A service that cannot open its database at start-up: the URL is the user's.
+        if not type(exc).__module__.startswith("sqlalchemy"):
+            raise
+        print(f"{_command(args)}: {database_error(cfg.DatabaseSettings(), exc)}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

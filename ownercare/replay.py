@@ -14,6 +14,9 @@ The back-testing tool for a fleet engineer's own history. Two input formats:
     ``true``/``false`` (or ``1``/``0``) for booleans, text for enums and strings, and a JSON
     array (``[3.91, 3.92]``) for lists.
 
+Either may be gzip-compressed (``ownercare eval --record FILE.gz`` writes that): a file is
+read as gzip when it starts with gzip's magic bytes, whatever its name.
+
 Every message is validated with ``ingest.contract`` exactly as the bridge would. A bad line is
 reported on stderr with its line number and the reason and counted, never dropped silently.
 Valid records are sorted by event time (stable, so equal times keep the file's order) and
@@ -25,12 +28,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
+import io
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from io import BufferedIOBase
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr, BinaryIO, cast
 
 import orjson
 
@@ -46,8 +53,15 @@ from ingest.contract import (
     validate,
     validate_signal,
 )
+from ownercare import progress
 
 CSV_HEADER = ("timestamp", "vin", "signal", "value")
+GZIP_MAGIC = b"\x1f\x8b"
+SNIFF_BYTES = 8192  # a NUL in the first this-many (uncompressed) bytes: not a text format
+
+
+class ReplayFileError(Exception):
+    """The file cannot be replayed at all (as opposed to some bad lines in it)."""
 
 
 @dataclass
@@ -138,7 +152,11 @@ def parse_csv(text: Iterable[str]) -> Parsed:
     """Group CSV rows into telemetry messages and validate them; see the module docstring."""
     parsed = Parsed()
     rows = csv.reader(text)
-    header = next(rows, None)
+    try:
+        header = next(rows, None)
+    except csv.Error as exc:
+        parsed.errors.append((1, f"not CSV ({exc})"))
+        return parsed
     if header is None or tuple(h.strip().lower() for h in header) != CSV_HEADER:
         parsed.errors.append((1, f"the header must be {','.join(CSV_HEADER)}, got "
                                  f"{','.join(header or []) or 'an empty file'}"))
@@ -185,12 +203,73 @@ def parse_csv(text: Iterable[str]) -> Parsed:
     return parsed
 
 
-def read_file(path: Path, fmt: str) -> Parsed:
-    if fmt == "csv":
-        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-            return parse_csv(handle)
+def is_gzip(path: Path) -> bool:
     with path.open("rb") as handle:
-        return parse_jsonl(handle)
+        return handle.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+
+
+def format_of(path: Path) -> str:
+    """The format a file name implies: ``.csv`` or ``.csv.gz`` is csv, anything else jsonl."""
+    return "csv" if path.name.lower().removesuffix(".gz").endswith(".csv") else "jsonl"
+
+
+def sniff(path: Path) -> None:
+    """ReplayFileError when ``path`` is neither text nor gzip-compressed text."""
+    try:
+        with _open_binary(path) as handle:
+            head = handle.read(SNIFF_BYTES)
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, gzip.BadGzipFile | EOFError | zlib.error):
+            raise ReplayFileError(f"{path} starts like gzip but is not a readable gzip file "
+                                  f"({exc})") from None
+        raise
+    if b"\x00" in head:
+        raise ReplayFileError(f"{path} holds binary data: it is neither JSON lines, CSV nor "
+                              "either of them gzip-compressed")
+
+
+def _open_binary(path: Path) -> BufferedIOBase:
+    if is_gzip(path):
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def read_file(path: Path, fmt: str, bar: progress.Bar | None = None) -> Parsed:
+    """Parse ``path`` (plain or gzip-compressed, by its first bytes) as ``fmt``; a damaged or
+    truncated gzip stream ends the file with one more bad line saying so."""
+    damage: list[str] = []
+    with path.open("rb") as raw:
+        compressed = raw.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+        raw.seek(0)
+        stream: BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+        if fmt == "csv":
+            # newline="": the csv module sees every line ending (\r too) as the file has it.
+            text = io.TextIOWrapper(cast(BinaryIO, stream), encoding="utf-8",
+                                    errors="replace", newline="")
+            parsed = parse_csv(_lines(text, raw, damage, bar))
+        else:
+            parsed = parse_jsonl(_lines(stream, raw, damage, bar))
+    if damage:
+        last = max((n for n, _r in parsed.errors), default=0)
+        last = max(last, max((n for n, _r in parsed.records), default=0))
+        parsed.errors.append((last + 1, damage[0]))
+    return parsed
+
+
+def _lines(stream: Iterable[AnyStr], raw: BufferedIOBase, damage: list[str],
+           bar: progress.Bar | None) -> Iterator[AnyStr]:
+    """The lines of ``stream``; moves ``bar`` by the bytes read from ``raw`` (the file on
+    disk); a damaged gzip stream ends the lines and is described in ``damage``."""
+    try:
+        for number, line in enumerate(stream):
+            if bar is not None and number % 1024 == 0:
+                bar.update(raw.tell())
+            yield line
+        if bar is not None:
+            bar.update(raw.tell())
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        damage.append(f"the gzip stream is damaged or truncated here ({exc}); the lines "
+                      "before were replayed")
 
 
 def in_event_time_order(parsed: Parsed) -> Iterator[dict[str, Any]]:
@@ -200,9 +279,10 @@ def in_event_time_order(parsed: Parsed) -> Iterator[dict[str, Any]]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="recorded telemetry: .jsonl (MQTT messages) or .csv "
-                        "(timestamp,vin,signal,value)")
+                        "(timestamp,vin,signal,value), either plain or gzip-compressed")
     parser.add_argument("--format", choices=("jsonl", "csv"),
-                        help="input format (default: by extension, .csv is csv, else jsonl)")
+                        help="input format (default: by extension, .csv or .csv.gz is csv, "
+                        "else jsonl); gzip is recognised by the file's first bytes")
     parser.add_argument("--until", help="event time the stream ends at (ISO 8601 or epoch ms; "
                         "default: 1 ms after the last record)")
 
@@ -211,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
     from ownercare.evaluation.run import detect
 
     path = Path(args.file)
-    fmt = args.format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+    fmt = args.format or format_of(path)
     try:
         until = parse_timestamp(args.until) if args.until is not None else None
     except ValueError as exc:
@@ -220,7 +300,16 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"ownercare replay: {args.file!r} is not a readable file", file=sys.stderr)
         return 2
-    parsed = read_file(path, fmt)
+    try:
+        sniff(path)
+        with progress.Bar(f"reading {path.name}", path.stat().st_size) as bar:
+            parsed = read_file(path, fmt, bar)
+    except ReplayFileError as exc:
+        print(f"ownercare replay: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"ownercare replay: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     for number, reason in parsed.errors:
         print(f"{path}:{number}: {reason}", file=sys.stderr)
     last = max((r["ts"] for _n, r in parsed.records), default=None)
@@ -229,9 +318,19 @@ def run(args: argparse.Namespace) -> int:
               f"(ts {last})", file=sys.stderr)
         return 2
     end = until if until is not None else (last if last is not None else MIN_TS_MS) + 1
-    alerts = detect(in_event_time_order(parsed), end)
+    with progress.Bar("detecting", len(parsed.records), "records") as bar:
+        alerts = detect(_counted(in_event_time_order(parsed), bar), end)
     for alert in alerts:
         print(orjson.dumps(alert, option=orjson.OPT_SORT_KEYS).decode())
     print(f"ownercare replay: {len(parsed.records)} records, {len(parsed.errors)} bad lines, "
           f"{len(alerts)} alert upserts", file=sys.stderr)
     return 1 if parsed.errors else 0
+
+
+def _counted(records: Iterable[dict[str, Any]], bar: progress.Bar) -> Iterator[dict[str, Any]]:
+    number = 0
+    for number, record in enumerate(records, start=1):
+        if number % 1024 == 0:
+            bar.update(number)
+        yield record
+    bar.update(number)

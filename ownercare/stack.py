@@ -20,10 +20,16 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config.settings import ArchiveSettings, RunSettings
-from ownercare import embedded
+from ownercare import embedded, statedir
+from vocab.severity import SEVERITIES
+
+if TYPE_CHECKING:
+    from storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,40 @@ class Stack:
         self.stopping = asyncio.Event()
         self.api_key = ""  # the session's admin key, created at start, revoked at stop
         self.api_key_id = ""
+        self.claim: statedir.Claim | None = None
+        self.wrote_run_json = False
+        # (severity, status) of every alert already printed or, resuming, already there.
+        self.seen_alerts: dict[str, tuple[str, str]] = {}
+
+    @property
+    def resuming(self) -> bool:
+        return bool(getattr(self.args, "resume", False))
+
+    def claim_state_dir(self) -> None:
+        """Make the state dir this run's (see :mod:`ownercare.statedir`) and say what became
+        of an earlier run's state; StateDirError when it must not start on it."""
+        own_database = not self.settings.database_url
+        try:
+            self.claim = statedir.claim(
+                self.state_dir, self.settings.effective_database_url,
+                own_database=own_database, resume=self.resuming,
+                now=datetime.now(tz=UTC))
+        except OSError as exc:
+            raise statedir.StateDirError(
+                f"--state-dir {self.state_dir}: {exc.strerror or exc}") from None
+        start = getattr(self.args, "start", None)
+        held = self.claim.resumed
+        if start is not None and held is not None and held.fleet_now_ms is not None:
+            from simulators.cli import start_time
+
+            if start_time(start) <= held.fleet_now_ms:
+                raise statedir.StateDirError(
+                    f"--start {start} is not after the database's latest event time "
+                    f"({statedir.format_ms(held.fleet_now_ms)}): the alerts' history would "
+                    "run backwards; give a later --start, or leave it out to continue from "
+                    "there")
+        if self.claim.notice:
+            print(f"ownercare run: {self.claim.notice}", flush=True)
 
     @property
     def ota_private_key(self) -> Path:
@@ -64,7 +104,8 @@ class Stack:
 
     def ensure_ota_keys(self) -> None:
         """The demo's OTA key pair: the worker signs with it, the simulated cars pin its
-        public half. Kept across runs in the state dir, like a real fleet's pinned key."""
+        public half. Kept in the state dir, so a resumed run signs with the key its cars
+        pinned, like a real fleet's; a fresh run makes a new pair."""
         if self.ota_private_key.exists():
             return
         from ota.manifest import generate_keypair
@@ -133,6 +174,10 @@ class Stack:
             value = getattr(self.args, flag, None)
             if value is not None:
                 argv += [f"--{flag.replace('_', '-')}", str(value)]
+        resume_at = statedir.resume_start(self.claim.resumed if self.claim else None)
+        if getattr(self.args, "start", None) is None and resume_at is not None:
+            # The fleet continues after the database's history instead of repeating it.
+            argv += ["--start", resume_at]
         if getattr(self.args, "ota_public_key", None) is None:
             # The simulated cars pin the demo key the worker signs with.
             argv += ["--ota-public-key", str(self.ota_public_key)]
@@ -140,9 +185,13 @@ class Stack:
 
     async def start(self) -> None:
         s = self.settings
+        # A second run on this state dir is told about the first before its ports clash;
+        # an earlier run's state is moved aside only once this one can start.
+        statedir.refuse_if_in_use(self.state_dir)
         for port, what in ((s.mqtt_port, "the embedded MQTT broker"),
                            (s.kafka_port, "the embedded Kafka broker"), (s.api_port, "the API")):
             embedded.ensure_port_free(port, what)
+        self.claim_state_dir()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.ensure_ota_keys()
         # Create the schema once, before the worker and the API both open the database, and
@@ -155,6 +204,8 @@ class Stack:
             row, self.api_key = await asyncio.to_thread(
                 KeyStore(store).create, f"ownercare-run-{os.getpid()}", "admin")
             self.api_key_id = row["id"]
+            if self.resuming:
+                self.seen_alerts = await asyncio.to_thread(alert_states, store)
         finally:
             store.close()
         self.tansu = await asyncio.to_thread(
@@ -234,6 +285,7 @@ class Stack:
         path = self.state_dir / "run.json"
         # It holds an admin key: readable by its owner only, from its first byte on.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.wrote_run_json = True
         with os.fdopen(fd, "w") as out:
             out.write(json.dumps(info, indent=2) + "\n")
 
@@ -247,16 +299,19 @@ class Stack:
             return
         for alert in reversed(page.get("items", [])):
             key = (alert["severity"], alert["status"])
-            if seen.get(alert["id"]) == key:
+            before = seen.get(alert["id"])
+            if before == key:
                 continue
             seen[alert["id"]] = key
-            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(alert["last_seen"] / 1000))
-            print(f"[{when} sim] {alert['status']:8} {alert['severity']:8} {alert['type']} "
-                  f"{alert['asset_id']}: {alert['title']}", flush=True)
+            # Event time (the simulated fleet's clock), as the alert's name says.
+            when = time.strftime("%Y-%m-%d %H:%M",
+                                 time.gmtime(alert["last_seen_event_ms"] / 1000))
+            print(f"[{when} sim] {change_word(before, key):10} {alert['severity']:8} "
+                  f"{alert['type']} {alert['asset_id']}: {alert['title']}", flush=True)
 
     async def supervise(self) -> None:
         announced_finish = False
-        seen: dict[str, tuple[str, str]] = {}
+        seen = self.seen_alerts
         next_poll = 0.0
         while not self.stopping.is_set():
             if time.monotonic() >= next_poll:
@@ -282,10 +337,13 @@ class Stack:
                 await self.broker.shutdown()  # type: ignore[attr-defined]
         if self.tansu is not None:
             await asyncio.to_thread(embedded.stop_process, self.tansu, 10)
-        with contextlib.suppress(FileNotFoundError):
-            (self.state_dir / "run.json").unlink()
+        if self.wrote_run_json:
+            with contextlib.suppress(FileNotFoundError):
+                (self.state_dir / "run.json").unlink()
         if self.api_key_id:
             await asyncio.to_thread(self._revoke_session_key)
+        if self.claim is not None:
+            self.claim.release()
 
     def _revoke_session_key(self) -> None:
         from storage.keys import KeyStore
@@ -300,6 +358,34 @@ class Stack:
             KeyStore(store).revoke(self.api_key_id)
         finally:
             store.close()
+
+
+def change_word(before: tuple[str, str] | None, after: tuple[str, str]) -> str:
+    """What happened to an alert between two looks at its (severity, status): opened,
+    escalated, downgraded, resolved, reopened (or updated)."""
+    severity, status = after
+    if before is None:
+        return "opened" if status == "open" else "resolved"
+    old_severity, old_status = before
+    if old_status != status:
+        return "resolved" if status == "resolved" else "reopened"
+    rank: dict[str, int] = {name: number for number, name in enumerate(SEVERITIES)}
+    if rank.get(severity, 0) > rank.get(old_severity, 0):
+        return "escalated"
+    if rank.get(severity, 0) < rank.get(old_severity, 0):
+        return "downgraded"
+    return "updated"
+
+
+def alert_states(store: Store) -> dict[str, tuple[str, str]]:
+    """(severity, status) of every alert in ``store``: what a resumed run has already seen."""
+    states: dict[str, tuple[str, str]] = {}
+    cursor = None
+    while True:
+        rows, cursor = store.list_alerts(limit=1000, cursor=cursor)
+        states.update((row["id"], (row["severity"], row["status"])) for row in rows)
+        if cursor is None:
+            return states
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -321,7 +407,7 @@ async def _main(settings: RunSettings, args: argparse.Namespace) -> int:
               f"  state: {stack.state_dir} (run.json, logs/)\nPress Ctrl-C to stop.", flush=True)
         await stack.supervise()
         return 0
-    except embedded.PortBusyError as exc:
+    except (embedded.PortBusyError, statedir.StateDirError) as exc:
         print(f"ownercare run: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
@@ -329,6 +415,10 @@ async def _main(settings: RunSettings, args: argparse.Namespace) -> int:
         return 1
     finally:
         await stack.stop()
+        if stack.wrote_run_json:
+            print(f"ownercare run: stopped; the state stays in {stack.state_dir} (`ownercare "
+                  "run --resume` continues on it, a plain `ownercare run` moves it aside)",
+                  flush=True)
 
 
 def run_stack(settings: RunSettings, args: argparse.Namespace) -> int:

@@ -7,16 +7,19 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ownercare import progress
 from ownercare.evaluation.pooling import pool
 from ownercare.evaluation.report import format_report, format_shortfalls
-from ownercare.evaluation.run import run_scenario
+from ownercare.evaluation.run import Observer, run_scenario
 from ownercare.evaluation.scenario import Scenario, default_fault_mix
 from ownercare.evaluation.scoring import score_run
 from simulators.faults import parse_fault_spec
+from vocab.eventtime import DAY_MS
 
 
 def _non_negative(text: str) -> int:
@@ -72,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(PNG files) into this directory")
     parser.add_argument("--record", metavar="FILE",
                         help="write the simulated stream as JSON lines (what `ownercare replay` "
-                        "reads)")
+                        "reads), gzip-compressed when FILE ends in .gz (about a tenth the size)")
     parser.add_argument("--processes", type=int, choices=(1, 2), default=2,
                         help="2 (default): simulate in a child process while detecting "
                         "(the results are identical; 1 runs everything in this process)")
@@ -94,6 +97,18 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
                     faults)
 
 
+def _all_of(observers: list[Callable[..., None]]) -> Observer | None:
+    """One observer calling each of ``observers`` (None for none: the detectors' fast path)."""
+    if not observers:
+        return None
+
+    def observe(*args: Any) -> None:
+        for observer in observers:
+            observer(*args)
+
+    return observe
+
+
 def _children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -105,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         for flag, path in (("--json", args.json), ("--record", args.record)):
             if path is not None and not Path(path).parent.is_dir():
                 raise ValueError(f"{flag}: directory {str(Path(path).parent)!r} does not exist")
+            if path is not None and Path(path).is_dir():
+                raise ValueError(f"{flag}: {path!r} is a directory; give a file name")
         if args.plot is not None and Path(args.plot).exists() and not Path(args.plot).is_dir():
             raise ValueError(f"--plot: {args.plot!r} exists and is not a directory")
         if args.seeds is not None and (args.plot is not None or args.record is not None):
@@ -115,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds is None:
         final = _run_one(scenario, args)
     else:
-        runs = [_run_one(replace(scenario, seed=seed), args) for seed in args.seeds]
+        runs = [_run_one(replace(scenario, seed=seed), args,
+                         f"seed {seed} ({number} of {len(args.seeds)})")
+                for number, seed in enumerate(args.seeds, start=1)]
         final = pool(runs)
         final["scenario"] = {**runs[0]["scenario"], "seed": None, "seeds": list(args.seeds)}
         final["messages"] = sum(r["messages"] for r in runs)
@@ -130,19 +149,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_one(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:
+def _run_one(scenario: Scenario, args: argparse.Namespace, label: str | None = None
+             ) -> dict[str, Any]:
     """Run, print and (``--plot``) draw one scenario; its report."""
     started, cpu_started = time.perf_counter(), time.process_time()
     children_started = _children_cpu_s()
     series = None
-    observe = None
+    observers: list[Callable[..., None]] = []
     if args.plot is not None:
         from ownercare.evaluation.plot import SeriesRecorder
 
         series = SeriesRecorder(scenario.fleet().truth())
-        observe = series.observe
-    result = run_scenario(scenario, args.processes, observe,
-                          Path(args.record) if args.record else None)
+        observers.append(series.observe)
+    with progress.Bar(label or f"seed {scenario.seed}", scenario.days, "days") as bar:
+        if bar.active:
+            start_ms = scenario.fleet().start_ms
+            observers.append(
+                lambda record, *_: bar.update((record["ts"] - start_ms) / DAY_MS))
+        result = run_scenario(scenario, args.processes, _all_of(observers),
+                              Path(args.record) if args.record else None)
     report = score_run(result)
     print(f"ownercare eval: seed {scenario.seed}, {scenario.vehicles} vehicles, "
           f"{scenario.chargers} chargers, {scenario.days} days, faults "

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import random
+import tempfile
 from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from ingest.contract import SIGNALS, SignalType
 from ownercare.cli import main
 from ownercare.evaluation.run import run_scenario
 from ownercare.evaluation.scenario import Scenario
-from ownercare.replay import parse_csv, parse_jsonl, parse_timestamp
+from ownercare.replay import format_of, parse_csv, parse_jsonl, parse_timestamp, read_file
 
 VIN = "WCRBE2C73RF036187"
 VIN2 = "WCRCE3A19KY228278"
@@ -50,6 +52,55 @@ def test_replaying_a_recorded_fleet_gives_the_alerts_of_its_eval(
     replayed = [json.loads(line) for line in captured.out.splitlines()]
     assert replayed == evaluated.alerts
     assert f"{evaluated.messages} records, 0 bad lines" in captured.err
+
+
+def test_a_gzip_recording_is_the_same_stream_and_replays_alike_whatever_its_name(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = Scenario(seed=6, vehicles=8, chargers=1, days=8,
+                        faults={"dtc": 2, "weak_12v": 1}, drive_interval_s=300,
+                        parked_interval_s=3600)
+    plain, packed = tmp_path / "fleet.jsonl", tmp_path / "fleet.jsonl.gz"
+    evaluated = run_scenario(scenario, processes=1, record=plain)
+    assert evaluated.alerts
+    assert run_scenario(scenario, processes=2, record=packed).alerts == evaluated.alerts
+    assert packed.read_bytes()[:2] == b"\x1f\x8b"
+    assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+    assert packed.stat().st_size * 5 < plain.stat().st_size
+    renamed = tmp_path / "renamed.jsonl"  # gzip is told by its first bytes, not by its name
+    renamed.write_bytes(packed.read_bytes())
+    for path in (packed, renamed):
+        code = main(["replay", str(path), "--until", str(evaluated.end_ms)])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert [json.loads(line) for line in captured.out.splitlines()] == evaluated.alerts
+        assert captured.err == (f"ownercare replay: {evaluated.messages} records, 0 bad lines, "
+                                f"{len(evaluated.alerts)} alert upserts\n")
+
+
+def test_a_gzip_csv_is_read_as_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "history.CSV.gz"
+    assert format_of(path) == "csv"
+    assert format_of(tmp_path / "history.jsonl.gz") == "jsonl"
+    rows = [(str(T0 + i * 60_000), VIN, SPEED, "30") for i in range(3)]
+    path.write_bytes(gzip.compress(csv_text(rows).encode()))
+    assert main(["replay", str(path)]) == 0
+    assert "3 records, 0 bad lines" in capsys.readouterr().err
+
+
+@given(st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"") + b"\n")
+                | st.sampled_from([b'{"topic":"vehicles/' + VIN.encode() + b'/telemetry",'
+                                   b'"payload":{"ts":%d,"seq":1,"signals":{}}}\n' % T0,
+                                   b"\n", b"timestamp,vin,signal,value\n",
+                                   f"{T0},{VIN},{SPEED},3\n".encode()]), max_size=20),
+       st.sampled_from(["jsonl", "csv"]))
+def test_plain_and_gzip_files_parse_the_same(lines: list[bytes], fmt: str) -> None:
+    body = b"".join(lines)
+    assume(not body.startswith(b"\x1f\x8b"))  # that is gzip, whatever else it might be
+    with tempfile.TemporaryDirectory() as directory:
+        plain, packed = Path(directory) / "plain", Path(directory) / "packed"
+        plain.write_bytes(body)
+        packed.write_bytes(gzip.compress(body))
+        assert read_file(packed, fmt) == read_file(plain, fmt)
 
 
 def test_csv_rows_of_one_car_and_instant_become_one_message_in_event_time_order() -> None:
