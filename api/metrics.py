@@ -6,7 +6,9 @@
   process; Prometheus keeps ``instance`` for the scrape target, the API replica);
 * the worker's consumer lag per topic and partition, asked of Kafka at scrape time (so it
   shows a stalled or dead worker, which could not report it itself);
-* what the database knows: alerts by type, severity and status.
+* what the database knows: alerts by type, severity and status;
+* under ``ownercare run``, how often it restarted each crashed service (``supervisor.json``
+  in the state dir, which only ``ownercare run`` writes).
 
 These series are the same on every API replica (they come from Kafka and the database);
 dashboards aggregate them with ``max without (instance)`` before summing. The HTTP metrics
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -119,6 +123,34 @@ async def consumer_lag(bootstrap: str, group: str) -> dict[tuple[str, int], int]
         return lag
     finally:
         await consumer.stop()
+
+
+def supervisor_status(state_dir: Path) -> dict[str, dict[str, int | None]]:
+    """``ownercare run``'s record of each service: restarts, last_exit_status,
+    last_restart_wall_ms, pid. Empty when the file is absent (not under ``ownercare run``)
+    or unreadable: it is replaced atomically, so unreadable means not ours."""
+    try:
+        raw = json.loads((state_dir / "supervisor.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    fields = ("restarts", "last_exit_status", "last_restart_wall_ms", "pid")
+    status: dict[str, dict[str, int | None]] = {}
+    for service, entry in raw.items():
+        if isinstance(entry, dict) and isinstance(entry.get("restarts"), int):
+            status[str(service)] = {f: v if isinstance(v := entry.get(f), int) else None
+                                    for f in fields}
+    return status
+
+
+def restart_metrics(state_dir: Path) -> list[Metric]:
+    family = CounterMetricFamily(PREFIX + "service_restarts",
+                                 "times `ownercare run` restarted a crashed service",
+                                 labels=["service"])
+    for service, entry in sorted(supervisor_status(state_dir).items()):
+        family.add_metric([service], float(entry["restarts"] or 0))
+    return [family]
 
 
 def alert_counts(store: Store) -> list[tuple[str, str, str, int]]:

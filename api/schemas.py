@@ -90,9 +90,22 @@ class CheckPublic(BaseModel):
     detail: str
 
 
+class ServiceRestartsPublic(BaseModel):
+    """What `ownercare run` has done with one of its services."""
+
+    restarts: int = Field(description="times it was restarted after crashing")
+    last_exit_status: int | None = Field(
+        None, description="exit status of its last crash (-9: killed by SIGKILL)")
+    last_restart_wall_ms: int | None = Field(None, description="wall time of its last restart")
+    pid: int | None = Field(None, description="its current process id")
+
+
 class HealthPublic(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, CheckPublic] = Field(default_factory=dict)
+    services: dict[str, ServiceRestartsPublic] = Field(
+        default_factory=dict,
+        description="under `ownercare run`: each service's restarts; empty otherwise")
 
 
 class Problem(BaseModel):

@@ -34,7 +34,8 @@ from vocab.eventtime import DAY_MS
 
 # What `ownercare run` writes into its state dir; anything else is not ours to move.
 OWN_ENTRIES = frozenset({"ownercare.db", "ownercare.db-wal", "ownercare.db-shm",
-                         "ownercare.db-journal", "keys", "logs", "faust", "run.json", "run.lock"})
+                         "ownercare.db-journal", "keys", "logs", "faust", "run.json", "run.lock",
+                         "supervisor.json"})
 LOCK_NAME = "run.lock"
 # The newest event time an asset reported, by the names the schema has given that column.
 ASSET_LAST_SEEN = ("last_seen_event_ms", "last_seen")

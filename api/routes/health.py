@@ -1,4 +1,5 @@
-"""Liveness and readiness (readiness really talks to the database and Kafka)."""
+"""Liveness and readiness (readiness really talks to the database and Kafka); under
+``ownercare run`` both also say how often each service was restarted."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import SettingsDep, StoreDep
+from api.metrics import supervisor_status
 from api.problems import instance, problem
-from api.schemas import CheckPublic, HealthPublic, ReadinessProblem
+from api.schemas import CheckPublic, HealthPublic, ReadinessProblem, ServiceRestartsPublic
 from config.settings import ApiSettings, mask_url
 from storage.store import Store
 
@@ -21,9 +23,9 @@ CHECK_TIMEOUT_S = 3.0
 
 
 @router.get("/live", response_model=HealthPublic)
-def live() -> HealthPublic:
+def live(settings: SettingsDep) -> HealthPublic:
     """The process is up and serving HTTP (checks nothing else)."""
-    return HealthPublic(status="ok")
+    return HealthPublic(status="ok", services=_services(settings))
 
 
 @router.get("/ready", response_model=HealthPublic, responses={503: {"model": ReadinessProblem}})
@@ -37,10 +39,16 @@ async def ready(request: Request, store: StoreDep, settings: SettingsDep) -> JSO
     failed = {name: c for name, c in checks.items() if not c.ok}
     dumped = {name: c.model_dump() for name, c in checks.items()}
     if not failed:
-        return JSONResponse(HealthPublic(status="ok", checks=checks).model_dump())
+        return JSONResponse(HealthPublic(status="ok", checks=checks,
+                                         services=_services(settings)).model_dump())
     log.warning("api_not_ready failed=%s", ",".join(failed))
     detail = "; ".join(f"{name}: {c.detail}" for name, c in failed.items())
     return problem(503, f"not ready: {detail}", instance(request), checks=dumped)
+
+
+def _services(settings: ApiSettings) -> dict[str, ServiceRestartsPublic]:
+    return {name: ServiceRestartsPublic.model_validate(entry)
+            for name, entry in supervisor_status(settings.state_dir).items()}
 
 
 async def _check_database(store: Store) -> CheckPublic:

@@ -12,7 +12,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from api.auth import Viewer
 from api.deps import SettingsDep, StoreDep
-from api.metrics import KAFKA_TIMEOUT_S, ServiceReports, Snapshot, alert_counts, consumer_lag
+from api.metrics import (
+    KAFKA_TIMEOUT_S,
+    ServiceReports,
+    Snapshot,
+    alert_counts,
+    consumer_lag,
+    restart_metrics,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["metrics"])
@@ -42,5 +49,6 @@ async def metrics(request: Request, store: StoreDep, settings: SettingsDep,
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot(reports.current(), lag, settings.worker_app_id, rows,
                                time.time(), extra=[*webhooks,
-                                                   *request.app.state.http_metrics.collect()]))
+                                                   *request.app.state.http_metrics.collect(),
+                                                   *restart_metrics(settings.state_dir)]))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
