@@ -20,6 +20,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+# The services of `ownercare run` present this username to the embedded MQTT broker: a named
+# client's persistent session keeps its QoS 1 messages there (see embedded_mqtt).
+MQTT_SERVICE_USER = "ownercare"
+
+
 class PortBusyError(RuntimeError):
     pass
 
@@ -105,20 +110,11 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
         proc.wait()
 
 
-def amqtt_config(port: int) -> dict[str, Any]:
-    return {
-        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-        "plugins": {
-            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
-        },
-    }
-
-
 async def start_amqtt(port: int) -> Any:
     """Start an amqtt broker in the running event loop; returns it (call ``shutdown()``)."""
     ensure_port_free(port, "the embedded MQTT broker (amqtt)")
     try:
-        from amqtt.broker import Broker
+        from ownercare.embedded_mqtt import SessionKeepingBroker, amqtt_config
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError(
             "the embedded MQTT broker needs the 'embedded' extra: pip install 'ownercare[embedded]'"
@@ -126,7 +122,8 @@ async def start_amqtt(port: int) -> Any:
     # amqtt logs every packet at INFO; keep our logs readable.
     for name in ("amqtt", "transitions"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    broker = Broker(amqtt_config(port))
+    # Keeps a named client's persistent session and its QoS 1 messages (embedded_mqtt).
+    broker = SessionKeepingBroker(amqtt_config(port))
     await broker.start()
     log.info("amqtt_started port=%s", port)
     return broker
