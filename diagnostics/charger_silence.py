@@ -24,7 +24,7 @@ from typing import Any
 from diagnostics import alerting, registry
 from diagnostics.base import Assessment, Detector
 from diagnostics.pipeline import states_in, sweep_key, sweep_partition, table_writes
-from diagnostics.silence import SWEEP_INTERVAL_MS, new_clock, sweep_due
+from diagnostics.silence import SWEEP_INTERVAL_MS, Watermark, new_clock, sweep_due
 
 SilenceState = dict[str, Any]  # one charger's: {"det": ..., "alert": ..., "part": ...}
 
@@ -53,15 +53,27 @@ class ChargerSilencePipeline:
         """Return (alert upserts, charger ids whose state changed)."""
         batch = [r for r in records if str(r["kind"]).startswith("charger_")]
         alerts, changed = self._reports(batch, states, None)
-        if batch:
-            swept_alerts, swept = self.advance(max(int(r["ts"]) for r in batch), states)
+        boundary = self._watermark(self.clock, batch)
+        if boundary is not None:
+            swept_alerts, swept = self._sweep(states.items(), boundary)
             alerts += swept_alerts
             changed |= swept
         return alerts, changed
 
+    def _watermark(self, clock: dict[str, Any], batch: list[Mapping[str, Any]]) -> int | None:
+        """Move ``clock`` with the chargers' reports (``silence.Watermark``: one charger cannot
+        move it far); the boundary to sweep at, or None."""
+        if not batch:
+            return None
+        watermark = Watermark(clock, self.interval_ms)
+        for record in batch:
+            watermark.report(str(record["id"]), int(record["ts"]))
+        return watermark.sweep_at()
+
     def advance(self, ts_ms: int, states: MutableMapping[str, SilenceState]
                 ) -> tuple[list[dict[str, Any]], set[str]]:
-        """Move the in-memory clock to ``ts_ms``; sweep every charger if a boundary passed."""
+        """Move the in-memory clock to ``ts_ms`` (a time the caller vouches for, such as the
+        end of a recorded stream); sweep every charger if a boundary passed."""
         boundary = sweep_due(self.clock, ts_ms, self.interval_ms)
         if boundary is None:
             return [], set()
@@ -80,8 +92,7 @@ class ChargerSilencePipeline:
         alerts, changed = self._reports(batch, local, partition)
         clock = dict(states.get(sweep_key(partition)) or new_clock())
         before = dict(clock)
-        boundary = (sweep_due(clock, max(int(r["ts"]) for r in batch), self.interval_ms)
-                    if batch else None)
+        boundary = self._watermark(clock, batch)
         if boundary is not None:
             swept_alerts, swept = sweep_partition(states, local, partition, boundary,
                                                   self._sweep)

@@ -41,7 +41,11 @@ from typing import Any
 
 from diagnostics import alerting, registry
 from diagnostics.base import Assessment, Detector
-from diagnostics.silence import SWEEP_INTERVAL_MS, new_clock, sweep_due
+from diagnostics.silence import SWEEP_INTERVAL_MS, Watermark, new_clock
+
+# A device's seq counts its messages; a jump larger than this (over eleven days of 1 Hz
+# messages lost) is not believed until the device's next message continues from it.
+MAX_SEQ_JUMP = 1_000_000
 
 VehicleState = dict[str, Any]
 POSITION_PREFIX = "#position/"  # table keys of the source positions; a VIN never has a "#"
@@ -120,6 +124,19 @@ def table_writes(states: Mapping[str, Any], local: Mapping[str, Any], changed: I
     return writes
 
 
+def mark_seq(state: VehicleState, seq: int) -> None:
+    """Move the vehicle's seq mark to ``seq``, unless it jumps more than ``MAX_SEQ_JUMP`` above
+    a mark already set (a device's counter may start anywhere): such a seq is held (``seqj``)
+    and becomes the mark only when the next seq continues from it, so one wrong seq cannot
+    make the device's next messages look like duplicates."""
+    held = state.pop("seqj", None)
+    if state["seq"] < 0 or seq - state["seq"] <= MAX_SEQ_JUMP or (held is not None
+                                               and 0 < seq - held <= MAX_SEQ_JUMP):
+        state["seq"] = seq
+    else:
+        state["seqj"] = seq
+
+
 def new_vehicle_state(detectors: Mapping[str, Detector]) -> VehicleState:
     return {
         "seq": -1,
@@ -145,9 +162,10 @@ class VehiclePipeline:
 
     def process(
         self, records: Iterable[Mapping[str, Any]], states: MutableMapping[str, VehicleState],
-        partition: int | None = None,
+        partition: int | None = None, watermark: Watermark | None = None,
     ) -> tuple[list[dict[str, Any]], set[str]]:
-        """Return (alert upserts, VINs whose state changed and must be persisted)."""
+        """Return (alert upserts, VINs whose state changed and must be persisted); each record
+        reports to the partition's sweep ``watermark`` if given."""
         alerts: list[dict[str, Any]] = []
         changed: set[str] = set()
         for record in records:
@@ -163,10 +181,15 @@ class VehiclePipeline:
             ts, seq = int(record["ts"]), int(record["seq"])
             # At-least-once delivery: a redelivered message has a seq we have already seen.
             # A lower seq with a newer ts is a device that restarted its counter, not a duplicate.
+            # Every record, even a redelivered one, reports to the clock: a recovered table may
+            # hold a record's states without the clock write that followed them.
+            if watermark is not None:
+                watermark.report(vin, ts)
             if seq <= state["seq"] and ts <= state["ts"]:
                 self.duplicates += 1
                 continue
-            state["seq"], state["ts"] = seq, max(ts, state["ts"])
+            state["ts"] = max(ts, state["ts"])
+            mark_seq(state, seq)
             kind = record["kind"]
             for alert_type, detector in self.detectors.items():
                 det_state = state["det"].setdefault(alert_type, detector.new_state())
@@ -239,7 +262,10 @@ class VehiclePipeline:
         """Move ``clock`` to the newest event time of ``records``: the boundary to sweep at."""
         if not records or not self.sweepers:
             return None
-        return sweep_due(clock, max(int(r["ts"]) for r in records), self.sweep_interval_ms)
+        watermark = Watermark(clock, self.sweep_interval_ms)
+        for r in records:
+            watermark.report(r.get("id"), int(r["ts"]))  # no id: the caller's end of stream
+        return watermark.sweep_at()
 
     def due(self, states: Mapping[str, VehicleState], ts_ms: int) -> list[dict[str, Any]]:
         """Alerts whose pending opening or clearance is due at event time ``ts_ms`` (the end
@@ -277,10 +303,11 @@ class VehiclePipeline:
         """
         batch = list(records)
         local = states_in(states, batch)
-        alerts, changed = self.process(batch, local, partition)
         clock = dict(states.get(sweep_key(partition)) or new_clock())
         before = dict(clock)
-        boundary = self.advance_clock(clock, batch)
+        watermark = Watermark(clock, self.sweep_interval_ms)
+        alerts, changed = self.process(batch, local, partition, watermark)
+        boundary = watermark.sweep_at() if batch and self.sweepers else None
         if boundary is not None:
             swept_alerts, swept = sweep_partition(states, local, partition, boundary,
                                                   self.sweep)

@@ -16,7 +16,8 @@ source partition in the worker) and whenever the watermark passes a sweep bounda
 boundary. Sweeps happen at fixed boundaries of event time and the alert's time is the
 boundary, so a replay or a restarted worker raises the same alerts with the same ids
 (``sweep_due``). A partition whose every asset falls silent has no clock left; with more than
-a handful of assets per partition that does not happen.
+a handful of assets per partition that does not happen. One asset cannot move the clock far
+(``Watermark``): a report far ahead of it waits for another asset to agree.
 
 Reporting pattern
 -----------------
@@ -202,3 +203,78 @@ def sweep_due(clock: dict[str, Any], ts_ms: int,
 
 def new_clock() -> dict[str, Any]:
     return {"swept": None}
+
+
+# How far ahead of a partition's clock one record may be and still move it on its own: two
+# sweep intervals, far below the 3 h silence floor, so one record can bring a sweep forward by
+# at most this much. A record further ahead waits for a second asset to report as far ahead
+# (``Watermark``): an asset cannot speak for the whole partition.
+CLOCK_LEAD_MS = 2 * SWEEP_INTERVAL_MS
+HELD_MAX = 8  # reports held ahead of a partition's clock (one per asset, the earliest kept)
+
+
+class Watermark:
+    """One pass of a partition's reports over its sweep ``clock`` (``{"swept", "ahead"}``).
+
+    ``report(asset, ts)`` says whether ``ts`` is *confirmed*: within ``lead_ms`` of the
+    watermark (the newest confirmed time; before the first, no time is confirmed). A time
+    further ahead is held in the clock (``ahead``: [[asset, ts], ...]) until a report of
+    another asset within ``lead_ms`` of it confirms the partition moved on; the watermark then
+    moves to the earlier of the two. So one asset -- a wrong device clock, a hostile sender --
+    never moves the clock more than ``lead_ms``, and a late or backdated report never moves it
+    back. ``sweep_at`` ends the
+    pass: it moves the clock to the newest confirmed time and returns the boundary to sweep at.
+    """
+
+    def __init__(self, clock: dict[str, Any], interval_ms: int = SWEEP_INTERVAL_MS,
+                 lead_ms: int = CLOCK_LEAD_MS) -> None:
+        self.clock = clock
+        self.interval_ms = interval_ms
+        self.lead_ms = lead_ms
+        self.top: int | None = None  # the newest confirmed time of this pass
+
+    def _limit(self) -> int | None:
+        swept = self.clock.get("swept")
+        marks = [m for m in (swept, self.top) if m is not None]
+        if not marks:
+            return None
+        newest = max(marks)
+        return newest - newest % self.interval_ms + self.interval_ms + self.lead_ms
+
+    def _confirm(self, ts: int) -> None:
+        self.top = ts if self.top is None else max(self.top, ts)
+
+    def report(self, asset: str | None, ts: int) -> bool:
+        """Note a report of ``asset`` at ``ts`` (asset None: a time the caller vouches for, such
+        as the end of a recorded stream); True when ``ts`` is confirmed."""
+        limit = self._limit()
+        if asset is None or (limit is not None and ts <= limit):
+            self._confirm(ts)
+            return True
+        # Held times the clock has since passed are void; each asset holds its newest.
+        held = {str(a): int(t) for a, t in self.clock.get("ahead", ())
+                if limit is None or int(t) > limit}
+        held[asset] = max(ts, held.get(asset, ts))  # a redelivered older one changes nothing
+        partners = [t for a, t in held.items() if a != asset and abs(t - ts) <= self.lead_ms]
+        confirmed = False
+        if partners:
+            # Two assets agree: the partition's time really moved on (a resumed fleet, a gap
+            # in the stream), as far as the earlier of the two.
+            self._confirm(min(min(partners), ts))
+            limit = self._limit()
+            assert limit is not None
+            held = {a: t for a, t in held.items() if t > limit}
+            if ts <= limit:
+                self._confirm(ts)
+                confirmed = True
+        while len(held) > HELD_MAX:
+            # The furthest ahead goes first: the likeliest to be wrong, the last needed.
+            del held[max(held, key=lambda a: (held[a], a))]
+        if held:
+            self.clock["ahead"] = sorted([a, t] for a, t in held.items())
+        else:
+            self.clock.pop("ahead", None)
+        return confirmed
+
+    def sweep_at(self) -> int | None:
+        return None if self.top is None else sweep_due(self.clock, self.top, self.interval_ms)

@@ -99,6 +99,10 @@ class Bridge:
         self._stopping = asyncio.Event()
         self._client: BatchedIoClient | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._max_future_skew_ms = settings.max_future_skew_ms
+        if self._max_future_skew_ms is None:
+            log.warning("future_ts_check_off reason=OWNERCARE_BRIDGE_MAX_FUTURE_SKEW_S=0 (records "
+                        "with any ts ahead of the wall clock are forwarded)")
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -215,8 +219,10 @@ class Bridge:
 
     def _classify(self, mqtt_topic: str, payload: bytes | bytearray, mid: int, qos: int,
                   ) -> Inbound:
+        received_ms = int(time.time() * 1000)
         try:
             record = contract.validate(mqtt_topic, payload, self.settings.max_payload_bytes)
+            contract.check_not_future(record, received_ms, self._max_future_skew_ms)
         except contract.ContractError as exc:
             letter = orjson.dumps({
                 "topic": mqtt_topic,
@@ -225,7 +231,7 @@ class Bridge:
                 "payload_b64": base64.b64encode(payload).decode(),
                 "payload_bytes": len(payload),
                 "qos": qos,
-                "received_ms": int(time.time() * 1000),  # transport metadata, not event time
+                "received_ms": received_ms,  # transport metadata, not event time
             })
             return Inbound(topics.DEAD_LETTER, -1, None, letter, len(letter), mid, qos)
         kind = contract.Kind(record["kind"])

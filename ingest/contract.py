@@ -107,6 +107,7 @@ class Reason(StrEnum):
     UNKNOWN_FIELD = "unknown_field"
     BAD_VALUE = "bad_value"
     ID_MISMATCH = "id_mismatch"
+    TS_IN_FUTURE = "ts_in_future"
 
 
 class ContractError(ValueError):
@@ -581,6 +582,26 @@ def validate(topic: str, payload: bytes | bytearray,
     ts, seq = _header(body, seq_required=kind in VEHICLE_KINDS)
     data = _VALIDATORS[kind](body, asset_id)
     return {"kind": kind.value, "id": asset_id, "ts": ts, "seq": seq, "data": data}
+
+
+def check_not_future(record: Mapping[str, Any], received_ms: int, max_skew_ms: int | None
+                     ) -> None:
+    """Raise ContractError when ``record``'s ``ts`` is more than ``max_skew_ms`` ahead of
+    ``received_ms``, the time the bridge received it (None: no limit).
+
+    The bridge's receive time is the boundary between processing time and event time, the one
+    place where comparing them means something: a device cannot have measured something after
+    it was received. Downstream, event time is all there is, so a record from the future would
+    drag every clock built from it (sweeps, dedup marks, the fleet's "now") along with it.
+    """
+    if max_skew_ms is None:
+        return
+    ahead = int(record["ts"]) - received_ms
+    if ahead > max_skew_ms:
+        raise ContractError(
+            Reason.TS_IN_FUTURE,
+            f"ts {record['ts']} is {ahead / 1000:.0f} s ahead of the bridge's receive time "
+            f"{received_ms}; the limit is {max_skew_ms / 1000:.0f} s")
 
 
 # --------------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ def bad_messages(vin: str, other_vin: str) -> list[tuple[str, bytes, Reason]]:
                           "signals": {"Vehicle.Speed": 1.0}}), Reason.ID_MISMATCH),
         (t, b'{"ts": 1767571200000, "seq": 1, "signals": {}, "pad": "' + b"x" * 70_000 + b'"}',
          Reason.OVERSIZED),
+        (t, orjson.dumps({"ts": 4_102_358_400_000, "seq": 2**63 - 1,  # 2099-12-31
+                          "signals": {"Vehicle.Speed": 1.0}}), Reason.TS_IN_FUTURE),
         (f"vehicles/{vin}/nonsense", b"{}", Reason.UNKNOWN_TOPIC),
         ("vehicles/SHORT/telemetry", telemetry(1), Reason.BAD_ID),
         (f"chargers/CP-{vin[:4]}/status",

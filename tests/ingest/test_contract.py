@@ -241,3 +241,22 @@ def test_ids_and_codes_with_a_trailing_newline_are_refused() -> None:
     with pytest.raises(ContractError) as exc:
         validate(f"vehicles/{vin}/events", event)
     assert exc.value.reason is Reason.BAD_VALUE
+
+
+# ------------------------------------------------------------------ ts ahead of receive time
+
+
+@given(ahead_ms=st.integers(-10**12, 10**12), skew_ms=st.integers(0, 10**9))
+def test_a_ts_further_ahead_of_the_receive_time_than_the_skew_is_refused(
+        ahead_ms: int, skew_ms: int) -> None:
+    received = 1_767_571_200_000
+    record = {"kind": "vehicle_telemetry", "id": "WCRAAAAAAAAAAAAA1", "ts": received + ahead_ms,
+              "seq": 1, "data": {"signals": {}}}
+    if ahead_ms <= skew_ms:
+        contract.check_not_future(record, received, skew_ms)
+    else:
+        with pytest.raises(contract.ContractError) as caught:
+            contract.check_not_future(record, received, skew_ms)
+        assert caught.value.reason is contract.Reason.TS_IN_FUTURE
+        assert str(received) in caught.value.detail
+    contract.check_not_future(record, received, None)  # no limit: anything passes
