@@ -4,6 +4,9 @@ Routes take ``who: Viewer`` (read), ``who: Agent`` (work cases), ``who: OtaManag
 campaigns) or ``who: Admin`` (keys, webhooks). The dependency reads ``Authorization: Bearer
 <key>`` (or ``X-API-Key``), answers 401 without a valid key and 403 when the key's role lacks
 the permission, and applies the per-key rate limit (429 with ``Retry-After``).
+
+Failed authentications are limited per client address: past the budget an address gets 429
+before its key is even looked up, so guessing keys costs the guesser, not the database.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from storage.keys import KeyStore, Principal, roles_with
 log = logging.getLogger(__name__)
 
 __all__ = ["SECURITY", "SECURITY_SCHEMES", "Admin", "Agent", "OtaManager", "Principal",
-           "RateLimiter", "Viewer", "require"]
+           "RateLimiter", "Viewer", "require", "still_allowed"]
 
 API_KEY_HEADER = "X-API-Key"
 # The two ways to present a key, as OpenAPI security schemes; an operation accepts either.
@@ -67,6 +70,31 @@ class RateLimiter:
             self._buckets[key] = (tokens, now)
             return (1.0 - tokens) / self.rate
 
+    def wait(self, key: str) -> float:
+        """Like :meth:`take` without taking: 0.0 if a token is there, else seconds until."""
+        if self.rate <= 0:
+            return 0.0
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+
+def _failure_limiter(request: Request) -> RateLimiter:
+    state = request.app.state
+    limiter: RateLimiter | None = getattr(state, "auth_failure_limiter", None)
+    if limiter is None:  # created on first use (no await in between: no race)
+        settings = state.settings
+        limiter = RateLimiter(settings.api_auth_failures_per_s,
+                              settings.api_auth_failure_burst)
+        state.auth_failure_limiter = limiter
+    return limiter
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
 
 def _presented_key(request: Request) -> str | None:
     header = request.headers.get("authorization")
@@ -85,7 +113,20 @@ def require(permission: str) -> Callable[..., object]:
     async def dependency(request: Request) -> Principal:
         key = _presented_key(request)
         keys: KeyStore = request.app.state.keys
-        principal = await run_in_threadpool(keys.authenticate, key) if key else None
+        principal = None
+        if key:
+            failures = _failure_limiter(request)
+            address = _client_address(request)
+            wait = failures.wait(address)
+            if wait > 0:
+                log.info("api_auth_failures_limited client=%s path=%s", address,
+                         request.url.path)
+                raise HTTPException(
+                    429, f"too many failed authentications from {address}; retry in "
+                    f"{wait:.2f} s", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+            principal = await run_in_threadpool(keys.authenticate, key)
+            if principal is None:
+                failures.take(address)
         if principal is None:
             raise HTTPException(
                 401, "a valid API key is required: send 'Authorization: Bearer <key>' or "
@@ -107,6 +148,17 @@ def require(permission: str) -> Callable[..., object]:
         return principal
 
     return dependency
+
+
+async def still_allowed(request: Request, permission: str) -> bool:
+    """Does the key this request presented still hold ``permission`` (not revoked, role
+    unchanged)? For long-lived responses such as the alert stream."""
+    key = _presented_key(request)
+    if not key:
+        return False
+    keys: KeyStore = request.app.state.keys
+    principal = await run_in_threadpool(keys.authenticate, key)
+    return principal is not None and principal.may(permission)
 
 
 Viewer = Annotated[Principal, Depends(require("read"))]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
 import re
 import secrets
 import time
@@ -133,6 +134,66 @@ def check_url(url: str, *, allow_http: bool) -> str:
     if parts.fragment:
         raise ValueError("the URL must not have a #fragment")
     return url
+
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# The address categories a webhook may not reach unless allow-listed: the API host itself,
+# the on-premises network and cloud metadata services (169.254.169.254 is link-local).
+# Most specific first: ipaddress counts link-local, unspecified and reserved as private too.
+REFUSED_CATEGORIES = ("loopback", "link_local", "unspecified", "multicast", "reserved",
+                      "private")
+
+
+def parse_networks(text: str) -> tuple[IpNetwork, ...]:
+    """The comma-separated networks of an allow-list (``10.20.0.0/16,192.168.1.5/32``), or
+    ValueError naming the bad entry."""
+    networks = []
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"{entry!r} is not a network such as 10.20.0.0/16 or "
+                             f"192.168.1.5/32 ({exc})") from None
+    return tuple(networks)
+
+
+def address_refusal(address: IpAddress, allowed: tuple[IpNetwork, ...] = ()) -> str | None:
+    """Why a webhook must not connect to ``address`` (e.g. ``"loopback"``), or None.
+
+    An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) is judged as the IPv4 address it
+    reaches (as IPv6 the whole ``::ffff:0:0/96`` block is merely "reserved"). Addresses
+    inside ``allowed`` (on-premises receivers) are always accepted.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if any(address in net for net in allowed if address.version == net.version):
+        return None
+    for category in REFUSED_CATEGORIES:
+        if getattr(address, f"is_{category}"):
+            return category.replace("_", "-")
+    return None
+
+
+def check_addresses(host: str, addresses: Iterable[str],
+                    allowed: tuple[IpNetwork, ...] = ()) -> list[IpAddress]:
+    """The resolved addresses of ``host`` if every one may be reached, else ValueError
+    naming the first refused one. Every address counts: a client may connect to any."""
+    checked: list[IpAddress] = []
+    for raw in addresses:
+        address = ipaddress.ip_address(raw.split("%", 1)[0])  # drop an IPv6 zone id
+        reason = address_refusal(address, allowed)
+        if reason is not None:
+            article = "an" if reason[0] in "aeiou" else "a"
+            raise ValueError(
+                f"the host {host!r} resolves to {address}, {article} {reason} address; webhooks "
+                "may only reach public addresses (allow an on-premises receiver with "
+                "OWNERCARE_WEBHOOK_ALLOW_NETWORKS)")
+        checked.append(address)
+    if not checked:
+        raise ValueError(f"the host {host!r} has no address")
+    return checked
 
 
 # ---------------------------------------------------------------------------- retries

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from care.casework import parse_sla_hours
+from care.webhooks import IpNetwork, parse_networks
 
 
 def mask_url(url: str) -> str:
@@ -98,6 +99,18 @@ class BridgeSettings(KafkaSettings):
     broker_give_up_s: float = Field(
         60.0, gt=0, description="Exit non-zero when a broker stays unreachable this long."
     )
+    # Five minutes: far above the clock error of a cellular unit synchronised over NTP/GNSS
+    # (well under a second) and the transport delay, yet far below the sweep, silence and
+    # dedup horizons a record from the future could distort (15 min, 3 h).
+    bridge_max_future_skew_s: float = Field(
+        300.0, ge=0, description="Dead-letter a record whose ts is further ahead of the "
+        "bridge's receive time (reason ts_in_future); 0 disables the check (a simulated fleet "
+        "whose accelerated event time outruns the wall clock).")
+
+    @property
+    def max_future_skew_ms(self) -> int | None:
+        return None if self.bridge_max_future_skew_s == 0 else int(
+            self.bridge_max_future_skew_s * 1000)
 
     @field_validator("mqtt_url")
     @classmethod
@@ -165,6 +178,10 @@ class WebhookSettings(CommonSettings):
 
     webhook_allow_http: bool = Field(
         False, description="Accept plain http:// webhook URLs (tests, local development).")
+    webhook_allow_networks: str = Field(
+        "", description="Comma-separated networks webhooks may reach although they are "
+        "loopback, private, link-local or otherwise internal (on-premises receivers), e.g. "
+        "10.20.0.0/16,192.168.1.5/32; empty = public addresses only.")
     webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Per-request timeout.")
     webhook_max_attempts: int = Field(8, ge=1, le=50, description="Tries before dead-letter.")
     webhook_backoff_base_s: float = Field(
@@ -181,6 +198,19 @@ class WebhookSettings(CommonSettings):
     webhook_retention_days: float = Field(
         7.0, gt=0, le=3650, description="Delivered deliveries are forgotten after this long; "
                                          "dead ones stay until retried or deleted.")
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _allow_networks(cls, v: str) -> str:
+        try:
+            parse_networks(v)
+        except ValueError as exc:
+            raise ValueError(f"OWNERCARE_WEBHOOK_ALLOW_NETWORKS: {exc}") from None
+        return v
+
+    @property
+    def webhook_allowed_networks(self) -> tuple[IpNetwork, ...]:
+        return parse_networks(self.webhook_allow_networks)
 
     @model_validator(mode="after")
     def _webhook_consistent(self) -> WebhookSettings:
@@ -205,6 +235,12 @@ class ApiSettings(KafkaSettings, DatabaseSettings, CaseSettings, WebhookSettings
     api_rate_limit_per_s: float = Field(
         50.0, ge=0, description="Requests per second per API key on average; 0 = no limit.")
     api_rate_limit_burst: int = Field(200, ge=1, description="Requests a key may burst.")
+    api_auth_failures_per_s: float = Field(
+        2.0, ge=0, description="Failed authentications per second per client address on "
+        "average; past it (and the burst) the address gets 429 before its key is looked up. "
+        "0 = no limit.")
+    api_auth_failure_burst: int = Field(
+        20, ge=1, description="Failed authentications a client address may burst.")
     api_cors_origins: str = Field(
         "", description="Comma-separated browser origins allowed by CORS, e.g. "
         "https://console.example.com; empty = no cross-origin access.")

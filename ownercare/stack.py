@@ -3,7 +3,9 @@
 amqtt runs in this process; Tansu, the bridge, the worker, the API and the simulator run as
 child processes (each service is exactly what ``ownercare <service>`` runs in production, just
 pointed at the embedded brokers). Children die with this process (PR_SET_PDEATHSIG), and
-Ctrl-C / SIGTERM stops them in reverse order of start.
+Ctrl-C / SIGTERM stops them in reverse order of start. A service that crashes is restarted
+after a backoff (:mod:`ownercare.supervisor`); only a burst of crashes stops the stack. The
+restart counts go to ``supervisor.json`` in the state dir, which the API serves.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from config.settings import ArchiveSettings, RunSettings
+from config.settings import ArchiveSettings, BridgeSettings, RunSettings
 from ownercare import embedded, statedir
+from ownercare.supervisor import Crashes, GiveUp
 from vocab.severity import SEVERITIES
 
 if TYPE_CHECKING:
@@ -39,12 +42,47 @@ SIMULATOR_FLAGS = ("vehicles", "chargers", "seed", "speed", "start", "duration",
                    "ota_bad_releases", "ota_failure_rate", "ota_installed")
 
 
+def simulated_future_skew_s(sim_argv: list[str], now_ms: float, margin_s: float) -> float:
+    """The bridge's future-ts limit (s; 0: off) for a simulator run with ``sim_argv`` from
+    about ``now_ms``: how far its event time gets ahead of the wall clock, plus ``margin_s``.
+
+    At speed ``v`` from ``start``, the fleet's event time at wall time ``w`` is
+    ``start + (w - now) * v``; its lead over ``w`` is linear in ``w``, so greatest at the run's
+    first or last message. A later real start only shrinks it. Without ``--duration`` at a
+    speed above 1 the lead grows without bound: no limit fits, the check is off.
+    """
+    from simulators.cli import duration_s, start_time
+    from simulators.fleet import DEFAULT_START
+
+    if margin_s == 0:
+        return 0.0
+    flags = {flag: value for flag, value in zip(sim_argv, sim_argv[1:], strict=False)
+             if flag.startswith("--")}
+    start = start_time(flags.get("--start", DEFAULT_START))
+    speed = float(flags.get("--speed", "1"))
+    duration = flags.get("--duration")
+    if duration is None and speed > 1:
+        return 0.0
+    lead_ms = start - now_ms
+    if duration is not None:
+        length_ms = duration_s(duration) * 1000
+        lead_ms = max(lead_ms, start + length_ms - (now_ms + length_ms / speed))
+    return margin_s + max(0.0, lead_ms) / 1000
+
+
 @dataclass
 class Child:
     name: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    argv: list[str]
     may_finish: bool = False  # the simulator ends by itself when given --duration
+    started_s: float = field(default_factory=time.monotonic)
+    restart_at_s: float | None = None  # crashed: restarted at this monotonic time
+    crashes: Crashes = field(default_factory=Crashes)
+    last_exit_status: int | None = None
+    last_restart_wall_ms: int | None = None
+    backoff_s: float = 0.0
 
 
 class Stack:
@@ -60,6 +98,7 @@ class Stack:
         self.api_key = ""  # the session's admin key, created at start, revoked at stop
         self.api_key_id = ""
         self.claim: statedir.Claim | None = None
+        self.bridge_env: dict[str, str] = {}  # the future-ts limit fitted to the simulator
         self.wrote_run_json = False
         # (severity, status) of every alert already printed or, resuming, already there.
         self.seen_alerts: dict[str, tuple[str, str]] = {}
@@ -136,7 +175,8 @@ class Stack:
         return {
             **os.environ,
             "OWNERCARE_STATE_DIR": str(self.state_dir),
-            "OWNERCARE_MQTT_URL": self.mqtt_url,
+            # A username: the broker keeps only a named client's session across restarts.
+            "OWNERCARE_MQTT_URL": f"mqtt://{embedded.MQTT_SERVICE_USER}@127.0.0.1:{s.mqtt_port}",
             "OWNERCARE_KAFKA_URL": self.kafka_url,
             "OWNERCARE_DATABASE_URL": s.effective_database_url,
             "OWNERCARE_API_PORT": str(s.api_port),
@@ -147,10 +187,18 @@ class Stack:
             "OWNERCARE_OTA_SIGNING_KEY": str(self.ota_private_key)
             if self.ota_private_key.exists() else "",
             "PYTHONUNBUFFERED": "1",
+            **self.bridge_env,
         }
 
     def spawn(self, name: str, argv: list[str], may_finish: bool = False) -> Child:
         log_path = self.log_dir / f"{name}.log"
+        child = Child(name, self.popen(argv, log_path), log_path, argv, may_finish)
+        self.children.append(child)
+        log.info("service_started name=%s pid=%s log=%s", name, child.proc.pid, log_path)
+        return child
+
+    def popen(self, argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+        private(log_path, 0o600)
         out = open(log_path, "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
             [sys.executable, "-m", "ownercare", *argv],
@@ -163,10 +211,7 @@ class Stack:
             process_group=0,
         )
         out.close()
-        child = Child(name, proc, log_path, may_finish)
-        self.children.append(child)
-        log.info("service_started name=%s pid=%s log=%s", name, proc.pid, log_path)
-        return child
+        return proc
 
     def simulator_argv(self) -> list[str]:
         argv = ["simulate", "--mqtt-url", self.mqtt_url]
@@ -193,6 +238,10 @@ class Stack:
             embedded.ensure_port_free(port, what)
         self.claim_state_dir()
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # The state dir holds the database (webhook secrets, all telemetry) and the logs.
+        for directory in (self.state_dir, self.log_dir):
+            private(directory, 0o700)
+        private(self.log_dir / "tansu.log", 0o600)
         self.ensure_ota_keys()
         # Create the schema once, before the worker and the API both open the database, and
         # the session's admin key (in run.json, so a newcomer can call the API at once).
@@ -211,6 +260,13 @@ class Stack:
         self.tansu = await asyncio.to_thread(
             embedded.start_tansu, s.kafka_port, self.log_dir / "tansu.log")
         self.broker = await embedded.start_amqtt(s.mqtt_port)
+        if not getattr(self.args, "no_simulator", False):
+            skew = simulated_future_skew_s(self.simulator_argv(), time.time() * 1000,
+                                           BridgeSettings().bridge_max_future_skew_s)
+            self.bridge_env = {"OWNERCARE_BRIDGE_MAX_FUTURE_SKEW_S": f"{skew:g}"}
+            log.info("bridge_future_skew s=%g reason=%s", skew, "the accelerated simulator's "
+                     "event time outruns the wall clock without bound" if skew == 0 else
+                     "the simulator's event time stays within it of the wall clock")
         self.spawn("worker", ["worker"])
         self.spawn("bridge", ["bridge"])
         self.spawn("api", ["api"])
@@ -226,6 +282,7 @@ class Stack:
             self.spawn("simulator", self.simulator_argv(), may_finish=True)
         await asyncio.to_thread(self.wait_for_api)
         self.write_run_json()
+        self.write_supervisor_json()
 
     async def wait_for_bridge_subscription(self, within_s: float = 60) -> None:
         deadline = time.monotonic() + within_s
@@ -265,6 +322,74 @@ class Stack:
                 continue
             raise RuntimeError(f"{child.name} exited with status {code}; last log lines:\n"
                                + tail(child.log_path))
+
+    async def tend_children(self) -> None:
+        """Restart each crashed service once its backoff has passed; RuntimeError (one line)
+        when one crashes too often to be worth restarting."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at_s is not None:
+                if now >= child.restart_at_s:
+                    await self.restart(child)
+                continue
+            code = child.proc.poll()
+            if code is None or (child.may_finish and code == 0):
+                continue
+            child.last_exit_status = code
+            decision = child.crashes.crashed(now, now - child.started_s, code)
+            if isinstance(decision, GiveUp):
+                log.error("service_given_up name=%s status=%s restarts=%s; last log lines:\n%s",
+                          child.name, code, child.crashes.restarts, tail(child.log_path))
+                raise RuntimeError(f"{child.name} {decision.reason}; stopped everything "
+                                   f"(see {child.log_path})")
+            child.backoff_s = decision.backoff_s
+            child.restart_at_s = now + decision.backoff_s
+            log.warning("service_crashed name=%s status=%s backoff_s=%s", child.name, code,
+                        decision.backoff_s)
+
+    async def restart(self, child: Child) -> None:
+        argv = child.argv
+        if child.name == "simulator":
+            argv = await asyncio.to_thread(self.continued_simulator_argv, argv)
+        child.proc = self.popen(argv, child.log_path)
+        child.started_s = time.monotonic()
+        child.restart_at_s = None
+        child.last_restart_wall_ms = int(time.time() * 1000)
+        log.warning("service_restarted name=%s status=%s restarts=%s backoff_s=%s pid=%s",
+                    child.name, child.last_exit_status, child.crashes.restarts, child.backoff_s,
+                    child.proc.pid)
+        self.write_run_json()
+        self.write_supervisor_json()
+
+    def continued_simulator_argv(self, argv: list[str]) -> list[str]:
+        """A restarted fleet continues after what the database holds: replaying from its
+        first start would send events the detectors have already seen as new."""
+        try:
+            start = statedir.resume_start(
+                statedir.database_holds(self.settings.effective_database_url))
+        except statedir.StateDirError as exc:
+            log.warning("simulator_restart_from_start reason=%s", exc)
+            return argv
+        if start is None:
+            return argv
+        kept: list[str] = []
+        pairs = iter(argv)
+        for arg in pairs:
+            if arg == "--start":
+                next(pairs, None)
+            else:
+                kept.append(arg)
+        return [*kept, "--start", start]
+
+    def write_supervisor_json(self) -> None:
+        """Each service's restarts, for the API's /health and /metrics; replaced atomically
+        (its temporary file sits in logs/, so the state dir only ever holds the whole file)."""
+        status = {c.name: {"restarts": c.crashes.restarts, "last_exit_status": c.last_exit_status,
+                           "last_restart_wall_ms": c.last_restart_wall_ms, "pid": c.proc.pid}
+                  for c in self.children}
+        tmp = self.log_dir / "supervisor.json.tmp"
+        tmp.write_text(json.dumps(status, indent=2) + "\n")
+        os.replace(tmp, self.state_dir / "supervisor.json")
 
     def write_run_json(self) -> None:
         info = {
@@ -317,7 +442,7 @@ class Stack:
             if time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + 5
                 await asyncio.to_thread(self.announce_new_alerts, seen)
-            self.check_children()
+            await self.tend_children()
             if self.tansu is not None and self.tansu.poll() is not None:
                 raise RuntimeError("the embedded Kafka broker (Tansu) exited; see "
                                    f"{self.log_dir / 'tansu.log'}")
@@ -338,8 +463,9 @@ class Stack:
         if self.tansu is not None:
             await asyncio.to_thread(embedded.stop_process, self.tansu, 10)
         if self.wrote_run_json:
-            with contextlib.suppress(FileNotFoundError):
-                (self.state_dir / "run.json").unlink()
+            for name in ("run.json", "supervisor.json"):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.state_dir / name).unlink()
         if self.api_key_id:
             await asyncio.to_thread(self._revoke_session_key)
         if self.claim is not None:
@@ -423,3 +549,13 @@ async def _main(settings: RunSettings, args: argparse.Namespace) -> int:
 
 def run_stack(settings: RunSettings, args: argparse.Namespace) -> int:
     return asyncio.run(_main(settings, args))
+
+
+def private(path: Path, mode: int) -> None:
+    """Give ``path`` at most ``mode`` (0o700 a directory, 0o600 a file, created if missing):
+    group and other lose access, and a mode the user made stricter stays as it is."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode))
+    current = path.stat().st_mode & 0o777
+    if current & ~mode:
+        os.chmod(path, current & mode)

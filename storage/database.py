@@ -15,6 +15,7 @@ Concurrency, which the SSE stream's exactly-once resume relies on:
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -62,6 +63,7 @@ class Database:
         self._sqlite_write_lock = threading.Lock()
         insert_for(self.dialect)  # refuse other databases now, not at the first write
         if self.dialect == "sqlite":
+            _private_file(parsed.database)
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._create_schema()
 
@@ -95,6 +97,21 @@ class Database:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))
+
+
+def _private_file(path: str | None) -> None:
+    """Create the SQLite file readable by its owner only (it holds webhook secrets and all
+    telemetry), or take group and other access away from an existing one; never loosen a
+    stricter mode. SQLite gives its -wal and -shm files the database file's mode."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        mode = os.stat(path).st_mode & 0o777
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)
+    except OSError as exc:  # e.g. a missing directory: SQLite's own error says it better
+        log.debug("sqlite_file_mode_unchanged path=%s error=%r", path, exc)
 
 
 def _json_loads(value: Any) -> Any:

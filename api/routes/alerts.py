@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api.auth import Viewer
+from api.auth import Viewer, still_allowed
 from api.deps import PagingDep, StoreDep, bad_cursor
 from api.problems import invalid
 from api.schemas import AlertPage, AlertPublic, AlertStatus, Problem
@@ -26,6 +26,9 @@ _MAX_MS = 2**63 - 1
 POLL_S = 0.1  # how often the stream looks for new alert events
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 RETRY_MS = 2000  # the reconnect delay the stream suggests to EventSource clients
+# How often an open stream looks its key up again: a revoked key (or one whose role no
+# longer reads) stops receiving within this bound, not when the client reconnects.
+KEY_RECHECK_S = 3.0
 BATCH = 100  # events read per poll
 
 
@@ -107,7 +110,8 @@ async def stream_alerts(
     is the position in the alert change log: reconnect with the ``Last-Event-ID`` header
     (browsers do it by themselves) or ``?after=`` to receive every change since, exactly once.
     Without either the stream starts at the current end. A ``: keepalive`` comment comes
-    every 15 s when idle.
+    every 15 s when idle. The key is checked again every few seconds: the stream ends soon
+    after the key is revoked or its role no longer reads.
     """
     if last_event_id is not None:
         try:
@@ -129,9 +133,19 @@ async def stream_alerts(
 async def _events(request: Request, store: Store, position: int) -> AsyncIterator[bytes]:
     """Poll the change log (in a thread) until the client goes away."""
     yield b"retry: %d\n\n" % RETRY_MS
-    last_sent = time.monotonic()
+    last_sent = last_check = time.monotonic()
     try:
         while not await request.is_disconnected():
+            if time.monotonic() - last_check >= KEY_RECHECK_S:
+                last_check = time.monotonic()
+                try:
+                    allowed = await still_allowed(request, "read")
+                except Exception as exc:  # a restarting database is no reason to cut
+                    log.warning("alert_stream_key_check_failed error=%r", exc)
+                    allowed = True
+                if not allowed:
+                    log.info("alert_stream_key_invalid client=%s", request.client)
+                    return
             try:
                 events = await asyncio.to_thread(store.alert_events_after, position, BATCH)
             except Exception as exc:  # a busy or restarting database: keep the stream open

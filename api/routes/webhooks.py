@@ -22,7 +22,7 @@ from api.schemas import (
     WebhookPage,
     WebhookPublic,
 )
-from api.webhook_dispatch import Dispatcher
+from api.webhook_dispatch import Dispatcher, RefusedAddress, resolve_checked
 from care.webhooks import check_event_patterns, check_url
 from storage import outbox as webhook_store
 from storage.store import Store
@@ -50,7 +50,11 @@ async def create_webhook(body: WebhookCreate, store: StoreDep, settings: Setting
                          response: Response) -> WebhookCreated:
     """Register a webhook, active at once. The response's ``secret`` (``whsec_...``) is the
     only time the signing secret is shown: keep it to verify the Standard Webhooks
-    signature (``webhook-signature``) of every delivery."""
+    signature (``webhook-signature``) of every delivery.
+
+    The URL's host must resolve to public addresses only (every address it resolves to):
+    loopback, private, link-local, multicast, unspecified and reserved ones are refused
+    unless inside ``OWNERCARE_WEBHOOK_ALLOW_NETWORKS``."""
     try:
         url = check_url(body.url, allow_http=settings.webhook_allow_http)
     except ValueError as exc:
@@ -59,6 +63,12 @@ async def create_webhook(body: WebhookCreate, store: StoreDep, settings: Setting
         events = check_event_patterns(body.events)
     except ValueError as exc:
         raise invalid("body", "events", str(exc)) from None
+    # Last, as it asks the resolver. The dispatcher checks again before every connection:
+    # what a name resolves to can change after registration.
+    try:
+        await resolve_checked(url, settings.webhook_allowed_networks)
+    except RefusedAddress as exc:
+        raise invalid("body", "url", str(exc)) from None
     row = await run_in_threadpool(
         lambda: webhook_store.create_webhook(store, url=url, events=events,
                                              description=body.description,

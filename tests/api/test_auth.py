@@ -3,6 +3,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,38 @@ def test_nul_characters_in_path_or_query_are_422_not_500(api: str, store: Store)
     body = problem(httpx.get(f"{api}/alerts", params={"vin": "\x00x"}, headers=viewer), 422)
     assert "NUL" in body["detail"]
     problem(httpx.get(f"{api}/alerts/a%00b", headers=viewer), 422)
+
+
+def test_failed_authentications_are_limited_per_address_before_the_lookup(
+        tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'guess.sqlite'}")
+    good = headers_for(store, "viewer")
+    settings = ApiSettings(state_dir=tmp_path, api_auth_failures_per_s=0.5,
+                           api_auth_failure_burst=3)
+    with Server(settings, store) as server:
+        keys = server.app.state.keys
+        lookups: list[str] = []
+        real = keys.authenticate
+
+        def counted(key: str) -> Any:
+            lookups.append(key)
+            return real(key)
+
+        keys.authenticate = counted
+        guesses = [httpx.get(f"{server.url}/alerts",
+                             headers={"Authorization": f"Bearer oc_guess{i}_x"})
+                   for i in range(5)]
+        assert [r.status_code for r in guesses] == [401, 401, 401, 429, 429]
+        limited = problem(guesses[3], 429)
+        assert "too many failed authentications from 127.0.0.1" in limited["detail"]
+        assert 1 <= int(guesses[3].headers["retry-after"]) <= 2
+        assert len(lookups) == 3  # the limited guesses never reached the key store
+        # The address is limited, whatever key it presents, until the budget refills.
+        assert httpx.get(f"{server.url}/alerts", headers=good).status_code == 429
+        assert len(lookups) == 3
+        time.sleep(2.1)
+        assert httpx.get(f"{server.url}/alerts", headers=good).status_code == 200
+        # Requests without a key cost no lookup and are not counted.
+        for _ in range(5):
+            assert httpx.get(f"{server.url}/alerts").status_code == 401
+        assert httpx.get(f"{server.url}/alerts", headers=good).status_code == 200
