@@ -86,8 +86,12 @@ class Subscriber:
 
 def publish(url: str, payloads: list[bytes]) -> None:
     pub = Publisher(url)
-    for payload in payloads:
+    for i, payload in enumerate(payloads, 1):
         pub.publish(TOPIC, payload)
+        if i % 1000 == 0:
+            # paho's message ids wrap at 65 535: with more unacknowledged than that a new one
+            # collides and is refused (ERR_QUEUE_SIZE), which a slow machine reaches.
+            pub.flush()
     pub.close()
 
 
