@@ -18,22 +18,13 @@ from ownercare.evaluation.report import format_report, format_shortfalls
 from ownercare.evaluation.run import Observer, run_scenario
 from ownercare.evaluation.scenario import Scenario, default_fault_mix
 from ownercare.evaluation.scoring import score_run
+from simulators.cli import non_negative_int
 from simulators.faults import parse_fault_spec
 from vocab.eventtime import DAY_MS
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def _positive(text: str) -> int:
-    value = _non_negative(text)
+    value = non_negative_int(text)
     if value == 0:
         raise argparse.ArgumentTypeError("must be > 0, got 0")
     return value
@@ -59,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="run every seed from A to B (the same fleet size and fault mix), "
                        "print each run's report, then the runs pooled (the JSON is the pooled "
                        "report, with the runs under per_seed)")
-    parser.add_argument("--vehicles", type=_non_negative, default=100,
+    parser.add_argument("--vehicles", type=non_negative_int, default=100,
                         help="simulated cars (default 100)")
-    parser.add_argument("--chargers", type=_non_negative, default=None,
+    parser.add_argument("--chargers", type=non_negative_int, default=None,
                         help="public chargers (default: vehicles / 10)")
     parser.add_argument("--days", type=_positive, default=45,
                         help="simulated days (default 45)")
