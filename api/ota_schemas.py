@@ -39,10 +39,24 @@ class ReleaseCreate(BaseModel):
                                               "lower version only from such a release")
 
 
+class RollbackApproval(BaseModel):
+    """The audit of a rollback release: who asked for it, and which second admin key
+    approved it when (wall clock). No campaign may use it while ``state`` is pending."""
+
+    state: Literal["pending", "approved"]
+    requested_by: str
+    requested_wall_ms: int = Field(description="wall clock, epoch ms")
+    approved_by: str | None = None
+    approved_wall_ms: int | None = Field(None, description="wall clock, epoch ms")
+
+
 class ReleasePublic(ReleaseCreate):
     id: str
     created_wall_ms: int = Field(description="wall clock, epoch ms")
     created_by: str
+    approval: RollbackApproval | None = Field(
+        None, description="for a rollback release: its approval by a second admin key "
+        "(POST /ota/releases/{id}/approve); null for an ordinary release")
 
 
 class ReleasePage(BaseModel):
@@ -213,3 +227,37 @@ class TargetsPreview(BaseModel):
     vins: list[str]
     not_targeted: dict[str, int] = Field(description="cars left out, per reason")
     excluded: list[ExcludedVehicle]
+
+
+class Refusal(BaseModel):
+    """An offer a car refused, as it reported it."""
+
+    vin: str
+    ts_event_ms: int = Field(description="event time (epoch ms) of the car's report")
+    reason: str = Field(description="the car's code, e.g. bad_signature, expired, not_newer, "
+                        "not_ready, wrong_vehicle, malformed; unspecified without one")
+    detail: str
+    campaign_id: str | None = Field(
+        description="the campaign the refusal names; null when the car could not "
+        "authenticate the command (e.g. bad_signature), which then changes no campaign")
+    attempt: int | None
+    claimed_campaign_id: str | None = Field(
+        description="for a refusal naming no campaign: the campaign the unauthenticated "
+        "command claimed to be, when the car's detail says (unverified)")
+    version: str | None
+
+
+class CampaignVehicle(BaseModel):
+    vin: str
+    wave: int
+    state: str
+    attempt: int
+    updated_event_ms: int = Field(description="event time (epoch ms) of the latest change")
+    refusal: Refusal | None = Field(description="the car's latest refusal of this campaign")
+
+
+class VehicleOta(BaseModel):
+    vin: str
+    actions: list[OtaActionPublic] = Field(description="its OTA actions, newest first")
+    refusals: list[Refusal] = Field(description="its latest refusals, newest first, with "
+                                    "or without a campaign")

@@ -66,7 +66,8 @@ def add_release_parser(ota_sub: Any) -> None:
     release.add_argument("--notes", default="", help="release notes (default: none)")
     release.add_argument("--rollback", action="store_true",
                          help="a deliberate downgrade: cars accept a lower version only from "
-                         "such a release")
+                         "such a release; an admin key must approve it before a campaign "
+                         "may use it")
     release.set_defaults(func=cmd_release)
 
 
@@ -180,6 +181,9 @@ def _store_release(body: dict[str, Any]) -> int:
     print(f"created release {row['id']}: {row['component']} {row['version']}, "
           f"{row['artifact_url']} ({row['size']} bytes, sha256 {row['sha256'][:12]}...)",
           file=sys.stderr)
+    if ota_store.rollback_pending(row):
+        print(f"a rollback release: an admin key must approve it (POST /ota/releases/"
+              f"{row['id']}/approve) before a campaign may use it", file=sys.stderr)
     return 0
 
 

@@ -50,7 +50,9 @@ from storage.models import (
     ota_campaigns,
     ota_regions,
     ota_releases,
+    ota_rollback_approvals,
 )
+from storage.ota_refusals import campaign_refusals, record_refusals, report_target
 from storage.store import Store
 
 SPEED = "Vehicle.Speed"
@@ -76,19 +78,111 @@ class Conflict(ValueError):
     """A request that contradicts the stored state (HTTP 409)."""
 
 
+class SameKey(ValueError):
+    """The key that asked for a rollback release tried to approve it too (HTTP 403)."""
+
+
 # ---------------------------------------------------------------------------- releases
 
 
-def create_release(store: Store, release: Release, *, created_by: str, now_ms: int
-                   ) -> dict[str, Any]:
+def create_release(store: Store, release: Release, *, created_by: str, now_ms: int,
+                   key_id: str | None = None) -> dict[str, Any]:
+    """Store a release; a rollback release is stored as a request for a second key's
+    approval (``approve_rollback``), made by ``created_by`` with the API key ``key_id``."""
     row = {"id": str(uuid.uuid4()), **release.as_dict(), "created_wall_ms": now_ms,
            "created_by": created_by}
+    request = {"release_id": row["id"], "requested_by": created_by,
+               "requested_key_id": key_id, "requested_wall_ms": now_ms}
     try:
         with store.write() as conn:
             conn.execute(ota_releases.insert().values(**row))
+            if release.rollback:
+                conn.execute(ota_rollback_approvals.insert().values(**request))
     except IntegrityError:
         raise Conflict(f"release {release.component} {release.version} exists") from None
-    return row
+    return {**row, "approval": _approval(row, request if release.rollback else None)}
+
+
+def _approval(release: Mapping[str, Any], row: Any) -> dict[str, Any] | None:
+    """A rollback release's approval record (None for an ordinary release). Without a
+    stored request (a release from before approvals existed) its creator is the requester."""
+    if not release["rollback"]:
+        return None
+    found = dict(row) if row is not None and row.get("requested_by") is not None else {
+        "requested_by": release["created_by"], "requested_key_id": None,
+        "requested_wall_ms": release["created_wall_ms"]}
+    approved = found.get("approved_wall_ms") is not None
+    return {"state": "approved" if approved else "pending",
+            "requested_by": found["requested_by"],
+            "requested_wall_ms": found["requested_wall_ms"],
+            "approved_by": found.get("approved_by") if approved else None,
+            "approved_wall_ms": found.get("approved_wall_ms") if approved else None}
+
+
+_APPROVAL_COLUMNS = (ota_rollback_approvals.c.requested_by,
+                     ota_rollback_approvals.c.requested_wall_ms,
+                     ota_rollback_approvals.c.approved_by,
+                     ota_rollback_approvals.c.approved_wall_ms)
+
+
+def _with_approvals() -> Any:
+    """Releases joined with their approval records (if any)."""
+    return select(ota_releases, *_APPROVAL_COLUMNS).select_from(ota_releases.outerjoin(
+        ota_rollback_approvals, ota_rollback_approvals.c.release_id == ota_releases.c.id))
+
+
+def _release_row(row: Any) -> dict[str, Any]:
+    release = {c.name: row[c.name] for c in ota_releases.c}
+    return {**release, "approval": _approval(release, row)}
+
+
+def rollback_pending(release_row: Mapping[str, Any]) -> bool:
+    """Whether a release (as ``get_release`` returns it) is a rollback nobody approved."""
+    approval = release_row.get("approval")
+    return approval is not None and approval["state"] != "approved"
+
+
+def awaiting_approval(release_row: Mapping[str, Any]) -> str:
+    """Why no campaign may use a rollback release nobody approved yet."""
+    return (f"release {release_row['component']} {release_row['version']} is a rollback "
+            f"release awaiting approval: a second key of role admin must approve it "
+            f"(POST /ota/releases/{release_row['id']}/approve) before a campaign may use it")
+
+
+def approve_rollback(store: Store, release_id: str, *, approved_by: str, key_id: str,
+                     now_ms: int) -> dict[str, Any]:
+    """A second key approves a rollback release: recorded with who and when, once.
+    ``KeyError`` for an unknown release; ``SameKey`` when ``key_id`` asked for it;
+    ``Conflict`` for a release that is no rollback or is approved already."""
+    with store.write() as conn:
+        release = conn.execute(select(ota_releases).where(
+            ota_releases.c.id == release_id)).mappings().first()
+        if release is None:
+            raise KeyError(release_id)
+        if not release["rollback"]:
+            raise Conflict(f"release {release['component']} {release['version']} is not a "
+                           "rollback release: it needs no approval")
+        request = conn.execute(select(ota_rollback_approvals).where(
+            ota_rollback_approvals.c.release_id == release_id)).mappings().first()
+        if request is not None and request["approved_wall_ms"] is not None:
+            raise Conflict(f"rollback release {release['component']} {release['version']} "
+                           f"was approved already, by {request['approved_by']!r}")
+        if request is not None and request["requested_key_id"] == key_id:
+            raise SameKey(f"the key {approved_by!r} asked for this rollback release; a "
+                          "second admin key must approve it")
+        approval = {"approved_by": approved_by, "approved_key_id": key_id,
+                    "approved_wall_ms": now_ms}
+        if request is None:
+            conn.execute(ota_rollback_approvals.insert().values(
+                release_id=release_id, requested_by=release["created_by"],
+                requested_key_id=None, requested_wall_ms=release["created_wall_ms"],
+                **approval))
+        else:
+            conn.execute(update(ota_rollback_approvals).where(
+                ota_rollback_approvals.c.release_id == release_id).values(**approval))
+    found = get_release(store, release_id)
+    assert found is not None
+    return found
 
 
 def list_releases(store: Store, limit: int = 50, cursor: str | None = None
@@ -96,20 +190,21 @@ def list_releases(store: Store, limit: int = 50, cursor: str | None = None
     """One page of releases by component, oldest first, and the next page's cursor."""
     check_limit(limit)
     order = (ota_releases.c.component, ota_releases.c.created_wall_ms, ota_releases.c.id)
-    query = select(ota_releases).order_by(*order).limit(limit + 1)
+    query = _with_approvals().order_by(*order).limit(limit + 1)
     if cursor:
         query = query.where(after(order, decode_cursor(cursor, RELEASE_SORT, (str, int, str))))
     with store.engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(query).mappings()]
+        rows = [_release_row(r) for r in conn.execute(query).mappings()]
     return page(rows, limit, lambda r: (r["component"], r["created_wall_ms"], r["id"]),
                 RELEASE_SORT)
 
 
 def get_release(store: Store, release_id: str) -> dict[str, Any] | None:
+    """The release and, for a rollback release, its ``approval`` record."""
     with store.engine.connect() as conn:
-        row = conn.execute(select(ota_releases).where(
+        row = conn.execute(_with_approvals().where(
             ota_releases.c.id == release_id)).mappings().first()
-    return dict(row) if row else None
+    return _release_row(row) if row else None
 
 
 def release_of(row: Any) -> Release:
@@ -349,9 +444,12 @@ def start_campaign(store: Store, campaign_id: str, now: int) -> tuple[Campaign, 
     found = get_campaign(store, campaign_id)
     if found is None:
         raise KeyError(campaign_id)
-    _row, campaign = found
+    row, campaign = found
     if campaign.status is not CampaignStatus.DRAFT:
         raise Conflict(f"campaign is {campaign.status}; only a draft can be started")
+    release = get_release(store, row["release_id"])
+    if release is not None and rollback_pending(release):
+        raise Conflict(awaiting_approval(release))
     try:
         targeting = resolve_targets(store, campaign.targets, campaign.release.component)
     except KeyError as exc:
@@ -485,12 +583,17 @@ def apply_reports(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     """Fold vehicles' OTA status records (``kind`` vehicle_ota_status) into their actions.
 
     A report names its campaign and attempt (``action_id`` = "<campaign id>:<attempt>");
-    reports of unknown campaigns or of an old attempt change nothing. Idempotent.
+    reports of unknown campaigns or of an old attempt change nothing. Every refusal
+    (``rejected``) is kept per vehicle too (``storage.ota_refusals``), with or without a
+    campaign.
+    Idempotent.
     """
+    records = list(records)
+    record_refusals(store, records)
     changed = 0
     for record in records:
         data = record.get("data", {})
-        campaign_id, attempt = _report_target(data)
+        campaign_id, attempt = report_target(data)
         if campaign_id is None:
             continue
         found = get_campaign(store, campaign_id)
@@ -515,14 +618,16 @@ def apply_reports(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     return changed
 
 
-def _report_target(data: Mapping[str, Any]) -> tuple[str | None, int | None]:
-    action_id = data.get("action_id")
-    if isinstance(action_id, str) and ":" in action_id:
-        campaign_id, _, attempt = action_id.rpartition(":")
-        if attempt.isdigit():
-            return campaign_id, int(attempt)
-    named = data.get("campaign_id")
-    return (named if isinstance(named, str) else None), None
+def campaign_vehicles(store: Store, campaign_id: str, limit: int = 500
+                      ) -> list[dict[str, Any]]:
+    """The campaign's cars by VIN: wave, state, attempt, and the latest refusal if any."""
+    refusals = campaign_refusals(store, campaign_id)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(
+            ota_actions.c.vin, ota_actions.c.wave, ota_actions.c.state, ota_actions.c.attempt,
+            ota_actions.c.updated_event_ms).where(ota_actions.c.campaign_id == campaign_id)
+            .order_by(ota_actions.c.vin).limit(limit)).mappings()
+        return [{**r, "refusal": refusals.get(r["vin"])} for r in rows]
 
 
 # ---------------------------------------------------------------------------- the fleet

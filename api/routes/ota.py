@@ -2,14 +2,19 @@
 draft would target, progress per wave and state, why each waiting car waits, and a vehicle's
 OTA history.
 
-Reading needs any key; changing needs the ``ota_manager`` (or ``admin``) role. Campaign times
-(``start_event_ms``, the actions' times) are event time, the fleet's clock the engine runs on.
-Lists are keyset-paginated (``{items, next_cursor}``); a creation answers 201 with the new
-resource's ``Location``.
+Reading needs any key; changing needs the ``ota_manager`` (or ``admin``) role. A rollback
+release needs a second key, of role ``admin``, to approve it (``POST
+/ota/releases/{id}/approve``, audited in the release's ``approval``) before a campaign may use
+it; the key that created it cannot. Cars' refusals, with their reason, are listed per vehicle
+(``GET /vehicles/{vin}/ota``) and per campaign (``GET /ota/campaigns/{id}/vehicles``).
+Campaign times (``start_event_ms``, the actions' times) are event time, the fleet's clock
+the engine runs on. Lists are keyset-paginated (``{items, next_cursor}``); a creation answers
+201 with the new resource's ``Location``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from typing import Annotated, Any
@@ -17,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.auth import OtaManager, Viewer
+from api.auth import Admin, OtaManager, Viewer
 from api.deps import PagingDep, StoreDep, bad_cursor
 from api.ota_schemas import (
     UUID,
@@ -25,6 +30,7 @@ from api.ota_schemas import (
     CampaignCreate,
     CampaignPage,
     CampaignPublic,
+    CampaignVehicle,
     ExcludedVehicle,
     OtaActionPublic,
     RegionCreate,
@@ -34,6 +40,7 @@ from api.ota_schemas import (
     ReleasePage,
     ReleasePublic,
     TargetsPreview,
+    VehicleOta,
     WaitingVehicle,
 )
 from api.problems import invalid
@@ -50,10 +57,14 @@ from ota.model import (
 )
 from ota.regions import NAME_RE, region_of
 from storage import ota as ota_store
+from storage import ota_refusals as refusal_store
 from storage.database import wall_ms
 from storage.store import Store
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/ota", tags=["ota"])
+# A vehicle's OTA record, beside its other views under /vehicles.
+vehicle_router = APIRouter(tags=["ota"])
 _UUID = re.compile(UUID)
 
 
@@ -63,6 +74,7 @@ def _known_id(value: str, what: str) -> None:
         raise HTTPException(404, f"no {what} with id {value!r}")
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}}
+APPROVE_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 403: {"model": Problem}}
 CREATED: dict[int | str, dict[str, Any]] = {**ERRORS, 201: {"headers": {"Location": {
     "description": "the new resource", "schema": {"type": "string"}}}}}
 LIST_ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": Problem}}
@@ -100,9 +112,13 @@ async def create_release(body: ReleaseCreate, store: StoreDep, who: OtaManager,
         raise invalid("body", "version", str(exc)) from None
     try:
         row = await run_in_threadpool(ota_store.create_release, store, release,
-                                      created_by=who.name, now_ms=wall_ms())
+                                      created_by=who.name, now_ms=wall_ms(),
+                                      key_id=who.key_id)
     except ota_store.Conflict as exc:
         raise HTTPException(409, str(exc)) from None
+    if release.rollback:
+        log.info("ota_rollback_requested release=%s component=%s version=%s by=%s key=%s",
+                 row["id"], release.component, release.version, who.name, who.key_id)
     response.headers["Location"] = f"/ota/releases/{row['id']}"
     return ReleasePublic(**row)
 
@@ -127,6 +143,29 @@ async def get_release(release_id: str, store: StoreDep, _who: Viewer) -> Release
     return ReleasePublic(**row)
 
 
+@router.post("/releases/{release_id}/approve", response_model=ReleasePublic,
+             responses=APPROVE_ERRORS)
+async def approve_release(release_id: str, store: StoreDep, who: Admin) -> ReleasePublic:
+    """Approve a rollback release, with an ``admin`` key other than the one that created it.
+    Recorded once, with who approved it and when (its ``approval``); only then may campaigns
+    use it. Cars accept a lower version only from a rollback release, so one key alone must
+    not be able to push an old version to the fleet."""
+    _known_id(release_id, "release")
+    try:
+        row = await run_in_threadpool(ota_store.approve_rollback, store, release_id,
+                                      approved_by=who.name, key_id=who.key_id,
+                                      now_ms=wall_ms())
+    except KeyError:
+        raise HTTPException(404, f"no release with id {release_id!r}") from None
+    except ota_store.SameKey as exc:
+        raise HTTPException(403, str(exc)) from None
+    except ota_store.Conflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    log.info("ota_rollback_approved release=%s component=%s version=%s by=%s key=%s",
+             release_id, row["component"], row["version"], who.name, who.key_id)
+    return ReleasePublic(**row)
+
+
 @router.post("/campaigns", status_code=201, response_model=CampaignPublic, responses=CREATED)
 async def create_campaign(body: CampaignCreate, store: StoreDep, who: OtaManager,
                           response: Response) -> CampaignPublic:
@@ -134,6 +173,8 @@ async def create_campaign(body: CampaignCreate, store: StoreDep, who: OtaManager
     release_row = await run_in_threadpool(ota_store.get_release, store, body.release_id)
     if release_row is None:
         raise invalid("body", "release_id", f"no release with id {body.release_id!r}")
+    if ota_store.rollback_pending(release_row):
+        raise HTTPException(409, ota_store.awaiting_approval(release_row))
     bad_vins = [v for v in body.targets.vins if not VIN_RE.fullmatch(v)]
     if bad_vins:
         raise invalid("body", "targets", f"not VINs: {', '.join(bad_vins[:5])}")
@@ -349,6 +390,35 @@ async def waiting(campaign_id: str, store: StoreDep, _who: Viewer,
         raise HTTPException(404, f"no campaign with id {campaign_id!r}")
     rows = await run_in_threadpool(ota_store.waiting_vehicles, store, campaign_id, limit)
     return [WaitingVehicle(**r) for r in rows]
+
+
+@router.get("/campaigns/{campaign_id}/vehicles", response_model=list[CampaignVehicle],
+            responses=ERRORS)
+async def campaign_vehicles(campaign_id: str, store: StoreDep, _who: Viewer,
+                            limit: Annotated[int, Query(ge=1, le=5000)] = 500
+                            ) -> list[CampaignVehicle]:
+    """The campaign's cars by VIN (up to ``limit``): wave, state, attempt, and the car's
+    latest refusal of it with its reason, including a refusal of a command the car could not
+    authenticate that claimed to be this campaign (``campaign_id`` null)."""
+    _known_id(campaign_id, "campaign")
+    if await run_in_threadpool(ota_store.get_campaign, store, campaign_id) is None:
+        raise HTTPException(404, f"no campaign with id {campaign_id!r}")
+    rows = await run_in_threadpool(ota_store.campaign_vehicles, store, campaign_id, limit)
+    return [CampaignVehicle(**r) for r in rows]
+
+
+@vehicle_router.get("/vehicles/{vin}/ota", response_model=VehicleOta, responses=ERRORS)
+async def vehicle_ota(vin: str, store: StoreDep, _who: Viewer,
+                      limit: Annotated[int, Query(ge=1, le=refusal_store.REFUSALS_KEPT)] = 20
+                      ) -> VehicleOta:
+    """A vehicle's OTA record: its actions across campaigns and its latest refusals (up to
+    ``limit``) with reason and event time, including those naming no campaign."""
+    if not VIN_RE.fullmatch(vin):
+        raise invalid("path", "vin", f"{vin!r} is not a VIN", "string_pattern_mismatch")
+    actions = await run_in_threadpool(ota_store.vehicle_history, store, vin)
+    refusals = await run_in_threadpool(refusal_store.vehicle_refusals, store, vin, limit)
+    return VehicleOta(vin=vin, actions=[action_public(r) for r in actions],
+                      refusals=refusals)
 
 
 @router.get("/vehicles/{vin}", response_model=list[OtaActionPublic], responses=ERRORS)

@@ -61,8 +61,12 @@ def test_a_release_published_elsewhere_and_a_rollback(
     assert main(["ota", "release", "--component", "tcu", "--version", "1.0.0", "--url",
                  "https://updates.example.com/tcu.bin", "--sha256", "ab" * 32, "--size", "10",
                  "--rollback"]) == 0
-    release = stored(state, capsys.readouterr().out.strip())
+    out, err = capsys.readouterr()
+    release = stored(state, out.strip())
     assert (release.sha256, release.size, release.rollback) == ("ab" * 32, 10, True)
+    assert err.splitlines()[-1] == (
+        f"a rollback release: an admin key must approve it (POST /ota/releases/{out.strip()}"
+        "/approve) before a campaign may use it")
 
 
 def test_the_same_version_twice_is_refused(state: Path,
@@ -130,4 +134,6 @@ def test_run_help_says_where_the_cars_key_comes_from(capsys: pytest.CaptureFixtu
     text = " ".join(capsys.readouterr().out.split())
     assert "ignores OTA commands" not in text
     assert "--ota-public-key FILE PEM Ed25519 public key the cars pin" in text
-    assert "keys/ota-signing.pub.pem, which the worker signs with" in text
+    assert ("it must be the public half of the key the worker signs with (default: that "
+            "half, of OWNERCARE_OTA_SIGNING_KEY if set, else of the demo key pair in the "
+            "state dir, keys/ota-signing.pub.pem)") in text

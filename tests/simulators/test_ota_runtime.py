@@ -12,7 +12,7 @@ from ota.manifest import generate_keypair, load_private_key, load_public_key, of
 from simulators.fleet import Fleet
 from simulators.ota_client import ClientConfig, simulated_release
 from simulators.ota_runtime import OtaFleet, OtaSettings
-from storage.ota import _report_target
+from storage.ota_refusals import report_target
 from storage.store import Store
 from vocab.eventtime import DAY_MS, HOUR_MS
 from worker.ota_runner import OtaRunner
@@ -115,4 +115,4 @@ def test_the_cloud_runners_commands_are_accepted_and_its_report_parser_reads_the
     stream = run(ota, {at: [(topic, offer)], at + 1: [(topic, cancel)]}, at + HOUR_MS)
     reports = ota_reports(stream, vin)
     assert [r["status"] for r in reports] == ["accepted", "downloading", "canceled"]
-    assert {_report_target(r) for r in reports} == {("camp-7", 2)}
+    assert {report_target(r) for r in reports} == {("camp-7", 2)}
