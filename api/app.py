@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api import problems
 from api.auth import SECURITY, SECURITY_SCHEMES, RateLimiter
+from api.console import mount as mount_console
 from api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from api.limits import BodySizeLimit, no_nul_characters
 from api.metrics import ServiceReports
@@ -22,12 +23,14 @@ from api.routes import (
     alerts,
     cases,
     chargers,
+    commands,
     fleet,
     health,
     keys,
     metrics,
     ota,
     quality,
+    survey,
     vehicles,
     webhooks,
 )
@@ -60,6 +63,9 @@ TAGS = [
                                         "(admin only)."},
     {"name": "ota", "description": "Over-the-air updates: signed releases, health-gated "
                                    "campaigns in waves, progress, why cars wait."},
+    {"name": "commands", "description": "Remote support: signed commands to a car (snapshot, "
+                                        "12 V battery test, wake, clear trouble codes) and "
+                                        "their results."},
     {"name": "health", "description": "Liveness and readiness probes (no key needed)."},
 ]
 
@@ -124,7 +130,11 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.include_router(metrics.router)
     app.include_router(webhooks.router)
     app.include_router(ota.router)
+    app.include_router(commands.router)
+    app.include_router(survey.router)
+    app.include_router(ota.vehicle_router)
     app.include_router(health.router)
+    mount_console(app)  # the staff web console under /console
     http_metrics.prime(app.routes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

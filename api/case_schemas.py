@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from api.remote_schemas import ContactQuality
 from api.schemas import AlertPublic, NextCursor, Problem
 from care.casework import CaseState, Outcome
 from vocab.severity import Severity
@@ -72,7 +73,7 @@ class CaseEventPublic(BaseModel):
                     "entries migrated from an older schema")
     actor: str = Field(description="'system' or the name of the API key that acted")
     action: Literal["opened", "alert_linked", "severity_changed", "transitioned", "assigned",
-                    "note"]
+                    "note", "command"]
     from_state: CaseState | None
     to_state: CaseState | None
     detail: dict[str, Any]
@@ -129,3 +130,7 @@ class QualityRow(BaseModel):
 
 class QualityReport(BaseModel):
     items: list[QualityRow]
+    contact: ContactQuality | None = Field(
+        None, description="quality of contact: the owners' satisfaction, contact timings, "
+                          "precision before and after remote commands' labels (also at "
+                          "GET /quality/contact)")

@@ -108,21 +108,40 @@ async def consumer_lag(bootstrap: str, group: str) -> dict[tuple[str, int], int]
     Asks the group coordinator for committed offsets without joining the group.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, max_partition_fetch_bytes=1024,
+                                fetch_max_wait_ms=100)
     try:
         await consumer.start()
         tps = [TopicPartition(t, p) for t in LAG_TOPICS
                for p in sorted(consumer.partitions_for_topic(t) or ())]
-        ends = await consumer.end_offsets(tps)
-        lag: dict[tuple[str, int], int] = {}
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            if committed is not None:
-                # Tansu reports some high watermarks short of the last batch: never below 0.
-                lag[(tp.topic, tp.partition)] = max(0, ends[tp] - committed)
-        return lag
+        committed = {tp: c for tp in tps if (c := await consumer.committed(tp)) is not None}
+        ends = await fetched_highwaters(consumer, committed)
+        return {(tp.topic, tp.partition): max(0, ends[tp] - offset)
+                for tp, offset in committed.items() if tp in ends}
     finally:
         await consumer.stop()
+
+
+async def fetched_highwaters(consumer: AIOKafkaConsumer, at: dict[TopicPartition, int],
+                             within_s: float = 5.0) -> dict[TopicPartition, int]:
+    """Each partition's high watermark as a Fetch from offset ``at[tp]`` reports it.
+
+    Not ListOffsets (``end_offsets``): Tansu 0.6 answers it with one past the *first* offset
+    of the batch it wrote last, short by the rest of that batch (on an S3 store with
+    whole-second object times, thousands of records short); its Fetch responses carry the
+    true high watermark.
+    """
+    if not at:
+        return {}
+    consumer.assign(list(at))
+    for tp, offset in at.items():
+        consumer.seek(tp, offset)
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if all(consumer.highwater(tp) is not None for tp in at):
+            break
+        await consumer.getmany(timeout_ms=200, max_records=1)
+    return {tp: high for tp in at if (high := consumer.highwater(tp)) is not None}
 
 
 def supervisor_status(state_dir: Path) -> dict[str, dict[str, int | None]]:

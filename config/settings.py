@@ -118,6 +118,52 @@ class BridgeSettings(KafkaSettings):
         return _check_scheme(v, ("mqtt", "mqtts"), "OWNERCARE_MQTT_URL")
 
 
+class OcppSettings(KafkaSettings):
+    """`ownercare ocpp`: the OCPP 1.6J central system real charge points connect to."""
+
+    ocpp_enabled: bool = Field(
+        False, description="`ownercare run` starts the OCPP gateway (as does its --ocpp).")
+    ocpp_host: str = Field("127.0.0.1", description="Listen address of the OCPP gateway.")
+    ocpp_port: int = Field(9000, ge=0, le=65535, description="Listen port; 0 = any free one.")
+    ocpp_path: str = Field(
+        "/ocpp", description="URL path before the chargeBoxId: ws://host:port<path>/<id>.")
+    ocpp_credentials_file: str = Field(
+        "", description="File of charger_id:scrypt-hash lines (`ownercare ocpp add-charger`); "
+        "required: a charge point not in it is refused at the handshake.")
+    ocpp_id_tags: str = Field(
+        "", description="Comma-separated idTags Authorize/StartTransaction accept; empty = "
+        "accept every idTag.")
+    ocpp_heartbeat_s: int = Field(
+        300, ge=10, le=86_400, description="Heartbeat interval given in BootNotification.")
+    ocpp_clockless_records: bool = Field(
+        True, description="Heartbeat and BootNotification records (stamped with the "
+        "gateway's receive time); off for a simulated fleet whose event time is not the wall "
+        "clock.")
+    ocpp_max_frame_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    ocpp_max_future_skew_s: float = Field(
+        300.0, ge=0, description="Refuse a call whose timestamp is further ahead of the "
+        "gateway's receive time (reason ts_in_future); 0 disables the check.")
+    broker_give_up_s: float = Field(
+        60.0, gt=0, description="Exit non-zero when Kafka stays unreachable this long.")
+
+    @field_validator("ocpp_path")
+    @classmethod
+    def _ocpp_path(cls, v: str) -> str:
+        if not v.startswith("/") or "?" in v or "#" in v:
+            raise ValueError("OWNERCARE_OCPP_PATH must be a URL path starting with /")
+        return v
+
+    @property
+    def id_tag_allow_list(self) -> frozenset[str]:
+        """idTags are case-insensitive in OCPP 1.6 (CiString20)."""
+        return frozenset(t.strip().upper() for t in self.ocpp_id_tags.split(",") if t.strip())
+
+    @property
+    def ocpp_max_future_skew_ms(self) -> int | None:
+        return None if self.ocpp_max_future_skew_s == 0 else int(
+            self.ocpp_max_future_skew_s * 1000)
+
+
 class CaseSettings(CommonSettings):
     """Care cases: the SLA (hours until due) per severity. Read by the worker, which opens
     and escalates cases as alerts arrive, and by the API."""
@@ -154,7 +200,7 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
     ota_signing_key: str = Field(
         "", description="PEM file of the ed25519 key that signs OTA manifests "
         "(`ownercare ota keygen`); empty = the worker runs no OTA campaigns. `ownercare run` "
-        "sets it to the key pair it keeps in its state directory.")
+        "signs with it when set, else with a key pair it keeps in its state directory.")
     ota_step_s: float = Field(
         10.0, ge=0.1, le=3600,
         description="How far the fleet's event time moves between two OTA engine steps, "
@@ -281,8 +327,16 @@ class ArchiveSettings(KafkaSettings):
         return _check_scheme(v, ("http", "https"), "OWNERCARE_INFLUX_URL") if v else v
 
 
-class RunSettings(BridgeSettings, WorkerSettings, ApiSettings):
+class RunSettings(BridgeSettings, WorkerSettings, ApiSettings, OcppSettings):
     """`ownercare run`: the embedded stack takes the ports from here."""
 
     mqtt_port: int = Field(1883, ge=1, le=65535, description="Embedded amqtt broker port.")
     kafka_port: int = Field(9092, ge=1, le=65535, description="Embedded Tansu broker port.")
+    embedded_kafka_storage: Literal["disk", "memory"] = Field(
+        "disk", description="Where the embedded Tansu keeps its log: disk (<state dir>/kafka, "
+        "survives restarts) or memory (faster, lost when it stops).")
+    kafka_s3_port: int = Field(0, ge=0, le=65535, description="Port of the embedded Tansu's "
+                               "storage (S3 server, only Tansu uses it); 0: any free port.")
+    kafka_retention_h: float = Field(
+        0.1, gt=0, le=24 * 365, description="Embedded Kafka on disk: records older than this "
+        "are deleted once every consumer group has read them.")

@@ -18,6 +18,10 @@ still learned within a few half-lives (the score falls back as the model follows
 State is a small JSON dict the caller owns (like every detector here, see ``base.py``): the
 same values give the same scores whether processed in one go or across restarts.
 
+This scorer answers one narrow question (how many standard deviations from a recent mean)
+and is what ``signal_anomaly`` runs behind its persistence rule. The generic *detector*, the
+one measured on public benchmarks, is ``diagnostics/generic.py``.
+
 Usage on a plain list of (epoch milliseconds, value) pairs::
 
     from diagnostics.streaming import score_series

@@ -332,12 +332,14 @@ class Bridge:
                     f"{limit:.0f} s ({self._last_mqtt_error})")
 
     async def _forward_ota_commands(self) -> None:
-        """Kafka ``ownercare.ota.commands`` -> MQTT ``vehicles/{vin}/ota/command`` (QoS 1).
+        """Kafka ``ownercare.ota.commands`` -> MQTT ``vehicles/{vin}/ota/command`` and
+        ``ownercare.remote.commands`` -> ``vehicles/{vin}/commands`` (QoS 1).
 
         The offset is committed only after the broker acknowledged the publish.
         """
         consumer = AIOKafkaConsumer(
             topics.OTA_COMMANDS,
+            topics.REMOTE_COMMANDS,
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=f"{self.settings.mqtt_client_id}-ota",
             enable_auto_commit=False,
@@ -346,12 +348,13 @@ class Bridge:
         try:
             await consumer.start()
             async for msg in consumer:
-                await self._publish_command(msg.key, msg.value)
+                await self._publish_command(msg.key, msg.value, msg.topic)
                 await consumer.commit()
         finally:
             await consumer.stop()
 
-    async def _publish_command(self, key: bytes | None, value: bytes | None) -> None:
+    async def _publish_command(self, key: bytes | None, value: bytes | None,
+                               kafka_topic: str = topics.OTA_COMMANDS) -> None:
         assert self._client is not None
         vin = (key or b"").decode(errors="replace")
         if not contract.VIN_RE.fullmatch(vin) or not value:
@@ -360,10 +363,14 @@ class Bridge:
             return
         while True:
             await asyncio.to_thread(self._connected.wait)
-            info = self._client.publish(contract.ota_command_topic(vin), value, qos=1)
+            mqtt_topic = (contract.remote_command_topic(vin)
+                          if kafka_topic == topics.REMOTE_COMMANDS
+                          else contract.ota_command_topic(vin))
+            info = self._client.publish(mqtt_topic, value, qos=1)
             await asyncio.to_thread(info.wait_for_publish, 30)
             if info.is_published():
-                self.stats["ota_commands"] += 1
+                remote = kafka_topic == topics.REMOTE_COMMANDS
+                self.stats["remote_commands" if remote else "ota_commands"] += 1
                 return
             log.warning("ota_command_retry vin=%s rc=%s", vin, info.rc)
             await asyncio.sleep(1)

@@ -31,12 +31,14 @@ class Kind(StrEnum):
     VEHICLE_TELEMETRY = "vehicle_telemetry"
     VEHICLE_EVENT = "vehicle_event"
     VEHICLE_OTA_STATUS = "vehicle_ota_status"
+    VEHICLE_COMMAND_RESULT = "vehicle_command_result"
     CHARGER_STATUS = "charger_status"
     CHARGER_METER = "charger_meter"
 
 
 VEHICLE_KINDS: Final = frozenset(
-    {Kind.VEHICLE_TELEMETRY, Kind.VEHICLE_EVENT, Kind.VEHICLE_OTA_STATUS}
+    {Kind.VEHICLE_TELEMETRY, Kind.VEHICLE_EVENT, Kind.VEHICLE_OTA_STATUS,
+     Kind.VEHICLE_COMMAND_RESULT}
 )
 CHARGER_KINDS: Final = frozenset({Kind.CHARGER_STATUS, Kind.CHARGER_METER})
 
@@ -45,10 +47,12 @@ TOPIC_PATTERNS: Final[dict[Kind, str]] = {
     Kind.VEHICLE_TELEMETRY: "vehicles/{id}/telemetry",
     Kind.VEHICLE_EVENT: "vehicles/{id}/events",
     Kind.VEHICLE_OTA_STATUS: "vehicles/{id}/ota/status",
+    Kind.VEHICLE_COMMAND_RESULT: "vehicles/{id}/commands/result",
     Kind.CHARGER_STATUS: "chargers/{id}/status",
     Kind.CHARGER_METER: "chargers/{id}/meter",
 }
 OTA_COMMAND_TOPIC: Final = "vehicles/{id}/ota/command"
+REMOTE_COMMAND_TOPIC: Final = "vehicles/{id}/commands"  # signed remote support commands
 
 # Subscriptions the bridge makes (QoS 1). Whole subtrees rather than the five patterns, so a
 # device publishing to a wrong topic is dead-lettered with a reason instead of never being seen.
@@ -58,6 +62,7 @@ _TOPIC_SUFFIX_KIND: Final[dict[tuple[str, str], Kind]] = {
     ("vehicles", "telemetry"): Kind.VEHICLE_TELEMETRY,
     ("vehicles", "events"): Kind.VEHICLE_EVENT,
     ("vehicles", "ota/status"): Kind.VEHICLE_OTA_STATUS,
+    ("vehicles", "commands/result"): Kind.VEHICLE_COMMAND_RESULT,
     ("chargers", "status"): Kind.CHARGER_STATUS,
     ("chargers", "meter"): Kind.CHARGER_METER,
 }
@@ -82,9 +87,14 @@ def ota_command_topic(vin: str) -> str:
     return OTA_COMMAND_TOPIC.format(id=vin)
 
 
+def remote_command_topic(vin: str) -> str:
+    return REMOTE_COMMAND_TOPIC.format(id=vin)
+
+
 def is_outbound(topic: str) -> bool:
     """Cloud -> vehicle topics; the bridge sees its own commands under ``vehicles/#``."""
-    return topic.startswith("vehicles/") and topic.endswith("/ota/command")
+    return topic.startswith("vehicles/") and (topic.endswith("/ota/command")
+                                              or topic.endswith("/commands"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,6 +118,7 @@ class Reason(StrEnum):
     BAD_VALUE = "bad_value"
     ID_MISMATCH = "id_mismatch"
     TS_IN_FUTURE = "ts_in_future"
+    DUPLICATE_KEY = "duplicate_key"
 
 
 class ContractError(ValueError):
@@ -240,6 +251,13 @@ OTA_REPORTED_STATES: Final = frozenset(
         "canceled",
     }
 )
+
+# --------------------------------------------------------------------------------------------
+# Remote command results (vehicle -> cloud); the command state machine lives in care/.
+
+COMMAND_KINDS: Final = frozenset({"snapshot", "battery_test", "wake", "clear_dtc"})
+COMMAND_REPORTED_STATES: Final = frozenset({"acknowledged", "succeeded", "failed", "refused"})
+COMMAND_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,36}")
 
 # --------------------------------------------------------------------------------------------
 # OCPP 1.6 vocabulary
@@ -425,6 +443,9 @@ _EVENT_FIELDS: Final = frozenset(
 _OTA_FIELDS: Final = frozenset(
     {"ts", "seq", "vin", "status", "campaign_id", "action_id", "version", "progress", "detail"}
 )
+_COMMAND_RESULT_FIELDS: Final = frozenset(
+    {"ts", "seq", "vin", "command_id", "kind", "status", "reason", "detail", "result"}
+)
 _STATUS_FIELDS: Final = frozenset(
     {"ts", "seq", "chargerId", "connectorId", "status", "errorCode", "vendorErrorCode", "info",
      "vendorId"}
@@ -511,6 +532,105 @@ def _ota_status(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
     return data
 
 
+_BATTERY_RESULT: Final[Mapping[str, tuple[float, float]]] = {
+    "load_a": (0, 2000), "load_ms": (0, 600_000), "voltage_under_load": (0, 20),
+    "resting_voltage": (0, 20), "crank_margin_v": (-20, 20), "temperature_c": (-60, 120),
+}
+_SOFTWARE_RE: Final = re.compile(r"[A-Za-z0-9._+-]{1,64}")
+
+
+def _command_result_body(kind: str, result: object) -> dict[str, Any]:
+    """The ``result`` object of a succeeded or failed command, checked per kind."""
+    if not isinstance(result, dict):
+        raise ContractError(Reason.WRONG_TYPE, f"result must be an object, got {_type(result)}")
+    if kind == "battery_test":
+        _check_fields(result, frozenset(_BATTERY_RESULT) | {"passed"})
+        out: dict[str, Any] = {"passed": result.get("passed")}
+        if not isinstance(out["passed"], bool):
+            raise ContractError(Reason.WRONG_TYPE, "result.passed must be a boolean")
+        for field, (lo, hi) in _BATTERY_RESULT.items():
+            if field in result:
+                out[field] = _number(f"result.{field}", result[field], lo, hi)
+        return out
+    if kind == "snapshot":
+        _check_fields(result, frozenset({"signals", "dtcs", "software"}))
+        signals = result.get("signals", {})
+        if not isinstance(signals, dict):
+            raise ContractError(Reason.WRONG_TYPE, "result.signals must be an object")
+        dtcs = result.get("dtcs", [])
+        if not isinstance(dtcs, list) or len(dtcs) > 100:
+            raise ContractError(Reason.WRONG_TYPE, "result.dtcs must be an array of at most "
+                                "100 trouble codes")
+        checked_dtcs = []
+        for i, dtc in enumerate(dtcs):
+            if not isinstance(dtc, dict):
+                raise ContractError(Reason.WRONG_TYPE, f"result.dtcs[{i}] must be an object")
+            _check_fields(dtc, frozenset({"code", "state", "freeze_frame"}))
+            code = _str(f"result.dtcs[{i}].code", _require(dtc, "code"), 16)
+            if not DTC_RE.fullmatch(code):
+                raise ContractError(Reason.BAD_VALUE, f"result.dtcs[{i}].code {code!r} is not "
+                                    "an SAE J2012 DTC")
+            entry: dict[str, Any] = {"code": code, "state": _str(
+                f"result.dtcs[{i}].state", _require(dtc, "state"), 16, DTC_STATES)}
+            frame = dtc.get("freeze_frame")
+            if frame is not None:
+                if not isinstance(frame, dict):
+                    raise ContractError(Reason.WRONG_TYPE,
+                                        f"result.dtcs[{i}].freeze_frame must be an object")
+                entry["freeze_frame"] = _signal_values(frame)
+            checked_dtcs.append(entry)
+        software = result.get("software", {})
+        if not isinstance(software, dict) or len(software) > 50:
+            raise ContractError(Reason.WRONG_TYPE, "result.software must be an object of at "
+                                "most 50 component: version pairs")
+        for component, version in software.items():
+            if not _SOFTWARE_RE.fullmatch(component) or not isinstance(version, str) \
+                    or not _SOFTWARE_RE.fullmatch(version):
+                raise ContractError(Reason.BAD_VALUE, f"result.software[{component!r}] is not "
+                                    "a component name with a version string")
+        return {"signals": _signal_values(signals), "dtcs": checked_dtcs,
+                "software": dict(software)}
+    if kind == "clear_dtc":
+        _check_fields(result, frozenset({"cleared"}))
+        cleared = result.get("cleared", [])
+        if not isinstance(cleared, list) or len(cleared) > 100:
+            raise ContractError(Reason.WRONG_TYPE, "result.cleared must be an array of at "
+                                "most 100 trouble codes")
+        for i, code in enumerate(cleared):
+            if not isinstance(code, str) or not DTC_RE.fullmatch(code):
+                raise ContractError(Reason.BAD_VALUE, f"result.cleared[{i}] is not an SAE "
+                                    "J2012 DTC")
+        return {"cleared": list(cleared)}
+    _check_fields(result, frozenset({"awake_since"}))  # wake
+    if "awake_since" in result:
+        return {"awake_since": _int("result.awake_since", result["awake_since"], MIN_TS_MS,
+                                    MAX_TS_MS)}
+    return {}
+
+
+def _command_result(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
+    _check_fields(payload, _COMMAND_RESULT_FIELDS)
+    _check_vin_echo(payload, "vin", asset_id)
+    command_id = _str("command_id", _require(payload, "command_id"), 36)
+    if not COMMAND_ID_RE.fullmatch(command_id):
+        raise ContractError(Reason.BAD_VALUE, f"command_id {command_id!r} is not a command id")
+    status = _str("status", _require(payload, "status"), 16, COMMAND_REPORTED_STATES)
+    data: dict[str, Any] = {"command_id": command_id, "status": status}
+    kind = payload.get("kind")
+    if kind is not None:
+        data["kind"] = _str("kind", kind, 16, COMMAND_KINDS)
+    if "reason" in payload:
+        data["reason"] = _str("reason", payload["reason"], 64)
+    if "detail" in payload:
+        data["detail"] = _str("detail", payload["detail"], 500)
+    if "result" in payload:
+        if status not in ("succeeded", "failed") or "kind" not in data:
+            raise ContractError(Reason.BAD_VALUE, "a result comes with status succeeded or "
+                                "failed and the command's kind")
+        data["result"] = _command_result_body(data["kind"], payload["result"])
+    return data
+
+
 def _charger_status(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
     _check_fields(payload, _STATUS_FIELDS)
     _check_vin_echo(payload, "chargerId", asset_id)
@@ -560,6 +680,7 @@ _VALIDATORS: Final = {
     Kind.VEHICLE_TELEMETRY: _telemetry,
     Kind.VEHICLE_EVENT: _event,
     Kind.VEHICLE_OTA_STATUS: _ota_status,
+    Kind.VEHICLE_COMMAND_RESULT: _command_result,
     Kind.CHARGER_STATUS: _charger_status,
     Kind.CHARGER_METER: _charger_meter,
 }
@@ -579,9 +700,51 @@ def validate(topic: str, payload: bytes | bytearray,
         raise ContractError(Reason.NOT_JSON, f"payload is not valid UTF-8 JSON ({exc})") from None
     if not isinstance(body, dict):
         raise ContractError(Reason.NOT_OBJECT, f"payload must be an object, got {_type(body)}")
+    if payload.count(b":") > _members(body):
+        _check_unique_keys(payload)
     ts, seq = _header(body, seq_required=kind in VEHICLE_KINDS)
     data = _VALIDATORS[kind](body, asset_id)
     return {"kind": kind.value, "id": asset_id, "ts": ts, "seq": seq, "data": data}
+
+
+def _members(body: object) -> int:
+    """Members of every object in a parsed document (iterative: orjson allows 1024 levels)."""
+    count, stack = 0, [body]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            count += len(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return count
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise ContractError(Reason.DUPLICATE_KEY,
+                                f"key {name!r} appears more than once in one object")
+        seen.add(name)
+    return dict(pairs)
+
+
+def _check_unique_keys(payload: bytes | bytearray) -> None:
+    """Raise ContractError when an object of ``payload`` repeats a key.
+
+    orjson keeps the last of repeated keys silently; a device, a gateway or an ACL reading
+    the first would then disagree with the bridge about what a message says. Each member has
+    one ":" outside strings, so ``validate`` calls this only when the payload has more colons
+    than the parsed objects have members (a repeat, or a colon inside a string).
+    """
+    import json
+
+    try:
+        json.loads(payload, object_pairs_hook=_reject_duplicates)
+    except RecursionError:
+        raise ContractError(Reason.NOT_JSON, "payload is nested too deeply to check its keys "
+                            "for repeats") from None
 
 
 def check_not_future(record: Mapping[str, Any], received_ms: int, max_skew_ms: int | None

@@ -14,17 +14,26 @@ expires. The vehicle holds the public key (pinned at manufacture) and refuses:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+# The envelope, its canonical bytes and the keys are shared with remote commands.
+from care.signing import (
+    SignatureRejected,
+    canonical,
+    generate_keypair,
+    load_private_key,
+    load_public_key,
+    open_envelope,
+)
+from care.signing import sign as sign_envelope
 from ota.model import Release, parse_version
+
+__all__ = ["Accepted", "ManifestRejected", "canonical", "check_artifact", "generate_keypair",
+           "load_private_key", "load_public_key", "offer_manifest", "sign", "verify"]
 
 
 class ManifestRejected(ValueError):
@@ -33,36 +42,6 @@ class ManifestRejected(ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
-
-
-def canonical(value: Any) -> bytes:
-    """The bytes that are signed: JSON with sorted keys and no whitespace."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
-def generate_keypair() -> tuple[bytes, bytes]:
-    """A new ed25519 key pair as (private PEM, public PEM)."""
-    private = Ed25519PrivateKey.generate()
-    private_pem = private.private_bytes(serialization.Encoding.PEM,
-                                        serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption())
-    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private_pem, public_pem
-
-
-def load_private_key(pem: bytes) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("the OTA signing key must be an ed25519 private key")
-    return key
-
-
-def load_public_key(pem: bytes) -> Ed25519PublicKey:
-    key = serialization.load_pem_public_key(pem)
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("the OTA verification key must be an ed25519 public key")
-    return key
 
 
 def offer_manifest(release: Release, *, vin: str, campaign_id: str, attempt: int,
@@ -74,8 +53,7 @@ def offer_manifest(release: Release, *, vin: str, campaign_id: str, attempt: int
 
 def sign(private_key: Ed25519PrivateKey, manifest: dict[str, Any]) -> dict[str, Any]:
     """The command a vehicle receives: the manifest and its signature."""
-    signature = private_key.sign(canonical(manifest))
-    return {"manifest": manifest, "signature": base64.b64encode(signature).decode()}
+    return sign_envelope(private_key, manifest, "manifest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +65,10 @@ class Accepted:
 def verify(public_key: Ed25519PublicKey, command: Any, *, vin: str, installed_version: str,
            now: int) -> Accepted:
     """What the vehicle checks on receiving an offer; raises ManifestRejected."""
-    if not isinstance(command, dict) or not isinstance(command.get("manifest"), dict) \
-            or not isinstance(command.get("signature"), str):
-        raise ManifestRejected("malformed", "a command is {manifest: {...}, signature: str}")
-    manifest = command["manifest"]
     try:
-        signed = canonical(manifest)
-    except TypeError as exc:  # e.g. an integer beyond 64 bits: never something we signed
-        raise ManifestRejected("malformed", f"manifest is not canonical JSON: {exc}") from None
-    try:
-        signature = base64.b64decode(command["signature"], validate=True)
-        public_key.verify(signature, signed)
-    except (InvalidSignature, ValueError):
-        raise ManifestRejected("bad_signature", "the manifest is not signed by the pinned "
-                               "key (or was changed after signing)") from None
+        manifest = open_envelope(public_key, command, "manifest")
+    except SignatureRejected as exc:
+        raise ManifestRejected(exc.reason, str(exc).partition(": ")[2]) from None
     if manifest.get("vin") != vin:
         raise ManifestRejected("wrong_vehicle", f"the manifest is for {manifest.get('vin')!r}")
     expires_at = manifest.get("expires_at")

@@ -33,6 +33,7 @@ from typing import Any
 from config.settings import RunSettings
 from ownercare import embedded
 from ownercare.benchreport import Sample, plot, render_text, summarise
+from ownercare.embedded_kafka import EmbeddedKafka
 from ownercare.stack import Stack
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,10 @@ class Bench:
         }
         if self.args.partitions:
             overrides["partitions"] = self.args.partitions
+        # Memory unless told: the disk engine is slower (docs/benchmarks.md, "Durable
+        # embedded Kafka"); OWNERCARE_EMBEDDED_KAFKA_STORAGE=disk measures it.
+        overrides["embedded_kafka_storage"] = os.environ.get(
+            "OWNERCARE_EMBEDDED_KAFKA_STORAGE", "memory")
         settings = RunSettings(**overrides)
         protocol = self.args.mqtt_protocol
         self.stack = BenchStack(settings, embedded.free_port(), protocol)
@@ -218,7 +223,11 @@ class Bench:
         finally:
             store.close()
         self.stack.log_dir.mkdir(parents=True, exist_ok=True)
-        self.stack.tansu = embedded.start_tansu(settings.kafka_port, self.log_dir / "tansu.log")
+        self.stack.kafka = EmbeddedKafka(
+            settings.kafka_port, settings.embedded_kafka_storage, self.run_dir, self.log_dir,
+            settings.kafka_s3_port, settings.kafka_retention_h)
+        self.stack.kafka.start()
+        self.stack.tansu = self.stack.kafka.tansu.proc
         self.stack.spawn("worker", ["worker"])
         self.stack.spawn("bridge", ["bridge"])
         self.stack.spawn("api", ["api"])
@@ -287,6 +296,8 @@ class Bench:
         warmup = a.warmup if a.warmup is not None else min(20.0, a.duration / 5)
         pids = {"broker": self.broker.pid, "tansu": self.stack.tansu.pid if self.stack.tansu
                 else None, **{c.name: c.proc.pid for c in self.stack.children}}
+        if self.stack.kafka is not None:
+            pids["kafka-s3"] = self.stack.kafka.pids["kafka-s3"]
         baseline = self.worker_stats() or {"records": 0}
         pids["views"] = baseline.get("view_writer_pid")  # the worker's child process
         threading.Thread(target=self.watch_alerts, daemon=True).start()
@@ -372,8 +383,8 @@ class Bench:
         if self.stack is not None:
             for child in reversed(self.stack.children):
                 embedded.stop_process(child.proc, 15)
-            if self.stack.tansu is not None:
-                embedded.stop_process(self.stack.tansu, 10)
+            if self.stack.kafka is not None:
+                self.stack.kafka.stop()
         if self.broker is not None:
             embedded.stop_process(self.broker, 5)
 

@@ -208,7 +208,7 @@ def cmd_ota_keygen(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the effective settings of a service, secrets masked."""
     kinds = {"bridge": cfg.BridgeSettings, "worker": cfg.WorkerSettings, "api": cfg.ApiSettings,
-             "archive": cfg.ArchiveSettings, "run": cfg.RunSettings}
+             "archive": cfg.ArchiveSettings, "ocpp": cfg.OcppSettings, "run": cfg.RunSettings}
     settings = kinds[args.service]()
     for name, value in sorted(settings.model_dump().items()):
         text = str(value)
@@ -250,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="embedded Kafka port (default: OWNERCARE_KAFKA_PORT or 9092)")
     run.add_argument("--no-simulator", action="store_true",
                      help="start the stack without the simulated fleet (default: with it)")
+    run.add_argument("--ocpp", action="store_true",
+                     help="also start the OCPP 1.6J gateway (OWNERCARE_OCPP_PORT, default 9000) "
+                     "and connect the simulated chargers through it instead of MQTT (default: "
+                     "OWNERCARE_OCPP_ENABLED, off); see docs/ocpp.md")
     _state_run_defaults(run)
     run.set_defaults(func=cmd_run)
 
@@ -293,12 +297,39 @@ def build_parser() -> argparse.ArgumentParser:
     replay_module.add_arguments(replay)
     replay.set_defaults(func=replay_module.run)
 
+    score = sub.add_parser(
+        "score", help="the generic detector's anomaly score for every row of a CSV",
+        description="Score every row of a CSV with the generic detector, streaming in time "
+        "order as the worker does, and print the input with an anomaly_score column in [0, 1] "
+        "(one joint score per row with several value columns). Bad input: one line on stderr "
+        "with the line number, exit status 2.")
+    from ownercare import score as score_module
+
+    score_module.add_arguments(score)
+    score.set_defaults(func=score_module.run)
+
+    nab = sub.add_parser(
+        "nab", help="the generic detector on the Numenta Anomaly Benchmark (a local checkout), "
+        "scored with NAB's rules")
+    from ownercare.evaluation import nab as nab_module
+
+    nab_module.add_arguments(nab)
+    nab.set_defaults(func=nab_module.run)
+
     bench = sub.add_parser(
         "bench", help="measure throughput, latency and cost of the whole pipeline here")
     from ownercare import bench as bench_module
 
     bench_module.add_arguments(bench)
     bench.set_defaults(func=bench_module.run)
+
+    fault_runs = sub.add_parser(
+        "faults", help="kill -9 each service of a real run in turn and count what it cost "
+        "(records lost, alerts lost, duplicated or false against an uninterrupted run)")
+    from ownercare import faults as faults_module
+
+    faults_module.add_arguments(fault_runs)
+    fault_runs.set_defaults(func=faults_module.run)
 
     keys = sub.add_parser("keys", help="API keys for the staff API (OWNERCARE_DATABASE_URL)")
     keys_sub = keys.add_subparsers(dest="action", required=True, metavar="create|list|revoke")
@@ -322,8 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.set_defaults(func=cmd_ota_keygen)
     ota_cli.add_release_parser(ota_sub)
 
+    from ownercare import ocpp_cli
+
+    ocpp_cli.add_parser(sub, setup_logging)
+
     conf = sub.add_parser("config", help="print the effective settings (secrets masked)")
-    conf.add_argument("service", choices=["bridge", "worker", "api", "archive", "run"])
+    conf.add_argument("service", choices=["bridge", "worker", "api", "archive", "ocpp", "run"])
     conf.set_defaults(func=cmd_config)
     return parser
 
@@ -343,6 +378,9 @@ RUN_REFUSED = (
      "`ownercare simulate --mqtt-protocol 5` speaks 5 to another broker"),
     ("--print-truth", False, "the simulator's output goes to its log; write the ground truth "
      "to a file with --truth FILE"),
+    ("--chargers-ocpp", None, "with --ocpp the simulated chargers connect to the run's own "
+     "OCPP gateway; `ownercare simulate --chargers-ocpp` connects them to another one"),
+    ("--ocpp-passwords", None, "with --ocpp the run makes the chargers' credentials itself"),
 )
 
 # Help of the simulator's flags as `ownercare run` uses them: every default stated.
@@ -355,9 +393,10 @@ RUN_HELP = {
               "(default: none; known: {known})",
     "truth": "write the ground truth (faulty assets, onset, failure) as JSON (default: not "
              "written)",
-    "ota_public_key": "PEM Ed25519 public key the cars pin to verify OTA commands (default: "
-                      "the demo key in the state dir, keys/ota-signing.pub.pem, which the "
-                      "worker signs with)",
+    "ota_public_key": "PEM Ed25519 public key the cars pin to verify OTA commands; it must "
+                      "be the public half of the key the worker signs with (default: that "
+                      "half, of OWNERCARE_OTA_SIGNING_KEY if set, else of the demo key pair "
+                      "in the state dir, keys/ota-signing.pub.pem)",
     "ota_bad_releases": "releases that, once installed, make a car's 12 V battery drain fast "
                         "while parked: 2.0.0 or component@2.0.0, comma-separated (default: "
                         "none)",

@@ -28,10 +28,13 @@ from typing import TYPE_CHECKING
 
 from config.settings import ArchiveSettings, BridgeSettings, RunSettings
 from ownercare import embedded, statedir
+from ownercare.embedded_kafka import EmbeddedKafka
+from ownercare.ota_keys import OtaKeyError, RunKeys
 from ownercare.supervisor import Crashes, GiveUp
 from vocab.severity import SEVERITIES
 
 if TYPE_CHECKING:
+    from ownercare.ocpp_run import OcppRun
     from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -93,13 +96,16 @@ class Stack:
         self.log_dir = self.state_dir / "logs"
         self.children: list[Child] = []
         self.tansu: subprocess.Popen[bytes] | None = None
+        self.kafka: EmbeddedKafka | None = None
         self.broker: object | None = None
         self.stopping = asyncio.Event()
         self.api_key = ""  # the session's admin key, created at start, revoked at stop
         self.api_key_id = ""
         self.claim: statedir.Claim | None = None
         self.bridge_env: dict[str, str] = {}  # the future-ts limit fitted to the simulator
+        self.ocpp: OcppRun | None = None  # the OCPP gateway's settings, when it runs
         self.wrote_run_json = False
+        self.ota_keys: RunKeys | None = None  # what the worker signs with, the cars pin
         # (severity, status) of every alert already printed or, resuming, already there.
         self.seen_alerts: dict[str, tuple[str, str]] = {}
 
@@ -142,21 +148,16 @@ class Stack:
         return self.state_dir / "keys" / "ota-signing.pub.pem"
 
     def ensure_ota_keys(self) -> None:
-        """The demo's OTA key pair: the worker signs with it, the simulated cars pin its
-        public half. Kept in the state dir, so a resumed run signs with the key its cars
-        pinned, like a real fleet's; a fresh run makes a new pair."""
-        if self.ota_private_key.exists():
-            return
-        from ota.manifest import generate_keypair
+        """The keys of this run (``ownercare.ota_keys``): the worker signs with
+        OWNERCARE_OTA_SIGNING_KEY or, without it, the demo pair kept in the state dir (so a
+        resumed run signs with the key its cars pinned); the cars pin its public half, or a
+        matching --ota-public-key. OtaKeyError when they cannot work together."""
+        from ownercare.ota_keys import resolve
 
-        private_pem, public_pem = generate_keypair()
-        self.ota_private_key.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.ota_private_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(private_pem)
-        self.ota_public_key.write_bytes(public_pem)
-        log.info("ota_keys_created private=%s public=%s", self.ota_private_key,
-                 self.ota_public_key)
+        self.ota_keys = resolve(self.state_dir, self.settings.ota_signing_key,
+                                getattr(self.args, "ota_public_key", None))
+        log.info("ota_keys signing=%s public=%s fingerprint=%s", self.ota_keys.signing,
+                 self.ota_keys.public, self.ota_keys.fingerprint)
 
     @property
     def mqtt_url(self) -> str:
@@ -184,10 +185,12 @@ class Stack:
             "OWNERCARE_PARTITIONS": str(s.partitions),
             "OWNERCARE_LOG_LEVEL": s.log_level,
             # `ownercare run` creates the demo key first; without it (the bench) no OTA.
-            "OWNERCARE_OTA_SIGNING_KEY": str(self.ota_private_key)
-            if self.ota_private_key.exists() else "",
+            "OWNERCARE_OTA_SIGNING_KEY": str(self.ota_keys.signing) if self.ota_keys
+            else str(self.ota_private_key) if self.ota_private_key.exists() else "",
             "PYTHONUNBUFFERED": "1",
+            **(self.kafka.service_env() if self.kafka else {}),
             **self.bridge_env,
+            **(self.ocpp.env if self.ocpp else {}),
         }
 
     def spawn(self, name: str, argv: list[str], may_finish: bool = False) -> Child:
@@ -225,7 +228,10 @@ class Stack:
             argv += ["--start", resume_at]
         if getattr(self.args, "ota_public_key", None) is None:
             # The simulated cars pin the demo key the worker signs with.
-            argv += ["--ota-public-key", str(self.ota_public_key)]
+            argv += ["--ota-public-key", str(self.ota_keys.public if self.ota_keys
+                                             else self.ota_public_key)]
+        if self.ocpp is not None:  # the simulated chargers speak OCPP to the run's gateway
+            argv += self.ocpp.simulator_flags
         return argv
 
     async def start(self) -> None:
@@ -236,12 +242,22 @@ class Stack:
         for port, what in ((s.mqtt_port, "the embedded MQTT broker"),
                            (s.kafka_port, "the embedded Kafka broker"), (s.api_port, "the API")):
             embedded.ensure_port_free(port, what)
+        if getattr(self.args, "ocpp", False) or s.ocpp_enabled:
+            embedded.ensure_port_free(s.ocpp_port, "the OCPP gateway")
+        if s.embedded_kafka_storage == "disk" and s.kafka_s3_port:
+            embedded.ensure_port_free(s.kafka_s3_port, "the embedded Kafka's storage")
+        if self.settings.ota_signing_key:  # a key mistake must not move the old state aside
+            from ownercare.ota_keys import check_configured
+
+            check_configured(self.settings.ota_signing_key,
+                             getattr(self.args, "ota_public_key", None))
         self.claim_state_dir()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # The state dir holds the database (webhook secrets, all telemetry) and the logs.
         for directory in (self.state_dir, self.log_dir):
             private(directory, 0o700)
-        private(self.log_dir / "tansu.log", 0o600)
+        for name in ("tansu.log", "kafka-s3.log"):
+            private(self.log_dir / name, 0o600)
         self.ensure_ota_keys()
         # Create the schema once, before the worker and the API both open the database, and
         # the session's admin key (in run.json, so a newcomer can call the API at once).
@@ -257,8 +273,12 @@ class Stack:
                 self.seen_alerts = await asyncio.to_thread(alert_states, store)
         finally:
             store.close()
-        self.tansu = await asyncio.to_thread(
-            embedded.start_tansu, s.kafka_port, self.log_dir / "tansu.log")
+        self.kafka = EmbeddedKafka(s.kafka_port, s.embedded_kafka_storage, self.state_dir,
+                                   self.log_dir, s.kafka_s3_port, s.kafka_retention_h)
+        if self.resuming:
+            print(f"ownercare run: {self.kafka.resume_notice()}", flush=True)
+        await asyncio.to_thread(self.kafka.start)
+        self.tansu = self.kafka.tansu.proc
         self.broker = await embedded.start_amqtt(s.mqtt_port)
         if not getattr(self.args, "no_simulator", False):
             skew = simulated_future_skew_s(self.simulator_argv(), time.time() * 1000,
@@ -270,6 +290,8 @@ class Stack:
         self.spawn("worker", ["worker"])
         self.spawn("bridge", ["bridge"])
         self.spawn("api", ["api"])
+        if getattr(self.args, "ocpp", False) or s.ocpp_enabled:
+            await self.start_ocpp()
         if ArchiveSettings().influx_url:
             self.spawn("archive", ["archive"])
         else:
@@ -283,6 +305,25 @@ class Stack:
         await asyncio.to_thread(self.wait_for_api)
         self.write_run_json()
         self.write_supervisor_json()
+
+    async def start_ocpp(self) -> None:
+        """The OCPP gateway as a supervised service; the simulated chargers connect to it."""
+        from ownercare.ocpp_run import prepare
+        from simulators.fleet import Fleet
+
+        simulated = not getattr(self.args, "no_simulator", False)
+        chargers = Fleet(0, self.args.chargers, seed=self.args.seed).chargers if simulated else []
+        skew = float(self.bridge_env.get("OWNERCARE_BRIDGE_MAX_FUTURE_SKEW_S", "0"))
+        self.ocpp = prepare(self.settings, self.state_dir, chargers,
+                            skew if simulated else None)
+        self.spawn("ocpp", ["ocpp"])
+        deadline = time.monotonic() + 60
+        while not await asyncio.to_thread(embedded.wait_for_port, self.settings.ocpp_port, 0.5):
+            self.check_children()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the OCPP gateway did not listen within 60 s; see "
+                                   f"{self.log_dir / 'ocpp.log'}")
+        log.info("ocpp_gateway_started url=%s", self.ocpp.url)
 
     async def wait_for_bridge_subscription(self, within_s: float = 60) -> None:
         deadline = time.monotonic() + within_s
@@ -395,6 +436,7 @@ class Stack:
         info = {
             "api_url": self.api_url,
             "docs_url": f"{self.api_url}/docs",
+            "console_url": f"{self.api_url}/console",
             "api_key": self.api_key,
             "api_key_note": "an admin key for this session only: revoked when it stops; "
                             "create lasting keys with `ownercare keys create`",
@@ -406,6 +448,7 @@ class Stack:
             "services": {c.name: {"pid": c.proc.pid, "log": str(c.log_path)}
                          for c in self.children},
             "tansu_pid": self.tansu.pid if self.tansu else None,
+            "kafka_s3_pid": self.kafka.pids["kafka-s3"] if self.kafka else None,
         }
         path = self.state_dir / "run.json"
         # It holds an admin key: readable by its owner only, from its first byte on.
@@ -443,9 +486,9 @@ class Stack:
                 next_poll = time.monotonic() + 5
                 await asyncio.to_thread(self.announce_new_alerts, seen)
             await self.tend_children()
-            if self.tansu is not None and self.tansu.poll() is not None:
-                raise RuntimeError("the embedded Kafka broker (Tansu) exited; see "
-                                   f"{self.log_dir / 'tansu.log'}")
+            if self.kafka is not None and await asyncio.to_thread(self.kafka.tend):
+                self.tansu = self.kafka.tansu.proc
+                self.write_run_json()
             sim = next((c for c in self.children if c.name == "simulator"), None)
             if sim and sim.proc.poll() == 0 and not announced_finish:
                 announced_finish = True
@@ -460,7 +503,9 @@ class Stack:
         if self.broker is not None:
             with contextlib.suppress(Exception):
                 await self.broker.shutdown()  # type: ignore[attr-defined]
-        if self.tansu is not None:
+        if self.kafka is not None:
+            await asyncio.to_thread(self.kafka.stop)
+        elif self.tansu is not None:
             await asyncio.to_thread(embedded.stop_process, self.tansu, 10)
         if self.wrote_run_json:
             for name in ("run.json", "supervisor.json"):
@@ -529,11 +574,12 @@ async def _main(settings: RunSettings, args: argparse.Namespace) -> int:
     try:
         await stack.start()
         print(f"ownercare is running\n  API:   {stack.api_url}  (docs: {stack.api_url}/docs)\n"
+              f"  console: {stack.api_url}/console  (sign in with api_key from run.json)\n"
               f"  MQTT:  {stack.mqtt_url}\n  Kafka: {stack.kafka_url}\n"
               f"  state: {stack.state_dir} (run.json, logs/)\nPress Ctrl-C to stop.", flush=True)
         await stack.supervise()
         return 0
-    except (embedded.PortBusyError, statedir.StateDirError) as exc:
+    except (embedded.PortBusyError, statedir.StateDirError, OtaKeyError) as exc:
         print(f"ownercare run: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:

@@ -7,10 +7,10 @@ were new and send the simulated cars back in event time (the fleet starts at ``-
 again), so by default the old directory is moved aside, whole, to
 ``<state dir>.old-<timestamp>``: nothing is deleted, and a fresh run is what a newcomer expects.
 
-``--resume`` continues on it instead. The embedded Kafka keeps its topics in memory, so what
-carries on is the database (alerts, cases, API keys, OTA campaigns) and the OTA keys; the
-detectors start with empty state, and the simulated fleet starts where the database's event
-time left off.
+``--resume`` continues on it instead: the database (alerts, cases, API keys, OTA campaigns),
+the OTA keys and, on disk, the embedded Kafka's log (``ownercare.embedded_kafka``: records not
+yet processed, committed offsets, the detectors' states); the simulated fleet starts where the
+database's event time left off.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from vocab.eventtime import DAY_MS
 # What `ownercare run` writes into its state dir; anything else is not ours to move.
 OWN_ENTRIES = frozenset({"ownercare.db", "ownercare.db-wal", "ownercare.db-shm",
                          "ownercare.db-journal", "keys", "logs", "faust", "run.json", "run.lock",
-                         "supervisor.json"})
+                         "supervisor.json", "kafka"})
 LOCK_NAME = "run.lock"
 # The newest event time an asset reported, by the names the schema has given that column.
 ASSET_LAST_SEEN = ("last_seen_event_ms", "last_seen")
@@ -204,12 +204,12 @@ def claim(state_dir: Path, database_url: str, *, own_database: bool, resume: boo
     if resume:
         held = database_holds(database_url, source)
         if earlier or not held.empty:
-            # Faust's table metadata describes topics of the Kafka that is gone.
+            # Faust's table metadata: its tables are in memory and recover from their
+            # changelogs (when the embedded Kafka kept them), never from this.
             shutil.rmtree(state_dir / "faust", ignore_errors=True)
             return _locked(state_dir, Claim(
                 f"resuming on {state_dir} ({held.describe()}): the database carries on "
-                "(alerts, cases, API keys); the embedded Kafka is in memory, so the detectors "
-                "start with empty state", held))
+                "(alerts, cases, API keys)", held))
         return _locked(state_dir, Claim(f"nothing to resume in {state_dir}: this run starts "
                                         "fresh", held))
     if not own_database:

@@ -25,6 +25,8 @@ if [ "$scope" = all ]; then
     has openssl || missing+=(openssl)
     # tests/ingest/test_archive.py: speaks the InfluxDB v2 write API (Debian has no InfluxDB).
     has victoria-metrics || missing+=(victoria-metrics)
+    # tests/api/console: the web console in a real browser (Playwright drives this one).
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -162,6 +162,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the ground truth JSON to stdout")
     parser.add_argument("--qos", type=int, choices=[0, 1], default=1,
                         help="MQTT QoS of the publishes (default 1)")
+    ocpp = parser.add_argument_group("OCPP (the chargers as OCPP 1.6J charge points)")
+    ocpp.add_argument("--chargers-ocpp", default=None, metavar="URL",
+                      help="the chargers connect to this OCPP 1.6J central system "
+                      "(ws://host:port/ocpp; each charger appends /<its id>) instead of "
+                      "publishing over MQTT; needs --ocpp-passwords")
+    ocpp.add_argument("--ocpp-passwords", type=Path, default=None, metavar="FILE",
+                      help="the chargers' HTTP Basic passwords, charger_id:password lines "
+                      "(*:password for every charger)")
     ota = parser.add_argument_group("OTA (the cars' update client)")
     ota.add_argument("--ota-public-key", type=Path, default=None, metavar="FILE",
                      help="PEM Ed25519 public key the cars pin to verify OTA commands (from "
@@ -230,6 +238,20 @@ def ota_settings(args: argparse.Namespace) -> OtaSettings | None:
     return OtaSettings(key, config, parse_installed(args.ota_installed))
 
 
+def chargers_ocpp_passwords(args: argparse.Namespace) -> dict[str, str] | None:
+    """The chargers' OCPP passwords when they speak OCPP (None: they publish MQTT)."""
+    url = getattr(args, "chargers_ocpp", None)
+    if not url:
+        return None
+    if not url.startswith(("ws://", "wss://")):
+        raise ValueError(f"--chargers-ocpp {url!r} is not a ws:// or wss:// URL")
+    if args.ocpp_passwords is None:
+        raise ValueError("--chargers-ocpp needs --ocpp-passwords FILE")
+    from simulators.ocpp_charger import load_passwords
+
+    return load_passwords(args.ocpp_passwords)
+
+
 def build_fleet(args: argparse.Namespace) -> Fleet:
     faults = parse_fault_spec(args.faults, args.vehicles, args.chargers)
     return Fleet(args.vehicles, args.chargers, seed=args.seed, start_ms=start_time(args.start),
@@ -265,6 +287,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ownercare simulate: {exc}", file=sys.stderr)
         return 2
+    try:
+        ocpp_passwords = chargers_ocpp_passwords(args)
+    except ValueError as exc:
+        print(f"ownercare simulate: {exc}", file=sys.stderr)
+        return 2
     if ota is None:
         log.info("ota_disabled reason=no_public_key: OTA commands are ignored "
                  "(give --ota-public-key to enable the cars' update client)")
@@ -280,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _publish(args, fleet, start_ms, end_ms, len(truth), stop, ota)
+        return _publish(args, fleet, start_ms, end_ms, len(truth), stop, ota, ocpp_passwords)
     finally:
         for sig, handler in previous.items():
             if handler is not None:
@@ -288,13 +315,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace, fleet: Fleet, start_ms: int, end_ms: int | None,
-             faulty: int, stop: threading.Event, ota: OtaSettings | None = None) -> int:
+             faulty: int, stop: threading.Event, ota: OtaSettings | None = None,
+             ocpp_passwords: dict[str, str] | None = None) -> int:
     try:
         publisher = Publisher(args.mqtt_url, f"ownercare-sim-{args.seed}-{os.getpid()}",
                               args.mqtt_protocol, args.qos, connect_timeout_s=CONNECT_RETRY_S)
     except (PublishError, ValueError) as exc:
         print(f"ownercare simulate: {exc}", file=sys.stderr)
         return 1
+    if ocpp_passwords is not None:
+        from simulators.ocpp_charger import OcppSimError, route_chargers
+
+        try:
+            publisher = route_chargers(publisher, args.chargers_ocpp, ocpp_passwords,
+                                       fleet.chargers, CONNECT_RETRY_S)
+        except OcppSimError as exc:
+            print(f"ownercare simulate: {exc}", file=sys.stderr)
+            publisher.close()
+            return 1
     log.info("simulator_started vehicles=%s chargers=%s faulty=%s speed=%s start=%s "
              "duration=%s qos=%s", args.vehicles, args.chargers, faulty, args.speed,
              args.start, args.duration or "unbounded", args.qos)
@@ -303,12 +341,22 @@ def _publish(args: argparse.Namespace, fleet: Fleet, start_ms: int, end_ms: int 
         if ota is None:
             count = publish_paced(publisher, fleet.messages(end_ms), start_ms, args.speed, stop)
         else:
-            from simulators.ota_runtime import CommandListener, OtaFleet, publish_paced_ota
+            from simulators.ota_runtime import (
+                COMMAND_SUBSCRIPTION,
+                REMOTE_COMMAND_SUBSCRIPTION,
+                CommandListener,
+                OtaFleet,
+                publish_paced_ota,
+            )
+            from simulators.remote_commands import cars_of
 
+            # The same pinned key verifies OTA manifests and remote support commands.
             listener = CommandListener(args.mqtt_url, f"ownercare-sim-ota-{args.seed}-"
-                                       f"{os.getpid()}", args.mqtt_protocol)
+                                       f"{os.getpid()}", args.mqtt_protocol,
+                                       (COMMAND_SUBSCRIPTION, REMOTE_COMMAND_SUBSCRIPTION))
+            cars = cars_of(fleet, OtaFleet(fleet, ota), ota.public_key)
             count = publish_paced_ota(publisher, fleet.messages(end_ms), start_ms, args.speed,
-                                      stop, OtaFleet(fleet, ota), listener.inbox)
+                                      stop, cars, listener.inbox)
         if stop.is_set():  # interrupted: a short grace for what is in flight
             grace = INTERRUPTED_DRAIN_S
             drained = publisher.drain(grace)

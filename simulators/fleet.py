@@ -101,6 +101,10 @@ class Fleet:
         the cloud's per-device duplicate check sees one counter)."""
         return self._runs[vin].next_seq()
 
+    def vehicle_run(self, vin: str) -> VehicleRun | None:
+        """The car's state in the running stream (remote commands read its 12 V battery)."""
+        return self._runs.get(vin)
+
     def truth(self) -> list[dict[str, Any]]:
         """Ground truth: one entry per injected fault (asset, fault, onset, failure, params)."""
         out: list[dict[str, Any]] = []

@@ -22,13 +22,13 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ingest.contract import OTA_COMMAND_TOPIC, VIN_RE, Kind, topic_for
+from ingest.contract import OTA_COMMAND_TOPIC, REMOTE_COMMAND_TOPIC, VIN_RE, Kind, topic_for
 from ingest.mqtt import make_client
 from simulators.fleet import Fleet
 from simulators.ota_client import (
@@ -46,6 +46,7 @@ from vocab.eventtime import SECOND_MS
 log = logging.getLogger(__name__)
 
 COMMAND_SUBSCRIPTION = OTA_COMMAND_TOPIC.format(id="+")
+REMOTE_COMMAND_SUBSCRIPTION = REMOTE_COMMAND_TOPIC.format(id="+")
 WAIT_SLICE_S = 0.25  # longest sleep before looking at the stop flag again
 
 _SPEED = "Vehicle.Speed"
@@ -168,10 +169,28 @@ class OtaFleet:
         return out
 
 
-class CommandListener:
-    """Subscribes to every car's command topic; queues (monotonic arrival, topic, payload)."""
+class CarSide(Protocol):
+    """What the publishing loop drives: ``OtaFleet``, or it with the remote command handlers
+    (``simulators.remote_commands.Cars``)."""
 
-    def __init__(self, mqtt_url: str, client_id: str, protocol: str = "3.1.1") -> None:
+    @property
+    def reports(self) -> int: ...
+
+    def observe(self, ts: int, topic: str, payload: bytes) -> None: ...
+
+    def command(self, topic: str, payload: bytes, now: int) -> list[Message]: ...
+
+    def next_due(self) -> int | None: ...
+
+    def advance(self, now: int) -> list[Message]: ...
+
+
+class CommandListener:
+    """Subscribes to every car's command topics; queues (monotonic arrival, topic, payload)."""
+
+    def __init__(self, mqtt_url: str, client_id: str, protocol: str = "3.1.1",
+                 subscriptions: tuple[str, ...] = (COMMAND_SUBSCRIPTION,)) -> None:
+        self.subscriptions = subscriptions
         self.inbox: queue.Queue[tuple[float, str, bytes]] = queue.Queue()
         self.subscribed = threading.Event()
         self.client, connect = make_client(mqtt_url, client_id, protocol)
@@ -187,12 +206,12 @@ class CommandListener:
             log.warning("ota_listener_connect_refused reason=%s", reason)
             return
         # (Re)subscribe on every connect: the session is not persistent.
-        client.subscribe(COMMAND_SUBSCRIPTION, qos=1)
-        log.info("ota_listener_subscribed topic=%s", COMMAND_SUBSCRIPTION)
+        client.subscribe([(topic, 1) for topic in self.subscriptions])
+        log.info("ota_listener_subscribed topics=%s", ",".join(self.subscriptions))
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         parts = msg.topic.split("/")
-        if len(parts) == 4 and VIN_RE.fullmatch(parts[1]):
+        if (len(parts) == 4 or parts[2:] == ["commands"]) and VIN_RE.fullmatch(parts[1]):
             self.inbox.put((time.monotonic(), msg.topic, bytes(msg.payload)))
 
     def close(self) -> None:
@@ -201,7 +220,7 @@ class CommandListener:
 
 
 def publish_paced_ota(publisher: Publisher, messages: Iterable[Message], start_ms: int,
-                      speed: float, stop: threading.Event, ota: OtaFleet,
+                      speed: float, stop: threading.Event, ota: CarSide,
                       inbox: queue.Queue[tuple[float, str, bytes]]) -> int:
     """``publish_paced`` with OTA: publish the fleet's messages and the cars' OTA reports on
     the simulated schedule, handing each arriving command to its car; return the count of

@@ -27,6 +27,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from care import casework
+from storage import surveys
 from storage.case_intake import public_case, record
 from storage.database import PG_LOCK_ALERTS
 from storage.models import alert_outcomes, alerts, case_alerts, case_events, cases
@@ -109,7 +110,7 @@ class CaseStore:
         self, *, state: str | None = None, assignee: str | None = None,
         unassigned: bool = False, severity: str | None = None, asset_id: str | None = None,
         overdue: bool | None = None, sort: CaseSort = "newest", limit: int = 50,
-        cursor: str | None = None,
+        cursor: str | None = None, open_only: bool = False,
     ) -> tuple[list[dict[str, Any]], str | None, int | None]:
         """One page of cases, the next page's cursor, and the fleet now used for ``overdue``.
 
@@ -131,6 +132,8 @@ class CaseStore:
                 query = query.where(column == value)
         if unassigned:
             query = query.where(cases.c.assignee.is_(None))
+        if open_only:  # the console's work queue: every state staff still work
+            query = query.where(cases.c.state.not_in(sorted(casework.TERMINAL)))
         is_overdue = and_(cases.c.state.not_in(sorted(casework.TERMINAL)),
                           cases.c.due_event_ms < (fleet_now if fleet_now is not None else -1))
         if overdue is True:
@@ -220,11 +223,21 @@ class CaseStore:
             labels: dict[str, str] = {}
             if final:
                 default = casework.default_outcome(new_state)
+                # A remote command's result may have labelled an alert already: the default
+                # keeps that label, a label staff give explicitly replaces it.
+                earlier = dict(conn.execute(select(alert_outcomes.c.alert_id,
+                                                   alert_outcomes.c.outcome).where(
+                    alert_outcomes.c.alert_id.in_(sorted(members)))).all())
                 for alert_id, alert in sorted(members.items()):
-                    label: str | None = outcomes.get(alert_id, default)
+                    label: str | None = outcomes.get(alert_id, earlier.get(alert_id, default))
                     if label is None:
                         continue
                     labels[alert_id] = label
+                    if alert_id in earlier and alert_id not in outcomes:
+                        continue
+                    if alert_id in earlier:
+                        conn.execute(alert_outcomes.delete().where(
+                            alert_outcomes.c.alert_id == alert_id))
                     conn.execute(alert_outcomes.insert().values(
                         alert_id=alert_id, case_id=case_id, alert_type=alert["type"],
                         detector=alert["detector"], detector_version=alert["detector_version"],
@@ -234,6 +247,8 @@ class CaseStore:
                 detail["note"] = note
             if final:
                 detail["outcomes"] = labels
+            if new_state == "resolved":  # the owner's verdict, asked in the case's webhook
+                detail["survey"] = surveys.issue(conn, case, actor, now)
             record(conn, case_id, None, now, actor, "transitioned", case["state"], new_state,
                    **detail)
         log.info("case_transitioned id=%s from=%s to=%s actor=%s labels=%s", case_id,

@@ -350,3 +350,142 @@ ota_regions = Table(
     Column("created_wall_ms", BigInteger, nullable=False),
     Column("created_by", String(128), nullable=False),
 )
+
+# ---------------------------------------------------------------------------- OTA safety
+# A rollback release waits for a second key, of role admin, to approve it before any campaign
+# may use it (storage/ota.py); the row is the audit: who asked, who approved, when (wall
+# clock, at the API). No row for a rollback release means nobody approved it yet.
+ota_rollback_approvals = Table(
+    "ota_rollback_approvals",
+    metadata,
+    Column("release_id", String(36), ForeignKey("ota_releases.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("requested_by", String(128), nullable=False),
+    Column("requested_key_id", String(16), nullable=True),  # null: not through an API key
+    Column("requested_wall_ms", BigInteger, nullable=False),
+    Column("approved_by", String(128), nullable=True),
+    Column("approved_key_id", String(16), nullable=True),
+    Column("approved_wall_ms", BigInteger, nullable=True),
+)
+
+# Offers the cars refused, per vehicle, with their reason, including refusals that name no
+# campaign (a command the car could not authenticate): these change no action, but they are
+# what tells an operator that every offer fails a signature check. Keyed by the report's own
+# identity, so a redelivered report is stored once.
+ota_refusals = Table(
+    "ota_refusals",
+    metadata,
+    Column("vin", String(17), primary_key=True),
+    Column("ts_event_ms", BigInteger, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("reason", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("campaign_id", String(64), nullable=True),  # named by an authentic refusal
+    Column("attempt", Integer, nullable=True),
+    # What an unauthenticated command claimed to be (the car's detail says); never acted on.
+    Column("claimed_campaign_id", String(64), nullable=True),
+    Column("version", String(64), nullable=True),
+    Index("ix_ota_refusals_campaign", "campaign_id", "vin"),
+    Index("ix_ota_refusals_claimed", "claimed_campaign_id", "vin"),
+)
+
+# ---------------------------------------------------------------------------- remote support
+# Commands staff send to a car (care.commands): snapshot, battery_test, wake, clear_dtc. The
+# car's expiry is event time (the fleet's clock when the request was made, plus the TTL);
+# when staff asked and when the row changed are wall clock. remote_command_events is each
+# command's own audit trail (every step, with or without a case).
+
+_COMMAND_IN_FLIGHT = "state IN ('requested', 'sent', 'acknowledged')"
+
+remote_commands = Table(
+    "remote_commands",
+    metadata,
+    Column("id", String(36), primary_key=True),  # the client's idempotency key, or a uuid4
+    Column("vin", String(17), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=True),
+    Column("alert_id", String(36), ForeignKey("alerts.id"), nullable=True),
+    Column("params", JSON, nullable=False),
+    Column("nonce", String(64), nullable=False),
+    Column("requested_by", String(128), nullable=False),
+    Column("requested_key_id", String(16), nullable=True),
+    Column("requested_wall_ms", BigInteger, nullable=False),
+    Column("issued_event_ms", BigInteger, nullable=False),
+    Column("expires_event_ms", BigInteger, nullable=False),
+    Column("sent_wall_ms", BigInteger, nullable=True),
+    Column("updated_wall_ms", BigInteger, nullable=False),
+    Column("result_event_ms", BigInteger, nullable=True),  # the car's ts of its last report
+    Column("result", JSON, nullable=True),
+    Column("reason", String(64), nullable=True),  # why the car refused or failed
+    Column("detail", Text, nullable=True),
+    Column("verdict", String(16), nullable=True),  # confirmed | false_positive, on alert_id
+    Index("ix_remote_commands_vin", "vin", "requested_wall_ms"),
+    Index("ix_remote_commands_key", "requested_key_id", "requested_wall_ms"),
+    Index("ix_remote_commands_state", "state"),
+    Index("ix_remote_commands_case", "case_id"),
+    # One command of a kind in flight per car: the database enforces it too.
+    Index(
+        "ux_remote_commands_in_flight",
+        "vin",
+        "kind",
+        unique=True,
+        sqlite_where=text(_COMMAND_IN_FLIGHT),
+        postgresql_where=text(_COMMAND_IN_FLIGHT),
+    ),
+)
+
+remote_command_events = Table(
+    "remote_command_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("command_id", String(36), ForeignKey("remote_commands.id"), nullable=False,
+           index=True),
+    Column("at_wall_ms", BigInteger, nullable=False),
+    Column("at_event_ms", BigInteger, nullable=True),  # the car's ts, for its reports
+    Column("actor", String(128), nullable=False),  # the key's name, "system" or "vehicle"
+    Column("state", String(16), nullable=False),  # the state after this step
+    Column("detail", JSON, nullable=False),
+)
+
+# ---------------------------------------------------------------------------- owner surveys
+# One survey per resolved case (care.survey): the link's token is signed with the secret in
+# survey_secrets (one row, made on first use); the row makes the link one-time. Times are
+# wall clock: surveys go to people. A low score opens a follow-up task for a supervisor.
+
+survey_secrets = Table(
+    "survey_secrets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("secret", String(128), nullable=False),  # base64 of 32 random bytes
+    Column("created_wall_ms", BigInteger, nullable=False),
+)
+
+surveys = Table(
+    "surveys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, unique=True),
+    Column("agent", String(128), nullable=True),  # the case's assignee, else who resolved it
+    Column("issued_wall_ms", BigInteger, nullable=False),
+    Column("expires_wall_ms", BigInteger, nullable=False),
+    Column("answered_wall_ms", BigInteger, nullable=True),
+    Column("score", Integer, nullable=True),
+    Column("comment", Text, nullable=True),
+)
+
+follow_up_tasks = Table(
+    "follow_up_tasks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("survey_id", String(36), ForeignKey("surveys.id"), nullable=True),
+    Column("kind", String(32), nullable=False),  # low_satisfaction
+    Column("for_role", String(32), nullable=False),  # supervisor
+    Column("state", String(16), nullable=False),  # open | done
+    Column("created_wall_ms", BigInteger, nullable=False),
+    Column("closed_wall_ms", BigInteger, nullable=True),
+    Column("closed_by", String(128), nullable=True),
+    Column("detail", JSON, nullable=False),
+    Index("ix_follow_up_tasks_state", "state", "id"),
+)

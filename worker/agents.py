@@ -58,6 +58,7 @@ from diagnostics.pipeline import (
 from ingest import service_metrics, topics
 from ingest.kafka import read_range
 from storage.store import Store
+from worker.applied_offsets import AppliedOffsets
 from worker.checkpoint import CheckpointedTable, PositionCap
 from worker.view_writer import SHIP_EVERY_S, ViewConfig, ViewWriter
 from worker.view_writer import decode as _decode
@@ -282,8 +283,11 @@ async def consume_with_catch_up(stream: Any, table: Any, bootstrap: str, topic: 
     The table records the last source offset whose effects it holds (``position_key``); when
     a restarted worker's recovered table is behind its committed offset, the gap is replayed
     from Kafka before the record (see ``diagnostics/pipeline.py``). Every agent that keeps
-    detector state in a changelogged table consumes through this.
+    detector state in a changelogged table consumes through this. Offsets applied without
+    Faust delivering them are handed to its consumer, so it commits past them
+    (``worker/applied_offsets.py``).
     """
+    applied = AppliedOffsets(stream.app.consumer)
     async for event in stream.events():
         partition, offset = event.message.partition, event.message.offset
         start = catch_up_from(table.get(position_key(partition)), offset)
@@ -294,6 +298,7 @@ async def consume_with_catch_up(stream: Any, table: Any, bootstrap: str, topic: 
                                                         offset):
                 await apply(partition, gap_offset, gap_raw)
         await apply(partition, offset, event.value)
+        await applied.applied(event.message.tp, offset)
 
 
 def alert_sender(alerts: Any, stats: WorkerStats) -> Callable[[list[dict[str, Any]]],
@@ -379,9 +384,12 @@ def _install_ota(app: faust.App, settings: WorkerSettings, store: Store, writer:
     workers sends each offer once. The timer only polls: a step is due when the fleet's event
     time has moved on by ``OWNERCARE_OTA_STEP_S`` (``ota.timing``), however fast the fleet's
     clock runs against the wall clock."""
+    from worker import command_dispatch
     from worker.ota_runner import OtaRunner, load_signing_key
 
-    runner = OtaRunner(store, load_signing_key(settings.ota_signing_key), settings.ota_step_s)
+    key = load_signing_key(settings.ota_signing_key)
+    runner = OtaRunner(store, key, settings.ota_step_s)
+    command_dispatch.install(app, settings, store, key, writer)  # remote commands: same key
     commands = app.topic(topics.OTA_COMMANDS, partitions=settings.partitions)
 
     @app.timer(settings.ota_poll_s, on_leader=True)  # type: ignore[untyped-decorator]

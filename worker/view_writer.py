@@ -3,7 +3,8 @@
 What it writes, once per ``OWNERCARE_LATEST_FLUSH_S`` (coalesced): the latest value per signal
 of every vehicle and charger (``GET /vehicles/{vin}``, ``/chargers/{id}``), the vehicles' daily
 health indicators (``diagnostics/daily.py``), the chargers' charging sessions
-(``diagnostics/charging.py``) and the cars' OTA status reports (``storage/ota.py``).
+(``diagnostics/charging.py``), the cars' OTA status reports (``storage/ota.py``) and their
+answers to remote commands (``storage/commands.py``).
 
 Why a process
 -------------
@@ -52,6 +53,7 @@ from diagnostics.daily import DailyIndicators
 from diagnostics.pipeline import LatestValues
 from ingest import topics
 from ingest.contract import decode_batch
+from storage import commands as command_store
 from storage import ota as ota_store
 from storage import views
 from storage.store import Store
@@ -187,6 +189,7 @@ class ViewBatch:
         self.latest = LatestValues()
         self.charger_records: list[dict[str, Any]] = []
         self.ota_reports: list[dict[str, Any]] = []
+        self.command_reports: list[dict[str, Any]] = []
         self.vehicle_topic = vehicle_topic
 
     def add(self, topic: str, raw: bytes) -> None:
@@ -196,6 +199,8 @@ class ViewBatch:
         if topic == self.vehicle_topic:
             self.daily.add(records)
             self.ota_reports += [r for r in records if r["kind"] == "vehicle_ota_status"]
+            self.command_reports += [r for r in records
+                                     if r["kind"] == "vehicle_command_result"]
         else:
             self.charger_records.extend(records)
 
@@ -209,6 +214,8 @@ class ViewBatch:
         # its earlier reports are there too (what the OTA engine expires an offer on).
         if self.ota_reports:
             ota_store.apply_reports(store, self.ota_reports)
+        if self.command_reports:
+            command_store.apply_reports(store, self.command_reports)
         if rows:
             store.upsert_signals(rows)
         if daily_rows:

@@ -11,4 +11,9 @@ Read top-down, one concern per module:
 * :mod:`.plotdata`: ``--plot``'s data, each fault's detector quantity from its own state;
 * :mod:`.plot`: ``--plot``, what sampled detections looked like;
 * :mod:`.cli`: the arguments of ``ownercare eval`` and the command itself.
+
+Apart from the simulated fleet, on public data:
+
+* :mod:`.nabscore`: the Numenta Anomaly Benchmark's scoring rules, reimplemented;
+* :mod:`.nab`: ``ownercare nab``, the generic detector over a local NAB checkout.
 """

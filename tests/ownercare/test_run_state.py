@@ -132,7 +132,7 @@ def test_a_second_run_starts_fresh_and_resume_continues_the_first(tmp_path: Path
     held_resumed = finish(resumed, url, T0 + 2 * DAY_MS - 2 * HOUR_MS)
     assert resumed.output.splitlines()[0].startswith(
         f"ownercare run: resuming on {state} ({held_fresh.describe()}): the database carries "
-        "on (alerts, cases, API keys); the embedded Kafka is in memory")
+        "on (alerts, cases, API keys)")
     assert f"start={start}" in (state / "logs" / "simulator.log").read_text()
     assert held_resumed.assets == 4
     assert len(keys_listed(state)) == 2  # the database carried on: both runs' session keys

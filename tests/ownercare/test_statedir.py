@@ -76,7 +76,7 @@ def test_resume_keeps_the_database_and_forgets_faust_metadata(tmp_path: Path) ->
     assert claimed.resumed == Held(0, 3, T0 + 2 * 86_400_000 + 5)
     assert claimed.notice is not None
     assert claimed.notice.startswith(f"resuming on {state} (0 alerts, 3 assets")
-    assert "detectors start with empty state" in claimed.notice
+    assert claimed.notice.endswith("the database carries on (alerts, cases, API keys)")
     assert (state / "ownercare.db").exists()
     assert not (state / "faust").exists()
     assert not list(tmp_path.glob("state.old-*"))

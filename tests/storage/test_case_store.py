@@ -242,6 +242,8 @@ def test_working_a_case_down_the_main_path(store: Store, desk: CaseStore,
         (None, STAFF_NOW + 2, "ann", "owner_contacted", "service_booked"),
         (None, STAFF_NOW + 3, "ann", "service_booked", "resolved")]
     assert trail[2]["detail"] == {"note": "booked for Tuesday"}
+    survey = trail[3]["detail"].pop("survey")  # the owner's one-time link (storage.surveys)
+    assert survey["path"] == "/survey/" + survey["token"]
     assert trail[3]["detail"] == {"outcomes": {"a-1": "confirmed", "b": "confirmed"}}
     with store.engine.connect() as conn:
         labels = [dict(r) for r in conn.execute(
