@@ -1,5 +1,5 @@
 """``ownercare`` command line: run | bridge | worker | api | archive | simulate | backtest |
-eval | replay | bench | keys | ota | config.
+eval | replay | score | nab | bench | faults | soak | keys | ota | ocpp | config.
 
 Each service reads its settings from ``OWNERCARE_*`` variables (see README). A user's mistake
 (invalid settings or arguments, a path that cannot be written, a database that cannot be
@@ -238,10 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "and run.json go (default: OWNERCARE_STATE_DIR or .ownercare)")
     run.add_argument("--resume", action="store_true",
                      help="continue on the state an earlier run left in the state dir (default: "
-                     "move it aside to <state dir>.old-<time> and start fresh). What resumes is "
-                     "the database: alerts, cases, API keys, OTA campaigns; the embedded Kafka is "
-                     "in memory, so the detectors start with empty state, and the fleet starts "
-                     "at the midnight after the database's latest event")
+                     "move it aside to <state dir>.old-<time> and start fresh). What resumes: the "
+                     "database (alerts, cases, API keys, OTA campaigns) and, with the embedded "
+                     "Kafka on disk (OWNERCARE_EMBEDDED_KAFKA_STORAGE=disk, the default), its "
+                     "unprocessed records, offsets and detector states; the fleet starts at the "
+                     "midnight after the database's latest event")
     run.add_argument("--api-port", type=_port,
                      help="API port (default: OWNERCARE_API_PORT or 8000)")
     run.add_argument("--mqtt-port", type=_port,
@@ -330,6 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     faults_module.add_arguments(fault_runs)
     fault_runs.set_defaults(func=faults_module.run)
+
+    soak = sub.add_parser(
+        "soak", help="run the whole stack for a long while and sample every process's memory "
+        "(soak.csv, soak.json, soak.png)")
+    from ownercare import soak as soak_module
+
+    soak_module.add_arguments(soak)
+    soak.set_defaults(func=soak_module.run)
 
     keys = sub.add_parser("keys", help="API keys for the staff API (OWNERCARE_DATABASE_URL)")
     keys_sub = keys.add_subparsers(dest="action", required=True, metavar="create|list|revoke")

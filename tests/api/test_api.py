@@ -454,7 +454,7 @@ def test_openapi_docs_are_served(api: str) -> None:
 
 
 TIME_WORDS = re.compile(r"(^|_)(at|ts|time|seen|now|since|until|until_ts)$")
-DURATIONS = {"startup_ms"}  # lengths of time, not points in time
+DURATIONS = {"startup_ms", "median_first_contact_ms", "median_resolution_ms"}  # lengths of time
 
 
 def test_every_time_in_the_api_names_its_clock(api: str) -> None:
