@@ -7,6 +7,12 @@ health. The worker's latest-values flush hands every decoded record here as well
 (``DailyIndicators.add``) and writes what ``drain`` returns with one extra statement per
 flush (``Store.upsert_daily_indicators``).
 
+Every numeric signal (any VSS path, standard or from an overlay, whose value is a number) gets
+a daily trend of its own too, keyed by its full path (``Vehicle.Speed``), so whatever a car
+reports can be followed day by day without a named indicator for it. Those aggregate as the
+records arrive (a few numbers per vehicle, day and signal, not the readings), so a flush's
+memory follows the fleet and its signals, not its message rate.
+
 Each row is a mergeable aggregate of one (vehicle, UTC day of the event time, indicator):
 ``n, min, max, sum, last, last_ts``. Aggregates of any split of the readings merge into the
 aggregate of all of them (``DayAggregate.merge``, and the database upsert does the same), so
@@ -146,6 +152,8 @@ class DailyIndicators:
         # vin -> [key on (None: unknown), rest start ms (None: not resting), last event ms]
         self._clocks: dict[str, list[Any]] = {}
         self._pending: dict[str, list[tuple[int, Mapping[str, Any], bool]]] = {}
+        # (vin, day number) -> {path: [n, min, max, sum, last, last_ts]}
+        self._signal_days: dict[tuple[str, int], dict[str, list[Any]]] = {}
 
     def add(self, records: Iterable[Mapping[str, Any]]) -> None:
         """File vehicle telemetry and ignition events (cheap: the work happens in drain)."""
@@ -157,8 +165,9 @@ class DailyIndicators:
                 # fleet until it drains, and the whole signal dicts would be most of the
                 # worker's memory at 10 000 vehicles.
                 signals = r["data"]["signals"]
-                entry = (int(r["ts"]), {k: signals[k] for k in READ_SIGNALS if k in signals},
-                         False)
+                ts = int(r["ts"])
+                self._add_signals(r["id"], ts, signals)
+                entry = (ts, {k: signals[k] for k in READ_SIGNALS if k in signals}, False)
             elif kind == "vehicle_event" and r["data"].get("type") == "ignition":
                 entry = (int(r["ts"]), r["data"], True)
             else:
@@ -167,6 +176,29 @@ class DailyIndicators:
             if entries is None:
                 pending[r["id"]] = entries = []
             entries.append(entry)
+
+    def _add_signals(self, vin: str, ts: int, signals: Mapping[str, object]) -> None:
+        """Fold every numeric signal of one message into its (vehicle, day, path) aggregate."""
+        key = (vin, ts // DAY_MS)
+        aggregates = self._signal_days.get(key)
+        if aggregates is None:
+            self._signal_days[key] = aggregates = {}
+        for path, value in signals.items():
+            kind = type(value)
+            if kind is not float and kind is not int:  # booleans, strings, arrays: no trend
+                continue
+            agg = aggregates.get(path)
+            if agg is None:
+                aggregates[path] = [1, value, value, value, value, ts]
+                continue
+            agg[0] += 1
+            agg[3] += value
+            if value < agg[1]:
+                agg[1] = value
+            if value > agg[2]:
+                agg[2] = value
+            if ts >= agg[5]:  # a tie goes to the later arrival, as in ``merge``
+                agg[4], agg[5] = value, ts
 
     def drain(self) -> list[IndicatorRow]:
         """The aggregates of everything added since the last drain, and forget it."""
@@ -201,6 +233,14 @@ class DailyIndicators:
                     days[day] = iso = utc_day(day * DAY_MS)
                 rows.append(("vehicle", vin, iso, indicator, n, lo, hi, total, last, last_ts))
         self._pending = {}
+        for (vin, day), by_path in self._signal_days.items():
+            iso = days.get(day)
+            if iso is None:
+                days[day] = iso = utc_day(day * DAY_MS)
+            for path, (n, lo, hi, total, last, last_ts) in by_path.items():
+                rows.append(("vehicle", vin, iso, path, n, float(lo), float(hi), float(total),
+                             float(last), last_ts))
+        self._signal_days = {}
         return rows
 
     def _readings(self, vin: str, ts: int, signals: Mapping[str, object]

@@ -6,8 +6,9 @@ Every valid vehicle and charger record becomes one point, stamped with its event
   ``Vehicle.VehicleIdentification.Model``, which cars send when they wake; until then, and
   after an archive restart until the next wake-up, points carry only ``vin``), one field per
   VSS signal named after its path without
-  the ``Vehicle.`` root (``LowVoltageBattery.CurrentVoltage``, units as in the contract's
-  catalogue); list-valued signals (cell voltages) are not archived as fields.
+  the ``Vehicle.`` root (``LowVoltageBattery.CurrentVoltage``, units as in the VSS catalogue),
+  every signal the bridge accepted, standard or private; numbers are float fields (integer
+  VSS types too), list-valued signals (cell voltages) are not archived as fields.
 * measurement ``vehicle_event``: tags ``vin``, ``type``; the event's fields.
 * measurement ``charger``: tags ``charger_id``, ``connector``; OCPP status / error code and the
   MeterValues measurands as fields.
@@ -63,6 +64,11 @@ def points_for_record(record: dict[str, Any], models: dict[str, str] | None = No
         for path, value in data["signals"].items():
             if isinstance(value, list) or path == MODEL:
                 continue
+            if type(value) is int:
+                # One field type per signal whatever the catalogue says: InfluxDB refuses a
+                # batch whose field changes type (an overlay or a VSS release moving a signal
+                # between integer and float types would stop the archive).
+                value = float(value)
             point.field(path.removeprefix("Vehicle."), value)
             fields += 1
         if fields:

@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 
 from config.settings import BridgeSettings, mask_url
 from ingest import contract, service_metrics, topics
+from ingest.catalogue import PATH_RE, Catalogue
 from ingest.kafka import ensure_topics, partition_for, wait_for_kafka
 from ingest.mqtt import BatchedIoClient, make_client
 
@@ -56,12 +57,13 @@ class Inbound:
     size: int
     mid: int
     qos: int
+    signal_letters: tuple[bytes, ...] = ()  # bad signals left out of ``record``
 
 
 @dataclass
 class Flush:
     groups: dict[tuple[str, int], list[list[dict[str, Any]]]] = field(default_factory=dict)
-    dead_letters: list[Inbound] = field(default_factory=list)
+    dead_letters: list[bytes] = field(default_factory=list)
     acks: list[tuple[int, int]] = field(default_factory=list)
     _sizes: dict[tuple[str, int], int] = field(default_factory=dict)
     count: int = 0
@@ -69,9 +71,10 @@ class Flush:
     def add(self, item: Inbound) -> None:
         self.count += 1
         self.acks.append((item.mid, item.qos))
+        self.dead_letters.extend(item.signal_letters)
         if item.record is None:
             if item.dead_letter is not None:
-                self.dead_letters.append(item)
+                self.dead_letters.append(item.dead_letter)
             return
         key = (item.topic, item.partition)
         chunks = self.groups.setdefault(key, [[]])
@@ -83,10 +86,15 @@ class Flush:
 
 
 class Bridge:
-    def __init__(self, settings: BridgeSettings) -> None:
+    def __init__(self, settings: BridgeSettings,
+                 catalogue: Catalogue | None = None) -> None:
         self.settings = settings
         self.stats: Counter[str] = Counter()
         self.dead_letter_reasons: Counter[str] = Counter()
+        self.dead_letter_signals: Counter[tuple[str, str]] = Counter()  # (reason, path label)
+        self._unknown_path_labels: set[str] = set()
+        self.catalogue = catalogue or contract.CATALOGUE
+        self._checker = contract.SignalChecker(self.catalogue)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flushes: asyncio.Queue[Flush] | None = None
         self._partitions: dict[str, int] = {}
@@ -220,8 +228,10 @@ class Bridge:
     def _classify(self, mqtt_topic: str, payload: bytes | bytearray, mid: int, qos: int,
                   ) -> Inbound:
         received_ms = int(time.time() * 1000)
+        rejected: list[contract.SignalRejection] = []
         try:
-            record = contract.validate(mqtt_topic, payload, self.settings.max_payload_bytes)
+            record = contract.validate(mqtt_topic, payload, self.settings.max_payload_bytes,
+                                       checker=self._checker, rejected=rejected)
             contract.check_not_future(record, received_ms, self._max_future_skew_ms)
         except contract.ContractError as exc:
             letter = orjson.dumps({
@@ -234,10 +244,14 @@ class Bridge:
                 "received_ms": received_ms,  # transport metadata, not event time
             })
             return Inbound(topics.DEAD_LETTER, -1, None, letter, len(letter), mid, qos)
+        letters = signal_letters(mqtt_topic, record, rejected, payload, qos, received_ms
+                                 ) if rejected else ()
+        if record["kind"] == "vehicle_telemetry" and not record["data"]["signals"]:
+            return Inbound(topics.DEAD_LETTER, -1, None, None, 0, mid, qos, letters)
         kind = contract.Kind(record["kind"])
         kafka_topic = topics.VEHICLES if kind in contract.VEHICLE_KINDS else topics.CHARGERS
         partition = partition_for(record["id"], self._partitions[kafka_topic])
-        return Inbound(kafka_topic, partition, record, None, len(payload), mid, qos)
+        return Inbound(kafka_topic, partition, record, None, len(payload), mid, qos, letters)
 
     # ---------------------------------------------------------------- Kafka side (asyncio)
 
@@ -300,7 +314,7 @@ class Bridge:
                             name, contract.encode_batch(chunk), key=key, partition=partition))
                 for letter in flush.dead_letters:
                     futures.append(await self._producer.send(
-                        topics.DEAD_LETTER, letter.dead_letter, key=None))
+                        topics.DEAD_LETTER, letter, key=None))
                 await asyncio.gather(*futures)
                 break
             except KafkaError as exc:
@@ -318,8 +332,28 @@ class Bridge:
         self.stats["kafka_records"] += sum(len(c) for c in flush.groups.values())
         self.stats["dead_letters"] += len(flush.dead_letters)
         for letter in flush.dead_letters:
-            assert letter.dead_letter is not None
-            self.dead_letter_reasons[orjson.loads(letter.dead_letter)["reason"]] += 1
+            doc = orjson.loads(letter)
+            self.dead_letter_reasons[doc["reason"]] += 1
+            if "path" in doc:
+                self.dead_letter_signals[(doc["reason"], self._path_label(doc["path"]))] += 1
+
+    def _signal_counts(self) -> dict[tuple[str, str], int]:
+        """Per (reason, path) dead-lettered signals; every reason a signal can have is there
+        under path="_other" from the start, 0 until it happens, so rate() works at once."""
+        counts = dict(self.dead_letter_signals)
+        for reason in SIGNAL_REASONS:
+            counts.setdefault((reason, service_metrics.OTHER_PATH), 0)
+        return counts
+
+    def _path_label(self, path: str) -> str:
+        """``path`` as a metric label: bounded however many paths devices invent."""
+        if path in self._checker.signals or path in self._unknown_path_labels:
+            return path
+        if (len(self._unknown_path_labels) < service_metrics.UNKNOWN_PATH_LABELS
+                and len(path) <= 128 and PATH_RE.fullmatch(path)):
+            self._unknown_path_labels.add(path)
+            return path
+        return service_metrics.OTHER_PATH
 
     async def _watchdog(self) -> None:
         limit = self.settings.broker_give_up_s
@@ -394,6 +428,8 @@ class Bridge:
             m.BRIDGE_MESSAGES_ACKED.sample(self.stats["acked"]),
             *(m.BRIDGE_DEAD_LETTERS.sample(self.dead_letter_reasons[reason.value], reason.value)
               for reason in contract.Reason),
+            *(m.BRIDGE_DEAD_LETTER_SIGNALS.sample(count, reason, path)
+              for (reason, path), count in sorted(self._signal_counts().items())),
             m.BRIDGE_OTA_COMMANDS.sample(self.stats["ota_commands"]),
             m.BRIDGE_OTA_COMMANDS_DROPPED.sample(self.stats["ota_commands_invalid"]),
             m.BRIDGE_MESSAGES_IN_FLIGHT.sample(self._in_flight),
@@ -412,16 +448,67 @@ class Bridge:
 
     def _log_stats(self) -> None:
         log.info("bridge_stats records=%s kafka_records=%s dead_letters=%s acked=%s in_flight=%s "
-                 "reasons=%s", self.stats["records"], self.stats["kafka_records"],
+                 "reasons=%s signals=%s", self.stats["records"], self.stats["kafka_records"],
                  self.stats["dead_letters"], self.stats["acked"], self._in_flight,
-                 dict(self.dead_letter_reasons))
+                 dict(self.dead_letter_reasons),
+                 {f"{reason}:{path}": n for (reason, path), n in self.dead_letter_signals.items()})
 
 
-async def run_bridge(settings: BridgeSettings) -> int:
+# Bad signals of one message dead-lettered one by one; the rest share one letter.
+MAX_SIGNAL_LETTERS = 16
+MAX_LETTER_VALUE_BYTES = 256
+# A small message rides along in each of its signal letters (the context an operator needs
+# to read one); a larger one only in the letter past MAX_SIGNAL_LETTERS, if any.
+MAX_LETTER_PAYLOAD_BYTES = 1024
+SIGNAL_REASONS = tuple(r.value for r in (
+    contract.Reason.UNKNOWN_SIGNAL, contract.Reason.WRONG_TYPE, contract.Reason.NOT_FINITE,
+    contract.Reason.OUT_OF_RANGE, contract.Reason.BAD_VALUE))
+
+
+def signal_letters(mqtt_topic: str, record: dict[str, Any],
+                   rejected: list[contract.SignalRejection], payload: bytes | bytearray,
+                   qos: int, received_ms: int) -> tuple[bytes, ...]:
+    """One dead letter per rejected signal, with its path, reason and (small) value.
+
+    A payload above MAX_LETTER_PAYLOAD_BYTES goes only into the letter for the signals past
+    MAX_SIGNAL_LETTERS, so a message's letters stay within a small multiple of its own size.
+    """
+    base: dict[str, Any] = {"topic": mqtt_topic, "id": record["id"], "ts": record["ts"],
+                            "seq": record["seq"], "payload_bytes": len(payload), "qos": qos,
+                            "received_ms": received_ms}
+    if len(payload) <= MAX_LETTER_PAYLOAD_BYTES:
+        base["payload_b64"] = base64.b64encode(payload).decode()
+    letters = []
+    for bad in rejected[:MAX_SIGNAL_LETTERS]:
+        try:
+            value: bytes | None = orjson.dumps(bad.value)
+        except (TypeError, orjson.JSONEncodeError):
+            value = None
+        letter = {**base, "reason": bad.reason.value, "detail": bad.detail,
+                  "path": bad.path[:256]}
+        if value is not None and len(value) <= MAX_LETTER_VALUE_BYTES:
+            letter["value"] = orjson.Fragment(value)
+        else:
+            letter["value_omitted"] = True
+        letters.append(orjson.dumps(letter))
+    rest = rejected[MAX_SIGNAL_LETTERS:]
+    if rest:
+        counts = Counter(bad.reason.value for bad in rest)
+        letters.append(orjson.dumps({
+            **base, "reason": contract.Reason.SIGNALS_OMITTED.value, "path": "_more",
+            "detail": f"{len(rest)} more bad signals ("
+                      + ", ".join(f"{r}: {n}" for r, n in sorted(counts.items())) + ")",
+            "payload_b64": base64.b64encode(payload).decode()}))
+    return tuple(letters)
+
+
+async def run_bridge(settings: BridgeSettings, catalogue: Catalogue | None = None) -> int:
     """Run the bridge until SIGINT/SIGTERM; return the process exit code."""
     import signal
 
-    bridge = Bridge(settings)
+    bridge = Bridge(settings, catalogue)
+    log.info("bridge_catalogue vss=%s signals=%d overlays=%s", bridge.catalogue.release,
+             len(bridge.catalogue), ",".join(bridge.catalogue.overlays) or "-")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

@@ -23,6 +23,11 @@ from typing import Any, Final
 
 import orjson
 
+from ingest.catalogue import NUMERIC_TYPES, STRING_MAX_LEN, load_catalogue
+from ingest.catalogue import Catalogue as Catalogue  # re-exported: the contract's vocabulary
+from ingest.catalogue import Signal as Signal
+from ingest.catalogue import SignalType as SignalType
+
 # --------------------------------------------------------------------------------------------
 # Topics
 
@@ -119,6 +124,9 @@ class Reason(StrEnum):
     ID_MISMATCH = "id_mismatch"
     TS_IN_FUTURE = "ts_in_future"
     DUPLICATE_KEY = "duplicate_key"
+    # More bad signals in one message than the bridge dead-letters one by one: the rest share
+    # one letter with the whole payload, so a device cannot multiply its bytes into letters.
+    SIGNALS_OMITTED = "signals_omitted"
 
 
 class ContractError(ValueError):
@@ -134,87 +142,21 @@ class ContractError(ValueError):
 # VSS signal catalogue
 
 
-class SignalType(StrEnum):
-    FLOAT = "float"
-    INT = "int"
-    BOOL = "bool"
-    ENUM = "enum"
-    STRING = "string"
-    FLOAT_LIST = "float_list"
-
-
-@dataclass(frozen=True, slots=True)
-class Signal:
-    path: str
-    type: SignalType
-    unit: str | None = None
-    min: float | None = None
-    max: float | None = None
-    allowed: frozenset[str] | None = None
-    max_len: int | None = None
-    description: str = ""
-
-
-def _f(path: str, unit: str, lo: float, hi: float, description: str = "") -> Signal:
-    return Signal(path, SignalType.FLOAT, unit, lo, hi, description=description)
-
-
 _WHEELS: Final = [
     f"Vehicle.Chassis.Axle.Row{row}.Wheel.{side}" for row in (1, 2) for side in ("Left", "Right")
 ]
 TIRE_PRESSURE_SIGNALS: Final = tuple(f"{w}.Tire.Pressure" for w in _WHEELS)
 TIRE_TEMPERATURE_SIGNALS: Final = tuple(f"{w}.Tire.Temperature" for w in _WHEELS)
 
-# VSS 4.x Vehicle.LowVoltageSystemState: the key / ignition position.
+# VSS Vehicle.LowVoltageSystemState: the key / ignition position (the events reuse it).
 LOW_VOLTAGE_SYSTEM_STATES: Final = frozenset(
     {"UNDEFINED", "LOCK", "OFF", "ACC", "ON", "START"}
 )
 
-_SIGNALS: list[Signal] = [
-    Signal("Vehicle.VehicleIdentification.Model", SignalType.STRING, max_len=64,
-           description="model name, reported when the car wakes"),
-    _f("Vehicle.Speed", "km/h", 0, 400),
-    _f("Vehicle.TraveledDistance", "m", 0, 5e9, "odometer"),
-    Signal("Vehicle.IsMoving", SignalType.BOOL),
-    Signal(
-        "Vehicle.LowVoltageSystemState",
-        SignalType.ENUM,
-        allowed=LOW_VOLTAGE_SYSTEM_STATES,
-        description="ignition / key position",
-    ),
-    _f("Vehicle.LowVoltageBattery.CurrentVoltage", "V", 0, 20, "12 V battery terminal voltage"),
-    _f("Vehicle.LowVoltageBattery.CurrentCurrent", "A", -1000, 1000, "positive = charging"),
-    _f("Vehicle.Powertrain.TractionBattery.StateOfCharge.Current", "percent", 0, 100),
-    _f("Vehicle.Powertrain.TractionBattery.StateOfHealth", "percent", 0, 100),
-    _f("Vehicle.Powertrain.TractionBattery.CurrentVoltage", "V", 0, 1200),
-    _f("Vehicle.Powertrain.TractionBattery.CurrentCurrent", "A", -2000, 2000),
-    _f("Vehicle.Powertrain.TractionBattery.CellVoltage.Min", "V", 0, 5),
-    _f("Vehicle.Powertrain.TractionBattery.CellVoltage.Max", "V", 0, 5),
-    Signal("Vehicle.Powertrain.TractionBattery.CellVoltage.IdMin", SignalType.INT, None, 0, 1000),
-    Signal("Vehicle.Powertrain.TractionBattery.CellVoltage.IdMax", SignalType.INT, None, 0, 1000),
-    Signal(
-        "Vehicle.Powertrain.TractionBattery.CellVoltage.CellVoltages",
-        SignalType.FLOAT_LIST,
-        "V",
-        0,
-        5,
-        max_len=1000,
-    ),
-    _f("Vehicle.Powertrain.TractionBattery.Temperature.Average", "celsius", -60, 120),
-    _f("Vehicle.Powertrain.TractionBattery.Temperature.Min", "celsius", -60, 120),
-    _f("Vehicle.Powertrain.TractionBattery.Temperature.Max", "celsius", -60, 120),
-    Signal("Vehicle.Powertrain.TractionBattery.Charging.IsCharging", SignalType.BOOL),
-    _f("Vehicle.Powertrain.TractionBattery.Charging.ChargeRate", "kW", -400, 400),
-    _f("Vehicle.Powertrain.ElectricMotor.EngineCoolant.Temperature", "celsius", -60, 150),
-    _f("Vehicle.Powertrain.ElectricMotor.Power", "kW", -1000, 1000),
-    _f("Vehicle.Exterior.AirTemperature", "celsius", -60, 70),
-    _f("Vehicle.CurrentLocation.Latitude", "degrees", -90, 90),
-    _f("Vehicle.CurrentLocation.Longitude", "degrees", -180, 180),
-    *(_f(p, "kPa", 0, 1000) for p in TIRE_PRESSURE_SIGNALS),
-    *(_f(p, "celsius", -60, 200) for p in TIRE_TEMPERATURE_SIGNALS),
-]
-
-SIGNALS: Final[Mapping[str, Signal]] = {s.path: s for s in _SIGNALS}
+# The pinned VSS release without overlays: what the simulator, replay and the tests speak. The
+# bridge validates against ``load_catalogue(settings.vss_overlays)``.
+CATALOGUE: Final = load_catalogue()
+SIGNALS: Final[Mapping[str, Signal]] = CATALOGUE.signals
 
 # --------------------------------------------------------------------------------------------
 # Vehicle events
@@ -386,30 +328,119 @@ def _require(payload: Mapping[str, Any], field: str) -> Any:
     return payload[field]
 
 
-def validate_signal(path: str, value: object) -> object:
-    """Validate one signal value against the catalogue; return the normalised value."""
-    spec = SIGNALS.get(path)
-    if spec is None:
-        raise ContractError(Reason.UNKNOWN_SIGNAL, f"signal {path!r} is not in the catalogue")
-    name = f"signals[{path!r}]"
-    if spec.type is SignalType.FLOAT:
+def _integer(name: str, value: object, lo: float | None, hi: float | None) -> int:
+    """An integer signal; an integral float (``231.0``) is the same JSON number."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ContractError(Reason.WRONG_TYPE, f"{name} must be an integer, got "
+                            f"{_type(value)} {_short(value)}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ContractError(Reason.OUT_OF_RANGE,
+                            f"{name}={value} is outside [{_bound(lo)}, {_bound(hi)}]")
+    return value
+
+
+def _bound(bound: float | None) -> str:
+    return "-" if bound is None else f"{bound:g}"
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_signal(spec: Signal, value: object) -> object:
+    name = f"signals[{_short(spec.path, 160)}]"
+    kind = spec.type
+    if kind is SignalType.FLOAT:
         return _number(name, value, spec.min, spec.max)
-    if spec.type is SignalType.INT:
-        return _int(name, value, int(spec.min or 0), int(spec.max or MAX_SEQ))
-    if spec.type is SignalType.BOOL:
+    if kind is SignalType.INT:
+        return _integer(name, value, spec.min, spec.max)
+    if kind is SignalType.BOOL:
         if not isinstance(value, bool):
             raise ContractError(Reason.WRONG_TYPE, f"{name} must be a boolean, got {_type(value)}")
         return value
-    if spec.type is SignalType.ENUM:
-        return _str(name, value, 64, spec.allowed)
-    if spec.type is SignalType.STRING:
-        return _str(name, value, spec.max_len or 64)
-    # FLOAT_LIST
+    if kind is SignalType.ENUM or kind is SignalType.STRING:
+        return _str(name, value, spec.max_len or STRING_MAX_LEN, spec.allowed)
     if not isinstance(value, list):
         raise ContractError(Reason.WRONG_TYPE, f"{name} must be an array, got {_type(value)}")
     if spec.max_len is not None and len(value) > spec.max_len:
         raise ContractError(Reason.OUT_OF_RANGE, f"{name} has more than {spec.max_len} items")
-    return [_number(f"{name}[{i}]", v, spec.min, spec.max) for i, v in enumerate(value)]
+    if kind is SignalType.FLOAT_LIST:
+        return [_number(f"{name}[{i}]", v, spec.min, spec.max) for i, v in enumerate(value)]
+    if kind is SignalType.INT_LIST:
+        return [_integer(f"{name}[{i}]", v, spec.min, spec.max) for i, v in enumerate(value)]
+    return [_str(f"{name}[{i}]", v, STRING_MAX_LEN, spec.allowed) for i, v in enumerate(value)]
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRejection:
+    """One signal of an otherwise valid message that the catalogue does not accept."""
+
+    path: str
+    reason: Reason
+    detail: str
+    value: object
+
+
+class SignalChecker:
+    """Validates signal maps against one catalogue (the pinned release plus overlays)."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.catalogue = catalogue
+        self.signals = catalogue.signals
+        # The common case, a number inside its range or a boolean, decided with one lookup and
+        # one comparison: the bridge validates ~20 signals per message at fleet rates.
+        # Anything else (an int for a float signal, out of range, NaN, wrong type, unknown
+        # path) takes ``check``, which accepts or rejects it with the precise reason. Missing
+        # bounds become the largest finite float, so infinities still fail the comparison.
+        self._numbers: dict[str, tuple[float, float, type]] = {
+            s.path: (-sys.float_info.max if s.min is None else s.min,
+                     sys.float_info.max if s.max is None else s.max,
+                     float if s.type is SignalType.FLOAT else int)
+            for s in self.signals.values() if s.type in NUMERIC_TYPES
+        }
+        self._bools = frozenset(s.path for s in self.signals.values()
+                                if s.type is SignalType.BOOL)
+
+    def check(self, path: str, value: object) -> object:
+        """The normalised value of one signal, or ContractError naming the path and why."""
+        spec = self.signals.get(path)
+        if spec is None:
+            where = " or the configured overlays" if self.catalogue.overlays else ""
+            raise ContractError(Reason.UNKNOWN_SIGNAL, f"signal {_short(path, 160)} is not in "
+                                f"VSS {self.catalogue.release}{where}")
+        return _check_signal(spec, value)
+
+    def values(self, signals: Mapping[str, object],
+               rejected: list[SignalRejection] | None) -> dict[str, object]:
+        """The accepted signals of ``signals``. With ``rejected`` each bad signal is appended
+        there and left out; without, the first one raises ContractError."""
+        out: dict[str, object] = {}
+        numbers_of, bools = self._numbers.get, self._bools
+        for path, value in signals.items():
+            bounds = numbers_of(path)
+            if ((bounds is not None and type(value) is bounds[2]
+                 and bounds[0] <= value <= bounds[1])  # type: ignore[operator]
+                    or (type(value) is bool and path in bools)):
+                out[path] = value
+                continue
+            try:
+                out[path] = self.check(path, value)
+            except ContractError as exc:
+                if rejected is None:
+                    raise
+                rejected.append(SignalRejection(path, exc.reason, exc.detail, value))
+        return out
+
+
+DEFAULT_CHECKER: Final = SignalChecker(CATALOGUE)
+
+
+def validate_signal(path: str, value: object) -> object:
+    """Validate one signal value against the pinned release; return the normalised value."""
+    return DEFAULT_CHECKER.check(path, value)
 
 
 def _header(payload: Mapping[str, Any], *, seq_required: bool = True) -> tuple[int, int]:
@@ -455,33 +486,8 @@ _METER_FIELDS: Final = frozenset(
 )
 
 
-# The common case, a float inside its plausible range or a boolean, decided with one lookup and
-# one comparison: the bridge validates ~20 signals per message at fleet rates. Anything else
-# (ints, out of range, NaN, wrong type, unknown path) takes ``validate_signal``, which accepts
-# or rejects it with the precise reason. Missing bounds become the largest finite float, so
-# infinities still fail the comparison.
-_FLOAT_BOUNDS: Final[Mapping[str, tuple[float, float]]] = {
-    s.path: (-sys.float_info.max if s.min is None else s.min,
-             sys.float_info.max if s.max is None else s.max)
-    for s in _SIGNALS if s.type is SignalType.FLOAT
-}
-_BOOL_SIGNALS: Final = frozenset(s.path for s in _SIGNALS if s.type is SignalType.BOOL)
-
-
-def _signal_values(signals: Mapping[str, object]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    bounds_of, bools = _FLOAT_BOUNDS.get, _BOOL_SIGNALS
-    for path, value in signals.items():
-        bounds = bounds_of(path)
-        if ((bounds is not None and type(value) is float and bounds[0] <= value <= bounds[1])
-                or (type(value) is bool and path in bools)):
-            out[path] = value
-        else:
-            out[path] = validate_signal(path, value)
-    return out
-
-
-def _telemetry(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
+def _telemetry(payload: Mapping[str, Any], asset_id: str, checker: SignalChecker,
+               rejected: list[SignalRejection] | None) -> dict[str, Any]:
     _check_fields(payload, _TELEMETRY_FIELDS)
     _check_vin_echo(payload, "vin", asset_id)
     signals = _require(payload, "signals")
@@ -489,7 +495,7 @@ def _telemetry(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
         raise ContractError(Reason.WRONG_TYPE, f"signals must be an object, got {_type(signals)}")
     if not signals:
         raise ContractError(Reason.BAD_VALUE, "signals must not be empty")
-    return {"signals": _signal_values(signals)}
+    return {"signals": checker.values(signals, rejected)}
 
 
 def _event(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
@@ -539,7 +545,8 @@ _BATTERY_RESULT: Final[Mapping[str, tuple[float, float]]] = {
 _SOFTWARE_RE: Final = re.compile(r"[A-Za-z0-9._+-]{1,64}")
 
 
-def _command_result_body(kind: str, result: object) -> dict[str, Any]:
+def _command_result_body(kind: str, result: object, checker: SignalChecker,
+                         rejected: list[SignalRejection] | None) -> dict[str, Any]:
     """The ``result`` object of a succeeded or failed command, checked per kind."""
     if not isinstance(result, dict):
         raise ContractError(Reason.WRONG_TYPE, f"result must be an object, got {_type(result)}")
@@ -577,7 +584,7 @@ def _command_result_body(kind: str, result: object) -> dict[str, Any]:
                 if not isinstance(frame, dict):
                     raise ContractError(Reason.WRONG_TYPE,
                                         f"result.dtcs[{i}].freeze_frame must be an object")
-                entry["freeze_frame"] = _signal_values(frame)
+                entry["freeze_frame"] = checker.values(frame, rejected)
             checked_dtcs.append(entry)
         software = result.get("software", {})
         if not isinstance(software, dict) or len(software) > 50:
@@ -588,7 +595,7 @@ def _command_result_body(kind: str, result: object) -> dict[str, Any]:
                     or not _SOFTWARE_RE.fullmatch(version):
                 raise ContractError(Reason.BAD_VALUE, f"result.software[{component!r}] is not "
                                     "a component name with a version string")
-        return {"signals": _signal_values(signals), "dtcs": checked_dtcs,
+        return {"signals": checker.values(signals, rejected), "dtcs": checked_dtcs,
                 "software": dict(software)}
     if kind == "clear_dtc":
         _check_fields(result, frozenset({"cleared"}))
@@ -608,7 +615,8 @@ def _command_result_body(kind: str, result: object) -> dict[str, Any]:
     return {}
 
 
-def _command_result(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
+def _command_result(payload: Mapping[str, Any], asset_id: str, checker: SignalChecker,
+                    rejected: list[SignalRejection] | None) -> dict[str, Any]:
     _check_fields(payload, _COMMAND_RESULT_FIELDS)
     _check_vin_echo(payload, "vin", asset_id)
     command_id = _str("command_id", _require(payload, "command_id"), 36)
@@ -627,7 +635,8 @@ def _command_result(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]
         if status not in ("succeeded", "failed") or "kind" not in data:
             raise ContractError(Reason.BAD_VALUE, "a result comes with status succeeded or "
                                 "failed and the command's kind")
-        data["result"] = _command_result_body(data["kind"], payload["result"])
+        data["result"] = _command_result_body(data["kind"], payload["result"], checker,
+                                              rejected)
     return data
 
 
@@ -677,18 +686,24 @@ def _charger_meter(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
 
 
 _VALIDATORS: Final = {
-    Kind.VEHICLE_TELEMETRY: _telemetry,
     Kind.VEHICLE_EVENT: _event,
     Kind.VEHICLE_OTA_STATUS: _ota_status,
-    Kind.VEHICLE_COMMAND_RESULT: _command_result,
     Kind.CHARGER_STATUS: _charger_status,
     Kind.CHARGER_METER: _charger_meter,
 }
 
 
-def validate(topic: str, payload: bytes | bytearray,
-             max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
-    """Validate one MQTT message and return its canonical record, or raise ContractError."""
+def validate(topic: str, payload: bytes | bytearray, max_bytes: int = MAX_PAYLOAD_BYTES, *,
+             checker: SignalChecker = DEFAULT_CHECKER,
+             rejected: list[SignalRejection] | None = None) -> dict[str, Any]:
+    """Validate one MQTT message and return its canonical record, or raise ContractError.
+
+    Signals are checked against ``checker``'s catalogue. With a ``rejected`` list, a signal
+    the catalogue does not accept (unknown path, wrong type, out of range) is appended there
+    and left out of the record while the rest of the message stands, so a telemetry record
+    may come back with no signals at all; faults of the envelope (topic, JSON, header,
+    fields) always raise. Without it, the first bad signal raises too.
+    """
     kind, asset_id = parse_topic(topic)
     if len(payload) > max_bytes:
         raise ContractError(
@@ -703,7 +718,12 @@ def validate(topic: str, payload: bytes | bytearray,
     if payload.count(b":") > _members(body):
         _check_unique_keys(payload)
     ts, seq = _header(body, seq_required=kind in VEHICLE_KINDS)
-    data = _VALIDATORS[kind](body, asset_id)
+    if kind is Kind.VEHICLE_TELEMETRY:
+        data = _telemetry(body, asset_id, checker, rejected)
+    elif kind is Kind.VEHICLE_COMMAND_RESULT:
+        data = _command_result(body, asset_id, checker, rejected)
+    else:
+        data = _VALIDATORS[kind](body, asset_id)
     return {"kind": kind.value, "id": asset_id, "ts": ts, "seq": seq, "data": data}
 
 

@@ -74,6 +74,15 @@ BRIDGE_MESSAGES_ACKED: Final = _counter(
 BRIDGE_DEAD_LETTERS: Final = _counter("bridge_dead_letters_total",
                                       "invalid MQTT messages dead-lettered, by reason",
                                       ("reason",))
+# One series per (reason, path) that happened: every path of the catalogue may get its own
+# (they are finite), unknown paths only the first UNKNOWN_PATH_LABELS distinct ones; the rest
+# count under path="_other", so a device inventing paths cannot grow the series without bound.
+BRIDGE_DEAD_LETTER_SIGNALS: Final = _counter(
+    "bridge_dead_letter_signals_total",
+    "signals left out of otherwise valid MQTT messages and dead-lettered, by reason and VSS "
+    "path", ("reason", "path"))
+UNKNOWN_PATH_LABELS: Final = 50
+OTHER_PATH: Final = "_other"
 BRIDGE_OTA_COMMANDS: Final = _counter("bridge_ota_commands_total",
                                       "OTA commands published to vehicles")
 BRIDGE_OTA_COMMANDS_DROPPED: Final = _counter(
@@ -106,6 +115,7 @@ WORKER_LAST_EVENT_TIMESTAMP: Final = _gauge(
 
 CATALOGUE: Final[tuple[Definition, ...]] = (
     BRIDGE_MESSAGES, BRIDGE_KAFKA_RECORDS, BRIDGE_MESSAGES_ACKED, BRIDGE_DEAD_LETTERS,
+    BRIDGE_DEAD_LETTER_SIGNALS,
     BRIDGE_OTA_COMMANDS, BRIDGE_OTA_COMMANDS_DROPPED, BRIDGE_MESSAGES_IN_FLIGHT,
     BRIDGE_MQTT_CONNECTED, WORKER_RECORDS, WORKER_KAFKA_RECORDS, WORKER_ALERT_CHANGES,
     WORKER_STATE_WRITES, WORKER_DUPLICATE_RECORDS, WORKER_VEHICLES,

@@ -124,6 +124,29 @@ def test_vehicle_list_rejects_bad_input(api: str, http: httpx.Client, params: di
     assert body["errors"][0]["loc"] == ["query", field]
 
 
+LONG_PATH = "Vehicle.Powertrain.TractionBattery.Charging.MaximumChargingCurrent.Phase1"
+
+
+def test_every_numeric_signal_has_its_latest_value_and_daily_trend(
+        api: str, store: Store, http: httpx.Client) -> None:
+    """Not only the named indicators: any VSS path a car reports (here one longer than the
+    old 64-character indicator column, and a private one) is in the card."""
+    records = [tele(T0 + d * DAY_MS, **{LONG_PATH: 16.0 + d, "Vehicle.Acme.HeatPump.Cop": 3.0})
+               for d in range(2)]
+    daily = DailyIndicators()
+    daily.add(records)
+    upsert_daily_indicators(store, daily.drain())
+    store.upsert_signals([("vehicle", VIN, LONG_PATH, 17.0, T0 + DAY_MS),
+                          ("vehicle", VIN, "Vehicle.Acme.HeatPump.Cop", 3.0, T0 + DAY_MS)])
+    card = http.get(f"{api}/vehicles/{VIN}").json()
+    assert [(p["day"], p["mean"]) for p in card["trends"][LONG_PATH]] == [
+        ("2026-01-01", 16.0), ("2026-01-02", 17.0)]
+    assert [p["n"] for p in card["trends"]["Vehicle.Acme.HeatPump.Cop"]] == [1, 1]
+    latest = {s["path"]: s["value"] for s in card["signals"]}
+    assert latest[LONG_PATH] == 17.0
+    assert latest["Vehicle.Acme.HeatPump.Cop"] == 3.0
+
+
 def test_vehicle_health_card_has_daily_trends(api: str, store: Store, http: httpx.Client
                                               ) -> None:
     seed(store)

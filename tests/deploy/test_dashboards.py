@@ -95,6 +95,8 @@ def archive_schema() -> influxql.Schema:
             else "Model Y" if kind is contract.SignalType.STRING
             else sorted(spec.allowed or ())[0] if kind is contract.SignalType.ENUM
             else [3.7, 3.71] if kind is contract.SignalType.FLOAT_LIST
+            else [1, 2] if kind is contract.SignalType.INT_LIST
+            else sorted(spec.allowed or {"x"})[:1] if kind is contract.SignalType.STRING_LIST
             else int(spec.min or 0) if kind is contract.SignalType.INT
             else float(spec.min or 0))
     messages = [
@@ -112,8 +114,8 @@ def archive_schema() -> influxql.Schema:
                                                 for name, m in contract.OCPP_MEASURANDS.items()}}),
     ]
     points = [point for topic, body in messages
-              for point in archive.points_for_record(contract.validate(topic,
-                                                                       json.dumps(body).encode()))]
+              for point in archive.points_for_record(contract.validate(
+                  topic, json.dumps(body).encode(), max_bytes=1 << 20))]  # the whole catalogue
     points.append(archive.point_for_alert({
         "asset_id": VIN, "type": "dtc", "severity": "warning", "status": "open",
         "title": "Trouble code", "id": "a1", "last_seen": ts}))

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from diagnostics.daily import (
     CELL_SPREAD,
+    INDICATORS,
     PARKED_DRAW_12V,
     RESTING_12V,
     SOH,
@@ -50,6 +51,11 @@ def sig(**named: Any) -> dict[str, Any]:
 def ignition(ts: int, state: str) -> dict[str, Any]:
     return {"kind": "vehicle_event", "id": VIN, "ts": ts, "seq": ts,
             "data": {"type": "ignition", "state": state}}
+
+
+def named(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The named health indicators' rows (the per-signal trends are keyed by VSS path)."""
+    return [r for r in rows if r[3] in INDICATORS]
 
 
 def by_indicator(rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], tuple[Any, ...]]:
@@ -149,13 +155,13 @@ def test_a_module_kept_awake_shows_in_the_parked_draw_but_a_long_drive_does_not(
 def test_unknown_key_state_gives_no_parked_draw() -> None:
     daily = DailyIndicators()  # a fresh worker: nothing known about the key
     daily.add([tele(T0 + 10 * HOUR, **sig(amps=-0.05, key="UNDEFINED"))])
-    assert daily.drain() == []
+    assert named(daily.drain()) == []
 
 
 def test_unknown_key_state_gives_no_resting_voltage() -> None:
     daily = DailyIndicators()  # a fresh worker: nothing known about the key
     daily.add([tele(T0 + 10 * HOUR, **sig(volts=12.5, key="UNDEFINED"))])
-    assert daily.drain() == []
+    assert named(daily.drain()) == []
 
 
 def test_records_are_ordered_by_event_time_within_a_flush() -> None:
@@ -170,6 +176,24 @@ def test_non_numeric_and_foreign_records_are_ignored() -> None:
     daily.add([tele(T0, **sig(fl=True)),
                {"kind": "charger_status", "id": "CP-1", "ts": T0, "seq": 1,
                 "data": {"connectorId": 1, "status": "Available", "errorCode": "NoError"}}])
+    assert daily.drain() == []
+
+
+def test_every_numeric_signal_gets_a_daily_trend_under_its_path() -> None:
+    daily = DailyIndicators()
+    daily.add([tele(T0 + 1, **{"Vehicle.Speed": 50.0, "Vehicle.TraveledDistance": 1000,
+                               "Vehicle.Acme.HeatPump.Cop": 3.0, "Vehicle.IsMoving": True,
+                               "Vehicle.LowVoltageSystemState": "ON"}),
+               tele(T0 + 2, **{"Vehicle.Speed": 70.0, "Vehicle.TraveledDistance": 1500}),
+               tele(T0 + DAY_MS, **{"Vehicle.Speed": 10.0})])
+    rows = by_indicator(daily.drain())
+    assert rows[("2026-01-01", "Vehicle.Speed")] == (2, 50.0, 70.0, 120.0, 70.0, T0 + 2)
+    assert rows[("2026-01-02", "Vehicle.Speed")] == (1, 10.0, 10.0, 10.0, 10.0, T0 + DAY_MS)
+    assert rows[("2026-01-01", "Vehicle.TraveledDistance")] == (
+        2, 1000.0, 1500.0, 2500.0, 1500.0, T0 + 2)
+    assert rows[("2026-01-01", "Vehicle.Acme.HeatPump.Cop")][0] == 1  # a private signal too
+    assert ("2026-01-01", "Vehicle.IsMoving") not in rows  # booleans and strings: no trend
+    assert ("2026-01-01", "Vehicle.LowVoltageSystemState") not in rows
     assert daily.drain() == []
 
 

@@ -48,7 +48,8 @@ def telemetry(seq: int, volts: float = 12.6) -> bytes:
                                      "Vehicle.Speed": 0.0}})
 
 
-# Each bad message and the reason it must be dead-lettered with.
+# Each bad message and the reason it must be dead-lettered with (faults of the envelope: bad
+# signals of a good message are dead-lettered one by one, test_bridge_signals.py).
 def bad_messages(vin: str, other_vin: str) -> list[tuple[str, bytes, Reason]]:
     t = f"vehicles/{vin}/telemetry"
     return [
@@ -59,10 +60,7 @@ def bad_messages(vin: str, other_vin: str) -> list[tuple[str, bytes, Reason]]:
         (t, orjson.dumps({"seq": 1, "signals": {"Vehicle.Speed": 1.0}}), Reason.MISSING_FIELD),
         (t, orjson.dumps({"ts": "yesterday", "seq": 1, "signals": {"Vehicle.Speed": 1.0}}),
          Reason.WRONG_TYPE),
-        (t, orjson.dumps({"ts": TS, "seq": 1, "signals": {"Vehicle.Speed": 9000.0}}),
-         Reason.OUT_OF_RANGE),
-        (t, orjson.dumps({"ts": TS, "seq": 1, "signals": {"Vehicle.Warp": 1.0}}),
-         Reason.UNKNOWN_SIGNAL),
+        (t, orjson.dumps({"ts": TS, "seq": 1, "signals": {}}), Reason.BAD_VALUE),
         (t, orjson.dumps({"ts": TS, "seq": 1, "vin": other_vin,
                           "signals": {"Vehicle.Speed": 1.0}}), Reason.ID_MISMATCH),
         (t, b'{"ts": 1767571200000, "seq": 1, "signals": {}, "pad": "' + b"x" * 70_000 + b'"}',

@@ -230,10 +230,12 @@ def signal_value(draw: st.DrawFn) -> tuple[str, object, str]:
     path = draw(st.sampled_from(_CSV_SIGNALS))
     spec = SIGNALS[path]
     if spec.type is SignalType.FLOAT:
-        value: object = draw(st.floats(spec.min, spec.max, allow_nan=False))
+        value: object = draw(st.floats(spec.min, spec.max, allow_nan=False,
+                                       allow_infinity=False))
         return path, float(value), repr(value)  # type: ignore[arg-type]
     if spec.type is SignalType.INT:
-        value = draw(st.integers(int(spec.min or 0), int(spec.max or 10**6)))
+        value = draw(st.integers(int(spec.min if spec.min is not None else 0),
+                                 int(spec.max if spec.max is not None else 10**6)))
         return path, value, str(value)
     if spec.type is SignalType.BOOL:
         value = draw(st.booleans())

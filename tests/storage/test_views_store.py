@@ -55,15 +55,16 @@ def stored_daily(store: Store) -> dict[tuple[str, str, str], tuple[Any, ...]]:
 def test_daily_upsert_merges_flushes_like_day_aggregate(store: Store) -> None:
     daily = DailyIndicators()
     daily.add([tele(T0 + 1, **{FL: 250.0}), tele(T0 + 2, **{FL: 240.0})])
-    assert views.upsert_daily_indicators(store, daily.drain()) == 1
+    # One row for the named indicator, one for the signal's own trend under its path.
+    assert views.upsert_daily_indicators(store, daily.drain()) == 2
     daily.add([tele(T0 + 4, **{FL: 260.0}), tele(T0 + 3, **{FL: 230.0})])
     views.upsert_daily_indicators(store, daily.drain())
     daily.add([tele(T0 + 0, **{FL: 245.0})])  # late: older than the stored last
     views.upsert_daily_indicators(store, daily.drain())
-    key = (VIN, "2026-01-01", "tire_pressure_row1_left_kpa")
-    n, lo, hi, total, last, last_ts = stored_daily(store)[key]
-    assert (n, lo, hi, last, last_ts) == (5, 230.0, 260.0, 260.0, T0 + 4)
-    assert total == pytest.approx(1225.0)
+    for indicator in ("tire_pressure_row1_left_kpa", FL):
+        n, lo, hi, total, last, last_ts = stored_daily(store)[(VIN, "2026-01-01", indicator)]
+        assert (n, lo, hi, last, last_ts) == (5, 230.0, 260.0, 260.0, T0 + 4)
+        assert total == pytest.approx(1225.0)
     assert views.upsert_daily_indicators(store, []) == 0
 
 
@@ -104,7 +105,10 @@ def test_trends_cover_the_requested_days_up_to_the_last_report(store: Store) -> 
     daily.add([tele(T0 + 4 * DAY_MS + 10, **{FL: 210.0})])
     views.upsert_daily_indicators(store, daily.drain())
     trends = views.vehicle_trends(store, VIN, T0 + 4 * DAY_MS + 10, days=2)
-    assert set(trends) == {"tire_pressure_row1_left_kpa", "tire_pressure_row1_right_kpa"}
+    # The named indicators, and every numeric signal under its own VSS path.
+    assert set(trends) == {"tire_pressure_row1_left_kpa", "tire_pressure_row1_right_kpa",
+                           FL, FL.replace("Left", "Right")}
+    assert trends[FL] == trends["tire_pressure_row1_left_kpa"]
     points = trends["tire_pressure_row1_left_kpa"]
     assert [p["day"] for p in points] == ["2026-01-04", "2026-01-05"]
     assert points[1] == {"day": "2026-01-05", "n": 2, "min": 204.0, "max": 210.0,
