@@ -21,6 +21,14 @@ Physical model (the constructor defaults; the fleet simulator follows the same m
   can be several degrees off the battery's own temperature).
 * While the car is ON the DC-DC converter charges the battery at 13.6-14.4 V. After key-off
   the terminal voltage carries surface charge, ``V_rest + surface_charge_v * exp(-t / 1 h)``.
+* A combustion car has no DC-DC: while its engine runs the alternator holds the bus at its
+  regulator's 13.8-14.6 V (higher in the cold), and in a stop-start pause, ON but with the
+  engine stopped, the battery carries the car and its voltage dips under the load. Both are
+  the car in use, never a resting reading: a running engine
+  (``CombustionEngine.IsRunning``, or an engine ``Speed`` above 0 when ``IsRunning`` is
+  absent) counts as key-on whatever the key state says, so the alternator's voltage is never
+  read as a healthy resting battery, nor a running car's dip as a weak one. A hybrid charges
+  its 12 V from the traction battery's DC-DC, as an EV does.
 * A parked EV sometimes wakes its DC-DC to top the 12 V battery up (about 14 V for ~30 min,
   still OFF). That is surface charge again, so it restarts the rest clock; it is not a key-on.
 * Failure: below ``failure_v25 = 11.9`` V the car can no longer close its HV contactors. A weak
@@ -86,7 +94,7 @@ from diagnostics.base import (
     first_silence,
     push_sample,
 )
-from diagnostics.helpers import OFF_STATES, ON_STATES, as_number, t_critical
+from diagnostics.helpers import OFF_STATES, ON_STATES, as_number, engine_running, t_critical
 from diagnostics.signals import AMBIENT, CURRENT, KEY_STATE, VOLTAGE
 from diagnostics.trend import weighted_trend
 from vocab.eventtime import DAY_MS
@@ -98,7 +106,7 @@ class WeakBattery12V(Detector):
     """Predicts the no-start of a weakening 12 V battery from its resting voltage trend."""
 
     name: ClassVar[str] = "battery12v"
-    version: ClassVar[str] = "2.0.0"
+    version: ClassVar[str] = "2.1.0"
 
     def __init__(
         self,
@@ -192,6 +200,8 @@ class WeakBattery12V(Detector):
             state["since"] = ts_ms
             changed = True
         key = signals.get(KEY_STATE)
+        if engine_running(signals):
+            key = "ON"  # the alternator is charging: the car is in use, whatever the key says
         if key in ON_STATES or key in OFF_STATES:
             key_changed, assessment = self._key(state, ts_ms, key in ON_STATES)
             changed = changed or key_changed

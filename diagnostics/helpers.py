@@ -7,6 +7,9 @@ is defined once and no detector depends on another.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+
+from diagnostics.signals import ENGINE_RUNNING, ENGINE_SPEED
 
 # VSS LowVoltageSystemState (``signals.KEY_STATE``): ACC / ON / START power the car (the DC-DC
 # may charge); OFF / LOCK mean parked. UNDEFINED tells us nothing and keeps the last known state.
@@ -37,3 +40,13 @@ def as_number(value: object) -> float | None:
         return None
     as_float = float(value)
     return as_float if math.isfinite(as_float) else None
+
+
+def engine_running(signals: Mapping[str, object]) -> bool:
+    """Whether a message says the combustion engine runs: ``IsRunning``, or, from a car that
+    does not report it, an engine speed above 0 (a stop-start pause is not running)."""
+    running = signals.get(ENGINE_RUNNING)
+    if isinstance(running, bool):
+        return running
+    rpm = as_number(signals.get(ENGINE_SPEED))
+    return rpm is not None and rpm > 0.0

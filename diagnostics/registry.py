@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from diagnostics.alternator import ChargingSystem
 from diagnostics.base import Detector
 from diagnostics.battery12v import WeakBattery12V
 from diagnostics.cell_imbalance import CellImbalance
@@ -36,6 +37,7 @@ DETECTORS: dict[AssetKind, dict[str, type[Detector]]] = {
         "vehicle_silent": Silence,
         "signal_anomaly": SignalAnomaly,
         "thermal": DriveUnitCooling,
+        "charging_system": ChargingSystem,
     },
     "charger": {
         "charger_derating": ChargerDerating,

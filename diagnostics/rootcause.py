@@ -58,6 +58,9 @@ LINKS: tuple[Link, ...] = (
          evidence_codes=("U01", "P0562")),
     Link("vehicle_silent", "weak_12v_battery",
          "a 12 V battery too weak to keep the telematics unit alive silences the car"),
+    Link("weak_12v_battery", "charging_system",
+         "a failing alternator leaves the battery less charged after every drive, so its "
+         "resting voltage falls although the battery itself is sound"),
     Link("dtc", "cell_imbalance",
          "the battery management system's own cell-block deviation codes (P0A7F, P0A80) "
          "report the imbalance the detector already raised",

@@ -19,3 +19,6 @@ PACK: Final = "Vehicle.Powertrain.TractionBattery.Temperature.Average"
 CELL_MIN: Final = "Vehicle.Powertrain.TractionBattery.CellVoltage.Min"
 CELL_MAX: Final = "Vehicle.Powertrain.TractionBattery.CellVoltage.Max"
 STATE_OF_HEALTH: Final = "Vehicle.Powertrain.TractionBattery.StateOfHealth"
+# A car with an engine: running or not (a stop-start pause is not running), and its speed.
+ENGINE_RUNNING: Final = "Vehicle.Powertrain.CombustionEngine.IsRunning"
+ENGINE_SPEED: Final = "Vehicle.Powertrain.CombustionEngine.Speed"  # rpm

@@ -75,7 +75,7 @@ def plug_in(chargers: list[ChargerRun], v: VehicleRun, arrive: int,
             next_depart: int | None) -> None:
     """The car arrived at ``arrive``: charge at home, book a public charger, or neither."""
     s, rng = v.spec, v.rng
-    if v.dead(arrive):
+    if v.dead(arrive) or not s.plugs_in:
         return
     inlet_fault = s.fault is not None and s.fault.name == "inlet_fault"
     if v.place == "home":

@@ -29,6 +29,7 @@ from simulators.fleet import (
     DEFAULT_START,
     Fleet,
 )
+from simulators.population import parse_powertrain_mix
 from simulators.publisher import Publisher, PublishError, publish_paced
 from vocab.eventtime import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 
@@ -148,6 +149,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for action in (vehicles, chargers, faults):
         assert isinstance(action, _FleetCheck)
         action.faults_action = faults
+    parser.add_argument(
+        "--powertrains", type=_checked(parse_powertrain_mix), default=None, metavar="MIX",
+        help="the fleet's powertrain mix as weights, powertrain:weight[,...] of bev, phev, hev, "
+        "ice (default ice:45,hev:20,phev:10,bev:25; bev:1 is an all-electric fleet); a car "
+        "carrying a fault its powertrain cannot have gets one that can")
     parser.add_argument("--drive-interval", type=positive_float,
                         default=DEFAULT_DRIVE_INTERVAL_S, metavar="S",
                         help="simulated seconds between telemetry messages while driving "
@@ -256,7 +262,9 @@ def build_fleet(args: argparse.Namespace) -> Fleet:
     faults = parse_fault_spec(args.faults, args.vehicles, args.chargers)
     return Fleet(args.vehicles, args.chargers, seed=args.seed, start_ms=start_time(args.start),
                  faults=faults, drive_interval_s=args.drive_interval,
-                 parked_interval_s=args.parked_interval)
+                 parked_interval_s=args.parked_interval,
+                 powertrain_mix=parse_powertrain_mix(args.powertrains)
+                 if getattr(args, "powertrains", None) else None)
 
 
 def until_ms(args: argparse.Namespace) -> int | None:

@@ -100,8 +100,24 @@ CHARGER_FAULT_CODES = ("GroundFailure", "HighTemperature", "PowerMeterFailure",
 INLET_FAULT_INITIAL_PROB = (0.3, 0.5)
 INLET_FAULT_PROB_PER_DAY = (0.03, 0.06)
 INLET_FAULT_CODES = ("EVCommunicationError", "ConnectorLockFailure", "GroundFailure")
+# Charging system of a combustion car (alternator and its regulator), shared with the fleet
+# model (diagnostics.alternator is written against the same physics without importing it).
+# While the engine runs the regulator holds the 12 V bus at its set point (13.9-14.5 V at
+# 25 °C); a battery charged at a bus voltage V settles at a resting voltage of at most
+# ``V - CHARGE_HEADROOM_V``. A wearing regulator or alternator (brushes, a diode) lets the set
+# point sag 0.06-0.15 V/day from an onset in the first five days; once the battery can no
+# longer be charged above the no-start level (``FAILURE_V25``: bus at FAILURE_V25 + headroom)
+# the car will not crank after its next stop (the truth's failure).
+ALTERNATOR_V_RANGE = (13.9, 14.5)
+CHARGE_HEADROOM_V = 0.55
+ALTERNATOR_ONSET_DAYS = (0.0, 5.0)
+ALTERNATOR_RATE_V_PER_DAY = (0.06, 0.15)
 
 Asset = Literal["vehicle", "charger"]
+# A car's powertrain: battery-electric, plug-in hybrid, (self-charging) hybrid, combustion.
+Powertrain = Literal["bev", "phev", "hev", "ice"]
+POWERTRAINS: tuple[Powertrain, ...] = ("bev", "phev", "hev", "ice")
+TRACTION_BATTERY: frozenset[Powertrain] = frozenset({"bev", "phev", "hev"})
 
 
 @dataclass(frozen=True)
@@ -133,6 +149,8 @@ class FaultSpec:
     # failure are misses); "delay": on the time from the onset to the first alert (the fault
     # cannot be seen before it happens; an alert before the onset is a false alarm).
     scored_by: Literal["lead", "delay"] = "lead"
+    # The powertrains a vehicle fault can happen on (the fleet puts it on such a car only).
+    powertrains: frozenset[Powertrain] = frozenset(POWERTRAINS)
 
 
 def _draw_weak_12v(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]) -> FaultInstance:
@@ -150,7 +168,10 @@ def weak_12v_failure_ts(onset_ts: int, v25_initial: float, rate_v_per_day: float
 
 def _draw_dtc(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]) -> FaultInstance:
     onset = start_ms + int(rng.uniform(*DTC_ONSET_DAYS) * DAY_MS)
-    code = rng.choice(sorted(DTC_CODES))
+    # A car without a traction battery cannot set the hybrid/EV battery codes (P0A..).
+    codes = (DTC_CODES if ctx.get("powertrain", "bev") in TRACTION_BATTERY
+             else {c: m for c, m in DTC_CODES.items() if not c.startswith("P0A")})
+    code = rng.choice(sorted(codes))
     return FaultInstance("dtc", onset, onset + DTC_FAILURE_AFTER_MS,
                          {"code": code, "meaning": DTC_CODES[code]})
 
@@ -277,6 +298,29 @@ def coolant_pump_failure_ts(onset_ts: int, resistance_c_per_kw: float,
     return onset_ts + int(max(0.0, factor - 1.0) / growth_per_day * DAY_MS)
 
 
+def _draw_alternator(rng: random.Random, start_ms: int, ctx: Mapping[str, Any]
+                     ) -> FaultInstance:
+    onset = start_ms + int(rng.uniform(*ALTERNATOR_ONSET_DAYS) * DAY_MS)
+    rate = round(rng.uniform(*ALTERNATOR_RATE_V_PER_DAY), 4)
+    set_v = float(ctx["alternator_v"])
+    return FaultInstance("alternator", onset, alternator_failure_ts(onset, set_v, rate),
+                         {"rate_v_per_day": rate, "alternator_v": set_v})
+
+
+def alternator_v(fault: FaultInstance | None, set_v: float, ts: int) -> float:
+    """The regulator's set point at 25 °C at ``ts`` (sagging from the onset of a fault)."""
+    if fault is None or fault.name != "alternator" or ts <= fault.onset_ts:
+        return set_v
+    return set_v - float(fault.params["rate_v_per_day"]) * (ts - fault.onset_ts) / DAY_MS
+
+
+def alternator_failure_ts(onset_ts: int, set_v: float, rate_v_per_day: float) -> int:
+    """When the set point reaches ``FAILURE_V25 + CHARGE_HEADROOM_V`` (analytic): from then
+    on a drive can no longer charge the battery above the no-start level."""
+    margin = max(0.0, set_v - FAILURE_V25 - CHARGE_HEADROOM_V)
+    return onset_ts + int(margin / rate_v_per_day * DAY_MS)
+
+
 FAULTS: dict[str, FaultSpec] = {
     spec.name: spec
     for spec in (
@@ -306,6 +350,7 @@ FAULTS: dict[str, FaultSpec] = {
             "it drifts 2.5-6 mV/day below the pack until the max-min cell spread at rest "
             "reaches the BMS limit (100 mV at 25 °C, mid SoC) and the BMS derates the car",
             _draw_cell_drift, "physics.cells.CellPack (drift_*)", "cell_imbalance",
+            powertrains=TRACTION_BATTERY,
         ),
         FaultSpec(
             "silent", "vehicle",
@@ -354,6 +399,7 @@ FAULTS: dict[str, FaultSpec] = {
             _draw_session_faults("inlet_fault", INLET_FAULT_INITIAL_PROB,
                                  INLET_FAULT_PROB_PER_DAY, INLET_FAULT_CODES),
             "booking.reserve / plug_in (ChargeSession.fault_code)", "charging_inlet_fault",
+            powertrains=frozenset({"bev"}),
         ),
         FaultSpec(
             "coolant_pump", "vehicle",
@@ -361,7 +407,17 @@ FAULTS: dict[str, FaultSpec] = {
             "coolant's rise above the pack under load grows 5-15 %/day until, at a sustained "
             "motorway load on a 30 °C day, the coolant would reach the derate limit (90 °C)",
             _draw_coolant_pump, "physics.thermal.Thermal (coolant model of VehicleSim.drive)",
-            "thermal",
+            "thermal", powertrains=frozenset({"bev"}),
+        ),
+        FaultSpec(
+            "alternator", "vehicle",
+            "a combustion car's charging system wears (regulator, brushes, a diode): from an "
+            "onset in the first five days the charging voltage while the engine runs sags "
+            "0.06-0.15 V/day from its 13.9-14.5 V set point, each drive charges the 12 V "
+            "battery less, until a drive can no longer charge it above the no-start level "
+            "(the set point at 11.9 + 0.55 V) and the car will not crank after its next stop",
+            _draw_alternator, "physics.alternator (charging_v, settle_v25 in VehicleSim.drive)",
+            "charging_system", powertrains=frozenset({"ice"}),
         ),
     )
 }

@@ -1,4 +1,5 @@
-"""A deterministic simulated fleet of EVs and chargers (pure: no I/O, no wall clock).
+"""A deterministic simulated fleet of cars (electric, hybrid, combustion) and chargers (pure:
+no I/O, no wall clock).
 
 Why it matters
 --------------
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from itertools import takewhile
 from operator import itemgetter
@@ -45,7 +46,12 @@ from typing import Any
 from simulators.charger import ChargerSim
 from simulators.faults import assign_faults
 from simulators.physics.weather import Weather
-from simulators.population import draw_charger, draw_vehicle
+from simulators.population import (
+    DEFAULT_POWERTRAIN_MIX,
+    check_powertrain_mix,
+    draw_charger,
+    draw_vehicle,
+)
 from simulators.public_charging import ChargerRun
 from simulators.spec import ChargerSpec, VehicleSpec
 from simulators.state import RunSettings, VehicleRun, World
@@ -71,6 +77,7 @@ class Fleet:
         drive_interval_s: float = DEFAULT_DRIVE_INTERVAL_S,
         parked_interval_s: float = DEFAULT_PARKED_INTERVAL_S,
         cell_report_fraction: float = 0.0,
+        powertrain_mix: Mapping[str, float] | None = None,
     ) -> None:
         if n_vehicles < 0 or n_chargers < 0:
             raise ValueError("fleet sizes must be >= 0")
@@ -81,11 +88,15 @@ class Fleet:
         self.drive_ms = max(1, int(drive_interval_s * SECOND_MS))
         self.parked_ms = max(1, int(parked_interval_s * SECOND_MS))
         self.cell_report_fraction = cell_report_fraction
+        # Weights by powertrain (``population.DEFAULT_POWERTRAIN_MIX`` when None).
+        self.powertrain_mix = check_powertrain_mix(
+            DEFAULT_POWERTRAIN_MIX if powertrain_mix is None else powertrain_mix)
         rng = random.Random(f"fleet-{seed}")
         by_vehicle, by_charger = assign_faults(faults or {}, n_vehicles, n_chargers, rng)
         vins: set[str] = set()
         self.vehicles: list[VehicleSpec] = [
-            draw_vehicle(seed, start_ms, i, by_vehicle.get(i), vins, cell_report_fraction)
+            draw_vehicle(seed, start_ms, i, by_vehicle.get(i), vins, cell_report_fraction,
+                         self.powertrain_mix)
             for i in range(n_vehicles)]
         self.charger_specs: list[ChargerSpec] = [
             draw_charger(seed, start_ms, i, by_charger.get(i)) for i in range(n_chargers)]
@@ -110,7 +121,8 @@ class Fleet:
         out: list[dict[str, Any]] = []
         for v in self.vehicles:
             if v.fault is not None:
-                out.append({"vin": v.vin, "model": v.model, "fault": v.fault.name,
+                out.append({"vin": v.vin, "model": v.model, "powertrain": v.powertrain,
+                            "fault": v.fault.name,
                             "onset_ts": v.fault.onset_ts, "failure_ts": v.fault.failure_ts,
                             "params": dict(v.fault.params)})
         for c in self.charger_specs:

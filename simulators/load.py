@@ -84,7 +84,7 @@ class DrivingFleet:
         self.lat += self.speed * dt_s * 1e-7
         return [
             np.round(self.speed, 1).tolist(),
-            np.round(self.odometer, 1).tolist(),
+            np.round(self.odometer).astype(np.int64).tolist(),  # VSS: uint32 m
             np.round(rng.uniform(13.6, 14.4, n), 3).tolist(),
             np.round(rng.uniform(2, 12, n), 2).tolist(),
             np.round(self.soc, 2).tolist(),
@@ -94,7 +94,8 @@ class DrivingFleet:
             np.round(self.ambient + rng.normal(0, 0.2, n), 2).tolist(),
             np.round(self.lat, 6).tolist(),
             np.round(self.lon, 6).tolist(),
-            *(np.round(self.tyre[:, w] + rng.normal(0, 0.5, n), 1).tolist() for w in range(4)),
+            *(np.round(self.tyre[:, w] + rng.normal(0, 0.5, n)).astype(np.int64).tolist()
+              for w in range(4)),  # VSS: uint16 kPa
             np.round(self.ambient + 10, 1).tolist(),
         ]
 

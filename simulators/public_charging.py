@@ -36,7 +36,7 @@ no other draw.
 
 * ``charger_derating``: five minutes into each session after the onset the charger delivers
   only ``derating_fraction`` of what the car draws (the SoC, energy and the car's
-  ``ChargeRate`` follow; DC chargers report a hotter stage; ``Power.Offered`` stays the
+  ``CurrentPower`` follow; DC chargers report a hotter stage; ``Power.Offered`` stays the
   rating).
 * ``charger_fault``: with ``session_fault_prob`` a session ends early (2-50 % of its planned
   length) ``Faulted`` with one of the fault's error codes; the connector is ``Available``

@@ -9,6 +9,13 @@ packet is written to the socket); paho's ``on_publish`` counts them. At most ``m
 publishes are outstanding: beyond that the publisher waits, which bounds paho's outgoing queue
 (and memory) when the broker is slower than the simulation. A QoS 1 message published while
 the connection is down stays queued in paho and goes out after the automatic reconnect.
+
+Order survives a reconnect, as a car's telematics unit keeps it: after a connection drops, new
+QoS 1 messages wait until paho's resends are acknowledged. paho itself sends a message
+published right after the CONNACK ahead of the ones it resends (its in-flight count starts
+again at zero), and with the broker killed at 15 000x those resends were the last 12 hours of
+event time before the outage: the silence detectors, whose clock is a partition's newest
+record, alerted on healthy cars whose reports came late.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ class Publisher:
         self.sent = 0  # handed to paho and expected to be acknowledged
         self.acked = 0
         self.lost = 0  # QoS 0 messages published while disconnected (dropped by design)
+        self._resending = False  # a connection dropped; what paho resends is not all acked
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
@@ -99,6 +107,10 @@ class Publisher:
             log.info("mqtt_reconnected broker=%s pending=%s", self.where, self.pending)
         self._connected.set()
         self._settled.set()
+        with self._cond:
+            if self._resending and self.pending == 0:
+                self._resending = False
+                self._cond.notify_all()
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
         self._last_error = "connection failed"
@@ -109,11 +121,16 @@ class Publisher:
         if getattr(reason, "is_failure", False):
             log.warning("mqtt_disconnected broker=%s reason=%s pending=%s (reconnecting)",
                         self.where, reason, self.pending)
+            if self.qos:
+                with self._cond:
+                    self._resending = True
 
     def _on_publish(self, _c: mqtt.Client, _u: object, _mid: int, _reason: object,
                     _p: object) -> None:
         with self._cond:
             self.acked += 1
+            if self._resending and self.pending == 0 and self.client.is_connected():
+                self._resending = False
             self._cond.notify_all()
 
     # publishing (caller's thread)
@@ -125,7 +142,7 @@ class Publisher:
     def publish(self, topic: str, payload: bytes, stop: threading.Event | None = None) -> None:
         """Publish one message; wait while too many are outstanding (unless ``stop`` is set)."""
         with self._cond:
-            while self.sent - self.acked >= self.max_pending:
+            while self.sent - self.acked >= self.max_pending or self._resending:
                 if stop is not None and stop.is_set():
                     break
                 self._cond.wait(0.2)

@@ -65,6 +65,10 @@ class VehicleRun:
     stop_depart: int | None = None
     retries_left: int = 0
     stop_failed_at: list[str] = field(default_factory=list)  # chargers failed at this stop
+    # Cars with an engine: fuel level (%), engine coolant (°C) and when it was last followed.
+    fuel_pct: float = 0.0
+    engine_c: float | None = None
+    engine_ts: int = 0
 
     def dead(self, ts: int) -> bool:
         return ts >= self.failed_at

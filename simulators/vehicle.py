@@ -19,6 +19,12 @@ Rules
 * Parked, a smaller report every ``parked_ms``: 12 V voltage and current (with the top-ups),
   air temperature, SoC and whether it is charging (with the charge rate and the pack
   temperature while it is).
+* Cars with an engine (``spec.powertrain`` other than ``bev``; ``simulators.physics.engine``)
+  also report ``CombustionEngine.IsRunning``, ``.Speed`` and ``.EngineCoolant.Temperature``
+  while driving and ``FuelSystem.RelativeLevel``; hybrids report no motor coolant, a hybrid
+  never plugs in, and a combustion car reports no traction battery and, while its engine
+  runs, the alternator's charging voltage instead of the DC-DC's (the battery's own in a
+  stop-start pause); its ``trip_end`` carries no ``energy_kwh``.
 * Events: ignition ON / OFF, ``trip_end`` (distance, duration, energy), ``charge_start`` /
   ``charge_end``, ``dtc`` and ``crank`` (a failed start, once, when the 12 V battery has
   failed). Fault ``dtc``: the car reports the trouble code (``faults.DTC_CODES``) with its
@@ -43,7 +49,8 @@ import orjson
 
 from ingest.contract import TIRE_PRESSURE_SIGNALS, Kind, topic_for
 from simulators.booking import plug_in, retry_public
-from simulators.faults import PACK_LOAD_SHARE
+from simulators.faults import PACK_LOAD_SHARE, alternator_v
+from simulators.physics import engine
 from simulators.physics.battery12v import (
     CRANK_DIP_V,
     DRIVING_WARMUP_C,
@@ -61,7 +68,7 @@ from simulators.routine import AWAY_DAYS, AWAY_START_PROB, RAMP_MS, Trip, clamp,
 from simulators.spec import VehicleSpec
 from simulators.state import RunSettings, VehicleRun, World
 from simulators.stream import NEVER, Message
-from vocab.eventtime import DAY_MS, HOUR_MS
+from vocab.eventtime import DAY_MS, HOUR_MS, MINUTE_MS
 
 TRAFFIC_STOP_PROB = 0.05
 # Gaps: a signal missing from a message, or a whole telemetry message lost on the way.
@@ -83,6 +90,22 @@ PARKED_DROPPABLE = (
     "Vehicle.LowVoltageBattery.CurrentCurrent",
     "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current",
 )
+ENGINE_RUNNING = "Vehicle.Powertrain.CombustionEngine.IsRunning"
+ENGINE_SPEED = "Vehicle.Powertrain.CombustionEngine.Speed"
+ENGINE_COOLANT = "Vehicle.Powertrain.CombustionEngine.EngineCoolant.Temperature"
+FUEL_LEVEL = "Vehicle.Powertrain.FuelSystem.RelativeLevel"
+MOTOR_COOLANT = "Vehicle.Powertrain.ElectricMotor.EngineCoolant.Temperature"
+# What a car without a traction battery does not report; hybrids report no motor coolant.
+TRACTION_ONLY = (
+    "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current",
+    "Vehicle.Powertrain.TractionBattery.StateOfHealth",
+    "Vehicle.Powertrain.TractionBattery.Temperature.Average",
+    "Vehicle.Powertrain.TractionBattery.Charging.IsCharging",
+)
+ENGINE_DRIVE_DROPPABLE = (*(d for d in DRIVE_DROPPABLE if d not in TRACTION_ONLY
+                            and d != MOTOR_COOLANT), ENGINE_SPEED, ENGINE_COOLANT, FUEL_LEVEL)
+ENGINE_PARKED_DROPPABLE = (*(d for d in PARKED_DROPPABLE if d not in TRACTION_ONLY),
+                           FUEL_LEVEL)
 
 
 class VehicleSim:
@@ -105,6 +128,11 @@ class VehicleSim:
                          thermal, soc=spec.soc, odometer_m=spec.odometer_m)
         self.runs[spec.vin] = run
         fault = spec.fault
+        if spec.powertrain == "ice":
+            battery.tops_up = False  # no DC-DC: only the running engine charges the 12 V
+        run.fuel_pct = spec.fuel_pct
+        if fault is not None and fault.name == "alternator":
+            run.failed_at = fault.failure_ts if fault.failure_ts is not None else NEVER
         if fault is not None and fault.name == "weak_12v":
             battery.fault_onset = fault.onset_ts
             battery.fault_rate_v_per_day = float(fault.params["rate_v_per_day"])
@@ -155,7 +183,9 @@ class VehicleSim:
                         yield self.event(v, trip.depart, {
                             "type": "crank", "voltage_min": measured_v(
                                 v.battery.resting_v(trip.depart) - CRANK_DIP_V, v.rng),
-                            "description": "no start: 12 V battery too weak to wake the car"})
+                            "description": "no start: 12 V battery too weak to "
+                                           + ("crank the engine" if spec.powertrain == "ice"
+                                              else "wake the car")})
                     break
                 next_depart = trips[k + 1].depart if k + 1 < len(trips) else None
                 yield from self.drive(v, trip, next_depart)
@@ -245,7 +275,7 @@ class VehicleSim:
             signals: dict[str, Any] = {
                 "Vehicle.Speed": round(speed, 1),
                 "Vehicle.IsMoving": speed > 0.5,
-                "Vehicle.TraveledDistance": round(v.odometer_m, 1),
+                "Vehicle.TraveledDistance": round(v.odometer_m),  # VSS: uint32 m
                 "Vehicle.LowVoltageSystemState": "ON",
                 "Vehicle.LowVoltageBattery.CurrentVoltage": measured_v(dcdc_v, rng),
                 "Vehicle.LowVoltageBattery.CurrentCurrent": driving_current_a(elapsed, rng),
@@ -267,26 +297,78 @@ class VehicleSim:
                                         driving_tyre_c(ambient, elapsed), rng))
             if v.cells is not None:
                 signals.update(v.cells.signals(t, v.soc, hv, driving=True, charging=False))
-            message = self.telemetry(v, t, signals, DRIVE_DROPPABLE)
+            running = False
+            if s.has_engine:
+                running = engine.runs(s.powertrain, speed, elapsed, v.soc)
+                self.engine_signals(v, t, signals, running, speed, ambient, elapsed)
+            message = self.telemetry(v, t, signals,
+                                     ENGINE_DRIVE_DROPPABLE if s.has_engine else DRIVE_DROPPABLE)
             if message is not None:
                 yield message
             # Integrate the interval this sample stands for.
             km = speed * dt / HOUR_MS
-            kwh = km * s.kwh_per_km * (1 + 0.01 * max(0.0, 15.0 - ambient))
             v.odometer_m += km * 1000
-            energy += kwh
-            v.soc = max(1.0, v.soc - kwh / capacity * 100)
+            if running:
+                v.fuel_pct = max(0.0, v.fuel_pct - engine.fuel_l(
+                    km, dt, s.spec.fuel_l_per_100km * s.fuel_factor, ambient)
+                    / s.spec.tank_l * 100)
+            if s.powertrain == "hev":  # the engine charges the pack, driving drains it
+                v.soc = clamp(v.soc + (0.4 if running else -0.6) * dt / MINUTE_MS, 40.0, 75.0)
+            elif capacity > 0 and not running:
+                kwh = km * s.kwh_per_km * (1 + 0.01 * max(0.0, 15.0 - ambient))
+                energy += kwh
+                floor = engine.PHEV_FLOOR_SOC if s.powertrain == "phev" else 1.0
+                v.soc = max(floor, v.soc - kwh / capacity * 100)
             t += drive_ms
         # Arrival.
         b.key_off(trip.arrive)
+        if s.powertrain == "ice":
+            b.cap_v25 = engine.rest_cap_v25(alternator_v(s.fault, s.alternator_v, trip.arrive))
+        if s.has_engine and v.fuel_pct < engine.REFILL_BELOW_PCT:
+            v.fuel_pct = 100.0  # filled up on the way
         v.place = trip.dest_place
         v.next_report = trip.arrive
         yield self.event(v, trip.arrive, {"type": "ignition", "state": "OFF"})
-        yield self.event(v, trip.arrive, {
+        trip_end: dict[str, Any] = {
             "type": "trip_end", "distance_m": round(v.odometer_m - odo0, 1),
-            "duration_ms": trip.arrive - trip.depart,
-            "energy_kwh": round(energy, 3)})
+            "duration_ms": trip.arrive - trip.depart}
+        if s.has_traction_battery:
+            trip_end["energy_kwh"] = round(energy, 3)
+        yield self.event(v, trip.arrive, trip_end)
         plug_in(self.world.chargers, v, trip.arrive, next_depart)
+
+    def engine_signals(self, v: VehicleRun, t: int, signals: dict[str, Any], running: bool,
+                       speed: float, ambient: float, elapsed: int) -> None:
+        """A car with an engine: its engine and fuel signals, and, in a combustion car, the
+        12 V the running alternator (or, in a stop-start pause, the battery) holds."""
+        s, rng, b = v.spec, v.rng, v.battery
+        if v.engine_c is None:
+            v.engine_c = ambient
+        else:  # parked since the last drive, or running (or paused) since the last sample
+            v.engine_c = engine.coolant_c(v.engine_c, ambient, t - v.engine_ts,
+                                          running and elapsed > 0)
+        v.engine_ts = t
+        signals[ENGINE_RUNNING] = running
+        signals[ENGINE_SPEED] = engine.rpm(speed, rng) if running else 0.0
+        signals[ENGINE_COOLANT] = round(v.engine_c + rng.gauss(0, engine.COOLANT_NOISE_C), 1)
+        signals[FUEL_LEVEL] = int(round(v.fuel_pct))
+        signals.pop(MOTOR_COOLANT, None)
+        if s.powertrain != "ice":
+            return
+        for path in TRACTION_ONLY:
+            signals.pop(path, None)
+        battery_c = ambient if b.temp_c is None else b.temp_c
+        if running:
+            bus = engine.charging_v(alternator_v(s.fault, s.alternator_v, t), battery_c,
+                                    idle=speed < 1.0) + rng.gauss(0, engine.RIPPLE_V)
+            signals["Vehicle.LowVoltageBattery.CurrentVoltage"] = measured_v(bus, rng)
+            signals["Vehicle.LowVoltageBattery.CurrentCurrent"] = engine.charging_current_a(
+                bus, driving_current_a(elapsed, rng))
+        else:  # a stop-start pause: the battery carries the car
+            signals["Vehicle.LowVoltageBattery.CurrentVoltage"] = measured_v(
+                b.resting_v(t) - engine.PAUSE_SAG_V, rng)
+            signals["Vehicle.LowVoltageBattery.CurrentCurrent"] = round(
+                engine.PAUSE_CURRENT_A + rng.gauss(0, 1.0), 2)
 
     def unplug(self, v: VehicleRun, ts: int) -> Iterator[Message]:
         """The car leaves: a home session still running ends now."""
@@ -346,8 +428,9 @@ class VehicleSim:
                 "Vehicle.Powertrain.TractionBattery.Charging.IsCharging": charging,
             }
             if charging and session is not None:
-                signals["Vehicle.Powertrain.TractionBattery.Charging.ChargeRate"] = round(
-                    session.power_at(t) * rng.uniform(0.98, 1.0), 2)
+                # VSS: W into the pack (ChargeRate is km of range per hour, not power).
+                signals["Vehicle.Powertrain.TractionBattery.CurrentPower"] = round(
+                    session.power_at(t) * 1000 * rng.uniform(0.98, 1.0), 1)
                 # Charging heats the pack (fast charging by up to ~20 °C); the car reports it.
                 pack = v.thermal.charging_pack(t, ambient, session.power_at(t))
                 signals["Vehicle.Powertrain.TractionBattery.Temperature.Average"] = round(
@@ -355,7 +438,15 @@ class VehicleSim:
             if v.cells is not None:
                 pack_c = ambient if b.temp_c is None else b.temp_c
                 signals.update(v.cells.signals(t, soc, pack_c, driving=False, charging=charging))
-            message = self.telemetry(v, t, signals, PARKED_DROPPABLE)
+            if v.spec.has_engine:
+                signals[ENGINE_RUNNING] = False
+                signals[FUEL_LEVEL] = int(round(v.fuel_pct))
+                if not v.spec.plugs_in:
+                    signals.pop("Vehicle.Powertrain.TractionBattery.Charging.IsCharging")
+                if not v.spec.has_traction_battery:
+                    signals.pop("Vehicle.Powertrain.TractionBattery.StateOfCharge.Current")
+            message = self.telemetry(v, t, signals, ENGINE_PARKED_DROPPABLE
+                                     if v.spec.has_engine else PARKED_DROPPABLE)
             if message is not None:
                 yield message
             step = self.settings.parked_ms

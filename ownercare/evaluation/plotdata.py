@@ -4,8 +4,9 @@ runs (never recomputed here, so the plot cannot disagree with the detector).
 
 Per fault type (the probe classes below):
 
-* ``weak_12v``, ``cell_drift``, ``slow_leak``, ``coolant_pump``: the trend detectors' samples
-  (their state's ``hist``): resting voltage at 25 °C, the resting cell spread, each wheel's
+* ``weak_12v``, ``alternator``, ``cell_drift``, ``slow_leak``, ``coolant_pump``: the trend
+  detectors' samples (their state's ``hist``): resting voltage at 25 °C, the charging voltage
+  at 25 °C while the engine runs (one sample per drive), the resting cell spread, each wheel's
   deficit against the other three at 20 °C, the coolant's rise above the pack per kW of road
   load (one sample per 12 h window: its lowest drive), with the detector's alert and failure
   levels;
@@ -201,6 +202,22 @@ class _Battery12V(_Samples):
 
     def lines(self, samples: list[list[Any]]) -> list[Line]:
         return [Line("V25, one sample per parking period",
+                     [(int(s[0]), float(s[1])) for s in samples])]
+
+
+class _ChargingVoltage(_Samples):
+    def describe(self, d: Any) -> None:
+        self.head.trend_keys = ("fitted_v25", "slope_v_per_day", 1.0)
+        self.head.quantity = "12 V charging voltage at 25 °C, engine running (V)"
+        self.head.rule = (f"alert: the trend reaches {d.failure_v:g} V within "
+                          f"{d.horizon_days:g} days, or the last {d.level_samples} drives "
+                          f"below {d.low_v:g} V")
+        self.head.levels = [Level(d.low_v, f"low_v = {d.low_v:g} V: alert below"),
+                            Level(d.failure_v, f"failure_v = {d.failure_v:g} V: a drive "
+                                  "no longer recharges", failure=True)]
+
+    def lines(self, samples: list[list[Any]]) -> list[Line]:
+        return [Line("charging V25, one sample per drive",
                      [(int(s[0]), float(s[1])) for s in samples])]
 
 
@@ -437,6 +454,7 @@ class _Sessions(_Probe):
 
 PROBES: dict[str, type[_Probe]] = {
     "weak_12v": _Battery12V,
+    "alternator": _ChargingVoltage,
     "cell_drift": _CellSpread,
     "slow_leak": _TyreDeficit,
     "coolant_pump": _CoolantRise,

@@ -25,6 +25,9 @@ Model (``diagnostics/battery12v.py`` is written against the same physics)
   the car can no longer wake: it never drives, charges or tops up again, reports one failed
   ``crank`` event at its next planned departure and keeps reporting from where it is parked,
   its voltage still falling (V25 floored at 10.5 V, a flat battery);
+* a combustion car has no DC-DC: its alternator charges the battery while the engine runs
+  (``simulators.physics.engine``), it never tops up while parked, and a drive leaves it at
+  most at the alternator's set point minus the charging headroom (``cap_v25``);
 * a bad OTA release (``Fleet.bad_release_since``, set when a car installs a release the
   simulator marks bad): from the install on, a module stays awake while parked, so the
   parked drain is ``BAD_RELEASE_DRAIN_V_PER_DAY`` faster and the parked current
@@ -86,12 +89,19 @@ class Battery12V:
     last_topup: int = -NEVER
     extra_drain_since: int | None = None  # a bad OTA release installed at (event time)
     extra_drain_v_per_day: float = BAD_RELEASE_DRAIN_V_PER_DAY
+    # A combustion car's battery: no DC-DC to top it up while parked, and its last drive
+    # charged it only as far as the alternator could (``physics.engine.rest_cap_v25``).
+    tops_up: bool = True
+    cap_v25: float | None = None
 
     def v25(self, ts: int) -> float:
         decline = 0.0
         if self.fault_onset is not None and ts > self.fault_onset:
             decline = self.fault_rate_v_per_day * (ts - self.fault_onset) / DAY_MS
-        return max(DEAD_V25_FLOOR, self.v25_initial - self.drain_v - decline)
+        v25 = self.v25_initial - self.drain_v - decline
+        if self.cap_v25 is not None:
+            v25 = min(v25, self.cap_v25)
+        return max(DEAD_V25_FLOOR, v25)
 
     def failure_ts(self) -> int | None:
         if self.fault_onset is None:
@@ -146,8 +156,8 @@ class Battery12V:
         current = round(self.parked_current_a(ts) + current_noise_a, 3)
         if self.topup_until > ts:
             return TOPUP_V, TOPUP_A
-        if (self.resting_v(ts) < TOPUP_BELOW_V and ts - self.last_topup >= TOPUP_MIN_GAP_MS
-                and can_wake):
+        if (self.tops_up and self.resting_v(ts) < TOPUP_BELOW_V
+                and ts - self.last_topup >= TOPUP_MIN_GAP_MS and can_wake):
             self.topup_until, self.last_topup = ts + TOPUP_MS, ts
             self.recharged(ts)
             self.rest_start = ts + TOPUP_MS

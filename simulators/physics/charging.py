@@ -3,7 +3,7 @@
 Why it matters
 --------------
 The car and the charger report the same session from two sides (the car's ``IsCharging``,
-SoC and ``ChargeRate``; the charger's OCPP MeterValues with power, energy and SoC). Both
+SoC and ``CurrentPower``; the charger's OCPP MeterValues with power, energy and SoC). Both
 must tell the same story at every timestamp, whichever device's generator reaches it first,
 so a session is not stepped forward but evaluated: its SoC and energy are pure functions of
 time.

@@ -64,7 +64,8 @@ def tyre_signals(cold_kpa: tuple[float, ...], tyre_c: float,
     for path, cold, tpath in zip(TIRE_PRESSURE_SIGNALS, cold_kpa, TIRE_TEMPERATURE_SIGNALS,
                                  strict=True):
         # Gay-Lussac: pressure follows absolute temperature (placard set at 20 °C).
+        # VSS Tire.Pressure is uint16 kPa: whole kPa, as a TPMS sensor's ~1.4 kPa steps.
         signals[path] = round((cold + ATMOSPHERE_KPA) * (tyre_c + ZERO_C_K) / PLACARD_K
-                              - ATMOSPHERE_KPA + rng.gauss(0, PRESSURE_NOISE_KPA), 1)
+                              - ATMOSPHERE_KPA + rng.gauss(0, PRESSURE_NOISE_KPA))
         signals[tpath] = round(tyre_c + rng.gauss(0, TYRE_TEMP_NOISE_C), 1)
     return signals

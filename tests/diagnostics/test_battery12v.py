@@ -18,6 +18,7 @@ from tests.diagnostics.battery_series import (
     DAY_MS,
     HOUR_MS,
     MILD,
+    MINUTE_MS,
     START_MS,
     Message,
     daily_cycle,
@@ -451,6 +452,59 @@ def test_top_up_while_parked_restarts_the_rest_clock_and_is_not_a_key_on() -> No
     # ... and from four hours on it is.
     detector.update(state, t2 + 4 * HOUR_MS, {KEY: "OFF", VOLTS: 12.7, AIR: 10.0})
     assert len(state["win"]) == 1
+
+
+RUNNING = "Vehicle.Powertrain.CombustionEngine.IsRunning"
+RPM = "Vehicle.Powertrain.CombustionEngine.Speed"
+
+
+@pytest.mark.parametrize("engine", [{RUNNING: True}, {RPM: 800.0}])
+def test_a_running_engine_is_the_car_in_use_whatever_the_key_state_says(
+        engine: dict[str, Any]) -> None:
+    detector = WeakBattery12V()
+    state = detector.new_state()
+    park(detector, state, START_MS - DAY_MS, 12.65)
+    t0 = START_MS
+    detector.update(state, t0, {KEY: "OFF", VOLTS: 12.65, AIR: 25.0})
+    # Hours later the engine runs (remote start, a telematics unit that misreads the key, a
+    # car reporting no key at all): the alternator's 14.3 V is no resting reading, and the
+    # rest clock starts again when the engine stops.
+    for k in range(6):
+        ts = t0 + 5 * HOUR_MS + k * 5 * MINUTE_MS
+        detector.update(state, ts, {KEY: "OFF", VOLTS: 14.3, AIR: 25.0, **engine})
+        assert state["on"] is True
+        assert state["win"] == []
+    stop = t0 + 6 * HOUR_MS
+    detector.update(state, stop, {KEY: "OFF", VOLTS: 12.9, AIR: 25.0, RUNNING: False})
+    assert state["on"] is False
+    assert state["rest"] == stop
+    assert [h[1] for h in state["hist"]] == [pytest.approx(12.65, abs=1e-3)]
+
+
+def test_a_stop_start_pause_dip_is_not_a_weak_battery() -> None:
+    run = Run()
+    for day in range(8):
+        run.feed(iter([(ts, "telemetry", p) for ts, p in _commute_with_pauses(day)]))
+    assert run.opened == []
+    assert all(h[1] == pytest.approx(12.65, abs=0.01) for h in run.state["hist"])
+
+
+def _commute_with_pauses(day: int) -> list[tuple[int, dict[str, Any]]]:
+    """A combustion car: a 30-minute drive with stop-start pauses (the battery dips to 11.9 V
+    under the load while the engine is stopped, key ON), then a night parked at 12.65 V."""
+    t0 = START_MS + day * DAY_MS + 8 * HOUR_MS
+    out: list[tuple[int, dict[str, Any]]] = []
+    for k in range(30):
+        paused = k % 6 == 5
+        out.append((t0 + k * MINUTE_MS, {KEY: "ON", RUNNING: not paused, AIR: 25.0,
+                                         VOLTS: 11.9 if paused else 14.2,
+                                         AMPS: -25.0 if paused else 3.0}))
+    off = t0 + 30 * MINUTE_MS
+    for h in range(0, 22):
+        surface = 0.35 * math.exp(-h)
+        out.append((off + h * HOUR_MS, {KEY: "OFF", RUNNING: False, AIR: 25.0,
+                                        VOLTS: round(12.65 + surface, 4), AMPS: -0.05}))
+    return out
 
 
 def test_long_park_gives_a_sample_a_day() -> None:

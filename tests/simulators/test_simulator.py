@@ -19,7 +19,8 @@ from simulators.faults import FAILURE_V25, FaultInstance, FaultSpec, parse_fault
 from simulators.fleet import Fleet
 from simulators.physics.battery12v import Battery12V
 from simulators.physics.weather import Weather
-from simulators.spec import MODELS
+from simulators.population import ALL_ELECTRIC
+from simulators.spec import MODELS, MODELS_BY_POWERTRAIN
 from simulators.vin import vin_check_digit
 from vocab.eventtime import DAY_MS, HOUR_MS
 
@@ -37,8 +38,9 @@ def stream(fleet: Fleet, days: float) -> list[Message]:
 
 @cache
 def reference() -> tuple[Fleet, list[Message]]:
-    """10 vehicles + 2 chargers over 14 simulated days, shared by the read-only tests."""
-    fleet = Fleet(10, 2, seed=1, faults={"weak_12v": 2, "dtc": 1})
+    """10 battery-electric vehicles + 2 chargers over 14 simulated days, shared by the
+    read-only tests of the EV's physics (DC-DC, traction battery, charging)."""
+    fleet = Fleet(10, 2, seed=1, faults={"weak_12v": 2, "dtc": 1}, powertrain_mix=ALL_ELECTRIC)
     return fleet, stream(fleet, 14)
 
 
@@ -118,7 +120,9 @@ def test_ids_are_valid_vins_and_charger_ids() -> None:
         assert vin[8] == vin_check_digit(vin), vin
     assert fleet.chargers[:2] == ["CP-0001", "CP-0002"]
     assert all(CHARGER_ID_RE.match(c) for c in fleet.chargers)
-    assert {v.model for v in fleet.vehicles} == {"Aurora EV", "Borealis EV", "Cirrus EV"}
+    assert {v.model for v in fleet.vehicles} == {
+        "Aurora EV", "Borealis EV", "Cirrus EV", "Delta PHEV", "Estuary Hybrid", "Fjord 1.5",
+        "Glacier 2.0 TDI"}
     assert vins != [v.vin for v in Fleet(200, 0, seed=6).vehicles]
 
 
@@ -244,12 +248,14 @@ def test_a_failed_battery_stops_the_car() -> None:
 
 
 def test_models_differ_in_tyre_placard_and_each_car_is_set_around_its_own() -> None:
-    assert len({m.placard_kpa for m in MODELS}) == len(MODELS)
+    models = [m for ms in MODELS_BY_POWERTRAIN.values() for m in ms]
+    assert MODELS_BY_POWERTRAIN["bev"] == MODELS
+    assert len({m.placard_kpa for m in models}) == len(models)
     fleet = Fleet(9, 0, seed=3)
     for spec in fleet.vehicles:
         assert all(abs(p - spec.spec.placard_kpa) <= 6 for p in spec.tire_cold_kpa), spec.model
     leak = Fleet(9, 0, seed=3, faults={"slow_leak": 3}).truth()
-    placards = {m.name: m.placard_kpa for m in MODELS}
+    placards = {m.name: m.placard_kpa for m in models}
     assert all(t["params"]["placard_kpa"] == placards[t["model"]] for t in leak)
 
 
@@ -348,7 +354,7 @@ def test_dtc_fault_is_reported_once_after_its_onset() -> None:
 
 
 def test_public_charging_sessions_match_on_both_sides() -> None:
-    fleet = Fleet(12, 2, seed=3)
+    fleet = Fleet(12, 2, seed=3, powertrain_mix=ALL_ELECTRIC)
     messages = stream(fleet, 14)
     sessions: dict[int, list[tuple[int, dict]]] = defaultdict(list)
     statuses: dict[str, list[tuple[int, str]]] = defaultdict(list)
@@ -464,6 +470,10 @@ def test_cli_defaults_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
     fleet = cli.build_fleet(args)
     assert fleet.start_ms == 1_769_904_000_000
     assert len(fleet.truth()) == 3
+    assert args.powertrains is None
+    assert fleet.powertrain_mix == {"ice": 0.45, "hev": 0.2, "phev": 0.1, "bev": 0.25}
+    electric = cli.build_fleet(parser().parse_args(["--powertrains", "bev:1"]))
+    assert {v.powertrain for v in electric.vehicles} == {"bev"}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -478,6 +488,8 @@ def test_cli_defaults_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
     (["--faults", "weak_12v:21"], "only 20 vehicles"),
     (["--qos", "2"], "invalid choice"),
     (["--mqtt-protocol", "4"], "invalid choice"),
+    (["--powertrains", "steam:1"], "argument --powertrains: unknown powertrain 'steam'"),
+    (["--powertrains", "ice"], "powertrain 'ice' needs a weight"),
 ])
 def test_cli_errors_are_argparse_errors(argv: list[str], message: str,
                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -525,7 +537,8 @@ def charging_fault_run(seed: int = 4) -> tuple[Fleet, list, list[Message]]:
     from diagnostics.charging import track
 
     fleet = Fleet(40, 8, seed=seed, faults={"charger_derating": 1, "charger_fault": 1,
-                                            "inlet_fault": 1}, drive_interval_s=120)
+                                            "inlet_fault": 1}, drive_interval_s=120,
+                  powertrain_mix=ALL_ELECTRIC)
     latest: dict = {}
     done = []
     messages = stream(fleet, 14)
