@@ -121,8 +121,12 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
         proc.wait()
 
 
-async def start_amqtt(port: int) -> Any:
-    """Start an amqtt broker in the running event loop; returns it (call ``shutdown()``)."""
+async def start_amqtt(port: int, journal_dir: Path | None = None) -> Any:
+    """Start an amqtt broker in the running event loop; returns it (call ``shutdown()``).
+
+    With ``journal_dir`` what it owes persistent sessions is kept there and restored from
+    there (``ownercare.mqtt_journal``): a killed broker started again loses none of it.
+    """
     ensure_port_free(port, "the embedded MQTT broker (amqtt)")
     try:
         from ownercare.embedded_mqtt import SessionKeepingBroker, amqtt_config
@@ -134,17 +138,18 @@ async def start_amqtt(port: int) -> Any:
     for name in ("amqtt", "transitions"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # Keeps a named client's persistent session and its QoS 1 messages (embedded_mqtt).
-    broker = SessionKeepingBroker(amqtt_config(port))
+    broker = SessionKeepingBroker(amqtt_config(port), journal_dir)
     await broker.start()
-    log.info("amqtt_started port=%s", port)
+    log.info("amqtt_started port=%s journal=%s", port, journal_dir)
     return broker
 
 
-async def serve_amqtt(port: int) -> None:
-    """Run amqtt on its own until SIGTERM (``ownercare bench`` measures it as a process)."""
+async def serve_amqtt(port: int, journal_dir: Path | None = None) -> None:
+    """Run amqtt on its own until SIGTERM: ``ownercare run`` supervises it as a process
+    (with its journal), ``ownercare bench`` measures it."""
     import asyncio
 
-    broker = await start_amqtt(port)
+    broker = await start_amqtt(port, journal_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -157,7 +162,10 @@ if __name__ == "__main__":
     import asyncio
     import sys
 
-    if len(sys.argv) != 3 or sys.argv[1] != "amqtt":
-        sys.exit("usage: python -m ownercare.embedded amqtt PORT")
-    logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve_amqtt(int(sys.argv[2])))
+    if len(sys.argv) not in (3, 4) or sys.argv[1] != "amqtt":
+        sys.exit("usage: python -m ownercare.embedded amqtt PORT [JOURNAL_DIR]")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    asyncio.run(serve_amqtt(int(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) == 4 else None))

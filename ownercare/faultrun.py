@@ -29,9 +29,11 @@ T = TypeVar("T")
 # A record this far behind the newest of its partition moves silence clocks out of order.
 LATE_MS = 3_600_000
 # What is killed, in this order; "view_writer" is the worker's child process. The embedded
-# Kafka's processes (run.json's pids) follow when its log is on disk.
+# brokers' processes (run.json's pids) are BROKER_TARGETS; Kafka's survive only on disk.
 TARGETS = ("bridge", "worker", "view_writer", "api")
 KAFKA_TARGETS = {"tansu": "tansu_pid", "kafka-s3": "kafka_s3_pid"}
+BROKER_TARGETS = {"mqtt": "mqtt_pid", **KAFKA_TARGETS}
+EVERY_TARGET = (*TARGETS, *BROKER_TARGETS)
 DEFAULT_FAULTS = ",".join(f"{name}:1" for name in FAULTS)
 
 
@@ -102,7 +104,7 @@ class StackRun:
         except (OSError, ValueError):
             return {}
         self.every_pid |= {s["pid"] for s in info.get("services", {}).values()}
-        self.every_pid |= {info[k] for k in ("tansu_pid", "kafka_s3_pid") if info.get(k)}
+        self.every_pid |= {info[k] for k in BROKER_TARGETS.values() if info.get(k)}
         return info
 
     def wait_for(self, predicate: Callable[[], T | None], what: str, timeout: float = 300,
@@ -201,8 +203,8 @@ def target_pid(run: StackRun, target: str) -> int | None:
     if target == "view_writer":
         worker = info.get("services", {}).get("worker", {}).get("pid")
         return view_writer_pid(worker) if worker else None
-    if target in KAFKA_TARGETS:
-        pid = info.get(KAFKA_TARGETS[target])
+    if target in BROKER_TARGETS:
+        pid = info.get(BROKER_TARGETS[target])
     else:
         pid = info.get("services", {}).get(target, {}).get("pid")
     return pid if pid and alive(pid) else None
@@ -230,9 +232,9 @@ def kill_and_recover(run: StackRun, target: str, timeout: float = 300) -> Kill:
     run.every_pid.add(new)
     if target == "api" or not publishing:
         run.wait_for(lambda: run.alerts() is not None, "the API to answer", timeout)
-    elif target == "view_writer" or target in KAFKA_TARGETS:
+    elif target == "view_writer" or target in BROKER_TARGETS:
         # Only the view writer writes the telemetry views the fleet's clock is read from, and
-        # only from records it read through Kafka.
+        # only from records that came through the brokers.
         before = run.fleet_now()
         run.wait_for(lambda: run.fleet_now() > before or run.simulator_sent() is not None,
                      "telemetry written by the new view writer", timeout)

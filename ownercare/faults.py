@@ -1,17 +1,16 @@
 """``ownercare faults``: kill -9 each part of a real ``ownercare run`` and count what it cost.
 
 Two runs of the same labelled fleet (same seed, so the same message stream): one left alone,
-one whose bridge, worker, view writer (the worker's child process) and API are killed with
-SIGKILL in turn while the fleet publishes. Supervision restarts them; the figures compare the
-second run with the first: records lost (distinct records in Kafka against what the simulator
-sent and the broker acknowledged), alerts equal, lost, duplicated or false (by asset, type and
-first_seen event time).
+one whose processes are killed with SIGKILL in turn while the fleet publishes: the bridge,
+the worker, its view writer (the worker's child process), the API, and the embedded brokers:
+the MQTT broker (amqtt) and, when the embedded Kafka keeps its log on disk, Tansu and its S3
+server. Supervision restarts them; the figures compare the second run with the first: records
+lost (distinct records in Kafka against what the simulator sent and the broker acknowledged),
+alerts equal, lost, duplicated or false (by asset, type and first_seen event time).
 
-The compared runs keep the embedded Kafka broker (Tansu) in memory (``--kafka-storage disk``
-kills Tansu and its S3 server in turn too). In memory a kill -9 of Tansu cannot be survived
-without loss; :func:`kill_kafka` measures what the stack does instead: it stops with one line,
-the database keeps every alert, and ``ownercare run --resume`` starts again and detects on new
-data. amqtt runs inside the ``ownercare run`` process: it has no process of its own to kill.
+With ``--kafka-storage memory`` a kill -9 of Tansu cannot be survived without loss;
+:func:`kill_kafka` measures what the stack does instead: it stops with one line, the database
+keeps every alert, and ``ownercare run --resume`` starts again and detects on new data.
 """
 
 from __future__ import annotations
@@ -30,6 +29,8 @@ import orjson
 
 from ingest import contract
 from ownercare.faultrun import (
+    BROKER_TARGETS,
+    EVERY_TARGET,
     KAFKA_TARGETS,
     TARGETS,
     FaultRunError,
@@ -42,8 +43,9 @@ from ownercare.faultrun import (
 )
 from ownercare.statedir import database_holds
 
-__all__ = ["KAFKA_SCENARIO", "KAFKA_TARGETS", "TARGETS", "Scenario", "compare", "kill_kafka",
-           "match_alerts", "run_fleet", "table"]
+__all__ = ["BROKER_TARGETS", "EVERY_TARGET", "KAFKA_SCENARIO", "KAFKA_TARGETS", "TARGETS",
+           "Scenario", "compare", "default_kills", "kill_kafka", "match_alerts", "run_fleet",
+           "table"]
 
 # A small fleet with trouble codes, its Kafka in memory: alerts soon, then Kafka is killed.
 KAFKA_SCENARIO = Scenario(vehicles=12, chargers=3, faults="dtc:3", speed=3600, days=365,
@@ -82,16 +84,20 @@ def settled_alerts(run: StackRun, polls: int = 10, timeout: float = 900) -> list
     return run.wait_for(settled, "the alerts to settle", timeout)
 
 
-def run_fleet(scenario: Scenario, workdir: Path, name: str, kills: tuple[str, ...] = (),
-              kafka: bool = False) -> RunResult:
-    """One run of ``scenario``; ``kills`` killed in turn, and with ``kafka`` the embedded
-    Kafka's processes too when its log is on disk (in memory a kill stops the stack)."""
+def default_kills(kafka_storage: str) -> tuple[str, ...]:
+    """Every process a run of that storage survives: Tansu's and its S3 server's only on
+    disk (in memory a kill stops the stack, :func:`kill_kafka`)."""
+    return tuple(t for t in EVERY_TARGET
+                 if kafka_storage == "disk" or t not in KAFKA_TARGETS)
+
+
+def run_fleet(scenario: Scenario, workdir: Path, name: str,
+              kills: tuple[str, ...] = ()) -> RunResult:
+    """One run of ``scenario``; ``kills`` killed in turn while the fleet publishes."""
     run = StackRun(scenario, workdir, name)
     done: list[Kill] = []
     try:
         info = run.wait_for(run.info, "run.json", 180)
-        if kafka and info.get("kafka_s3_pid"):  # its log is on disk
-            kills += tuple(KAFKA_TARGETS)
         run.wait_for(run.fleet_now, "telemetry in the database")
         done = kill_in_turn(run, scenario, kills)
         alerts = settled_alerts(run)
@@ -111,33 +117,17 @@ def alert_key(alert: dict[str, Any]) -> tuple[str, str, int]:
     return alert["asset_id"], alert["type"], alert["first_seen_event_ms"]
 
 
-# A sweep alert's (silence) first_seen is the sweep boundary at which the partition's clock,
-# confirmed by the next reports of other assets, passed the silence threshold; the bridge's
-# micro-batches decide which reports confirm it first, and they change with timing between
-# any two runs: two uninterrupted runs of the same seed put one charger_silent an hour apart.
-SWEEP_TOLERANCE_MS = 2 * 3_600_000
-
-
-def sweep_types() -> frozenset[str]:
-    from diagnostics import registry
-
-    return frozenset(t for kind in ("vehicle", "charger")
-                     for t in registry.build(kind, sweeps=True))
-
-
 def match_alerts(baseline: list[dict[str, Any]], faulted: list[dict[str, Any]]
                  ) -> dict[str, int]:
-    """Alerts equal (same asset, type and first_seen; sweep alerts within
-    SWEEP_TOLERANCE_MS), lost (only in the baseline), duplicated (a second alert for a
-    problem already matched) and false (any other alert only in the faulted run)."""
-    sweeping = sweep_types()
+    """Alerts equal (same asset, type and first_seen: a silence alert's is the first sweep
+    boundary past its threshold, whatever batches the records came in), lost (only in the
+    baseline), duplicated (a second alert for a problem already matched) and false (any other
+    alert only in the faulted run)."""
     remaining = sorted(map(alert_key, baseline))
     matched: set[tuple[str, str]] = set()
     equal = duplicated = false = 0
     for asset, kind, first in sorted(map(alert_key, faulted)):
-        tolerance = SWEEP_TOLERANCE_MS if kind in sweeping else 0
-        twin = next((b for b in remaining if b[:2] == (asset, kind)
-                     and abs(b[2] - first) <= tolerance), None)
+        twin = next((b for b in remaining if b == (asset, kind, first)), None)
         if twin is not None:
             remaining.remove(twin)
             matched.add((asset, kind))
@@ -262,14 +252,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the runs keep their state and logs, kept afterwards (default: "
                    "a new directory under the system's temporary directory)")
     p.add_argument("--kafka-storage", choices=("memory", "disk"), default="memory",
-                   help="where the compared runs' embedded Kafka keeps its log; on disk its "
-                   "Tansu and S3 processes are killed in turn too (default memory)")
+                   help="where the compared runs' embedded Kafka keeps its log (default "
+                   "memory; then a separate small run measures a kill of Tansu, which stops "
+                   "the stack)")
+    p.add_argument("--kill", type=kill_list, default=None, metavar="LIST",
+                   help="the processes killed in turn, comma-separated, from "
+                   f"{','.join(EVERY_TARGET)} (default: all of them; {','.join(KAFKA_TARGETS)}"
+                   " only with --kafka-storage disk)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
+    kills = args.kill or default_kills(args.kafka_storage)
+    in_memory = [t for t in kills if t in KAFKA_TARGETS and args.kafka_storage == "memory"]
+    if in_memory:
+        print(f"ownercare faults: --kill {','.join(in_memory)} needs --kafka-storage disk (in "
+              "memory a killed Tansu loses its log and stops the stack)", file=sys.stderr)
+        return 2
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="ownercare-faults-"))).resolve()
     if workdir.exists() and not workdir.is_dir():
         print(f"ownercare faults: --workdir {workdir} is not a directory", file=sys.stderr)
@@ -288,9 +289,10 @@ def run(args: argparse.Namespace) -> int:
     scenario = Scenario(kafka_storage=args.kafka_storage)
     try:
         baseline = run_fleet(scenario, workdir, "baseline")
-        faulted = run_fleet(scenario, workdir, "killed", TARGETS, kafka=True)
+        faulted = run_fleet(scenario, workdir, "killed", kills)
         figures = compare(baseline, faulted)
-        figures["kafka"] = kill_kafka(KAFKA_SCENARIO, workdir)
+        if args.kafka_storage == "memory":
+            figures["kafka"] = kill_kafka(KAFKA_SCENARIO, workdir)
     except (FaultRunError, OSError) as exc:
         print(f"ownercare faults: {exc}", file=sys.stderr)
         return 1
@@ -299,6 +301,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(table(figures))
     return 0
+
+
+def kill_list(text: str) -> tuple[str, ...]:
+    """``--kill``: names from EVERY_TARGET, comma-separated, each once."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in EVERY_TARGET]
+    if unknown or not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give each of {','.join(EVERY_TARGET)} at most once, comma-separated")
+    return names
 
 
 def table(f: dict[str, Any]) -> str:

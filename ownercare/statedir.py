@@ -9,7 +9,8 @@ again), so by default the old directory is moved aside, whole, to
 
 ``--resume`` continues on it instead: the database (alerts, cases, API keys, OTA campaigns),
 the OTA keys and, on disk, the embedded Kafka's log (``ownercare.embedded_kafka``: records not
-yet processed, committed offsets, the detectors' states); the simulated fleet starts where the
+yet processed, committed offsets, the detectors' states) and the embedded MQTT broker's journal
+(``ownercare.mqtt_journal``: what it owes the bridge); the simulated fleet starts where the
 database's event time left off.
 """
 
@@ -35,7 +36,7 @@ from vocab.eventtime import DAY_MS
 # What `ownercare run` writes into its state dir; anything else is not ours to move.
 OWN_ENTRIES = frozenset({"ownercare.db", "ownercare.db-wal", "ownercare.db-shm",
                          "ownercare.db-journal", "keys", "logs", "faust", "run.json", "run.lock",
-                         "supervisor.json", "kafka"})
+                         "supervisor.json", "kafka", "mqtt"})
 LOCK_NAME = "run.lock"
 # The newest event time an asset reported, by the names the schema has given that column.
 ASSET_LAST_SEEN = ("last_seen_event_ms", "last_seen")

@@ -1,48 +1,74 @@
 """kill -9 through a real ``ownercare run``: what supervision keeps, and what it cannot.
 
-The labelled every-fault fleet runs twice with the same seed (so the same message stream):
-once left alone, once with its bridge, worker, view writer and API killed with SIGKILL in turn
-while the fleet publishes (``ownercare.faults``, which ``ownercare faults`` runs too). The
+The labelled every-fault fleet runs with the same seed (so the same message stream) once left
+alone and then twice more against it, each while the fleet publishes (``ownercare.faults``,
+which ``ownercare faults`` runs too): once with its bridge, worker, view writer and API killed
+with SIGKILL in turn, once with its embedded brokers killed in turn: the MQTT broker, Tansu
+and Tansu's S3 server. All three runs keep the embedded Kafka's log on disk, the default. A
 killed run must lose no record (the distinct records in Kafka are every message the simulator
 sent and the broker acknowledged) and end with the same alerts, by asset, type and first_seen
-event time: none lost, none duplicated, none false. A silence alert's first_seen is a sweep
-boundary that depends on how the bridge batched the partition's reports, which varies between
-any two runs, so it is compared within ``faults.SWEEP_TOLERANCE_MS``; what a restart could do
-to the silence detectors (deliver records out of order) is asserted exactly instead.
+event time: none lost, none duplicated, none false. A silence alert's first_seen is the first
+sweep boundary past its threshold however the records were batched, so it is compared exactly
+too; what a restart could do to the silence detectors (deliver records out of order) is
+asserted as well.
 
-Both runs keep the embedded Kafka (Tansu) in memory (``OWNERCARE_EMBEDDED_KAFKA_STORAGE=
-memory``), where a kill -9 of Tansu loses what it held. The contract the stack offers there,
-asserted below: it stops cleanly with one line and no orphans, the database keeps every
-alert, and ``ownercare run --resume`` on the same state starts again and detects on new data.
-(On disk, Tansu and its S3 server are restarted by ``ownercare.embedded_kafka``: its own
-tests, and ``ownercare faults --kafka-storage disk``, which kills them in turn as well.)
+With the embedded Kafka in memory (``OWNERCARE_EMBEDDED_KAFKA_STORAGE=memory``) a kill -9 of
+Tansu loses what it held. The contract the stack offers there, asserted last: it stops
+cleanly with one line and no orphans, the database keeps every alert, and ``ownercare run
+--resume`` on the same state starts again and detects on new data.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ownercare import faults
+from ownercare.faults import RunResult
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
+SCENARIO = faults.Scenario(kafka_storage="disk")
+BROKERS = tuple(faults.BROKER_TARGETS)  # mqtt, tansu, kafka-s3
 
-def test_killed_services_lose_no_record_and_change_no_alert(tmp_path: Path) -> None:
-    scenario = faults.Scenario()
-    baseline = faults.run_fleet(scenario, tmp_path, "baseline")
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """The uninterrupted run both killed runs are compared with."""
+    run = faults.run_fleet(SCENARIO, tmp_path_factory.mktemp("faults"), "baseline")
     # The premise: left alone, the fleet's faults are found and no healthy asset is alerted.
-    assert baseline.sent > 0
-    assert len(baseline.distinct) == baseline.sent
-    assert len(baseline.alerts) >= len(baseline.faulty_assets) > 0
-    assert [a for a in baseline.alerts if a["asset_id"] not in baseline.faulty_assets] == []
+    assert run.sent > 0
+    assert len(run.distinct) == run.sent
+    assert len(run.alerts) >= len(run.faulty_assets) > 0
+    assert [a for a in run.alerts if a["asset_id"] not in run.faulty_assets] == []
+    return run
 
-    killed = faults.run_fleet(scenario, tmp_path, "killed", faults.TARGETS)
+
+def test_killed_services_lose_no_record_and_change_no_alert(baseline: RunResult,
+                                                            tmp_path: Path) -> None:
+    killed = faults.run_fleet(SCENARIO, tmp_path, "killed", faults.TARGETS)
     figures = faults.compare(baseline, killed)
     assert [(k["target"], k["during_publishing"], k["survived"]) for k in figures["kills"]] \
         == [(target, True, True) for target in faults.TARGETS]
     assert figures["restarts"] == {"worker": 1, "bridge": 1, "api": 1, "simulator": 0}
+    assert_nothing_lost_and_the_same_alerts(baseline, killed, figures)
+
+
+def test_killed_brokers_lose_no_record_and_change_no_alert(baseline: RunResult,
+                                                           tmp_path: Path) -> None:
+    killed = faults.run_fleet(SCENARIO, tmp_path, "brokers-killed", BROKERS)
+    figures = faults.compare(baseline, killed)
+    assert [(k["target"], k["during_publishing"], k["survived"]) for k in figures["kills"]] \
+        == [(target, True, True) for target in BROKERS]
+    # The services rode out the outages by reconnecting: none of them crashed.
+    assert figures["restarts"] == {"worker": 0, "bridge": 0, "api": 0, "simulator": 0}
+    assert_nothing_lost_and_the_same_alerts(baseline, killed, figures)
+
+
+def assert_nothing_lost_and_the_same_alerts(baseline: RunResult, killed: RunResult,
+                                            figures: dict[str, Any]) -> None:
     assert (figures["messages_sent"], figures["records_lost"],
             figures["records_missing_vs_baseline"], figures["records_extra_vs_baseline"]) \
         == (baseline.sent, 0, 0, 0)
