@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from diagnostics.generic_signals import GenericSignals
 from ownercare import progress
 from ownercare.evaluation.pooling import pool
 from ownercare.evaluation.report import format_report, format_shortfalls
@@ -67,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", metavar="FILE",
                         help="write the simulated stream as JSON lines (what `ownercare replay` "
                         "reads), gzip-compressed when FILE ends in .gz (about a tenth the size)")
+    parser.add_argument("--generic", action=argparse.BooleanOptionalAction, default=False,
+                        help="also run the generic detector on every numeric signal "
+                        "(alert type signal_drift; the worker's OWNERCARE_GENERIC_DETECTOR, "
+                        "off by default)")
     parser.add_argument("--processes", type=int, choices=(1, 2), default=2,
                         help="2 (default): simulate in a child process while detecting "
                         "(the results are identical; 1 runs everything in this process)")
@@ -158,7 +163,8 @@ def _run_one(scenario: Scenario, args: argparse.Namespace, label: str | None = N
             observers.append(
                 lambda record, *_: bar.update((record["ts"] - start_ms) / DAY_MS))
         result = run_scenario(scenario, args.processes, _all_of(observers),
-                              Path(args.record) if args.record else None)
+                              Path(args.record) if args.record else None,
+                              GenericSignals() if args.generic else None)
     report = score_run(result)
     print(f"ownercare eval: seed {scenario.seed}, {scenario.vehicles} vehicles, "
           f"{scenario.chargers} chargers, {scenario.days} days, faults "

@@ -42,4 +42,6 @@ def pool(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "charging_alerts": charging,
         "charging_alerts_rightly_attributed": attributed,
         "detections": detections,
+        "off_target_alerts": [{**a, "seed": r.get("scenario", {}).get("seed")}
+                              for r in reports for a in r.get("off_target_alerts", [])],
     }

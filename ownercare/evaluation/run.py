@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from diagnostics.generic_signals import GenericSignals
 from diagnostics.offline import OfflineDiagnostics
 from ownercare.evaluation.scenario import Scenario
 from ownercare.evaluation.simprocess import simulated_records
@@ -34,26 +35,34 @@ class Run:
 
 def detect(records: Iterable[Mapping[str, Any]], end_ms: int,
            observe: Observer | None = None,
-           diagnostics: OfflineDiagnostics | None = None) -> list[Alert]:
+           diagnostics: OfflineDiagnostics | None = None,
+           generic: GenericSignals | None = None) -> list[Alert]:
     """Every canonical record through the offline diagnostics, one at a time, then ``finish``.
 
-    ``eval`` and ``replay`` both call this, so they score the same thing.
+    ``eval`` and ``replay`` both call this, so they score the same thing. ``generic``: also
+    the generic detector on every numeric signal (the worker's ``diagnose-generic`` agent,
+    ``OWNERCARE_GENERIC_DETECTOR``), its alerts after the record's others.
     """
     diagnostics = diagnostics or OfflineDiagnostics()
+    generic_states: dict[str, Any] = {}
     alerts: list[Alert] = []
     for record in records:
         caused = diagnostics.process([record])
+        if generic is not None and record["kind"] == "vehicle_telemetry":
+            caused += generic.process([record], generic_states)[0]
         alerts.extend(caused)
         if observe is not None:
             observe(record, diagnostics, caused)
     alerts.extend(diagnostics.finish(end_ms))
+    if generic is not None:
+        alerts.extend(generic.due(generic_states, end_ms))
     return alerts
 
 
 def run_scenario(scenario: Scenario, processes: int = 2, observe: Observer | None = None,
-                 record: Path | None = None) -> Run:
+                 record: Path | None = None, generic: GenericSignals | None = None) -> Run:
     """Simulate ``scenario`` and run the detectors over it (``record``: see
-    :func:`~ownercare.evaluation.scenario.raw_stream`)."""
+    :func:`~ownercare.evaluation.scenario.raw_stream`; ``generic``: see :func:`detect`)."""
     fleet = scenario.fleet()
     end_ms = scenario.end_ms(fleet)
     counter = [0]
@@ -64,6 +73,6 @@ def run_scenario(scenario: Scenario, processes: int = 2, observe: Observer | Non
             yield item
 
     diagnostics = OfflineDiagnostics()
-    alerts = detect(counted(), end_ms, observe, diagnostics)
+    alerts = detect(counted(), end_ms, observe, diagnostics, generic)
     return Run(scenario, fleet.truth(), alerts, counter[0], fleet.start_ms, end_ms,
                diagnostics.session_outcomes)

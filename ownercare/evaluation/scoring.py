@@ -65,6 +65,16 @@ def per_1000(count: int, asset_days: int) -> float | None:
     return round(1000 * count / asset_days, 3) if asset_days else None
 
 
+def _off_target(alert: Alert, carried: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A false or unrelated alert, for reading in the JSON report: on which asset, what it
+    said, and the asset's fault (None: healthy) with its onset and failure."""
+    return {"asset_kind": alert["asset_kind"], "asset_id": alert["asset_id"],
+            "type": alert["type"], "first_seen": alert["first_seen"], "title": alert.get("title"),
+            "fault": None if carried is None else carried["fault"],
+            "onset_ts": None if carried is None else carried.get("onset_ts"),
+            "failure_ts": None if carried is None else carried.get("failure_ts")}
+
+
 def score(truth: list[dict[str, Any]], alerts: list[Alert], *, vehicles: int, chargers: int,
           days: int, faults: Mapping[str, int],
           session_outcomes: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
@@ -112,12 +122,16 @@ def score(truth: list[dict[str, Any]], alerts: list[Alert], *, vehicles: int, ch
 
     healthy_alerts = {"vehicle": 0, "charger": 0}
     unrelated = 0
+    off_target: list[dict[str, Any]] = []
     for alert in openings:
         carried = fault_of.get((alert["asset_kind"], alert["asset_id"]))
         if carried is None:
             healthy_alerts[alert["asset_kind"]] = healthy_alerts.get(alert["asset_kind"], 0) + 1
         elif alert["type"] != FAULTS[carried["fault"]].alert_type:
             unrelated += 1
+        else:
+            continue
+        off_target.append(_off_target(alert, carried))
     faulty_count = {kind: sum(1 for t in truth if asset_key(t)[0] == kind)
                     for kind in ("vehicle", "charger")}
     healthy_days = {"vehicle": (vehicles - faulty_count["vehicle"]) * days,
@@ -142,6 +156,7 @@ def score(truth: list[dict[str, Any]], alerts: list[Alert], *, vehicles: int, ch
         "false_alerts_per_1000_charger_days": per_1000(healthy_alerts["charger"],
                                                        healthy_days["charger"]),
         "unrelated_alerts_on_faulty_assets": unrelated,
+        "off_target_alerts": off_target,
         "duplicate_alerts": sum(len(v) - 1 for v in by_asset_type.values()),
         "alerts": len(openings),
         "charging_attribution_accuracy": ratio(len(attributed), len(charging_alerts)),

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from diagnostics import tyre_leak
+from diagnostics.generic_signals import ALERT_TYPE, GenericSignals
 from ownercare.cli import main
 from ownercare.evaluation.pooling import pool
 from ownercare.evaluation.report import format_report, format_shortfalls
@@ -117,8 +118,11 @@ def test_pooled_runs_add_their_counts_and_take_medians_over_every_asset() -> Non
     # One run pooled is that run.
     alone = pool([one])
     assert alone["faults"] == one["faults"]
-    assert {k: v for k, v in alone.items() if k != "detections"} == {
-        k: v for k, v in one.items() if k not in ("detections", "scenario")}
+    assert {k: v for k, v in alone.items() if k not in ("detections", "off_target_alerts")} == {
+        k: v for k, v in one.items() if k not in ("detections", "scenario", "off_target_alerts")}
+    # The off-target alerts keep their run's seed: the healthy car's alert of seed 1.
+    assert [(a["asset_id"], a["fault"], a["seed"]) for a in pooled["off_target_alerts"]] == [
+        (CAR_C, None, 1)]
 
 
 @pytest.fixture
@@ -363,3 +367,14 @@ def test_a_failing_coolant_pump_is_detected_days_ahead() -> None:
     assert false_alerts(report) == 0
     assert report["duplicate_alerts"] == 0
     assert f["worst_lead_time_h"] >= 5 * 24
+
+
+def test_the_generic_detector_adds_its_own_alerts_and_changes_no_other() -> None:
+    """``eval --generic``: every other detector's alerts are those of a run without it (so
+    their recall cannot change); the generic detector sampled every car's signals."""
+    scenario = Scenario(3, 6, 0, 8, {"slow_leak": 1, "coolant_pump": 1})
+    plain = run_scenario(scenario, processes=1).alerts
+    generic = GenericSignals()
+    both = run_scenario(scenario, processes=1, generic=generic).alerts
+    assert [a for a in both if a["type"] != ALERT_TYPE] == plain
+    assert generic.scores > 6 * 8 * 24 * 6  # more than one score per car per 10 minutes
