@@ -1,0 +1,3 @@
+from ownercare.realdata.cli import main
+
+raise SystemExit(main())
