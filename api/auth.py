@@ -81,7 +81,7 @@ class RateLimiter:
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
 
-def _failure_limiter(request: Request) -> RateLimiter:
+def failure_limiter(request: Request) -> RateLimiter:
     state = request.app.state
     limiter: RateLimiter | None = getattr(state, "auth_failure_limiter", None)
     if limiter is None:  # created on first use (no await in between: no race)
@@ -92,7 +92,7 @@ def _failure_limiter(request: Request) -> RateLimiter:
     return limiter
 
 
-def _client_address(request: Request) -> str:
+def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
@@ -115,8 +115,8 @@ def require(permission: str) -> Callable[..., object]:
         keys: KeyStore = request.app.state.keys
         principal = None
         if key:
-            failures = _failure_limiter(request)
-            address = _client_address(request)
+            failures = failure_limiter(request)
+            address = client_address(request)
             wait = failures.wait(address)
             if wait > 0:
                 log.info("api_auth_failures_limited client=%s path=%s", address,

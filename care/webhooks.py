@@ -144,6 +144,7 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Most specific first: ipaddress counts link-local, unspecified and reserved as private too.
 REFUSED_CATEGORIES = ("loopback", "link_local", "unspecified", "multicast", "reserved",
                       "private")
+NON_PUBLIC = "non-public"  # the refusal of an address in none of them that is not global
 
 
 def parse_networks(text: str) -> tuple[IpNetwork, ...]:
@@ -173,6 +174,11 @@ def address_refusal(address: IpAddress, allowed: tuple[IpNetwork, ...] = ()) -> 
     for category in REFUSED_CATEGORIES:
         if getattr(address, f"is_{category}"):
             return category.replace("_", "-")
+    if not address.is_global:
+        # In no category above yet not on the internet: carrier-grade NAT's shared space
+        # (100.64.0.0/10) reaches a provider's internal hosts, and the IANA special-purpose
+        # blocks (benchmarking, protocol assignments) are nobody's public receiver.
+        return NON_PUBLIC
     return None
 
 

@@ -164,6 +164,16 @@ class Detector:
         ``sweeps`` is True); by default it changes nothing and says nothing."""
         return False, None
 
+    def sweep_times(self, state: Mapping[str, Any], since_ms: int, upto_ms: int,
+                    interval_ms: int) -> list[int]:
+        """The boundaries in (``since_ms``, ``upto_ms``] to sweep at, in order, when the clock
+        passed several at once (a batch spanning hours of event time, a replay). Sweeping at
+        each of them gives what sweeping every boundary as it passed would have given, so the
+        alerts do not depend on how the records were batched. By default every boundary; a
+        detector that knows where its answer can change returns only those (and ``upto_ms``).
+        """
+        return list(range(since_ms + interval_ms, upto_ms + 1, interval_ms))  # both boundaries
+
     def params(self) -> dict[str, Any]:
         """Constructor parameters and their current values (for evidence and docs)."""
         parameters = inspect.signature(type(self).__init__).parameters.values()

@@ -23,8 +23,8 @@ from typing import Any
 
 from diagnostics import alerting, registry
 from diagnostics.base import Assessment, Detector
-from diagnostics.pipeline import states_in, sweep_key, sweep_partition, table_writes
-from diagnostics.silence import SWEEP_INTERVAL_MS, Watermark, new_clock, sweep_due
+from diagnostics.pipeline import Sweeper, states_in, sweep_key, sweep_partition, table_writes
+from diagnostics.silence import SWEEP_INTERVAL_MS, Span, Watermark, new_clock, sweep_due
 
 SilenceState = dict[str, Any]  # one charger's: {"det": ..., "alert": ..., "part": ...}
 
@@ -52,32 +52,21 @@ class ChargerSilencePipeline:
                 ) -> tuple[list[dict[str, Any]], set[str]]:
         """Return (alert upserts, charger ids whose state changed)."""
         batch = [r for r in records if str(r["kind"]).startswith("charger_")]
-        alerts, changed = self._reports(batch, states, None)
-        boundary = self._watermark(self.clock, batch)
-        if boundary is not None:
-            swept_alerts, swept = self._sweep(states.items(), boundary)
-            alerts += swept_alerts
-            changed |= swept
-        return alerts, changed
 
-    def _watermark(self, clock: dict[str, Any], batch: list[Mapping[str, Any]]) -> int | None:
-        """Move ``clock`` with the chargers' reports (``silence.Watermark``: one charger cannot
-        move it far); the boundary to sweep at, or None."""
-        if not batch:
-            return None
-        watermark = Watermark(clock, self.interval_ms)
-        for record in batch:
-            watermark.report(str(record["id"]), int(record["ts"]))
-        return watermark.sweep_at()
+        def sweep_all(span: Span) -> tuple[list[dict[str, Any]], set[str]]:
+            return self._sweep(states.items(), span)
+
+        return self._reports(batch, states, None, Watermark(self.clock, self.interval_ms),
+                             sweep_all)
 
     def advance(self, ts_ms: int, states: MutableMapping[str, SilenceState]
                 ) -> tuple[list[dict[str, Any]], set[str]]:
         """Move the in-memory clock to ``ts_ms`` (a time the caller vouches for, such as the
         end of a recorded stream); sweep every charger if a boundary passed."""
-        boundary = sweep_due(self.clock, ts_ms, self.interval_ms)
-        if boundary is None:
+        span = sweep_due(self.clock, ts_ms, self.interval_ms)
+        if span is None:
             return [], set()
-        return self._sweep(states.items(), boundary)
+        return self._sweep(states.items(), span)
 
     def process_source(self, states: Mapping[str, Any], partition: int, offset: int,
                        records: Iterable[Mapping[str, Any]]
@@ -89,24 +78,33 @@ class ChargerSilencePipeline:
         """
         batch = [r for r in records if str(r["kind"]).startswith("charger_")]
         local = states_in(states, batch)
-        alerts, changed = self._reports(batch, local, partition)
         clock = dict(states.get(sweep_key(partition)) or new_clock())
         before = dict(clock)
-        boundary = self._watermark(clock, batch)
-        if boundary is not None:
-            swept_alerts, swept = sweep_partition(states, local, partition, boundary,
-                                                  self._sweep)
-            alerts += swept_alerts
-            changed |= swept
+
+        def sweep_mine(span: Span) -> tuple[list[dict[str, Any]], set[str]]:
+            return sweep_partition(states, local, partition, span, self._sweep)
+
+        alerts, changed = self._reports(batch, local, partition,
+                                        Watermark(clock, self.interval_ms), sweep_mine)
         return alerts, table_writes(states, local, changed, partition, offset,
                                     clock if clock != before else None)
 
     def _reports(self, batch: list[Mapping[str, Any]], states: MutableMapping[str, SilenceState],
-                 partition: int | None) -> tuple[list[dict[str, Any]], set[str]]:
+                 partition: int | None, watermark: Watermark, on_sweep: Sweeper
+                 ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Each record reports to the ``watermark`` (``silence.Watermark``: one charger cannot
+        move it far); the boundaries it moves past are swept before the record is processed,
+        so the alerts do not depend on how the records were batched."""
         alerts: list[dict[str, Any]] = []
         changed: set[str] = set()
         for record in batch:
             cid, ts = record["id"], int(record["ts"])
+            watermark.report(str(cid), ts)
+            span = watermark.sweep_at()
+            if span is not None:
+                swept_alerts, swept = on_sweep(span)
+                alerts += swept_alerts
+                changed |= swept
             state = states.get(cid)
             if state is None:
                 state = states[cid] = {"det": self.detector.new_state(),
@@ -128,15 +126,16 @@ class ChargerSilencePipeline:
             self._apply(state, cid, assessment, ts, alerts, changed)
         return alerts, changed
 
-    def _sweep(self, states: Iterable[tuple[str, SilenceState]], boundary: int
+    def _sweep(self, states: Iterable[tuple[str, SilenceState]], span: Span
                ) -> tuple[list[dict[str, Any]], set[str]]:
         alerts: list[dict[str, Any]] = []
         changed: set[str] = set()
         for cid, state in sorted(states, key=lambda item: item[0]):
-            state_changed, assessment = self.detector.sweep(state["det"], boundary)
-            if state_changed:
-                changed.add(cid)
-            self._apply(state, cid, assessment, boundary, alerts, changed)
+            for boundary in self.detector.sweep_times(state["det"], *span, self.interval_ms):
+                state_changed, assessment = self.detector.sweep(state["det"], boundary)
+                if state_changed:
+                    changed.add(cid)
+                self._apply(state, cid, assessment, boundary, alerts, changed)
         return alerts, changed
 
     def _apply(self, state: SilenceState, cid: str, assessment: Assessment | None, ts: int,

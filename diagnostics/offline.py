@@ -22,7 +22,7 @@ from diagnostics.attribution import AssetState, ChargingAttribution
 from diagnostics.charger_pipeline import ChargerPipeline, ChargerState
 from diagnostics.charger_silence import ChargerSilencePipeline
 from diagnostics.pipeline import VehiclePipeline, VehicleState
-from diagnostics.silence import new_clock
+from diagnostics.silence import Span, Watermark, new_clock
 
 
 class OfflineDiagnostics:
@@ -56,10 +56,14 @@ class OfflineDiagnostics:
         charger_records = [r for r in batch if r["kind"].startswith("charger_")]
         alerts: list[dict[str, Any]] = []
         if vehicle_records:
-            alerts.extend(self.vehicles.process(vehicle_records, self.vehicle_states)[0])
-            boundary = self.vehicles.advance_clock(self.vehicle_clock, vehicle_records)
-            if boundary is not None:
-                alerts.extend(self.vehicles.sweep(self.vehicle_states.items(), boundary)[0])
+            watermark = Watermark(self.vehicle_clock, self.vehicles.sweep_interval_ms)
+
+            def sweep_all(span: Span) -> tuple[list[dict[str, Any]], set[str]]:
+                return self.vehicles.sweep(self.vehicle_states.items(), span)
+
+            alerts.extend(self.vehicles.process(
+                vehicle_records, self.vehicle_states, None, watermark,
+                sweep_all if self.vehicles.sweepers else None)[0])
         if charger_records:
             alerts.extend(self.charger_silence.process(charger_records, self.silence_states)[0])
             charger_alerts, _, outcomes = self.chargers.process(charger_records,
@@ -76,9 +80,9 @@ class OfflineDiagnostics:
         message."""
         alerts: list[dict[str, Any]] = []
         if self.vehicle_states:
-            boundary = self.vehicles.advance_clock(self.vehicle_clock, [{"ts": ts_ms}])
-            if boundary is not None:
-                alerts.extend(self.vehicles.sweep(self.vehicle_states.items(), boundary)[0])
+            span = self.vehicles.advance_clock(self.vehicle_clock, [{"ts": ts_ms}])
+            if span is not None:
+                alerts.extend(self.vehicles.sweep(self.vehicle_states.items(), span)[0])
             alerts.extend(self.vehicles.due(self.vehicle_states, ts_ms))
         if self.silence_states:
             alerts.extend(self.charger_silence.advance(ts_ms, self.silence_states)[0])

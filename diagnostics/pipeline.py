@@ -41,13 +41,15 @@ from typing import Any
 
 from diagnostics import alerting, registry
 from diagnostics.base import Assessment, Detector
-from diagnostics.silence import SWEEP_INTERVAL_MS, Watermark, new_clock
+from diagnostics.silence import SWEEP_INTERVAL_MS, Span, Watermark, new_clock
 
 # A device's seq counts its messages; a jump larger than this (over eleven days of 1 Hz
 # messages lost) is not believed until the device's next message continues from it.
 MAX_SEQ_JUMP = 1_000_000
 
 VehicleState = dict[str, Any]
+# Sweeps the boundaries of a span; returns (alert upserts, assets whose state changed).
+Sweeper = Callable[[Span], tuple[list[dict[str, Any]], set[str]]]
 POSITION_PREFIX = "#position/"  # table keys of the source positions; a VIN never has a "#"
 SWEEP_PREFIX = "#sweep/"  # table keys of the partitions' sweep clocks
 
@@ -97,15 +99,15 @@ def sweep_partition(
     states: Mapping[str, Any],
     local: dict[str, Any],
     partition: int,
-    boundary_ms: int,
-    sweep: Callable[[Iterable[tuple[str, Any]], int], tuple[list[dict[str, Any]], set[str]]],
+    span: Span,
+    sweep: Callable[[Iterable[tuple[str, Any]], Span], tuple[list[dict[str, Any]], set[str]]],
 ) -> tuple[list[dict[str, Any]], set[str]]:
     """Sweep this partition's assets -- those in the table and those new in this record
-    (``local``) -- at ``boundary_ms``; the swept states join ``local``."""
+    (``local``) -- over the boundaries of ``span``; the swept states join ``local``."""
     mine = {key: value for key, value in states.items()
             if not key.startswith("#") and value is not None and value.get("part") == partition}
     mine.update(local)
-    alerts, swept = sweep(mine.items(), boundary_ms)
+    alerts, swept = sweep(mine.items(), span)
     local.update((key, mine[key]) for key in swept)
     return alerts, swept
 
@@ -163,9 +165,14 @@ class VehiclePipeline:
     def process(
         self, records: Iterable[Mapping[str, Any]], states: MutableMapping[str, VehicleState],
         partition: int | None = None, watermark: Watermark | None = None,
+        on_sweep: Sweeper | None = None,
     ) -> tuple[list[dict[str, Any]], set[str]]:
         """Return (alert upserts, VINs whose state changed and must be persisted); each record
-        reports to the partition's sweep ``watermark`` if given."""
+        reports to the partition's sweep ``watermark`` if given.
+
+        With ``on_sweep``, the boundaries a record's report moves the watermark past are swept
+        before the record is processed, as if every record came alone: a silence that begins
+        and ends within one batch is still seen, and the alerts do not depend on batching."""
         alerts: list[dict[str, Any]] = []
         changed: set[str] = set()
         for record in records:
@@ -185,6 +192,11 @@ class VehiclePipeline:
             # hold a record's states without the clock write that followed them.
             if watermark is not None:
                 watermark.report(vin, ts)
+                span = watermark.sweep_at() if on_sweep is not None else None
+                if span is not None and on_sweep is not None:
+                    swept_alerts, swept = on_sweep(span)
+                    alerts += swept_alerts
+                    changed |= swept
             if seq <= state["seq"] and ts <= state["ts"]:
                 self.duplicates += 1
                 continue
@@ -240,26 +252,30 @@ class VehiclePipeline:
             alerts.append(alert)
             changed.add(vin)
 
-    def sweep(self, states: Iterable[tuple[str, VehicleState]], boundary_ms: int
+    def sweep(self, states: Iterable[tuple[str, VehicleState]], span: Span
               ) -> tuple[list[dict[str, Any]], set[str]]:
-        """Ask the sweeping detectors about each (VIN, state) at event time ``boundary_ms``."""
+        """Ask the sweeping detectors about each (VIN, state) at the boundaries of ``span``
+        each needs (``Detector.sweep_times``), in event-time order per vehicle."""
         alerts: list[dict[str, Any]] = []
         changed: set[str] = set()
+        since, upto = span
         for vin, state in sorted(states, key=lambda item: item[0]):
             for alert_type, detector in self.sweepers.items():
                 det_state = state["det"].get(alert_type)
                 if det_state is None:
                     continue
-                state_changed, assessment = detector.sweep(det_state, boundary_ms)
-                if state_changed:
-                    changed.add(vin)
-                self._alert(state, vin, alert_type, detector, assessment, boundary_ms,
-                            alerts, changed)
+                for boundary_ms in detector.sweep_times(det_state, since, upto,
+                                                        self.sweep_interval_ms):
+                    state_changed, assessment = detector.sweep(det_state, boundary_ms)
+                    if state_changed:
+                        changed.add(vin)
+                    self._alert(state, vin, alert_type, detector, assessment, boundary_ms,
+                                alerts, changed)
         return alerts, changed
 
     def advance_clock(self, clock: dict[str, Any], records: list[Mapping[str, Any]]
-                      ) -> int | None:
-        """Move ``clock`` to the newest event time of ``records``: the boundary to sweep at."""
+                      ) -> Span | None:
+        """Move ``clock`` to the newest event time of ``records``: the boundaries to sweep."""
         if not records or not self.sweepers:
             return None
         watermark = Watermark(clock, self.sweep_interval_ms)
@@ -306,13 +322,12 @@ class VehiclePipeline:
         clock = dict(states.get(sweep_key(partition)) or new_clock())
         before = dict(clock)
         watermark = Watermark(clock, self.sweep_interval_ms)
-        alerts, changed = self.process(batch, local, partition, watermark)
-        boundary = watermark.sweep_at() if batch and self.sweepers else None
-        if boundary is not None:
-            swept_alerts, swept = sweep_partition(states, local, partition, boundary,
-                                                  self.sweep)
-            alerts += swept_alerts
-            changed |= swept
+
+        def sweep_mine(span: Span) -> tuple[list[dict[str, Any]], set[str]]:
+            return sweep_partition(states, local, partition, span, self.sweep)
+
+        alerts, changed = self.process(batch, local, partition, watermark,
+                                       sweep_mine if self.sweepers else None)
         return alerts, table_writes(states, local, changed, partition, offset,
                                     clock if clock != before else None)
 

@@ -15,9 +15,13 @@ source partition in the worker) and whenever the watermark passes a sweep bounda
 ``SWEEP_INTERVAL_MS`` of event time) it asks this detector about every asset it holds, at the
 boundary. Sweeps happen at fixed boundaries of event time and the alert's time is the
 boundary, so a replay or a restarted worker raises the same alerts with the same ids
-(``sweep_due``). A partition whose every asset falls silent has no clock left; with more than
-a handful of assets per partition that does not happen. One asset cannot move the clock far
-(``Watermark``): a report far ahead of it waits for another asset to agree.
+(``sweep_due``). The sweeps come between records, before the record that moved the watermark
+past the boundary; when one record moves it past several (the fleet resumes after a gap), the
+detector is asked at each boundary where its answer can change (``Silence.sweep_times``). So
+the alert's time is the first boundary at which the silence was detectable, however the
+records were batched. A partition whose every asset falls silent has no clock left; with more
+than a handful of assets per partition that does not happen. One asset cannot move the clock
+far (``Watermark``): a report far ahead of it waits for another asset to agree.
 
 Reporting pattern
 -----------------
@@ -142,6 +146,23 @@ class Silence(Detector):
             evidence={"last_report_ts": last, "silent_hours": round(gap / HOUR_MS, 2),
                       "threshold_hours": round(threshold / HOUR_MS, 2)})
 
+    def sweep_times(self, state: Mapping[str, Any], since_ms: int, upto_ms: int,
+                    interval_ms: int) -> list[int]:
+        """Between two reports the answer of ``sweep`` is a step function of the boundary:
+        reporting, then silent (a warning, or an abstention), then critical. So these
+        boundaries in (``since_ms``, ``upto_ms``] give every answer an uninterrupted sweep
+        would: the first (an open alert resolved by a late report), the first past the
+        threshold, the first at the critical age, and the last."""
+        first = since_ms + interval_ms  # ``since_ms`` is a boundary
+        times = {first, upto_ms}
+        last = state["last"]
+        if last is not None:
+            beyond = last + self.threshold_ms(state, last)  # silent when strictly past it
+            times.add((int(beyond // interval_ms) + 1) * interval_ms)
+            critical = last + int(self.critical_after_s * 1000)
+            times.add(-(-critical // interval_ms) * interval_ms)
+        return sorted(t for t in times if first <= t <= upto_ms)
+
     def sweep(self, state: dict[str, Any], ts_ms: int) -> Outcome:
         """Asked at a sweep boundary ``ts_ms``: is the asset silent for longer than it should?
 
@@ -183,22 +204,28 @@ class ChargerSilence(Silence):
     asset: ClassVar[str] = "charger"
 
 
-def sweep_due(clock: dict[str, Any], ts_ms: int,
-              interval_ms: int = SWEEP_INTERVAL_MS) -> int | None:
-    """Advance the event-time ``clock`` to ``ts_ms``; return the boundary to sweep at, or None.
+Span = tuple[int, int]  # (the last boundary swept before, the newest boundary to sweep)
 
-    A sweep is due at the latest boundary (a multiple of ``interval_ms``) at or below the
-    watermark (the newest event time seen) that was not swept yet. The clock only stores the
-    last boundary swept (``swept``): the watermark's own boundary always equals it after a
-    call, so the watermark need not be stored and the clock changes once per sweep, not per
-    record. The first boundary is not swept: there is nothing to compare with yet.
+
+def sweep_due(clock: dict[str, Any], ts_ms: int,
+              interval_ms: int = SWEEP_INTERVAL_MS) -> Span | None:
+    """Advance the event-time ``clock`` to ``ts_ms``; return the span of boundaries to sweep
+    (``since`` excluded, ``upto`` included), or None.
+
+    Sweeps are due at every boundary (a multiple of ``interval_ms``) at or below the watermark
+    (the newest event time seen) that was not swept yet; the detectors choose which of them
+    they need (``Detector.sweep_times``). The clock only stores the last boundary swept
+    (``swept``): the watermark's own boundary always equals it after a call, so the watermark
+    need not be stored and the clock changes once per sweep, not per record. The first
+    boundary is not swept: there is nothing to compare with yet.
     """
     boundary = int(ts_ms) - int(ts_ms) % interval_ms
     swept = clock.get("swept")
     if swept is not None and boundary <= swept:
         return None
     clock["swept"] = boundary
-    return None if swept is None else boundary
+    return None if swept is None else (int(swept), boundary)
+
 
 
 def new_clock() -> dict[str, Any]:
@@ -276,5 +303,5 @@ class Watermark:
             self.clock.pop("ahead", None)
         return confirmed
 
-    def sweep_at(self) -> int | None:
+    def sweep_at(self) -> Span | None:
         return None if self.top is None else sweep_due(self.clock, self.top, self.interval_ms)

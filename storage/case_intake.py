@@ -31,12 +31,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from care import casework
 from care.webhooks import matches
-from storage.models import assets, case_alerts, case_events, cases, webhooks
+from storage.fleet_clock import fleet_now_ms
+from storage.models import case_alerts, case_events, cases, webhooks
 from storage.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def _announce(conn: Connection, entry: dict[str, Any]) -> None:
     if not any(matches(events, event_type) for (events,) in filters):
         return
     row = conn.execute(select(cases).where(cases.c.id == entry["case_id"])).mappings().one()
-    fleet_now = conn.execute(select(func.max(assets.c.last_seen_event_ms))).scalar_one_or_none()
+    fleet_now = fleet_now_ms(conn)
     enqueue(conn, event_type, {"change": entry["action"], "case": public_case(row, fleet_now),
                                "event": entry}, now_wall_ms=entry["at_wall_ms"])
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
 from care.casework import DEFAULT_SLA_HOURS
-from storage import case_intake
+from storage import case_intake, fleet_clock
 from storage.alert_contract import ALERT_KEYS, COMPARED, change_of, validate_alert
 from storage.cursor import ALERT_SORTS, after, check_limit, decode_cursor, page
 from storage.database import PG_LOCK_ALERTS, Database, wall_ms
@@ -28,9 +28,6 @@ from storage.outbox import enqueue_alert_change
 log = logging.getLogger(__name__)
 
 SIGNALS_PER_TRANSACTION = 5000
-# How far the newest asset may be ahead of the runner-up and still be the fleet's "now": far
-# more than a reporting fleet's spread (seconds), far less than a wrong clock's years.
-FLEET_NOW_LEAD_MS = 3_600_000
 
 
 class Store(Database):
@@ -242,19 +239,9 @@ class Store(Database):
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def fleet_now_ms(self) -> int | None:
-        """The fleet's event-time "now" (``fleet_now_event_ms``): the newest timestamp any
-        asset reported (or None) -- unless it is more than ``FLEET_NOW_LEAD_MS`` ahead of the
-        next asset's: one asset (a wrong clock, a hostile sender) cannot move the fleet's now,
-        the runner-up speaks for the fleet then."""
+        """The fleet's event-time "now" (``fleet_now_event_ms``, ``storage.fleet_clock``)."""
         with self.engine.connect() as conn:
-            newest = [int(v) for v in conn.execute(
-                select(assets.c.last_seen_event_ms)
-                .order_by(assets.c.last_seen_event_ms.desc()).limit(2)).scalars()]
-        if not newest:
-            return None
-        if len(newest) == 2 and newest[0] - newest[1] > FLEET_NOW_LEAD_MS:
-            return newest[1]
-        return newest[0]
+            return fleet_clock.fleet_now_ms(conn)
 
     def asset(self, kind: str, asset_id: str) -> dict[str, Any] | None:
         """An asset's span, latest signals ({path, value, ts_event_ms}) and open alerts, or

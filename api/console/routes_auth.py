@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
-from api.auth import _client_address, _failure_limiter
+from api.auth import client_address, failure_limiter
 from api.console.render import SECURITY_HEADERS, render
 from api.console.session import (
     AnyWrite,
@@ -61,8 +61,8 @@ async def login(request: Request) -> Response:
         raise HTTPException(403, "sign-in must come from the console's own page")
     form = await form_of(request)
     key = form.get("key", "").strip()
-    failures = _failure_limiter(request)
-    address = _client_address(request)
+    failures = failure_limiter(request)
+    address = client_address(request)
     if failures.wait(address) > 0:
         return render(request, "login.html", None, status=429,
                       error="Too many failed sign-ins from this address; wait a minute.")

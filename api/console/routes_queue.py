@@ -4,9 +4,6 @@ live from the alert change log (the same log ``GET /alerts/stream`` serves)."""
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -16,20 +13,18 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
+from api.alert_stream import alert_events
 from api.console.queries import case_headlines
 from api.console.render import SECURITY_HEADERS, render
 from api.console.session import Reader, current_staff
-from api.routes.alerts import KEEPALIVE_S, KEY_RECHECK_S, POLL_S, RETRY_MS
 from care.casework import OPEN_STATES
 from storage.cases import CaseStore
 from vocab.severity import SEVERITIES as ALL_SEVERITIES
 
-log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
 PAGE = 50  # cases per queue page: what a person scans, and what keeps the page small
 SEVERITIES = list(reversed(ALL_SEVERITIES))  # worst first
-STREAM_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +101,13 @@ async def stream(request: Request, staff: Reader) -> StreamingResponse:
     store = request.app.state.store
     last = request.headers.get("last-event-id", "")
     start = int(last) if last.isdigit() else await asyncio.to_thread(store.last_event_id)
-    return StreamingResponse(_events(request, start), media_type="text/event-stream",
+
+    async def signed_in() -> bool:
+        return await current_staff(request) is not None
+
+    events = alert_events(request, store, start, name="console_stream", allowed=signed_in,
+                          data=_summary)
+    return StreamingResponse(events, media_type="text/event-stream",
                              headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"})
 
 
@@ -118,26 +119,3 @@ def _summary(event: dict[str, Any]) -> bytes:
                          "at_event_ms": event["at_event_ms"]})
 
 
-async def _events(request: Request, position: int) -> AsyncIterator[bytes]:
-    store = request.app.state.store
-    yield b"retry: %d\n\n" % RETRY_MS
-    last_sent = last_check = time.monotonic()
-    while not await request.is_disconnected():
-        if time.monotonic() - last_check >= KEY_RECHECK_S:
-            last_check = time.monotonic()
-            if await current_staff(request) is None:
-                return
-        try:
-            events = await asyncio.to_thread(store.alert_events_after, position, STREAM_BATCH)
-        except Exception as exc:  # a busy or restarting database: keep the stream open
-            log.warning("console_stream_poll_failed error=%r", exc)
-            events = []
-        for event in events:
-            position = event["id"]
-            yield b"id: %d\nevent: alert\ndata: %s\n\n" % (position, _summary(event))
-            last_sent = time.monotonic()
-        if len(events) < STREAM_BATCH:
-            if time.monotonic() - last_sent >= KEEPALIVE_S:
-                yield b": keepalive\n\n"
-                last_sent = time.monotonic()
-            await asyncio.sleep(POLL_S)

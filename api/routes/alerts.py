@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
+from api.alert_stream import alert_events
 from api.auth import Viewer, still_allowed
 from api.deps import PagingDep, StoreDep, bad_cursor
 from api.problems import invalid
 from api.schemas import AlertPage, AlertPublic, AlertStatus, Problem
-from storage.store import Store
 from vocab.severity import Severity
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 _MAX_MS = 2**63 - 1
-POLL_S = 0.1  # how often the stream looks for new alert events
-KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
-RETRY_MS = 2000  # the reconnect delay the stream suggests to EventSource clients
-# How often an open stream looks its key up again: a revoked key (or one whose role no
-# longer reads) stops receiving within this bound, not when the client reconnects.
-KEY_RECHECK_S = 3.0
-BATCH = 100  # events read per poll
 
 
 AlertSort = Literal["-last_seen_event_ms", "last_seen_event_ms", "-first_seen_event_ms",
@@ -126,43 +117,14 @@ async def stream_alerts(
     else:
         start = await asyncio.to_thread(store.last_event_id)
     log.info("alert_stream_open client=%s after=%s", request.client, start)
-    return StreamingResponse(_events(request, store, start), media_type="text/event-stream",
+    events = alert_events(request, store, start, name="alert_stream", data=_data,
+                          allowed=lambda: still_allowed(request, "read"))
+    return StreamingResponse(events, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _events(request: Request, store: Store, position: int) -> AsyncIterator[bytes]:
-    """Poll the change log (in a thread) until the client goes away."""
-    yield b"retry: %d\n\n" % RETRY_MS
-    last_sent = last_check = time.monotonic()
-    try:
-        while not await request.is_disconnected():
-            if time.monotonic() - last_check >= KEY_RECHECK_S:
-                last_check = time.monotonic()
-                try:
-                    allowed = await still_allowed(request, "read")
-                except Exception as exc:  # a restarting database is no reason to cut
-                    log.warning("alert_stream_key_check_failed error=%r", exc)
-                    allowed = True
-                if not allowed:
-                    log.info("alert_stream_key_invalid client=%s", request.client)
-                    return
-            try:
-                events = await asyncio.to_thread(store.alert_events_after, position, BATCH)
-            except Exception as exc:  # a busy or restarting database: keep the stream open
-                log.warning("alert_stream_poll_failed error=%r", exc)
-                events = []
-            for event in events:
-                position = event["id"]
-                data = orjson.dumps({"change": event["change"], "alert": event["snapshot"]})
-                yield b"id: %d\nevent: alert\ndata: %s\n\n" % (position, data)
-                last_sent = time.monotonic()
-            if len(events) < BATCH:
-                if time.monotonic() - last_sent >= KEEPALIVE_S:
-                    yield b": keepalive\n\n"
-                    last_sent = time.monotonic()
-                await asyncio.sleep(POLL_S)
-    finally:
-        log.info("alert_stream_closed client=%s position=%s", request.client, position)
+def _data(event: dict[str, Any]) -> bytes:
+    return orjson.dumps({"change": event["change"], "alert": event["snapshot"]})
 
 
 @router.get("/{alert_id}", response_model=AlertPublic, responses={404: {"model": Problem}})

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from api.routes import alerts as alert_routes
+from api import alert_stream
 from config.settings import ApiSettings
 from ownercare import embedded
 from storage.store import Store
@@ -55,8 +55,8 @@ def http(store: Store) -> Iterator[httpx.Client]:
 def fast_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     """Poll often and send keepalives every 0.3 s, so tests can also prove that nothing
     else arrives (the keepalive comments tick while we wait)."""
-    monkeypatch.setattr(alert_routes, "POLL_S", 0.05)
-    monkeypatch.setattr(alert_routes, "KEEPALIVE_S", 0.3)
+    monkeypatch.setattr(alert_stream, "POLL_S", 0.05)
+    monkeypatch.setattr(alert_stream, "KEEPALIVE_S", 0.3)
 
 
 def is_problem(resp: httpx.Response, status: int) -> dict[str, Any]:

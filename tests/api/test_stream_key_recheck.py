@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.routes import alerts as alert_routes
+from api import alert_stream
 from config.settings import ApiSettings
 from storage.keys import KeyStore
 from storage.store import Store
@@ -30,7 +30,7 @@ def test_a_revoked_keys_stream_ends_within_the_recheck_bound(tmp_path: Path) -> 
         try:
             with httpx.stream("GET", f"{server.url}/alerts/stream",
                               headers={"Authorization": f"Bearer {presented}"},
-                              timeout=alert_routes.KEY_RECHECK_S * 5) as resp:
+                              timeout=alert_stream.KEY_RECHECK_S * 5) as resp:
                 assert resp.status_code == 200
                 for _ in resp.iter_lines():
                     pass
@@ -46,9 +46,9 @@ def test_a_revoked_keys_stream_ends_within_the_recheck_bound(tmp_path: Path) -> 
         time.sleep(0.5)  # both streams are open
         revoked_at = time.monotonic()
         keys.revoke(row["id"])
-        threads[0].join(alert_routes.KEY_RECHECK_S + 2)
+        threads[0].join(alert_stream.KEY_RECHECK_S + 2)
         assert "revoked" in ended, "the revoked key's stream is still open"
-        assert ended["revoked"] - revoked_at <= alert_routes.KEY_RECHECK_S + 1.5
+        assert ended["revoked"] - revoked_at <= alert_stream.KEY_RECHECK_S + 1.5
         assert "kept" not in ended  # a valid key's stream stays open
         # A revoked key cannot open a new one either.
         resp = httpx.get(f"{server.url}/alerts/stream",

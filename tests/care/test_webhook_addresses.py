@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from care.webhooks import (
+    NON_PUBLIC,
     REFUSED_CATEGORIES,
     IpAddress,
     address_refusal,
@@ -26,7 +27,7 @@ def expected_refused(address: IpAddress) -> bool:
     if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
         a = a.ipv4_mapped
     return (a.is_loopback or a.is_private or a.is_link_local or a.is_multicast
-            or a.is_unspecified or a.is_reserved)
+            or a.is_unspecified or a.is_reserved or not a.is_global)
 
 
 @given(addresses)
@@ -49,11 +50,13 @@ def test_an_allow_listed_address_is_always_accepted(address: IpAddress, prefix: 
     ("fe80::1", "link-local"), ("224.0.0.1", "multicast"), ("0.0.0.0", "unspecified"),
     ("::", "unspecified"), ("240.0.0.1", "reserved"), ("93.184.215.14", None),
     ("2606:4700::6810:84e5", None), ("::ffff:93.184.215.14", None),
+    ("100.64.0.1", "non-public"), ("100.127.255.254", "non-public"),
+    ("198.18.0.1", "private"),
 ])
 def test_each_category_is_named(address: str, reason: str | None) -> None:
     refusal = address_refusal(ipaddress.ip_address(address))
     assert refusal == reason
-    assert reason is None or reason.replace("-", "_") in REFUSED_CATEGORIES
+    assert reason in (None, NON_PUBLIC) or reason.replace("-", "_") in REFUSED_CATEGORIES
 
 
 def test_every_resolved_address_must_pass() -> None:

@@ -569,3 +569,23 @@ def test_case_changes_reach_the_webhooks_that_want_them(store: Store, desk: Case
     # A replayed alert announces nothing again.
     store.upsert_alert(alert(severity="warning"))
     assert len(outbox(everything)) == 3
+
+
+def test_a_webhook_judges_overdue_by_the_guarded_fleet_now(store: Store, desk: CaseStore,
+                                                           clock: Clock) -> None:
+    """One asset reporting from 2099 moves neither the API's fleet now nor a webhook's."""
+    hook = str(create_webhook(store, url="https://crm.example.com/h", events=["case.*"],
+                              description="", created_by="root", now_ms=0)["id"])
+    case = open_case(store, desk, severity="warning")  # due 1000 + 24 h
+    store.upsert_signals([("vehicle", VIN, "Vehicle.Speed", 0, 1000 + HOUR),
+                          ("vehicle", VIN2, "Vehicle.Speed", 0, 4_102_444_800_000)])
+    clock.now += 1000
+    desk.transition_case(case["id"], "acknowledged", actor="ann")
+    with store.engine.connect() as conn:
+        (payload,) = [r.payload for r in conn.execute(
+            select(webhook_deliveries).where(webhook_deliveries.c.webhook_id == hook,
+                                             webhook_deliveries.c.event_type
+                                             == "case.transitioned"))]
+    assert store.fleet_now_ms() == 1000 + HOUR
+    assert payload["case"]["overdue"] is False
+    assert desk.get_case(case["id"])["overdue"] is False  # type: ignore[index]
