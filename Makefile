@@ -7,7 +7,7 @@ PIP_VERSION := 26.0.1
 RUN_ARGS ?= --vehicles 20 --chargers 4 --speed 3600 --faults weak_12v:3,dtc:2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit prereqs prereqs-unit lint fmt lock reset clean
+.PHONY: help install run test test-unit prereqs prereqs-unit lint fmt lock reset clean vss-catalogue
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,19 @@ lock: ## Re-pin every dependency into constraints.txt (needs network access to P
 	.lockenv/bin/pip install --quiet -e '.[embedded,postgres,bench]' --group dev
 	.lockenv/bin/pip freeze --exclude-editable | grep -v '^ownercare' > constraints.txt
 	rm -rf .lockenv
+
+# The signal catalogue from the COVESA VSS spec (MPL-2.0) at VSS_RELEASE, exported by vss-tools
+# in a throwaway environment; VSS_REPO is a clone of the spec (e.g. what `fetch` brings).
+VSS_RELEASE ?= v6.0
+VSS_TOOLS ?= 6.0.0
+VSS_REPO ?= ../vehicle_signal_specification
+vss-catalogue: ## Regenerate ingest/vss/vss.json from the VSS spec (VSS_REPO, VSS_RELEASE)
+	rm -rf .vssenv .vssspec && $(PYTHON) -m venv .vssenv && mkdir .vssspec
+	.vssenv/bin/pip install --quiet vss-tools==$(VSS_TOOLS)
+	git -C $(VSS_REPO) archive $(VSS_RELEASE) | tar -x -C .vssspec
+	$(PYTHON) scripts/gen_vss_catalogue.py --spec .vssspec --release $(VSS_RELEASE) \
+		--out ingest/vss/vss.json --vspec .vssenv/bin/vspec
+	rm -rf .vssenv .vssspec
 
 reset: ## Forget the local state of `make run` (keeps .venv)
 	rm -rf .ownercare .ownercare.old-* .ownercare-bench

@@ -76,8 +76,9 @@ class VehiclePublic(BaseModel):
     trends: dict[str, list[TrendPoint]] = Field(
         default_factory=dict,
         description="per health indicator (battery12v_resting_v, tire_pressure_<row>_<side>_kpa, "
-                    "cell_spread_v, soh_percent), daily points oldest first, over the ?days= "
-                    "ending on the day of last_seen_event_ms")
+                    "cell_spread_v, soh_percent) and per numeric signal the car reports (keyed "
+                    "by its VSS path, units as in the VSS catalogue), daily points oldest "
+                    "first, over the ?days= ending on the day of last_seen_event_ms")
     ota: dict[str, Any] | None = Field(
         None, description="the newest OTA action of the car (campaign, wave, state, attempt, "
         "the gates it waits on); null when it was never targeted")

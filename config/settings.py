@@ -107,6 +107,23 @@ class BridgeSettings(KafkaSettings):
         "bridge's receive time (reason ts_in_future); 0 disables the check (a simulated fleet "
         "whose accelerated event time outruns the wall clock).")
 
+    vss_overlays: str = Field(
+        "", description="VSS overlay files (.vspec YAML, comma-separated) adding private signals "
+        "to, or narrowing signals of, the pinned VSS release the bridge validates against; "
+        "applied in order.")
+
+    @field_validator("vss_overlays")
+    @classmethod
+    def _vss_overlays(cls, v: str) -> str:
+        for item in v.split(","):
+            if item.strip() and not Path(item.strip()).is_file():
+                raise ValueError(f"OWNERCARE_VSS_OVERLAYS: {item.strip()!r} is not a file")
+        return v
+
+    @property
+    def vss_overlay_paths(self) -> tuple[Path, ...]:
+        return tuple(Path(item.strip()) for item in self.vss_overlays.split(",") if item.strip())
+
     @property
     def max_future_skew_ms(self) -> int | None:
         return None if self.bridge_max_future_skew_s == 0 else int(
@@ -197,6 +214,10 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
         description="How often each partition's changed detector states are written to the "
                     "table changelog, seconds (a restart replays what came after); 0 = after "
                     "every record.")
+    generic_detector: bool = Field(
+        False, description="Run the generic detector on every numeric signal of every car "
+        "(alert type signal_drift, table generic-diagnostics); off: it raises too many false "
+        "alerts on the simulator's healthy fleet (docs/quality.md).")
     ota_signing_key: str = Field(
         "", description="PEM file of the ed25519 key that signs OTA manifests "
         "(`ownercare ota keygen`); empty = the worker runs no OTA campaigns. `ownercare run` "

@@ -1,5 +1,5 @@
 """``ownercare`` command line: run | bridge | worker | api | archive | simulate | backtest |
-eval | replay | score | nab | bench | faults | soak | keys | ota | ocpp | config.
+eval | replay | realdata | score | nab | bench | faults | soak | keys | ota | ocpp | config.
 
 Each service reads its settings from ``OWNERCARE_*`` variables (see README). A user's mistake
 (invalid settings or arguments, a path that cannot be written, a database that cannot be
@@ -44,10 +44,15 @@ def _settings_error(exc: ValidationError) -> int:
 
 def cmd_bridge(_args: argparse.Namespace) -> int:
     from ingest.bridge import run_bridge
+    from ingest.catalogue import OverlayError, load_catalogue
 
     settings = cfg.BridgeSettings()
+    try:
+        catalogue = load_catalogue(settings.vss_overlay_paths)
+    except OverlayError as exc:
+        raise UserError(f"OWNERCARE_VSS_OVERLAYS: {exc}") from None
     setup_logging(settings.log_level)
-    return asyncio.run(run_bridge(settings))
+    return asyncio.run(run_bridge(settings, catalogue))
 
 
 def cmd_archive(_args: argparse.Namespace) -> int:
@@ -297,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay_module.add_arguments(replay)
     replay.set_defaults(func=replay_module.run)
+
+    realdata = sub.add_parser(
+        "realdata", help="real vehicle recordings (LeafSpy, carOBD) converted for replay, and "
+        "what every detector said about them")
+    from ownercare.realdata import cli as realdata_cli
+
+    realdata_cli.add_arguments(realdata)
+    realdata.set_defaults(func=realdata_cli.run)
 
     score = sub.add_parser(
         "score", help="the generic detector's anomaly score for every row of a CSV",

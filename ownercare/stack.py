@@ -1,6 +1,6 @@
 """``ownercare run``: the whole service on one machine.
 
-amqtt runs in this process; Tansu, the bridge, the worker, the API and the simulator run as
+amqtt (the MQTT broker), Tansu, the bridge, the worker, the API and the simulator run as
 child processes (each service is exactly what ``ownercare <service>`` runs in production, just
 pointed at the embedded brokers). Children die with this process (PR_SET_PDEATHSIG), and
 Ctrl-C / SIGTERM stops them in reverse order of start. A service that crashes is restarted
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from config.settings import ArchiveSettings, BridgeSettings, RunSettings
 from ownercare import embedded, statedir
 from ownercare.embedded_kafka import EmbeddedKafka
+from ownercare.embedded_mqtt_process import EmbeddedMqtt
 from ownercare.ota_keys import OtaKeyError, RunKeys
 from ownercare.supervisor import Crashes, GiveUp
 from vocab.severity import SEVERITIES
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 # Flags of `ownercare run` forwarded to the simulator child unchanged.
 SIMULATOR_FLAGS = ("vehicles", "chargers", "seed", "speed", "start", "duration", "faults",
                    "drive_interval", "parked_interval", "truth", "qos", "ota_public_key",
-                   "ota_bad_releases", "ota_failure_rate", "ota_installed")
+                   "ota_bad_releases", "ota_failure_rate", "ota_installed", "powertrains")
 
 
 def simulated_future_skew_s(sim_argv: list[str], now_ms: float, margin_s: float) -> float:
@@ -97,7 +98,7 @@ class Stack:
         self.children: list[Child] = []
         self.tansu: subprocess.Popen[bytes] | None = None
         self.kafka: EmbeddedKafka | None = None
-        self.broker: object | None = None
+        self.mqtt: EmbeddedMqtt | None = None
         self.stopping = asyncio.Event()
         self.api_key = ""  # the session's admin key, created at start, revoked at stop
         self.api_key_id = ""
@@ -256,7 +257,7 @@ class Stack:
         # The state dir holds the database (webhook secrets, all telemetry) and the logs.
         for directory in (self.state_dir, self.log_dir):
             private(directory, 0o700)
-        for name in ("tansu.log", "kafka-s3.log"):
+        for name in ("tansu.log", "kafka-s3.log", "mqtt.log"):
             private(self.log_dir / name, 0o600)
         self.ensure_ota_keys()
         # Create the schema once, before the worker and the API both open the database, and
@@ -279,7 +280,8 @@ class Stack:
             print(f"ownercare run: {self.kafka.resume_notice()}", flush=True)
         await asyncio.to_thread(self.kafka.start)
         self.tansu = self.kafka.tansu.proc
-        self.broker = await embedded.start_amqtt(s.mqtt_port)
+        self.mqtt = EmbeddedMqtt(s.mqtt_port, self.state_dir, self.log_dir)
+        await asyncio.to_thread(self.mqtt.start)
         if not getattr(self.args, "no_simulator", False):
             skew = simulated_future_skew_s(self.simulator_argv(), time.time() * 1000,
                                            BridgeSettings().bridge_max_future_skew_s)
@@ -328,11 +330,7 @@ class Stack:
     async def wait_for_bridge_subscription(self, within_s: float = 60) -> None:
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
-            subscriptions = getattr(self.broker, "_subscriptions", None)
-            if subscriptions is None:  # amqtt internals changed: fall back to a grace period
-                await asyncio.sleep(3)
-                return
-            if "vehicles/#" in subscriptions:
+            if self.mqtt is not None and self.mqtt.subscribed("vehicles/#"):
                 return
             self.check_children()
             await asyncio.sleep(0.1)
@@ -449,6 +447,7 @@ class Stack:
                          for c in self.children},
             "tansu_pid": self.tansu.pid if self.tansu else None,
             "kafka_s3_pid": self.kafka.pids["kafka-s3"] if self.kafka else None,
+            "mqtt_pid": self.mqtt.pid if self.mqtt else None,
         }
         path = self.state_dir / "run.json"
         # It holds an admin key: readable by its owner only, from its first byte on.
@@ -489,6 +488,8 @@ class Stack:
             if self.kafka is not None and await asyncio.to_thread(self.kafka.tend):
                 self.tansu = self.kafka.tansu.proc
                 self.write_run_json()
+            if self.mqtt is not None and await asyncio.to_thread(self.mqtt.tend):
+                self.write_run_json()
             sim = next((c for c in self.children if c.name == "simulator"), None)
             if sim and sim.proc.poll() == 0 and not announced_finish:
                 announced_finish = True
@@ -500,9 +501,8 @@ class Stack:
         for child in reversed(self.children):
             await asyncio.to_thread(embedded.stop_process, child.proc, 15)
             log.info("service_stopped name=%s status=%s", child.name, child.proc.returncode)
-        if self.broker is not None:
-            with contextlib.suppress(Exception):
-                await self.broker.shutdown()  # type: ignore[attr-defined]
+        if self.mqtt is not None:
+            await asyncio.to_thread(self.mqtt.stop)
         if self.kafka is not None:
             await asyncio.to_thread(self.kafka.stop)
         elif self.tansu is not None:

@@ -60,6 +60,7 @@ from ingest.kafka import read_range
 from storage.store import Store
 from worker.applied_offsets import AppliedOffsets
 from worker.checkpoint import CheckpointedTable, PositionCap
+from worker.generic import Generic, Positions
 from worker.view_writer import SHIP_EVERY_S, ViewConfig, ViewWriter
 from worker.view_writer import decode as _decode
 
@@ -87,6 +88,12 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         # Tansu (embedded) rebalances slowly when a member vanishes; fail over faster.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
+        # Faust's check compares the changelog offset a worker has read (a standby's, or an
+        # active partition it keeps) with ListOffsets(latest), which Tansu answers short of
+        # the end (docs/operations.md): every rebalance that kept a partition would crash
+        # the worker. It guards local RocksDB files against deleted topics; the tables are in
+        # memory, and a recovery that stops short is replayed from Kafka (catch_up_from).
+        recovery_consistency_check=False,
     )
     vehicles = app.topic(topics.VEHICLES, partitions=partitions)
     chargers = app.topic(topics.CHARGERS, partitions=partitions)
@@ -122,15 +129,24 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
 
     deliver = alert_sender(alerts, stats)
 
+    generic = Generic(app, settings, checkpointed, topics.VEHICLES) \
+        if settings.generic_detector else None
+
     async def apply(partition: int, offset: int, raw: bytes) -> None:
         records = _decode(raw)
         stats.count(records)
         writer.add(topics.VEHICLES, partition, offset, raw)
         new_alerts, writes = pipeline.process_source(table, partition, offset, records)
+        generic_writes: dict[str, Any] = {}
+        if generic is not None:
+            more, generic_writes = generic.process(partition, offset, records)
+            new_alerts += more
         await deliver(new_alerts)
         # Changed vehicle states, the sweep clock, then the partition's position: in memory
         # now, to the changelog at the partition's next checkpoint.
         stats.state_writes += vehicle_states.write(partition, writes)
+        if generic is not None:
+            stats.generic_state_writes += generic.write(partition, generic_writes)
 
     async def apply_charger(partition: int, offset: int, raw: bytes) -> None:
         writer.add(topics.CHARGERS, partition, offset, raw)
@@ -141,8 +157,9 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
 
     @app.agent(vehicles, name="diagnose")
     async def diagnose(stream: faust.StreamT[bytes]) -> None:
-        await consume_with_catch_up(stream, table, settings.kafka_bootstrap, topics.VEHICLES,
-                                    apply, "diagnose")
+        positions = table if generic is None else Positions(table, generic.table)
+        await consume_with_catch_up(stream, positions, settings.kafka_bootstrap,
+                                    topics.VEHICLES, apply, "diagnose")
 
     @app.agent(chargers, name="charger-silence")
     async def charger_diagnose(stream: faust.StreamT[bytes]) -> None:
@@ -355,6 +372,7 @@ class WorkerStats:
     records: int = 0
     alerts: int = 0
     state_writes: int = 0  # vehicle-table changelog records sent (checkpoints)
+    generic_state_writes: int = 0  # generic-diagnostics changelog records sent
     last_event_ts: int = 0  # newest event time seen: how far behind the fleet the worker is
 
     def count(self, records: list[dict[str, Any]]) -> None:
