@@ -24,6 +24,7 @@ from api.routes import (
     cases,
     chargers,
     commands,
+    contract,
     fleet,
     health,
     keys,
@@ -36,6 +37,7 @@ from api.routes import (
 )
 from api.webhook_dispatch import Dispatcher
 from config.settings import ApiSettings, mask_url
+from ingest.catalogue import load_catalogue
 from storage.cases import CaseStore
 from storage.keys import KeyStore
 from storage.store import Store
@@ -72,8 +74,10 @@ TAGS = [
 
 def create_app(settings: ApiSettings | None = None, store: Store | None = None) -> FastAPI:
     """Build the API. Without ``store`` it opens ``settings.effective_database_url`` and
-    closes it on shutdown; a store passed in belongs to the caller."""
+    closes it on shutdown; a store passed in belongs to the caller. A bad VSS overlay raises
+    ``ingest.catalogue.OverlayError`` naming the file, the node and why."""
     settings = settings or ApiSettings()
+    catalogue = load_catalogue(settings.vss_overlay_paths)  # before anything is opened
     owned = store is None
     store = store or Store(settings.effective_database_url, case_sla_hours=settings.case_sla)
 
@@ -105,6 +109,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
         dependencies=[Depends(no_nul_characters)],
     )
     app.state.settings = settings
+    app.state.catalogue = catalogue
     app.state.store = store
     app.state.keys = KeyStore(store)
     app.state.cases = CaseStore(store)
@@ -134,6 +139,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.include_router(survey.router)
     app.include_router(ota.vehicle_router)
     app.include_router(health.router)
+    app.include_router(contract.router)
     mount_console(app)  # the staff web console under /console
     http_metrics.prime(app.routes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

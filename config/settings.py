@@ -81,7 +81,28 @@ class DatabaseSettings(CommonSettings):
         return f"sqlite:///{(self.state_dir / 'ownercare.db').resolve()}"
 
 
-class BridgeSettings(KafkaSettings):
+class CatalogueSettings(CommonSettings):
+    """The signal catalogue: what the bridge validates against and the API documents."""
+
+    vss_overlays: str = Field(
+        "", description="VSS overlay files (.vspec YAML, comma-separated) adding private signals "
+        "to, or narrowing signals of, the pinned VSS release the bridge validates against; "
+        "applied in order.")
+
+    @field_validator("vss_overlays")
+    @classmethod
+    def _vss_overlays(cls, v: str) -> str:
+        for item in v.split(","):
+            if item.strip() and not Path(item.strip()).is_file():
+                raise ValueError(f"OWNERCARE_VSS_OVERLAYS: {item.strip()!r} is not a file")
+        return v
+
+    @property
+    def vss_overlay_paths(self) -> tuple[Path, ...]:
+        return tuple(Path(item.strip()) for item in self.vss_overlays.split(",") if item.strip())
+
+
+class BridgeSettings(KafkaSettings, CatalogueSettings):
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker, mqtt[s]://[user:pass@]host:port")
     mqtt_protocol: Literal["3.1.1", "5"] = "3.1.1"
     mqtt_client_id: str = "ownercare-bridge"
@@ -107,22 +128,6 @@ class BridgeSettings(KafkaSettings):
         "bridge's receive time (reason ts_in_future); 0 disables the check (a simulated fleet "
         "whose accelerated event time outruns the wall clock).")
 
-    vss_overlays: str = Field(
-        "", description="VSS overlay files (.vspec YAML, comma-separated) adding private signals "
-        "to, or narrowing signals of, the pinned VSS release the bridge validates against; "
-        "applied in order.")
-
-    @field_validator("vss_overlays")
-    @classmethod
-    def _vss_overlays(cls, v: str) -> str:
-        for item in v.split(","):
-            if item.strip() and not Path(item.strip()).is_file():
-                raise ValueError(f"OWNERCARE_VSS_OVERLAYS: {item.strip()!r} is not a file")
-        return v
-
-    @property
-    def vss_overlay_paths(self) -> tuple[Path, ...]:
-        return tuple(Path(item.strip()) for item in self.vss_overlays.split(",") if item.strip())
 
     @property
     def max_future_skew_ms(self) -> int | None:
@@ -290,7 +295,8 @@ class WebhookSettings(CommonSettings):
         return self
 
 
-class ApiSettings(KafkaSettings, DatabaseSettings, CaseSettings, WebhookSettings):
+class ApiSettings(KafkaSettings, DatabaseSettings, CaseSettings, WebhookSettings,
+                  CatalogueSettings):
     worker_app_id: str = Field("ownercare", description="The worker's Faust app id: its "
                                "consumer group, whose lag GET /metrics reports.")
     api_host: str = "127.0.0.1"

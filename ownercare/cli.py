@@ -87,12 +87,17 @@ def cmd_api(_args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from ingest.catalogue import OverlayError
 
     settings = cfg.ApiSettings()
     setup_logging(settings.log_level)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        app = create_app(settings)
+    except OverlayError as exc:
+        raise UserError(f"OWNERCARE_VSS_OVERLAYS: {exc}") from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
