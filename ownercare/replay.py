@@ -18,7 +18,8 @@ Either may be gzip-compressed (``ownercare eval --record FILE.gz`` writes that):
 read as gzip when it starts with gzip's magic bytes, whatever its name.
 
 Every message is validated with ``ingest.contract`` exactly as the bridge would. A bad line is
-reported on stderr with its line number and the reason and counted, never dropped silently.
+reported on stderr with its line number and the reason and counted, never dropped silently; as
+at the bridge, a bad signal is reported on its own and the line's other signals are kept.
 Valid records are sorted by event time (stable, so equal times keep the file's order) and
 run through :func:`ownercare.evaluation.run.detect`; the stream ends at ``--until``
 (default: one millisecond after the last record).
@@ -47,6 +48,7 @@ from ingest.contract import (
     SIGNALS,
     ContractError,
     Kind,
+    SignalRejection,
     SignalType,
     parse_topic,
     topic_for,
@@ -128,14 +130,22 @@ def parse_jsonl(lines: Iterable[bytes]) -> Parsed:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        rejected: list[SignalRejection] = []
         try:
-            parsed.records.append((number, _jsonl_record(line)))
+            record = _jsonl_record(line, rejected)
         except (ValueError, ContractError) as exc:
             parsed.errors.append((number, str(exc)))
+            continue
+        # As the bridge does: a bad signal is reported alone and the line's others are kept;
+        # a telemetry line left with no signal is not a record.
+        parsed.errors.extend((number, f"{r.reason}: {r.detail} (the line's other signals "
+                                      "are kept)") for r in rejected)
+        if record["kind"] != "vehicle_telemetry" or record["data"]["signals"]:
+            parsed.records.append((number, record))
     return parsed
 
 
-def _jsonl_record(line: bytes) -> dict[str, Any]:
+def _jsonl_record(line: bytes, rejected: list[SignalRejection]) -> dict[str, Any]:
     try:
         body = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -145,7 +155,7 @@ def _jsonl_record(line: bytes) -> dict[str, Any]:
         raise ValueError('expected an object {"topic": "<string>", "payload": {...}}')
     payload = body["payload"]
     raw = payload.encode() if isinstance(payload, str) else orjson.dumps(payload)
-    return validate(body["topic"], raw)
+    return validate(body["topic"], raw, rejected=rejected)
 
 
 def parse_csv(text: Iterable[str]) -> Parsed:
@@ -322,7 +332,8 @@ def run(args: argparse.Namespace) -> int:
         alerts = detect(_counted(in_event_time_order(parsed), bar), end)
     for alert in alerts:
         print(orjson.dumps(alert, option=orjson.OPT_SORT_KEYS).decode())
-    print(f"ownercare replay: {len(parsed.records)} records, {len(parsed.errors)} bad lines, "
+    bad_lines = len({number for number, _reason in parsed.errors})
+    print(f"ownercare replay: {len(parsed.records)} records, {bad_lines} bad lines, "
           f"{len(alerts)} alert upserts", file=sys.stderr)
     return 1 if parsed.errors else 0
 

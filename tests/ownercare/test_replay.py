@@ -187,6 +187,22 @@ def test_jsonl_accepts_the_payload_as_object_or_string_and_reports_bad_lines() -
     assert "unknown_topic" in errors[7]
 
 
+def test_a_bad_signal_is_reported_alone_and_its_lines_other_signals_are_kept() -> None:
+    """As at the bridge: per-signal validation, not the whole line."""
+    def line(signals: dict[str, object]) -> bytes:
+        return orjson.dumps({"topic": f"vehicles/{VIN}/telemetry",
+                             "payload": {"ts": T0, "seq": 1, "signals": signals}})
+
+    parsed = parse_jsonl([line({VOLTS: 12.6, "Vehicle.Nope": 1.0, "Vehicle.Speed": 999.0}),
+                          line({"Vehicle.Nope": 1.0})])
+    assert [(n, r["data"]["signals"]) for n, r in parsed.records] == [(1, {VOLTS: 12.6})]
+    assert [n for n, _ in parsed.errors] == [1, 1, 2]
+    reasons = [reason for _, reason in parsed.errors]
+    assert reasons[0].startswith("unknown_signal") and "Vehicle.Nope" in reasons[0]
+    assert reasons[1].startswith("out_of_range") and "Vehicle.Speed" in reasons[1]
+    assert all("other signals are kept" in r for r in reasons)
+
+
 def test_replay_cli_prints_alerts_and_fails_when_a_line_was_bad(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "history.csv"
