@@ -198,8 +198,10 @@ def test_a_bad_signal_is_reported_alone_and_its_lines_other_signals_are_kept() -
     assert [(n, r["data"]["signals"]) for n, r in parsed.records] == [(1, {VOLTS: 12.6})]
     assert [n for n, _ in parsed.errors] == [1, 1, 2]
     reasons = [reason for _, reason in parsed.errors]
-    assert reasons[0].startswith("unknown_signal") and "Vehicle.Nope" in reasons[0]
-    assert reasons[1].startswith("out_of_range") and "Vehicle.Speed" in reasons[1]
+    assert reasons[0].startswith("unknown_signal")
+    assert "Vehicle.Nope" in reasons[0]
+    assert reasons[1].startswith("out_of_range")
+    assert "Vehicle.Speed" in reasons[1]
     assert all("other signals are kept" in r for r in reasons)
 
 
