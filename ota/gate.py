@@ -27,7 +27,7 @@ class VehicleSnapshot:
     timezone: str = ""  # IANA; empty = unknown (the campaign window's own zone applies)
     speed_kmh: float | None = None
     system_state: str | None = None  # Vehicle.LowVoltageSystemState
-    soc_percent: float | None = None
+    soc_percent: float | None = None  # None: the car reports no traction battery's charge
     v12_volts: float | None = None
     charging: bool = False
     open_alerts: tuple[tuple[str, str], ...] = ()  # (type, severity)
@@ -54,8 +54,10 @@ def gate_reasons(car: VehicleSnapshot | None, policy: GatePolicy, window: Mainte
         reasons.append("not_parked" if car.speed_kmh else "speed_unknown")
     if car.system_state not in PARKED_STATES:
         reasons.append("ignition_on" if car.system_state else "ignition_unknown")
-    if car.soc_percent is None or car.soc_percent < policy.min_soc_percent:
-        reasons.append("low_soc" if car.soc_percent is not None else "soc_unknown")
+    # A combustion car has no traction battery to run down during an install: the 12 V gate
+    # below is its guard. A car that reports a state of charge must have enough of it.
+    if car.soc_percent is not None and car.soc_percent < policy.min_soc_percent:
+        reasons.append("low_soc")
     if car.v12_volts is None or car.v12_volts < policy.min_12v_volts:
         reasons.append("low_12v" if car.v12_volts is not None else "v12_unknown")
     if car.charging and not policy.allow_while_charging:

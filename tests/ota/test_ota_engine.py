@@ -85,6 +85,10 @@ def test_the_gate_names_every_reason_a_car_waits() -> None:
     assert gate_reasons(parked("V", ts=NOW - 7 * HOUR), c.gate, c.window, NOW) == [
         "telemetry_stale"]
     assert "speed_unknown" in gate_reasons(parked("V", speed_kmh=None), c.gate, c.window, NOW)
+    # A combustion car reports no state of charge: only its 12 V battery is gated.
+    assert gate_reasons(parked("V", soc_percent=None), c.gate, c.window, NOW) == []
+    assert gate_reasons(parked("V", soc_percent=None, v12_volts=11.9), c.gate, c.window,
+                        NOW) == ["low_12v"]
     night = MaintenanceWindow("22:00", "05:00")
     assert gate_reasons(parked("V"), c.gate, night, NOW) == []  # 02:00 UTC
     assert gate_reasons(parked("V", timezone="Europe/Berlin"), c.gate, night, NOW) == []
