@@ -214,6 +214,11 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
     latest_flush_s: float = Field(
         10.0, ge=0.05, le=300,
         description="How often the latest signal values (vehicle view) are written, seconds.")
+    trend_flush_s: float = Field(
+        60.0, ge=0.05, le=3600,
+        description="How often the daily trend of every numeric signal is written, seconds "
+                    "(merged in memory in between; never more often than the latest values). "
+                    "A crash replays the records since the last such write from Kafka.")
     state_checkpoint_s: float = Field(
         30.0, ge=0, le=300,
         description="How often each partition's changed detector states are written to the "

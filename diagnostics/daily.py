@@ -200,8 +200,11 @@ class DailyIndicators:
             if ts >= agg[5]:  # a tie goes to the later arrival, as in ``merge``
                 agg[4], agg[5] = value, ts
 
-    def drain(self) -> list[IndicatorRow]:
-        """The aggregates of everything added since the last drain, and forget it."""
+    def drain(self, signals: bool = True) -> list[IndicatorRow]:
+        """The aggregates of everything added since the last drain, and forget it. With
+        ``signals`` false the per-signal trends stay in memory for a later drain (they are
+        one row per vehicle and signal however long they gather, so writing them less often
+        than the named indicators costs memory, not rows)."""
         # The hot path of the flush (every record of the fleet): plain lists and inlined
         # updates instead of a DayAggregate per reading, with the same rules.
         days: dict[int, str] = {}
@@ -233,6 +236,8 @@ class DailyIndicators:
                     days[day] = iso = utc_day(day * DAY_MS)
                 rows.append(("vehicle", vin, iso, indicator, n, lo, hi, total, last, last_ts))
         self._pending = {}
+        if not signals:
+            return rows
         for (vin, day), by_path in self._signal_days.items():
             iso = days.get(day)
             if iso is None:
@@ -242,6 +247,11 @@ class DailyIndicators:
                              float(last), last_ts))
         self._signal_days = {}
         return rows
+
+    def forget_signal_trends(self) -> None:
+        """Drop the per-signal aggregates not drained yet (their records are about to be
+        added again)."""
+        self._signal_days = {}
 
     def _readings(self, vin: str, ts: int, signals: Mapping[str, object]
                   ) -> list[tuple[str, float]]:

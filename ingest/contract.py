@@ -403,6 +403,13 @@ class SignalChecker:
         }
         self._bools = frozenset(s.path for s in self.signals.values()
                                 if s.type is SignalType.BOOL)
+        # A string within its length and, for an enum, one of its values (key states,
+        # gear names: most cars send one or two per message).
+        self._texts: dict[str, tuple[int, frozenset[str] | None]] = {
+            s.path: (s.max_len or STRING_MAX_LEN, s.allowed)
+            for s in self.signals.values()
+            if s.type is SignalType.ENUM or s.type is SignalType.STRING
+        }
 
     def check(self, path: str, value: object) -> object:
         """The normalised value of one signal, or ContractError naming the path and why."""
@@ -418,7 +425,7 @@ class SignalChecker:
         """The accepted signals of ``signals``. With ``rejected`` each bad signal is appended
         there and left out; without, the first one raises ContractError."""
         out: dict[str, object] = {}
-        numbers_of, bools = self._numbers.get, self._bools
+        numbers_of, bools, texts_of = self._numbers.get, self._bools, self._texts.get
         for path, value in signals.items():
             bounds = numbers_of(path)
             if ((bounds is not None and type(value) is bounds[2]
@@ -426,6 +433,12 @@ class SignalChecker:
                     or (type(value) is bool and path in bools)):
                 out[path] = value
                 continue
+            if type(value) is str:
+                text = texts_of(path)
+                if (text is not None and len(value) <= text[0]
+                        and (text[1] is None or value in text[1])):
+                    out[path] = value
+                    continue
             try:
                 out[path] = self.check(path, value)
             except ContractError as exc:
@@ -729,14 +742,18 @@ def validate(topic: str, payload: bytes | bytearray, max_bytes: int = MAX_PAYLOA
 
 def _members(body: object) -> int:
     """Members of every object in a parsed document (iterative: orjson allows 1024 levels)."""
-    count, stack = 0, [body]
+    # Only containers go on the stack: a telemetry message is mostly scalars (and number
+    # arrays of a few hundred cells), and pushing each one costs more than looking at it.
+    count, stack = 0, [body] if type(body) is dict or type(body) is list else []
     while stack:
         value = stack.pop()
-        if isinstance(value, dict):
+        members = value.values() if type(value) is dict else value
+        if type(value) is dict:
             count += len(value)
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
+        for member in members:
+            kind = type(member)
+            if kind is dict or kind is list:
+                stack.append(member)
     return count
 
 

@@ -78,7 +78,7 @@ class StackRun:
         self.out_path = self.dir / "run.out"
         self.api_port = embedded.free_port()
         env = {**os.environ, "OWNERCARE_PARTITIONS": str(scenario.partitions),
-               "OWNERCARE_LATEST_FLUSH_S": "0.5",
+               "OWNERCARE_LATEST_FLUSH_S": "0.5", "OWNERCARE_TREND_FLUSH_S": "0.5",
                "OWNERCARE_WORKER_APP_ID": f"faults-{os.getpid()}-{name}"}
         if scenario.kafka_storage:
             env["OWNERCARE_EMBEDDED_KAFKA_STORAGE"] = scenario.kafka_storage

@@ -121,6 +121,7 @@ class Cluster:
             "OWNERCARE_PARTITIONS": str(self.partitions),
             "OWNERCARE_WORKER_APP_ID": self.app_id,
             "OWNERCARE_LATEST_FLUSH_S": "0.5",
+            "OWNERCARE_TREND_FLUSH_S": "0.5",
             # The accelerated fleet's event time outruns the wall clock without bound.
             "OWNERCARE_BRIDGE_MAX_FUTURE_SKEW_S": "0",
             "OWNERCARE_LOG_LEVEL": "INFO",

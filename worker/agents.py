@@ -172,10 +172,14 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     async def ship_views() -> None:
         await writer.ship()
 
+    # Signal trends go with every n-th flush (see worker/view_writer.py for why).
+    trend_every = max(1, round(settings.trend_flush_s / settings.latest_flush_s))
+    flushes = itertools.count(1)
+
     @app.timer(settings.latest_flush_s)  # type: ignore[untyped-decorator]
     async def flush_views() -> None:
         try:
-            await writer.flush()
+            await writer.flush(trends=next(flushes) % trend_every == 0)
         except Exception as exc:  # the database away: the records are reread, try again
             log.warning("view_write_failed error=%r", exc)
 
@@ -186,7 +190,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_view_writer(_app: Any, **_kwargs: Any) -> None:
         # The agents have stopped: what they processed is written, then the child ends.
-        await writer.flush()
+        await writer.flush(trends=True)
         await asyncio.to_thread(writer.close)
 
     @app.agent(alerts, name="alert-sink")

@@ -4,7 +4,10 @@ What it writes, once per ``OWNERCARE_LATEST_FLUSH_S`` (coalesced): the latest va
 of every vehicle and charger (``GET /vehicles/{vin}``, ``/chargers/{id}``), the vehicles' daily
 health indicators (``diagnostics/daily.py``), the chargers' charging sessions
 (``diagnostics/charging.py``), the cars' OTA status reports (``storage/ota.py``) and their
-answers to remote commands (``storage/commands.py``).
+answers to remote commands (``storage/commands.py``). The daily trend of every numeric signal
+goes out once per ``OWNERCARE_TREND_FLUSH_S`` (a minute): it is one row per vehicle and signal
+(200 000 at 10 000 cars) however long its readings gather, and writing it every ten seconds
+cost more CPU than all the rest of the views together.
 
 Why a process
 -------------
@@ -25,7 +28,8 @@ the topics doubled the embedded broker's work: at 10 000 vehicles Tansu went fro
 of a core over 5 minutes and the pipeline fell behind).
 
 Delivery is at least once through the detectors' checkpoints: ``durable(topic, partition)`` is
-the last offset whose view effects are written, and the agents' tables never checkpoint a
+the last offset whose view effects are all written (signal trends included, so it moves at
+trend writes), and the agents' tables never checkpoint a
 position beyond it (``CheckpointedTable(cap=...)``). A restarted worker replays from that
 position; the views get the records again (upserts keep the newest value, sessions and OTA
 reports are idempotent, daily aggregates count a replayed reading again, see
@@ -111,13 +115,14 @@ class ViewWriter:
         async with self._lock:
             await self._ship()
 
-    async def flush(self) -> None:
-        """Ship, then have the child write; what was shipped before is durable after."""
+    async def flush(self, trends: bool = False) -> None:
+        """Ship, then have the child write. With ``trends`` the per-signal daily trends are
+        written too, and what was shipped before is durable after."""
         async with self._lock:
             await self._ship()
             shipped = dict(self._shipped)
             try:
-                await self._run(_child_write)
+                await self._run(_child_write, trends)
             except BrokenProcessPool:
                 raise
             except Exception:
@@ -125,7 +130,8 @@ class ViewWriter:
                 # failed batch is gone: read its records back from Kafka for the next flush.
                 await self._reread()
                 raise
-            self._durable.update(shipped)
+            if trends:
+                self._durable.update(shipped)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -155,8 +161,12 @@ class ViewWriter:
             return await loop.run_in_executor(self._started(), fn, *args)
 
     async def _reread(self) -> None:
+        """Give the child every record since the last durable offsets again. The signal
+        trends it still holds came from those records: they go first, or they would count
+        twice (the views written since count again, as any replay does)."""
         loop = asyncio.get_running_loop()
         pool = self._started()
+        await loop.run_in_executor(pool, _child_forget_trends)
         for (topic, partition), last in sorted(self._shipped.items()):
             start = self._durable.get((topic, partition), -1) + 1
             chunk: list[tuple[str, bytes]] = []
@@ -204,12 +214,13 @@ class ViewBatch:
         else:
             self.charger_records.extend(records)
 
-    def write(self, store: Store) -> None:
-        """Latest values, daily indicators, charging sessions, OTA reports: a few statements."""
+    def write(self, store: Store, trends: bool = True) -> None:
+        """Latest values, daily indicators (with ``trends``, every signal's too), charging
+        sessions, OTA reports: a few statements."""
         rows = self.latest.drain()
         # Drained before any write: a failed write must not leave these readings pending in
         # memory, to be counted again with the reread records.
-        daily_rows = self.daily.drain()
+        daily_rows = self.daily.drain(signals=trends)
         # OTA reports before the telemetry: a car's newer telemetry in the store then means
         # its earlier reports are there too (what the OTA engine expires an offer on).
         if self.ota_reports:
@@ -265,10 +276,16 @@ def _child_add(chunk: list[tuple[str, bytes]]) -> int:  # pragma: no cover - chi
     return os.getpid()
 
 
-def _child_write() -> int:  # pragma: no cover - child
+def _child_write(trends: bool) -> int:  # pragma: no cover - child
     global _batch
     assert _store is not None, "the child was not started"
     assert _batch is not None, "the child was not started"
     batch, _batch = _batch, ViewBatch(_batch.daily, _batch.vehicle_topic)
-    batch.write(_store)
+    batch.write(_store, trends)
+    return os.getpid()
+
+
+def _child_forget_trends() -> int:  # pragma: no cover - child
+    assert _batch is not None, "the child was not started"
+    _batch.daily.forget_signal_trends()
     return os.getpid()

@@ -197,6 +197,21 @@ def test_every_numeric_signal_gets_a_daily_trend_under_its_path() -> None:
     assert daily.drain() == []
 
 
+def test_signal_trends_can_wait_for_a_later_drain_or_be_forgotten() -> None:
+    daily = DailyIndicators()
+    daily.add([tele(T0 + 1, **{"Vehicle.Speed": 50.0, FRONT_LEFT: 250.0})])
+    named = by_indicator(daily.drain(signals=False))
+    assert ("2026-01-01", "tire_pressure_row1_left_kpa") in named
+    assert ("2026-01-01", "Vehicle.Speed") not in named
+    daily.add([tele(T0 + 2, **{"Vehicle.Speed": 70.0})])
+    rows = by_indicator(daily.drain())
+    assert rows[("2026-01-01", "Vehicle.Speed")] == (2, 50.0, 70.0, 120.0, 70.0, T0 + 2)
+    assert rows[("2026-01-01", FRONT_LEFT)][0] == 1
+    daily.add([tele(T0 + 3, **{"Vehicle.Speed": 90.0})])
+    daily.forget_signal_trends()
+    assert daily.drain() == []
+
+
 # ---------------------------------------------------------------------------- properties
 
 readings = st.lists(
@@ -208,10 +223,13 @@ readings = st.lists(
 @settings(max_examples=200, deadline=None)
 def test_any_flush_split_gives_the_same_daily_aggregate(
         values: list[tuple[int, float]], data: st.DataObject) -> None:
-    """Flushing at any points and merging the rows (as the database upsert does) gives the
-    aggregate of one big flush: same n, min, max, last; the same sum up to rounding."""
+    """Flushing at any points, with or without the signal trends (the last one with), and
+    merging the rows (as the database upsert does) gives the aggregate of one big flush:
+    same n, min, max, last; the same sum up to rounding."""
     records = [tele(T0 + ts, **sig(fl=v)) for ts, v in values]
     cuts = sorted(data.draw(st.sets(st.integers(1, len(records)), max_size=5)))
+    with_trends = [*data.draw(st.lists(st.booleans(), min_size=len(cuts), max_size=len(cuts))),
+                   True]
 
     whole = DailyIndicators()
     whole.add(records)
@@ -220,10 +238,10 @@ def test_any_flush_split_gives_the_same_daily_aggregate(
     split = DailyIndicators()
     merged: dict[tuple[str, str], DayAggregate] = {}
     start = 0
-    for cut in [*cuts, len(records)]:
+    for cut, trends in zip([*cuts, len(records)], with_trends, strict=True):
         split.add(records[start:cut])
         start = cut
-        for key, value in by_indicator(split.drain()).items():
+        for key, value in by_indicator(split.drain(signals=trends)).items():
             agg = DayAggregate(*value)
             merged[key] = merged[key].merge(agg) if key in merged else agg
     assert merged.keys() == expected.keys()

@@ -248,3 +248,28 @@ def test_an_accepted_value_fits_the_spec(path: str, value: object) -> None:
             assert item in spec.allowed
         if spec.type is SignalType.BOOL:
             assert type(item) is bool
+
+
+_CHECKER = SignalChecker(contract.CATALOGUE)
+_SCALAR_PATHS = sorted(p for p, s in _CHECKER.signals.items()
+                       if s.type in (SignalType.FLOAT, SignalType.INT, SignalType.BOOL,
+                                     SignalType.ENUM, SignalType.STRING))
+_SOME_ENUM_VALUES = sorted({v for s in _CHECKER.signals.values() for v in s.allowed or ()})
+
+
+@given(st.sampled_from(_SCALAR_PATHS),
+       st.one_of(st.sampled_from(_SOME_ENUM_VALUES), st.text(max_size=300),
+                 st.floats(), st.integers(-2**40, 2**40), st.booleans(), st.none()))
+def test_the_fast_path_accepts_exactly_what_the_full_check_accepts(path: str,
+                                                                   value: object) -> None:
+    """``values`` decides the common cases without ``check``: never differently from it."""
+    rejected: list[SignalRejection] = []
+    accepted = _CHECKER.values({path: value}, rejected)
+    try:
+        expected = _CHECKER.check(path, value)
+    except ContractError as exc:
+        assert accepted == {}
+        assert [(r.path, r.reason) for r in rejected] == [(path, exc.reason)]
+    else:
+        assert accepted == {path: expected}
+        assert rejected == []

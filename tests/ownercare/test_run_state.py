@@ -38,6 +38,7 @@ class Run:
         self.out_path = tmp_path / f"{name}.out"
         api, mqtt, kafka = self.ports
         env = {**os.environ, "OWNERCARE_PARTITIONS": "2", "OWNERCARE_LATEST_FLUSH_S": "0.5",
+               "OWNERCARE_TREND_FLUSH_S": "0.5",
                "OWNERCARE_WORKER_APP_ID": f"state-{os.getpid()}-{name}"}
         with self.out_path.open("wb") as out:
             self.proc = subprocess.Popen(

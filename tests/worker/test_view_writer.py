@@ -1,6 +1,6 @@
 """The view writer (``worker/view_writer.py``): a real spawned child writing a real SQLite
-file; durable offsets only after a write; a killed child replaced and fed again from a real
-Tansu broker."""
+file; durable offsets only after a write that includes the signal trends; a killed child
+replaced and fed again from a real Tansu broker."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_records_are_durable_only_once_written(tmp_path: Path) -> None:
         assert writer.durable("vehicles", 3) is None
         assert _fl(store) is None
         writer.add("vehicles", 3, 12, b"not a batch")  # logged and skipped in the child
-        await writer.flush()
+        await writer.flush(trends=True)
         assert (writer.durable("vehicles", 3), writer.durable(CHARGERS, 0)) == (12, 5)
         assert writer.durable("vehicles", 0) is None
 
@@ -111,7 +111,7 @@ def test_a_killed_child_is_replaced_and_fed_again_from_kafka(kafka_url: str,
         await _publish(bootstrap, topic, raws)
         await writer.start()
         writer.add(topic, 0, 0, raws[0])
-        await writer.flush()  # offset 0 written
+        await writer.flush(trends=True)  # offset 0 written
         writer.add(topic, 0, 1, raws[1])
         writer.add(topic, 0, 2, raws[2])
         await writer.ship()  # 1 and 2 merged in the child, not written
@@ -120,7 +120,7 @@ def test_a_killed_child_is_replaced_and_fed_again_from_kafka(kafka_url: str,
         os.kill(first, signal.SIGKILL)
         assert _gone(first)
         writer.add(topic, 0, 3, raws[3])
-        await writer.flush()  # a new child: 1 and 2 read back from Kafka, then 3
+        await writer.flush(trends=True)  # a new child: 1 and 2 read back from Kafka, then 3
         assert writer.pid not in (None, first)
         assert writer.restarts == 1
         assert writer.durable(topic, 0) == 3
@@ -148,11 +148,11 @@ def test_a_failed_write_is_retried_with_the_records_read_back(kafka_url: str,
         await _publish(bootstrap, topic, raws)
         await writer.start()
         writer.add(topic, 0, 0, raws[0])
-        await writer.flush()
+        await writer.flush(trends=True)
         rename("latest_signals", "latest_signals_away")  # the next write fails
         writer.add(topic, 0, 1, raws[1])
         try:
-            await writer.flush()
+            await writer.flush(trends=True)
         except Exception as exc:
             assert "latest_signals" in str(exc)
         else:
@@ -160,7 +160,7 @@ def test_a_failed_write_is_retried_with_the_records_read_back(kafka_url: str,
         assert writer.durable(topic, 0) == 0
         rename("latest_signals_away", "latest_signals")
         writer.add(topic, 0, 2, raws[2])
-        await writer.flush()
+        await writer.flush(trends=True)
         assert writer.durable(topic, 0) == 2
 
     try:
@@ -171,6 +171,71 @@ def test_a_failed_write_is_retried_with_the_records_read_back(kafka_url: str,
     # Reading 1 reached the views with the retry (read back from Kafka), reading 0 once.
     (n, low, high) = stored_daily(store)[(VIN, "2026-01-01", "tire_pressure_row1_left_kpa")][:3]
     assert (n, low, high) == (3, 248.0, 250.0)
+
+
+def test_signal_trends_wait_for_a_trend_flush_and_count_each_reading_once(
+        kafka_url: str, tmp_path: Path) -> None:
+    store, bootstrap, topic, writer = _kafka_fed_writer(kafka_url, tmp_path)
+    raws = [encode_batch([tele(T0 + i, **{FL: 250.0 - i, "Vehicle.Speed": 10.0 + i})])
+            for i in range(4)]
+    speed = (VIN, "2026-01-01", "Vehicle.Speed")
+
+    async def scenario() -> None:
+        await _publish(bootstrap, topic, raws)
+        await writer.start()
+        writer.add(topic, 0, 0, raws[0])
+        await writer.flush(trends=True)
+        assert stored_daily(store)[speed][:3] == (1, 10.0, 10.0)
+        writer.add(topic, 0, 1, raws[1])
+        writer.add(topic, 0, 2, raws[2])
+        await writer.flush()  # latest values and named indicators only
+        assert _fl(store) == (248.0, T0 + 2)
+        assert stored_daily(store)[speed][:3] == (1, 10.0, 10.0)
+        assert writer.durable(topic, 0) == 0  # the trends of 1 and 2 are only in the child
+        first = writer.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        assert _gone(first)
+        writer.add(topic, 0, 3, raws[3])
+        await writer.flush(trends=True)  # 1 and 2 read back, then 3
+        assert writer.durable(topic, 0) == 3
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        writer.close()
+    # Each reading once in the signal's trend, the one lost with the child included.
+    assert stored_daily(store)[speed][:4] == (4, 10.0, 13.0, 46.0)
+
+
+def test_a_reread_does_not_count_held_signal_trends_twice(kafka_url: str,
+                                                         tmp_path: Path) -> None:
+    store, bootstrap, topic, writer = _kafka_fed_writer(kafka_url, tmp_path)
+    raws = [encode_batch([tele(T0 + i, **{"Vehicle.Speed": 10.0 + i})]) for i in range(3)]
+
+    def rename(old: str, new: str) -> None:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+
+    async def scenario() -> None:
+        await _publish(bootstrap, topic, raws)
+        await writer.start()
+        writer.add(topic, 0, 0, raws[0])
+        await writer.flush()  # the trend of 0 stays in the child
+        rename("latest_signals", "latest_signals_away")
+        writer.add(topic, 0, 1, raws[1])
+        with pytest.raises(Exception, match="latest_signals"):
+            await writer.flush()  # fails: 0 and 1 are read back, the held trend dropped
+        rename("latest_signals_away", "latest_signals")
+        writer.add(topic, 0, 2, raws[2])
+        await writer.flush(trends=True)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        writer.close()
+    assert stored_daily(store)[(VIN, "2026-01-01", "Vehicle.Speed")][:4] == (3, 10.0, 12.0,
+                                                                            33.0)
 
 
 def test_the_child_does_not_outlive_a_killed_worker(tmp_path: Path) -> None:
