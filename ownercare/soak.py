@@ -7,6 +7,11 @@ server, every service and their children), the embedded Kafka's size on disk and
 message count, then stops the stack with SIGTERM. It writes ``soak.csv`` (one row per process
 per sample), ``soak.json`` (the summary printed) and, with matplotlib, ``soak.png``.
 
+``--load N`` drives the stack with N cars of the bench's load generator (``simulators.load``:
+pre-encoded packets at one message per car per second, wall-clock event time) instead of the
+simulated fleet, which cannot publish thousands of messages a second itself; the run then gets
+``--no-simulator``.
+
 "Flat" is judged on the second half of the run, after start-up and the retention window have
 settled: the least-squares slope of each process's RSS there, in MiB per hour. Processing time
 is right here: this measures the machine, it decides nothing a detector reports.
@@ -140,16 +145,29 @@ def plot(samples: Sequence[Sample], rates: Sequence[tuple[float, float]], path: 
     plt.close(fig)
 
 
-def run_soak(minutes: float, every_s: float, out: Path, run_args: Sequence[str]) -> dict[str, Any]:
+# A trouble code from a different car every 20 s: alerts and cases keep coming, as in a fleet,
+# without the bench's one a second filling the database.
+LOAD_DTC_PER_S = 0.05
+
+
+def run_soak(minutes: float, every_s: float, out: Path, run_args: Sequence[str],
+             load_vehicles: int | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     state = out / "state"
+    mqtt_port = free_port()
+    if load_vehicles:
+        run_args = [*run_args, "--no-simulator"]
     command = [sys.executable, "-m", "ownercare", "run", "--state-dir", str(state),
-               "--api-port", str(free_port()), "--mqtt-port", str(free_port()),
+               "--api-port", str(free_port()), "--mqtt-port", str(mqtt_port),
                "--kafka-port", str(free_port()), *run_args]
+    load_command = None if not load_vehicles else [
+        sys.executable, "-m", "simulators.load", "paced", "--vehicles", str(load_vehicles),
+        "--rate", "1", "--duration", str(minutes * 60), "--inject-per-s", str(LOAD_DTC_PER_S),
+        "--mqtt-url", f"mqtt://127.0.0.1:{mqtt_port}"]
     with (out / "run.out").open("wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            return _observe(proc, minutes, every_s, out, state, run_args)
+            return _observe(proc, minutes, every_s, out, state, run_args, load_command)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -159,13 +177,33 @@ def run_soak(minutes: float, every_s: float, out: Path, run_args: Sequence[str])
 
 
 def _observe(proc: subprocess.Popen[bytes], minutes: float, every_s: float, out: Path,
-             state: Path, run_args: Sequence[str]) -> dict[str, Any]:
+             state: Path, run_args: Sequence[str],
+             load_command: Sequence[str] | None) -> dict[str, Any]:
     run_json = state / "run.json"
     deadline = time.monotonic() + 180
     while not run_json.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"ownercare run did not start (see {out / 'run.out'})")
         time.sleep(0.5)
+    if load_command is None:
+        return _sample(proc, minutes, every_s, out, state, "ownercare run " + " ".join(run_args))
+    with (out / "load.out").open("wb") as load_log:
+        load = subprocess.Popen(load_command, stdout=load_log, stderr=subprocess.STDOUT)
+        try:
+            return _sample(proc, minutes, every_s, out, state,
+                           f"ownercare run {' '.join(run_args)} + "
+                           f"simulators.load {' '.join(load_command[3:-2])}")
+        finally:
+            load.terminate()
+            try:
+                load.wait(30)
+            except subprocess.TimeoutExpired:
+                load.kill()
+
+
+def _sample(proc: subprocess.Popen[bytes], minutes: float, every_s: float, out: Path,
+            state: Path, command: str) -> dict[str, Any]:
+    run_json = state / "run.json"
     samples: list[Sample] = []
     rates: list[tuple[float, float]] = []
     disk: list[tuple[float, float]] = []
@@ -188,7 +226,7 @@ def _observe(proc: subprocess.Popen[bytes], minutes: float, every_s: float, out:
         writer.writerow(["t_s", "process", "rss_mib"])
         writer.writerows((round(s.t_s, 1), s.process, round(s.rss_mib, 2)) for s in samples)
     report: dict[str, Any] = {
-        "command": "ownercare run " + " ".join(run_args), "minutes": minutes,
+        "command": command, "minutes": minutes,
         "bridge_msgs_per_s": round(sum(r for _, r in rates) / len(rates), 1) if rates else None,
         "kafka_disk_mib": {"first": round(disk[0][1], 1), "last": round(disk[-1][1], 1),
                            "peak": round(max(d for _, d in disk), 1)} if disk else None,
@@ -202,7 +240,7 @@ def _observe(proc: subprocess.Popen[bytes], minutes: float, every_s: float, out:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from simulators.cli import positive_float
+    from simulators.cli import positive_float, positive_int
 
     parser.add_argument("--minutes", type=positive_float, default=30.0,
                         help="how long to watch the running stack (default 30)")
@@ -211,6 +249,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="soak", metavar="DIR",
                         help="where soak.csv, soak.json, soak.png, run.out and the run's state "
                              "dir go (default ./soak)")
+    parser.add_argument("--load", type=positive_int, metavar="VEHICLES",
+                        help="drive the stack with this many cars of the bench's load "
+                             "generator at 1 msg/s each instead of the simulated fleet "
+                             "(the run gets --no-simulator)")
     parser.add_argument("run_args", nargs=argparse.REMAINDER, metavar="-- RUN ARGS",
                         help="arguments for `ownercare run` (the fleet), after --")
 
@@ -222,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ownercare soak: {', '.join(clash)}: chosen by the soak itself", file=sys.stderr)
         return 2
     try:
-        report = run_soak(args.minutes, args.every, Path(args.out), run_args)
+        report = run_soak(args.minutes, args.every, Path(args.out), run_args, args.load)
     except RuntimeError as exc:
         print(f"ownercare soak: {exc}", file=sys.stderr)
         return 1

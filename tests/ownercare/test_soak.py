@@ -1,6 +1,10 @@
-"""``ownercare soak``'s arithmetic and its refusals (the soak itself runs for half an hour)."""
+"""``ownercare soak``'s arithmetic and its refusals (the soak itself runs for half an hour), and
+one short soak under the load generator through the real stack."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -52,3 +56,27 @@ def test_a_bad_duration_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["soak", "--minutes", "-3"])
     assert stop.value.code == 2
     assert "--minutes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_a_bad_load_is_one_line(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["soak", "--load", value])
+    assert stop.value.code == 2
+    assert "--load" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_a_short_soak_under_the_load_generator_samples_the_whole_stack(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "soak"
+    assert cli.main(["soak", "--minutes", "1.5", "--every", "5", "--load", "200",
+                     "--out", str(out)]) == 0
+    report = json.loads((out / "soak.json").read_text())
+    assert "--no-simulator" in report["command"]
+    assert "simulators.load paced --vehicles 200" in report["command"]
+    # The generator's messages went through the bridge (the first samples include start-up).
+    assert report["bridge_msgs_per_s"] > 100, report
+    assert {"run", "bridge", "worker", "api", "tansu"} <= set(report["processes"]), report
+    assert (out / "soak.csv").read_text().count("\n") > 10
+    assert "simulator" not in report["processes"]
