@@ -95,9 +95,17 @@ def apply_report(campaign: Campaign, action: Action, reported: str, at: int, att
     """Fold one vehicle progress report into its action.
 
     Reports for an older attempt, or that would move the action backwards (redelivered or
-    reordered messages), change nothing: the function is idempotent.
+    reordered messages), change nothing: the function is idempotent. The one exception is
+    an older attempt's success: every attempt of a campaign offers the same release, so the
+    car has it, whatever became of the later offer (given up on while the car's reports were
+    still on their way, it would be refused as ``not_newer`` and counted as an error).
     """
-    if action.state in TERMINAL or attempt != action.attempt:
+    if action.state in TERMINAL:
+        return action
+    if attempt != action.attempt:
+        if reported == "succeeded" and attempt < action.attempt:
+            return action.moved(ActionState.SUCCEEDED, at,
+                                f"vehicle reported succeeded for attempt {attempt}")
         return action
     why = f"vehicle reported {reported}" + (f": {detail}" if detail else "")
     if reported == "rejected":

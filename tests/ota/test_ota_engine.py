@@ -176,6 +176,23 @@ def test_rejections_retry_with_backoff_until_the_attempts_run_out() -> None:
     assert tampered.state is ActionState.FAILED
 
 
+def test_an_earlier_attempts_success_ends_a_later_offer_as_succeeded() -> None:
+    # The offer was given up on while the car's success report was on its way; the car then
+    # refuses the same release again as not newer, which must not count as an error.
+    c = campaign(max_attempts=3, retry_base_s=60)
+    first = Action("c1", "V", 0).moved(ActionState.OFFERED, NOW, "gate passed")
+    given_up = first.moved(ActionState.SCHEDULED, NOW + 1, "offer expired",
+                           retry_at=NOW + 60_001)
+    second = given_up.moved(ActionState.OFFERED, NOW + 70_000, "gate passed")
+    done = apply_report(c, second, "succeeded", NOW + 70_001, 1)
+    assert (done.state, done.attempt) == (ActionState.SUCCEEDED, 2)
+    assert done.history[-1].reason == "vehicle reported succeeded for attempt 1"
+    assert apply_report(c, done, "rejected", NOW + 70_002, 2, "not_newer: 2.0.0") == done
+    # Any other report of an older attempt still changes nothing.
+    for reported in ("failed", "rolled_back", "installing", "rejected"):
+        assert apply_report(c, second, reported, NOW + 70_001, 1) == second
+
+
 # ------------------------------------------------------------------------ campaign
 
 
