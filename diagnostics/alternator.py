@@ -77,7 +77,14 @@ from diagnostics.base import (
     first_silence,
     push_sample,
 )
-from diagnostics.helpers import OFF_STATES, as_number, engine_running, t_critical
+from diagnostics.helpers import (
+    OFF_STATES,
+    as_number,
+    check_trend_sizes,
+    engine_running,
+    predict_failure,
+    t_critical,
+)
 from diagnostics.signals import AMBIENT, CURRENT, KEY_STATE, SPEED, VOLTAGE
 from diagnostics.trend import weighted_trend
 from vocab.eventtime import DAY_MS
@@ -153,14 +160,13 @@ class ChargingSystem(Detector):
         self.stale_days = stale_days
         if not failure_v < critical_v < low_v:
             raise ValueError("need failure_v < critical_v < low_v")
-        if min_samples < 3:
-            raise ValueError("a trend with its standard error needs min_samples >= 3")
+        check_trend_sizes(min_samples, max_history)
         if not 0 < min_moving_s < max_sample_s or hold_s <= 0 or bin_v <= 0:
             raise ValueError("need 0 < min_moving_s < max_sample_s, hold_s > 0 and bin_v > 0")
         if not 0 < level_quantile < 1:
             raise ValueError("need 0 < level_quantile < 1")
-        if not 1 <= level_samples <= max_history or max_history < min_samples:
-            raise ValueError("max_history must hold level_samples and min_samples samples")
+        if not 1 <= level_samples <= max_history:
+            raise ValueError("need 1 <= level_samples <= max_history")
 
     def new_state(self) -> dict[str, Any]:
         return {
@@ -332,18 +338,11 @@ class ChargingSystem(Detector):
                              "drop_v": round(drop, 3)})
             if (slope < -self.min_slope_v_per_day and slope + crit * stderr < 0
                     and drop >= self.min_drop_v):
-                margin = max(0.0, level - self.failure_v)
-                days_left = margin / -slope
-                predicted = now + round(days_left * DAY_MS)
+                forecast = predict_failure(now, max(0.0, level - self.failure_v), -slope,
+                                           crit * stderr)
+                days_left, predicted = forecast.days_left, forecast.ts
                 sagging = days_left <= self.horizon_days
-                evidence.update({
-                    "days_to_failure": round(days_left, 2),
-                    "predicted_failure_ts": predicted,
-                    "predicted_failure_earliest_ts":
-                        now + round(margin / -(slope - crit * stderr) * DAY_MS),
-                    "predicted_failure_latest_ts":
-                        now + round(min(3650.0, margin / -(slope + crit * stderr)) * DAY_MS),
-                })
+                evidence.update(forecast.evidence)
         elif not low:
             return Assessment(
                 active=state["active"], title="Charging system: collecting drives",

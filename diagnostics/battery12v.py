@@ -94,7 +94,16 @@ from diagnostics.base import (
     first_silence,
     push_sample,
 )
-from diagnostics.helpers import OFF_STATES, ON_STATES, as_number, engine_running, t_critical
+from diagnostics.helpers import (
+    OFF_STATES,
+    ON_STATES,
+    as_number,
+    check_trend_sizes,
+    check_window_sizes,
+    engine_running,
+    predict_failure,
+    t_critical,
+)
 from diagnostics.signals import AMBIENT, CURRENT, KEY_STATE, VOLTAGE
 from diagnostics.trend import weighted_trend
 from vocab.eventtime import DAY_MS
@@ -165,12 +174,8 @@ class WeakBattery12V(Detector):
         self.stale_days = stale_days
         if not failure_v25 < critical_v25 <= warn_v25:
             raise ValueError("need failure_v25 < critical_v25 <= warn_v25")
-        if min_samples < 3:
-            raise ValueError("a trend with its standard error needs min_samples >= 3")
-        if not 1 <= min_window_readings <= max_window_readings:
-            raise ValueError("need 1 <= min_window_readings <= max_window_readings")
-        if max_history < min_samples:
-            raise ValueError("max_history must hold at least min_samples samples")
+        check_trend_sizes(min_samples, max_history)
+        check_window_sizes(min_window_readings, max_window_readings)
 
     def new_state(self) -> dict[str, Any]:
         return {
@@ -416,18 +421,10 @@ class WeakBattery12V(Detector):
         days_left: float | None = None
         predicted: int | None = None
         if declining:
-            margin = max(0.0, level - self.failure_v25)
-            days_left = margin / -slope
-            predicted = now + round(days_left * DAY_MS)
-            fastest = slope - crit * stderr
-            slowest = slope + crit * stderr  # < 0 because the decline is significant
-            evidence.update({
-                "days_to_failure": round(days_left, 2),
-                "predicted_failure_ts": predicted,
-                "predicted_failure_earliest_ts": now + round(margin / -fastest * DAY_MS),
-                "predicted_failure_latest_ts":
-                    now + round(min(3650.0, margin / -slowest) * DAY_MS),
-            })
+            forecast = predict_failure(now, max(0.0, level - self.failure_v25), -slope,
+                                       crit * stderr)
+            days_left, predicted = forecast.days_left, forecast.ts
+            evidence.update(forecast.evidence)
         raise_now = ((declining and days_left is not None and days_left <= self.horizon_days)
                      or latest < self.warn_v25)
         if state["active"]:

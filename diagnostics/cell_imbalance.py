@@ -63,7 +63,15 @@ from diagnostics.base import (
     first_silence,
     push_sample,
 )
-from diagnostics.helpers import OFF_STATES, ON_STATES, as_number, t_critical
+from diagnostics.helpers import (
+    OFF_STATES,
+    ON_STATES,
+    as_number,
+    check_trend_sizes,
+    check_window_sizes,
+    predict_failure,
+    t_critical,
+)
 from diagnostics.signals import AMBIENT, CELL_MAX, CELL_MIN, CHARGING, KEY_STATE, SPEED
 from diagnostics.trend import weighted_trend
 from vocab.eventtime import DAY_MS
@@ -134,12 +142,8 @@ class CellImbalance(Detector):
         self.stale_days = stale_days
         if not 0 < warn_mv < bms_limit_mv:
             raise ValueError("need 0 < warn_mv < bms_limit_mv")
-        if min_samples < 3:
-            raise ValueError("a trend with its standard error needs min_samples >= 3")
-        if not 1 <= min_window_readings <= max_window_readings:
-            raise ValueError("need 1 <= min_window_readings <= max_window_readings")
-        if max_history < min_samples:
-            raise ValueError("max_history must hold at least min_samples samples")
+        check_trend_sizes(min_samples, max_history)
+        check_window_sizes(min_window_readings, max_window_readings)
 
     def new_state(self) -> dict[str, Any]:
         return {
@@ -318,17 +322,10 @@ class CellImbalance(Detector):
         days_left: float | None = None
         predicted: int | None = None
         if drifting:
-            margin = max(0.0, self.bms_limit_mv - level)
-            days_left = margin / slope
-            predicted = now + round(days_left * DAY_MS)
-            fastest, slowest = slope + crit * stderr, slope - crit * stderr
-            evidence.update({
-                "days_to_bms_limit": round(days_left, 2),
-                "predicted_failure_ts": predicted,
-                "predicted_failure_earliest_ts": now + round(margin / fastest * DAY_MS),
-                "predicted_failure_latest_ts":
-                    now + round(min(3650.0, margin / slowest) * DAY_MS),
-            })
+            forecast = predict_failure(now, max(0.0, self.bms_limit_mv - level), slope,
+                                       crit * stderr, days_key="days_to_bms_limit")
+            days_left, predicted = forecast.days_left, forecast.ts
+            evidence.update(forecast.evidence)
         high = level >= self.warn_mv and consistent
         if state["active"]:
             active = rising or level >= self.warn_mv - self.clear_margin_mv

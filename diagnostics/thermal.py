@@ -120,7 +120,7 @@ import numpy as np
 import numpy.typing as npt
 
 from diagnostics.base import Assessment, Detector, Outcome, data_missing, first_silence
-from diagnostics.helpers import as_number, t_critical
+from diagnostics.helpers import as_number, check_trend_sizes, predict_failure, t_critical
 from diagnostics.signals import AMBIENT, CHARGING, PACK, SPEED
 from diagnostics.trend import weighted_trend
 from vocab.eventtime import DAY_MS, HOUR_MS
@@ -208,14 +208,11 @@ class DriveUnitCooling(Detector):
         self.critical_days = critical_days
         self.warning_days = warning_days
         self.stale_days = stale_days
-        if min_samples < 3:
-            raise ValueError("a trend with its standard error needs min_samples >= 3")
+        check_trend_sizes(min_samples, max_history)
         if not 3 <= urgent_min_samples <= min_samples:
             raise ValueError("urgent_min_samples must be between 3 and min_samples")
         if not 0 <= urgent_recent_share <= 1:
             raise ValueError("urgent_recent_share must be between 0 and 1")
-        if max_history < min_samples:
-            raise ValueError("max_history must hold at least min_samples samples")
         if load_tau_s <= 0 or coolant_tau_s <= 0:
             raise ValueError("load_tau_s and coolant_tau_s must be > 0")
         if self.b_limit <= 0:
@@ -433,20 +430,13 @@ class DriveUnitCooling(Detector):
         if at_limit:
             days_left = soonest = 0.0
             predicted = now
+            evidence.update({"days_to_failure": days_left, "predicted_failure_ts": predicted})
         elif degrading:
             margin = b_limit - level
-            days_left = margin / slope
-            predicted = now + round(days_left * DAY_MS)
-            fastest, slowest = slope + crit * stderr, slope - crit * stderr
-            soonest = margin / fastest
-            evidence.update({
-                "predicted_failure_earliest_ts": now + round(margin / fastest * DAY_MS),
-                "predicted_failure_latest_ts": now + round(min(3650.0, margin / slowest)
-                                                           * DAY_MS),
-            })
-        if predicted is not None:
-            evidence.update({"days_to_failure": round(days_left, 2),
-                             "predicted_failure_ts": predicted})
+            forecast = predict_failure(now, margin, slope, crit * stderr)
+            days_left, predicted = forecast.days_left, forecast.ts
+            soonest = margin / (slope + crit * stderr)
+            evidence.update(forecast.evidence)
         if state["active"]:
             # Clear only on a trend that is confidently flat (below the minimum rate even at
             # its upper bound): one cool day in a failing pump's series must not resolve it.

@@ -81,7 +81,14 @@ from diagnostics.base import (
     first_silence,
     push_sample,
 )
-from diagnostics.helpers import OFF_STATES, as_number, t_critical
+from diagnostics.helpers import (
+    OFF_STATES,
+    as_number,
+    check_trend_sizes,
+    check_window_sizes,
+    predict_failure,
+    t_critical,
+)
 from diagnostics.signals import AMBIENT
 from diagnostics.trend import weighted_trend
 from ingest.contract import TIRE_PRESSURE_SIGNALS, TIRE_TEMPERATURE_SIGNALS
@@ -162,12 +169,8 @@ class SlowTyreLeak(Detector):
         self.stale_days = stale_days
         if not 0.0 < warning_fraction < 1.0:
             raise ValueError("warning_fraction must be in (0, 1)")
-        if min_samples < 3:
-            raise ValueError("a trend with its standard error needs min_samples >= 3")
-        if max_history < min_samples:
-            raise ValueError("max_history must hold at least min_samples samples")
-        if not 1 <= min_window_readings <= max_window_readings:
-            raise ValueError("need 1 <= min_window_readings <= max_window_readings")
+        check_trend_sizes(min_samples, max_history)
+        check_window_sizes(min_window_readings, max_window_readings)
         if sample_s > stale_days * 86_400:
             raise ValueError("sample_s must not exceed stale_days: a window's readings would "
                              "be stale before it closes")
@@ -341,15 +344,10 @@ class SlowTyreLeak(Detector):
         })
         predicted: int | None = None
         if leaking:
-            margin = max(0.0, pressure - warning_kpa)
-            predicted = now + round(days_left * DAY_MS)
-            fastest, slowest = slope - crit * stderr, slope + crit * stderr
-            evidence.update({
-                "days_to_failure": round(days_left, 2), "predicted_failure_ts": predicted,
-                "predicted_failure_earliest_ts": now + round(margin / -fastest * DAY_MS),
-                "predicted_failure_latest_ts":
-                    now + round(min(3650.0, margin / -slowest) * DAY_MS),
-            })
+            forecast = predict_failure(now, max(0.0, pressure - warning_kpa), -slope,
+                                       crit * stderr)
+            predicted = forecast.ts
+            evidence.update(forecast.evidence)
         low = level < -self.low_deficit_kpa
         raise_now = (leaking and days_left <= self.horizon_days) or low
         if state["active"]:

@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,21 +68,28 @@ class RunResult:
     restarts: dict[str, int]
 
 
-def settled_alerts(run: StackRun, polls: int = 10, timeout: float = 900) -> list[dict[str, Any]]:
-    """The alerts once the simulator is done and they stayed the same for ``polls`` polls."""
-    run.wait_for(run.simulator_sent, "the simulation to finish", timeout)
+def settling(alerts: Callable[[], list[dict[str, Any]] | None], polls: int
+             ) -> Callable[[], list[dict[str, Any]] | None]:
+    """A ``wait_for`` predicate: the alerts once they stayed the same (ids and last-seen event
+    times) for ``polls`` polls 1.5 s apart, None until then or while the API does not answer."""
     history: list[list[tuple[str, int]]] = []
 
     def settled() -> list[dict[str, Any]] | None:
-        alerts = run.alerts()
-        if alerts is None:
+        current = alerts()
+        if current is None:
             return None
-        history.append(sorted((a["id"], a["last_seen_event_ms"]) for a in alerts))
+        history.append(sorted((a["id"], a["last_seen_event_ms"]) for a in current))
         time.sleep(1.5)
-        return alerts if len(history) >= polls and all(
+        return current if len(history) >= polls and all(
             h == history[-1] for h in history[-polls:]) else None
 
-    return run.wait_for(settled, "the alerts to settle", timeout)
+    return settled
+
+
+def settled_alerts(run: StackRun, polls: int = 10, timeout: float = 900) -> list[dict[str, Any]]:
+    """The alerts once the simulator is done and they stayed the same for ``polls`` polls."""
+    run.wait_for(run.simulator_sent, "the simulation to finish", timeout)
+    return run.wait_for(settling(run.alerts, polls), "the alerts to settle", timeout)
 
 
 def default_kills(kafka_storage: str) -> tuple[str, ...]:

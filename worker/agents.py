@@ -66,6 +66,11 @@ from worker.view_writer import decode as _decode
 
 log = logging.getLogger(__name__)
 
+# Tansu (embedded) rebalances slowly when a member vanishes; fail over faster. A dead worker's
+# partitions (and the leadership: OTA steps, remote commands) move once the session expired.
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_S = 1.0
+
 
 def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.App:
     store = store or Store(settings.effective_database_url, case_sla_hours=settings.case_sla)
@@ -85,9 +90,8 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         datadir=str(settings.state_dir / "faust"),
         web_enabled=settings.worker_web_port > 0,
         web_port=settings.worker_web_port or 6066,
-        # Tansu (embedded) rebalances slowly when a member vanishes; fail over faster.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_S,
         # Faust's check compares the changelog offset a worker has read (a standby's, or an
         # active partition it keeps) with ListOffsets(latest), which Tansu answers short of
         # the end (docs/operations.md): every rebalance that kept a partition would crash
@@ -413,6 +417,7 @@ def _install_ota(app: faust.App, settings: WorkerSettings, store: Store, writer:
     runner = OtaRunner(store, key, settings.ota_step_s)
     command_dispatch.install(app, settings, store, key, writer)  # remote commands: same key
     commands = app.topic(topics.OTA_COMMANDS, partitions=settings.partitions)
+    worker_id = service_metrics.instance_id()
 
     @app.timer(settings.ota_poll_s, on_leader=True)  # type: ignore[untyped-decorator]
     async def ota_step() -> None:
@@ -421,6 +426,7 @@ def _install_ota(app: faust.App, settings: WorkerSettings, store: Store, writer:
         try:
             if not await asyncio.to_thread(runner.step_due, stats.last_event_ts or None):
                 return
+            began_ms = time.time_ns() // 1_000_000
             # Everything this worker has read goes to the store first: the gate then judges
             # the cars' latest state, and their answers to offers are folded in.
             await writer.flush()
@@ -430,6 +436,10 @@ def _install_ota(app: faust.App, settings: WorkerSettings, store: Store, writer:
             return
         for vin, value in out:
             await commands.send(key=vin.encode(), value=value)
+        # Which process stepped, and over which wall-clock span: what shows that one worker
+        # of the group steps at a time, and how long a new leader took to take over.
+        log.info("ota_step worker=%s began_ms=%d ended_ms=%d commands=%d", worker_id,
+                 began_ms, time.time_ns() // 1_000_000, len(out))
         if out:
             log.info("ota_commands_sent count=%s", len(out))
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from care.commands import ENVELOPE_FIELD, command_body
 from care.signing import sign
 from config.settings import WorkerSettings
-from ingest import topics
+from ingest import service_metrics, topics
 from storage import commands as command_store
 from storage.store import Store
 from worker.view_writer import ViewWriter
@@ -59,6 +59,7 @@ def install(app: faust.App, settings: WorkerSettings, store: Store,
     """The dispatcher on a leader timer (one worker sends each command once)."""
     dispatcher = CommandDispatcher(store, signing_key)
     outbound = app.topic(topics.REMOTE_COMMANDS, partitions=settings.partitions)
+    worker_id = service_metrics.instance_id()  # which of the group's workers sent them
 
     @app.timer(settings.ota_poll_s, on_leader=True)  # type: ignore[untyped-decorator]
     async def dispatch_commands() -> None:
@@ -80,4 +81,4 @@ def install(app: faust.App, settings: WorkerSettings, store: Store,
             sent.append(command_id)
         if sent:
             await asyncio.to_thread(command_store.mark_sent, store, sent)
-            log.info("remote_commands_sent count=%s", len(sent))
+            log.info("remote_commands_sent worker=%s count=%s", worker_id, len(sent))

@@ -15,22 +15,11 @@ from config.settings import ApiSettings
 from ingest.catalogue import OverlayError
 from storage.store import Store
 from tests.apikit import Server, headers_for
+from tests.overlaykit import HEAT_PUMP_OVERLAY
 
 pytestmark = pytest.mark.integration
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "contract"
-OVERLAY = """
-Vehicle.Acme:
-  type: branch
-  description: Acme's private signals.
-Vehicle.Acme.HeatPump.Cop:
-  type: sensor
-  datatype: float
-  unit: ratio
-  min: 0
-  max: 10
-  description: Coefficient of performance of the heat pump.
-"""
 TELEMETRY = "vehicleTelemetry.schema.json"
 
 
@@ -56,7 +45,7 @@ def test_the_documents_are_the_pinned_contract_and_need_a_key(tmp_path: Path) ->
 
 def test_an_overlays_private_signal_is_documented(tmp_path: Path) -> None:
     overlay = tmp_path / "acme.vspec"
-    overlay.write_text(OVERLAY)
+    overlay.write_text(HEAT_PUMP_OVERLAY)
     store = Store(f"sqlite:///{tmp_path / 'api.sqlite'}")
     settings = ApiSettings(state_dir=tmp_path, vss_overlays=str(overlay))
     with Server(settings, store) as server, \

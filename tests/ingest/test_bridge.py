@@ -18,29 +18,10 @@ from ingest import topics
 from ingest.contract import Reason
 from ingest.mqtt import make_client
 from ownercare import embedded
-from tests.stackkit import (
-    Publisher,
-    random_vin,
-    read_topic,
-    records_in,
-    start_service,
-    wait_for_log,
-)
+from tests.bridgekit import TS, bridge_env, start_bridge
+from tests.stackkit import Publisher, random_vin, read_topic, records_in, start_service
 
 pytestmark = pytest.mark.integration
-
-TS = 1_767_571_200_000  # 2026-01-05T00:00Z
-
-
-def bridge_env(mqtt_url: str, kafka_url: str, **extra: str) -> dict[str, str]:
-    return {
-        "OWNERCARE_MQTT_URL": mqtt_url,
-        "OWNERCARE_KAFKA_URL": kafka_url,
-        "OWNERCARE_MQTT_CLIENT_ID": f"bridge-{random.randrange(10**9)}",
-        "OWNERCARE_BROKER_GIVE_UP_S": "20",
-        **extra,
-    }
-
 
 def telemetry(seq: int, volts: float = 12.6) -> bytes:
     return orjson.dumps({"ts": TS + seq * 1000, "seq": seq,
@@ -87,9 +68,8 @@ def test_valid_records_reach_kafka_and_bad_ones_are_dead_lettered(
     mqtt_url, protocol = mqtt_target
     log = tmp_path / "bridge.log"
     env = bridge_env(mqtt_url, kafka_url, OWNERCARE_MQTT_PROTOCOL=protocol)
-    proc = start_service("bridge", env, log)
+    proc = start_bridge(env, log)
     try:
-        wait_for_log(log, "mqtt_connected", 30, proc)
         vins = {random_vin() for _ in range(5)}
         charger = f"CP-{random.randrange(10**6)}"
         pub = Publisher(mqtt_url, protocol)
@@ -145,9 +125,8 @@ def test_crash_between_mqtt_receive_and_kafka_ack_loses_nothing(
     env = bridge_env(mosquitto_url, kafka_url)
     log = tmp_path / "bridge.log"
     # A 10 s linger keeps everything received in memory, not yet written to Kafka.
-    slow = start_service("bridge", {**env, "OWNERCARE_BRIDGE_LINGER_MS": "10000",
-                                    "OWNERCARE_BRIDGE_BATCH_MAX": "100000"}, log)
-    wait_for_log(log, "mqtt_connected", 30, slow)
+    slow = start_bridge({**env, "OWNERCARE_BRIDGE_LINGER_MS": "10000",
+                         "OWNERCARE_BRIDGE_BATCH_MAX": "100000"}, log)
     vin = random_vin()
     pub = Publisher(mosquitto_url)
     for seq in range(1, 101):
@@ -181,9 +160,8 @@ def test_ota_commands_are_forwarded_to_the_vehicle_topic(
     client.subscribe(f"vehicles/{vin}/ota/command", qos=1)
     client.loop_start()
     log = tmp_path / "bridge.log"
-    proc = start_service("bridge", bridge_env(amqtt_url, kafka_url), log)
+    proc = start_bridge(bridge_env(amqtt_url, kafka_url), log)
     try:
-        wait_for_log(log, "mqtt_connected", 30, proc)
         command = orjson.dumps({"action_id": "a1", "type": "offer", "version": "2.0.0"})
 
         async def produce() -> None:
@@ -228,8 +206,7 @@ def test_dead_letter_reasons_are_counted(mosquitto_url: str, kafka_url: str,
                                           tmp_path: Path) -> None:
     """The bridge's stats line counts dead letters by reason (the metric source)."""
     log = tmp_path / "bridge.log"
-    proc = start_service("bridge", bridge_env(mosquitto_url, kafka_url), log)
-    wait_for_log(log, "mqtt_connected", 30, proc)
+    proc = start_bridge(bridge_env(mosquitto_url, kafka_url), log)
     vin = random_vin()
     pub = Publisher(mosquitto_url)
     for _ in range(3):

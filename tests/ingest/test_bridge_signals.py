@@ -20,15 +20,8 @@ from config.settings import BridgeSettings
 from ingest import contract, service_metrics, topics
 from ingest.bridge import MAX_SIGNAL_LETTERS, Bridge, signal_letters
 from ingest.contract import Reason, SignalRejection
-from tests.ingest.test_bridge import TS, bridge_env
-from tests.stackkit import (
-    Publisher,
-    random_vin,
-    read_topic,
-    records_in,
-    start_service,
-    wait_for_log,
-)
+from tests.bridgekit import TS, bridge_env, start_bridge
+from tests.stackkit import Publisher, random_vin, read_topic, records_in
 
 pytestmark = pytest.mark.integration
 
@@ -47,10 +40,9 @@ def test_a_message_keeps_its_valid_signals_and_each_bad_one_is_dead_lettered(
     overlay = tmp_path / "acme.vspec"
     overlay.write_text(OVERLAY)
     log = tmp_path / "bridge.log"
-    proc = start_service("bridge", bridge_env(mosquitto_url, kafka_url,
-                                              OWNERCARE_VSS_OVERLAYS=str(overlay)), log)
+    proc = start_bridge(bridge_env(mosquitto_url, kafka_url,
+                                   OWNERCARE_VSS_OVERLAYS=str(overlay)), log)
     try:
-        wait_for_log(log, "mqtt_connected", 30, proc)
         assert "bridge_catalogue vss=v6.0" in log.read_text()
         vin, only_bad = random_vin(), random_vin()
         pub = Publisher(mosquitto_url)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from ingest import contract
 from ingest.catalogue import LIST_MAX_LEN, OverlayError, SignalType, load_catalogue
 from ingest.contract import ContractError, Reason, SignalChecker, SignalRejection, validate
+from tests.overlaykit import HEAT_PUMP_OVERLAY
 
 VIN = "WVWZZZ1JZXW000001"
 TS = 1_767_571_200_000
@@ -111,18 +112,7 @@ def test_envelope_faults_still_reject_the_whole_message() -> None:
 
 # ---- overlays ------------------------------------------------------------------------------
 
-OVERLAY = """
-Vehicle.Acme:
-  type: branch
-  description: Acme's private signals.
-Vehicle.Acme.HeatPump.Cop:
-  type: sensor
-  datatype: float
-  unit: ratio
-  min: 0
-  max: 10
-  description: Coefficient of performance of the heat pump.
-Vehicle.Acme.HeatPump.Mode:
+OVERLAY = HEAT_PUMP_OVERLAY + """Vehicle.Acme.HeatPump.Mode:
   type: sensor
   datatype: string
   allowed: ['OFF', 'HEAT', 'COOL']

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import signal
 import socket
 import threading
@@ -19,15 +18,9 @@ import pytest
 from ingest import topics
 from ingest.mqtt import make_client
 from ownercare import embedded
+from tests.bridgekit import bridge_env, start_bridge
 from tests.conftest import AmqttThread
-from tests.stackkit import (
-    Publisher,
-    random_vin,
-    read_topic,
-    records_in,
-    start_service,
-    wait_for_log,
-)
+from tests.stackkit import Publisher, random_vin, read_topic, records_in, start_service
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
@@ -151,11 +144,8 @@ def test_bridge_killed_for_15s_loses_nothing_through_the_embedded_broker(
 ) -> None:
     """End to end as `ownercare run` wires it: publisher → amqtt → bridge (kill -9) → Kafka."""
     url = f"mqtt://{embedded.MQTT_SERVICE_USER}@127.0.0.1:{broker_port}"
-    env = {"OWNERCARE_MQTT_URL": url, "OWNERCARE_KAFKA_URL": kafka_url,
-           "OWNERCARE_MQTT_CLIENT_ID": f"bridge-{random.randrange(10**9)}",
-           "OWNERCARE_BROKER_GIVE_UP_S": "20"}
-    bridge = start_service("bridge", env, tmp_path / "bridge1.log")
-    wait_for_log(tmp_path / "bridge1.log", "mqtt_connected", 30, bridge)
+    env = bridge_env(url, kafka_url)
+    bridge = start_bridge(env, tmp_path / "bridge1.log")
     vin = random_vin()
     pub = Publisher(f"mqtt://127.0.0.1:{broker_port}")
     total = int(RATE_HZ * (5 + OUTAGE_S + 5))
