@@ -226,8 +226,8 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
                     "every record.")
     generic_detector: bool = Field(
         False, description="Run the generic detector on every numeric signal of every car "
-        "(alert type signal_drift, table generic-diagnostics); off: it raises too many false "
-        "alerts on the simulator's healthy fleet (docs/quality.md).")
+        "(alert type signal_drift, table generic-diagnostics); off: it catches none of the "
+        "simulator's faults, so it has no lead to show (docs/quality.md).")
     ota_signing_key: str = Field(
         "", description="PEM file of the ed25519 key that signs OTA manifests "
         "(`ownercare ota keygen`); empty = the worker runs no OTA campaigns. `ownercare run` "

@@ -25,8 +25,13 @@ event counts as isolated only once ``shared_ms`` has passed after it with no eve
 another signal (so a rule decision never changes when later data arrives: deterministic
 across replays and restarts).
 
-State: ``{"ev": [[ts, signal, direction, value, range], ...]}``, oldest first, bounded by
-``max_events`` and by age (``window_ms + shared_ms``), plain JSON.
+* **the car's own**: a change of the weather moves the same signal of the other cars too.
+  The caller may mark an event as shared with the fleet (a sixth field, true, set once it has
+  settled: ``GenericSignals`` does so when another car had an event of the same signal in the
+  same direction within about ``shared_ms``); a shared event is never isolated.
+
+State: ``{"ev": [[ts, signal, direction, value, range(, shared)], ...]}``, oldest first,
+bounded by ``max_events`` and by age (``window_ms + shared_ms``), plain JSON.
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ class EventRule:
         isolated: dict[tuple[str, int], list[list[Any]]] = {}
         for event in events:
             ts, signal, direction = int(event[0]), event[1], int(event[2])
-            if ts > settled or ts < since:
+            if ts > settled or ts < since or (len(event) > 5 and event[5]):
                 continue
             if any(other[1] != signal and abs(int(other[0]) - ts) <= self.shared_ms
                    for other in events):

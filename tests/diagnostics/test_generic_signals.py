@@ -123,8 +123,10 @@ def test_process_source_writes_changed_keys_then_the_position() -> None:
     assert list(writes)[-1] == position_key(3)
     assert writes[position_key(3)] == 41
     assert writes[VIN]["part"] == 3
+    # The car, its three scored signals, the partition's counts of cars reporting each.
     assert set(writes) == {VIN, signal_key(VIN, AIR), signal_key(VIN, TYRE),
-                           signal_key(VIN, ODO), position_key(3)}
+                           signal_key(VIN, ODO), position_key(3), f"#fleet/3|{AIR}",
+                           f"#fleet/3|{TYRE}", f"#fleet/3|{ODO}"}
     table.update(writes)
     # Too soon for another sample: only the position moves.
     _, writes = detector.process_source(table, 3, 42, records[1:2])
@@ -158,3 +160,114 @@ def test_a_pending_hygiene_decision_falls_due_at_the_end() -> None:
     assert detector.due(states, T0 + 40 * DAY_MS) == []  # nothing pending: nothing owed
     assert alerts
     assert states[VIN]["alert"]["open"] == alerts[0]["id"]
+
+
+FUEL = "Vehicle.Powertrain.FuelSystem.RelativeLevel"
+
+
+def tank(days: int, *, start: float, burn: float, refills: tuple[float, ...] = (10.0,),
+         every_ms: int = 5 * MINUTE_MS) -> Iterator[dict[str, Any]]:
+    """A car whose fuel level falls by ``burn`` per sample while it drives (two hours a day)
+    and is filled to 100 in one step below the next of ``refills`` (the last one from then
+    on): a sawtooth, its healthy cycle."""
+    fuel, cycle = start, 0
+    for record in car(days, every_ms=every_ms):
+        hour = (int(record["ts"]) - T0) % DAY_MS / (60 * MINUTE_MS)
+        if 7 <= hour < 9:
+            fuel -= burn
+            if fuel < refills[min(cycle, len(refills) - 1)]:
+                fuel, cycle = 100.0, cycle + 1
+        record["data"]["signals"][FUEL] = round(fuel)
+        yield record
+
+
+def test_a_tank_used_up_and_refilled_is_its_cycle_not_a_drift() -> None:
+    # Refilled every day or two, each time a little emptier than ever before: new lows day
+    # after day, but the jump back to full shows that going down is routine.
+    records = list(tank(40, start=100, burn=1.5, refills=tuple(range(90, 4, -5))))
+    fuel = [r["data"]["signals"][FUEL] for r in records]
+    assert sum(b - a > 50 for a, b in zip(fuel, fuel[1:], strict=False)) >= 10
+    alerts, states = run(records)
+    assert alerts == []
+    assert states[signal_key(VIN, FUEL)]["up"] > 50
+    # Judged without that (a return of a whole range in one step counted as not routine),
+    # the same tank is a drift.
+    drift = run(records, GenericSignals(routine_return=2.0))[0]
+    assert [(a["status"], a["evidence"]["signal"]) for a in drift] == [("open", FUEL)]
+
+
+def test_a_first_tank_that_only_ever_fell_is_not_evidence() -> None:
+    # Never refilled in the run: a signal that has only ever moved one way is a counter or a
+    # consumable, its new lows are its nature.
+    records = list(tank(30, start=100, burn=0.06))
+    assert min(r["data"]["signals"][FUEL] for r in records) > 10
+    assert run(records)[0] == []
+    # The same tank with a gauge that once rose by a point is judged, and found drifting.
+    wobble = records[len(records) // 3]["data"]["signals"]
+    wobble[FUEL] += 1
+    drift = run(records)[0]
+    assert [(a["status"], a["evidence"]["signal"]) for a in drift][:1] == [("open", FUEL)]
+
+
+def parked(vin: str, days: int, cold_from: float, seed: int) -> Iterator[dict[str, Any]]:
+    """A parked car reporting only its air temperature (every 30 minutes); from ``cold_from``
+    (days) the weather cools by 2 degrees a day: no other signal of the car shares it."""
+    rng = random.Random(seed)
+    every = 30 * MINUTE_MS
+    for i in range(int(days * DAY_MS // every)):
+        ts = T0 + i * every + seed * 1000
+        day = (ts - T0) / DAY_MS
+        air = 10 + 5 * math.sin(2 * math.pi * day) + rng.gauss(0, 0.3)
+        if day > cold_from:
+            air -= 2 * (day - cold_from)
+        yield {"kind": "vehicle_telemetry", "id": vin, "ts": ts, "seq": i,
+               "data": {"signals": {AIR: round(air, 2)}}}
+
+
+def test_a_cold_spell_the_fleet_shares_is_not_one_cars_drift() -> None:
+    vins = [f"WCRAE1B54PA24{n:04d}" for n in range(6)]
+    # Alone, the parked car's air temperature looks like a drift: nothing of its own shares it.
+    assert [a["status"] for a in run(list(parked(vins[0], 20, 9, 0)))[0]] == ["open"]
+    # The other cars of the fleet see the same weather at the same time: nobody's drift.
+    fleet = sorted((r for n, vin in enumerate(vins) for r in parked(vin, 20, 9, n)),
+                   key=lambda r: int(r["ts"]))
+    alerts, states = run(fleet)
+    assert alerts == []
+    ledger = states[f"#fleet/|{AIR}"]  # per 12 h: cars reporting, with a new high, a new low
+    assert max(row[2] for row in ledger.values()) >= 4
+    assert all(row[0] == len(vins) for row in ledger.values())
+    assert len(json.dumps(ledger)) <= 4096
+    # Fewer than three other cars sharing it are no fleet: each car's drift is its own.
+    pair = sorted((r for n, vin in enumerate(vins[:3]) for r in parked(vin, 20, 9, n)),
+                  key=lambda r: int(r["ts"]))
+    assert {a["asset_id"] for a in run(pair)[0]} == set(vins[:3])
+
+
+def test_nothing_is_evidence_before_a_week_of_the_signal() -> None:
+    alerts, _ = run(list(car(20, leak_from=1)))
+    assert [a["status"] for a in alerts] == ["open"]
+    assert alerts[0]["evidence"]["first_event"] >= T0 + 7 * DAY_MS
+    # With no such wait the same leak is found earlier.
+    early, _ = run(list(car(20, leak_from=1)), GenericSignals(history_days=0))
+    assert early
+    assert early[0]["first_seen"] < alerts[0]["first_seen"]
+
+
+def test_states_of_the_previous_version_are_read_on() -> None:
+    # 1.0.0 kept only the last value and whether it ever fell; its states carry on.
+    records = list(car(20, leak_from=8))
+    detector = GenericSignals()
+    states: dict[str, Any] = {}
+    for record in records[:2000]:
+        detector.process([record], states)
+    for key, value in states.items():
+        if not key.startswith("#") and "|" in key:
+            states[key] = {"g": value["g"], "p": value["p"], "dec": value["dec"],
+                           "x": value["x"]}
+        elif "|" not in key:
+            for event in value["rule"]["ev"]:
+                del event[5:]
+    alerts = []
+    for record in records[2000:]:
+        alerts += detector.process([record], states)[0]
+    assert [(a["status"], a["evidence"]["signal"]) for a in alerts] == [("open", TYRE)]
