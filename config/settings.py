@@ -218,7 +218,7 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
         60.0, ge=0.05, le=3600,
         description="How often the daily trend of every numeric signal is written, seconds "
                     "(merged in memory in between; never more often than the latest values). "
-                    "A crash replays the records since the last such write from Kafka.")
+                    "A crash loses the trend readings merged since the last such write.")
     state_checkpoint_s: float = Field(
         30.0, ge=0, le=300,
         description="How often each partition's changed detector states are written to the "

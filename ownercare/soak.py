@@ -76,7 +76,7 @@ def summarise(samples: Sequence[Sample]) -> dict[str, dict[str, float | None]]:
 def stack_processes(run_info: Mapping[str, Any]) -> dict[str, int]:
     """The stack's own pids by name, from ``run.json``."""
     pids = {"run": int(run_info["pid"])}
-    for name in ("tansu_pid", "kafka_s3_pid"):
+    for name in ("mqtt_pid", "tansu_pid", "kafka_s3_pid"):
         if run_info.get(name):
             pids[name.removesuffix("_pid")] = int(run_info[name])
     for name, service in run_info.get("services", {}).items():

@@ -28,8 +28,7 @@ the topics doubled the embedded broker's work: at 10 000 vehicles Tansu went fro
 of a core over 5 minutes and the pipeline fell behind).
 
 Delivery is at least once through the detectors' checkpoints: ``durable(topic, partition)`` is
-the last offset whose view effects are all written (signal trends included, so it moves at
-trend writes), and the agents' tables never checkpoint a
+the last offset whose view effects are written, and the agents' tables never checkpoint a
 position beyond it (``CheckpointedTable(cap=...)``). A restarted worker replays from that
 position; the views get the records again (upserts keep the newest value, sessions and OTA
 reports are idempotent, daily aggregates count a replayed reading again, see
@@ -116,8 +115,12 @@ class ViewWriter:
             await self._ship()
 
     async def flush(self, trends: bool = False) -> None:
-        """Ship, then have the child write. With ``trends`` the per-signal daily trends are
-        written too, and what was shipped before is durable after."""
+        """Ship, then have the child write (with ``trends``, the per-signal daily trends
+        too); what was shipped before is durable after. The signal trends merged since the
+        last trend write are not: a crash loses them (at most ``OWNERCARE_TREND_FLUSH_S`` of
+        readings in a day's trend). Holding the durable offsets back to trend writes instead
+        would make every restart replay up to that much, and the detectors' checkpoints wait
+        for it."""
         async with self._lock:
             await self._ship()
             shipped = dict(self._shipped)
@@ -130,8 +133,7 @@ class ViewWriter:
                 # failed batch is gone: read its records back from Kafka for the next flush.
                 await self._reread()
                 raise
-            if trends:
-                self._durable.update(shipped)
+            self._durable.update(shipped)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -162,8 +164,8 @@ class ViewWriter:
 
     async def _reread(self) -> None:
         """Give the child every record since the last durable offsets again. The signal
-        trends it still holds came from those records: they go first, or they would count
-        twice (the views written since count again, as any replay does)."""
+        trends it still holds include those records: they go first, or the reread ones
+        would count twice (the readings merged before them are lost with them)."""
         loop = asyncio.get_running_loop()
         pool = self._started()
         await loop.run_in_executor(pool, _child_forget_trends)

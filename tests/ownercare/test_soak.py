@@ -39,9 +39,9 @@ def test_only_the_second_half_decides_flatness() -> None:
 
 
 def test_the_stacks_processes_come_from_run_json() -> None:
-    info = {"pid": 1, "tansu_pid": 2, "kafka_s3_pid": None,
+    info = {"pid": 1, "mqtt_pid": 5, "tansu_pid": 2, "kafka_s3_pid": None,
             "services": {"bridge": {"pid": 3}, "worker": {"pid": 4}}}
-    assert stack_processes(info) == {"run": 1, "tansu": 2, "bridge": 3, "worker": 4}
+    assert stack_processes(info) == {"run": 1, "mqtt": 5, "tansu": 2, "bridge": 3, "worker": 4}
 
 
 @pytest.mark.parametrize("flag", ["--state-dir", "--api-port", "--resume"])
@@ -77,6 +77,7 @@ def test_a_short_soak_under_the_load_generator_samples_the_whole_stack(
     assert "simulators.load paced --vehicles 200" in report["command"]
     # The generator's messages went through the bridge (the first samples include start-up).
     assert report["bridge_msgs_per_s"] > 100, report
-    assert {"run", "bridge", "worker", "api", "tansu"} <= set(report["processes"]), report
+    assert {"run", "mqtt", "bridge", "worker", "api", "tansu"} <= set(report["processes"]), \
+        report
     assert (out / "soak.csv").read_text().count("\n") > 10
     assert "simulator" not in report["processes"]
