@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from diagnostics.charger_silence import ChargerSilencePipeline
@@ -191,13 +191,18 @@ def batched(records: list[dict[str, Any]], cuts: list[int]) -> list[dict[str, An
 @settings(max_examples=60, deadline=None)
 @given(silent_h=st.integers(20, 60), back_h=st.one_of(st.none(), st.integers(1, 40)),
        cuts=st.lists(st.integers(0, 10_000), max_size=12))
+@example(silent_h=20, back_h=2, cuts=[])  # a 2.5 h gap: under the threshold
+@example(silent_h=20, back_h=3, cuts=[])  # a 3.5 h gap: over it
 def test_the_alerts_do_not_depend_on_how_the_stream_was_batched(
         silent_h: int, back_h: int | None, cuts: list[int]) -> None:
     silent_from = T0 + silent_h * HOUR
     records = two_cars(silent_from, None if back_h is None else silent_from + back_h * HOUR)
     diagnostics = OfflineDiagnostics(VehiclePipeline({"vehicle_silent": Silence()}))
     one_by_one = [a for r in records for a in diagnostics.process([r])]
-    assert any(a["asset_id"] == "B" for a in one_by_one) == (back_h is None or back_h > 3)
+    # B's last report before the silence is 30 min before ``silent_from`` and its threshold
+    # is the 3 h floor (4 x its 30 min gaps is less): back after 3 h or more is a gap of at
+    # least 3.5 h, past the threshold at a 15-min sweep boundary; back after 2 h is 2.5 h.
+    assert any(a["asset_id"] == "B" for a in one_by_one) == (back_h is None or back_h >= 3)
     assert batched(records, [c % len(records) for c in cuts]) == one_by_one
 
 
