@@ -44,6 +44,12 @@ def _gone(pid: int, timeout: float = 10.0) -> bool:
     return False
 
 
+def _rename(store: Store, old: str, new: str) -> None:
+    """Move a view table away (the next write to it fails) or back."""
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+
+
 def _unreadable(*_args: Any) -> Any:
     raise AssertionError("nothing should be reread")
 
@@ -140,16 +146,12 @@ def test_a_failed_write_is_retried_with_the_records_read_back(kafka_url: str,
     store, bootstrap, topic, writer = _kafka_fed_writer(kafka_url, tmp_path)
     raws = [encode_batch([tele(T0 + i, **{FL: 250.0 - i})]) for i in range(3)]
 
-    def rename(old: str, new: str) -> None:
-        with store.engine.begin() as conn:
-            conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
-
     async def scenario() -> None:
         await _publish(bootstrap, topic, raws)
         await writer.start()
         writer.add(topic, 0, 0, raws[0])
         await writer.flush(trends=True)
-        rename("latest_signals", "latest_signals_away")  # the next write fails
+        _rename(store, "latest_signals", "latest_signals_away")  # the next write fails
         writer.add(topic, 0, 1, raws[1])
         try:
             await writer.flush(trends=True)
@@ -158,7 +160,7 @@ def test_a_failed_write_is_retried_with_the_records_read_back(kafka_url: str,
         else:
             raise AssertionError("the write should have failed")
         assert writer.durable(topic, 0) == 0
-        rename("latest_signals_away", "latest_signals")
+        _rename(store, "latest_signals_away", "latest_signals")
         writer.add(topic, 0, 2, raws[2])
         await writer.flush(trends=True)
         assert writer.durable(topic, 0) == 2
@@ -215,20 +217,16 @@ def test_a_reread_does_not_count_held_signal_trends_twice(kafka_url: str,
     store, bootstrap, topic, writer = _kafka_fed_writer(kafka_url, tmp_path)
     raws = [encode_batch([tele(T0 + i, **{"Vehicle.Speed": 10.0 + i})]) for i in range(3)]
 
-    def rename(old: str, new: str) -> None:
-        with store.engine.begin() as conn:
-            conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
-
     async def scenario() -> None:
         await _publish(bootstrap, topic, raws)
         await writer.start()
         writer.add(topic, 0, 0, raws[0])
         await writer.flush()  # the trend of 0 stays in the child
-        rename("latest_signals", "latest_signals_away")
+        _rename(store, "latest_signals", "latest_signals_away")
         writer.add(topic, 0, 1, raws[1])
         with pytest.raises(Exception, match="latest_signals"):
             await writer.flush()  # fails: 1 is read back, the held trends (0, 1) dropped
-        rename("latest_signals_away", "latest_signals")
+        _rename(store, "latest_signals_away", "latest_signals")
         writer.add(topic, 0, 2, raws[2])
         await writer.flush(trends=True)
 
