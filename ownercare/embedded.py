@@ -121,15 +121,18 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
         proc.wait()
 
 
-async def start_amqtt(port: int, journal_dir: Path | None = None) -> Any:
+async def start_amqtt(port: int, journal_dir: Path | None = None,
+                      owed_limit_bytes: int | None = None) -> Any:
     """Start an amqtt broker in the running event loop; returns it (call ``shutdown()``).
 
     With ``journal_dir`` what it owes persistent sessions is kept there and restored from
     there (``ownercare.mqtt_journal``): a killed broker started again loses none of it.
+    ``owed_limit_bytes``: how much it may owe them before publishers wait (default
+    ``embedded_mqtt.OWED_LIMIT_BYTES``).
     """
     ensure_port_free(port, "the embedded MQTT broker (amqtt)")
     try:
-        from ownercare.embedded_mqtt import SessionKeepingBroker, amqtt_config
+        from ownercare.embedded_mqtt import OWED_LIMIT_BYTES, SessionKeepingBroker, amqtt_config
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError(
             "the embedded MQTT broker needs the 'embedded' extra: pip install 'ownercare[embedded]'"
@@ -138,7 +141,8 @@ async def start_amqtt(port: int, journal_dir: Path | None = None) -> Any:
     for name in ("amqtt", "transitions"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # Keeps a named client's persistent session and its QoS 1 messages (embedded_mqtt).
-    broker = SessionKeepingBroker(amqtt_config(port), journal_dir)
+    broker = SessionKeepingBroker(amqtt_config(port), journal_dir,
+                                  owed_limit_bytes or OWED_LIMIT_BYTES)
     await broker.start()
     log.info("amqtt_started port=%s journal=%s", port, journal_dir)
     return broker

@@ -47,8 +47,11 @@ def kafka_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 class AmqttThread:
     """An amqtt broker on its own event loop in a background thread."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, journal_dir: Path | None = None,
+                 owed_limit_bytes: int | None = None) -> None:
         self.port = port
+        self.journal_dir = journal_dir
+        self.owed_limit_bytes = owed_limit_bytes
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="amqtt")
@@ -58,7 +61,8 @@ class AmqttThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.broker = self.loop.run_until_complete(embedded.start_amqtt(self.port))
+            self.broker = self.loop.run_until_complete(embedded.start_amqtt(
+                self.port, self.journal_dir, self.owed_limit_bytes))
         except BaseException as exc:  # surfaced to the test by start()
             self.error = exc
         self._ready.set()
