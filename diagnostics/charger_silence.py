@@ -23,7 +23,14 @@ from typing import Any
 
 from diagnostics import alerting, registry
 from diagnostics.base import Assessment, Detector
-from diagnostics.pipeline import Sweeper, states_in, sweep_key, sweep_partition, table_writes
+from diagnostics.pipeline import (
+    Sweeper,
+    clock_write,
+    source_clock,
+    states_in,
+    sweep_partition,
+    table_writes,
+)
 from diagnostics.silence import SWEEP_INTERVAL_MS, Span, Watermark, new_clock, sweep_due
 
 SilenceState = dict[str, Any]  # one charger's: {"det": ..., "alert": ..., "part": ...}
@@ -78,19 +85,22 @@ class ChargerSilencePipeline:
         """
         batch = [r for r in records if str(r["kind"]).startswith("charger_")]
         local = states_in(states, batch)
-        clock = dict(states.get(sweep_key(partition)) or new_clock())
-        before = dict(clock)
+        # A replayed record the clock already holds does not report to it (see
+        # ``diagnostics/pipeline.py``, "Sweeps").
+        clock = source_clock(states, partition, offset)
+        before = None if clock is None else dict(clock)
 
         def sweep_mine(span: Span) -> tuple[list[dict[str, Any]], set[str]]:
             return sweep_partition(states, local, partition, span, self._sweep)
 
-        alerts, changed = self._reports(batch, local, partition,
-                                        Watermark(clock, self.interval_ms), sweep_mine)
+        alerts, changed = self._reports(
+            batch, local, partition,
+            None if clock is None else Watermark(clock, self.interval_ms), sweep_mine)
         return alerts, table_writes(states, local, changed, partition, offset,
-                                    clock if clock != before else None)
+                                    clock_write(clock, before, offset))
 
     def _reports(self, batch: list[Mapping[str, Any]], states: MutableMapping[str, SilenceState],
-                 partition: int | None, watermark: Watermark, on_sweep: Sweeper
+                 partition: int | None, watermark: Watermark | None, on_sweep: Sweeper
                  ) -> tuple[list[dict[str, Any]], set[str]]:
         """Each record reports to the ``watermark`` (``silence.Watermark``: one charger cannot
         move it far); the boundaries it moves past are swept before the record is processed,
@@ -99,8 +109,10 @@ class ChargerSilencePipeline:
         changed: set[str] = set()
         for record in batch:
             cid, ts = record["id"], int(record["ts"])
-            watermark.report(str(cid), ts)
-            span = watermark.sweep_at()
+            span = None
+            if watermark is not None:
+                watermark.report(str(cid), ts)
+                span = watermark.sweep_at()
             if span is not None:
                 swept_alerts, swept = on_sweep(span)
                 alerts += swept_alerts

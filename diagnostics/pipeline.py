@@ -32,6 +32,18 @@ a sweep boundary: the table keeps one clock per source partition
 (``sweep_key``: the watermark and the last boundary swept), and each vehicle state names its
 partition (``part``), so a partition's sweep covers exactly its own vehicles. The clock is
 written with the states and before the position, so it obeys the same prefix rule.
+
+The position can also trail the clock (``worker/checkpoint.py`` caps it by the view writer's
+durable offset), so a restart may replay records the clock already holds. A replayed report is
+then judged against a later clock than it first met: a report that was held ahead of the clock
+and later voided (``silence.Watermark``; possible when assets' reports reach Kafka out of
+event-time order) is now within the clock's lead and confirmed, the clock moves past where the
+uninterrupted run had it, and a boundary is swept before the reports that came after it, which
+can open a false ``vehicle_silent``. So the clock also records the source offset of the last
+record that changed it (``at``, written only when it changes anyway), and a record at or below
+it does not report to the clock (``source_clock``): the records after ``at`` left it unchanged
+the first time, and they meet the same clock again, so the replay sweeps exactly as the
+uninterrupted run did.
 """
 
 from __future__ import annotations
@@ -62,6 +74,26 @@ def sweep_key(partition: int) -> str:
 def position_key(partition: int) -> str:
     """The table key holding the last applied source offset of ``partition``."""
     return f"{POSITION_PREFIX}{partition}"
+
+
+def source_clock(states: Mapping[str, Any], partition: int, offset: int
+                 ) -> dict[str, Any] | None:
+    """A working copy of ``partition``'s sweep clock for its source record at ``offset``, or
+    None when the clock already holds that record (a replay from a position behind it: see the
+    module doc): such a record must not report to it."""
+    clock = dict(states.get(sweep_key(partition)) or new_clock())
+    at = clock.get("at")
+    return None if at is not None and offset <= int(at) else clock
+
+
+def clock_write(clock: dict[str, Any] | None, before: Mapping[str, Any] | None, offset: int
+                ) -> dict[str, Any] | None:
+    """The clock to write after the source record at ``offset`` (None: it did not change),
+    marked with that offset as the last record it holds."""
+    if clock is None or clock == before:
+        return None
+    clock["at"] = offset
+    return clock
 
 
 def catch_up_from(position: int | None, offset: int) -> int | None:
@@ -188,8 +220,9 @@ class VehiclePipeline:
             ts, seq = int(record["ts"]), int(record["seq"])
             # At-least-once delivery: a redelivered message has a seq we have already seen.
             # A lower seq with a newer ts is a device that restarted its counter, not a duplicate.
-            # Every record, even a redelivered one, reports to the clock: a recovered table may
-            # hold a record's states without the clock write that followed them.
+            # Every record the clock does not hold yet (``source_clock``), even a redelivered
+            # one, reports to it: a recovered table may hold a record's states without the
+            # clock write that followed them.
             if watermark is not None:
                 watermark.report(vin, ts)
                 span = watermark.sweep_at() if on_sweep is not None else None
@@ -319,9 +352,9 @@ class VehiclePipeline:
         """
         batch = list(records)
         local = states_in(states, batch)
-        clock = dict(states.get(sweep_key(partition)) or new_clock())
-        before = dict(clock)
-        watermark = Watermark(clock, self.sweep_interval_ms)
+        clock = source_clock(states, partition, offset)
+        before = None if clock is None else dict(clock)
+        watermark = None if clock is None else Watermark(clock, self.sweep_interval_ms)
 
         def sweep_mine(span: Span) -> tuple[list[dict[str, Any]], set[str]]:
             return sweep_partition(states, local, partition, span, self.sweep)
@@ -329,7 +362,7 @@ class VehiclePipeline:
         alerts, changed = self.process(batch, local, partition, watermark,
                                        sweep_mine if self.sweepers else None)
         return alerts, table_writes(states, local, changed, partition, offset,
-                                    clock if clock != before else None)
+                                    clock_write(clock, before, offset))
 
 
 class LatestValues:
