@@ -224,6 +224,12 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
         description="How often each partition's changed detector states are written to the "
                     "table changelog, seconds (a restart replays what came after); 0 = after "
                     "every record.")
+    changelog_refresh_s: float = Field(
+        600.0, ge=0, le=86400,
+        description="How often each partition's checkpoint rewrites every detector state it "
+                    "holds, seconds, so the embedded Kafka can trim the changelog below "
+                    "(Apache Kafka compacts it anyway); 0 = never: the embedded stack's "
+                    "changelogs then keep every checkpoint ever written.")
     generic_detector: bool = Field(
         False, description="Run the generic detector on every numeric signal of every car "
         "(alert type signal_drift, table generic-diagnostics); off: it catches none of the "

@@ -20,9 +20,12 @@ A batch goes when all of these hold:
 * it is not the partition's newest batch (the files are the partition's only record of how
   far it got).
 
-Changelog topics (``*-changelog``) are never trimmed: a table's newest value for a key may sit
-in an old batch, and only compaction (which Tansu lacks) could drop what a newer record
-replaces.
+Changelog topics (``*-changelog``) are trimmed only below what a group commits on them: a
+table's newest value for a key may sit in an old batch, and Tansu cannot compact. The worker
+rewrites every state it holds now and then and commits, as the offsets of a group of their own,
+the offset below which each changelog partition holds only replaced records
+(``worker/changelog_marks.py``); the same age and grace rules apply below it. A changelog no
+group commits on is kept whole.
 """
 
 from __future__ import annotations
@@ -178,10 +181,11 @@ class Retention:
             for tp, records in partitions(cluster):
                 found = batches(records)
                 gone: list[Batch] = []
-                if safe is not None and not tp[0].endswith(CHANGELOG_SUFFIX):
+                if safe is not None:
                     if tp in safe:
                         gone = expired(found, safe[tp], now_s - self.window_s)
-                    elif tp not in now:  # no group reads it (one that began lately: wait)
+                    elif tp not in now and not tp[0].endswith(CHANGELOG_SUFFIX):
+                        # No group reads it (one that began lately: wait).
                         gone = expired(found, None, now_s - self.window_s)
                 for batch in gone:
                     batch.path.unlink(missing_ok=True)

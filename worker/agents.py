@@ -59,8 +59,10 @@ from ingest import service_metrics, topics
 from ingest.kafka import read_range
 from storage.store import Store
 from worker.applied_offsets import AppliedOffsets
+from worker.changelog_marks import ChangelogMarks
 from worker.checkpoint import CheckpointedTable, PositionCap
 from worker.generic import Generic, Positions
+from worker.tail_guard import TailGuard
 from worker.view_writer import SHIP_EVERY_S, ViewConfig, ViewWriter
 from worker.view_writer import decode as _decode
 
@@ -125,15 +127,17 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         ViewConfig(store.url, store.case_sla_hours, settings.latest_flush_s),
         lambda topic, partition, start, end: read_range(settings.kafka_bootstrap, topic,
                                                         partition, start, end))
-    vehicle_states = checkpointed(app, table, topics.VEHICLES, settings,
+    marks = changelog_marks(app, settings)
+    vehicle_states = checkpointed(app, table, topics.VEHICLES, settings, marks,
                                   cap=functools.partial(writer.durable, topics.VEHICLES))
-    silence_states = checkpointed(app, silence_table, topics.CHARGERS, settings,
+    silence_states = checkpointed(app, silence_table, topics.CHARGERS, settings, marks,
                                   cap=functools.partial(writer.durable, topics.CHARGERS))
     stats = WorkerStats()
 
     deliver = alert_sender(alerts, stats)
 
-    generic = Generic(app, settings, checkpointed, topics.VEHICLES) \
+    generic = Generic(app, settings, functools.partial(checkpointed, marks=marks),
+                      topics.VEHICLES) \
         if settings.generic_detector else None
 
     async def apply(partition: int, offset: int, raw: bytes) -> None:
@@ -170,7 +174,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         await consume_with_catch_up(stream, silence_table, settings.kafka_bootstrap,
                                     topics.CHARGERS, apply_charger, "charger")
 
-    _install_charger_agents(app, settings, chargers, alerts, stats)
+    _install_charger_agents(app, settings, chargers, alerts, stats, marks)
 
     @app.timer(SHIP_EVERY_S)  # type: ignore[untyped-decorator]
     async def ship_views() -> None:
@@ -233,7 +237,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
 
 
 def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: Any,
-                            alerts: Any, stats: WorkerStats) -> None:
+                            alerts: Any, stats: WorkerStats, marks: ChangelogMarks) -> None:
     """The charger pipeline and the fleet's charging-fault attribution (see module doc)."""
     json_schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
     charger_table = app.Table("charger-diagnostics", default=None,
@@ -246,9 +250,9 @@ def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: 
                                   schema=json_schema)
     pipeline = ChargerPipeline()
     attribution = ChargingAttribution()
-    charger_states = checkpointed(app, charger_table, topics.CHARGERS, settings)
+    charger_states = checkpointed(app, charger_table, topics.CHARGERS, settings, marks)
     attribution_states = checkpointed(app, attribution_table, topics.CHARGING_OUTCOMES,
-                                      settings)
+                                      settings, marks)
 
     emit = alert_sender(alerts, stats)
 
@@ -289,16 +293,38 @@ Apply = Callable[[int, int, bytes], Awaitable[None]]
 
 
 def checkpointed(app: faust.App, table: Any, source_topic: str, settings: WorkerSettings,
-                 cap: PositionCap | None = None) -> CheckpointedTable:
+                 marks: ChangelogMarks, cap: PositionCap | None = None) -> CheckpointedTable:
     """``table`` written at checkpoints (``worker/checkpoint.py``), per partition of
-    ``source_topic``; what was staged for a partition this worker loses is dropped."""
-    states = CheckpointedTable(table, settings.state_checkpoint_s, time.monotonic, cap)
+    ``source_topic``, and refreshed whole every ``OWNERCARE_CHANGELOG_REFRESH_S`` (its marks
+    committed by the app's ``ChangelogMarks``); what was staged for a partition this worker
+    loses is dropped."""
+    states = CheckpointedTable(table, settings.state_checkpoint_s, time.monotonic, cap,
+                               settings.changelog_refresh_s)
+    marks.watch(table.changelog_topic.get_topic_name(), states)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(_app: Any, revoked: Any, **_kwargs: Any) -> None:
-        states.staged.forget(tp.partition for tp in revoked if tp.topic == source_topic)
+        states.forget(tp.partition for tp in revoked if tp.topic == source_topic)
 
     return states
+
+
+def changelog_marks(app: faust.App, settings: WorkerSettings) -> ChangelogMarks:
+    """The app's committer of changelog marks (``worker/changelog_marks.py``)."""
+    marks = ChangelogMarks(settings.kafka_bootstrap, settings.worker_app_id)
+
+    @app.timer(MARKS_EVERY_S)  # type: ignore[untyped-decorator]
+    async def commit_changelog_marks() -> None:
+        try:
+            await marks.commit()
+        except Exception as exc:  # trimming waits for the next try; detection goes on
+            log.warning("changelog_marks_failed error=%r", exc)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_changelog_marks(_app: Any, **_kwargs: Any) -> None:
+        await marks.stop()
+
+    return marks
 
 
 async def consume_with_catch_up(stream: Any, table: Any, bootstrap: str, topic: str,
@@ -310,20 +336,29 @@ async def consume_with_catch_up(stream: Any, table: Any, bootstrap: str, topic: 
     from Kafka before the record (see ``diagnostics/pipeline.py``). Every agent that keeps
     detector state in a changelogged table consumes through this. Offsets applied without
     Faust delivering them are handed to its consumer, so it commits past them
-    (``worker/applied_offsets.py``).
+    (``worker/applied_offsets.py``). Records Faust read and never delivered at the end of a
+    partition, which no later record would reveal, are read again (``worker/tail_guard.py``).
     """
     applied = AppliedOffsets(stream.app.consumer)
-    async for event in stream.events():
-        partition, offset = event.message.partition, event.message.offset
-        start = catch_up_from(table.get(position_key(partition)), offset)
-        if start is not None:
-            log.warning("%s_catch_up partition=%s from=%s to=%s", name, partition, start,
-                        offset - 1)
-            async for gap_offset, gap_raw in read_range(bootstrap, topic, partition, start,
-                                                        offset):
-                await apply(partition, gap_offset, gap_raw)
-        await apply(partition, offset, event.value)
-        await applied.applied(event.message.tp, offset)
+    guard = TailGuard(stream.app.consumer, topic,
+                      lambda partition: table.get(position_key(partition)), name)
+    watching = asyncio.ensure_future(guard.run())
+    try:
+        async for event in stream.events():
+            guard.busy = True
+            partition, offset = event.message.partition, event.message.offset
+            start = catch_up_from(table.get(position_key(partition)), offset)
+            if start is not None:
+                log.warning("%s_catch_up partition=%s from=%s to=%s", name, partition, start,
+                            offset - 1)
+                async for gap_offset, gap_raw in read_range(bootstrap, topic, partition,
+                                                            start, offset):
+                    await apply(partition, gap_offset, gap_raw)
+            await apply(partition, offset, event.value)
+            await applied.applied(event.message.tp, offset)
+            guard.busy = False
+    finally:
+        watching.cancel()
 
 
 def alert_sender(alerts: Any, stats: WorkerStats) -> Callable[[list[dict[str, Any]]],
@@ -369,6 +404,7 @@ def limit_fetch_wait(max_wait_ms: int) -> None:
 
 
 STATS_EVERY_S = 30.0
+MARKS_EVERY_S = 10.0
 STATE_SAMPLE = 256  # vehicles whose serialised state is measured for the average
 
 

@@ -17,14 +17,26 @@ does not decide anything a detector reports (the results are the same for any sc
 ``tests/worker/test_worker_restart.py``). ``every_s = 0`` writes after every record. The
 worker's default (``OWNERCARE_STATE_CHECKPOINT_S``, 30 s) is Kafka Streams' commit interval
 under at-least-once, where its record cache likewise sends each key's newest value per commit.
+
+Every ``refresh_s`` a partition's checkpoint sends *every* key the worker holds for it, not only
+the changed ones. Once those records are acknowledged, each record the partition held before
+the first of them is superseded by a newer one of the same key, so everything below that
+offset can go: :meth:`CheckpointedTable.refreshed` reports it (``worker/changelog_marks.py``
+commits it where the embedded Kafka's retention reads it). Apache Kafka compacts changelogs
+itself; Tansu cannot, and without this a changelog keeps every checkpoint ever written.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from faust.serializers import codecs
+
 from diagnostics.pipeline import POSITION_PREFIX
+
+log = logging.getLogger(__name__)
 
 
 class StagedWrites:
@@ -77,6 +89,10 @@ def _spread(partition: int) -> float:
     return (partition * 0.6180339887498949) % 1.0
 
 
+def _failed(sent: Any) -> bool:
+    return bool(sent.cancelled() or sent.exception() is not None)
+
+
 def _write_rank(key: str) -> int:
     if key.startswith(POSITION_PREFIX):
         return 2
@@ -89,8 +105,8 @@ PositionCap = Callable[[int], "int | None"]
 class CheckpointedTable:
     """A Faust table whose writes reach the changelog at checkpoints (see the module doc).
 
-    ``write`` must be called while the agent processes a record of ``partition``: Faust sends
-    a table's changelog records to the partition of the event being processed.
+    ``write`` must be called while the agent processes a record of ``partition``: the
+    changelog partition of a key is the source partition of the records that change it.
 
     ``cap``: the partition's last offset whose effects *outside* the table are durable too
     (None: none yet), for an agent whose records also feed something written elsewhere (the
@@ -99,36 +115,109 @@ class CheckpointedTable:
     (``VehiclePipeline`` by seq/ts). The in-memory position is not capped: it says what the
     detectors hold. With no capped position to write yet, the checkpoint leaves the
     changelog's position where it was and writes it next time.
+
+    ``refresh_s``: how often a partition's checkpoint rewrites all its keys (0: never).
     """
 
     def __init__(self, table: Any, every_s: float, clock: Callable[[], float],
-                 cap: PositionCap | None = None) -> None:
+                 cap: PositionCap | None = None, refresh_s: float = 0.0) -> None:
+        if refresh_s < 0:
+            raise ValueError(f"changelog refresh interval must be >= 0 s, got {refresh_s}")
         self.table = table
         self.staged = StagedWrites(every_s, clock)
         self.cap = cap
+        self.refresh_s = refresh_s
+        self.clock = clock
+        # Which changelog partition holds each key: the ones this worker wrote, and (through
+        # the recovery hook) the ones it read back.
+        self.partition_of: dict[Any, int] = {}
+        self._last_refresh: dict[int, float] = {}
+        self._refreshing: dict[int, tuple[Any, Any]] = {}  # first and last record's futures
+        self._note_recovered_partitions()
+
+    def _note_recovered_partitions(self) -> None:
+        apply = self.table.apply_changelog_batch
+
+        def noting(batch: Iterable[Any]) -> None:
+            events = list(batch)
+            for event in events:
+                # The JSON key serializer gives the key as the table holds it (a string).
+                self.partition_of[event.key] = event.message.partition
+            apply(events)
+
+        self.table.apply_changelog_batch = noting
 
     def write(self, partition: int, writes: Mapping[str, Any]) -> int:
         """Apply ``writes`` in memory now; returns how many changelog records were sent."""
         data = self.table.data  # the in-memory store: setting it sends no changelog record
         for key, value in writes.items():
             data[key] = value
+            self.partition_of[key] = partition
         if not self.staged.stage(partition, writes):
             return 0
         keys = self.staged.take(partition)
-        sent = 0
+        refresh = self._refresh_due(partition)
+        if refresh:
+            keys = sorted(dict.fromkeys([*keys, *self._held(partition)]), key=_write_rank)
+            log.info("changelog_refresh table=%s partition=%s keys=%s",
+                     getattr(self.table, "name", "?"), partition, len(keys))
+        sent: list[Any] = []
         for key in keys:
             value = data[key]
             if self.cap is not None and key.startswith(POSITION_PREFIX):
                 durable = self.cap(partition)
                 if durable is None:
                     self.staged.stage(partition, [key])  # nothing durable outside yet
+                    refresh = False  # the position's old record is still the only one
                     continue
-                if durable < value:
-                    # Faust's ``table[key] = v`` sets memory too: put the true position back.
-                    self.table[key] = durable
-                    data[key] = value
-                    sent += 1
-                    continue
-            self.table[key] = value  # the changelog record (and the same value in memory)
-            sent += 1
-        return sent
+                # Durable beyond the detectors: the detectors' position is the bound. The
+                # in-memory position stays the detectors' own (catch-up and redelivery read it).
+                value = min(value, durable)
+            # Serialized now: Faust would do it when its producer buffer drains, by which time
+            # the detectors may have changed this very dict again, and the record would pair
+            # a newer state with this checkpoint's older position and clock.
+            frozen = codecs.dumps(self.table.value_serializer, value)
+            sent.append(self.table.send_changelog(partition, key, frozen,
+                                                  value_serializer="raw"))
+        if refresh and sent:
+            self._refreshing[partition] = (sent[0], sent[-1])
+        return len(sent)
+
+    def _refresh_due(self, partition: int) -> bool:
+        if self.refresh_s <= 0:
+            return False
+        now = self.clock()
+        last = self._last_refresh.get(partition)
+        if last is None:  # spread like the checkpoints, so partitions refresh apart
+            last = now - self.refresh_s * (1.0 - _spread(partition))
+        if now - last < self.refresh_s:
+            self._last_refresh[partition] = last
+            return False
+        self._last_refresh[partition] = now
+        return True
+
+    def _held(self, partition: int) -> list[Any]:
+        data = self.table.data
+        return [k for k, p in self.partition_of.items() if p == partition and k in data]
+
+    def refreshed(self) -> dict[int, int]:
+        """Per partition, the changelog offset below which every record is superseded (the
+        first record of its newest refresh, once that refresh is acknowledged in full)."""
+        marks: dict[int, int] = {}
+        for partition, (first, last) in list(self._refreshing.items()):
+            if not (first.done() and last.done()):
+                continue
+            if _failed(first) or _failed(last):
+                del self._refreshing[partition]  # the next refresh tries again
+                continue
+            marks[partition] = int(first.result().offset)
+        return marks
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions this worker no longer owns (see ``StagedWrites.forget``): their next
+        owner refreshes them."""
+        lost = set(partitions)
+        self.staged.forget(lost)
+        for partition in lost:
+            self._last_refresh.pop(partition, None)
+            self._refreshing.pop(partition, None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given
@@ -94,16 +96,63 @@ def test_partitions_that_start_together_checkpoint_apart() -> None:
 
 
 class ChangelogTable:
-    """A Faust table's two faces: ``data`` (memory only) and item assignment (memory and a
-    changelog record, noted here)."""
+    """The parts of a Faust table a CheckpointedTable uses: ``data`` (memory only),
+    ``send_changelog`` (a changelog record, noted here with the future Faust returns) and the
+    recovery step ``apply_changelog_batch``."""
 
     def __init__(self) -> None:
         self.data: dict[str, object] = {}
         self.changelog: list[tuple[str, object]] = []
+        self.partitions: list[int] = []
+        self.futures: list[Sent] = []
 
-    def __setitem__(self, key: str, value: object) -> None:
-        self.data[key] = value
-        self.changelog.append((key, value))
+    value_serializer = "json"
+
+    def send_changelog(self, partition: int, key: str, value: object,
+                       value_serializer: str | None = None) -> Sent:
+        # What the record holds: bytes serialized by the caller, or the object as it is when
+        # Faust would serialize it later.
+        self.changelog.append((key, json.loads(value) if value_serializer == "raw" else value))
+        self.partitions.append(partition)
+        self.futures.append(Sent(len(self.changelog) - 1))
+        return self.futures[-1]
+
+    def apply_changelog_batch(self, batch: list[Recovered]) -> None:
+        for event in batch:
+            self.data[event.key] = event.value
+
+
+class Sent:
+    """A changelog record's delivery (Faust's FutureMessage): done once acknowledged."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.acknowledged = False
+        self.error: Exception | None = None
+
+    def done(self) -> bool:
+        return self.acknowledged or self.error is not None
+
+    def exception(self) -> Exception | None:
+        return self.error
+
+    def cancelled(self) -> bool:
+        return False
+
+    def result(self) -> Sent:
+        return self
+
+
+@dataclass
+class Message:
+    partition: int
+
+
+@dataclass
+class Recovered:
+    key: str
+    value: object
+    message: Message
 
 
 def test_a_capped_position_never_passes_what_is_durable_outside_the_table() -> None:
@@ -123,3 +172,129 @@ def test_a_capped_position_never_passes_what_is_durable_outside_the_table() -> N
     durable[0] = 20  # durable beyond the detectors: the detectors' position is the bound
     assert states.write(0, {position_key(0): 12}) == 1
     assert table.changelog[-1] == (position_key(0), 12)
+
+
+def recover(table: ChangelogTable, states: object, partition: int,
+            items: dict[str, object]) -> None:
+    """What Faust's recovery does: the table's apply step with the changelog's records."""
+    table.apply_changelog_batch([Recovered(k, v, Message(partition)) for k, v in items.items()])
+
+
+def test_a_refresh_rewrites_every_key_held_for_the_partition_and_marks_its_first_record(
+) -> None:
+    from worker.checkpoint import CheckpointedTable
+
+    clock = Clock()
+    table = ChangelogTable()
+    states = CheckpointedTable(table, 0.0, clock, refresh_s=60.0)
+    recover(table, states, 0, {"OLD": 1, position_key(0): 5})
+    recover(table, states, 1, {"OTHER": 2})
+    # Partition 0 refreshes at its first checkpoint: the recovered and the written keys, states
+    # first, its position last; partition 1's key is not its to write.
+    assert states.write(0, {"A": 3, position_key(0): 6}) == 3
+    assert table.changelog == [("A", 3), ("OLD", 1), (position_key(0), 6)]
+    assert set(table.partitions) == {0}
+    assert states.refreshed() == {}  # nothing acknowledged yet
+    table.futures[0].acknowledged = True
+    assert states.refreshed() == {}  # the last record could still be lost
+    table.futures[2].acknowledged = True
+    assert states.refreshed() == {0: 0}
+    # Until the next refresh, checkpoints send only what changed.
+    clock.now += 59
+    assert states.write(0, {"A": 4, position_key(0): 7}) == 2
+    clock.now += 1
+    assert states.write(0, {position_key(0): 8}) == 3
+    for sent in table.futures:
+        sent.acknowledged = True
+    assert states.refreshed() == {0: 5}
+
+
+def test_a_refresh_that_cannot_write_the_position_marks_nothing() -> None:
+    from worker.checkpoint import CheckpointedTable
+
+    table = ChangelogTable()
+    states = CheckpointedTable(table, 0.0, Clock(), cap=lambda _p: None, refresh_s=60.0)
+    states.write(0, {"A": 1, position_key(0): 5})
+    for sent in table.futures:
+        sent.acknowledged = True
+    assert table.changelog == [("A", 1)]
+    assert states.refreshed() == {}
+
+
+def test_a_failed_or_forgotten_refresh_marks_nothing() -> None:
+    from worker.checkpoint import CheckpointedTable
+
+    table = ChangelogTable()
+    states = CheckpointedTable(table, 0.0, Clock(), refresh_s=60.0)
+    states.write(0, {"A": 1, position_key(0): 5})
+    table.futures[0].error = RuntimeError("broker away")
+    table.futures[1].acknowledged = True
+    assert states.refreshed() == {}
+    table.futures[0].error = None
+    table.futures[0].acknowledged = True
+    assert states.refreshed() == {}  # dropped: the next refresh marks anew
+    states.write(1, {"B": 1, position_key(1): 5})
+    states.forget([1])
+    for sent in table.futures:
+        sent.acknowledged = True
+    assert states.refreshed() == {}
+
+
+def test_a_negative_refresh_interval_is_refused() -> None:
+    from worker.checkpoint import CheckpointedTable
+
+    with pytest.raises(ValueError, match="refresh interval must be >= 0"):
+        CheckpointedTable(ChangelogTable(), 1.0, Clock(), refresh_s=-1)
+
+
+write_steps = st.lists(
+    st.tuples(st.integers(0, 2),  # partition
+              st.dictionaries(st.sampled_from(["A", "B", "C", "D"]), st.integers(0, 99),
+                              max_size=3),
+              st.floats(0, 40)),  # seconds until the write
+    min_size=1, max_size=40)
+
+
+@given(write_steps, st.sampled_from([0.0, 5.0, 30.0]), st.floats(10, 120))
+def test_the_changelog_from_a_mark_on_holds_every_keys_newest_value(
+        steps: list[tuple[int, dict[str, int], float]], every_s: float, refresh_s: float) -> None:
+    """Trimming a partition's changelog below its mark loses nothing: replayed from the
+    mark, it gives every key the value a replay from the start gives."""
+    from worker.checkpoint import CheckpointedTable
+
+    clock = Clock()
+    table = ChangelogTable()
+    states = CheckpointedTable(table, every_s, clock, refresh_s=refresh_s)
+    recover(table, states, 0, {"R": -1})
+    # Recovered records are the changelog's first ones (offset -1: before any sent here).
+    for partition, writes, wait in steps:
+        clock.now += wait
+        # Each source partition has its own keys, as a vehicle's states follow its partition.
+        states.write(partition, {f"{partition}:{k}": v for k, v in writes.items()}
+                     | {position_key(partition): int(clock.now)})
+        for sent in table.futures:
+            sent.acknowledged = True
+        for partition_marked, mark in states.refreshed().items():
+            full: dict[str, object] = {"R": -1} if partition_marked == 0 else {}
+            tail: dict[str, object] = {}
+            for offset, ((key, value), p) in enumerate(zip(table.changelog, table.partitions,
+                                                           strict=True)):
+                if p != partition_marked:
+                    continue
+                full[key] = value
+                if offset >= mark:
+                    tail[key] = value
+            assert tail == full
+
+
+def test_a_checkpoint_sends_the_state_as_it_was_not_as_it_becomes() -> None:
+    """Faust serializes a changelog value only when its producer buffer drains; the detectors
+    change their state dicts in place meanwhile."""
+    from worker.checkpoint import CheckpointedTable
+
+    table = ChangelogTable()
+    states = CheckpointedTable(table, 0.0, Clock())
+    state = {"seq": 1}
+    states.write(0, {"A": state, position_key(0): 5})
+    state["seq"] = 2  # the next record, before the producer sent the checkpoint
+    assert table.changelog[0] == ("A", {"seq": 1})
