@@ -104,14 +104,20 @@ def test_a_good_release_rolls_out_and_a_bad_one_is_stopped_after_the_canary(
         assert paused["pause_reason"] == "regression", paused
         assert paused["current_wave"] == 0
         findings = paused["pause_evidence"]["findings"]
-        found = {f["indicator"]: f for f in findings}
-        # The energy used while parked: the module the release keeps awake draws the 12 V
-        # battery from the first parked hour on, so this finding is always there. The resting
-        # voltage needs 4 h of rest and the battery run down, so whether it is significant yet
-        # at the step that pauses depends on timing; when it is, it points the same way.
+        found = {f["indicator"]: f for f in findings if f["indicator"] != "alert_rate"}
+        alert_rates = [f for f in findings if f["indicator"] == "alert_rate"]
+        # The module the release keeps awake drains the 12 V battery while parked. The engine
+        # stops on whichever 12 V evidence is significant first: the energy used while parked
+        # (from the first parked hour, once the view writer has written the day's indicators)
+        # or the weak 12 V battery alerts the drain brings (the worker raises those itself, so
+        # with the cores busy they can come first). The resting voltage needs 4 h of rest and
+        # the battery run down. Whichever of them is there points the same way.
         draw = found.get("parked_12v_ah_per_day")
-        assert draw, findings
-        assert draw["updated_mean"] > draw["baseline_mean"] + 10, findings
+        weak_12v = [f for f in alert_rates if f["alert_type"] == "weak_12v_battery"]
+        assert draw or weak_12v, findings
+        assert draw is None or draw["updated_mean"] > draw["baseline_mean"] + 10, findings
+        for rate in weak_12v:
+            assert rate["updated_per_vehicle_day"] > rate["baseline_per_vehicle_day"], findings
         rest = found.get("v12_rest_volts")
         assert rest is None or rest["updated_mean"] < rest["baseline_mean"], findings
         waves = paused["progress"]["waves"]
