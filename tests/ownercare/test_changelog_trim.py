@@ -23,7 +23,12 @@ from ownercare import embedded
 from ownercare.embedded_kafka import EmbeddedKafka
 from ownercare.retention import batches, committed, partitions
 from storage.store import Store
-from tests.ownercare.test_durable_restart import PARTITIONS, cluster_dir, wait_for_offsets
+from tests.ownercare.test_durable_restart import (
+    PARTITIONS,
+    cluster_dir,
+    wait_for_offsets,
+    worker_env,
+)
 from tests.stackkit import start_service, wait_for_log
 from tests.worker.test_worker_restart import assert_settles_to, fleet_batches, produce
 
@@ -50,11 +55,7 @@ def test_a_worker_recovers_every_state_from_a_trimmed_changelog(tmp_path: Path) 
     logs.mkdir()
     port = embedded.free_port()
     app_id = f"trim-{os.getpid()}"
-    env = {"OWNERCARE_KAFKA_URL": f"kafka://127.0.0.1:{port}",
-           "OWNERCARE_PARTITIONS": str(PARTITIONS),
-           "OWNERCARE_DATABASE_URL": f"sqlite:///{tmp_path / 'alerts.sqlite'}",
-           "OWNERCARE_STATE_DIR": str(tmp_path), "OWNERCARE_WORKER_APP_ID": app_id,
-           "OWNERCARE_STATE_CHECKPOINT_S": "1", "OWNERCARE_CHANGELOG_REFRESH_S": "2"}
+    env = worker_env(tmp_path, port, app_id) | {"OWNERCARE_CHANGELOG_REFRESH_S": "2"}
     half = len(batches_) // 2
     # No retention window and no grace: the sweep deletes whatever the rules allow.
     kafka = EmbeddedKafka(port, "disk", state, logs, 0, retention_h=0, retention_grace_s=0)

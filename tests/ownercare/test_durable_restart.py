@@ -92,6 +92,16 @@ def replayed(log_text: str, ends: dict[int, int]) -> int:
                    r"diagnose_catch_up partition=(\d+) from=(\d+) to=(\d+)", log_text))
 
 
+def worker_env(tmp_path: Path, port: int, app_id: str) -> dict[str, str]:
+    """A worker on the embedded Kafka at ``port``, alerts in SQLite under ``tmp_path``."""
+    return {"OWNERCARE_KAFKA_URL": f"kafka://127.0.0.1:{port}",
+            "OWNERCARE_PARTITIONS": str(PARTITIONS),
+            "OWNERCARE_DATABASE_URL": f"sqlite:///{tmp_path / 'alerts.sqlite'}",
+            "OWNERCARE_STATE_DIR": str(tmp_path), "OWNERCARE_WORKER_APP_ID": app_id,
+            # Checkpoints every second: the replay after a kill is a second's records or so.
+            "OWNERCARE_STATE_CHECKPOINT_S": "1"}
+
+
 def test_kafka_and_worker_killed_together_resume_from_disk(tmp_path: Path) -> None:
     batches, expected = fleet_batches(seed=31)
     fleet_vins = {record["id"] for batch in batches for record in batch}
@@ -100,12 +110,7 @@ def test_kafka_and_worker_killed_together_resume_from_disk(tmp_path: Path) -> No
     logs.mkdir()
     port = embedded.free_port()
     group = f"durable-{os.getpid()}"
-    env = {"OWNERCARE_KAFKA_URL": f"kafka://127.0.0.1:{port}",
-           "OWNERCARE_PARTITIONS": str(PARTITIONS),
-           "OWNERCARE_DATABASE_URL": f"sqlite:///{tmp_path / 'alerts.sqlite'}",
-           "OWNERCARE_STATE_DIR": str(tmp_path), "OWNERCARE_WORKER_APP_ID": group,
-           # Checkpoints every second: the replay after a kill is a second's records or so.
-           "OWNERCARE_STATE_CHECKPOINT_S": "1"}
+    env = worker_env(tmp_path, port, group)
     half = len(batches) // 2
 
     kafka = EmbeddedKafka(port, "disk", state, logs, 0, retention_h=24)
