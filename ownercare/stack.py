@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.settings import ArchiveSettings, BridgeSettings, RunSettings
-from ownercare import embedded, statedir
+from ownercare import embedded, heap, statedir
 from ownercare.embedded_kafka import EmbeddedKafka
 from ownercare.embedded_mqtt_process import EmbeddedMqtt
 from ownercare.ota_keys import OtaKeyError, RunKeys
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from storage.store import Store
 
 log = logging.getLogger(__name__)
+
+# How often the supervisor returns the C allocator's free memory (ownercare.heap).
+TRIM_EVERY_S = 60.0
 
 # Flags of `ownercare run` forwarded to the simulator child unchanged.
 SIMULATOR_FLAGS = ("vehicles", "chargers", "seed", "speed", "start", "duration", "faults",
@@ -479,11 +482,14 @@ class Stack:
     async def supervise(self) -> None:
         announced_finish = False
         seen = self.seen_alerts
-        next_poll = 0.0
+        next_poll = next_trim = 0.0
         while not self.stopping.is_set():
             if time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + 5
                 await asyncio.to_thread(self.announce_new_alerts, seen)
+            if time.monotonic() >= next_trim:  # this process runs as long as the stack
+                next_trim = time.monotonic() + TRIM_EVERY_S
+                heap.release_free_memory()
             await self.tend_children()
             if self.kafka is not None and await asyncio.to_thread(self.kafka.tend):
                 self.tansu = self.kafka.tansu.proc
