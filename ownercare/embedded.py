@@ -163,9 +163,8 @@ async def serve_amqtt(port: int, journal_dir: Path | None = None) -> None:
 
 
 if __name__ == "__main__":
+    import asyncio
     import sys
-
-    import uvloop
 
     if len(sys.argv) not in (3, 4) or sys.argv[1] != "amqtt":
         sys.exit("usage: python -m ownercare.embedded amqtt PORT [JOURNAL_DIR]")
@@ -173,7 +172,4 @@ if __name__ == "__main__":
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # On uvloop: amqtt spends most of its time in the event loop's own machinery (tasks,
-    # timers and a socket write per packet), and the stack offered 2 000 msg/s passed 40 %
-    # more (docs/benchmarks.md).
-    uvloop.run(serve_amqtt(int(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) == 4 else None))
+    asyncio.run(serve_amqtt(int(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) == 4 else None))

@@ -63,8 +63,7 @@ class UsernameAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
 
 class RedeliveringHandler(BrokerProtocolHandler):  # type: ignore[misc]
     """Keep an outgoing QoS 1 message in flight until its PUBACK arrives, whatever happens,
-    queue new messages behind a returning session's backlog while it is sent, and write
-    through a :class:`CoalescingWriter`."""
+    and queue new messages behind a returning session's backlog while it is sent."""
 
     # From the connection's start until the session's queue is empty (SessionKeepingBroker).
     catching_up = True
@@ -77,9 +76,6 @@ class RedeliveringHandler(BrokerProtocolHandler):  # type: ignore[misc]
                 RetainedApplicationMessage(None, topic, data, qos))
             return None
         return await super().mqtt_publish(topic, data, qos, retain, ack_timeout)
-
-    def attach(self, session: Session, reader: Any, writer: Any) -> None:
-        super().attach(session, reader, CoalescingWriter(writer))
 
     async def send_queued(self, message: Any) -> Any:
         return await super().mqtt_publish(message.topic, message.data, message.qos,
@@ -264,42 +260,10 @@ class SessionKeepingBroker(Broker):  # type: ignore[misc]
     async def _initialize_client_session(self, *args: Any, **kwargs: Any) -> Any:
         handler, session = await super()._initialize_client_session(*args, **kwargs)
         # amqtt builds the handler inside a long classmethod; changing the fresh instance's
-        # class swaps only the methods above (same attributes, no copy of amqtt's code).
+        # class swaps only the two methods above (same attributes, no copy of amqtt's code).
         handler.__class__ = RedeliveringHandler
         handler.broker = self
         return handler, session
-
-
-class CoalescingWriter:
-    """amqtt's writer, sending what a connection's packets wrote in one event-loop turn as
-    one socket write: amqtt writes each PUBLISH and PUBACK on its own, and at 1 000 msg/s
-    those system calls were the broker's largest single cost (py-spy)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self._pending: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if self.inner.is_closed:
-            return
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._pending.append(data)
-
-    def flush(self) -> None:
-        if self._pending and not self.inner.is_closed:
-            self.inner.write(b"".join(self._pending))
-        self._pending.clear()
-
-    async def drain(self) -> None:
-        await self.inner.drain()
-
-    async def close(self) -> None:
-        self.flush()
-        await self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:  # is_closed, get_peer_info, get_ssl_info...
-        return getattr(self.inner, name)
 
 
 def amqtt_config(port: int) -> dict[str, Any]:
