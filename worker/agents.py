@@ -45,6 +45,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 
 from config.settings import WorkerSettings
 from diagnostics.attribution import ChargingAttribution
@@ -300,11 +301,19 @@ def checkpointed(app: faust.App, table: Any, source_topic: str, settings: Worker
     loses is dropped."""
     states = CheckpointedTable(table, settings.state_checkpoint_s, time.monotonic, cap,
                                settings.changelog_refresh_s)
-    marks.watch(table.changelog_topic.get_topic_name(), states)
+    changelog = table.changelog_topic.get_topic_name()
+    marks.watch(changelog, states)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(_app: Any, revoked: Any, **_kwargs: Any) -> None:
-        states.forget(tp.partition for tp in revoked if tp.topic == source_topic)
+        lost = {tp.partition for tp in revoked if tp.topic == source_topic}
+        states.forget(lost)
+        # Faust recovers a partition it keeps from where it last stopped reading; with its
+        # keys gone from memory (``CheckpointedTable.forget``), it must read from the start.
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        for partition in lost:
+            recovery.active_offsets.pop(TP(changelog, partition), None)
+            recovery.standby_offsets.pop(TP(changelog, partition), None)
 
     return states
 

@@ -214,10 +214,26 @@ class CheckpointedTable:
         return marks
 
     def forget(self, partitions: Iterable[int]) -> None:
-        """Partitions this worker no longer owns (see ``StagedWrites.forget``): their next
-        owner refreshes them."""
+        """Partitions revoked in a rebalance (see ``StagedWrites.forget``): their staged writes
+        and their keys in memory go, so whoever owns them next -- another worker or this one
+        again -- starts from the changelog alone, as after a restart.
+
+        Why the keys too: a partition this worker keeps through a rebalance is recovered
+        again from where its last recovery stopped, which re-reads this worker's own
+        checkpoints over the newer states in memory. Keys a checkpoint wrote would go back to
+        it while others -- the partition's position among them, when no checkpoint could
+        write it yet -- kept their newer values: a position that vouches for states that are
+        no longer there, records never replayed into them, and a sweep that finds a
+        reporting car silent. From the changelog alone the table is a prefix of it, which the
+        restart rules (``diagnostics/pipeline.py``) make whole again. The caller makes that
+        recovery start at the changelog's beginning (``worker.agents.checkpointed``)."""
         lost = set(partitions)
         self.staged.forget(lost)
+        data = self.table.data
+        for key, partition in list(self.partition_of.items()):
+            if partition in lost:
+                data.pop(key, None)
+                del self.partition_of[key]
         for partition in lost:
             self._last_refresh.pop(partition, None)
             self._refreshing.pop(partition, None)

@@ -135,10 +135,6 @@ class AlertsDiffer(AssertionError):
     """The scaled run's alerts are not the single-process run's."""
 
 
-@pytest.mark.xfail(raises=AlertsDiffer, strict=True, reason=(
-    "a worker group that rebalances (a worker joins, another is killed) ends with false "
-    "vehicle_silent alerts and can lose one (weak_12v_battery): every other assertion holds. "
-    "Remove this mark once the alerts are equal."))
 def test_three_workers_and_two_apis_find_exactly_the_single_process_alerts(
         baseline: Outcome, postgres: PostgresCluster, tmp_path: Path) -> None:
     cluster = Cluster(tmp_path, postgres.new_database(), SCENARIO, "scaled", PARTITIONS,

@@ -298,3 +298,29 @@ def test_a_checkpoint_sends_the_state_as_it_was_not_as_it_becomes() -> None:
     states.write(0, {"A": state, position_key(0): 5})
     state["seq"] = 2  # the next record, before the producer sent the checkpoint
     assert table.changelog[0] == ("A", {"seq": 1})
+
+
+def test_a_revoked_partition_leaves_memory_and_comes_back_from_the_changelog_alone() -> None:
+    """A rebalance revokes every partition and hands some back; Faust then recovers a kept
+    partition over what the worker holds. Forgetting the partition's keys means the table
+    after that recovery is exactly a prefix of the changelog: never a recovered state beside
+    a newer in-memory position that claims records the state lacks."""
+    from worker.checkpoint import CheckpointedTable
+
+    table = ChangelogTable()
+    states = CheckpointedTable(table, 5.0, Clock())
+    states.write(0, {"A": {"ts": 1}, position_key(0): 1})  # first record: checkpointed
+    states.write(1, {"B": {"ts": 1}, position_key(1): 1})
+    checkpointed = list(zip(table.changelog, table.partitions, strict=True))
+    states.write(0, {"A": {"ts": 2}, "C": {"ts": 2}, position_key(0): 2})  # staged only
+    states.forget([0])
+    assert set(table.data) == {"B", position_key(1)}  # partition 1 untouched
+    table.apply_changelog_batch([Recovered(key, value, Message(partition))
+                                 for (key, value), partition in checkpointed
+                                 if partition == 0])
+    assert table.data == {"A": {"ts": 1}, position_key(0): 1, "B": {"ts": 1},
+                          position_key(1): 1}
+    # Nothing staged before the revocation is written later.
+    states.write(0, {"D": {"ts": 3}, position_key(0): 3})
+    assert [key for key, _ in table.changelog[len(checkpointed):]] in ([], ["D", position_key(0)])
+    assert "C" not in [key for key, _ in table.changelog]
