@@ -5,8 +5,9 @@
 2. Raw figure: a plain publisher sends the benchmark's payloads to a plain subscriber as fast
    as the broker acknowledges them (QoS as configured). That is the ceiling any MQTT consumer
    written in Python reaches on this machine.
-3. Start Tansu, the worker (real detectors, Faust web port on for its counters), the bridge and
-   the API exactly as ``ownercare run`` does, and wait until a probe message has gone through.
+3. Start Tansu, the worker (real detectors, Faust web port on for its counters; ``--workers N``
+   starts N in one consumer group, counted as one), the bridge and the API exactly as
+   ``ownercare run`` does, and wait until a probe message has gone through.
 4. Drive N vehicles at the given rate from a separate process (``simulators.load``), with a
    trouble code injected every second; read the worker's counters, every process's CPU and
    memory, and the alerts arriving on the API's SSE stream, once a second.
@@ -77,6 +78,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="worker lag (s) above which the run did not keep up (default 5)")
     p.add_argument("--partitions", type=_bounded(int, 1, 1024), default=None,
                    help="Kafka partitions (default: OWNERCARE_PARTITIONS or 8)")
+    p.add_argument("--workers", type=_bounded(int, 1, 8), default=1,
+                   help="worker processes in one consumer group (default 1); give a partition "
+                        "count that is a multiple of it, or some get none")
     p.add_argument("--state-dir", default=".ownercare-bench",
                    help="where each run's logs and database go (default .ownercare-bench)")
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write every figure here")
@@ -98,12 +102,21 @@ def _bounded(kind: type, low: float, high: float) -> Any:
 
 
 class BenchStack(Stack):
-    """``ownercare run``'s services, with the broker as a process and the worker's web port."""
+    """``ownercare run``'s services, with the broker as a process and each worker's web port."""
 
-    def __init__(self, settings: RunSettings, worker_web_port: int, mqtt_protocol: str) -> None:
+    def __init__(self, settings: RunSettings, worker_web_ports: list[int],
+                 mqtt_protocol: str) -> None:
         super().__init__(settings, argparse.Namespace())
-        self.worker_web_port = worker_web_port
+        self.worker_web_ports = worker_web_ports
+        self.worker_web_port = worker_web_ports[0]  # what the next child is given
         self.mqtt_protocol = mqtt_protocol
+
+    def spawn_workers(self) -> None:
+        """The workers, one consumer group: ``worker``, ``worker-2``, ..."""
+        for n, port in enumerate(self.worker_web_ports, 1):
+            self.worker_web_port = port
+            self.spawn(worker_name(n), ["worker"])
+        self.worker_web_port = self.worker_web_ports[0]
 
     def child_env(self) -> dict[str, str]:
         return {**super().child_env(),
@@ -213,7 +226,8 @@ class Bench:
             "OWNERCARE_EMBEDDED_KAFKA_STORAGE", "memory")
         settings = RunSettings(**overrides)
         protocol = self.args.mqtt_protocol
-        self.stack = BenchStack(settings, embedded.free_port(), protocol)
+        self.stack = BenchStack(settings, [embedded.free_port() for _ in range(self.args.workers)],
+                                protocol)
         from storage.keys import KeyStore
         from storage.store import Store
 
@@ -228,19 +242,24 @@ class Bench:
             settings.kafka_s3_port, settings.kafka_retention_h)
         self.stack.kafka.start()
         self.stack.tansu = self.stack.kafka.tansu.proc
-        self.stack.spawn("worker", ["worker"])
+        self.stack.spawn_workers()
         self.stack.spawn("bridge", ["bridge"])
         self.stack.spawn("api", ["api"])
         self.stack.wait_for_api(120)
 
     def worker_stats(self) -> dict[str, Any] | None:
+        """The workers' counters as one (``combine_stats``); None until every worker serves
+        them."""
         assert self.stack is not None
-        url = f"http://127.0.0.1:{self.stack.worker_web_port}/ownercare/stats/"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return dict(json.load(resp))
-        except (OSError, ValueError):
-            return None
+        each = []
+        for port in self.stack.worker_web_ports:
+            url = f"http://127.0.0.1:{port}/ownercare/stats/"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    each.append(dict(json.load(resp)))
+            except (OSError, ValueError):
+                return None
+        return combine_stats(each)
 
     def wait_until_flowing(self, timeout: float = 180) -> dict[str, Any]:
         """Probe with one vehicle beyond the fleet until the worker has processed it."""
@@ -259,7 +278,7 @@ class Bench:
                 assert self.stack is not None
                 self.stack.check_children()
                 stats = self.worker_stats()
-                if stats and stats["records"] > 0 and stats.get("view_writer_pid"):
+                if stats and stats["records"] > 0 and all(stats["view_writer_pids"]):
                     return stats
                 seq += 1
                 now = int(time.time() * 1000)
@@ -299,7 +318,8 @@ class Bench:
         if self.stack.kafka is not None:
             pids["kafka-s3"] = self.stack.kafka.pids["kafka-s3"]
         baseline = self.worker_stats() or {"records": 0}
-        pids["views"] = baseline.get("view_writer_pid")  # the worker's child process
+        for n, pid in enumerate(baseline.get("view_writer_pids", []), 1):
+            pids[views_name(n)] = pid  # each worker's child process
         threading.Thread(target=self.watch_alerts, daemon=True).start()
         time.sleep(1.0)  # let the SSE stream open at the current end of the change log
         parts = a.publishers
@@ -389,6 +409,33 @@ class Bench:
             embedded.stop_process(self.broker, 5)
 
 
+def worker_name(n: int) -> str:
+    return "worker" if n == 1 else f"worker-{n}"
+
+
+def views_name(n: int) -> str:
+    return "views" if n == 1 else f"views-{n}"
+
+
+def combine_stats(each: list[dict[str, Any]]) -> dict[str, Any]:
+    """One group's counters from its workers': records and vehicles add up, the lag is the
+    laggard's (the oldest newest event time of the workers that processed any), state sizes
+    are averaged over the vehicles each holds."""
+    vehicles = sum(int(s.get("vehicles") or 0) for s in each)
+    newest = [int(s["last_event_ts"]) for s in each if s.get("last_event_ts")]
+    return {
+        "records": sum(int(s.get("records", 0)) for s in each),
+        "last_event_ts": min(newest) if newest else 0,
+        "vehicles": vehicles,
+        "state_bytes_mean": round(sum(float(s.get("state_bytes_mean") or 0)
+                                      * int(s.get("vehicles") or 0) for s in each)
+                                  / vehicles, 1) if vehicles else None,
+        "state_bytes_max": max((s.get("state_bytes_max") or 0 for s in each), default=None),
+        "view_writer_pids": [s.get("view_writer_pid") for s in each],
+        "workers": len(each),
+    }
+
+
 def _processes(pids: dict[str, int | None]) -> dict[str, Any]:
     import psutil
 
@@ -429,10 +476,13 @@ def run(args: argparse.Namespace) -> int:
               "broker": bench.broker_name, "qos": args.qos, "mqtt_protocol": args.mqtt_protocol,
               "publishers": args.publishers,
               "partitions": bench.stack.settings.partitions if bench.stack else None,
+              "workers": args.workers,
               "cpus": os.cpu_count(), "python": sys.version.split()[0],
               "command": (f"ownercare bench --vehicles {args.vehicles} --rate {args.rate:g} "
                           f"--duration {args.duration:g} --broker {bench.broker_name} "
-                          f"--qos {args.qos}")}
+                          f"--qos {args.qos}"
+                          + (f" --workers {args.workers}" if args.workers > 1 else "")
+                          + (f" --partitions {args.partitions}" if args.partitions else ""))}
     report = summarise(config=config, samples=samples, window_start=window_start,
                        window_end=window_end, latencies=latencies, injected=len(bench.injected),
                        raw=raw, worker_stats=stats, drained=drained, max_lag_s=args.max_lag)

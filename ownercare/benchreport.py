@@ -100,10 +100,12 @@ def summarise(
             for name in last.cpu_s
         },
         "peak_rss_mib": {name: round(v / 2**20, 1) for name, v in peak_rss.items()},
-        # The worker's processes: the detectors and their view writer (``views``).
+        # The workers' processes: the detectors and their view writers (``views``).
         "worker_peak_rss_mib": round(max(
-            s.rss_bytes.get("worker", 0) + s.rss_bytes.get("views", 0) for s in measured)
+            sum(v for name, v in s.rss_bytes.items() if _of_workers(name)) for s in measured)
             / 2**20, 1),
+        "workers_cpu_s_per_1000_msgs": round(sum(
+            v for name, v in cpu.items() if _of_workers(name)), 4) if cpu else None,
         "state_bytes_per_vehicle": {
             "mean": worker_stats.get("state_bytes_mean"),
             "max": worker_stats.get("state_bytes_max"),
@@ -112,6 +114,11 @@ def summarise(
         "raw_broker": dict(raw),
         "ownercare_over_raw": float(f"{processed_rate / raw_rate:.4g}") if raw_rate else None,
     }
+
+
+def _of_workers(process: str) -> bool:
+    """``worker``, ``worker-2``, ... and their view writers ``views``, ``views-2``, ..."""
+    return process.split("-")[0] in ("worker", "views")
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -140,6 +147,9 @@ def render_text(report: Mapping[str, Any]) -> str:
             f"{k} {v}" for k, v in report["cpu_cores_used"].items()),
         "  peak RSS MiB       " + "  ".join(
             f"{k} {v}" for k, v in report["peak_rss_mib"].items()),
+        f"  workers ({c.get('workers', 1)})        CPU s / 1000 msgs "
+        f"{report['workers_cpu_s_per_1000_msgs']}  peak RSS {report['worker_peak_rss_mib']} MiB "
+        "(detectors and view writers)",
         f"  detector state     mean {report['state_bytes_per_vehicle']['mean']} B/vehicle, "
         f"max {report['state_bytes_per_vehicle']['max']} B",
     ]

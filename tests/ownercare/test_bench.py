@@ -65,10 +65,12 @@ def test_lean_publisher_delivers_every_message_intact(mosquitto_url: str, qos: i
 
 
 def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
+    """Two workers in one group (the single worker is every other run's default)."""
     report_path, plot_path = tmp_path / "bench.json", tmp_path / "bench.png"
     result = subprocess.run(
         [sys.executable, "-m", "ownercare", "bench", "--vehicles", "30", "--rate", "2",
          "--duration", "12", "--warmup", "3", "--raw-messages", "2000",
+         "--workers", "2", "--partitions", "4",
          "--state-dir", str(tmp_path / "state"), "--json", str(report_path),
          "--plot", str(plot_path)],
         capture_output=True, text=True, timeout=280, cwd=tmp_path)
@@ -76,6 +78,8 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
     assert "publish->alert" in result.stdout
     report = json.loads(report_path.read_text())
     assert report["config"]["vehicles"] == 30
+    assert report["config"]["workers"] == 2
+    assert "--workers 2 --partitions 4" in report["config"]["command"]
     assert report["offered_msgs_per_s"] == 60
     # Nothing published was lost on the way to the detectors.
     assert report["drained"] is True
@@ -87,15 +91,17 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
     assert all(s["latency_s"] > 0 for s in report["latency_samples"])
     # The cost figures cover every process of the pipeline.
-    for name in ("broker", "tansu", "bridge", "worker", "views", "api", "load"):
+    group = ("worker", "views", "worker-2", "views-2")
+    for name in ("broker", "tansu", "bridge", *group, "api", "load"):
         assert report["cpu_s_per_1000_msgs"][name] >= 0, name
-    # The worker's memory is its own and its view writer's (a child process).
+    assert report["workers_cpu_s_per_1000_msgs"] == pytest.approx(
+        sum(report["cpu_s_per_1000_msgs"][name] for name in group), abs=0.001)
+    # The workers' memory is their own and their view writers' (child processes).
     rss = report["peak_rss_mib"]
-    assert rss["worker"] > 10
-    assert rss["views"] > 10
+    assert min(rss[name] for name in group) > 10
     # (each figure is rounded to 0.1 MiB on its own, so the sum may differ by that much)
-    assert max(rss["worker"], rss["views"]) < report["worker_peak_rss_mib"] <= (
-        rss["worker"] + rss["views"] + 0.1)
+    assert max(rss[name] for name in group) < report["worker_peak_rss_mib"] <= (
+        sum(rss[name] for name in group) + 0.2)
     assert 100 < report["state_bytes_per_vehicle"]["mean"] < 16 * 1024
     assert report["state_bytes_per_vehicle"]["vehicles"] >= 30
     assert report["raw_broker"]["received"] == 2000

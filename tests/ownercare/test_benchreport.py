@@ -70,3 +70,32 @@ def test_percentile_is_a_member_with_the_right_rank(values: list[float], q: floa
     below = sum(v <= p for v in values)  # type: ignore[operator]
     assert below / len(values) >= q / 100 - 1e-9
     assert percentile([], q) is None
+
+
+def test_several_workers_count_as_one_group_with_their_view_writers() -> None:
+    group = [Sample(t=1000.0 + i, sent=1000 * i, acked=1000 * i, processed=1000 * i, lag_s=0.2,
+                    cpu_s={"bridge": 0.1 * i, "worker": 0.05 * i, "worker-2": 0.03 * i,
+                           "views": 0.01 * i, "views-2": 0.01 * i},
+                    rss_bytes={"worker": 100 * 2**20, "worker-2": 90 * 2**20,
+                               "views": 50 * 2**20, "views-2": (40 + i) * 2**20,
+                               "bridge": 500 * 2**20})
+             for i in range(21)]
+    r = report(samples=group, config={**CONFIG, "workers": 2})
+    assert r["workers_cpu_s_per_1000_msgs"] == 0.1  # 0.05 + 0.03 + 0.01 + 0.01, not the bridge
+    assert r["worker_peak_rss_mib"] == 300.0  # 100 + 90 + 50 + 60, the window's largest sum
+    assert "workers (2)" in render_text(r)
+
+
+def test_the_workers_counters_add_up_and_the_laggard_sets_the_lag() -> None:
+    from ownercare.bench import combine_stats
+
+    got = combine_stats([
+        {"records": 10, "last_event_ts": 5000, "vehicles": 3, "state_bytes_mean": 100.0,
+         "state_bytes_max": 150, "view_writer_pid": 11},
+        {"records": 4, "last_event_ts": 0, "vehicles": 0, "state_bytes_mean": 0.0,
+         "state_bytes_max": 0, "view_writer_pid": 12},  # owns no partition with records yet
+        {"records": 6, "last_event_ts": 4000, "vehicles": 1, "state_bytes_mean": 300.0,
+         "state_bytes_max": 300, "view_writer_pid": None},
+    ])
+    assert got == {"records": 20, "last_event_ts": 4000, "vehicles": 4, "state_bytes_mean": 150.0,
+                   "state_bytes_max": 300, "view_writer_pids": [11, 12, None], "workers": 3}
