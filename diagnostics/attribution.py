@@ -104,6 +104,11 @@ from vocab.eventtime import DAY_MS, HOUR_MS
 CHARGER_FAULT = "charger_fault"
 INLET_FAULT = "charging_inlet_fault"
 AssetState = dict[str, Any]
+# A car's own account of a public session (``car_accounts``), as the attributor receives it.
+CAR_CHARGE = "car_charge"
+ACCOUNT_PREFIX = "car:"
+CUT_SHORT = "CutShortThenRetried"  # the car's account: no charger error code exists
+WALK_IN = "walk-in:"
 
 
 def charger_key(charger_id: str) -> str:
@@ -117,13 +122,44 @@ def vehicle_key(vin: str) -> str:
 def car_of(outcome: Mapping[str, Any]) -> str:
     """The car of a session: its VIN, or a walk-in car of its own."""
     vin = outcome.get("vin")
-    return str(vin) if vin else f"walk-in:{outcome['session_id']}"
+    return str(vin) if vin else f"{WALK_IN}{outcome['session_id']}"
+
+
+def car_accounts(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The fleet cars' own accounts of their public charging sessions in ``records``
+    (canonical vehicle records): each ``charge_start`` / ``charge_end`` event that names its
+    charger, for the attributor."""
+    accounts = []
+    for record in records:
+        data = record.get("data") or {}
+        if (record["kind"] == "vehicle_event" and data.get("charger_id")
+                and data.get("type") in ("charge_start", "charge_end")):
+            accounts.append({"kind": CAR_CHARGE, "vin": record["id"],
+                             "charger_id": data["charger_id"],
+                             "event": "start" if data["type"] == "charge_start" else "end",
+                             "ts": int(record["ts"]), "duration_ms": data.get("duration_ms")})
+    return accounts
 
 
 def new_asset_state() -> AssetState:
-    # recent: [session_id, other asset (car or charger), abnormal 0/1, error code, ts,
-    #          startup ms or None]
+    # recent: [session_id, other asset (car or charger), abnormal 0/1, error code, ts (end),
+    #          startup ms or None, start ts]; a car's account has a session id
+    #          ``car:<vin>:<end ts>``. Entries of version 4 states have no start ts.
     return {"recent": [], "alert": alerting.new_alert_state()}
+
+
+def _is_account(entry: list[Any]) -> bool:
+    return str(entry[0]).startswith(ACCOUNT_PREFIX)
+
+
+def _overlaps(entry: list[Any], start: int, end: int) -> bool:
+    """Whether the entry's session overlaps [start, end] (one connector, one car at a time)."""
+    entry_start = entry[6] if len(entry) > 6 else entry[4]
+    return bool(entry_start <= end and start <= entry[4])
+
+
+def _cut_short(entry: list[Any]) -> list[Any]:
+    return [entry[0], entry[1], 1, CUT_SHORT, *entry[4:]]
 
 
 class ChargingAttribution:
@@ -131,14 +167,16 @@ class ChargingAttribution:
 
     name: ClassVar[str] = "charging_attribution"
     # 2: a car failing at one other vouching charger is excused; 3: a car failing on separate
-    # visits to one cleanly vouching charger is blamed; 4: slow starts count as evidence
-    version: ClassVar[str] = "4"
+    # visits to one cleanly vouching charger is blamed; 4: slow starts count as evidence;
+    # 5: the cars' own accounts of sessions their chargers do not report
+    version: ClassVar[str] = "5"
 
     def __init__(self, window: int = 12, min_assets: int = 2, min_share: float = 0.2,
                  min_others: int = 2, half_life_days: float = 7.0,
                  visit_gap_h: float = 6.0, clean_others: int = 4,
                  slow_start_s: float = 10.0, very_slow_start_s: float = 45.0,
-                 min_worn: int = 3, max_start_up_s: float = 180.0) -> None:
+                 min_worn: int = 3, max_start_up_s: float = 180.0,
+                 retry_gap_min: float = 45.0) -> None:
         self.window = window
         self.min_assets = min_assets
         self.min_share = min_share
@@ -150,6 +188,9 @@ class ChargingAttribution:
         self.very_slow_start_ms = very_slow_start_s * 1000.0
         self.min_worn = min_worn
         self.max_start_up_ms = max_start_up_s * 1000.0
+        self.retry_gap_ms = retry_gap_min * 60_000.0
+        if retry_gap_min <= 0:
+            raise ValueError("retry_gap_min must be > 0")
         if visit_gap_h <= 0 or clean_others < 1:
             raise ValueError("visit_gap_h must be > 0 and clean_others >= 1")
         if (slow_start_s <= 0 or very_slow_start_s <= slow_start_s or min_worn < 2
@@ -189,39 +230,143 @@ class ChargingAttribution:
 
     def _observe(self, outcome: Mapping[str, Any], states: MutableMapping[str, AssetState],
                  alerts: list[dict[str, Any]], changed: set[str]) -> None:
+        if outcome.get("kind") == CAR_CHARGE:
+            touched = self._car_account(outcome, states, changed)
+        else:
+            touched = self._charger_outcome(outcome, states, changed)
+        if touched is not None:
+            chargers, cars = touched
+            self._rejudge(chargers, cars, int(outcome["ts"]), states, alerts, changed)
+
+    def _charger_outcome(self, outcome: Mapping[str, Any],
+                         states: MutableMapping[str, AssetState], changed: set[str]
+                         ) -> tuple[list[str], list[str]] | None:
+        """Record a session the charger reported; it replaces the car's own account of it."""
         sid, charger, car = str(outcome["session_id"]), str(outcome["charger_id"]), car_of(outcome)
         ts, abnormal = int(outcome["ts"]), int(bool(outcome["abnormal"]))
         code = outcome.get("error_code")
         startup = outcome.get("startup_ms")
         startup = int(startup) if startup is not None else None
+        start = outcome.get("start_ts")
+        start = int(start) if start is not None else ts
         ckey = charger_key(charger)
         cstate = self._state(states, ckey, changed)
         if any(entry[0] == sid for entry in cstate["recent"]):
-            return  # a redelivered outcome
-        cstate["recent"] = [*cstate["recent"], [sid, car, abnormal, code, ts, startup]][
+            return None  # a redelivered outcome
+        vin = outcome.get("vin")
+        # The charger's word on a session replaces the car's account of it (a charger that
+        # does not know the car's VIN: any car's overlapping account, the charger's word is
+        # the one the rules were built on).
+        replaced = [e for e in cstate["recent"] if _is_account(e)
+                    and (not vin or e[1] == vin) and _overlaps(e, start, ts)]
+        cars: list[str] = []
+        for entry in replaced:
+            self._drop(states, entry[0], charger, entry[1], changed)
+            cars.append(entry[1])
+        cstate = states[ckey]
+        cstate["recent"] = [*cstate["recent"], [sid, car, abnormal, code, ts, startup, start]][
             -self.window:]
         changed.add(ckey)
-        vin = outcome.get("vin")
-        judge: list[tuple[str, str]] = [("charger", charger)]
         if vin:
             vkey = vehicle_key(str(vin))
             vstate = self._state(states, vkey, changed)
-            vstate["recent"] = [*vstate["recent"], [sid, charger, abnormal, code, ts, startup]][
-                -self.window:]
+            vstate["recent"] = [*vstate["recent"],
+                                [sid, charger, abnormal, code, ts, startup, start]][-self.window:]
             changed.add(vkey)
-            judge.append(("vehicle", str(vin)))
+            cars.insert(0, str(vin))
+        return [charger], cars
+
+    def _car_account(self, event: Mapping[str, Any], states: MutableMapping[str, AssetState],
+                     changed: set[str]) -> tuple[list[str], list[str]] | None:
+        """A fleet car's own account of a public session (``car_accounts``).
+
+        Its end is a session outcome, normal as far as the car says, unless the charger
+        reports the session itself (then the charger's word stands). Its start, within
+        ``retry_gap_min`` of such a session's end, says that session was cut short: the driver,
+        still short of charge, plugged in again (at another charger, or re-plugged at the same
+        one). A charger that is offline from the back office, as many keep charging while they
+        are, reports nothing of its sessions; the cars that charge there do.
+        """
+        vin, charger, ts = str(event["vin"]), str(event["charger_id"]), int(event["ts"])
+        if event["event"] == "start":
+            return self._cut_short_before(vin, ts, states, changed)
+        sid = f"{ACCOUNT_PREFIX}{vin}:{ts}"
+        start = ts - int(event.get("duration_ms") or 0)
+        ckey = charger_key(charger)
+        cstate = self._state(states, ckey, changed)
+        if any(e[0] == sid or (not _is_account(e) and (e[1] == vin or e[1].startswith(WALK_IN))
+                               and _overlaps(e, start, ts)) for e in cstate["recent"]):
+            return None  # redelivered, or the charger reported this session itself
+        cstate["recent"] = [*cstate["recent"], [sid, vin, 0, None, ts, None, start]][
+            -self.window:]
+        changed.add(ckey)
+        vkey = vehicle_key(vin)
+        vstate = self._state(states, vkey, changed)
+        vstate["recent"] = [*vstate["recent"], [sid, charger, 0, None, ts, None, start]][
+            -self.window:]
+        changed.add(vkey)
+        return [charger], [vin]
+
+    def _cut_short_before(self, vin: str, ts: int, states: MutableMapping[str, AssetState],
+                          changed: set[str]) -> tuple[list[str], list[str]] | None:
+        vkey = vehicle_key(vin)
+        vstate = states.get(vkey)
+        if vstate is None:
+            return None
+        cut = {e[0]: e[1] for e in vstate["recent"] if _is_account(e) and not e[2]
+               and ts - self.retry_gap_ms <= e[4] < ts}
+        if not cut:
+            return None
+        vstate["recent"] = [_cut_short(e) if e[0] in cut else e for e in vstate["recent"]]
+        changed.add(vkey)
+        for charger in set(cut.values()):
+            ckey = charger_key(charger)
+            cstate = states.get(ckey)
+            if cstate is not None:
+                cstate["recent"] = [_cut_short(e) if e[0] in cut else e
+                                    for e in cstate["recent"]]
+                changed.add(ckey)
+        return sorted(set(cut.values())), [vin]
+
+    @staticmethod
+    def _drop(states: MutableMapping[str, AssetState], sid: str, charger: str, vin: str,
+              changed: set[str]) -> None:
+        """Remove a car's account from its charger's and its car's windows."""
+        for key in (charger_key(charger), vehicle_key(vin)):
+            state = states.get(key)
+            if state is not None:
+                state["recent"] = [e for e in state["recent"] if e[0] != sid]
+                changed.add(key)
+
+    def _rejudge(self, chargers: list[str], cars: list[str], ts: int,
+                 states: MutableMapping[str, AssetState], alerts: list[dict[str, Any]],
+                 changed: set[str]) -> None:
+        """Judge the assets a new or changed session names, and every asset whose excuse or
+        voucher it may have changed."""
+        judge: list[tuple[str, str]] = [("charger", c) for c in chargers]
+        for vin in cars:
+            vstate = states.get(vehicle_key(vin))
+            if vstate is None:
+                continue
+            judge.append(("vehicle", vin))
             # The car's excuse at other chargers may have changed.
-            judge += [("charger", e[1]) for e in vstate["recent"] if e[2] and e[1] != charger]
-        # This charger's voucher for the cars that failed (or started slowly) here may have
+            judge += [("charger", e[1]) for e in vstate["recent"]
+                      if e[2] and e[1] not in chargers]
+        # Each charger's voucher for the cars that failed (or started slowly) there may have
         # changed, and with it their excuse at the other chargers where they failed.
-        for failed_here in dict.fromkeys(e[1] for e in cstate["recent"]
-                                         if (e[2] or self._slow(
-                                             self._start_excess(e, charger, e[1], states)))
-                                         and not e[1].startswith("walk-in:") and e[1] != vin):
-            judge.append(("vehicle", failed_here))
-            other = states.get(vehicle_key(failed_here))
-            if other is not None:
-                judge += [("charger", e[1]) for e in other["recent"] if e[2] and e[1] != charger]
+        for charger in chargers:
+            cstate = states.get(charger_key(charger))
+            if cstate is None:
+                continue
+            for failed_here in dict.fromkeys(
+                    e[1] for e in cstate["recent"]
+                    if (e[2] or self._slow(self._start_excess(e, charger, e[1], states)))
+                    and not e[1].startswith(WALK_IN) and e[1] not in cars):
+                judge.append(("vehicle", failed_here))
+                other = states.get(vehicle_key(failed_here))
+                if other is not None:
+                    judge += [("charger", e[1]) for e in other["recent"]
+                              if e[2] and e[1] != charger]
         seen: set[tuple[str, str]] = set()
         for kind, asset in judge:
             if (kind, asset) in seen:
@@ -243,8 +388,11 @@ class ChargingAttribution:
                 changed.add(key)
 
     # -- the cross pattern ----------------------------------------------------------------
-    def _excused(self, car: str, at_charger: str, states: Mapping[str, AssetState]) -> bool:
-        if car.startswith("walk-in:"):
+    def _excused(self, car: str, at_charger: str, states: Mapping[str, AssetState],
+                 plain: bool = False) -> bool:
+        """Whether ``car``'s failures elsewhere explain its failure at ``at_charger``; with
+        ``plain``, its vouchers are judged without excusing anyone (one level deep)."""
+        if car.startswith(WALK_IN):
             return False
         vstate = states.get(vehicle_key(car))
         if vstate is None:
@@ -261,18 +409,23 @@ class ChargingAttribution:
         # both failed at the same two good chargers (retrying at the nearest one) explain each
         # other's failures there; a charger that fails with everyone does not vouch, so an
         # innocent car unlucky at two broken chargers is not excused at either.
-        vouching = sum(self._vouches(c, car, states) for c in others)
+        vouching = sum(self._vouches(c, car, states, excuse=not plain) for c in others)
         return vouching >= max(1, self.min_assets - 1)
 
-    def _vouches(self, charger: str, without_car: str, states: Mapping[str, AssetState]
-                 ) -> bool:
+    def _vouches(self, charger: str, without_car: str, states: Mapping[str, AssetState],
+                 excuse: bool = True) -> bool:
+        """At least ``min_others`` sessions of other cars in the charger's window, at most
+        ``min_share`` of them abnormal; with ``excuse``, not counting the failures of cars
+        their own failures elsewhere explain (two faulty cars that both charge at one good
+        charger do not take its voucher from each other)."""
         cstate = states.get(charger_key(charger))
         if cstate is None:
             return False
         others = [e for e in cstate["recent"] if e[1] != without_car]
         if len(others) < self.min_others:
             return False
-        abnormal: int = sum(e[2] for e in others)
+        abnormal = sum(1 for e in others if e[2] and not (
+            excuse and self._excused(e[1], charger, states, plain=True)))
         return abnormal <= self.min_share * len(others)
 
     def _vouches_cleanly(self, charger: str, without_car: str,
@@ -343,7 +496,7 @@ class ChargingAttribution:
         failed = [e for e in recent if e[2]]
         blamed = sorted({e[1] for e in failed if not self._excused(e[1], charger, states)})
         excused = sorted({e[1] for e in failed} - set(blamed))
-        share = len(failed) / len(recent)
+        share = len(failed) / max(1, len(recent))
         was_open = states[charger_key(charger)]["alert"]["open"] is not None
         # Hysteresis: raised with a share, held while several cars still fail here.
         active = len(blamed) >= self.min_assets and (was_open or share >= self.min_share)
@@ -352,8 +505,8 @@ class ChargingAttribution:
             "abnormal_sessions": len(failed),
             "abnormal_share": round(share, 3),
             "cars_failing_here": len(blamed),
-            "fleet_cars_failing_here": [c for c in blamed if not c.startswith("walk-in:")],
-            "walk_in_cars_failing_here": sum(c.startswith("walk-in:") for c in blamed),
+            "fleet_cars_failing_here": [c for c in blamed if not c.startswith(WALK_IN)],
+            "walk_in_cars_failing_here": sum(c.startswith(WALK_IN) for c in blamed),
             "cars_excused_as_faulty_themselves": excused,
             "cars_charging_fine_elsewhere_since": self._fine_elsewhere(charger, blamed, states),
             "error_codes": _codes(failed),
@@ -384,7 +537,7 @@ class ChargingAttribution:
         driver's retry nearby, or a later stop): their car is fine, so this charger is not."""
         fine = []
         for car in cars:
-            vstate = states.get(vehicle_key(car)) if not car.startswith("walk-in:") else None
+            vstate = states.get(vehicle_key(car)) if not car.startswith(WALK_IN) else None
             if vstate is None:
                 continue
             failed_here = [e[4] for e in vstate["recent"] if e[1] == charger and e[2]]
@@ -401,7 +554,7 @@ class ChargingAttribution:
         failed = [e for e in recent if e[2]]
         vouched = sorted({e[1] for e in failed if self._vouches(e[1], vin, states)})
         unvouched = sorted({e[1] for e in failed} - set(vouched))
-        share = len(failed) / len(recent)
+        share = len(failed) / max(1, len(recent))  # a car whose only account was replaced
         # One charger that serves every other car fine, failing with this one on separate
         # visits (module docstring): the car, as much as failures at two chargers are.
         revisited = sorted(c for c in vouched

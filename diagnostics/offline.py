@@ -5,9 +5,9 @@ simulated telemetry through this one class, so what they score is exactly what t
 runs: the same pipelines, the same alarm hygiene, the same event-time rules. The worker splits
 the same work across Faust agents (``worker/agents.py``); here it runs in one process:
 vehicle records go to the vehicle pipeline, charger records to the charger silence pipeline
-and the charger pipeline, and the charging sessions the charger pipeline sees finish go on to
-the fleet's charging-fault attribution (in the worker: through the
-``ownercare.charging-outcomes`` topic).
+and the charger pipeline, and the charging sessions the charger pipeline sees finish, and the cars'
+own accounts of their public sessions, go on to the fleet's charging-fault attribution (in the
+worker: through the ``ownercare.charging-outcomes`` topic).
 
 Records are the canonical dicts of ``ingest.contract.validate`` (``kind``, ``id``, ``ts``,
 ``seq``, ``data``), in event-time order.
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from diagnostics.attribution import AssetState, ChargingAttribution
+from diagnostics.attribution import AssetState, ChargingAttribution, car_accounts
 from diagnostics.charger_pipeline import ChargerPipeline, ChargerState
 from diagnostics.charger_silence import ChargerSilencePipeline
 from diagnostics.pipeline import VehiclePipeline, VehicleState
@@ -64,6 +64,9 @@ class OfflineDiagnostics:
             alerts.extend(self.vehicles.process(
                 vehicle_records, self.vehicle_states, None, watermark,
                 sweep_all if self.vehicles.sweepers else None)[0])
+            accounts = car_accounts(vehicle_records)
+            if accounts:
+                alerts.extend(self.attribution.process(accounts, self.attribution_states)[0])
         if charger_records:
             alerts.extend(self.charger_silence.process(charger_records, self.silence_states)[0])
             charger_alerts, _, outcomes = self.chargers.process(charger_records,

@@ -482,7 +482,7 @@ def _check_vin_echo(payload: Mapping[str, Any], field: str, asset_id: str) -> No
 _TELEMETRY_FIELDS: Final = frozenset({"ts", "seq", "signals", "vin"})
 _EVENT_FIELDS: Final = frozenset(
     {"ts", "seq", "type", "vin", "code", "state", "description", "voltage_min", "duration_ms",
-     "distance_m", "energy_kwh"}
+     "distance_m", "energy_kwh", "charger_id"}
 )
 _OTA_FIELDS: Final = frozenset(
     {"ts", "seq", "vin", "status", "campaign_id", "action_id", "version", "progress", "detail"}
@@ -534,6 +534,17 @@ def _event(payload: Mapping[str, Any], asset_id: str) -> dict[str, Any]:
         data["distance_m"] = _number("distance_m", payload["distance_m"], 0, 1e7)
     if "energy_kwh" in payload:
         data["energy_kwh"] = _number("energy_kwh", payload["energy_kwh"], -1000, 1000)
+    if "charger_id" in payload:
+        # A charge event at a public charger names it (ISO 15118 tells the car its EVSE id):
+        # the car's own account of a session its charger may never report.
+        if etype not in (EventType.CHARGE_START, EventType.CHARGE_END):
+            raise ContractError(Reason.BAD_VALUE, f"charger_id belongs to charge_start and "
+                                f"charge_end events, not {etype}")
+        charger_id = _str("charger_id", payload["charger_id"], 48)
+        if not CHARGER_ID_RE.fullmatch(charger_id):
+            raise ContractError(Reason.BAD_VALUE, f"charger_id {charger_id!r} is not a charger "
+                                "id [A-Za-z0-9._-]{1,48}")
+        data["charger_id"] = charger_id
     return data
 
 

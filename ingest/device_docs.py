@@ -116,7 +116,11 @@ def _event_schema() -> dict[str, Any]:
                   "enum": sorted(contract.DTC_STATES | contract.LOW_VOLTAGE_SYSTEM_STATES)},
         "description": _str(200), "voltage_min": _num(0, 20),
         "duration_ms": _int(0, 10**10), "distance_m": _num(0, 1e7),
-        "energy_kwh": _num(-1000, 1000)})
+        "energy_kwh": _num(-1000, 1000),
+        "charger_id": {"type": "string", "maxLength": 48,
+                       "pattern": CHARGER_PATTERN,
+                       "description": "the public charger of a charge_start or charge_end "
+                                      "(its EVSE id)"}})
     return _object("vehicles/{vin}/events", props, [*required, "type"])
 
 

@@ -26,10 +26,10 @@ Rules
   runs, the alternator's charging voltage instead of the DC-DC's (the battery's own in a
   stop-start pause); its ``trip_end`` carries no ``energy_kwh``.
 * Events: ignition ON / OFF, ``trip_end`` (distance, duration, energy), ``charge_start`` /
-  ``charge_end``, ``dtc`` and ``crank`` (a failed start, once, when the 12 V battery has
-  failed). Fault ``dtc``: the car reports the trouble code (``faults.DTC_CODES``) with its
-  first transmission after an onset in the first five days; ignored, it would stop the car
-  two days later (the truth's ``failure_ts``).
+  ``charge_end`` (at a public charger naming it: ``charger_id``), ``dtc`` and ``crank`` (a
+  failed start, once, when the 12 V battery has failed). Fault ``dtc``: the car reports the
+  trouble code (``faults.DTC_CODES``) with its first transmission after an onset in the first
+  five days; ignored, it would stop the car two days later (the truth's ``failure_ts``).
 * Gaps, as on a real link: ``MISSING_SIGNAL_PROB`` (1 %) of telemetry messages miss one
   signal and ``LOST_MESSAGE_PROB`` (0.5 %) are lost entirely (their ``seq`` is spent). The
   car reports its model when it wakes up (its first telemetry of a drive or of the run).
@@ -230,6 +230,7 @@ class VehicleSim:
             body["duration_ms"] = ts - session.start
         if session.charger_id:
             body["description"] = f"public charger {session.charger_id}"
+            body["charger_id"] = session.charger_id
         return self.event(v, ts, body)
 
     # ------------------------------------------------------------------ driving

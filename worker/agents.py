@@ -8,7 +8,8 @@
 * ``diagnose-charger``: charger record batches -> charger detectors (state in the changelogged
   table ``charger-diagnostics``, same delivery order, positions and catch-up as ``diagnose``)
   -> alert upserts; and every charging session that finished -> ``ownercare.charging-outcomes``
-  (sent, like the alerts, before the states that record them).
+  (sent, like the alerts, before the states that record them). ``diagnose`` sends the cars'
+  own accounts of their public sessions there too (``attribution.car_accounts``).
 * ``attribute-charging``: the fleet's session outcomes (one partition) -> charging-fault
   attribution (``diagnostics/attribution.py``, state in ``charging-attribution``, same rules)
   -> ``charger_fault`` / ``charging_inlet_fault`` alert upserts.
@@ -48,7 +49,7 @@ import orjson
 from faust.types import TP
 
 from config.settings import WorkerSettings
-from diagnostics.attribution import ChargingAttribution
+from diagnostics.attribution import ChargingAttribution, car_accounts
 from diagnostics.charger_pipeline import ChargerPipeline
 from diagnostics.charger_silence import ChargerSilencePipeline
 from diagnostics.pipeline import (
@@ -141,6 +142,11 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
                       topics.VEHICLES) \
         if settings.generic_detector else None
 
+    # The fleet's charging-session outcomes, one partition (internal=True: the worker declares
+    # the topic itself if the bridge has not created it yet).
+    outcomes_topic = app.topic(topics.CHARGING_OUTCOMES, partitions=1, internal=True,
+                               key_serializer="raw", value_serializer="raw")
+
     async def apply(partition: int, offset: int, raw: bytes) -> None:
         records = _decode(raw)
         stats.count(records)
@@ -151,6 +157,10 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
             more, generic_writes = generic.process(partition, offset, records)
             new_alerts += more
         await deliver(new_alerts)
+        # Sent before the states, like the alerts; the attributor recognises a redelivered
+        # account by the car and the time.
+        for account in car_accounts(records):
+            await outcomes_topic.send(key=b"fleet", value=orjson.dumps(account), partition=0)
         # Changed vehicle states, the sweep clock, then the partition's position: in memory
         # now, to the changelog at the partition's next checkpoint.
         stats.state_writes += vehicle_states.write(partition, writes)
@@ -175,7 +185,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         await consume_with_catch_up(stream, silence_table, settings.kafka_bootstrap,
                                     topics.CHARGERS, apply_charger, "charger")
 
-    _install_charger_agents(app, settings, chargers, alerts, stats, marks)
+    _install_charger_agents(app, settings, chargers, outcomes_topic, alerts, stats, marks)
 
     @app.timer(SHIP_EVERY_S)  # type: ignore[untyped-decorator]
     async def ship_views() -> None:
@@ -238,15 +248,12 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
 
 
 def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: Any,
-                            alerts: Any, stats: WorkerStats, marks: ChangelogMarks) -> None:
+                            outcomes_topic: Any, alerts: Any, stats: WorkerStats,
+                            marks: ChangelogMarks) -> None:
     """The charger pipeline and the fleet's charging-fault attribution (see module doc)."""
     json_schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
     charger_table = app.Table("charger-diagnostics", default=None,
                               partitions=settings.partitions, schema=json_schema)
-    # internal=True: the worker declares the topic itself (one partition) if the bridge has
-    # not created it yet.
-    outcomes_topic = app.topic(topics.CHARGING_OUTCOMES, partitions=1, internal=True,
-                               key_serializer="raw", value_serializer="raw")
     attribution_table = app.Table("charging-attribution", default=None, partitions=1,
                                   schema=json_schema)
     pipeline = ChargerPipeline()
