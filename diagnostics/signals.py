@@ -14,6 +14,7 @@ VOLTAGE: Final = "Vehicle.LowVoltageBattery.CurrentVoltage"  # 12 V battery term
 CURRENT: Final = "Vehicle.LowVoltageBattery.CurrentCurrent"  # 12 V battery, positive = charging
 AMBIENT: Final = "Vehicle.Exterior.AirTemperature"
 SPEED: Final = "Vehicle.Speed"
+CURB_WEIGHT: Final = "Vehicle.CurbWeight"
 CHARGING: Final = "Vehicle.Powertrain.TractionBattery.Charging.IsCharging"
 PACK: Final = "Vehicle.Powertrain.TractionBattery.Temperature.Average"
 CELL_MIN: Final = "Vehicle.Powertrain.TractionBattery.CellVoltage.Min"

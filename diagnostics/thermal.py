@@ -21,8 +21,11 @@ Physical model (the constructor defaults; the fleet simulator follows the same m
   unit's heat load: ``rise = b * load_kw``. ``b`` (°C per kW) is the loop's thermal
   resistance, learned per car (it differs by model, radiator and mass). The load is the
   traction power the detector computes from the reported speed: rolling resistance and air
-  drag (``mass_kg``, ``rolling_coeff``, ``cda_m2``). A motorway drive has ten times the load of
-  town driving: a higher coolant temperature there is expected, not a fault.
+  drag (``rolling_coeff``, ``cda_m2`` and the car's mass: its ``Vehicle.CurbWeight`` once it
+  reports it, ``mass_kg`` until then; a lighter car read as a heavier one gets its load
+  overestimated and its ``b`` underestimated, so its failing pump reaches ``b_limit`` late).
+  A motorway drive has ten times the load of town driving: a higher coolant temperature
+  there is expected, not a fault.
 * Dynamics: the drive unit's thermal mass smooths the load (``load_tau_s``) and the coolant
   follows with its own lag (``coolant_tau_s``), both first-order from a cold loop (coolant at
   pack level) at the start of a drive. The detector runs the same two filters on its load
@@ -121,11 +124,12 @@ import numpy.typing as npt
 
 from diagnostics.base import Assessment, Detector, Outcome, data_missing, first_silence
 from diagnostics.helpers import as_number, check_trend_sizes, predict_failure, t_critical
-from diagnostics.signals import AMBIENT, CHARGING, PACK, SPEED
+from diagnostics.signals import AMBIENT, CHARGING, CURB_WEIGHT, PACK, SPEED
 from diagnostics.trend import weighted_trend
 from vocab.eventtime import DAY_MS, HOUR_MS
 
 STATE_VERSION = 1
+MIN_CAR_KG, MAX_CAR_KG = 500.0, 5000.0
 COOLANT = "Vehicle.Powertrain.ElectricMotor.EngineCoolant.Temperature"
 
 
@@ -133,7 +137,7 @@ class DriveUnitCooling(Detector):
     """Predicts the drive unit's thermal derate from the coolant's growing rise under load."""
 
     name: ClassVar[str] = "thermal"
-    version: ClassVar[str] = "1.4.0"
+    version: ClassVar[str] = "1.5.0"
 
     def __init__(
         self,
@@ -232,15 +236,17 @@ class DriveUnitCooling(Detector):
         """The thermal resistance (°C/kW) at which the reference load reaches ``limit_c``."""
         return (self.limit_c - self.ref_base_c) / ((1 + self.pack_load_share) * self.ref_load_kw)
 
-    def road_load_kw(self, speed_kmh: float) -> float:
+    def road_load_kw(self, speed_kmh: float, mass_kg: float | None = None) -> float:
         v = speed_kmh / 3.6
-        force = self.mass_kg * 9.81 * self.rolling_coeff + 0.5 * 1.2 * self.cda_m2 * v * v
+        mass = self.mass_kg if mass_kg is None else mass_kg
+        force = mass * 9.81 * self.rolling_coeff + 0.5 * 1.2 * self.cda_m2 * v * v
         return force * v / 1000.0
 
     def new_state(self) -> dict[str, Any]:
         return {
             "v": STATE_VERSION,
             "since": None,  # first message seen (staleness before the first sample)
+            "mass": None,  # the car's reported curb weight (kg), None: ``mass_kg``
             "drive": None,  # see _new_drive
             "win": None,  # start of the sampling window the last sample belongs to
             "hist": [],  # [ts, b, rms_load_kw, ambient] samples, oldest first; the last one
@@ -278,6 +284,11 @@ class DriveUnitCooling(Detector):
         if state["since"] is None:
             state["since"] = ts_ms
             changed = True
+        mass = as_number(signals.get(CURB_WEIGHT))
+        # A curb weight outside what a car weighs is a unit or encoding error, not a car.
+        if mass is not None and MIN_CAR_KG <= mass <= MAX_CAR_KG and mass != state.get("mass"):
+            state["mass"] = mass
+            changed = True
         speed = as_number(signals.get(SPEED))
         if speed is None or speed < 0 or signals.get(CHARGING) is True:
             stale = self._staleness(state, ts_ms)
@@ -295,7 +306,7 @@ class DriveUnitCooling(Detector):
                 stale = self._staleness(state, ts_ms)
                 return changed or stale is not None, assessment or stale
             drive = state["drive"] = self._new_drive(ts_ms)  # a drive without its event
-        self._advance(drive, ts_ms, speed)
+        self._advance(drive, ts_ms, speed, state.get("mass"))
         self._reading(state, ts_ms, signals, drive)
         return True, assessment
 
@@ -306,10 +317,11 @@ class DriveUnitCooling(Detector):
         # [start_ts, last_ts, load_lag_kw, x (doubly lagged load), n, Σxy, Σx², Σambient]
         return [ts_ms, ts_ms, 0.0, 0.0, 0, 0.0, 0.0, 0.0]
 
-    def _advance(self, drive: list[Any], ts_ms: int, speed: float) -> None:
+    def _advance(self, drive: list[Any], ts_ms: int, speed: float,
+                 mass_kg: float | None) -> None:
         """Run the load through the drive unit's and the coolant's lags up to ``ts_ms``."""
         dt = (ts_ms - drive[1]) / 1000.0
-        load = self.road_load_kw(speed)
+        load = self.road_load_kw(speed, mass_kg)
         drive[2] += (load - drive[2]) * (1 - math.exp(-dt / self.load_tau_s))
         drive[3] += (drive[2] - drive[3]) * (1 - math.exp(-dt / self.coolant_tau_s))
         drive[1] = ts_ms

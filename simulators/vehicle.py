@@ -32,7 +32,8 @@ Rules
   five days; ignored, it would stop the car two days later (the truth's ``failure_ts``).
 * Gaps, as on a real link: ``MISSING_SIGNAL_PROB`` (1 %) of telemetry messages miss one
   signal and ``LOST_MESSAGE_PROB`` (0.5 %) are lost entirely (their ``seq`` is spent). The
-  car reports its model when it wakes up (its first telemetry of a drive or of the run).
+  car reports its model and curb weight when it wakes up (its first telemetry of a drive or
+  of the run).
 * The car's own draws (when it first reports, absences, speed, noise, gaps, charging
   habits) come from its ``vehicle-run`` RNG in the order of the code below: that order is
   part of the stream, and moving one draw changes every later one.
@@ -210,6 +211,7 @@ class VehicleSim:
         if not v.model_reported:  # identification is reported when the car wakes up
             v.model_reported = True
             signals["Vehicle.VehicleIdentification.Model"] = v.spec.model
+            signals["Vehicle.CurbWeight"] = round(v.spec.spec.mass_kg)
         if rng.random() < LOST_MESSAGE_PROB:
             return None
         return ts, topic_for(Kind.VEHICLE_TELEMETRY, v.spec.vin), orjson.dumps(

@@ -520,3 +520,22 @@ def test_a_driver_who_starts_late_is_not_blamed_until_a_session_fails() -> None:
     failed = [o("AC-1", "LATE", True, "EVCommunicationError", startup_s=PACE_S["AC-1"] + 60)]
     assert opened(run(stream + late + failed)) == {
         ("vehicle", "LATE", "charging_inlet_fault")}
+
+
+def test_two_faulty_cars_at_one_good_charger_do_not_take_its_voucher_from_each_other() -> None:
+    # CP-1 charges every other car fine; CAR-A's failures there are explained by its failures
+    # at CP-2 and CP-3. CAR-B then fails at CP-1 and at CP-4: CP-1 still vouches for it.
+    o = Outcomes()
+    stream = healthy_traffic(o, ["CP-1", "CP-2", "CP-3", "CP-4"], per_charger=3)
+    stream += [o("CP-2", "CAR-A", True), o("CP-3", "CAR-A", True),
+               o("CP-1", "CAR-A", True), o("CP-1", "CAR-A", True)]
+    stream += [o("CP-1", "CAR-B", True), o("CP-4", "CAR-B", True)]
+    states: dict[str, Any] = {}
+    attribution = ChargingAttribution()
+    alerts = attribution.process(stream, states)[0]
+    assert ("vehicle", "CAR-B", "charging_inlet_fault") in opened(alerts)
+    evidence = [a for a in alerts if a["asset_id"] == "CAR-B"][-1]["evidence"]
+    assert evidence["chargers_failing_with_this_car"] == ["CP-1", "CP-4"]
+    # Without the excuse, CAR-A's two failures are 2 of CP-1's 5 other sessions (> 20 %).
+    assert not attribution._vouches("CP-1", "CAR-B", states, excuse=False)
+    assert ("charger", "CP-1", "charger_fault") not in opened(alerts)

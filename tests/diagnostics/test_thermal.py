@@ -21,7 +21,7 @@ import pytest
 
 from diagnostics import alerting
 from diagnostics.base import Assessment
-from diagnostics.signals import AMBIENT, PACK, SPEED
+from diagnostics.signals import AMBIENT, CURB_WEIGHT, PACK, SPEED
 from diagnostics.thermal import COOLANT, DriveUnitCooling
 from simulators.faults import (
     COOLANT_DERATE_C,
@@ -598,3 +598,55 @@ def test_hilly_days_around_days_parked_are_not_urgent(seed: int) -> None:
     # The trap is there: on the seventh window the trend puts the failure's early end within
     # critical_days.
     assert any(a.evidence.get("recent_growth_per_day") is not None for _ts, a in assessments)
+
+
+def reporting_weight(messages: Iterator[Message], kg: float) -> Iterator[Message]:
+    """The series with the car's curb weight in its first telemetry (as a car reports it when
+    it wakes up)."""
+    told = False
+    for ts, kind, body in messages:
+        if kind == "telemetry" and not told:
+            body, told = {**body, CURB_WEIGHT: round(kg)}, True
+        yield ts, kind, body
+
+
+@pytest.mark.parametrize("mass_kg", [1600.0, 1700.0])
+def test_a_light_car_that_reports_its_weight_is_judged_at_its_own_load(mass_kg: float) -> None:
+    resistance, growth, onset = 0.6, 0.1, 2.0
+    fail = failure_day(resistance, onset, growth)
+
+    def alerts_of(messages: Iterator[Message]) -> list[dict[str, Any]]:
+        _det, _state, _assessments, alerts = run(messages)
+        return [a for a in alerts if a["status"] == "open"]
+
+    def pump() -> Iterator[Message]:
+        return series(math.ceil(fail) + 2, resistance=resistance, growth_per_day=growth,
+                      onset_day=onset, mass_kg=mass_kg)
+
+    def warned(opened: list[dict[str, Any]]) -> float:
+        return min(days_of(a["last_seen"]) for a in opened if a["severity"] != "info")
+
+    unknown, known = alerts_of(pump()), alerts_of(reporting_weight(pump(), mass_kg))
+    assert onset < days_of(known[0]["first_seen"]) < fail - 2
+    # Read as a 2 000 kg car, its load is overestimated and its pump's rise per kW looks
+    # smaller than it is: the failure is predicted days late and the warning comes later.
+    error_known = abs(days_of(known[0]["predicted_failure_ts"]) - fail)
+    error_unknown = abs(days_of(unknown[0]["predicted_failure_ts"]) - fail)
+    assert error_known < 2.0 < error_unknown
+    assert warned(known) < warned(unknown)
+
+
+@pytest.mark.parametrize("mass_kg", [1300.0, 2400.0])
+def test_a_healthy_car_that_reports_its_weight_never_raises(mass_kg: float) -> None:
+    _det, state, _assessments, alerts = run(reporting_weight(
+        series(45, mass_kg=mass_kg, resistance=0.55), mass_kg))
+    assert state["mass"] == mass_kg
+    assert alerts == []
+
+
+def test_an_implausible_curb_weight_is_not_taken() -> None:
+    det = DriveUnitCooling()
+    state = det.new_state()
+    det.update(state, START_MS, {SPEED: 0.0, CURB_WEIGHT: 17})  # tonnes, not kg
+    assert state["mass"] is None
+    assert det.road_load_kw(100.0, None) == det.road_load_kw(100.0, det.mass_kg)

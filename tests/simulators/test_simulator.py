@@ -396,6 +396,14 @@ def test_public_charging_sessions_match_on_both_sides() -> None:
             assert signals[CHARGING] is True
             if SOC in signals:
                 assert signals[SOC] == pytest.approx(np.interp(ts, times, socs), abs=0.3)
+        # The car's own charge events name the charger, within the charger's session.
+        charger = next(t.split("/")[1] for _, t, p in messages
+                       if t.endswith("/meter") and orjson.loads(p) == meters[0][1])
+        events = [(ts, b) for ts, kind, b in decoded(messages, vin) if kind == "events"
+                  and b["type"] in ("charge_start", "charge_end")
+                  and times[0] - 300_000 <= ts <= times[-1]]
+        assert [b["type"] for _, b in events] == ["charge_start", "charge_end"], vin
+        assert {b.get("charger_id") for _, b in events} == {charger}
     assert fleet_sessions >= 2
     assert sum(1 for _, t, p in messages if t.endswith("/meter") and b'"vin"' not in p) > 0
 
