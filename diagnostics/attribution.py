@@ -493,7 +493,11 @@ class ChargingAttribution:
     def _judge_charger(self, charger: str, states: Mapping[str, AssetState], ts: int
                        ) -> Assessment:
         recent = states[charger_key(charger)]["recent"]
-        failed = [e for e in recent if e[2]]
+        # Only the charger's own reports blame it. A car's account of a session cut short has
+        # no start-up time to excuse a worn inlet by, so two faulty cars cut short here before
+        # either is known would blame a good charger; and a charger that reports nothing is
+        # raised as ``charger_silent`` already.
+        failed = [e for e in recent if e[2] and not _is_account(e)]
         blamed = sorted({e[1] for e in failed if not self._excused(e[1], charger, states)})
         excused = sorted({e[1] for e in failed} - set(blamed))
         share = len(failed) / max(1, len(recent))
