@@ -11,9 +11,12 @@ control-pilot line as a car's inlet. The cross pattern does settle it:
 * **one car failing at several chargers**, which serve other cars fine, is the car's inlet or
   on-board charger (alert ``charging_inlet_fault`` on the vehicle).
 
-Input: finished session outcomes from the charger pipeline (``session_id``, ``charger_id``,
-``vin`` or None for a car outside the fleet, ``abnormal``, ``end_status``, ``error_code``,
-``startup_ms`` (None when unknown), ``ts`` = the session's end, event time). State: one small
+Input: finished session outcomes from the charger pipeline, and the fleet cars' own accounts
+of their public sessions (``car_accounts``: charge events naming a charger; they stand for
+the sessions a charger never reports, see ``_car_account``). An outcome has ``session_id``,
+``charger_id``, ``vin`` or None for a car outside the fleet, ``abnormal``, ``end_status``,
+``error_code``, ``startup_ms`` (None when unknown), ``ts`` = the session's end, event time.
+State: one small
 JSON dict per asset (keys ``charger/<id>`` and ``vehicle/<vin>``), each with its last
 ``window`` outcomes and its alert state, so the worker keeps them in a changelogged table on a
 single-partition topic.
@@ -130,10 +133,11 @@ def car_accounts(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     (canonical vehicle records): each ``charge_start`` / ``charge_end`` event that names its
     charger, for the attributor."""
     accounts = []
-    for record in records:
+    for record in records:  # every vehicle record the worker reads passes here: kind first
+        if record["kind"] != "vehicle_event":
+            continue
         data = record.get("data") or {}
-        if (record["kind"] == "vehicle_event" and data.get("charger_id")
-                and data.get("type") in ("charge_start", "charge_end")):
+        if data.get("charger_id") and data.get("type") in ("charge_start", "charge_end"):
             accounts.append({"kind": CAR_CHARGE, "vin": record["id"],
                              "charger_id": data["charger_id"],
                              "event": "start" if data["type"] == "charge_start" else "end",
@@ -263,16 +267,10 @@ class ChargingAttribution:
         for entry in replaced:
             self._drop(states, entry[0], charger, entry[1], changed)
             cars.append(entry[1])
-        cstate = states[ckey]
-        cstate["recent"] = [*cstate["recent"], [sid, car, abnormal, code, ts, startup, start]][
-            -self.window:]
-        changed.add(ckey)
+        self._record(states, ckey, [sid, car, abnormal, code, ts, startup, start], changed)
         if vin:
-            vkey = vehicle_key(str(vin))
-            vstate = self._state(states, vkey, changed)
-            vstate["recent"] = [*vstate["recent"],
-                                [sid, charger, abnormal, code, ts, startup, start]][-self.window:]
-            changed.add(vkey)
+            self._record(states, vehicle_key(str(vin)),
+                         [sid, charger, abnormal, code, ts, startup, start], changed)
             cars.insert(0, str(vin))
         return [charger], cars
 
@@ -297,14 +295,8 @@ class ChargingAttribution:
         if any(e[0] == sid or (not _is_account(e) and (e[1] == vin or e[1].startswith(WALK_IN))
                                and _overlaps(e, start, ts)) for e in cstate["recent"]):
             return None  # redelivered, or the charger reported this session itself
-        cstate["recent"] = [*cstate["recent"], [sid, vin, 0, None, ts, None, start]][
-            -self.window:]
-        changed.add(ckey)
-        vkey = vehicle_key(vin)
-        vstate = self._state(states, vkey, changed)
-        vstate["recent"] = [*vstate["recent"], [sid, charger, 0, None, ts, None, start]][
-            -self.window:]
-        changed.add(vkey)
+        self._record(states, ckey, [sid, vin, 0, None, ts, None, start], changed)
+        self._record(states, vehicle_key(vin), [sid, charger, 0, None, ts, None, start], changed)
         return [charger], [vin]
 
     def _cut_short_before(self, vin: str, ts: int, states: MutableMapping[str, AssetState],
@@ -327,6 +319,13 @@ class ChargingAttribution:
                                     for e in cstate["recent"]]
                 changed.add(ckey)
         return sorted(set(cut.values())), [vin]
+
+    def _record(self, states: MutableMapping[str, AssetState], key: str, entry: list[Any],
+                changed: set[str]) -> None:
+        """Append a session to an asset's window (its last ``window`` sessions)."""
+        state = self._state(states, key, changed)
+        state["recent"] = [*state["recent"], entry][-self.window:]
+        changed.add(key)
 
     @staticmethod
     def _drop(states: MutableMapping[str, AssetState], sid: str, charger: str, vin: str,
