@@ -219,7 +219,7 @@ class ChargingAttribution:
         ``states`` (the worker's table): returns (alert upserts, table writes), to be applied
         in that order, the partition's position last (as ``VehiclePipeline.process_source``).
         """
-        local = _Overlay(states)
+        local = TableOverlay(states)
         alerts, changed = self.process(outcomes, local)
         return alerts, table_writes(states, local, changed, partition, offset)
 
@@ -665,7 +665,7 @@ def _codes(failed: list[list[Any]]) -> list[str]:
     return sorted({str(e[3]) for e in failed if e[3]})
 
 
-class _Overlay(MutableMapping[str, AssetState]):
+class TableOverlay(MutableMapping[str, AssetState]):
     """Reads through to the table, keeps new entries local until the caller writes them."""
 
     def __init__(self, base: Mapping[str, Any]) -> None:

@@ -6,8 +6,9 @@ runs: the same pipelines, the same alarm hygiene, the same event-time rules. The
 the same work across Faust agents (``worker/agents.py``); here it runs in one process:
 vehicle records go to the vehicle pipeline, charger records to the charger silence pipeline
 and the charger pipeline, and the charging sessions the charger pipeline sees finish, and the cars'
-own accounts of their public sessions, go on to the fleet's charging-fault attribution (in the
-worker: through the ``ownercare.charging-outcomes`` topic).
+own accounts of their public sessions, go on to the fleet's charging-fault attribution in
+event-time order (in the worker: through the ``ownercare.charging-outcomes`` topic; see
+``diagnostics/attribution_order.py``); ``finish`` releases what it still holds.
 
 Records are the canonical dicts of ``ingest.contract.validate`` (``kind``, ``id``, ``ts``,
 ``seq``, ``data``), in event-time order.
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from diagnostics.attribution import AssetState, ChargingAttribution, car_accounts
+from diagnostics.attribution_order import CAR, CHARGER, ClockTicks, OrderedAttribution
 from diagnostics.charger_pipeline import ChargerPipeline, ChargerState
 from diagnostics.charger_silence import ChargerSilencePipeline
 from diagnostics.pipeline import VehiclePipeline, VehicleState
@@ -43,6 +45,10 @@ class OfflineDiagnostics:
         self.charger_states: dict[str, ChargerState] = {}
         self.attribution = attribution or ChargingAttribution()
         self.attribution_states: dict[str, AssetState] = {}
+        # As in the worker: the attribution takes its inputs in event-time order, each stream
+        # ticking its clock as it goes.
+        self.ordered_attribution = OrderedAttribution(self.attribution)
+        self.car_ticks, self.charger_ticks = ClockTicks(CAR), ClockTicks(CHARGER)
         # Charger silence has its own per-charger states (as in the worker: its own table).
         self.charger_silence = charger_silence or ChargerSilencePipeline()
         self.silence_states: dict[str, dict[str, Any]] = {}
@@ -64,18 +70,24 @@ class OfflineDiagnostics:
             alerts.extend(self.vehicles.process(
                 vehicle_records, self.vehicle_states, None, watermark,
                 sweep_all if self.vehicles.sweepers else None)[0])
-            accounts = car_accounts(vehicle_records)
-            if accounts:
-                alerts.extend(self.attribution.process(accounts, self.attribution_states)[0])
+            alerts.extend(self._attribute(car_accounts(vehicle_records),
+                                          self.car_ticks.after(0, vehicle_records)))
         if charger_records:
             alerts.extend(self.charger_silence.process(charger_records, self.silence_states)[0])
             charger_alerts, _, outcomes = self.chargers.process(charger_records,
                                                                 self.charger_states)
             alerts.extend(charger_alerts)
-            if outcomes:
-                self.session_outcomes.extend(outcomes)
-                alerts.extend(self.attribution.process(outcomes, self.attribution_states)[0])
+            self.session_outcomes.extend(outcomes)
+            alerts.extend(self._attribute(outcomes, self.charger_ticks.after(0, charger_records)))
         return alerts
+
+    def _attribute(self, items: list[dict[str, Any]], tick: dict[str, Any] | None
+                   ) -> list[dict[str, Any]]:
+        if tick is not None:
+            items = [*items, tick]
+        if not items:
+            return []
+        return self.ordered_attribution.process(items, self.attribution_states)[0]
 
     def finish(self, ts_ms: int) -> list[dict[str, Any]]:
         """Alerts due at the end of the stream (event time ``ts_ms``): the last sweeps, then
@@ -91,4 +103,5 @@ class OfflineDiagnostics:
             alerts.extend(self.charger_silence.advance(ts_ms, self.silence_states)[0])
         if self.charger_states:
             alerts.extend(self.chargers.due(self.charger_states, ts_ms))
+        alerts.extend(self.ordered_attribution.flush(self.attribution_states)[0])
         return alerts

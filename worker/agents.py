@@ -10,9 +10,11 @@
   -> alert upserts; and every charging session that finished -> ``ownercare.charging-outcomes``
   (sent, like the alerts, before the states that record them). ``diagnose`` sends the cars'
   own accounts of their public sessions there too (``attribution.car_accounts``).
-* ``attribute-charging``: the fleet's session outcomes (one partition) -> charging-fault
-  attribution (``diagnostics/attribution.py``, state in ``charging-attribution``, same rules)
-  -> ``charger_fault`` / ``charging_inlet_fault`` alert upserts.
+* ``attribute-charging``: the fleet's session outcomes (one partition), held until both
+  streams have passed them and taken in event-time order (``diagnostics/attribution_order.py``:
+  both producers send clock ticks after their items) -> charging-fault attribution
+  (``diagnostics/attribution.py``, state in ``charging-attribution``, same rules) ->
+  ``charger_fault`` / ``charging_inlet_fault`` alert upserts.
 * not an agent: the view writer (``worker/view_writer.py``), a child process that gets
   the records ``diagnose`` and ``charger-silence`` process and writes the newest value per
   signal for the API's views, the daily health indicators, the charging sessions and the OTA
@@ -49,7 +51,8 @@ import orjson
 from faust.types import TP
 
 from config.settings import WorkerSettings
-from diagnostics.attribution import ChargingAttribution, car_accounts
+from diagnostics.attribution import car_accounts
+from diagnostics.attribution_order import CAR, CHARGER, ClockTicks, OrderedAttribution
 from diagnostics.charger_pipeline import ChargerPipeline
 from diagnostics.charger_silence import ChargerSilencePipeline
 from diagnostics.pipeline import (
@@ -147,6 +150,8 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     outcomes_topic = app.topic(topics.CHARGING_OUTCOMES, partitions=1, internal=True,
                                key_serializer="raw", value_serializer="raw")
 
+    car_ticks = ClockTicks(CAR)
+
     async def apply(partition: int, offset: int, raw: bytes) -> None:
         records = _decode(raw)
         stats.count(records)
@@ -158,9 +163,11 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
             new_alerts += more
         await deliver(new_alerts)
         # Sent before the states, like the alerts; the attributor recognises a redelivered
-        # account by the car and the time.
-        for account in car_accounts(records):
-            await outcomes_topic.send(key=b"fleet", value=orjson.dumps(account), partition=0)
+        # account by the car and the time. The clock tick after them says how far this
+        # partition's stream has come (the attributor orders its inputs by event time).
+        tick = car_ticks.after(partition, records)
+        for item in [*car_accounts(records), *([tick] if tick else [])]:
+            await outcomes_topic.send(key=b"fleet", value=orjson.dumps(item), partition=0)
         # Changed vehicle states, the sweep clock, then the partition's position: in memory
         # now, to the changelog at the partition's next checkpoint.
         stats.state_writes += vehicle_states.write(partition, writes)
@@ -257,7 +264,8 @@ def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: 
     attribution_table = app.Table("charging-attribution", default=None, partitions=1,
                                   schema=json_schema)
     pipeline = ChargerPipeline()
-    attribution = ChargingAttribution()
+    attribution = OrderedAttribution()
+    charger_ticks = ClockTicks(CHARGER)
     charger_states = checkpointed(app, charger_table, topics.CHARGERS, settings, marks)
     attribution_states = checkpointed(app, attribution_table, topics.CHARGING_OUTCOMES,
                                       settings, marks)
@@ -265,13 +273,15 @@ def _install_charger_agents(app: faust.App, settings: WorkerSettings, chargers: 
     emit = alert_sender(alerts, stats)
 
     async def apply_chargers(partition: int, offset: int, raw: bytes) -> None:
+        records = _decode(raw)
         new_alerts, writes, outcomes = pipeline.process_source(
-            charger_table, partition, offset, _decode(raw))
+            charger_table, partition, offset, records)
         await emit(new_alerts)
-        # Outcomes, like alerts, are delivered before the states that say they were sent; a
-        # redelivered outcome is recognised by its session id.
-        for outcome in outcomes:
-            await outcomes_topic.send(key=b"fleet", value=orjson.dumps(outcome), partition=0)
+        # Outcomes, like alerts, are delivered before the states that say they were sent (a
+        # redelivered outcome is recognised by its session id), then this stream's clock.
+        tick = charger_ticks.after(partition, records)
+        for item in [*outcomes, *([tick] if tick else [])]:
+            await outcomes_topic.send(key=b"fleet", value=orjson.dumps(item), partition=0)
         charger_states.write(partition, writes)
 
     async def apply_outcome(partition: int, offset: int, raw: bytes) -> None:

@@ -1,0 +1,168 @@
+"""The charging attribution's inputs in event-time order, whatever order they arrive in.
+
+The attribution (``diagnostics/attribution.py``) hears of a session twice over: from the
+charger pipeline (the charger's report) and from the car (its own account of a public
+session). The two come from different streams -- in the worker, from different agents that
+each run at their own pace and restart from their own positions -- so the order in which one
+session's two accounts, or a session and the car's next one elsewhere, meet depends on which
+agent was ahead. The rules read windows of sessions, so that order would change what is
+decided and when: a car's account could briefly stand for a session its charger reports
+later, and an alert could open a day earlier or later after a worker restart.
+
+``OrderedAttribution`` removes the race. Every input is held until both streams have passed
+its event time, then released to the attribution in event-time order (ties: the charger's
+report first, then the car's accounts, then by content). Each stream's progress is its clock:
+the newest event time it has reported, from its sessions and from ``clock`` ticks its
+producer sends as its records go by (``clock_tick``), so a stream with no session for a while
+still moves on. ``hold_ms`` allows for one stream's own disorder (its partitions, its devices
+running a little apart). A stream that has fallen silent (``max_wait_ms``, a week, behind the
+other: a fleet whose chargers have all stopped reporting) is not waited for; a week because a
+restarted worker's agents catch up on their backlogs at very different speeds (a replay at
+15 000x puts one stream days ahead of the other for a while). An input that arrives after
+its time has been released (a stream further behind than that, or a redelivery after a
+restart) goes in at once; the attribution recognises redeliveries.
+
+State: one JSON value, ``ORDER_KEY``, among the attribution's asset states (in the worker, in
+the same changelogged table): the clocks, the release mark and the inputs held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+from diagnostics.attribution import CAR_CHARGE, AssetState, ChargingAttribution, TableOverlay
+from diagnostics.pipeline import table_writes
+from vocab.eventtime import DAY_MS, HOUR_MS
+
+ORDER_KEY = "order"
+CLOCK = "clock"
+CAR = "car"
+CHARGER = "charger"
+TICK_MS = 5 * 60_000  # a stream's clock moves on in steps of at least this much event time
+
+
+def clock_tick(source: str, ts: int) -> dict[str, Any]:
+    """An input saying ``source``'s stream has reached event time ``ts``."""
+    return {"kind": CLOCK, "source": source, "ts": int(ts)}
+
+
+class ClockTicks:
+    """The ``clock`` ticks a producer sends after the records it has read: one per source
+    partition each time its newest event time has moved ``TICK_MS`` on. In memory only: after
+    a restart the first batch ticks again, and a repeated tick changes nothing."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.last: dict[int, int] = {}
+
+    def after(self, partition: int, records: Iterable[Mapping[str, Any]]
+              ) -> dict[str, Any] | None:
+        newest = max((int(r["ts"]) for r in records), default=None)
+        last = self.last.get(partition)
+        if newest is None or (last is not None and newest < last + TICK_MS):
+            return None
+        self.last[partition] = newest
+        return clock_tick(self.source, newest)
+
+
+def source_of(item: Mapping[str, Any]) -> str:
+    """Which stream an input came from: a car's account or the charger pipeline's report."""
+    if item.get("kind") == CLOCK:
+        return str(item["source"])
+    return CAR if item.get("kind") == CAR_CHARGE else CHARGER
+
+
+def _sort_key(item: Mapping[str, Any]) -> list[Any]:
+    rank = 0 if source_of(item) == CHARGER else 1 if item.get("event") == "end" else 2
+    # Equal keys are the same session told twice (a redelivery): their order does not matter.
+    name = item.get("session_id") or f"{item.get('vin')}@{item.get('charger_id')}"
+    return [int(item["ts"]), rank, str(name)]
+
+
+def new_order_state() -> dict[str, Any]:
+    return {"clocks": {}, "released": None, "held": []}
+
+
+class OrderedAttribution:
+    """``ChargingAttribution`` fed in event-time order (see the module docstring)."""
+
+    def __init__(self, attribution: ChargingAttribution | None = None,
+                 hold_ms: int = 2 * HOUR_MS, max_wait_ms: int = 7 * DAY_MS) -> None:
+        if hold_ms < 0 or max_wait_ms <= hold_ms:
+            raise ValueError("need hold_ms >= 0 and max_wait_ms > hold_ms")
+        self.attribution = attribution or ChargingAttribution()
+        self.hold_ms = hold_ms
+        self.max_wait_ms = max_wait_ms
+
+    def process(self, items: Iterable[Mapping[str, Any]],
+                states: MutableMapping[str, AssetState]
+                ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Take ``items`` (session reports, car accounts, clock ticks); return the alert
+        upserts of what became due and the keys of the states that changed."""
+        order = states.get(ORDER_KEY) or new_order_state()
+        released = order["released"]
+        late: list[Mapping[str, Any]] = []
+        changed = {ORDER_KEY}
+        for item in items:
+            source, ts = source_of(item), int(item["ts"])
+            clocks = order["clocks"]
+            clocks[source] = max(ts, clocks.get(source, ts))
+            if item.get("kind") == CLOCK:
+                continue
+            if released is not None and ts <= released:
+                late.append(item)
+            else:
+                order["held"].append([_sort_key(item), dict(item)])
+        due = self._due(order)
+        states[ORDER_KEY] = order
+        alerts: list[dict[str, Any]] = []
+        for item in [*late, *due]:
+            more, touched = self.attribution.process([item], states)
+            alerts += more
+            changed |= touched
+        return alerts, changed
+
+    def flush(self, states: MutableMapping[str, AssetState]
+              ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Release everything held (the end of a finite stream)."""
+        order = states.get(ORDER_KEY)
+        if not order or not order["held"]:
+            return [], set()
+        held = sorted(order["held"], key=lambda entry: entry[0])
+        order["held"] = []
+        order["released"] = max(order["released"] or held[-1][0][0], held[-1][0][0])
+        states[ORDER_KEY] = order
+        alerts, changed = self.attribution.process([entry[1] for entry in held], states)
+        return alerts, changed | {ORDER_KEY}
+
+    def process_source(self, states: Mapping[str, Any], partition: int, offset: int,
+                       items: Iterable[Mapping[str, Any]]
+                       ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """As ``ChargingAttribution.process_source``: (alert upserts, table writes)."""
+        local = TableOverlay(states)
+        alerts, changed = self.process(items, local)
+        return alerts, table_writes(states, local, changed, partition, offset)
+
+    def watermark(self, clocks: Mapping[str, int]) -> int | None:
+        """The event time both streams have passed, less ``hold_ms``; a stream more than
+        ``max_wait_ms`` behind the newest is not waited for."""
+        if not clocks:
+            return None
+        newest = max(clocks.values())
+        return min(c for c in clocks.values() if c >= newest - self.max_wait_ms) - self.hold_ms
+
+    def _due(self, order: dict[str, Any]) -> list[dict[str, Any]]:
+        mark = self.watermark(order["clocks"])
+        if mark is None or not order["held"]:
+            return []
+        if order["released"] is not None:
+            mark = max(mark, order["released"])  # the mark never moves back
+        order["held"].sort(key=lambda entry: entry[0])
+        count = 0
+        while count < len(order["held"]) and order["held"][count][0][0] <= mark:
+            count += 1
+        due = [entry[1] for entry in order["held"][:count]]
+        order["held"] = order["held"][count:]
+        order["released"] = mark
+        return due
