@@ -11,7 +11,7 @@ later, and an alert could open a day earlier or later after a worker restart.
 
 ``OrderedAttribution`` removes the race. Every input is held until both streams have passed
 its event time, then released to the attribution in event-time order (ties: the charger's
-report first, then the car's accounts, then by content). Each stream's progress is its clock:
+report first, then the car's accounts, then by session). Each stream's progress is its clock:
 the newest event time it has reported, from its sessions and from ``clock`` ticks its
 producer sends as its records go by (``clock_tick``), so a stream with no session for a while
 still moves on. ``hold_ms`` allows for one stream's own disorder (its partitions, its devices
