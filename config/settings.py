@@ -7,6 +7,7 @@ Defaults point at the embedded stack that ``ownercare run`` starts.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -102,13 +103,37 @@ class CatalogueSettings(CommonSettings):
         return tuple(Path(item.strip()) for item in self.vss_overlays.split(",") if item.strip())
 
 
+MAX_SHARDS = 1024
+_SHARD_RE = re.compile(r"([0-9]{1,4})/([0-9]{1,4})")
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """``"k/n"`` -> (k, n) with 1 <= k <= n <= MAX_SHARDS; ``""`` -> (1, 1)."""
+    if not value:
+        return 1, 1
+    match = _SHARD_RE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"OWNERCARE_BRIDGE_SHARD: {value!r} is not k/n (for example 1/2)")
+    k, n = int(match[1]), int(match[2])
+    if not 1 <= k <= n <= MAX_SHARDS:
+        raise ValueError(f"OWNERCARE_BRIDGE_SHARD: {value!r} needs 1 <= k <= n <= {MAX_SHARDS}")
+    return k, n
+
+
 class BridgeSettings(KafkaSettings, CatalogueSettings):
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker, mqtt[s]://[user:pass@]host:port")
     mqtt_protocol: Literal["3.1.1", "5"] = "3.1.1"
     mqtt_client_id: str = "ownercare-bridge"
     mqtt_shared_group: str = Field(
-        "", description="If set, subscribe with $share/<group>/... so bridges split the load."
+        "", description="If set, subscribe with $share/<group>/... so bridges split the load. "
+        "Only for a broker that hands one publisher's messages to one member (EMQX "
+        "hash_clientid): Mosquitto hands them out in turn, which reorders an asset's records; "
+        "use OWNERCARE_BRIDGE_SHARD there."
     )
+    bridge_shard: str = Field(
+        "", description="k/n: this bridge forwards the assets in share k of n (murmur2 of the "
+        "id, as Kafka partitions them) and acknowledges the rest unread, so n bridges each "
+        "subscribed to everything split the fleet with each asset's order kept; empty = all.")
     max_payload_bytes: int = Field(64 * 1024, ge=256, le=16 * 1024 * 1024)
     bridge_batch_max: int = Field(
         500, ge=1, le=100_000, description="Canonical records packed into one Kafka record."
@@ -138,6 +163,24 @@ class BridgeSettings(KafkaSettings, CatalogueSettings):
     @classmethod
     def _mqtt_url(cls, v: str) -> str:
         return _check_scheme(v, ("mqtt", "mqtts"), "OWNERCARE_MQTT_URL")
+
+    @field_validator("bridge_shard")
+    @classmethod
+    def _bridge_shard(cls, v: str) -> str:
+        parse_shard(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_way_to_split(self) -> BridgeSettings:
+        if self.bridge_shard and self.mqtt_shared_group:
+            raise ValueError("OWNERCARE_BRIDGE_SHARD and OWNERCARE_MQTT_SHARED_GROUP both set: "
+                             "a shard subscribes to every asset itself; set one of them")
+        return self
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        """(k, n) of OWNERCARE_BRIDGE_SHARD, 1-based; (1, 1) when unset."""
+        return parse_shard(self.bridge_shard)
 
 
 class OcppSettings(KafkaSettings):

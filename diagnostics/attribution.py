@@ -162,6 +162,27 @@ def _overlaps(entry: list[Any], start: int, end: int) -> bool:
     return bool(entry_start <= end and start <= entry[4])
 
 
+def _redelivered(state: AssetState, mark: str, ts: int) -> bool:
+    """Whether an input at ``ts`` is at or below the asset's high-water ``mark``, and so a
+    redelivery: each kind of input comes from one pipeline per asset in strictly increasing
+    time (a connector's sessions start one after another, a car's charge events follow each
+    other), however long ago the first copy went by. The windows alone would forget a
+    session after ``window`` newer ones, and a redelivered report would count twice."""
+    marks = state.get("marks") or {}
+    return mark in marks and ts <= int(marks[mark])
+
+
+def _advance(state: AssetState, mark: str, ts: int) -> None:
+    marks = state.setdefault("marks", {})
+    marks[mark] = max(ts, int(marks.get(mark, ts)))
+
+
+def _connector_mark(session_id: str) -> str:
+    """``connector:<n>`` of a charger's session id (``<charger>:<connector>:<start ts>``)."""
+    parts = session_id.rsplit(":", 2)
+    return f"connector:{parts[1] if len(parts) == 3 else '?'}"
+
+
 def _cut_short(entry: list[Any]) -> list[Any]:
     return [entry[0], entry[1], 1, CUT_SHORT, *entry[4:]]
 
@@ -255,8 +276,11 @@ class ChargingAttribution:
         start = int(start) if start is not None else ts
         ckey = charger_key(charger)
         cstate = self._state(states, ckey, changed)
-        if any(entry[0] == sid for entry in cstate["recent"]):
+        connector = _connector_mark(sid)
+        if any(entry[0] == sid for entry in cstate["recent"]) \
+                or _redelivered(cstate, connector, start):
             return None  # a redelivered outcome
+        _advance(cstate, connector, start)
         vin = outcome.get("vin")
         # The charger's word on a session replaces the car's account of it (a charger that
         # does not know the car's VIN: any car's overlapping account, the charger's word is
@@ -286,6 +310,12 @@ class ChargingAttribution:
         are, reports nothing of its sessions; the cars that charge there do.
         """
         vin, charger, ts = str(event["vin"]), str(event["charger_id"]), int(event["ts"])
+        vstate = self._state(states, vehicle_key(vin), changed)
+        mark = f"account_{event['event']}"
+        if _redelivered(vstate, mark, ts):
+            return None
+        _advance(vstate, mark, ts)
+        changed.add(vehicle_key(vin))
         if event["event"] == "start":
             return self._cut_short_before(vin, ts, states, changed)
         sid = f"{ACCOUNT_PREFIX}{vin}:{ts}"

@@ -11,16 +11,20 @@ later, and an alert could open a day earlier or later after a worker restart.
 
 ``OrderedAttribution`` removes the race. Every input is held until both streams have passed
 its event time, then released to the attribution in event-time order (ties: the charger's
-report first, then the car's accounts, then by session). Each stream's progress is its clock:
-the newest event time it has reported, from its sessions and from ``clock`` ticks its
-producer sends as its records go by (``clock_tick``), so a stream with no session for a while
-still moves on. ``hold_ms`` allows for one stream's own disorder (its partitions, its devices
-running a little apart). A stream that has fallen silent (``max_wait_ms``, a week, behind the
-other: a fleet whose chargers have all stopped reporting) is not waited for; a week because a
-restarted worker's agents catch up on their backlogs at very different speeds (a replay at
-15 000x puts one stream days ahead of the other for a while). An input that arrives after
-its time has been released (a stream further behind than that, or a redelivery after a
-restart) goes in at once; the attribution recognises redeliveries.
+report first, then the car's accounts, then by session). Each stream's progress is its clock,
+from the ``clock`` ticks its producers send per source partition as their records go by
+(``clock_tick``), so a stream with no session for a while still moves on: the oldest of its
+partitions' clocks, because with several workers (or a bridge restarting with its shard of
+the fleet) one partition's cars can run hours behind another's. Without ticks (a caller
+feeding sessions alone) a stream's clock is the newest event time of its inputs.
+``hold_ms`` allows for the disorder within a partition (its devices running a little apart).
+A stream or partition that has fallen silent (``max_wait_ms``, a week, behind the newest: a
+fleet whose chargers have all stopped reporting, a partition whose every car went quiet) is
+not waited for; a week because a restarted worker's agents catch up on their backlogs at very
+different speeds (a replay at 15 000x puts one stream days ahead of the other for a while).
+Until then, a quiet partition delays the attribution's alerts by as long as it is quiet. An
+input that arrives after its time has been released (a stream further behind than that, or a
+redelivery after a restart) goes in at once; the attribution recognises redeliveries.
 
 State: one JSON value, ``ORDER_KEY``, among the attribution's asset states (in the worker, in
 the same changelogged table): the clocks, the release mark and the inputs held.
@@ -42,9 +46,13 @@ CHARGER = "charger"
 TICK_MS = 5 * 60_000  # a stream's clock moves on in steps of at least this much event time
 
 
-def clock_tick(source: str, ts: int) -> dict[str, Any]:
-    """An input saying ``source``'s stream has reached event time ``ts``."""
-    return {"kind": CLOCK, "source": source, "ts": int(ts)}
+def clock_tick(source: str, ts: int, partition: int | None = None) -> dict[str, Any]:
+    """An input saying ``source``'s stream (its ``partition``, when given) has reached event
+    time ``ts``."""
+    tick: dict[str, Any] = {"kind": CLOCK, "source": source, "ts": int(ts)}
+    if partition is not None:
+        tick["partition"] = int(partition)
+    return tick
 
 
 class ClockTicks:
@@ -63,7 +71,7 @@ class ClockTicks:
         if newest is None or (last is not None and newest < last + TICK_MS):
             return None
         self.last[partition] = newest
-        return clock_tick(self.source, newest)
+        return clock_tick(self.source, newest, partition)
 
 
 def source_of(item: Mapping[str, Any]) -> str:
@@ -107,7 +115,8 @@ class OrderedAttribution:
         for item in items:
             source, ts = source_of(item), int(item["ts"])
             clocks = order["clocks"]
-            clocks[source] = max(ts, clocks.get(source, ts))
+            key = source if item.get("partition") is None else f"{source}:{item['partition']}"
+            clocks[key] = max(ts, clocks.get(key, ts))
             if item.get("kind") == CLOCK:
                 continue
             if released is not None and ts <= released:
@@ -147,10 +156,30 @@ class OrderedAttribution:
     def watermark(self, clocks: Mapping[str, int]) -> int | None:
         """The event time both streams have passed, less ``hold_ms``; a stream more than
         ``max_wait_ms`` behind the newest is not waited for."""
-        if not clocks:
+        streams = self.stream_clocks(clocks)
+        if not streams:
             return None
-        newest = max(clocks.values())
-        return min(c for c in clocks.values() if c >= newest - self.max_wait_ms) - self.hold_ms
+        return self._oldest_waited_for(streams.values()) - self.hold_ms
+
+    def stream_clocks(self, clocks: Mapping[str, int]) -> dict[str, int]:
+        """Each stream's clock: the oldest of its partitions' (``source:partition`` keys)
+        not ``max_wait_ms`` behind its newest, or else its inputs' (the ``source`` key)."""
+        partitions: dict[str, list[int]] = {}
+        streams: dict[str, int] = {}
+        for key, ts in clocks.items():
+            source, _, partition = key.partition(":")
+            if partition:
+                partitions.setdefault(source, []).append(ts)
+            else:
+                streams[source] = ts
+        for source, values in partitions.items():
+            streams[source] = self._oldest_waited_for(values)
+        return streams
+
+    def _oldest_waited_for(self, clocks: Iterable[int]) -> int:
+        values = list(clocks)
+        newest = max(values)
+        return min(c for c in values if c >= newest - self.max_wait_ms)
 
     def _due(self, order: dict[str, Any]) -> list[dict[str, Any]]:
         mark = self.watermark(order["clocks"])

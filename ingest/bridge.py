@@ -35,6 +35,7 @@ from ingest import contract, service_metrics, topics
 from ingest.catalogue import PATH_RE, Catalogue
 from ingest.kafka import ensure_topics, partition_for, wait_for_kafka
 from ingest.mqtt import BatchedIoClient, make_client
+from ingest.shard import Shard
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,11 @@ class Bridge:
         self._client: BatchedIoClient | None = None
         self._producer: AIOKafkaProducer | None = None
         self._max_future_skew_ms = settings.max_future_skew_ms
+        self._shard = Shard(*settings.shard)
+        if settings.mqtt_shared_group:
+            log.warning("shared_subscription group=%s: the broker must hand one device's "
+                        "messages to one bridge (Mosquitto hands them out in turn and reorders "
+                        "them; use OWNERCARE_BRIDGE_SHARD)", settings.mqtt_shared_group)
         if self._max_future_skew_ms is None:
             log.warning("future_ts_check_off reason=OWNERCARE_BRIDGE_MAX_FUTURE_SKEW_S=0 (records "
                         "with any ts ahead of the wall clock are forwarded)")
@@ -171,8 +177,8 @@ class Bridge:
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         self._client = client
-        log.info("mqtt_connecting url=%s protocol=%s client_id=%s",
-                 mask_url(s.mqtt_url), s.mqtt_protocol, s.mqtt_client_id)
+        log.info("mqtt_connecting url=%s protocol=%s client_id=%s shard=%s",
+                 mask_url(s.mqtt_url), s.mqtt_protocol, s.mqtt_client_id, self._shard)
         client.connect_async(**connect)
         client.loop_start()
 
@@ -211,9 +217,9 @@ class Bridge:
         log.warning("mqtt_connect_failed url=%s", mask_url(self.settings.mqtt_url))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        if contract.is_outbound(msg.topic):
-            # An OTA command (ours or another bridge's) seen through vehicles/#: acknowledge it
-            # in order with the rest, forward nothing.
+        if contract.is_outbound(msg.topic) or not self._shard.owns(msg.topic):
+            # An OTA command (ours or another bridge's) seen through vehicles/#, or another
+            # shard's device: acknowledge it in order with the rest, forward nothing.
             item = Inbound("", -1, None, None, 0, msg.mid, msg.qos)
         else:
             item = self._classify(msg.topic, msg.payload, msg.mid, msg.qos)
@@ -395,11 +401,12 @@ class Bridge:
             log.error("ota_command_dropped reason=bad key or empty value key=%r", vin)
             self.stats["ota_commands_invalid"] += 1
             return
+        mqtt_topic = (contract.remote_command_topic(vin) if kafka_topic == topics.REMOTE_COMMANDS
+                      else contract.ota_command_topic(vin))
+        if not self._shard.owns(mqtt_topic):
+            return  # the bridge of the car's shard publishes it
         while True:
             await asyncio.to_thread(self._connected.wait)
-            mqtt_topic = (contract.remote_command_topic(vin)
-                          if kafka_topic == topics.REMOTE_COMMANDS
-                          else contract.ota_command_topic(vin))
             info = self._client.publish(mqtt_topic, value, qos=1)
             await asyncio.to_thread(info.wait_for_publish, 30)
             if info.is_published():

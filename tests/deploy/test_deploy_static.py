@@ -102,7 +102,8 @@ def test_each_service_settings_validate_with_the_example_env(
         assert settings.effective_database_url.startswith("postgresql+psycopg://")
     if spec["command"][0] == "bridge":
         assert settings.mqtt_url.startswith("mqtt://")
-        assert settings.mqtt_shared_group
+        assert settings.shard[1] > 1
+        assert not settings.mqtt_shared_group
     if spec["command"][0] == "worker":
         assert settings.ota_signing_key, "OTA is off in the production shape"
 
@@ -145,6 +146,14 @@ def test_bridges_have_distinct_persistent_session_ids(compose: dict[str, Any]) -
     ids = [compose["services"][b]["environment"]["OWNERCARE_MQTT_CLIENT_ID"]
            for b in ("bridge-1", "bridge-2")]
     assert len(set(ids)) == 2
+
+
+def test_the_bridges_shards_cover_the_fleet_once(compose: dict[str, Any]) -> None:
+    bridges = [spec for spec in ownercare_services(compose).values()
+               if spec["command"] == ["bridge"]]
+    shards = sorted(cfg.parse_shard(b["environment"]["OWNERCARE_BRIDGE_SHARD"])
+                    for b in bridges)
+    assert shards == [(k, len(bridges)) for k in range(1, len(bridges) + 1)]
 
 
 def test_dependencies_wait_for_healthy_services(compose: dict[str, Any]) -> None:

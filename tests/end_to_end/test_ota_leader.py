@@ -112,8 +112,7 @@ def test_one_worker_steps_the_campaign_and_another_takes_over_when_it_dies(
     (tmp_path / "ota.pub.pem").write_bytes(public_pem)
     worker_env = {"OWNERCARE_OTA_SIGNING_KEY": str(tmp_path / "ota.pem"),
                   "OWNERCARE_OTA_POLL_S": str(OTA_POLL_S)}
-    cluster = Cluster(tmp_path, postgres.new_database(), FLEET, "leader", PARTITIONS,
-                      shared_group="")
+    cluster = Cluster(tmp_path, postgres.new_database(), FLEET, "leader", PARTITIONS)
     notes: dict[str, Any] = {}
     commands: dict[str, str] = {}
     try:

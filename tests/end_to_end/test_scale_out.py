@@ -3,17 +3,15 @@
 One labelled fleet (same seed, so the same message stream) runs twice on real brokers
 (Mosquitto, the embedded Kafka, PostgreSQL) with every service a process of its own
 (``tests.scalekit``): once as one bridge, one worker and one API, and once with two workers
-joined by a third mid-run while the first is killed with SIGKILL, the bridge killed with
-SIGKILL and started again, and two API replicas. The scaled run must lose no record (the
-distinct records in Kafka are every message the simulator sent and the broker acknowledged)
-and end with exactly the single-process run's alerts, by asset, type and first_seen event
+joined by a third mid-run while the first is killed with SIGKILL, two bridges each forwarding
+its shard of the fleet (one killed with SIGKILL and started again), and two API replicas. The
+scaled run must lose no record (the distinct records in Kafka are every message the
+simulator sent and the broker acknowledged), put no record into Kafka behind a newer one of
+its asset, and end with exactly the single-process run's alerts, by asset, type and first_seen event
 time: none lost, none duplicated, none false. Both API replicas serve them all; the alert
 stream (SSE) of each replica sends every alert change exactly once; and a webhook registered
 with the two replicas, whose dispatchers compete for the same outbox, receives each event
 exactly once.
-
-Two bridges on one ``$share`` group do not keep each asset's order yet: the last test
-measures that, and is marked as the known defect it is.
 """
 
 from __future__ import annotations
@@ -56,6 +54,7 @@ class Outcome:
     codes: dict[str, int | None]
     orphans: list[int]
     notes: dict[str, Any]
+    reordered: int
 
 
 def run(cluster: Cluster, apis: list[str], during: Callable[[Cluster], dict[str, Any]]
@@ -68,16 +67,17 @@ def run(cluster: Cluster, apis: list[str], during: Callable[[Cluster], dict[str,
         others = [cluster.alerts(api) or [] for api in apis[1:]]
         sent = cluster.simulator_sent() or 0
         _total, distinct, _late = cluster.records()
+        reordered = reordered_records(cluster.kafka_bootstrap)
     finally:
         codes = cluster.stop()
     return Outcome(sent, distinct, alerts, truth_assets(truth), others, codes,
-                   cluster.orphans(), notes)
+                   cluster.orphans(), notes, reordered)
 
 
 @pytest.fixture(scope="module")
 def baseline(postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     cluster = Cluster(tmp_path_factory.mktemp("scale"), postgres.new_database(), SCENARIO,
-                      "single", PARTITIONS, shared_group="")
+                      "single", PARTITIONS)
     try:
         cluster.start_worker("worker-1")
         cluster.start_bridge("bridge-1")
@@ -89,6 +89,7 @@ def baseline(postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
     # The premise: left alone, the fleet's faults are found and no healthy asset is alerted.
     assert outcome.sent > 0
     assert len(outcome.distinct) == outcome.sent
+    assert outcome.reordered == 0
     assert len(outcome.alerts) >= len(outcome.faulty) > 0
     assert [a for a in outcome.alerts if a["asset_id"] not in outcome.faulty] == []
     return outcome
@@ -111,8 +112,8 @@ def sees_all(tap: StreamTap, alert_ids: set[str]) -> bool:
 
 def churn(cluster: Cluster) -> dict[str, Any]:
     """While the fleet publishes: a third worker joins, the first is killed, a bridge is
-    killed and started again (same client id, so its persistent session and what the broker
-    queued for it are its own again)."""
+    killed and started again (same client id and shard, so its persistent session and what
+    the broker queued for it are its own again)."""
     notes: dict[str, Any] = {}
     cluster.wait_for(lambda: cluster.fleet_done(0.2), "a fifth of the fleet's span", 600)
     notes["joined_while_publishing"] = cluster.simulator_sent() is None
@@ -127,7 +128,7 @@ def churn(cluster: Cluster) -> dict[str, Any]:
     cluster.wait_for(lambda: cluster.fleet_done(0.65), "two thirds of the fleet's span", 600)
     notes["bridge_killed_while_publishing"] = cluster.simulator_sent() is None
     cluster.kill("bridge-1")
-    cluster.start_bridge("bridge-1")
+    cluster.start_bridge("bridge-1", "1/2")
     return notes
 
 
@@ -135,10 +136,9 @@ class AlertsDiffer(AssertionError):
     """The scaled run's alerts are not the single-process run's."""
 
 
-def test_three_workers_and_two_apis_find_exactly_the_single_process_alerts(
+def test_three_workers_two_bridges_and_two_apis_find_exactly_the_single_process_alerts(
         baseline: Outcome, postgres: PostgresCluster, tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path, postgres.new_database(), SCENARIO, "scaled", PARTITIONS,
-                      shared_group="")
+    cluster = Cluster(tmp_path, postgres.new_database(), SCENARIO, "scaled", PARTITIONS)
     receiver = WebhookReceiver()
     taps: list[StreamTap] = []
     deliveries: list[dict[str, Any]] = []
@@ -157,8 +157,10 @@ def test_three_workers_and_two_apis_find_exactly_the_single_process_alerts(
     try:
         for name in ("worker-1", "worker-2"):
             cluster.start_worker(name)
-        for name in ("bridge-1", "api-1", "api-2"):
-            getattr(cluster, f"start_{name.split('-')[0]}")(name)
+        for k in (1, 2):
+            cluster.start_bridge(f"bridge-{k}", f"{k}/2")
+        for name in ("api-1", "api-2"):
+            cluster.start_api(name)
         hook = cluster.post("api-1", "/webhooks", {"url": receiver.url,
                                                    "events": ["alert.*"]})["id"]
         taps = [StreamTap(cluster, api) for api in ("api-1", "api-2")]
@@ -179,6 +181,8 @@ def test_three_workers_and_two_apis_find_exactly_the_single_process_alerts(
                             "bridge_killed_while_publishing": True}
     assert (scaled.sent, len(scaled.distinct)) == (baseline.sent, baseline.sent)
     assert scaled.distinct == baseline.distinct
+    # Each asset's records reached Kafka in the order it sent them (redelivered copies aside).
+    assert scaled.reordered == 0
     # Every replica serves the same alerts from the shared database.
     assert [sorted(map(alert_key, a)) for a in scaled.replicas_alerts] \
         == [sorted(map(alert_key, scaled.alerts))]
@@ -204,36 +208,3 @@ def test_three_workers_and_two_apis_find_exactly_the_single_process_alerts(
     if base != got:
         raise AlertsDiffer(f"lost: {sorted((base - got).elements())}; duplicated or false: "
                            f"{sorted((got - base).elements())}")
-
-
-def all_in_kafka(cluster: Cluster, sent: int) -> tuple[int, int] | None:
-    counted = reordered_records(cluster.kafka_bootstrap)
-    return counted if counted[0] >= sent else None
-
-
-class Reordered(AssertionError):
-    """Records of one asset reached Kafka out of order."""
-
-
-@pytest.mark.xfail(raises=Reordered, strict=True, reason=(
-    "Mosquitto hands a $share group's messages to its members in turn, so two bridges put "
-    "about a tenth of an accelerated fleet's records into Kafka behind a newer record of the "
-    "same asset, which the worker then drops as a redelivery; the alerts differ from a "
-    "single bridge's. Remove this mark once bridges keep each asset's order."))
-def test_two_bridges_on_a_shared_subscription_keep_each_assets_order(
-        postgres: PostgresCluster, tmp_path: Path) -> None:
-    fleet = Scenario(vehicles=24, chargers=8, seed=4, days=3, speed=15000)
-    cluster = Cluster(tmp_path, postgres.new_database(), fleet, "shared", PARTITIONS)
-    try:
-        for name in ("bridge-1", "bridge-2"):
-            cluster.start_bridge(name)
-        cluster.start_simulator(cluster.dir / "truth.json")
-        sent = cluster.wait_for(cluster.simulator_sent, "the simulation to finish", 300,
-                                "simulator")
-        total, behind = cluster.wait_for(functools.partial(all_in_kafka, cluster, sent),
-                                         "every record in Kafka", 120)
-    finally:
-        cluster.stop()
-    assert total == sent
-    if behind:
-        raise Reordered(f"{behind} of {total} records came after a newer one of their asset")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
+import re
 import signal
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from ingest import topics
 from ingest.contract import Reason
 from ingest.mqtt import make_client
+from ingest.shard import Shard
 from ownercare import embedded
 from tests.bridgekit import TS, bridge_env, start_bridge
 from tests.stackkit import Publisher, random_vin, read_topic, records_in, start_service
@@ -231,3 +233,70 @@ def test_bridge_exits_nonzero_when_kafka_stays_unreachable(amqtt_url: str,
                                               OWNERCARE_BROKER_GIVE_UP_S="2"), log)
     assert proc.wait(30) == 1
     assert f"Kafka at 127.0.0.1:{port} unreachable for 2 s" in log.read_text()
+
+
+def test_two_sharded_bridges_forward_each_asset_once_in_order(
+    mosquitto_url: str, kafka_url: str, tmp_path: Path
+) -> None:
+    """Both bridges see every message; each forwards only its share's assets, so every record
+    reaches Kafka once, an asset's records in the order it sent them, and an OTA command is
+    published to the car once."""
+    rng = random.Random(25)
+    shares: dict[int, list[str]] = {1: [], 2: []}
+    while min(map(len, shares.values())) < 4:
+        vin = random_vin(rng)
+        share = 1 if Shard(1, 2).owns(f"vehicles/{vin}/telemetry") else 2
+        shares[share].append(vin)
+    vins = set(shares[1] + shares[2])
+    logs = {k: tmp_path / f"bridge-{k}.log" for k in shares}
+    procs = {k: start_bridge(bridge_env(mosquitto_url, kafka_url,
+                                        OWNERCARE_BRIDGE_SHARD=f"{k}/2"), logs[k])
+             for k in shares}
+    commands: Counter[bytes] = Counter()
+    car, connect = make_client(mosquitto_url, f"cars-{random.randrange(10**9)}")
+    car.on_message = lambda _c, _u, msg: commands.update([bytes(msg.payload)])
+    car.connect(**connect)
+    car.loop_start()
+    try:
+        car.subscribe([(f"vehicles/{shares[k][0]}/ota/command", 1) for k in shares])
+        time.sleep(0.5)
+        pub = Publisher(mosquitto_url)
+        for seq in range(1, 101):
+            for vin in sorted(vins):
+                pub.publish(f"vehicles/{vin}/telemetry", telemetry(seq))
+        pub.close()
+        rows = read_topic(kafka_url, topics.VEHICLES,
+                          lambda rows: len(records_in(rows, vins)) >= 100 * len(vins))
+        got = records_in(rows, vins)
+        assert sorted((r["id"], r["seq"]) for r in got) == sorted(
+            (v, s) for v in vins for s in range(1, 101))
+        for vin in vins:
+            assert [r["seq"] for r in got if r["id"] == vin] == list(range(1, 101)), vin
+
+        sent = {k: orjson.dumps({"action_id": f"a{k}", "type": "offer", "version": "2.0.0"})
+                for k in shares}
+
+        async def produce() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_url.removeprefix("kafka://"))
+            await producer.start()
+            for k, command in sent.items():
+                await producer.send_and_wait(topics.OTA_COMMANDS, command,
+                                             key=shares[k][0].encode())
+            await producer.stop()
+
+        asyncio.run(produce())
+        deadline = time.monotonic() + 20
+        while len(commands) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)  # time for a second copy, were both bridges to publish it
+        assert commands == Counter(sent.values())
+    finally:
+        car.loop_stop()
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        codes = {k: proc.wait(30) for k, proc in procs.items()}
+    assert codes == {1: 0, 2: 0}
+    # Each bridge forwarded exactly its own share (its last statistics line, at the stop).
+    for k, log in logs.items():
+        forwarded = re.findall(r"bridge_stats records=(\d+)", log.read_text())
+        assert int(forwarded[-1]) == 100 * len(shares[k]), k
