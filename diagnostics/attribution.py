@@ -100,6 +100,7 @@ import numpy as np
 
 from diagnostics import alerting
 from diagnostics.base import Assessment
+from diagnostics.charging import connector_of
 from diagnostics.pipeline import table_writes
 from diagnostics.trend import weighted_trend
 from vocab.eventtime import DAY_MS, HOUR_MS
@@ -175,12 +176,6 @@ def _redelivered(state: AssetState, mark: str, ts: int) -> bool:
 def _advance(state: AssetState, mark: str, ts: int) -> None:
     marks = state.setdefault("marks", {})
     marks[mark] = max(ts, int(marks.get(mark, ts)))
-
-
-def _connector_mark(session_id: str) -> str:
-    """``connector:<n>`` of a charger's session id (``<charger>:<connector>:<start ts>``)."""
-    parts = session_id.rsplit(":", 2)
-    return f"connector:{parts[1] if len(parts) == 3 else '?'}"
 
 
 def _cut_short(entry: list[Any]) -> list[Any]:
@@ -276,7 +271,7 @@ class ChargingAttribution:
         start = int(start) if start is not None else ts
         ckey = charger_key(charger)
         cstate = self._state(states, ckey, changed)
-        connector = _connector_mark(sid)
+        connector = f"connector:{connector_of(sid)}"
         if any(entry[0] == sid for entry in cstate["recent"]) \
                 or _redelivered(cstate, connector, start):
             return None  # a redelivered outcome

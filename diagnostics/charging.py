@@ -89,6 +89,12 @@ def session_id(charger_id: str, connector: int, start_ts: int) -> str:
     return f"{charger_id}:{connector}:{start_ts}"
 
 
+def connector_of(sid: str) -> str:
+    """The connector part of a ``session_id`` ("?" for an id not made by it)."""
+    parts = sid.rsplit(":", 2)
+    return parts[1] if len(parts) == 3 else "?"
+
+
 def track(latest: MutableMapping[ConnectorKey, Session],
           records: Iterable[Mapping[str, Any]]) -> list[Session]:
     """Apply charger records (in arrival order) to ``latest``, the newest session of each
