@@ -25,8 +25,16 @@ run: $(STAMP) ## Start the whole service on the embedded stack with a simulated 
 	$(VENV)/bin/ownercare run $(RUN_ARGS)$(if $(RESUME), --resume)
 
 # The servers checked first, before .venv is built: a missing one fails in a second.
+# Two passes: everything outside tests/end_to_end on both cores (each file on one xdist
+# worker: a file's fixtures start its brokers once), then the end-to-end runs one at a time,
+# because each already drives a whole stack across both cores. Exit code 5 is "no tests".
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
 test: prereqs $(STAMP) ## Run the whole test suite (unit + real brokers + end to end)
-	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+	$(PY) -m pytest $(PYTEST_PARALLEL) --ignore=tests/end_to_end $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; \
+	  $(PY) -m pytest tests/end_to_end $(PYTEST_ARGS); rc2=$$?; \
+	  if [ $$rc2 -eq 5 ]; then echo "no end-to-end tests collected"; exit 1; fi; \
+	  if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$rc2
 
 test-unit: prereqs-unit $(STAMP) ## The fast subset: no real brokers, no long property runs
 	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)

@@ -50,8 +50,14 @@ def summarise(
     worker_stats: Mapping[str, Any],
     drained: bool,
     max_lag_s: float,
+    drained_at: float | None = None,
 ) -> dict[str, Any]:
-    """Turn the readings into the report (every figure named with its unit)."""
+    """Turn the readings into the report (every figure named with its unit).
+
+    Rates and CPU come from the publishing window. Memory peaks also count the samples after
+    it, while the pipeline works off what it fell behind by (``drained_at``: when it had
+    processed every acknowledged message): an overloaded run's backlog peaks there.
+    """
     measured = window(samples, window_start, window_end)
     if len(measured) < 2:
         raise ValueError("fewer than two samples in the measurement window; run longer")
@@ -67,7 +73,9 @@ def summarise(
         for name in last.cpu_s
         if processed > 0
     }
-    peak_rss = {name: max(s.rss_bytes.get(name, 0) for s in measured) for name in last.rss_bytes}
+    with_catch_up = [s for s in samples if s.t >= window_start]
+    peak_rss = {name: max(s.rss_bytes.get(name, 0) for s in with_catch_up)
+                for name in last.rss_bytes}
     lat = sorted(latencies.values())
     raw_rate = float(raw.get("rate") or 0.0)
     kept_up = bool(lags) and max(lags) <= max_lag_s and drained
@@ -85,6 +93,7 @@ def summarise(
             "bound": max_lag_s,
         },
         "drained": drained,
+        "catch_up": catch_up(samples, window_end, drained_at),
         "latency_s": {
             "n": len(lat),
             "injected": injected,
@@ -102,7 +111,8 @@ def summarise(
         "peak_rss_mib": {name: round(v / 2**20, 1) for name, v in peak_rss.items()},
         # The workers' processes: the detectors and their view writers (``views``).
         "worker_peak_rss_mib": round(max(
-            sum(v for name, v in s.rss_bytes.items() if _of_workers(name)) for s in measured)
+            sum(v for name, v in s.rss_bytes.items() if _of_workers(name))
+            for s in with_catch_up)
             / 2**20, 1),
         "workers_cpu_s_per_1000_msgs": round(sum(
             v for name, v in cpu.items() if _of_workers(name)), 4) if cpu else None,
@@ -114,6 +124,26 @@ def summarise(
         "raw_broker": dict(raw),
         "ownercare_over_raw": float(f"{processed_rate / raw_rate:.4g}") if raw_rate else None,
     }
+
+
+def catch_up(samples: Sequence[Sample], window_end: float,
+             drained_at: float | None) -> dict[str, Any]:
+    """How the pipeline worked off its backlog once the fleet stopped publishing: the backlog
+    (acknowledged but not yet processed), the seconds until it was gone and the rate it was
+    processed at meanwhile (an overloaded run should keep its peak rate here)."""
+    at_end = [s for s in samples if s.t <= window_end]
+    if not at_end:
+        return {"backlog_msgs": None, "seconds": None, "msgs_per_s": None}
+    end = at_end[-1]
+    backlog = max(0, end.acked - end.processed)
+    if drained_at is None:
+        return {"backlog_msgs": backlog, "seconds": None, "msgs_per_s": None}
+    seconds = max(0.0, drained_at - end.t)
+    done = [s for s in samples if end.t <= s.t <= drained_at]
+    rate = ((done[-1].processed - end.processed) / (done[-1].t - end.t)
+            if len(done) > 1 and done[-1].t - end.t >= 2.0 else None)
+    return {"backlog_msgs": backlog, "seconds": round(seconds, 1),
+            "msgs_per_s": None if rate is None else round(rate, 1)}
 
 
 def _of_workers(process: str) -> bool:
@@ -128,6 +158,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 def render_text(report: Mapping[str, Any]) -> str:
     c, lat, lag = report["config"], report["latency_s"], report["lag_s"]
     raw = report["raw_broker"]
+    up = report["catch_up"]
     lines = [
         f"ownercare bench: {c['vehicles']} vehicles x {c['rate']} Hz for {c['duration']} s, "
         f"broker {c['broker']}, QoS {c['qos']}",
@@ -136,6 +167,8 @@ def render_text(report: Mapping[str, Any]) -> str:
         f"  processed          {report['processed_msgs_per_s']:>10.1f} msg/s  "
         f"(kept up: {'yes' if report['kept_up'] else 'NO'}; lag p50 {lag['p50']} s, "
         f"max {lag['max']} s, bound {lag['bound']} s; drained: {report['drained']})",
+        f"  catch-up           backlog {up['backlog_msgs']} msgs at the end of publishing, "
+        f"worked off in {up['seconds']} s at {up['msgs_per_s']} msg/s",
         f"  publish->alert     p50 {lat['p50']} s  p95 {lat['p95']} s  p99 {lat['p99']} s  "
         f"max {lat['max']} s  ({lat['n']}/{lat['injected']} alerts)",
         f"  raw broker         {raw.get('rate', 0):>10.1f} msg/s  (plain publisher -> plain "

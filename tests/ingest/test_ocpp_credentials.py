@@ -47,7 +47,7 @@ GOOD = ocpp_credentials.hash_password("x")
     ("CP-1:scrypt$16384$8$1$!!$!!", "line 1: the password hash has a bad number or base64"),
     ("CP-1:scrypt$1073741824$8$1$" + GOOD.split("$", 4)[4], "out of range"),
     (f"CP-1:{GOOD}\nCP-1:{GOOD}", "line 2: CP-1 is listed twice"),
-])
+], ids=["no-colon", "bad-id", "plaintext", "bad-base64", "cost-out-of-range", "twice"])
 def test_bad_lines_are_named_with_their_number(text: str, message: str) -> None:
     with pytest.raises(CredentialsError) as caught:
         ocpp_credentials.parse(text, "creds")

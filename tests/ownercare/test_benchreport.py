@@ -99,3 +99,34 @@ def test_the_workers_counters_add_up_and_the_laggard_sets_the_lag() -> None:
     ])
     assert got == {"records": 20, "last_event_ts": 4000, "vehicles": 4, "state_bytes_mean": 150.0,
                    "state_bytes_max": 300, "view_writer_pids": [11, 12, None], "workers": 3}
+
+
+def overloaded() -> list[Sample]:
+    """Publishing 1500 msg/s for 20 s while 1000 are processed, then catching up at 1000/s."""
+    during = [Sample(t=1000.0 + i, sent=1500 * i, acked=1500 * i, processed=1000 * i, lag_s=0.5 * i,
+                     rss_bytes={"worker": (100 + i) * 2**20}) for i in range(21)]
+    after = [Sample(t=1020.0 + i, sent=30_000, acked=30_000,
+                    processed=min(30_000, 20_000 + 1000 * i), lag_s=10.0,
+                    rss_bytes={"worker": (300 - i) * 2**20}) for i in range(1, 11)]
+    return during + after
+
+
+def test_an_overloaded_run_reports_its_backlog_and_how_fast_it_was_worked_off() -> None:
+    r = report(samples=overloaded(), window_start=1000.0, window_end=1020.0, drained_at=1030.0)
+    assert r["processed_msgs_per_s"] == 1000.0
+    assert r["catch_up"] == {"backlog_msgs": 10_000, "seconds": 10.0, "msgs_per_s": 1000.0}
+    # The backlog's memory peaks while it is worked off, after the publishing window.
+    assert r["worker_peak_rss_mib"] == 299.0
+    assert "backlog 10000 msgs at the end of publishing, worked off in 10.0 s at 1000.0 msg/s" \
+        in render_text(r)
+
+
+def test_a_backlog_never_worked_off_has_no_catch_up_time() -> None:
+    r = report(samples=overloaded(), window_start=1000.0, window_end=1020.0, drained=False)
+    assert r["catch_up"] == {"backlog_msgs": 10_000, "seconds": None, "msgs_per_s": None}
+    assert r["kept_up"] is False
+
+
+def test_a_run_that_kept_up_has_nothing_to_catch_up() -> None:
+    r = report(drained_at=1020.5)
+    assert r["catch_up"] == {"backlog_msgs": 0, "seconds": 0.5, "msgs_per_s": None}
