@@ -278,10 +278,13 @@ class Watermark:
         if asset is None or (limit is not None and ts <= limit):
             self._confirm(ts)
             return True
-        # Held times the clock has since passed are void; each asset holds its newest.
+        # Held times the clock has since passed are void. Each asset holds its latest report,
+        # not its furthest: one record far ahead (a wrong clock, a hostile sender) would
+        # otherwise stand for the asset from then on, and two assets reporting hourly would
+        # never agree again. A redelivered older report only makes the asset agree later.
         held = {str(a): int(t) for a, t in self.clock.get("ahead", ())
                 if limit is None or int(t) > limit}
-        held[asset] = max(ts, held.get(asset, ts))  # a redelivered older one changes nothing
+        held[asset] = ts
         partners = [t for a, t in held.items() if a != asset and abs(t - ts) <= self.lead_ms]
         confirmed = False
         if partners:

@@ -138,6 +138,25 @@ def test_a_resumed_fleet_moves_the_clock_once_two_cars_agree() -> None:
     assert clock["ahead"] == [["X", later + 10 * YEAR]]
 
 
+def test_a_car_that_once_sent_a_time_far_ahead_still_vouches_for_its_next_reports() -> None:
+    """Two cars left, reporting hourly (beyond the lead, so each report waits for the other's).
+    A's one record 70 years ahead must not stand for A from then on: its next real report is
+    what A holds, or B's hourly reports would never find a partner and the clock would stop
+    (every silence in the partition unseen)."""
+    clock = new_clock()
+    watermark = Watermark(clock)
+    watermark.report("A", T0)
+    assert watermark.report("B", T0) is True
+    assert watermark.report("A", T0 + 70 * YEAR) is False
+    assert watermark.sweep_at() is None  # the first boundary is not swept
+    for hour in (1, 2, 3):
+        watermark = Watermark(clock)
+        assert watermark.report("A", T0 + hour * 60 * MIN) is False  # ahead: held
+        assert watermark.report("B", T0 + hour * 60 * MIN) is True
+        assert watermark.sweep_at() is not None
+        assert clock["swept"] == T0 + hour * 60 * MIN
+
+
 def test_within_the_lead_one_car_moves_the_clock_and_no_further() -> None:
     clock = new_clock()
     watermark = Watermark(clock)
