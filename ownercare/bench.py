@@ -377,10 +377,14 @@ class Bench:
         for e in self.load_events[0]:
             if e.get("event") == "inject":
                 self.injected[e["vin"]] = e["t_pub"]
-        # The last alerts' way to the API (sink batch + SSE poll): a probe still missing
-        # after this was lost, not late.
-        settle = time.time() + 15.0
-        while time.time() < settle and not self.injected.keys() <= self.arrivals.keys():
+        # The alerts' way to the API (the view writer, which may still be catching up, then
+        # the SSE poll): wait while probe alerts keep arriving; one still missing once none
+        # came for CATCH_UP_STALL_S is counted as missing.
+        arrived = (time.time(), len(self.arrivals))
+        while (not self.injected.keys() <= self.arrivals.keys()
+               and time.time() - arrived[0] < CATCH_UP_STALL_S):
+            if len(self.arrivals) > arrived[1]:
+                arrived = (time.time(), len(self.arrivals))
             time.sleep(0.5)
         time.sleep(1.0)
         return window_start, window_end, self.drained_at is not None, self.worker_stats() or {}
