@@ -262,6 +262,18 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
         description="How often the daily trend of every numeric signal is written, seconds "
                     "(merged in memory in between; never more often than the latest values). "
                     "A crash loses the trend readings merged since the last such write.")
+    worker_buffer_records: int = Field(
+        128, ge=4, le=100_000,
+        description="Kafka records (bridge batches of up to OWNERCARE_BRIDGE_BATCH_MAX "
+                    "messages) an agent holds fetched but unprocessed before its consumer "
+                    "stops fetching those partitions (Faust's stream_buffer_maxsize). Bounds "
+                    "the worker's memory while it works off a backlog.")
+    view_backlog_mib: float = Field(
+        64.0, ge=1, le=4096,
+        description="Telemetry (MiB of Kafka record bytes) the worker may gather for its view "
+                    "writer while that is busy writing; past it the agents wait until it is "
+                    "handed over. Bounds the worker's memory while it works off a backlog "
+                    "faster than the views are written.")
     state_checkpoint_s: float = Field(
         30.0, ge=0, le=300,
         description="How often each partition's changed detector states are written to the "

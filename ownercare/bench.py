@@ -457,6 +457,7 @@ def combine_stats(each: list[dict[str, Any]]) -> dict[str, Any]:
                                   / vehicles, 1) if vehicles else None,
         "state_bytes_max": max((s.get("state_bytes_max") or 0 for s in each), default=None),
         "view_writer_pids": [s.get("view_writer_pid") for s in each],
+        "view_writer_waits": sum(int(s.get("view_writer_waits") or 0) for s in each),
         "workers": len(each),
     }
 

@@ -121,6 +121,9 @@ def summarise(
             "max": worker_stats.get("state_bytes_max"),
             "vehicles": worker_stats.get("vehicles"),
         },
+        # Times an agent waited for its view writer to take what it had gathered: the views'
+        # pace holding the detectors back (``OWNERCARE_VIEW_BACKLOG_MIB``).
+        "view_writer_waits": worker_stats.get("view_writer_waits"),
         "raw_broker": dict(raw),
         "ownercare_over_raw": float(f"{processed_rate / raw_rate:.4g}") if raw_rate else None,
     }
@@ -155,6 +158,18 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _catch_up_text(up: Mapping[str, Any]) -> str:
+    if up["backlog_msgs"] is None:
+        return "not measured (no sample by the end of publishing)"
+    if up["backlog_msgs"] == 0:
+        return "no backlog at the end of publishing"
+    said = f"backlog {up['backlog_msgs']} msgs at the end of publishing, "
+    if up["seconds"] is None:
+        return said + "NOT worked off"
+    rate = "" if up["msgs_per_s"] is None else f" at {up['msgs_per_s']} msg/s"
+    return said + f"worked off in {up['seconds']} s{rate}"
+
+
 def render_text(report: Mapping[str, Any]) -> str:
     c, lat, lag = report["config"], report["latency_s"], report["lag_s"]
     raw = report["raw_broker"]
@@ -167,8 +182,7 @@ def render_text(report: Mapping[str, Any]) -> str:
         f"  processed          {report['processed_msgs_per_s']:>10.1f} msg/s  "
         f"(kept up: {'yes' if report['kept_up'] else 'NO'}; lag p50 {lag['p50']} s, "
         f"max {lag['max']} s, bound {lag['bound']} s; drained: {report['drained']})",
-        f"  catch-up           backlog {up['backlog_msgs']} msgs at the end of publishing, "
-        f"worked off in {up['seconds']} s at {up['msgs_per_s']} msg/s",
+        f"  catch-up           {_catch_up_text(up)}",
         f"  publish->alert     p50 {lat['p50']} s  p95 {lat['p95']} s  p99 {lat['p99']} s  "
         f"max {lat['max']} s  ({lat['n']}/{lat['injected']} alerts)",
         f"  raw broker         {raw.get('rate', 0):>10.1f} msg/s  (plain publisher -> plain "
@@ -182,7 +196,8 @@ def render_text(report: Mapping[str, Any]) -> str:
             f"{k} {v}" for k, v in report["peak_rss_mib"].items()),
         f"  workers ({c.get('workers', 1)})        CPU s / 1000 msgs "
         f"{report['workers_cpu_s_per_1000_msgs']}  peak RSS {report['worker_peak_rss_mib']} MiB "
-        "(detectors and view writers)",
+        f"(detectors and view writers; the detectors waited for the views "
+        f"{report.get('view_writer_waits')} times)",
         f"  detector state     mean {report['state_bytes_per_vehicle']['mean']} B/vehicle, "
         f"max {report['state_bytes_per_vehicle']['max']} B",
     ]

@@ -105,6 +105,9 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         # the worker. It guards local RocksDB files against deleted topics; the tables are in
         # memory, and a recovery that stops short is replayed from Kafka (catch_up_from).
         recovery_consistency_check=False,
+        # Counted in Kafka records, each a bridge batch of up to 500 messages: Faust's 4 096
+        # let a worker behind its topics hold over a gigabyte of them.
+        stream_buffer_maxsize=settings.worker_buffer_records,
     )
     vehicles = app.topic(topics.VEHICLES, partitions=partitions)
     chargers = app.topic(topics.CHARGERS, partitions=partitions)
@@ -131,7 +134,8 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     writer = ViewWriter(
         ViewConfig(store.url, store.case_sla_hours, settings.latest_flush_s),
         lambda topic, partition, start, end: read_range(settings.kafka_bootstrap, topic,
-                                                        partition, start, end))
+                                                        partition, start, end),
+        backlog_bytes=int(settings.view_backlog_mib * (1 << 20)))
     marks = changelog_marks(app, settings)
     vehicle_states = checkpointed(app, table, topics.VEHICLES, settings, marks,
                                   cap=functools.partial(writer.durable, topics.VEHICLES))
@@ -156,6 +160,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         records = _decode(raw)
         stats.count(records)
         writer.add(topics.VEHICLES, partition, offset, raw)
+        await writer.keep_up()
         new_alerts, writes = pipeline.process_source(table, partition, offset, records)
         generic_writes: dict[str, Any] = {}
         if generic is not None:
@@ -176,6 +181,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
 
     async def apply_charger(partition: int, offset: int, raw: bytes) -> None:
         writer.add(topics.CHARGERS, partition, offset, raw)
+        await writer.keep_up()
         new_alerts, writes = charger_silence.process_source(silence_table, partition, offset,
                                                             _decode(raw))
         await deliver(new_alerts)
@@ -249,7 +255,8 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
     @app.page("/ownercare/stats/")
     async def stats_page(web: Any, _request: Any) -> Any:
         # The view writer's pid: ``ownercare bench`` counts its CPU and memory as the worker's.
-        return web.json({**stats.snapshot(table, pipeline), "view_writer_pid": writer.pid})
+        return web.json({**stats.snapshot(table, pipeline), "view_writer_pid": writer.pid,
+                         "view_writer_waits": writer.waits})
 
     return app
 

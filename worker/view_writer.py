@@ -21,8 +21,18 @@ How records get there, and why nothing is lost
 ----------------------------------------------
 The detecting agents (``diagnose`` for vehicles, ``charger-silence`` for chargers) hand each
 Kafka record's raw bytes to ``add`` as they process it; every ``SHIP_EVERY_S`` the bytes
-gathered go to the child, which decodes and merges them at once (memory follows the fleet's
-size, not the interval), and every ``flush_s`` the child writes. The worker holds no records
+gathered go to the child, which decodes and merges them at once, and every ``flush_s`` the
+child writes.
+
+While the child writes, it merges nothing, and the worker gathers on. A worker working off a
+backlog processes several times the live rate, so what it gathered during a long write had no
+bound. Now it has: past ``backlog_bytes`` of gathered record bytes the agent that adds waits
+in ``keep_up`` until they are shipped, that is until the write in progress is done. The
+detectors then go at the views' pace, their consumer stops fetching once its buffer is full,
+and the backlog waits in Kafka rather than in memory. The child's own share grows with what
+it merges between two writes: the message rate, which is at most the detectors', times
+``flush_s``. (Writing early instead, to bound that too, made the agents wait for every write:
+``docs/benchmarks.md``.) The worker holds no records
 for the interval, and the records come from the detectors' own consumer (a second consumer of
 the topics doubled the embedded broker's work: at 10 000 vehicles Tansu went from 0.2 to 0.55
 of a core over 5 minutes and the pipeline fell behind).
@@ -83,12 +93,18 @@ class ViewWriter:
     durable. Runs on the worker's event loop; the child is one ``ProcessPoolExecutor`` worker
     (tasks run one at a time, in the order they were sent)."""
 
-    def __init__(self, config: ViewConfig, read_range: ReadRange) -> None:
+    def __init__(self, config: ViewConfig, read_range: ReadRange,
+                 backlog_bytes: int = 64 << 20) -> None:
+        if backlog_bytes <= 0:
+            raise ValueError(f"view writer backlog must be > 0 bytes, got {backlog_bytes}")
         self.config = config
         self.read_range = read_range  # (topic, partition, start, end) -> (offset, raw)...
+        self.backlog_bytes = backlog_bytes
         self._pool: ProcessPoolExecutor | None = None
         self._lock = asyncio.Lock()
         self._gathered: list[tuple[str, bytes]] = []
+        self._gathered_bytes = 0
+        self.waits = 0  # times ``keep_up`` made an agent wait
         self._added: dict[tuple[str, int], int] = {}  # newest offset given to add()
         self._shipped: dict[tuple[str, int], int] = {}  # newest offset sent to the child
         self._durable: dict[tuple[str, int], int] = {}  # newest offset written by the child
@@ -98,9 +114,22 @@ class ViewWriter:
     def add(self, topic: str, partition: int, offset: int, raw: bytes) -> None:
         """A record the agent just processed (cheap: kept until the next ship)."""
         self._gathered.append((topic, raw))
+        self._gathered_bytes += len(raw)
         key = (topic, partition)
         if offset > self._added.get(key, -1):
             self._added[key] = offset
+
+    def gathered_bytes(self) -> int:
+        """Record bytes added and not shipped to the child yet."""
+        return self._gathered_bytes
+
+    async def keep_up(self) -> None:
+        """Called by an agent after ``add``: past the backlog bound, ship now and wait for it
+        (behind the child's write in progress, if there is one)."""
+        if self._gathered_bytes < self.backlog_bytes:
+            return
+        self.waits += 1
+        await self.ship()
 
     def durable(self, topic: str, partition: int) -> int | None:
         return self._durable.get((topic, partition))
@@ -144,6 +173,7 @@ class ViewWriter:
         if not self._gathered:
             return
         chunk, self._gathered = self._gathered, []
+        self._gathered_bytes = 0
         added = dict(self._added)
         await self._run(_child_add, chunk)
         self._shipped.update(added)

@@ -91,14 +91,15 @@ def test_the_workers_counters_add_up_and_the_laggard_sets_the_lag() -> None:
 
     got = combine_stats([
         {"records": 10, "last_event_ts": 5000, "vehicles": 3, "state_bytes_mean": 100.0,
-         "state_bytes_max": 150, "view_writer_pid": 11},
+         "state_bytes_max": 150, "view_writer_pid": 11, "view_writer_waits": 2},
         {"records": 4, "last_event_ts": 0, "vehicles": 0, "state_bytes_mean": 0.0,
          "state_bytes_max": 0, "view_writer_pid": 12},  # owns no partition with records yet
         {"records": 6, "last_event_ts": 4000, "vehicles": 1, "state_bytes_mean": 300.0,
-         "state_bytes_max": 300, "view_writer_pid": None},
+         "state_bytes_max": 300, "view_writer_pid": None, "view_writer_waits": 5},
     ])
     assert got == {"records": 20, "last_event_ts": 4000, "vehicles": 4, "state_bytes_mean": 150.0,
-                   "state_bytes_max": 300, "view_writer_pids": [11, 12, None], "workers": 3}
+                   "state_bytes_max": 300, "view_writer_pids": [11, 12, None],
+                   "view_writer_waits": 7, "workers": 3}
 
 
 def overloaded() -> list[Sample]:
@@ -112,11 +113,13 @@ def overloaded() -> list[Sample]:
 
 
 def test_an_overloaded_run_reports_its_backlog_and_how_fast_it_was_worked_off() -> None:
-    r = report(samples=overloaded(), window_start=1000.0, window_end=1020.0, drained_at=1030.0)
+    r = report(samples=overloaded(), window_start=1000.0, window_end=1020.0, drained_at=1030.0,
+               worker_stats={"vehicles": 100, "view_writer_waits": 3})
     assert r["processed_msgs_per_s"] == 1000.0
     assert r["catch_up"] == {"backlog_msgs": 10_000, "seconds": 10.0, "msgs_per_s": 1000.0}
     # The backlog's memory peaks while it is worked off, after the publishing window.
     assert r["worker_peak_rss_mib"] == 299.0
+    assert "the detectors waited for the views 3 times" in render_text(r)
     assert "backlog 10000 msgs at the end of publishing, worked off in 10.0 s at 1000.0 msg/s" \
         in render_text(r)
 
@@ -125,8 +128,10 @@ def test_a_backlog_never_worked_off_has_no_catch_up_time() -> None:
     r = report(samples=overloaded(), window_start=1000.0, window_end=1020.0, drained=False)
     assert r["catch_up"] == {"backlog_msgs": 10_000, "seconds": None, "msgs_per_s": None}
     assert r["kept_up"] is False
+    assert "backlog 10000 msgs at the end of publishing, NOT worked off" in render_text(r)
 
 
 def test_a_run_that_kept_up_has_nothing_to_catch_up() -> None:
     r = report(drained_at=1020.5)
     assert r["catch_up"] == {"backlog_msgs": 0, "seconds": 0.5, "msgs_per_s": None}
+    assert "catch-up           no backlog at the end of publishing" in render_text(r)

@@ -86,6 +86,52 @@ def test_records_are_durable_only_once_written(tmp_path: Path) -> None:
     assert session["end_status"] == "Finishing"
 
 
+def test_past_its_backlog_bound_the_agent_waits_until_the_records_are_shipped(
+        tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = Store(url)
+    raws = [encode_batch([tele(T0 + i, **{FL: 250.0 - i})]) for i in range(4)]
+    bound = len(raws[0]) + len(raws[0]) // 2  # two records cross it
+    writer = ViewWriter(ViewConfig(url, vehicle_topic="vehicles"), _unreadable,
+                        backlog_bytes=bound)
+
+    async def scenario() -> None:
+        await writer.start()
+        writer.add("vehicles", 0, 0, raws[0])
+        await writer.keep_up()
+        assert (writer.waits, writer.gathered_bytes()) == (0, len(raws[0]))
+        # A write in progress holds the child, and the worker gathers on: the agent that
+        # crosses the bound waits for the write, and returns with its records shipped.
+        writing = asyncio.ensure_future(writer.flush())
+        await asyncio.sleep(0)  # the write has the child and record 0 now
+        writer.add("vehicles", 0, 1, raws[1])
+        await writer.keep_up()
+        assert not writing.done()
+        assert writer.waits == 0
+        writer.add("vehicles", 0, 2, raws[2])
+        await writer.keep_up()
+        assert writing.done()
+        assert (writer.waits, writer.gathered_bytes()) == (1, 0)
+        assert writer.durable("vehicles", 0) == 0  # the write had record 0 only
+        writer.add("vehicles", 0, 3, raws[3])
+        await writer.keep_up()
+        assert (writer.waits, writer.gathered_bytes()) == (1, len(raws[3]))
+        await writer.flush()
+        assert writer.durable("vehicles", 0) == 3
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        writer.close()
+    assert _fl(store) == (247.0, T0 + 3)
+
+
+def test_a_backlog_bound_of_nothing_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="backlog must be > 0 bytes, got 0"):
+        ViewWriter(ViewConfig(f"sqlite:///{tmp_path / 'db.sqlite'}"), _unreadable,
+                   backlog_bytes=0)
+
+
 async def _publish(bootstrap: str, topic: str, raws: list[bytes]) -> None:
     """``raws`` as the records 0, 1, ... of a new topic's only partition."""
     await ensure_topics(bootstrap, 1, (topic,))
