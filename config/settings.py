@@ -274,6 +274,13 @@ class WorkerSettings(KafkaSettings, DatabaseSettings, CaseSettings):
                     "writer while that is busy writing; past it the agents wait until it is "
                     "handed over. Bounds the worker's memory while it works off a backlog "
                     "faster than the views are written.")
+    worker_standby_replicas: int = Field(
+        1, ge=0, le=3,
+        description="Workers that keep a copy of each partition's detector state up to date "
+                    "from its changelog (Faust's table_standby_replicas), so one can take the "
+                    "partition over without first restoring it. One costs about a third more "
+                    "worker CPU per message with two or three workers (docs/benchmarks.md); "
+                    "0 = none, not yet proven through a takeover (docs/operations.md).")
     state_checkpoint_s: float = Field(
         30.0, ge=0, le=300,
         description="How often each partition's changed detector states are written to the "

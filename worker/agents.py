@@ -108,6 +108,7 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         # Counted in Kafka records, each a bridge batch of up to 500 messages: Faust's 4 096
         # let a worker behind its topics hold over a gigabyte of them.
         stream_buffer_maxsize=settings.worker_buffer_records,
+        table_standby_replicas=settings.worker_standby_replicas,
     )
     vehicles = app.topic(topics.VEHICLES, partitions=partitions)
     chargers = app.topic(topics.CHARGERS, partitions=partitions)
