@@ -105,8 +105,8 @@ def create_app(settings: WorkerSettings, store: Store | None = None) -> faust.Ap
         # the worker. It guards local RocksDB files against deleted topics; the tables are in
         # memory, and a recovery that stops short is replayed from Kafka (catch_up_from).
         recovery_consistency_check=False,
-        # Counted in Kafka records, each a bridge batch of up to 500 messages: Faust's 4 096
-        # let a worker behind its topics hold over a gigabyte of them.
+        # Counted in Kafka records, each a bridge batch of up to 500 messages of about 1 kB:
+        # Faust's 4 096 would let a worker behind its topics hold over 2 GB of full ones.
         stream_buffer_maxsize=settings.worker_buffer_records,
         table_standby_replicas=settings.worker_standby_replicas,
     )

@@ -22,20 +22,20 @@ How records get there, and why nothing is lost
 The detecting agents (``diagnose`` for vehicles, ``charger-silence`` for chargers) hand each
 Kafka record's raw bytes to ``add`` as they process it; every ``SHIP_EVERY_S`` the bytes
 gathered go to the child, which decodes and merges them at once, and every ``flush_s`` the
-child writes.
+child writes. The worker holds no records for the interval, and the records come from the
+detectors' own consumer (a second consumer of the topics doubled the embedded broker's work:
+at 10 000 vehicles Tansu went from 0.2 to 0.55 of a core over 5 minutes and the pipeline fell
+behind).
 
-While the child writes, it merges nothing, and the worker gathers on. A worker working off a
-backlog processes several times the live rate, so what it gathered during a long write had no
-bound. Now it has: past ``backlog_bytes`` of gathered record bytes the agent that adds waits
-in ``keep_up`` until they are shipped, that is until the write in progress is done. The
+While the child writes, it merges nothing, and the worker gathers on; a worker working off a
+backlog processes several times the live rate, so a long write would let it gather without
+bound. Past ``backlog_bytes`` of gathered record bytes the agent that adds therefore waits in
+``keep_up`` until they are shipped, that is until the write in progress is done. The
 detectors then go at the views' pace, their consumer stops fetching once its buffer is full,
 and the backlog waits in Kafka rather than in memory. The child's own share grows with what
 it merges between two writes: the message rate, which is at most the detectors', times
 ``flush_s``. (Writing early instead, to bound that too, made the agents wait for every write:
-``docs/benchmarks.md``.) The worker holds no records
-for the interval, and the records come from the detectors' own consumer (a second consumer of
-the topics doubled the embedded broker's work: at 10 000 vehicles Tansu went from 0.2 to 0.55
-of a core over 5 minutes and the pipeline fell behind).
+``docs/benchmarks.md``.)
 
 Delivery is at least once through the detectors' checkpoints: ``durable(topic, partition)`` is
 the last offset whose view effects are written, and the agents' tables never checkpoint a
