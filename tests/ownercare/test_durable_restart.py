@@ -98,8 +98,10 @@ def worker_env(tmp_path: Path, port: int, app_id: str) -> dict[str, str]:
             "OWNERCARE_PARTITIONS": str(PARTITIONS),
             "OWNERCARE_DATABASE_URL": f"sqlite:///{tmp_path / 'alerts.sqlite'}",
             "OWNERCARE_STATE_DIR": str(tmp_path), "OWNERCARE_WORKER_APP_ID": app_id,
-            # Checkpoints every second: the replay after a kill is a second's records or so.
-            "OWNERCARE_STATE_CHECKPOINT_S": "1"}
+            # Checkpoints and view writes every second: the replay after a kill is a second's
+            # records or so (a checkpoint never passes what the view writer has written, and
+            # with its default 10 s the replay was up to ten seconds' records).
+            "OWNERCARE_STATE_CHECKPOINT_S": "1", "OWNERCARE_LATEST_FLUSH_S": "1"}
 
 
 def test_kafka_and_worker_killed_together_resume_from_disk(tmp_path: Path) -> None:
